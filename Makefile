@@ -1,0 +1,79 @@
+# kit: `make` runs the demo end to end; `make test` runs the test suite. Both set themselves up.
+#   make folds train predict EXP="resnest50d_spinalnet resnet50" DATA=path/to/data
+#   make train GPUS="0 1 2 3"          # one process per GPU, folds dealt round-robin
+#   make submit COMP=slug [FILE=...]   # kaggle competitions submit ...
+#   make leaderboard [COMP=slug]       # merge Kaggle's public/private scores and print the table
+SHELL := /bin/bash
+PY := .venv/bin/python
+EXP ?= demo demo_baseline
+DATA ?= data/demo
+ARGS ?=
+GPUS ?=
+COMP ?=
+FILE ?=
+KIT = $(PY) -m kit
+RUN_ARGS = --exp $(EXP) data=$(DATA) $(ARGS)
+export NO_ALBUMENTATIONS_UPDATE := 1
+# tcmalloc halves CPU training time against glibc malloc (docs/BENCHMARKS.md); used when installed, never required
+TCMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 /usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4))
+ifneq ($(TCMALLOC),)
+export LD_PRELOAD := $(TCMALLOC)
+endif
+
+.DEFAULT_GOAL := demo
+.PHONY: demo install folds train predict leaderboard submit download test test-fast bench cache reliability clean-demo
+
+demo: install $(if $(filter data/demo,$(DATA)),data/demo/solution.csv)
+	$(KIT) folds $(RUN_ARGS)
+	$(KIT) train $(RUN_ARGS)
+	$(KIT) predict $(RUN_ARGS)
+
+# The venv is rebuilt only when requirements.txt changes.
+.venv/.installed: requirements.txt
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+install: .venv/.installed
+
+data/demo/solution.csv: | install
+	$(KIT) demo-data --out data/demo
+
+folds: install $(if $(filter data/demo,$(DATA)),data/demo/solution.csv)
+	$(KIT) folds $(RUN_ARGS)
+
+train: install
+ifeq ($(GPUS),)
+	$(KIT) train $(RUN_ARGS)
+else
+	@n=$(words $(GPUS)); i=0; pids=""; \
+	for g in $(GPUS); do \
+	  CUDA_VISIBLE_DEVICES=$$g $(KIT) train --shard $$i/$$n $(RUN_ARGS) & pids="$$pids $$!"; i=$$((i+1)); \
+	done; rc=0; for p in $$pids; do wait $$p || rc=1; done; exit $$rc
+	$(KIT) train $(RUN_ARGS)
+endif
+
+predict: install
+	$(KIT) predict $(RUN_ARGS)
+
+leaderboard: install
+	$(KIT) leaderboard $(RUN_ARGS) $(if $(COMP),--comp $(COMP))
+
+submit: install
+	$(KIT) submit $(RUN_ARGS) --comp $(COMP) $(if $(FILE),--file $(FILE))
+
+download: install
+	$(KIT) download --comp $(COMP)
+
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+bench: install
+	$(PY) -m bench
+
+clean-demo:
+	rm -rf data/demo folds submissions/*.csv submissions/*.json submissions/*.png

@@ -1,0 +1,130 @@
+"""The one entry point: `python -m kit <stage> [--exp NAME ... | --config FILE ...] [key=value ...]`.
+
+    python -m kit demo-data                          # data/demo from scikit-learn's digits
+    python -m kit folds   --exp demo                 # folds/folds.csv
+    python -m kit train   --exp demo demo_baseline   # folds/<exp>/fold<k>/...
+    python -m kit predict --exp demo demo_baseline   # submissions/<exp>-<hash>.csv + leaderboard
+    python -m kit --help-config                      # every config key
+
+A user mistake ends in one line on stderr and exit status 2, never a traceback
+(set KIT_DEBUG=1 to see one).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+STAGES = {
+    "demo-data": "write the embedded demo data set (scikit-learn digits as PNGs) to data/demo",
+    "folds": "assign every training image to one of n_folds stratified folds -> folds/folds.csv",
+    "train": "train every fold (or --fold K) of each experiment: two stages, best and last checkpoints, OOF logits",
+    "predict": "TTA on the test images with each fold's best weights, fold ensemble, submission CSV, leaderboard",
+    "leaderboard": "print submissions/leaderboard.csv; with --comp, first merge Kaggle's public/private scores",
+    "submit": "upload a submission with the kaggle CLI (--comp SLUG [--file F]) and record its ref",
+    "download": "download and safely unzip a competition's data into data/<slug>/ (--comp SLUG)",
+}
+EPILOG = "config keys: python -m kit --help-config; make targets wrap these stages (see README)."
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m kit", description=__doc__.split("\n")[0], epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--help-config", action="store_true", help="list every config key with its type and default")
+    sub = p.add_subparsers(dest="stage", metavar="stage")
+    for stage, text in STAGES.items():
+        s = sub.add_parser(stage, help=text, description=text, epilog=EPILOG)
+        if stage == "demo-data":
+            s.add_argument("--out", default="data/demo", help="where to write the demo data (default data/demo)")
+            continue
+        s.add_argument("--exp", nargs="+", default=[], metavar="NAME", help="experiment preset(s): configs/NAME.yaml")
+        s.add_argument("--config", nargs="+", default=[], metavar="FILE", help="config file(s) (YAML)")
+        s.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, applied to every experiment")
+        if stage == "train":
+            s.add_argument("--fold", type=int, action="append", help="train only this fold (repeatable)")
+            s.add_argument("--shard", default="", metavar="I/N",
+                           help="train folds k with k %% N == I (one process per GPU: make train GPUS=...)")
+        if stage == "predict":
+            s.add_argument("--ensemble", action="store_true", help="also ensemble all the named experiments into one submission")
+        if stage in ("leaderboard", "submit", "download"):
+            s.add_argument("--comp", default=os.environ.get("COMP", ""), help="Kaggle competition slug")
+        if stage == "submit":
+            s.add_argument("--file", default="", help="submission CSV (default: the newest in submissions/)")
+    return p
+
+
+def _configs(args, parser) -> list:
+    from kit.config import load_config, parse_overrides
+
+    # --exp/--config take several names, so they also swallow the key=value items after them
+    swallowed = [a for a in args.config + args.exp if "=" in a]
+    paths = [Path(c) for c in args.config if "=" not in c]
+    paths += [Path("configs") / f"{e}.yaml" for e in args.exp if "=" not in e]
+    if not paths:
+        paths = [Path("configs/demo.yaml")]
+    overrides = parse_overrides(swallowed + args.overrides)
+    return [load_config(p, overrides) for p in paths]
+
+
+def _shard(text: str, parser) -> tuple[int, int] | None:
+    if not text:
+        return None
+    i, _, n = text.partition("/")
+    if not (i.isdigit() and n.isdigit() and int(i) < int(n)):
+        parser.error(f"--shard {text!r}: expected I/N with 0 <= I < N, e.g. 0/4")
+    return int(i), int(n)
+
+
+def _run(args, parser) -> None:
+    if args.stage == "demo-data":
+        from kit import demo
+        demo.run(args.out)
+        return
+    cfgs = _configs(args, parser)
+    if args.stage == "folds":
+        from kit import folds
+        for cfg in cfgs:
+            folds.run(cfg)
+    elif args.stage == "train":
+        from kit import train
+        for cfg in cfgs:
+            train.run(cfg, args.fold, _shard(args.shard, parser))
+    elif args.stage == "predict":
+        from kit import predict
+        predict.run(cfgs, ensemble=args.ensemble)
+    elif args.stage == "leaderboard":
+        from kit import leaderboard
+        leaderboard.run(cfgs[0], args.comp)
+    elif args.stage == "submit":
+        from kit import kaggle
+        kaggle.submit(cfgs[0], args.comp, args.file)
+    elif args.stage == "download":
+        from kit import kaggle
+        kaggle.download(args.comp)
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations asks PyPI for updates at import
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.help_config:
+        from kit.config import help_text
+        print("config keys (set in configs/*.yaml or as key=value):\n" + help_text())
+        return 0
+    if not args.stage:
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname).1s %(message)s", datefmt="%H:%M:%S")
+    try:
+        _run(args, parser)
+    except ValueError as e:
+        if os.environ.get("KIT_DEBUG"):
+            raise
+        print(f"kit {args.stage}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"kit {args.stage}: interrupted; run it again to resume", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,218 @@
+"""One flat, frozen config per experiment: a YAML preset, then `key=value` overrides.
+
+    python -m kit train --config configs/demo.yaml stage1_epochs=3 batch_size=32
+
+Every key, its type and its meaning live in `Config` below; `python -m kit --help-config`
+prints them. Unknown keys and wrong types raise `ValueError` naming the key and what it accepts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from kit.io import atomic_write_text
+
+TTA_VIEWS = ("hflip", "vflip", "rot90", "scales", "five_crops")
+
+
+def _key(default, help: str):
+    """A config field with its help text (shown by --help-config)."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class Config:
+    # --- data and folds -------------------------------------------------------------
+    name: str = _key("demo", "experiment name: outputs go to <work_dir>/<name>/")
+    data: str = _key("data/demo", "data folder (folder layout or Kaggle CSV layout, see README)")
+    work_dir: str = _key("folds", "where folds.csv, checkpoints and logits are written")
+    submissions_dir: str = _key("submissions", "where submission CSVs and leaderboard.csv go")
+    n_folds: int = _key(5, "number of stratified cross-validation folds (>= 2)")
+    seed: int = _key(42, "seed for folds, initialisation, shuffling and augmentation")
+    val_mode: Literal["pool", "holdout"] = _key("pool", "DATA/val: join the CV pool, or keep as a fixed holdout")
+    rare_classes: Literal["error", "train_only"] = _key("error", "classes with fewer images than n_folds: fail, or always train on them")
+    skip_bad_images: bool = _key(False, "skip unreadable images with a warning instead of failing")
+    id_col: str = _key("", "Kaggle CSV layout: id column of train.csv (default: from sample_submission.csv)")
+    label_col: str = _key("", "Kaggle CSV layout: label column of train.csv (default: from sample_submission.csv)")
+    max_pixels: int = _key(100_000_000, "largest image accepted, in pixels (decompression-bomb guard)")
+    # --- model ----------------------------------------------------------------------
+    backbone: str = _key("resnest50d", "any timm model name; created with num_classes=0 (pooled features)")
+    head: Literal["spinal", "linear"] = _key("spinal", "classifier head: SpinalNet or a single Linear layer")
+    spinal_width: int = _key(540, "width of each of the four SpinalNet layers")
+    head_dropout: float = _key(0.5, "dropout before every head layer")
+    pretrained: bool = _key(True, "start from ImageNet weights (Hugging Face hub, or pretrained_file)")
+    pretrained_file: str = _key("", "local weights file (.safetensors or .pth) used instead of the hub")
+    # --- transforms -----------------------------------------------------------------
+    resize: int = _key(460, "train: resize to resize x resize before the random crop")
+    img_size: int = _key(448, "train crop size; val/test images are resized to this")
+    rotate: float = _key(15.0, "train: rotate every image by a uniform angle in [-rotate, rotate] degrees")
+    hflip: float = _key(0.5, "train: horizontal flip probability")
+    mean: tuple[float, float, float] = _key((0.507, 0.487, 0.441), "normalisation mean (RGB, 0..1)")
+    std: tuple[float, float, float] = _key((0.267, 0.256, 0.276), "normalisation std (RGB, 0..1)")
+    # --- training -------------------------------------------------------------------
+    batch_size: int = _key(16, "training batch size (even: mixup pairs images within a batch)")
+    workers: int = _key(-1, "DataLoader workers; -1 = one per CPU core")
+    mixup_alpha: float = _key(1.0, "mixup Beta(alpha, alpha); 0 turns mixup off")
+    cutmix_alpha: float = _key(0.0, "cutmix alpha; 0 = no cutmix")
+    label_smoothing: float = _key(0.1, "label smoothing of the soft targets")
+    momentum: float = _key(0.9, "SGD momentum")
+    weight_decay: float = _key(1e-4, "SGD weight decay")
+    stage1_lr: float = _key(0.01, "stage 1 learning rate (cosine-annealed over stage1_epochs)")
+    stage1_epochs: int = _key(40, "stage 1 epochs")
+    stage2_lr: float = _key(0.001, "stage 2 learning rate; stage 2 starts from the stage-1 best weights")
+    stage2_epochs: int = _key(20, "stage 2 epochs; 0 skips stage 2")
+    patience: int = _key(7, "early stopping: epochs without a better val top-1 before a stage stops")
+    max_steps: int = _key(0, "limit training steps per epoch (0 = whole epoch; for smoke tests)")
+    amp: bool = _key(True, "mixed precision on CUDA (bf16 where supported, else fp16); CPU runs fp32")
+    channels_last: bool = _key(False, "channels_last memory format (measure: it helps some models, slows others)")
+    compile: bool = _key(False, "torch.compile the model for training and inference")
+    # --- prediction -----------------------------------------------------------------
+    tta: tuple[str, ...] = _key(("hflip",), f"test-time augmentation transforms, composed; from {TTA_VIEWS}; [] = none")
+    eval_batch_size: int = _key(64, "batch size for validation and test inference")
+    merge: Literal["logits", "probs"] = _key("logits", "fold ensemble: average logits or softmax probabilities")
+    allow_missing_folds: bool = _key(False, "predict with the folds that finished instead of failing")
+    zip: bool = _key(False, "also write the submission CSV inside a .zip (Codabench-style platforms)")
+    metric: Literal["accuracy"] = _key("accuracy", "competition metric for local public/private scores")
+    solution: str = _key("", "solution CSV (id, label, Usage) for local scoring; default DATA/solution.csv")
+
+    def __post_init__(self):
+        _check_types(self)
+        _check_values(self)
+
+    @property
+    def exp_dir(self) -> Path:
+        return Path(self.work_dir) / self.name
+
+
+def _check_values(cfg: Config) -> None:
+    problems = []
+    if cfg.n_folds < 2:
+        problems.append(f"n_folds={cfg.n_folds}: need at least 2 folds for cross-validation")
+    if cfg.batch_size < 2 or cfg.batch_size % 2:
+        problems.append(f"batch_size={cfg.batch_size}: must be even and >= 2 (mixup pairs images)")
+    for key in ("stage1_lr", "stage2_lr", "weight_decay", "momentum", "label_smoothing",
+                "mixup_alpha", "cutmix_alpha", "head_dropout", "rotate"):
+        if getattr(cfg, key) < 0:
+            problems.append(f"{key}={getattr(cfg, key)}: must be >= 0")
+    if cfg.stage1_lr == 0:
+        problems.append("stage1_lr=0: must be > 0")
+    for key in ("stage1_epochs", "img_size", "resize", "spinal_width", "eval_batch_size", "patience"):
+        if getattr(cfg, key) < 1:
+            problems.append(f"{key}={getattr(cfg, key)}: must be >= 1")
+    if cfg.stage2_epochs < 0 or cfg.max_steps < 0:
+        problems.append("stage2_epochs and max_steps must be >= 0")
+    if cfg.resize < cfg.img_size:
+        problems.append(f"resize={cfg.resize} < img_size={cfg.img_size}: the random crop needs resize >= img_size")
+    bad_views = [v for v in cfg.tta if v not in TTA_VIEWS]
+    if bad_views:
+        problems.append(f"tta={list(cfg.tta)}: unknown {bad_views}; choose from {list(TTA_VIEWS)}")
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+def _describe(tp) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) is tuple:
+        args = typing.get_args(tp)
+        inner = args[0].__name__
+        return f"a list of {inner}" if args[-1] is Ellipsis else f"a list of {len(args)} {inner}"
+    return tp.__name__
+
+
+def _coerce(key: str, value, tp):
+    """Return value as type tp, or raise ValueError naming the key and what it accepts."""
+    bad = ValueError(f"config key {key!r}: got {value!r}, expected {_describe(tp)}")
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise bad
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        args = typing.get_args(tp)
+        if args[-1] is not Ellipsis and len(value) != len(args):
+            raise bad
+        return tuple(_coerce(key, v, args[0]) for v in value)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)  # YAML `lr: 1` means 1.0
+    if tp is float and isinstance(value, str):
+        try:
+            return float(value)  # YAML 1.1 reads `1e-4` as a string
+        except ValueError:
+            raise bad from None
+    if tp is str and value is None:
+        return ""
+    if type(value) is not tp:
+        raise bad
+    return value
+
+
+def _check_types(cfg: Config) -> None:
+    hints = typing.get_type_hints(Config)
+    for f in dataclasses.fields(cfg):
+        value = _coerce(f.name, getattr(cfg, f.name), hints[f.name])
+        object.__setattr__(cfg, f.name, value)  # frozen: set the coerced value once, at construction
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """`["lr=0.1", "tta=[hflip,vflip]"]` -> {"lr": 0.1, "tta": ["hflip", "vflip"]} (values are YAML)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {item!r}: expected key=value, e.g. batch_size=32")
+        out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:
+    """Defaults <- YAML preset <- overrides. `name` defaults to the preset's file stem."""
+    values = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"config file {path} not found; presets are in configs/")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"config file {path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"config file {path}: expected key: value pairs at the top level")
+        values.setdefault("name", path.stem)
+    known = {f.name for f in dataclasses.fields(Config)}
+    for where, keys in ((f" in {path}", values), (" on the command line", overrides or {})):
+        unknown = sorted(set(keys) - known)
+        if unknown:
+            raise ValueError(f"unknown config key(s) {unknown}{where}; `python -m kit --help-config` lists them")
+    values.update(overrides or {})
+    return Config(**values)
+
+
+def to_dict(cfg: Config) -> dict:
+    """Plain data (lists, not tuples) for YAML, JSON and checkpoints."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+def save_config(cfg: Config, path: Path) -> None:
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def help_text() -> str:
+    hints = typing.get_type_hints(Config)
+    lines = []
+    for f in dataclasses.fields(Config):
+        default = f.default if not isinstance(f.default, tuple) else list(f.default)
+        lines.append(f"  {f.name} ({_describe(hints[f.name])}, default {default!r})\n      {f.metadata['help']}")
+    return "\n".join(lines)
+
+
+def replace(cfg: Config, **changes) -> Config:
+    return dataclasses.replace(cfg, **changes)
+

@@ -1,0 +1,173 @@
+"""Fold and experiment ensembles, and the submission CSV they produce.
+
+An ensemble averages logits (merge=logits) or softmax probabilities (merge=probs). Its CV comes
+from the same members' out-of-fold predictions, so CV and leaderboard describe the same model.
+Submissions are checked before they are written: every test id once and no other, in the order
+and format of sample_submission.csv, every label a known class, the right header.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import subprocess
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.special import softmax
+from sklearn.metrics import accuracy_score
+
+from kit.config import Config, to_dict
+from kit.io import atomic_path, atomic_write_bytes, atomic_write_text, load_npz, sha256_file
+from kit.layout import Layout, summarize
+from kit.metrics import topk
+
+
+@dataclass
+class Result:
+    """One experiment's (or several experiments') ensembled test and out-of-fold scores."""
+
+    name: str
+    cfgs: list[Config]
+    layout: Layout
+    classes: list[str]
+    folds: list[int]
+    test_scores: np.ndarray  # (N_test, classes), in layout.test order
+    oof_ids: np.ndarray  # (N_oof,) training image paths, sorted
+    oof_labels: np.ndarray  # (N_oof,) class indices
+    oof_scores: np.ndarray  # (N_oof, classes)
+    fold_top1: list[float]
+    checkpoints: dict = field(default_factory=dict)  # path -> sha256
+    epochs: float = 0.0  # mean epochs run per fold
+    fingerprint: str = ""
+
+    @property
+    def cv(self) -> dict:
+        return {"top1": float(accuracy_score(self.oof_labels, self.oof_scores.argmax(1))),
+                "top5": topk(self.oof_labels, self.oof_scores, 5), "fold_std": float(np.std(self.fold_top1))}
+
+
+def average(arrays: list[np.ndarray], merge: str) -> np.ndarray:
+    """Mean of logits, or of softmax probabilities."""
+    stack = np.stack(arrays).astype(np.float64)
+    if merge == "probs":
+        stack = softmax(stack, axis=-1)
+    return stack.mean(axis=0)
+
+
+def from_folds(cfg: Config, layout: Layout, meta: dict, folds: list[int], test_files: list[Path]) -> Result:
+    test = [load_npz(f) for f in test_files]
+    ids = layout.test["id"].to_numpy().astype(str)
+    for f, t in zip(test_files, test):
+        assert np.array_equal(t["ids"], ids), f"{f}: test ids differ from the data's"
+    oof = [load_npz(cfg.exp_dir / f"fold{k}" / "oof.npz") for k in folds]
+    oof_ids = np.concatenate([o["ids"] for o in oof])
+    order = np.argsort(oof_ids, kind="stable")  # sorted by path, so experiments align row by row
+    logits = np.concatenate([o["logits"] for o in oof])
+    oof_scores = softmax(logits, axis=-1) if cfg.merge == "probs" else logits
+    ckpts = {str(cfg.exp_dir / f"fold{k}" / "best.pt"): sha256_file(cfg.exp_dir / f"fold{k}" / "best.pt") for k in folds}
+    epochs = [len(pd.read_csv(cfg.exp_dir / f"fold{k}" / "history.csv")) for k in folds]
+    return Result(
+        name=cfg.name, cfgs=[cfg], layout=layout, classes=list(meta["classes"]), folds=folds,
+        test_scores=average([t["logits"] for t in test], cfg.merge),
+        oof_ids=oof_ids[order], oof_labels=np.concatenate([o["labels"] for o in oof])[order],
+        oof_scores=oof_scores[order], fold_top1=[float(accuracy_score(o["labels"], o["logits"].argmax(1))) for o in oof],
+        checkpoints=ckpts, epochs=float(np.mean(epochs)), fingerprint=meta["fingerprint"],
+    )
+
+
+def combine(results: list[Result]) -> Result:
+    """Several experiments' results averaged (as probabilities when their merges differ)."""
+    first = results[0]
+    for r in results[1:]:
+        if r.classes != first.classes or not np.array_equal(r.oof_ids, first.oof_ids):
+            raise ValueError(f"cannot ensemble {first.name} and {r.name}: trained on other folds or classes")
+    if len({r.cfgs[0].merge for r in results}) == 1:
+        pick = lambda r, s: s  # noqa: E731 - all in the same space already
+    else:
+        pick = lambda r, s: s if r.cfgs[0].merge == "probs" else softmax(s, axis=-1)  # noqa: E731
+    return dataclasses.replace(
+        first, name="+".join(r.name for r in results), cfgs=[c for r in results for c in r.cfgs],
+        test_scores=np.mean([pick(r, r.test_scores) for r in results], axis=0),
+        oof_scores=np.mean([pick(r, r.oof_scores) for r in results], axis=0),
+        fold_top1=[float(np.mean(v)) for v in zip(*(r.fold_top1 for r in results))],
+        checkpoints={k: v for r in results for k, v in r.checkpoints.items()},
+        epochs=float(np.mean([r.epochs for r in results])),
+    )
+
+
+def build_submission(r: Result) -> pd.DataFrame:
+    preds = np.asarray(r.classes, dtype=object)[r.test_scores.argmax(1)]
+    id_col, label_col = r.layout.header
+    return pd.DataFrame({id_col: r.layout.test["id"].to_numpy(), label_col: preds})
+
+
+def validate_submission(sub: pd.DataFrame, expected_ids: pd.Series, classes: list[str], header: tuple) -> None:
+    """Raise ValueError unless sub is exactly what the competition expects."""
+    if tuple(sub.columns) != tuple(header):
+        raise ValueError(f"submission header {list(sub.columns)} != expected {list(header)}")
+    ids = sub.iloc[:, 0].astype(str)
+    if ids.duplicated().any():
+        raise ValueError(f"submission repeats ids: {summarize(sorted(set(ids[ids.duplicated()])))}")
+    if list(ids) != list(expected_ids.astype(str)):
+        missing = sorted(set(expected_ids) - set(ids))
+        extra = sorted(set(ids) - set(expected_ids))
+        raise ValueError(f"submission ids differ from the test set: missing {summarize(missing) or 'none'}, "
+                         f"extra {summarize(extra) or 'none'} (or out of order)")
+    unknown = sorted(set(sub.iloc[:, 1]) - set(classes))
+    if unknown:
+        raise ValueError(f"submission has labels that are not classes: {summarize(unknown)}")
+
+
+def _git() -> dict:
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
+def _versions() -> dict:
+    names = ("torch", "torchvision", "timm", "albumentations", "ttach", "numpy", "scikit-learn", "pandas", "pillow")
+    out = {}
+    for n in names:
+        try:
+            out[n] = metadata.version(n)
+        except metadata.PackageNotFoundError:
+            out[n] = None
+    return out
+
+
+def manifest(r: Result, csv_sha: str) -> dict:
+    """Everything needed to know what made a submission, and to make it again."""
+    return {
+        "name": r.name, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "sha256": csv_sha, "cv": r.cv, "folds": r.folds, "tta": [list(c.tta) for c in r.cfgs],
+        "data_fingerprint": r.fingerprint, "checkpoints": r.checkpoints, "git": _git(),
+        "versions": _versions(), "configs": [to_dict(c) for c in r.cfgs],
+    }
+
+
+def write_submission(r: Result) -> Path:
+    """submissions/<name>-<sha8>.csv: the same predictions give the same file, a new one never overwrites."""
+    sub = build_submission(r)
+    validate_submission(sub, r.layout.test["id"], r.classes, r.layout.header)
+    data = sub.to_csv(index=False, lineterminator="\n").encode()
+    sha = hashlib.sha256(data).hexdigest()
+    out_dir = Path(r.cfgs[0].submissions_dir)
+    path = out_dir / f"{r.name}-{sha[:8]}.csv"
+    if not path.is_file():
+        atomic_write_bytes(path, data)
+    if not path.with_suffix(".json").is_file():
+        atomic_write_text(path.with_suffix(".json"), json.dumps(manifest(r, sha), indent=2) + "\n")
+    if r.cfgs[0].zip and not path.with_suffix(".zip").is_file():
+        with atomic_path(path.with_suffix(".zip")) as tmp:
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+                z.writestr(zipfile.ZipInfo(path.name, date_time=(2020, 1, 1, 0, 0, 0)), data)  # fixed time: same bytes
+    return path

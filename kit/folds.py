@@ -1,0 +1,116 @@
+"""Stage 1: assign every training image to one of K stratified folds.
+
+    python -m kit folds --config configs/demo.yaml          # -> folds/folds.csv, folds/folds.json
+
+folds.csv has one row per training image: path (relative to DATA), label, source, fold, role.
+role is "cv" (validated in its fold), "train_only" (a class too rare to split; fold -1) or
+"holdout" (DATA/val kept aside with val_mode=holdout; fold -1). folds.json records the data
+fingerprint; later stages refuse folds made from other data.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedKFold
+
+from kit.config import Config
+from kit.io import atomic_write_text
+from kit.layout import Layout, find_bad_images, natural_key, scan, summarize
+
+log = logging.getLogger(__name__)
+
+
+def make_folds(labels: pd.Series, n_folds: int, seed: int) -> np.ndarray:
+    """Fold index per row, stratified by label. Every class needs at least n_folds rows."""
+    skf = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    fold = np.full(len(labels), -1, dtype=np.int64)
+    for k, (_, val_idx) in enumerate(skf.split(np.zeros(len(labels)), labels)):
+        fold[val_idx] = k
+    return fold
+
+
+def _roles(train: pd.DataFrame, cfg: Config) -> pd.Series:
+    role = pd.Series("cv", index=train.index)
+    if cfg.val_mode == "holdout":
+        role[train["source"] == "val"] = "holdout"
+    counts = train.loc[role == "cv", "label"].value_counts()
+    rare = sorted(counts[counts < cfg.n_folds].index, key=natural_key)
+    if rare and cfg.rare_classes == "error":
+        named = [f"{c!r} has {counts[c]}" for c in rare]
+        raise ValueError(f"class(es) with fewer images than n_folds={cfg.n_folds}: {summarize(named)}; "
+                         f"use fewer folds (n_folds=...) or rare_classes=train_only to always train on them")
+    role[(role == "cv") & train["label"].isin(rare)] = "train_only"
+    return role
+
+
+def _drop_bad(layout: Layout, cfg: Config) -> pd.DataFrame:
+    train = layout.train
+    bad_test = find_bad_images(layout.root, list(layout.test["path"]), cfg.max_pixels)
+    if bad_test:
+        raise ValueError(f"{len(bad_test)} unreadable test image(s): {summarize(bad_test)}; "
+                         "every test image needs a prediction, so replace them")
+    bad = find_bad_images(layout.root, list(train["path"]), cfg.max_pixels)
+    if bad and not cfg.skip_bad_images:
+        raise ValueError(f"{len(bad)} unreadable training image(s): {summarize(bad)}; "
+                         "fix them or set skip_bad_images=true to leave them out")
+    if bad:
+        log.warning("skipping %d unreadable training image(s): %s", len(bad), summarize(bad))
+        bad_paths = {b.rsplit(" (", 1)[0] for b in bad}
+        train = train[~train["path"].isin(bad_paths)].reset_index(drop=True)
+    return train
+
+
+def _meta(layout: Layout, cfg: Config, train: pd.DataFrame) -> dict:
+    return {
+        "data": str(layout.root), "layout": layout.kind, "fingerprint": layout.fingerprint(),
+        "n_folds": cfg.n_folds, "seed": cfg.seed, "val_mode": cfg.val_mode, "rare_classes": cfg.rare_classes,
+        "skip_bad_images": cfg.skip_bad_images, "classes": list(layout.classes), "n_images": len(train),
+    }
+
+
+def _same_split(old: dict, new: dict) -> bool:
+    keys = ("fingerprint", "n_folds", "seed", "val_mode", "rare_classes", "skip_bad_images")
+    return all(old.get(k) == new.get(k) for k in keys)
+
+
+def run(cfg: Config) -> Path:
+    out = Path(cfg.work_dir) / "folds.csv"
+    layout = scan(cfg.data, cfg.val_mode, cfg.id_col, cfg.label_col)
+    meta_path = out.with_suffix(".json")
+    if out.is_file() and meta_path.is_file():
+        old = json.loads(meta_path.read_text())
+        new = {**_meta(layout, cfg, layout.train), "fingerprint": layout.fingerprint()}
+        if _same_split(old, new):
+            log.info("folds up to date: %s", out)
+            return out
+        raise ValueError(f"{out} was made from other data or settings (data={old.get('data')}, "
+                         f"n_folds={old.get('n_folds')}, seed={old.get('seed')}); remove {cfg.work_dir}/ "
+                         "or set work_dir= to keep both")
+    train = _drop_bad(layout, cfg)
+    role = _roles(train, cfg)
+    fold = np.full(len(train), -1, dtype=np.int64)
+    fold[(role == "cv").to_numpy()] = make_folds(train.loc[role == "cv", "label"], cfg.n_folds, cfg.seed)
+    table = train.assign(fold=fold, role=role.to_numpy())
+    atomic_write_text(out, table.to_csv(index=False, lineterminator="\n"))
+    atomic_write_text(meta_path, json.dumps(_meta(layout, cfg, train), indent=2) + "\n")
+    log.info("wrote %s: %d images, %d classes, %d folds", out, len(table), len(layout.classes), cfg.n_folds)
+    return out
+
+
+def load(cfg: Config) -> tuple[pd.DataFrame, dict, Layout]:
+    """folds.csv, folds.json and the data layout, checked to belong together."""
+    path = Path(cfg.work_dir) / "folds.csv"
+    meta_path = path.with_suffix(".json")
+    if not path.is_file() or not meta_path.is_file():
+        raise ValueError(f"{path} not found; run `make folds` (python -m kit folds) first")
+    meta = json.loads(meta_path.read_text())
+    layout = scan(cfg.data, cfg.val_mode, cfg.id_col, cfg.label_col)
+    if layout.fingerprint() != meta["fingerprint"]:
+        raise ValueError(f"{path} was made from other data than {cfg.data} (files or labels changed); "
+                         f"remove {cfg.work_dir}/ and run `make folds`, or set work_dir=")
+    table = pd.read_csv(path, dtype={"path": str, "label": str, "source": str, "role": str}, keep_default_na=False)
+    return table, meta, layout

@@ -1,0 +1,114 @@
+"""Atomic file writes and image decoding shared by every stage.
+
+Every output is written to a temporary file beside its destination and renamed over it, so a
+kill at any moment leaves either the old file or the new one, never half of one.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path):
+    """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())  # the data is on disk before the rename makes it visible
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def save_npz(path: str | Path, **arrays) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
+def load_npz(path: str | Path) -> dict:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode -> RGB. Transparent pixels become white; 16-bit and float scale to 8 bits."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        if img.mode == "F":
+            top = max(float(arr.max()), 1.0)
+        img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    if img.mode == "P" and "transparency" in img.info or img.mode in ("RGBA", "LA", "PA"):
+        rgba = img.convert("RGBA")
+        img = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img.alpha_composite(rgba)
+    return img.convert("RGB")
+
+
+def open_image(path: str | Path, max_pixels: int) -> Image.Image:
+    """Open lazily and refuse images over max_pixels before decoding them."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        img = Image.open(path)
+    w, h = img.size
+    if w * h > max_pixels:
+        img.close()
+        raise ValueError(f"{w}x{h} pixels is over max_pixels={max_pixels} (raise it if the image is genuine)")
+    return img
+
+
+def load_rgb(path: str | Path, max_pixels: int = 100_000_000) -> np.ndarray:
+    """Decode an image as an (H, W, 3) uint8 RGB array with its EXIF orientation applied."""
+    with open_image(path, max_pixels) as img:
+        img = ImageOps.exif_transpose(img)
+        return np.asarray(_to_rgb(img))
+
+
+def check_image(path: str | Path, max_pixels: int) -> str | None:
+    """Return why the image can't be used, or None. Decodes fully (JPEG at reduced scale)."""
+    try:
+        with open_image(path, max_pixels) as img:
+            if img.format == "JPEG":
+                img.draft("RGB", (img.size[0] // 8 + 1, img.size[1] // 8 + 1))  # DCT-scaled: fast, still reads every byte
+            img.load()
+        return None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        return "not a readable image" if "cannot identify image file" in reason else reason

@@ -1,0 +1,96 @@
+"""A timm backbone (pooled features, num_classes=0) with a SpinalNet or linear head.
+
+SpinalNet (Kabir et al., 2020): the feature vector is split in halves A and B; four layers of
+`width`, each Dropout -> Linear -> ReLU; layer 1 sees A, layer 2 sees B + layer-1 output,
+layer 3 A + layer-2 output, layer 4 B + layer-3 output; the output layer sees all four.
+For resnest50d (2048 features) and width 540: 1024->540, 1564->540 (x3), 2160->classes.
+
+    python -c "from kit.model import create_model; print(create_model('test_resnet', 'spinal', 3, pretrained=False))"
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+class SpinalHead(nn.Module):
+    def __init__(self, in_features: int, num_classes: int, width: int = 540, dropout: float = 0.5):
+        super().__init__()
+        self.half = in_features // 2
+        sizes = [self.half, in_features - self.half + width, self.half + width, in_features - self.half + width]
+        self.layers = nn.ModuleList(
+            nn.Sequential(nn.Dropout(dropout), nn.Linear(n, width), nn.ReLU(inplace=True)) for n in sizes
+        )
+        self.out = nn.Sequential(nn.Dropout(dropout), nn.Linear(4 * width, num_classes))
+
+    def forward(self, x):  # x: (B, in_features)
+        a, b = x[:, : self.half], x[:, self.half :]
+        outs = [self.layers[0](a)]
+        for i, part in enumerate((b, a, b), start=1):
+            outs.append(self.layers[i](torch.cat([part, outs[-1]], dim=1)))
+        return self.out(torch.cat(outs, dim=1))  # (B, num_classes)
+
+
+class Classifier(nn.Module):
+    def __init__(self, backbone: nn.Module, head: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, x):  # x: (B, 3, H, W) normalised
+        return self.head(self.backbone(x))
+
+
+def _backbone(name: str, pretrained: bool, pretrained_file: str) -> nn.Module:
+    if pretrained_file:
+        path = Path(pretrained_file)
+        if not path.is_file():
+            raise ValueError(f"pretrained_file={path} not found")
+        # timm reads the local file (safetensors or .pth) and drops the classifier for num_classes=0
+        return timm.create_model(name, pretrained=True, num_classes=0, pretrained_cfg_overlay={"file": str(path)})
+    if not pretrained:
+        return timm.create_model(name, pretrained=False, num_classes=0)
+    try:
+        return timm.create_model(name, pretrained=True, num_classes=0)
+    except (OSError, RuntimeError, ConnectionError) as e:  # hub errors subclass OSError; offline mode too
+        tag = _hub_tag(name)
+        raise ValueError(
+            f"could not get pretrained weights for {name} ({tag}): {type(e).__name__}. Either run once with internet "
+            f"(timm caches them in ~/.cache/huggingface), or download model.safetensors from "
+            f"https://huggingface.co/{tag} and pass pretrained_file=PATH; pretrained=false trains from scratch"
+        ) from None
+
+
+def _hub_tag(name: str) -> str:
+    try:
+        cfg = timm.models.get_pretrained_cfg(name)
+        return cfg.hf_hub_id or f"timm/{name}"
+    except Exception:  # noqa: BLE001 - only for the message
+        return f"timm/{name}"
+
+
+def create_model(backbone: str, head: str, num_classes: int, *, pretrained: bool = False,
+                 pretrained_file: str = "", spinal_width: int = 540, head_dropout: float = 0.5) -> Classifier:
+    if not timm.is_model(backbone):
+        raise ValueError(f"backbone={backbone!r} is not a timm model; see timm.list_models()")
+    body = _backbone(backbone, pretrained, pretrained_file)
+    n = body.num_features
+    if head == "spinal":
+        top = SpinalHead(n, num_classes, spinal_width, head_dropout)
+    else:
+        top = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(n, num_classes))
+    return Classifier(body, top)
+
+
+def from_config(cfg, num_classes: int, pretrained: bool | None = None) -> Classifier:
+    """Build the model a config describes (pretrained=False when loading a checkpoint anyway)."""
+    return create_model(cfg.backbone, cfg.head, num_classes,
+                        pretrained=cfg.pretrained if pretrained is None else pretrained,
+                        pretrained_file=cfg.pretrained_file if pretrained is not False else "",
+                        spinal_width=cfg.spinal_width, head_dropout=cfg.head_dropout)

@@ -1,0 +1,126 @@
+"""Stage 3: test-time augmentation with every fold's best weights, fold ensemble, submission, leaderboard.
+
+    python -m kit predict --exp demo demo_baseline             # one submission per experiment
+    python -m kit predict --exp demo demo_baseline --ensemble  # ... plus one of both together
+
+Per fold: <work_dir>/<exp>/fold<k>/test_logits.npz (ids, logits, key). `key` hashes best.pt, the
+TTA views and the test files, so an up-to-date fold is skipped and a changed one is redone.
+Submissions: <submissions_dir>/<exp>-<sha8>.csv (+ .json manifest), never overwritten.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+import ttach
+
+from kit import ensemble as ens
+from kit import folds as folds_stage
+from kit import leaderboard
+from kit.config import Config
+from kit.data import ImageDataset, eval_loader, eval_transform
+from kit.io import load_npz, save_npz, sha256_file
+from kit.layout import Layout, find_bad_images, summarize
+from kit.model import from_config
+from kit.runtime import autocast, num_workers, pick_device
+from kit.train import load_checkpoint, predict_logits
+
+log = logging.getLogger(__name__)
+
+
+def tta_transforms(views: tuple[str, ...], img_size: int) -> ttach.Compose:
+    """The named transforms, composed (their product of views); () is identity only."""
+    crop = int(img_size * 0.875)
+    make = {
+        "hflip": ttach.HorizontalFlip, "vflip": ttach.VerticalFlip,
+        "rot90": lambda: ttach.Rotate90(angles=[0, 90, 180, 270]),
+        "scales": lambda: ttach.Scale(scales=[1, 0.875, 1.125]),
+        "five_crops": lambda: ttach.FiveCrops(crop, crop),
+    }
+    return ttach.Compose([make[v]() for v in views])
+
+
+def _load_fold_model(ckpt_path: Path, classes: list[str], cfg: Config, device):
+    ckpt = load_checkpoint(ckpt_path)
+    if ckpt["classes"] != list(classes):
+        raise ValueError(f"{ckpt_path} was trained for {len(ckpt['classes'])} classes ({summarize(ckpt['classes'])}), "
+                         f"but the data has {len(classes)} ({summarize(list(classes))}); retrain or point data= at its data")
+    trained = ckpt["cfg"]
+    if (trained["backbone"], trained["head"]) != (cfg.backbone, cfg.head):
+        raise ValueError(f"{ckpt_path} holds a {trained['backbone']}+{trained['head']} model but the config asks for "
+                         f"{cfg.backbone}+{cfg.head}; use that checkpoint's config or retrain")
+    model = from_config(cfg, len(classes), pretrained=False)
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval()
+
+
+def _fold_key(ckpt: Path, views: tuple[str, ...], test_paths: list[str]) -> str:
+    h = hashlib.sha256(sha256_file(ckpt).encode())
+    h.update(json.dumps([list(views), test_paths]).encode())
+    return h.hexdigest()
+
+
+def predict_fold(cfg: Config, fold: int, layout: Layout, classes: list[str], device) -> Path:
+    """Batched, TTA-merged test logits for one fold: (N_test, classes) in layout.test order."""
+    fold_dir = cfg.exp_dir / f"fold{fold}"
+    out, ckpt = fold_dir / "test_logits.npz", fold_dir / "best.pt"
+    paths = list(layout.test["path"])
+    key = _fold_key(ckpt, cfg.tta, paths)
+    if out.is_file() and str(load_npz(out)["key"]) == key:
+        log.info("fold %d test logits up to date: %s", fold, out)
+        return out
+    model = _load_fold_model(ckpt, classes, cfg, device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    tta_model = ttach.ClassificationTTAWrapper(model, tta_transforms(cfg.tta, cfg.img_size), merge_mode="mean")
+    ds = ImageDataset(layout.root, paths, None, eval_transform(cfg.img_size, cfg.mean, cfg.std), cfg.max_pixels)
+    loader = eval_loader(ds, cfg.eval_batch_size, num_workers(cfg.workers), device.type == "cuda")
+    logits = predict_logits(tta_model, loader, autocast(device, cfg.amp), device)
+    save_npz(out, ids=layout.test["id"].to_numpy().astype(str), logits=logits, key=np.array(key))
+    log.info("fold %d: test logits for %d images with %d TTA view(s)", fold, len(paths), len(tta_model.transforms))
+    return out
+
+
+def _ready_folds(cfg: Config, n_folds: int) -> list[int]:
+    done = [k for k in range(n_folds) if (cfg.exp_dir / f"fold{k}" / "oof.npz").is_file()]
+    missing = sorted(set(range(n_folds)) - set(done))
+    if missing and not cfg.allow_missing_folds:
+        raise ValueError(f"{cfg.name}: fold(s) {missing} not trained yet; run `make train`, "
+                         "or set allow_missing_folds=true to predict with the others")
+    if not done:
+        raise ValueError(f"{cfg.name}: no trained folds in {cfg.exp_dir}; run `make train` first")
+    return done
+
+
+def _check_test(layout: Layout, cfg: Config) -> None:
+    if layout.test.empty:
+        raise ValueError(f"no test images in {layout.root / 'test'}; predict needs them")
+    bad = find_bad_images(layout.root, list(layout.test["path"]), cfg.max_pixels)
+    if bad:
+        raise ValueError(f"{len(bad)} unreadable test image(s): {summarize(bad)}; no submission written")
+
+
+def predict_experiment(cfg: Config, device) -> ens.Result:
+    """Fold logits -> one ensembled result for this experiment."""
+    table, meta, layout = folds_stage.load(cfg)
+    _check_test(layout, cfg)
+    done = _ready_folds(cfg, meta["n_folds"])
+    test_files = [predict_fold(cfg, k, layout, meta["classes"], device) for k in done]
+    return ens.from_folds(cfg, layout, meta, done, test_files)
+
+
+def run(cfgs: list[Config], ensemble: bool = False) -> list[Path]:
+    device = pick_device()
+    results = [predict_experiment(cfg, device) for cfg in cfgs]
+    if ensemble and len(results) > 1:
+        results.append(ens.combine(results))
+    written = [ens.write_submission(r) for r in results]
+    board = Path(cfgs[0].submissions_dir) / "leaderboard.csv"
+    for r, path in zip(results, written):
+        leaderboard.record(board, r, path)
+    leaderboard.show(board)
+    return written

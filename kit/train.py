@@ -1,0 +1,320 @@
+"""Stage 2: train every fold in two stages and keep what the write-up's notebook lost.
+
+    python -m kit train --exp demo                 # every fold of configs/demo.yaml
+    python -m kit train --exp demo --fold 3        # one fold (spread folds over GPUs or machines)
+
+Per fold, under <work_dir>/<exp>/fold<k>/:
+  stage1_best.pt  best stage-1 weights (stage 2 starts from them)
+  best.pt         best weights over both stages: {"model", "cfg", "classes", "stage", "epoch", "score"}
+  last.pt         everything resuming needs (model, optimizer, stage, epoch, early stopping, history)
+  history.csv, curves.png, config.yaml
+  oof.npz         out-of-fold logits computed with best.pt (written last: the fold's "done" marker)
+Per experiment: cv.json (per-fold and overall OOF top-1/top-5) and confusion_matrix.png.
+
+Randomness is derived from (seed, fold, stage, epoch) at the start of every epoch, so a run
+killed at any point and resumed from last.pt ends with the same weights as one that never stopped.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import accuracy_score
+from timm.data import Mixup
+from timm.loss import SoftTargetCrossEntropy
+from timm.scheduler import CosineLRScheduler
+from tqdm import tqdm
+
+from kit import folds as folds_stage
+from kit import report
+from kit.config import Config, load_config, save_config, to_dict
+from kit.data import ImageDataset, eval_loader, eval_transform, train_loader, train_transform
+from kit.io import atomic_path, atomic_write_text, load_npz, save_npz
+from kit.metrics import topk
+from kit.model import from_config
+from kit.runtime import autocast, grad_scaler, num_workers, pick_device, seed_everything
+
+log = logging.getLogger(__name__)
+# Keys that may change between runs without invalidating a trained fold (inference, I/O, speed).
+FREE_KEYS = {"data", "work_dir", "submissions_dir", "workers", "amp", "channels_last", "compile", "tta",
+             "eval_batch_size", "merge", "allow_missing_folds", "zip", "metric", "solution", "pretrained_file",
+             "skip_bad_images", "max_pixels", "id_col", "label_col"}
+
+
+@dataclass
+class FoldState:
+    """What resuming needs besides the weights; saved in last.pt as plain data."""
+
+    stage: int = 1
+    epoch: int = 0  # epochs completed in this stage
+    best: float = -1.0  # best val top-1 over both stages (the score of best.pt)
+    stage_best: float = -1.0  # best val top-1 this stage (early stopping)
+    bad_epochs: int = 0  # epochs since stage_best improved
+    stopped: bool = False  # this stage is over (epochs run out or early stopping)
+    history: list = field(default_factory=list)
+
+
+def save_checkpoint(path: Path, model, **extra) -> None:
+    """Atomic torch.save of plain data, loadable with weights_only=True."""
+    model = getattr(model, "_orig_mod", model)  # the uncompiled module's keys
+    with atomic_path(path) as tmp:
+        torch.save({"model": model.state_dict(), **extra}, tmp)
+
+
+def load_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - a truncated or foreign file: say which
+        raise ValueError(f"{path} is unreadable ({type(e).__name__}); delete it and run again") from None
+
+
+def train_one_epoch(model, loader, optimizer, scaler, mixup, criterion, amp_ctx, device, max_steps, where):
+    """One pass over loader. Returns (mean loss, train top-1 against the dominant mixed label, img/s)."""
+    model.train()
+    total_loss, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
+    steps = min(len(loader), max_steps) if max_steps else len(loader)
+    bar = tqdm(loader, total=steps, desc=where, leave=False, disable=not sys.stderr.isatty())
+    for step, (x, y) in enumerate(bar):
+        if step >= steps:
+            break
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x, target = mixup(x, y)  # target: (B, classes) soft labels
+        with amp_ctx():
+            logits = model(x)
+            loss = criterion(logits.float(), target)
+        if not math.isfinite(loss.item()):
+            raise ValueError(f"{where} step {step}: loss is {loss.item()}; stopped, last.pt keeps the last good "
+                             "epoch (lower the learning rate, or check the images and labels)")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        total_loss += loss.item() * len(x)
+        correct += (logits.argmax(1) == target.argmax(1)).sum().item()
+        seen += len(x)
+        bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}",
+                        ips=f"{seen / (time.perf_counter() - t0):.0f}")
+    return total_loss / max(seen, 1), correct / max(seen, 1), seen / (time.perf_counter() - t0)
+
+
+@torch.inference_mode()
+def predict_logits(model, loader, amp_ctx, device) -> np.ndarray:
+    """(N, classes) float32 logits in loader order."""
+    model.eval()
+    out = []
+    for x, _ in loader:
+        with amp_ctx():
+            out.append(model(x.to(device, non_blocking=True)).float().cpu())
+    return torch.cat(out).numpy()
+
+
+def validate(model, loader, amp_ctx, device, labels: np.ndarray) -> dict:
+    logits = predict_logits(model, loader, amp_ctx, device)
+    loss = F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)).item()
+    return {"val_loss": loss, "val_top1": accuracy_score(labels, logits.argmax(1)), "val_top5": topk(labels, logits, 5)}
+
+
+def _epoch_seed(seed: int, fold: int, stage: int, epoch: int) -> int:
+    return ((seed * 1000 + fold) * 10 + stage) * 1000 + epoch
+
+
+class FoldRun:
+    """Holds one fold's model, data and files; `fit()` runs both stages, resuming from last.pt."""
+
+    def __init__(self, cfg: Config, fold: int, table: pd.DataFrame, classes: list[str], root: Path, device):
+        self.cfg, self.fold, self.classes, self.device = cfg, fold, classes, device
+        self.out = cfg.exp_dir / f"fold{fold}"
+        index = {c: i for i, c in enumerate(classes)}
+        train = table[(table["fold"] != fold) & (table["role"] != "holdout")]
+        val = table[table["fold"] == fold]
+        self.val_ids, self.val_labels = val["path"].to_numpy(), val["label"].map(index).to_numpy()
+        workers = num_workers(cfg.workers)
+        pin = device.type == "cuda"
+        train_ds = ImageDataset(root, train["path"], train["label"].map(index), self._train_tf(), cfg.max_pixels)
+        val_ds = ImageDataset(root, val["path"], self.val_labels, eval_transform(cfg.img_size, cfg.mean, cfg.std),
+                              cfg.max_pixels)
+        if len(train_ds) < cfg.batch_size:
+            raise ValueError(f"fold {fold}: {len(train_ds)} training images, fewer than batch_size={cfg.batch_size}")
+        self.train_dl = train_loader(train_ds, cfg.batch_size, workers, cfg.seed, pin)
+        self.val_dl = eval_loader(val_ds, cfg.eval_batch_size, workers, pin)
+        self.amp_ctx = autocast(device, cfg.amp)
+        self.mixup = Mixup(mixup_alpha=cfg.mixup_alpha, cutmix_alpha=cfg.cutmix_alpha,
+                           label_smoothing=cfg.label_smoothing, num_classes=len(classes))
+        self.criterion = SoftTargetCrossEntropy()
+
+    def _train_tf(self):
+        c = self.cfg
+        return train_transform(c.resize, c.img_size, c.rotate, c.hflip, c.mean, c.std)
+
+    def _model(self):
+        model = from_config(self.cfg, len(self.classes)).to(self.device)
+        if self.cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
+    def fit(self) -> None:
+        model = self._model()
+        state, opt_state = self._resume(model)
+        for stage in (1, 2):
+            if stage < state.stage:
+                continue
+            if stage > state.stage:
+                state = self._enter_stage(model, state, stage)
+            self._run_stage(model, state, opt_state)
+            opt_state = None
+        self._finish(model, state)
+
+    def _resume(self, model) -> tuple[FoldState, dict | None]:
+        last = self.out / "last.pt"
+        if not last.is_file():
+            return FoldState(), None
+        try:
+            ckpt = load_checkpoint(last)
+        except ValueError as e:
+            log.warning("%s; starting fold %d again from scratch", e, self.fold)
+            return FoldState(), None
+        model.load_state_dict(ckpt["model"])
+        state = FoldState(**ckpt["state"])
+        log.info("fold %d: resuming stage %d after epoch %d (best %.4f)", self.fold, state.stage, state.epoch, state.best)
+        return state, ckpt["optimizer"]
+
+    def _enter_stage(self, model, state: FoldState, stage: int) -> FoldState:
+        """Stage 2 starts from the stage-1 best weights with a fresh optimizer and schedule."""
+        best1 = load_checkpoint(self.out / "stage1_best.pt")
+        model.load_state_dict(best1["model"])
+        log.info("fold %d: stage %d starts from stage-1 best (epoch %d, top-1 %.4f)",
+                 self.fold, stage, best1["epoch"], best1["score"])
+        return FoldState(stage=stage, best=state.best, stage_best=state.best, history=state.history)
+
+    def _stage_params(self, stage: int) -> tuple[float, int]:
+        c = self.cfg
+        return (c.stage1_lr, c.stage1_epochs) if stage == 1 else (c.stage2_lr, c.stage2_epochs)
+
+    def _run_stage(self, model, state: FoldState, opt_state: dict | None) -> None:
+        lr, epochs = self._stage_params(state.stage)
+        c = self.cfg
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=c.momentum, weight_decay=c.weight_decay)
+        if opt_state is not None:
+            optimizer.load_state_dict(opt_state)
+        scheduler = CosineLRScheduler(optimizer, t_initial=max(epochs, 1))  # stepped per epoch, from 0
+        scaler = grad_scaler(self.device, c.amp)
+        while state.epoch < epochs and not state.stopped:
+            scheduler.step(state.epoch)
+            self._run_epoch(model, optimizer, scaler, state)
+        if not state.stopped:
+            state.stopped = True
+            self._save_last(model, optimizer, state)
+
+    def _run_epoch(self, model, optimizer, scaler, state: FoldState) -> None:
+        c, t0 = self.cfg, time.perf_counter()
+        seed_everything(_epoch_seed(c.seed, self.fold, state.stage, state.epoch))
+        self.train_dl.sampler.set_epoch(_epoch_seed(c.seed, self.fold, state.stage, state.epoch))
+        where = f"fold {self.fold} stage {state.stage} epoch {state.epoch + 1}"
+        loss, acc, ips = train_one_epoch(model, self.train_dl, optimizer, scaler, self.mixup, self.criterion,
+                                         self.amp_ctx, self.device, c.max_steps, where)
+        val = validate(model, self.val_dl, self.amp_ctx, self.device, self.val_labels)
+        row = {"epoch": len(state.history) + 1, "stage": state.stage, "lr": optimizer.param_groups[0]["lr"],
+               "train_loss": loss, "train_top1": acc, **val, "seconds": time.perf_counter() - t0, "img_per_s": ips}
+        self._update(model, optimizer, state, row)
+        log.info("%s: lr %.2e loss %.4f val_loss %.4f top-1 %.4f top-5 %.4f %.0fs %.0f img/s%s", where, row["lr"],
+                 loss, val["val_loss"], val["val_top1"], val["val_top5"], row["seconds"], ips,
+                 " *" if state.bad_epochs == 0 else "")
+
+    def _update(self, model, optimizer, state: FoldState, row: dict) -> None:
+        """Early stopping and checkpoints; best files first, so last.pt never claims a best that isn't on disk."""
+        score = row["val_top1"]
+        state.epoch += 1
+        state.history.append(row)
+        meta = {"cfg": to_dict(self.cfg), "classes": list(self.classes), "stage": state.stage,
+                "epoch": row["epoch"], "score": score}
+        if score > state.stage_best:
+            state.stage_best, state.bad_epochs = score, 0
+            if state.stage == 1:
+                save_checkpoint(self.out / "stage1_best.pt", model, **meta)
+        else:
+            state.bad_epochs += 1
+        if score > state.best:
+            state.best = score
+            save_checkpoint(self.out / "best.pt", model, **meta)
+        if state.bad_epochs >= self.cfg.patience:
+            log.info("fold %d stage %d: early stop, no better top-1 for %d epochs", self.fold, state.stage, state.bad_epochs)
+            state.stopped = True
+        self._save_last(model, optimizer, state)
+
+    def _save_last(self, model, optimizer, state: FoldState) -> None:
+        save_checkpoint(self.out / "last.pt", model, optimizer=optimizer.state_dict(), state=dataclasses.asdict(state))
+        atomic_write_text(self.out / "history.csv", pd.DataFrame(state.history).to_csv(index=False))
+
+    def _finish(self, model, state: FoldState) -> None:
+        """OOF logits with the best weights (not the last epoch's), curves, then the done marker."""
+        best = load_checkpoint(self.out / "best.pt")
+        model.load_state_dict(best["model"])
+        logits = predict_logits(model, self.val_dl, self.amp_ctx, self.device)
+        report.plot_curves(pd.DataFrame(state.history), self.out / "curves.png")
+        save_npz(self.out / "oof.npz", ids=self.val_ids.astype(str), labels=self.val_labels, logits=logits)
+        log.info("fold %d done: best top-1 %.4f (stage %d, epoch %d)", self.fold, best["score"], best["stage"], best["epoch"])
+
+
+def _check_fold_config(out: Path, cfg: Config) -> None:
+    """A fold trained with other settings is not silently mixed into this experiment."""
+    saved = out / "config.yaml"
+    if not saved.is_file():
+        return
+    old = dataclasses.asdict(load_config(saved))
+    changed = sorted(k for k, v in dataclasses.asdict(cfg).items() if k not in FREE_KEYS and old.get(k) != v)
+    if changed:
+        raise ValueError(f"{out} was trained with other settings ({', '.join(changed)}); remove it, "
+                         f"or give this run another name= to keep both")
+
+
+def train_fold(cfg: Config, fold: int, table: pd.DataFrame, classes: list[str], root: Path, device) -> Path:
+    out = cfg.exp_dir / f"fold{fold}"
+    if (out / "oof.npz").is_file():
+        log.info("fold %d of %s already trained: %s", fold, cfg.name, out)
+        return out
+    _check_fold_config(out, cfg)
+    save_config(cfg, out / "config.yaml")
+    FoldRun(cfg, fold, table, classes, root, device).fit()
+    return out
+
+
+def write_cv(exp_dir: Path, classes: list[str], n_folds: int) -> Path:
+    """cv.json from the OOF logits of every fold, and the confusion matrix."""
+    parts = [load_npz(exp_dir / f"fold{k}" / "oof.npz") for k in range(n_folds)]
+    per_fold = [{"fold": k, "n": len(p["labels"]), "top1": accuracy_score(p["labels"], p["logits"].argmax(1)),
+                 "top5": topk(p["labels"], p["logits"], 5)} for k, p in enumerate(parts)]
+    labels = np.concatenate([p["labels"] for p in parts])
+    logits = np.concatenate([p["logits"] for p in parts])
+    cv = {"top1": accuracy_score(labels, logits.argmax(1)), "top5": topk(labels, logits, 5),
+          "fold_std": float(np.std([f["top1"] for f in per_fold])), "n": int(len(labels)), "folds": per_fold}
+    atomic_write_text(exp_dir / "cv.json", json.dumps(cv, indent=2) + "\n")
+    report.plot_confusion(labels, logits.argmax(1), classes, exp_dir / "confusion_matrix.png")
+    log.info("%s: CV top-1 %.4f top-5 %.4f over %d folds", exp_dir.name, cv["top1"], cv["top5"], n_folds)
+    return exp_dir / "cv.json"
+
+
+def run(cfg: Config, only: list[int] | None = None, shard: tuple[int, int] | None = None) -> Path:
+    """Train the folds asked for (all by default; `shard=(i, n)`: those with k % n == i)."""
+    table, meta, layout = folds_stage.load(cfg)
+    n_folds = meta["n_folds"]
+    bad = [k for k in only or [] if not 0 <= k < n_folds]
+    if bad:
+        raise ValueError(f"--fold {bad[0]}: folds.csv has folds 0..{n_folds - 1}")
+    todo = only or [k for k in range(n_folds) if shard is None or k % shard[1] == shard[0]]
+    device = pick_device()
+    save_config(cfg, cfg.exp_dir / "config.yaml")
+    for k in todo:
+        train_fold(cfg, k, table, meta["classes"], layout.root, device)
+    if all((cfg.exp_dir / f"fold{k}" / "oof.npz").is_file() for k in range(n_folds)):
+        write_cv(cfg.exp_dir, meta["classes"], n_folds)
+    return cfg.exp_dir
