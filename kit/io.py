@@ -84,9 +84,12 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 def open_image(path: str | Path, max_pixels: int) -> Image.Image:
     """Open lazily and refuse images over max_pixels before decoding them."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        img = Image.open(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit below decides
+            img = Image.open(path)
+    except Image.DecompressionBombError:  # PIL's hard limit, far above any photo
+        raise ValueError(f"over max_pixels={max_pixels} (a decompression bomb?)") from None
     w, h = img.size
     if w * h > max_pixels:
         img.close()

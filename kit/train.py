@@ -157,6 +157,7 @@ class FoldRun:
         return train_transform(c.resize, c.img_size, c.rotate, c.hflip, c.mean, c.std)
 
     def _model(self):
+        seed_everything(_epoch_seed(self.cfg.seed, self.fold, 0, 0))  # the head's (and any unloaded layer's) init
         model = from_config(self.cfg, len(self.classes)).to(self.device)
         if self.cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)

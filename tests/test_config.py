@@ -1,0 +1,66 @@
+"""Config: presets load, overrides win, bad keys and values are named.  pytest tests/test_config.py -q"""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kit.config import Config, load_config, parse_overrides, save_config
+
+PRESETS = sorted(Path("configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=[p.stem for p in PRESETS])
+def test_presets_load(path):
+    cfg = load_config(path)
+    assert cfg.name == path.stem, "a preset's experiment name defaults to its file stem"
+
+
+def test_recipe_preset_matches_the_write_up():
+    cfg = load_config("configs/resnest50d_spinalnet.yaml")
+    got = (cfg.backbone, cfg.head, cfg.spinal_width, cfg.resize, cfg.img_size, cfg.rotate, cfg.mean, cfg.std,
+           cfg.mixup_alpha, cfg.label_smoothing, cfg.momentum, cfg.weight_decay, cfg.batch_size,
+           cfg.stage1_lr, cfg.stage1_epochs, cfg.stage2_lr, cfg.stage2_epochs, cfg.patience, cfg.pretrained)
+    want = ("resnest50d", "spinal", 540, 460, 448, 15.0, (0.507, 0.487, 0.441), (0.267, 0.256, 0.276),
+            1.0, 0.1, 0.9, 1e-4, 16, 0.01, 40, 0.001, 20, 7, True)
+    assert got == want, f"recipe preset drifted from the write-up: {got}"
+
+
+def test_overrides_win_and_int_becomes_float():
+    cfg = load_config("configs/demo.yaml", parse_overrides(["stage1_lr=1", "tta=[hflip, vflip]", "name=x"]))
+    assert (cfg.stage1_lr, type(cfg.stage1_lr), cfg.tta, cfg.name) == (1.0, float, ("hflip", "vflip"), "x"), cfg
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    ({"nope": 1}, "'nope'"),
+    ({"batch_size": "big"}, "'batch_size'"),
+    ({"head": "mlp"}, "one of 'spinal', 'linear'"),
+    ({"stage1_lr": -0.1}, "stage1_lr=-0.1"),
+    ({"n_folds": 1}, "n_folds=1"),
+    ({"batch_size": 7}, "batch_size=7"),
+    ({"tta": ["spin"]}, "spin"),
+    ({"mean": [0.5, 0.5]}, "'mean'"),
+])
+def test_bad_values_name_the_key(overrides, needle):
+    with pytest.raises(ValueError, match=None) as e:
+        load_config("configs/demo.yaml", overrides)
+    assert needle in str(e.value), f"error should name {needle}: {e.value}"
+
+
+def test_unknown_key_in_file_names_the_file(tmp_path):
+    path = tmp_path / "x.yaml"
+    path.write_text("backbone: resnet18\nlearning_rate: 0.1\n")
+    with pytest.raises(ValueError) as e:
+        load_config(path)
+    assert "learning_rate" in str(e.value) and str(path) in str(e.value), str(e.value)
+
+
+def test_saved_config_round_trips(tmp_path):
+    cfg = load_config("configs/resnest50d_spinalnet.yaml")
+    save_config(cfg, tmp_path / "config.yaml")
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["mean"] == [0.507, 0.487, 0.441]
+    assert load_config(tmp_path / "config.yaml") == cfg, "a saved config must load back to the same Config"
+
+
+def test_config_is_frozen():
+    with pytest.raises(Exception):
+        Config().seed = 1  # type: ignore[misc]

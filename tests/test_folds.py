@@ -1,0 +1,59 @@
+"""Folds: stratified, deterministic, tied to their data.  pytest tests/test_folds.py -q"""
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import make_image, tiny_cfg, write_folder_data
+from kit import folds
+
+
+def test_every_image_in_one_fold_and_classes_balanced(tmp_path, folder_data):
+    cfg = tiny_cfg(tmp_path, folder_data, n_folds=3)
+    table = pd.read_csv(folds.run(cfg), dtype=str)
+    assert table["path"].is_unique and len(table) == 24, "each image exactly once"
+    assert set(table["fold"].astype(int)) == {0, 1, 2}
+    counts = table.groupby(["label", "fold"]).size().unstack()
+    assert (counts.max(axis=1) - counts.min(axis=1)).max() <= 1, f"per-class fold counts differ by >1:\n{counts}"
+
+
+def test_same_data_and_seed_give_same_bytes(tmp_path, folder_data):
+    a = folds.run(tiny_cfg(tmp_path / "a", folder_data)).read_bytes()
+    b = folds.run(tiny_cfg(tmp_path / "b", folder_data)).read_bytes()
+    c = folds.run(tiny_cfg(tmp_path / "c", folder_data, seed=7)).read_bytes()
+    assert a == b, "same data and seed must give the same folds.csv"
+    assert a != c, "another seed should shuffle differently"
+
+
+def test_rerun_skips_and_other_data_is_refused(tmp_path, folder_data):
+    data = tmp_path / "data"
+    shutil.copytree(folder_data, data)
+    cfg = tiny_cfg(tmp_path, data)
+    path = folds.run(cfg)
+    mtime = path.stat().st_mtime_ns
+    assert folds.run(cfg).stat().st_mtime_ns == mtime, "an up-to-date folds.csv is not rewritten"
+    make_image(data / "train" / "0" / "new.png", (1, 2, 3), np.random.default_rng(0))
+    with pytest.raises(ValueError, match="other data"):
+        folds.load(cfg)
+    with pytest.raises(ValueError, match="other data"):
+        folds.run(cfg)
+
+
+def test_rare_class_is_an_error_or_train_only(tmp_path):
+    data = write_folder_data(tmp_path / "data", n_per_class=4)
+    (data / "train" / "2" / "img_2_0.png").unlink()
+    (data / "train" / "2" / "img_2_1.png").unlink()
+    with pytest.raises(ValueError, match=r"n_folds=3: '2' has 2"):
+        folds.run(tiny_cfg(tmp_path / "a", data, n_folds=3))
+    table = pd.read_csv(folds.run(tiny_cfg(tmp_path / "b", data, n_folds=3, rare_classes="train_only")), dtype=str)
+    rare = table[table["label"] == "2"]
+    assert (rare["role"] == "train_only").all() and (rare["fold"] == "-1").all(), rare
+
+
+def test_holdout_val_is_never_in_a_fold(tmp_path):
+    data = write_folder_data(tmp_path / "data", n_per_class=4)
+    shutil.copytree(data / "train", data / "val")
+    table = pd.read_csv(folds.run(tiny_cfg(tmp_path, data, val_mode="holdout")), dtype=str)
+    val = table[table["source"] == "val"]
+    assert len(val) == 12 and (val["role"] == "holdout").all() and (val["fold"] == "-1").all()

@@ -1,0 +1,75 @@
+"""Data layouts, the label rule and image decoding.  pytest tests/test_layout.py -q"""
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conftest import make_image
+from kit.io import load_rgb
+from kit.layout import natural_key, scan
+
+
+def test_folder_layout(folder_data):
+    layout = scan(folder_data)
+    assert layout.kind == "folder" and layout.classes == ("0", "1", "2"), layout.classes
+    assert len(layout.train) == 24 and len(layout.test) == 9, (len(layout.train), len(layout.test))
+    assert layout.header == ("image_name", "pred_label")
+    assert list(layout.test["id"])[:2] == ["t00", "t01"], "test ids are file stems"
+
+
+def test_csv_layout_keeps_sample_submission_order(csv_data):
+    layout = scan(csv_data)
+    sample = pd.read_csv(csv_data / "sample_submission.csv", dtype=str)
+    assert layout.kind == "csv" and layout.classes == ("cat", "dog", "fox"), layout.classes
+    assert list(layout.test["id"]) == list(sample["id"]), "test ids must follow sample_submission.csv"
+    assert layout.header == ("id", "breed")
+    assert layout.train["path"].str.startswith("train/").all()
+
+
+def test_numeric_labels_keep_folder_names_in_numeric_order(tmp_path):
+    rng = np.random.default_rng(0)
+    for c in [str(i) for i in range(100)] + ["07"]:
+        make_image(tmp_path / "train" / c / "a.png", (1, 2, 3), rng, size=(4, 4))
+    classes = scan(tmp_path).classes
+    want = [str(i) for i in range(8)] + ["07"] + [str(i) for i in range(8, 100)]
+    assert list(classes) == sorted(want, key=natural_key), classes[:12]
+    assert classes[:3] == ("0", "1", "2") and classes[10] == "9" and "07" in classes, "2 before 10, '07' kept"
+
+
+def test_val_folder_joins_pool(tmp_path):
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c in "ab":
+            make_image(tmp_path / split / c / f"{split}.png", (9, 9, 9), rng, size=(4, 4))
+    layout = scan(tmp_path)
+    assert sorted(layout.train["source"]) == ["train", "train", "val", "val"], layout.train
+
+
+def test_extensions_match_case_insensitively(tmp_path):
+    rng = np.random.default_rng(0)
+    make_image(tmp_path / "train" / "a" / "x.PNG", (1, 1, 1), rng, size=(4, 4))
+    make_image(tmp_path / "train" / "a" / "y.JpEg", (1, 1, 1), rng, size=(4, 4))
+    (tmp_path / "train" / "a" / "notes.txt").write_text("not an image")
+    assert len(scan(tmp_path).train) == 2
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "RGBA", "CMYK", "I;16", "LA"])
+def test_every_mode_loads_as_rgb(tmp_path, mode):
+    ext = ".jpg" if mode == "CMYK" else ".png"
+    path = make_image(tmp_path / f"img{ext}", (200, 100, 50), np.random.default_rng(0), size=(6, 5), mode=mode)
+    arr = load_rgb(path)
+    assert arr.shape == (5, 6, 3) and arr.dtype == np.uint8, (mode, arr.shape, arr.dtype)
+
+
+def test_16_bit_scales_to_8_bit(tmp_path):
+    path = tmp_path / "deep.png"
+    Image.fromarray(np.full((4, 4), 65535, dtype=np.uint16)).save(path)
+    assert load_rgb(path).min() == 255, "full-scale 16-bit must map to 255, not clip garbage"
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    img = Image.new("RGB", (8, 4), (255, 0, 0))
+    exif = img.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees when displayed
+    img.save(tmp_path / "rot.jpg", exif=exif)
+    assert load_rgb(tmp_path / "rot.jpg").shape == (8, 4, 3), "EXIF-rotated image must come out upright (H=8, W=4)"
