@@ -148,7 +148,9 @@ class FoldRun:
         self.train_dl = train_loader(train_ds, cfg.batch_size, workers, cfg.seed, pin)
         self.val_dl = eval_loader(val_ds, cfg.eval_batch_size, workers, pin)
         self.amp_ctx = autocast(device, cfg.amp)
-        self.mixup = Mixup(mixup_alpha=cfg.mixup_alpha, cutmix_alpha=cfg.cutmix_alpha,
+        # with both alphas 0, prob=0 keeps Mixup as the label-smoothed one-hot target maker
+        mixing = cfg.mixup_alpha > 0 or cfg.cutmix_alpha > 0
+        self.mixup = Mixup(mixup_alpha=cfg.mixup_alpha, cutmix_alpha=cfg.cutmix_alpha, prob=1.0 if mixing else 0.0,
                            label_smoothing=cfg.label_smoothing, num_classes=len(classes))
         self.criterion = SoftTargetCrossEntropy()
 

@@ -1,0 +1,199 @@
+"""Training: learns, two stages, early stopping, honest CV, exact resume.  pytest tests/test_train.py -q"""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.metrics import accuracy_score
+
+from conftest import tiny_cfg, write_folder_data
+from kit import folds, train
+from kit.io import load_npz
+
+EASY = dict(stage1_epochs=5, stage2_epochs=2, n_folds=2)
+
+
+@pytest.fixture(scope="module")
+def easy_data(tmp_path_factory):
+    return write_folder_data(tmp_path_factory.mktemp("easy"), n_per_class=16, n_test=6)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, easy_data):
+    """One full tiny run, watching what stage 2 starts from."""
+    tmp = tmp_path_factory.mktemp("trained")
+    cfg = tiny_cfg(tmp, easy_data, **EASY)
+    folds.run(cfg)
+    seen = {}
+    original = train.FoldRun._enter_stage
+
+    def spy(self, model, state, stage):
+        out = original(self, model, state, stage)
+        seen[self.fold] = {k: v.clone() for k, v in model.state_dict().items()}
+        return out
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train.FoldRun, "_enter_stage", spy)
+        train.run(cfg)
+    return cfg, seen
+
+
+def test_learns_an_easy_task_far_above_chance(trained):
+    cfg, _ = trained
+    cv = json.loads((cfg.exp_dir / "cv.json").read_text())
+    assert cv["top1"] >= 0.9, f"3 colour classes (chance 0.33) should be learnt: {cv}"
+
+
+def test_cv_json_equals_accuracy_recomputed_from_oof(trained):
+    cfg, _ = trained
+    cv = json.loads((cfg.exp_dir / "cv.json").read_text())
+    parts = [load_npz(cfg.exp_dir / f"fold{k}" / "oof.npz") for k in range(2)]
+    labels = np.concatenate([p["labels"] for p in parts])
+    preds = np.concatenate([p["logits"].argmax(1) for p in parts])
+    assert cv["top1"] == pytest.approx(accuracy_score(labels, preds), abs=1e-12)
+    assert sorted(np.concatenate([p["ids"] for p in parts])) == sorted(pd.read_csv(cfg.work_dir + "/folds.csv")["path"])
+
+
+def test_oof_comes_from_the_best_weights(trained):
+    cfg, _ = trained
+    for k in range(2):
+        best = torch.load(cfg.exp_dir / f"fold{k}" / "best.pt", weights_only=True)
+        oof = load_npz(cfg.exp_dir / f"fold{k}" / "oof.npz")
+        assert accuracy_score(oof["labels"], oof["logits"].argmax(1)) == pytest.approx(best["score"]), \
+            "OOF accuracy must be best.pt's validation score, not the last epoch's"
+
+
+def test_stage2_starts_from_stage1_best(trained):
+    cfg, seen = trained
+    for k in range(2):
+        stage1 = torch.load(cfg.exp_dir / f"fold{k}" / "stage1_best.pt", weights_only=True)
+        history = pd.read_csv(cfg.exp_dir / f"fold{k}" / "history.csv")
+        assert stage1["score"] == history.loc[history["stage"] == 1, "val_top1"].max()
+        for name, value in stage1["model"].items():
+            assert torch.equal(seen[k][name], value), f"fold {k}: stage 2 did not start from stage1_best.pt ({name})"
+
+
+def test_best_is_best_over_both_stages_and_checkpoints_are_plain(trained):
+    cfg, _ = trained
+    fold = cfg.exp_dir / "fold0"
+    best = torch.load(fold / "best.pt", weights_only=True)
+    last = torch.load(fold / "last.pt", weights_only=True)
+    history = pd.read_csv(fold / "history.csv")
+    assert best["score"] == history["val_top1"].max() and best["classes"] == ["0", "1", "2"]
+    assert best["cfg"]["backbone"] == "test_resnet" and {"optimizer", "state"} <= set(last)
+    assert list(history.columns)[:9] == ["epoch", "stage", "lr", "train_loss", "train_top1", "val_loss", "val_top1",
+                                         "val_top5", "seconds"], history.columns
+    assert (fold / "curves.png").stat().st_size > 0 and (cfg.exp_dir / "confusion_matrix.png").stat().st_size > 0
+
+
+def test_finished_folds_are_skipped(trained):
+    cfg, _ = trained
+    before = (cfg.exp_dir / "fold0" / "best.pt").stat().st_mtime_ns
+    train.run(cfg)
+    assert (cfg.exp_dir / "fold0" / "best.pt").stat().st_mtime_ns == before
+
+
+def test_changed_settings_are_not_mixed_in(trained):
+    cfg, _ = trained
+    (cfg.exp_dir / "fold1" / "oof.npz").rename(cfg.exp_dir / "fold1" / "oof.bak")
+    try:
+        with pytest.raises(ValueError, match="stage1_lr"):
+            train.run(tiny_cfg(cfg.exp_dir.parent.parent, cfg.data, **{**EASY, "stage1_lr": 0.3}))
+    finally:
+        (cfg.exp_dir / "fold1" / "oof.bak").rename(cfg.exp_dir / "fold1" / "oof.npz")
+
+
+def test_early_stopping_stops_after_patience(tmp_path, easy_data):
+    cfg = tiny_cfg(tmp_path, easy_data, stage1_epochs=30, stage2_epochs=0, patience=2, n_folds=2)
+    folds.run(cfg)
+    train.run(cfg, only=[0])
+    top1 = pd.read_csv(cfg.exp_dir / "fold0" / "history.csv")["val_top1"].to_numpy()
+    last_gain = int(np.argmax(top1))  # the first epoch reaching the best
+    assert len(top1) < 30, "should have stopped early on an easy task"
+    assert len(top1) == last_gain + 1 + 2, f"must stop exactly patience=2 epochs after the last gain: {top1}"
+
+
+def test_nan_loss_stops_with_epoch_and_step(tmp_path, easy_data):
+    cfg = tiny_cfg(tmp_path, easy_data, stage1_lr=1e12, stage1_epochs=20, mixup_alpha=0.0)  # diverges
+    folds.run(cfg)
+    with pytest.raises(ValueError, match=r"fold 0 stage 1 epoch \d+ step \d+: loss is (nan|inf)") as e:
+        train.run(cfg, only=[0])
+    assert not (cfg.exp_dir / "fold0" / "oof.npz").exists(), f"a failed fold must not look finished: {e.value}"
+    last = cfg.exp_dir / "fold0" / "last.pt"
+    if last.exists():  # the failure came after a finished epoch: last.pt is that epoch, and finite
+        assert all(torch.isfinite(v).all() for v in torch.load(last, weights_only=True)["model"].values()
+                   if v.is_floating_point())
+
+
+def _fold_result(cfg, k=0):
+    best = torch.load(cfg.exp_dir / f"fold{k}" / "best.pt", weights_only=True)
+    return best["score"], best["model"], pd.read_csv(cfg.exp_dir / f"fold{k}" / "history.csv")
+
+
+def _assert_same_run(a, b):
+    assert a[0] == b[0], f"best scores differ: {a[0]} vs {b[0]}"
+    for k in a[1]:
+        assert torch.equal(a[1][k], b[1][k]), f"best weights differ at {k}"
+    cols = ["epoch", "stage", "lr", "train_loss", "val_loss", "val_top1"]
+    pd.testing.assert_frame_equal(a[2][cols], b[2][cols])
+
+
+def test_resume_between_epochs_matches_uninterrupted(tmp_path, easy_data):
+    ref = tiny_cfg(tmp_path / "ref", easy_data, **EASY)
+    folds.run(ref)
+    train.run(ref, only=[0])
+    cut = tiny_cfg(tmp_path / "cut", easy_data, **EASY)
+    folds.run(cut)
+    calls = {"n": 0}
+    original = train.FoldRun._run_epoch
+
+    def stop_after_three(self, *args):
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        return original(self, *args)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train.FoldRun, "_run_epoch", stop_after_three)
+        with pytest.raises(KeyboardInterrupt):
+            train.run(cut, only=[0])
+    assert len(pd.read_csv(cut.exp_dir / "fold0" / "history.csv")) == 3
+    train.run(cut, only=[0])
+    _assert_same_run(_fold_result(ref), _fold_result(cut))
+
+
+def _cli_train(cfg, extra=()):
+    args = [f"{k}={v}" for k, v in [("data", cfg.data), ("work_dir", cfg.work_dir), ("n_folds", 2),
+                                     ("stage1_epochs", cfg.stage1_epochs), ("stage2_epochs", cfg.stage2_epochs)]]
+    from conftest import TINY
+    args += [f"{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in TINY.items()
+             if k not in ("n_folds", "stage1_epochs", "stage2_epochs")]
+    return [sys.executable, "-m", "kit", "train", "--fold", "0", *args, *extra]
+
+
+@pytest.mark.slow
+def test_killed_mid_epoch_resumes_to_the_same_result(tmp_path, easy_data):
+    """SIGKILL at a random moment after the first checkpoint, resume, compare with an uninterrupted run."""
+    ref = tiny_cfg(tmp_path / "ref", easy_data, **EASY)
+    cut = tiny_cfg(tmp_path / "cut", easy_data, **EASY)
+    for cfg in (ref, cut):
+        folds.run(cfg)
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
+    subprocess.run(_cli_train(ref), check=True, env=env, capture_output=True)
+    proc = subprocess.Popen(_cli_train(cut), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (cut.exp_dir / "fold0" / "last.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(random.Random(0).uniform(0.0, 0.5))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (cut.exp_dir / "fold0" / "oof.npz").exists() or proc.returncode == 0
+    subprocess.run(_cli_train(cut), check=True, env=env, capture_output=True)
+    _assert_same_run(_fold_result(ref), _fold_result(cut))
