@@ -1,0 +1,230 @@
+"""Kaggle through its own CLI: download data, submit, and merge public/private scores into the leaderboard.
+
+    python -m kit download --comp SLUG      # kaggle competitions download SLUG -p data/SLUG, then a safe unzip
+    python -m kit submit --comp SLUG        # kaggle competitions submit SLUG -f FILE -m "<exp> cv=... folds=... tta=... sha=..."
+    python -m kit leaderboard --comp SLUG   # kaggle competitions submissions SLUG --csv --page-size 200
+
+Credentials are the CLI's own (~/.kaggle/kaggle.json, KAGGLE_USERNAME/KAGGLE_KEY, KAGGLE_API_TOKEN,
+~/.kaggle/access_token). The kit never prints, logs or writes them: everything the CLI says is
+scrubbed of them before it is shown.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+
+from kit import leaderboard
+from kit.config import Config
+
+log = logging.getLogger(__name__)
+PAGE_SIZE = 200  # the CLI's maximum; it does not expose later pages (Kaggle/kaggle-cli#166)
+TIMEOUT_S = 600
+
+
+def _config_dir() -> Path:
+    return Path(os.environ.get("KAGGLE_CONFIG_DIR") or Path.home() / ".kaggle")
+
+
+def _secrets() -> list[str]:
+    """Every credential value the CLI could use, to scrub from anything shown."""
+    values = [os.environ.get(k, "") for k in ("KAGGLE_KEY", "KAGGLE_API_TOKEN")]
+    for name in ("kaggle.json", "access_token"):
+        path = _config_dir() / name
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            continue
+        if name == "kaggle.json":
+            try:
+                values.append(str(json.loads(text).get("key", "")))
+            except (ValueError, AttributeError):
+                pass
+        else:
+            values.append(text)
+    return [v for v in values if len(v) >= 4]
+
+
+def scrub(text: str) -> str:
+    for secret in _secrets():
+        text = text.replace(secret, "***")
+    return text
+
+
+def check_credentials() -> None:
+    """Fail in one line when the CLI has no credentials; warn when kaggle.json is readable by others."""
+    env = os.environ
+    has_env = env.get("KAGGLE_API_TOKEN") or (env.get("KAGGLE_USERNAME") and env.get("KAGGLE_KEY"))
+    files = [_config_dir() / n for n in ("kaggle.json", "access_token", "credentials.json")]
+    present = [p for p in files if p.is_file()]
+    if not has_env and not present:
+        raise ValueError(f"no Kaggle credentials: put your API token in {_config_dir() / 'access_token'} or "
+                         f"kaggle.json there (chmod 600), or set KAGGLE_API_TOKEN (or KAGGLE_USERNAME and KAGGLE_KEY)")
+    for p in present:
+        if p.stat().st_mode & 0o077:
+            log.warning("%s can be read by other users; fix it with: chmod 600 %s", p, p)
+
+
+def _cli() -> list[str]:
+    beside = Path(sys.executable).parent / "kaggle"  # the venv's CLI, even when .venv/bin is not on PATH
+    return [str(beside)] if beside.is_file() else [shutil.which("kaggle") or "kaggle"]
+
+
+def _reason(out: str) -> str:
+    if re.search(r"\b401\b|Unauthorized|Unauthenticated|Authentication required", out):
+        return "credentials rejected (401): check your Kaggle API token"
+    if re.search(r"\b403\b|Forbidden", out):
+        return "forbidden (403): accept the competition's rules on its Kaggle page first"
+    if re.search(r"\b404\b|Could not find competition", out):
+        return "competition not found (404): check the slug"
+    if re.search(r"Max retries exceeded|ConnectionError|Failed to establish|Name or service not known|timed out", out):
+        return "no network: could not reach Kaggle"
+    lines = [line.strip() for line in out.strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "no output"
+
+
+def run_cli(args: list[str], what: str) -> str:
+    """Run `kaggle <args>`; return its stdout, or raise ValueError with one scrubbed line."""
+    check_credentials()
+    try:
+        proc = subprocess.run(_cli() + args, capture_output=True, text=True, timeout=TIMEOUT_S,
+                              env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    except FileNotFoundError:
+        raise ValueError("the kaggle CLI is not installed; run `make install`") from None
+    except subprocess.TimeoutExpired:
+        raise ValueError(f"kaggle {what}: no answer in {TIMEOUT_S} s (network?)") from None
+    out = scrub(proc.stdout + "\n" + proc.stderr)
+    if proc.returncode != 0 or "Upload unsuccessful" in out or "Could not submit" in out:
+        raise ValueError(f"kaggle {what} failed: {scrub(_reason(out))}")
+    return scrub(proc.stdout)
+
+
+def parse_submissions(text: str) -> pd.DataFrame:
+    """`kaggle competitions submissions --csv` output -> ref, fileName, date, description, status, scores.
+
+    Quirks handled: warning lines before the header, status printed as `SubmissionStatus.X`,
+    dates with a space, missing scores printed as `None` (or empty), "No submissions found".
+    """
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("ref,")), None)
+    columns = ["ref", "fileName", "date", "description", "status", "publicScore", "privateScore"]
+    if start is None:
+        return pd.DataFrame(columns=columns)
+    table = pd.read_csv(io.StringIO("\n".join(lines[start:])), dtype=str, keep_default_na=False)
+    table["status"] = table["status"].str.replace("SubmissionStatus.", "", regex=False).str.lower()
+    for col in ("publicScore", "privateScore"):
+        table[col] = table[col].where(~table[col].isin(["None", "nan", "null"]), "")
+    return table
+
+
+def _match(board: pd.DataFrame, sub: pd.Series) -> int | None:
+    """The leaderboard row of a Kaggle submission: by ref, else by file name (and our description)."""
+    by_ref = board.index[board["kaggle_ref"] == sub["ref"]]
+    if len(by_ref):
+        return by_ref[0]
+    by_file = board.index[(board["file"] == sub["fileName"]) & (board["kaggle_ref"] == "")]
+    return by_file[0] if len(by_file) else None
+
+
+def merge_submissions(board: pd.DataFrame, subs: pd.DataFrame) -> pd.DataFrame:
+    """Fill public/private/status from Kaggle; submissions made outside the kit become rows of their own."""
+    for _, sub in subs.iterrows():
+        values = {"kaggle_ref": sub["ref"], "kaggle_status": sub["status"], "public": sub["publicScore"],
+                  "private": sub["privateScore"], "description": sub["description"]}
+        i = _match(board, sub)
+        if i is None:
+            name = sub["fileName"] if not (board["file"] == sub["fileName"]).any() else f"{sub['fileName']}#{sub['ref']}"
+            board = leaderboard.upsert(board, {"file": name, "experiments": "(kaggle)", "created_at": sub["date"], **values})
+        else:
+            for k, v in values.items():
+                board.loc[i, k] = v
+    return board
+
+
+def sync_scores(board_path: Path, comp: str) -> None:
+    out = run_cli(["competitions", "submissions", comp, "--csv", "--page-size", str(PAGE_SIZE)], "submissions")
+    subs = parse_submissions(out)
+    with leaderboard.locked(board_path):
+        leaderboard.save(merge_submissions(leaderboard.load(board_path), subs), board_path)
+    log.info("merged %d Kaggle submission(s) of %s into %s", len(subs), comp, board_path)
+
+
+def _newest(submissions_dir: Path) -> Path:
+    files = [p for p in submissions_dir.glob("*.csv") if p.name != "leaderboard.csv"]
+    if not files:
+        raise ValueError(f"no submission in {submissions_dir}; run `make predict` first")
+    return max(files, key=lambda p: p.stat().st_mtime)
+
+
+def describe(row: pd.Series) -> str:
+    return (f"{row['experiments']} cv={row['cv_top1']} folds={row['folds']} tta={row['tta']} "
+            f"sha={row['sha256'][:8]}")
+
+
+def submit(cfg: Config, comp: str, file: str = "") -> str:
+    """Upload a submission; record the ref the CLI returns. Returns the ref."""
+    if not comp:
+        raise ValueError("no competition: pass COMP=slug (make) or --comp slug")
+    board_path = Path(cfg.submissions_dir) / "leaderboard.csv"
+    path = Path(file) if file else _newest(Path(cfg.submissions_dir))
+    if not path.is_file():
+        raise ValueError(f"submission file {path} not found")
+    board = leaderboard.load(board_path)
+    rows = board[board["file"] == path.name]
+    message = describe(rows.iloc[0]) if len(rows) else f"{path.stem}"
+    out = run_cli(["competitions", "submit", comp, "-f", str(path), "-m", message], "submit")
+    ref = re.search(r"Submission ref:\s*(\d+)", out)
+    with leaderboard.locked(board_path):
+        board = leaderboard.upsert(leaderboard.load(board_path), {
+            "file": path.name, "kaggle_ref": ref.group(1) if ref else "", "kaggle_status": "pending",
+            "description": message})
+        leaderboard.save(board, board_path)
+    log.info("submitted %s to %s (ref %s): %s", path.name, comp, ref.group(1) if ref else "?", message)
+    return ref.group(1) if ref else ""
+
+
+def safe_extract(archive: Path, dest: Path) -> None:
+    """Unzip without letting any member (absolute path, '..', symlink) land outside dest."""
+    root = dest.resolve()
+    with zipfile.ZipFile(archive) as z:
+        for info in z.infolist():
+            target = (dest / info.filename).resolve()
+            is_link = (info.external_attr >> 16) & 0o170000 == 0o120000
+            if is_link or not target.is_relative_to(root):
+                raise ValueError(f"{archive}: member {info.filename!r} would land outside {dest}; not extracted")
+        z.extractall(dest)
+
+
+def download(comp: str, out_root: str | Path = "data") -> Path:
+    """Download and unzip a competition's files into data/<slug>/ (built beside it, then renamed)."""
+    if not comp:
+        raise ValueError("no competition: pass COMP=slug (make) or --comp slug")
+    out = Path(out_root) / comp
+    if out.is_dir() and any(out.iterdir()):
+        log.info("%s already has the data of %s", out, comp)
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{comp}."))
+    try:
+        run_cli(["competitions", "download", comp, "-p", str(tmp), "-q"], "download")
+        for archive in sorted(tmp.glob("*.zip")):
+            safe_extract(archive, tmp)
+            archive.unlink()
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    log.info("downloaded %s into %s", comp, out)
+    return out

@@ -1,0 +1,146 @@
+"""A small Kaggle API server on 127.0.0.1 for the real `kaggle` CLI (kagglesdk) to talk to in tests.
+
+The CLI, run with KAGGLE_API_ENVIRONMENT=LOCALHOST and HTTP_PROXY=http://127.0.0.1:PORT, sends
+`POST http://localhost/api/v1/competitions.CompetitionApiService/<Method>` (JSON) through this
+"proxy". Implemented: StartSubmissionUpload, the blob PUT, CreateSubmission (scored against a
+solution with a Public/Private split), ListSubmissions (paged), GetSubmissionLimits, and
+DownloadDataFiles (a 302 redirect to the zip).
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+import pandas as pd
+
+USER, KEY = "kituser", "s3cret-kaggle-key-0123456789"
+SERVICE = "/api/v1/competitions.CompetitionApiService/"
+
+
+class FakeKaggle:
+    def __init__(self, solution: pd.DataFrame, data_zip: bytes = b""):
+        self.solution = solution  # id, label, Usage
+        self.data_zip = data_zip
+        self.uploads: dict[str, dict] = {}
+        self.submissions: list[dict] = []
+        self.fail_upload = False  # the blob PUT answers 500
+        self.pending = False  # new submissions stay PENDING
+        self.requests: list[str] = []
+        self.lock = threading.Lock()
+
+    def score(self, csv: bytes) -> tuple[str, str]:
+        sub = pd.read_csv(io.BytesIO(csv), dtype=str)
+        merged = self.solution.merge(sub.set_axis(["id", "pred"], axis=1), on="id", how="left")
+        out = []
+        for usage in ("Public", "Private"):
+            part = merged[merged["Usage"] == usage]
+            out.append(f"{(part['label'] == part['pred']).mean():.5f}")
+        return out[0], out[1]
+
+    def add(self, file_name: str, description: str, csv: bytes | None, status: str = "COMPLETE") -> int:
+        with self.lock:
+            ref = 50000 + len(self.submissions)
+            public, private = self.score(csv) if csv is not None and status == "COMPLETE" else (None, None)
+            date = datetime(2026, 11, 25, 12, 0, 0) + timedelta(minutes=len(self.submissions))
+            self.submissions.append({"ref": ref, "fileName": file_name, "description": description, "status": status,
+                                     "date": date.isoformat(timespec="milliseconds") + "Z",
+                                     "publicScore": public, "privateScore": private})
+            return ref
+
+
+def _authorized(headers) -> bool:
+    auth = headers.get("Authorization", "")
+    if auth.startswith("Basic "):
+        return base64.b64decode(auth[6:]).decode() == f"{USER}:{KEY}"
+    return auth == f"Bearer {KEY}"
+
+
+def make_handler(state: FakeKaggle):
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):  # quiet
+            pass
+
+        def _send(self, code: int, body: bytes = b"", ctype: str = "application/json", headers: dict | None = None):
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _json(self, obj, code=200):
+            self._send(code, json.dumps(obj).encode())
+
+        def _body(self) -> bytes:
+            return self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+
+        def do_PUT(self):
+            path = urlsplit(self.path).path
+            body = self._body()
+            state.requests.append(f"PUT {path}")
+            token = path.rsplit("/", 1)[-1]
+            if state.fail_upload or token not in state.uploads:
+                return self._send(500, b"upload failed", "text/plain")
+            state.uploads[token]["data"] = body
+            self._json({})
+
+        def do_GET(self):
+            path = urlsplit(self.path).path
+            state.requests.append(f"GET {path}")
+            if path.startswith("/files/"):
+                return self._send(200, state.data_zip, "application/zip")
+            self._send(404, b"")
+
+        def do_POST(self):
+            path = urlsplit(self.path).path
+            req = json.loads(self._body() or b"{}")
+            method = path[len(SERVICE):] if path.startswith(SERVICE) else path
+            state.requests.append(f"POST {method}")
+            if not _authorized(self.headers):
+                return self._json({"code": 401, "message": "Unauthenticated"}, 401)
+            handler = getattr(self, f"_{method}", None)
+            if handler is None:
+                return self._json({"code": 404, "message": f"no method {method}"}, 404)
+            handler(req)
+
+        def _StartSubmissionUpload(self, req):
+            token = f"tok{len(state.uploads)}"
+            state.uploads[token] = {"name": req.get("fileName", ""), "data": None}
+            self._json({"token": token, "createUrl": f"http://localhost/upload/{token}"})
+
+        def _CreateSubmission(self, req):
+            upload = state.uploads.get(req.get("blobFileTokens", ""))
+            if upload is None or upload["data"] is None:
+                return self._json({"code": 400, "message": "no uploaded file"}, 400)
+            status = "PENDING" if state.pending else "COMPLETE"
+            ref = state.add(upload["name"], req.get("submissionDescription", ""), upload["data"], status)
+            self._json({"message": "Successfully submitted", "ref": ref})
+
+        def _ListSubmissions(self, req):
+            subs = sorted(state.submissions, key=lambda s: s["ref"], reverse=True)
+            size = int(req.get("pageSize") or 20)
+            start = int(req.get("pageToken") or 0)
+            page = subs[start:start + size]
+            rest = str(start + size) if start + size < len(subs) else ""
+            self._json({"submissions": [{k: v for k, v in s.items() if v is not None} for s in page],
+                        "nextPageToken": rest})
+
+        def _GetSubmissionLimits(self, req):
+            self._json({"numToday": len(state.submissions), "numTotal": len(state.submissions), "numAllowedNow": 5})
+
+        def _DownloadDataFiles(self, req):
+            self._send(302, b"", headers={"Location": f"http://localhost/files/{req.get('competitionName')}.zip"})
+
+    return Handler
+
+
+def start(state: FakeKaggle) -> tuple[ThreadingHTTPServer, int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(state))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, server.server_address[1]

@@ -1,0 +1,183 @@
+"""Kaggle features through the real `kaggle` CLI against a local server (tests/kaggle_server.py).
+
+    pytest tests/test_kaggle.py -q
+
+No network: the CLI runs with KAGGLE_API_ENVIRONMENT=LOCALHOST and an HTTP proxy on 127.0.0.1.
+"""
+import io
+import json
+import logging
+import os
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import kaggle_server
+from conftest import tiny_cfg
+from kit import kaggle, leaderboard
+from kit.cli import main
+
+pytestmark = pytest.mark.slow  # each CLI call starts a Python process (~2 s)
+IDS = [f"t{i:02d}" for i in range(10)]
+
+
+@pytest.fixture
+def server():
+    solution = pd.DataFrame({"id": IDS, "label": ["a", "b"] * 5, "Usage": ["Public"] * 4 + ["Private"] * 6})
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("train/a/x.png", b"fake")
+        z.writestr("sample_submission.csv", "id,label\n")
+    state = kaggle_server.FakeKaggle(solution, archive.getvalue())
+    httpd, port = kaggle_server.start(state)
+    yield state, port
+    httpd.shutdown()
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch, server):
+    state, port = server
+    home = tmp_path / "home"
+    (home / ".kaggle").mkdir(parents=True)
+    creds = home / ".kaggle" / "kaggle.json"
+    creds.write_text(json.dumps({"username": kaggle_server.USER, "key": kaggle_server.KEY}))
+    creds.chmod(0o600)
+    for var in ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    proxy = f"http://127.0.0.1:{port}"
+    for k, v in {"HOME": str(home), "KAGGLE_CONFIG_DIR": str(home / ".kaggle"), "KAGGLE_API_ENVIRONMENT": "LOCALHOST",
+                 "HTTP_PROXY": proxy, "http_proxy": proxy, "NO_PROXY": "", "no_proxy": ""}.items():
+        monkeypatch.setenv(k, v)
+    cfg = tiny_cfg(tmp_path, tmp_path / "data")
+    subs = Path(cfg.submissions_dir)
+    subs.mkdir()
+    path = subs / "tiny-0123abcd.csv"
+    path.write_text("id,label\n" + "".join(f"{i},{'a' if n % 2 == 0 else 'a'}\n" for n, i in enumerate(IDS)))
+    board = leaderboard.upsert(leaderboard.load(subs / "leaderboard.csv"), {
+        "file": path.name, "experiments": "tiny", "cv_top1": "0.91000", "folds": "5", "tta": "hflip",
+        "sha256": "0123abcd" + "0" * 56})
+    leaderboard.save(board, subs / "leaderboard.csv")
+    return state, cfg, path, creds
+
+
+def _board(cfg):
+    return leaderboard.load(Path(cfg.submissions_dir) / "leaderboard.csv")
+
+
+def test_submit_then_leaderboard_fills_both_scores(env):
+    state, cfg, path, _ = env
+    ref = kaggle.submit(cfg, "digits", "")
+    assert ref == "50000", ref
+    assert state.submissions[0]["description"] == "tiny cv=0.91000 folds=5 tta=hflip sha=0123abcd"
+    kaggle.sync_scores(Path(cfg.submissions_dir) / "leaderboard.csv", "digits")
+    row = _board(cfg).iloc[0]
+    want = state.score(path.read_bytes())
+    assert (row["kaggle_ref"], row["kaggle_status"], row["public"], row["private"]) == ("50000", "complete", *want), row
+    assert float(want[0]) == 0.5 and float(want[1]) == 0.5, "the server scored the upload"
+
+
+def test_pending_submission_has_no_scores_yet(env):
+    state, cfg, _, _ = env
+    state.pending = True
+    kaggle.submit(cfg, "digits", "")
+    kaggle.sync_scores(Path(cfg.submissions_dir) / "leaderboard.csv", "digits")
+    row = _board(cfg).iloc[0]
+    assert (row["kaggle_status"], row["public"], row["private"]) == ("pending", "", ""), row
+
+
+def test_failed_upload_is_a_clear_error_and_loses_nothing(env):
+    state, cfg, _, _ = env
+    state.fail_upload = True
+    before = _board(cfg)
+    with pytest.raises(ValueError, match="kaggle submit failed"):
+        kaggle.submit(cfg, "digits", "")
+    pd.testing.assert_frame_equal(_board(cfg), before)
+    assert not state.submissions
+
+
+def test_bad_credentials_are_a_clear_error(env, capsys):
+    state, cfg, _, creds = env
+    creds.write_text(json.dumps({"username": kaggle_server.USER, "key": "wrong-key-0000"}))
+    before = _board(cfg)
+    rc = main(["leaderboard", "--exp", "demo", f"submissions_dir={cfg.submissions_dir}", "--comp", "digits"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "credentials rejected (401)" in err and "Traceback" not in err, err
+    pd.testing.assert_frame_equal(_board(cfg), before)
+
+
+def test_no_credentials_says_how(env, capsys):
+    _, cfg, _, creds = env
+    creds.unlink()
+    rc = main(["submit", "--exp", "demo", f"submissions_dir={cfg.submissions_dir}", "--comp", "digits"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "no Kaggle credentials" in err and "KAGGLE_API_TOKEN" in err and len(err.splitlines()) == 1, err
+
+
+def test_readable_kaggle_json_gets_the_fix(env, caplog):
+    _, cfg, _, creds = env
+    creds.chmod(0o644)
+    with caplog.at_level(logging.WARNING):
+        kaggle.check_credentials()
+    assert f"chmod 600 {creds}" in caplog.text
+
+
+def test_outside_submissions_and_more_than_a_page(env):
+    state, cfg, _, _ = env
+    for i in range(25):  # more than the CLI's default page of 20
+        state.add(f"manual{i}.csv", "by hand", b"id,label\n" + b"".join(f"{x},b\n".encode() for x in IDS))
+    kaggle.sync_scores(Path(cfg.submissions_dir) / "leaderboard.csv", "digits")
+    board = _board(cfg)
+    manual = board[board["experiments"] == "(kaggle)"]
+    assert len(manual) == 25 and set(manual["file"]) == {f"manual{i}.csv" for i in range(25)}
+    assert (manual["public"] == "0.50000").all() and len(board) == 26
+
+
+def test_secrets_never_reach_output_or_files(env, capsys, caplog, tmp_path):
+    state, cfg, _, creds = env
+    with caplog.at_level(logging.DEBUG):
+        kaggle.submit(cfg, "digits", "")
+        kaggle.sync_scores(Path(cfg.submissions_dir) / "leaderboard.csv", "digits")
+        creds.write_text(json.dumps({"username": kaggle_server.USER, "key": kaggle_server.KEY + "x"}))
+        with pytest.raises(ValueError) as e:
+            kaggle.submit(cfg, "digits", "")
+    seen = capsys.readouterr().out + capsys.readouterr().err + caplog.text + str(e.value)
+    assert kaggle_server.KEY not in seen
+    for p in (tmp_path / "submissions").rglob("*"):
+        assert kaggle_server.KEY.encode() not in p.read_bytes(), f"key written to {p}"
+
+
+def test_download_unzips_safely(env, tmp_path):
+    out = kaggle.download("digits", tmp_path / "data_root")
+    assert (out / "train" / "a" / "x.png").read_bytes() == b"fake" and not list(out.glob("*.zip"))
+
+
+def test_zip_slip_is_refused(tmp_path):
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as z:
+        z.writestr("ok.txt", "fine")
+        z.writestr("../../escaped.txt", "bad")
+    with pytest.raises(ValueError, match="outside"):
+        kaggle.safe_extract(evil, tmp_path / "dest")
+    assert not (tmp_path / "escaped.txt").exists() and not os.path.exists(tmp_path.parent / "escaped.txt")
+
+
+def test_parse_submissions_quirks():
+    text = ("Warning: Looks like you're using an outdated API Version\n"
+            "ref,fileName,date,description,status,publicScore,privateScore\n"
+            "7,a.csv,2026-11-25 12:00:00.123000,x cv=0.9,SubmissionStatus.COMPLETE,0.9,0.8\n"
+            "8,b.csv,2026-11-25 13:00:00,,SubmissionStatus.PENDING,None,None\n")
+    table = kaggle.parse_submissions(text)
+    assert list(table["status"]) == ["complete", "pending"] and list(table["publicScore"]) == ["0.9", ""]
+    assert table.loc[0, "date"] == "2026-11-25 12:00:00.123000"
+
+
+def test_no_network_says_so(env, monkeypatch):
+    _, cfg, _, _ = env
+    for var in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")  # the discard port: nothing listens
+    before = _board(cfg)
+    with pytest.raises(ValueError, match="no network"):
+        kaggle.sync_scores(Path(cfg.submissions_dir) / "leaderboard.csv", "digits")
+    pd.testing.assert_frame_equal(_board(cfg), before)

@@ -1,0 +1,71 @@
+"""End-to-end runs (marked slow; CI runs them too).  pytest tests/test_smoke.py -q
+
+The recipe's own presets at full size (resnest50d+SpinalNet and resnet50 at 448 px, both stages,
+TTA) on a handful of generated 500x375 photos with a one-step epoch: proof that the real config
+runs, not only the demo's. And the demo pipeline through the command line, as `make` runs it.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import make_image
+from kit import folds, predict, train
+from kit.config import load_config
+from kit.io import load_npz
+
+pytestmark = pytest.mark.slow
+SMALL_RUN = dict(pretrained=False, n_folds=2, stage1_epochs=1, stage2_epochs=1, max_steps=1, batch_size=2,
+                 workers=0, eval_batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for label, color in (("oak", (60, 140, 60)), ("owl", (140, 110, 80))):
+        for i in range(2):
+            make_image(root / "train" / label / f"{label}{i}.jpg", color, rng, size=(500, 375))
+    for i in range(2):
+        make_image(root / "test" / f"q{i}.jpg", (100, 120, 70), rng, size=(500, 375))
+    return root
+
+
+@pytest.mark.parametrize("preset", ["resnest50d_spinalnet", "resnet50"])
+def test_recipe_preset_runs_at_full_size(tmp_path, photos, preset):
+    cfg = load_config(f"configs/{preset}.yaml", {**SMALL_RUN, "data": str(photos), "work_dir": str(tmp_path / "f"),
+                                                  "submissions_dir": str(tmp_path / "s")})
+    assert (cfg.img_size, cfg.resize) == (448, 460)
+    folds.run(cfg)
+    train.run(cfg)
+    sub = predict.run([cfg])[0]
+    for k in range(2):
+        fold = cfg.exp_dir / f"fold{k}"
+        for name in ("best.pt", "stage1_best.pt", "last.pt", "history.csv", "curves.png", "oof.npz",
+                     "config.yaml", "test_logits.npz"):
+            assert (fold / name).is_file(), f"{preset} fold {k}: {name} missing"
+        assert list(pd.read_csv(fold / "history.csv")["stage"]) == [1, 2], "both stages ran"
+    best = torch.load(cfg.exp_dir / "fold0" / "best.pt", weights_only=True)
+    assert best["cfg"]["backbone"] == cfg.backbone
+    assert load_npz(cfg.exp_dir / "fold0" / "test_logits.npz")["logits"].shape == (2, 2)
+    assert (cfg.exp_dir / "cv.json").is_file() and (cfg.exp_dir / "confusion_matrix.png").is_file()
+    assert len(pd.read_csv(sub)) == 2
+
+
+def test_demo_pipeline_through_the_cli(tmp_path):
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
+    kit = [sys.executable, "-m", "kit"]
+    subprocess.run([*kit, "demo-data", "--out", str(tmp_path / "demo")], check=True, env=env)
+    args = ["--exp", "demo", "demo_baseline", f"data={tmp_path / 'demo'}", f"work_dir={tmp_path / 'folds'}",
+            f"submissions_dir={tmp_path / 'subs'}", "n_folds=2", "stage1_epochs=1", "stage2_epochs=1", "max_steps=4"]
+    for stage in ("folds", "train"):
+        subprocess.run([*kit, stage, *args], check=True, env=env, capture_output=True)
+    out = subprocess.run([*kit, "predict", *args], check=True, env=env, capture_output=True, text=True).stdout
+    board = pd.read_csv(tmp_path / "subs" / "leaderboard.csv", dtype=str)
+    assert sorted(board["experiments"]) == ["demo", "demo_baseline"], board
+    assert (board["public"] != "").all() and (board["private"] != "").all(), "demo has a solution.csv: scores filled"
+    assert "demo_baseline" in out and "private" in out, f"leaderboard table printed:\n{out}"
