@@ -54,6 +54,9 @@ else
 	$(KIT) train $(RUN_ARGS)
 endif
 
+cache: install
+	$(KIT) cache $(RUN_ARGS)
+
 predict: install
 	$(KIT) predict $(RUN_ARGS)
 
@@ -73,7 +76,10 @@ test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
 bench: install
-	$(PY) -m bench
+	$(PY) -m bench $(ARGS)
+
+reliability: install
+	$(PY) tests/killtest.py --trials 10
 
 clean-demo:
 	rm -rf data/demo folds submissions/*.csv submissions/*.json submissions/*.png

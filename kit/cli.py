@@ -20,6 +20,7 @@ from pathlib import Path
 STAGES = {
     "demo-data": "write the embedded demo data set (scikit-learn digits as PNGs) to data/demo",
     "folds": "assign every training image to one of n_folds stratified folds -> folds/folds.csv",
+    "cache": "resize every image once to what the transforms need (the fast data path; then cache=true)",
     "train": "train every fold (or --fold K) of each experiment: two stages, best and last checkpoints, OOF logits",
     "predict": "TTA on the test images with each fold's best weights, fold ensemble, submission CSV, leaderboard",
     "leaderboard": "print submissions/leaderboard.csv; with --comp, first merge Kaggle's public/private scores",
@@ -87,6 +88,10 @@ def _run(args, parser) -> None:
         from kit import folds
         for cfg in cfgs:
             folds.run(cfg)
+    elif args.stage == "cache":
+        from kit import cache
+        for cfg in cfgs:
+            cache.run(cfg)
     elif args.stage == "train":
         from kit import train
         for cfg in cfgs:

@@ -54,6 +54,8 @@ class Config:
     hflip: float = _key(0.5, "train: horizontal flip probability")
     mean: tuple[float, float, float] = _key((0.507, 0.487, 0.441), "normalisation mean (RGB, 0..1)")
     std: tuple[float, float, float] = _key((0.267, 0.256, 0.276), "normalisation std (RGB, 0..1)")
+    cache: bool = _key(False, "read images from a cache resized once to what the transforms need (fast data path)")
+    cache_dir: str = _key("cache", "where the resized-image cache lives (shared by every fold and experiment)")
     # --- training -------------------------------------------------------------------
     batch_size: int = _key(16, "training batch size (even: mixup pairs images within a batch)")
     workers: int = _key(-1, "DataLoader workers; -1 = one per CPU core")
@@ -73,6 +75,7 @@ class Config:
     compile: bool = _key(False, "torch.compile the model for training and inference")
     # --- prediction -----------------------------------------------------------------
     tta: tuple[str, ...] = _key(("hflip",), f"test-time augmentation transforms, composed; from {TTA_VIEWS}; [] = none")
+    batched_tta: bool = _key(True, "all TTA views of a batch in one forward pass (same result as ttach's loop)")
     eval_batch_size: int = _key(64, "batch size for validation and test inference")
     merge: Literal["logits", "probs"] = _key("logits", "fold ensemble: average logits or softmax probabilities")
     allow_missing_folds: bool = _key(False, "predict with the folds that finished instead of failing")

@@ -10,6 +10,7 @@ import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations asks PyPI for updates at import
 
+import hashlib
 from pathlib import Path
 
 import albumentations as A
@@ -19,7 +20,7 @@ import torch
 from albumentations.pytorch import ToTensorV2
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from kit.io import load_rgb
+from kit.io import load_rgb, save_npy
 
 
 def train_transform(resize: int, img_size: int, rotate: float, hflip: float, mean, std) -> A.Compose:
@@ -37,15 +38,47 @@ def eval_transform(img_size: int, mean, std) -> A.Compose:
     return A.Compose([A.Resize(img_size, img_size), A.Normalize(mean=mean, std=std), ToTensorV2()])
 
 
-class ImageDataset(Dataset):
-    """Images under `root` at relative `paths`, with integer `labels` (-1 for unlabelled test images)."""
+def cache_path(cache_dir: Path, source: Path, size: int) -> Path:
+    """Where the size x size copy of source lives: keyed by the file's path, length and mtime."""
+    st = source.stat()
+    key = hashlib.sha1(f"{source.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
+    return cache_dir / key[:2] / f"{key}_{size}.npy"
 
-    def __init__(self, root: str | Path, paths, labels, transform: A.Compose, max_pixels: int = 100_000_000):
+
+def load_resized(source: Path, size: int, cache_dir: Path | None, max_pixels: int) -> np.ndarray:
+    """(size, size, 3) uint8: exactly what A.Resize(size, size) makes of the decoded image, cached once.
+
+    The transforms then start with a resize to the same size, which is an exact copy, so a cached
+    run sees the same pixels as an uncached one; it only skips decoding and resizing the original.
+    """
+    if cache_dir is None:
+        return load_rgb(source, max_pixels)
+    path = cache_path(cache_dir, source, size)
+    try:
+        return np.load(path)
+    except (OSError, ValueError):
+        pass
+    image = cv2.resize(load_rgb(source, max_pixels), (size, size), interpolation=cv2.INTER_LINEAR)
+    save_npy(path, image)
+    return image
+
+
+class ImageDataset(Dataset):
+    """Images under `root` at relative `paths`, with integer `labels` (-1 for unlabelled test images).
+
+    With cache_dir, images are read from (or written to) a cache resized to `size` x `size`,
+    which must be the first Resize of `transform`.
+    """
+
+    def __init__(self, root: str | Path, paths, labels, transform: A.Compose, max_pixels: int = 100_000_000,
+                 cache_dir: str | Path | None = None, size: int = 0):
         self.root = Path(root)
         self.paths = list(paths)
         self.labels = np.asarray(labels, dtype=np.int64) if labels is not None else np.full(len(self.paths), -1)
         self.transform = transform
         self.max_pixels = max_pixels
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.size = size
 
     def __len__(self):
         return len(self.paths)
@@ -54,33 +87,44 @@ class ImageDataset(Dataset):
         i, seed = item if isinstance(item, tuple) else (item, None)
         if seed is not None:
             self.transform.set_random_seed(seed)
-        image = load_rgb(self.root / self.paths[i], self.max_pixels)  # (H, W, 3) uint8
+        image = load_resized(self.root / self.paths[i], self.size, self.cache_dir, self.max_pixels)  # (H, W, 3) uint8
         x = self.transform(image=image)["image"]  # (3, H, W) float32, normalised
         return x, int(self.labels[i])
 
 
 class SeededSampler(Sampler):
-    """A seeded shuffle that yields (index, per-sample augmentation seed); call set_epoch before each epoch."""
+    """A seeded shuffle that yields (index, per-sample augmentation seed); call set_epoch before each epoch.
 
-    def __init__(self, n: int, seed: int):
+    Under DDP (world > 1) each rank yields its slice of every global batch of `batch` images, so
+    the ranks together see exactly the batches one process would.
+    """
+
+    def __init__(self, n: int, seed: int, batch: int = 1, rank: int = 0, world: int = 1):
         self.n, self.seed, self.epoch = n, seed, 0
+        self.batch, self.rank, self.world = batch, rank, world
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self):
-        return self.n
+        return self.n if self.world == 1 else self.n // self.batch * (self.batch // self.world)
 
     def __iter__(self):
         base = (self.seed * 1_000_003 + self.epoch) % 2**31
         order = torch.randperm(self.n, generator=torch.Generator().manual_seed(base)).tolist()
+        if self.world > 1:
+            per = self.batch // self.world
+            order = [order[b * self.batch + self.rank * per + j] for b in range(self.n // self.batch) for j in range(per)]
         return iter((i, (base * 7919 + i) % 2**32) for i in order)
 
 
-def train_loader(ds: ImageDataset, batch_size: int, workers: int, seed: int, pin: bool) -> DataLoader:
+def train_loader(ds: ImageDataset, batch_size: int, workers: int, seed: int, pin: bool,
+                 rank: int = 0, world: int = 1) -> DataLoader:
+    """batch_size is the global batch; each of `world` ranks loads batch_size // world of it."""
+    sampler = SeededSampler(len(ds), seed, batch_size, rank, world)
     # drop_last: timm's Mixup needs an even batch, and a 1-image batch would break BatchNorm
     # generator: worker seeds must not draw from the global RNG, or a resumed run would get other dropout masks
-    return DataLoader(ds, batch_size=batch_size, sampler=SeededSampler(len(ds), seed), drop_last=True,
+    return DataLoader(ds, batch_size=batch_size // world, sampler=sampler, drop_last=True,
                       num_workers=workers, pin_memory=pin, persistent_workers=workers > 0,
                       generator=torch.Generator().manual_seed(seed))
 

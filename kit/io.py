@@ -50,6 +50,12 @@ def save_npz(path: str | Path, **arrays) -> None:
             np.savez(f, **arrays)
 
 
+def save_npy(path: str | Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+
+
 def load_npz(path: str | Path) -> dict:
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import ttach
+from torch import nn
 
 from kit import ensemble as ens
 from kit import folds as folds_stage
@@ -42,6 +43,37 @@ def tta_transforms(views: tuple[str, ...], img_size: int) -> ttach.Compose:
         "five_crops": lambda: ttach.FiveCrops(crop, crop),
     }
     return ttach.Compose([make[v]() for v in views])
+
+
+class BatchedTTA(nn.Module):
+    """ttach's ClassificationTTAWrapper (mean merge), with all views of a batch in one forward pass.
+
+    Views are grouped by shape (scales and crops change it), concatenated along the batch and
+    split again; a larger batch keeps the GPU busier than len(views) small passes.
+    """
+
+    def __init__(self, model: nn.Module, transforms: ttach.Compose):
+        super().__init__()
+        self.model, self.transforms = model, transforms
+
+    def forward(self, x):  # x: (B, 3, H, W)
+        views = [t.augment_image(x) for t in self.transforms]
+        groups: dict[tuple, list[int]] = {}
+        for i, v in enumerate(views):
+            groups.setdefault(tuple(v.shape), []).append(i)
+        outs = [None] * len(views)
+        for idx in groups.values():
+            logits = self.model(torch.cat([views[i] for i in idx]))  # (len(idx) * B, classes)
+            for i, part in zip(idx, logits.split(len(x))):
+                outs[i] = part
+        return torch.stack([t.deaugment_label(o) for t, o in zip(self.transforms, outs)]).mean(0)
+
+
+def tta_model(model: nn.Module, views: tuple[str, ...], img_size: int, batched: bool) -> nn.Module:
+    transforms = tta_transforms(views, img_size)
+    if batched:
+        return BatchedTTA(model, transforms)
+    return ttach.ClassificationTTAWrapper(model, transforms, merge_mode="mean")
 
 
 def _load_fold_model(ckpt_path: Path, classes: list[str], cfg: Config, device):
@@ -76,12 +108,13 @@ def predict_fold(cfg: Config, fold: int, layout: Layout, classes: list[str], dev
     model = _load_fold_model(ckpt, classes, cfg, device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    tta_model = ttach.ClassificationTTAWrapper(model, tta_transforms(cfg.tta, cfg.img_size), merge_mode="mean")
-    ds = ImageDataset(layout.root, paths, None, eval_transform(cfg.img_size, cfg.mean, cfg.std), cfg.max_pixels)
+    wrapped = tta_model(model, cfg.tta, cfg.img_size, cfg.batched_tta)
+    ds = ImageDataset(layout.root, paths, None, eval_transform(cfg.img_size, cfg.mean, cfg.std), cfg.max_pixels,
+                      cfg.cache_dir if cfg.cache else None, cfg.img_size)
     loader = eval_loader(ds, cfg.eval_batch_size, num_workers(cfg.workers), device.type == "cuda")
-    logits = predict_logits(tta_model, loader, autocast(device, cfg.amp), device)
+    logits = predict_logits(wrapped, loader, autocast(device, cfg.amp), device)
     save_npz(out, ids=layout.test["id"].to_numpy().astype(str), logits=logits, key=np.array(key))
-    log.info("fold %d: test logits for %d images with %d TTA view(s)", fold, len(paths), len(tta_model.transforms))
+    log.info("fold %d: test logits for %d images with %d TTA view(s)", fold, len(paths), len(wrapped.transforms))
     return out
 
 

@@ -50,14 +50,25 @@ def plot_confusion(labels: np.ndarray, preds: np.ndarray, classes: list[str], pa
 
 
 def plot_leaderboard(board: pd.DataFrame, path: Path) -> None:
-    """CV, public and private score per submission: does the CV predict the leaderboard?"""
-    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(board) + 3), 4))
-    x = np.arange(len(board))
-    for i, (col, label) in enumerate((("cv_top1", "CV top-1"), ("public", "public"), ("private", "private"))):
-        ax.bar(x + (i - 1) * 0.27, pd.to_numeric(board[col], errors="coerce"), width=0.27, label=label)
-    ax.set_xticks(x, [f"{f}" for f in board["file"]], rotation=30, ha="right", fontsize=7)
-    ax.set_ylabel("score")
-    lo = pd.to_numeric(board[["cv_top1", "public", "private"]].stack(), errors="coerce").min()
-    ax.set_ylim(max(0.0, (lo if pd.notna(lo) else 0.0) - 0.05), 1.0)
-    ax.legend()
+    """Public and private score against CV per submission ("trust your CV"); baselines (linear head) hollow."""
+    num = board[["cv_top1", "public", "private"]].apply(pd.to_numeric, errors="coerce")
+    baseline = board["head"].str.contains("linear").to_numpy()
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for col, marker in (("public", "o"), ("private", "^")):
+        for base, face in ((False, None), (True, "none")):
+            pick = (baseline == base) & num["cv_top1"].notna().to_numpy() & num[col].notna().to_numpy()
+            if pick.any():
+                ax.scatter(num["cv_top1"][pick], num[col][pick], marker=marker, s=60, facecolors=face,
+                           edgecolors=f"C{0 if col == 'public' else 1}", color=f"C{0 if col == 'public' else 1}",
+                           label=f"{col}{' (baseline)' if base else ''}")
+    for i, name in enumerate(board["file"]):
+        if pd.notna(num["cv_top1"].iloc[i]):
+            ax.annotate(str(name).rsplit(".", 1)[0], (num["cv_top1"].iloc[i], num[["public", "private"]].iloc[i].max()
+                        if num[["public", "private"]].iloc[i].notna().any() else num["cv_top1"].iloc[i]),
+                        fontsize=7, xytext=(3, 3), textcoords="offset points")
+    lo = np.nanmin(num.to_numpy()) if np.isfinite(num.to_numpy()).any() else 0.0
+    ax.plot([lo, 1], [lo, 1], color="gray", linestyle=":", linewidth=1, label="score = CV")
+    ax.set_xlabel("CV top-1 (out-of-fold)")
+    ax.set_ylabel("leaderboard score")
+    ax.legend(fontsize=8)
     _save(fig, path)

@@ -2,7 +2,10 @@
 
 CUDA when available, with autocast (bf16 where the GPU supports it, else fp16 with a GradScaler)
 and cudnn.benchmark; on CPU, fp32. The unit of parallel work is the fold: run one process per
-fold and pick its GPU with CUDA_VISIBLE_DEVICES (see `make train GPUS=...`).
+fold and pick its GPU with CUDA_VISIBLE_DEVICES (see `make train GPUS=...`). One fold over
+several GPUs runs under torchrun, which `setup_distributed()` detects; nothing else changes:
+
+    torchrun --standalone --nproc_per_node=4 -m kit train --exp resnest50d_spinalnet --fold 0
 """
 from __future__ import annotations
 
@@ -11,16 +14,62 @@ import random
 from contextlib import nullcontext
 from functools import partial
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
+import torch.distributed as dist
 
 
-def pick_device() -> torch.device:
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in a torchrun job (rank 0 of 1 when run alone)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0  # the one process that writes files
+
+
+def setup_distributed() -> Dist:
+    """Join the process group when torchrun started us (NCCL on GPUs, gloo on CPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist()
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return Dist(rank, world, local_rank)
+
+
+def barrier(d: Dist) -> None:
+    if d.world > 1:
+        dist.barrier()
+
+
+def mean_over_ranks(value: float, d: Dist) -> float:
+    """The mean of a per-process number (e.g. the epoch's train loss) over all ranks."""
+    if d.world == 1:
+        return value
+    on = torch.device("cuda") if dist.get_backend() == "nccl" else torch.device("cpu")
+    t = torch.tensor([value], dtype=torch.float64, device=on)
+    dist.all_reduce(t)  # sum
+    return t.item() / d.world
+
+
+def pick_device(d: Dist = Dist()) -> torch.device:
     if torch.cuda.is_available():
+        if d.world > 1:
+            torch.cuda.set_device(d.local_rank)
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-        return torch.device("cuda")
+        return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
 
 

@@ -20,6 +20,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -42,13 +43,14 @@ from kit.data import ImageDataset, eval_loader, eval_transform, train_loader, tr
 from kit.io import atomic_path, atomic_write_text, load_npz, save_npz
 from kit.metrics import topk
 from kit.model import from_config
-from kit.runtime import autocast, grad_scaler, num_workers, pick_device, seed_everything
+from kit.runtime import (Dist, autocast, barrier, grad_scaler, mean_over_ranks, num_workers, pick_device,
+                         seed_everything, setup_distributed)
 
 log = logging.getLogger(__name__)
 # Keys that may change between runs without invalidating a trained fold (inference, I/O, speed).
 FREE_KEYS = {"data", "work_dir", "submissions_dir", "workers", "amp", "channels_last", "compile", "tta",
-             "eval_batch_size", "merge", "allow_missing_folds", "zip", "metric", "solution", "pretrained_file",
-             "skip_bad_images", "max_pixels", "id_col", "label_col"}
+             "eval_batch_size", "batched_tta", "merge", "allow_missing_folds", "zip", "metric", "solution", "pretrained_file",
+             "skip_bad_images", "max_pixels", "id_col", "label_col", "cache", "cache_dir"}
 
 
 @dataclass
@@ -131,8 +133,9 @@ def _epoch_seed(seed: int, fold: int, stage: int, epoch: int) -> int:
 class FoldRun:
     """Holds one fold's model, data and files; `fit()` runs both stages, resuming from last.pt."""
 
-    def __init__(self, cfg: Config, fold: int, table: pd.DataFrame, classes: list[str], root: Path, device):
-        self.cfg, self.fold, self.classes, self.device = cfg, fold, classes, device
+    def __init__(self, cfg: Config, fold: int, table: pd.DataFrame, classes: list[str], root: Path, device,
+                 dist: Dist = Dist()):
+        self.cfg, self.fold, self.classes, self.device, self.dist = cfg, fold, classes, device, dist
         self.out = cfg.exp_dir / f"fold{fold}"
         index = {c: i for i, c in enumerate(classes)}
         train = table[(table["fold"] != fold) & (table["role"] != "holdout")]
@@ -140,12 +143,16 @@ class FoldRun:
         self.val_ids, self.val_labels = val["path"].to_numpy(), val["label"].map(index).to_numpy()
         workers = num_workers(cfg.workers)
         pin = device.type == "cuda"
-        train_ds = ImageDataset(root, train["path"], train["label"].map(index), self._train_tf(), cfg.max_pixels)
+        cache = cfg.cache_dir if cfg.cache else None
+        train_ds = ImageDataset(root, train["path"], train["label"].map(index), self._train_tf(), cfg.max_pixels,
+                                cache, cfg.resize)
         val_ds = ImageDataset(root, val["path"], self.val_labels, eval_transform(cfg.img_size, cfg.mean, cfg.std),
-                              cfg.max_pixels)
+                              cfg.max_pixels, cache, cfg.img_size)
         if len(train_ds) < cfg.batch_size:
             raise ValueError(f"fold {fold}: {len(train_ds)} training images, fewer than batch_size={cfg.batch_size}")
-        self.train_dl = train_loader(train_ds, cfg.batch_size, workers, cfg.seed, pin)
+        if cfg.batch_size % (2 * dist.world):
+            raise ValueError(f"batch_size={cfg.batch_size} must split into an even batch on each of {dist.world} processes")
+        self.train_dl = train_loader(train_ds, cfg.batch_size, workers, cfg.seed, pin, dist.rank, dist.world)
         self.val_dl = eval_loader(val_ds, cfg.eval_batch_size, workers, pin)
         self.amp_ctx = autocast(device, cfg.amp)
         # with both alphas 0, prob=0 keeps Mixup as the label-smoothed one-hot target maker
@@ -168,23 +175,29 @@ class FoldRun:
     def fit(self) -> None:
         model = self._model()
         state, opt_state = self._resume(model)
+        # under torchrun, gradients are averaged over ranks; eval and checkpoints use the plain module
+        trained = model if self.dist.world == 1 else torch.nn.parallel.DistributedDataParallel(model)
         for stage in (1, 2):
             if stage < state.stage:
                 continue
             if stage > state.stage:
                 state = self._enter_stage(model, state, stage)
-            self._run_stage(model, state, opt_state)
+            self._run_stage(model, trained, state, opt_state)
             opt_state = None
         self._finish(model, state)
 
     def _resume(self, model) -> tuple[FoldState, dict | None]:
-        last = self.out / "last.pt"
-        if not last.is_file():
-            return FoldState(), None
-        try:
-            ckpt = load_checkpoint(last)
-        except ValueError as e:
-            log.warning("%s; starting fold %d again from scratch", e, self.fold)
+        """From last.pt; if it is unreadable (a truncated copy, a full disk), from the epoch before it."""
+        ckpt = None
+        for path in (self.out / "last.pt", self.out / "last.prev.pt"):
+            if not path.is_file():
+                continue
+            try:
+                ckpt = load_checkpoint(path)
+                break
+            except ValueError as e:
+                log.warning("%s; falling back to the state before it", e)
+        if ckpt is None:
             return FoldState(), None
         model.load_state_dict(ckpt["model"])
         state = FoldState(**ckpt["state"])
@@ -203,7 +216,7 @@ class FoldRun:
         c = self.cfg
         return (c.stage1_lr, c.stage1_epochs) if stage == 1 else (c.stage2_lr, c.stage2_epochs)
 
-    def _run_stage(self, model, state: FoldState, opt_state: dict | None) -> None:
+    def _run_stage(self, model, trained, state: FoldState, opt_state: dict | None) -> None:
         lr, epochs = self._stage_params(state.stage)
         c = self.cfg
         optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=c.momentum, weight_decay=c.weight_decay)
@@ -213,18 +226,20 @@ class FoldRun:
         scaler = grad_scaler(self.device, c.amp)
         while state.epoch < epochs and not state.stopped:
             scheduler.step(state.epoch)
-            self._run_epoch(model, optimizer, scaler, state)
+            self._run_epoch(model, trained, optimizer, scaler, state)
         if not state.stopped:
             state.stopped = True
             self._save_last(model, optimizer, state)
 
-    def _run_epoch(self, model, optimizer, scaler, state: FoldState) -> None:
+    def _run_epoch(self, model, trained, optimizer, scaler, state: FoldState) -> None:
         c, t0 = self.cfg, time.perf_counter()
         seed_everything(_epoch_seed(c.seed, self.fold, state.stage, state.epoch))
         self.train_dl.sampler.set_epoch(_epoch_seed(c.seed, self.fold, state.stage, state.epoch))
         where = f"fold {self.fold} stage {state.stage} epoch {state.epoch + 1}"
-        loss, acc, ips = train_one_epoch(model, self.train_dl, optimizer, scaler, self.mixup, self.criterion,
+        loss, acc, ips = train_one_epoch(trained, self.train_dl, optimizer, scaler, self.mixup, self.criterion,
                                          self.amp_ctx, self.device, c.max_steps, where)
+        loss, acc = mean_over_ranks(loss, self.dist), mean_over_ranks(acc, self.dist)
+        ips *= self.dist.world
         val = validate(model, self.val_dl, self.amp_ctx, self.device, self.val_labels)
         row = {"epoch": len(state.history) + 1, "stage": state.stage, "lr": optimizer.param_groups[0]["lr"],
                "train_loss": loss, "train_top1": acc, **val, "seconds": time.perf_counter() - t0, "img_per_s": ips}
@@ -232,6 +247,8 @@ class FoldRun:
         log.info("%s: lr %.2e loss %.4f val_loss %.4f top-1 %.4f top-5 %.4f %.0fs %.0f img/s%s", where, row["lr"],
                  loss, val["val_loss"], val["val_top1"], val["val_top5"], row["seconds"], ips,
                  " *" if state.bad_epochs == 0 else "")
+        if state.stopped:
+            log.info("fold %d stage %d: early stop, no better top-1 for %d epochs", self.fold, state.stage, state.bad_epochs)
 
     def _update(self, model, optimizer, state: FoldState, row: dict) -> None:
         """Early stopping and checkpoints; best files first, so last.pt never claims a best that isn't on disk."""
@@ -243,19 +260,28 @@ class FoldRun:
         if score > state.stage_best:
             state.stage_best, state.bad_epochs = score, 0
             if state.stage == 1:
-                save_checkpoint(self.out / "stage1_best.pt", model, **meta)
+                self._save(self.out / "stage1_best.pt", model, **meta)
         else:
             state.bad_epochs += 1
         if score > state.best:
             state.best = score
-            save_checkpoint(self.out / "best.pt", model, **meta)
-        if state.bad_epochs >= self.cfg.patience:
-            log.info("fold %d stage %d: early stop, no better top-1 for %d epochs", self.fold, state.stage, state.bad_epochs)
-            state.stopped = True
+            self._save(self.out / "best.pt", model, **meta)
+        state.stopped = state.bad_epochs >= self.cfg.patience
         self._save_last(model, optimizer, state)
+        barrier(self.dist)  # every rank sees this epoch's files before going on
+
+    def _save(self, path: Path, model, **extra) -> None:
+        """The fold's only checkpoint writer: under torchrun, rank 0 writes and the others wait at the barrier."""
+        if self.dist.main:
+            save_checkpoint(path, model, **extra)
 
     def _save_last(self, model, optimizer, state: FoldState) -> None:
-        save_checkpoint(self.out / "last.pt", model, optimizer=optimizer.state_dict(), state=dataclasses.asdict(state))
+        if not self.dist.main:
+            return
+        last = self.out / "last.pt"
+        if last.is_file():
+            os.replace(last, self.out / "last.prev.pt")  # one good state survives even a corrupted last.pt
+        save_checkpoint(last, model, optimizer=optimizer.state_dict(), state=dataclasses.asdict(state))
         atomic_write_text(self.out / "history.csv", pd.DataFrame(state.history).to_csv(index=False))
 
     def _finish(self, model, state: FoldState) -> None:
@@ -263,6 +289,8 @@ class FoldRun:
         best = load_checkpoint(self.out / "best.pt")
         model.load_state_dict(best["model"])
         logits = predict_logits(model, self.val_dl, self.amp_ctx, self.device)
+        if not self.dist.main:
+            return
         report.plot_curves(pd.DataFrame(state.history), self.out / "curves.png")
         save_npz(self.out / "oof.npz", ids=self.val_ids.astype(str), labels=self.val_labels, logits=logits)
         log.info("fold %d done: best top-1 %.4f (stage %d, epoch %d)", self.fold, best["score"], best["stage"], best["epoch"])
@@ -280,14 +308,19 @@ def _check_fold_config(out: Path, cfg: Config) -> None:
                          f"or give this run another name= to keep both")
 
 
-def train_fold(cfg: Config, fold: int, table: pd.DataFrame, classes: list[str], root: Path, device) -> Path:
+def train_fold(cfg: Config, fold: int, table: pd.DataFrame, classes: list[str], root: Path, device,
+               dist: Dist = Dist()) -> Path:
     out = cfg.exp_dir / f"fold{fold}"
     if (out / "oof.npz").is_file():
         log.info("fold %d of %s already trained: %s", fold, cfg.name, out)
         return out
     _check_fold_config(out, cfg)
-    save_config(cfg, out / "config.yaml")
-    FoldRun(cfg, fold, table, classes, root, device).fit()
+    if dist.main:
+        for stale in out.glob(".*.tmp"):  # half-written files of a killed run: never renamed, never read
+            stale.unlink()
+        save_config(cfg, out / "config.yaml")
+    FoldRun(cfg, fold, table, classes, root, device, dist).fit()
+    barrier(dist)
     return out
 
 
@@ -314,10 +347,13 @@ def run(cfg: Config, only: list[int] | None = None, shard: tuple[int, int] | Non
     if bad:
         raise ValueError(f"--fold {bad[0]}: folds.csv has folds 0..{n_folds - 1}")
     todo = only or [k for k in range(n_folds) if shard is None or k % shard[1] == shard[0]]
-    device = pick_device()
-    save_config(cfg, cfg.exp_dir / "config.yaml")
+    dist = setup_distributed()
+    device = pick_device(dist)
+    if dist.main:
+        save_config(cfg, cfg.exp_dir / "config.yaml")
     for k in todo:
-        train_fold(cfg, k, table, meta["classes"], layout.root, device)
-    if all((cfg.exp_dir / f"fold{k}" / "oof.npz").is_file() for k in range(n_folds)):
+        train_fold(cfg, k, table, meta["classes"], layout.root, device, dist)
+    done = all((cfg.exp_dir / f"fold{k}" / "oof.npz").is_file() for k in range(n_folds))
+    if done and dist.main:
         write_cv(cfg.exp_dir, meta["classes"], n_folds)
     return cfg.exp_dir

@@ -140,3 +140,26 @@ def test_odd_names_are_fine(tmp_path, capsys):
     make_image(data / "train" / "0" / "ünïcode name é.png", (220, 40, 40), np.random.default_rng(0))
     assert run_folds(tmp_path, data, capsys=capsys)[0] == 0
     assert "ünïcode name é.png" in (tmp_path / "out" / "folds.csv").read_text(encoding="utf-8")
+
+
+def test_truncated_jpeg_and_bad_crc_png_are_listed(tmp_path, data, capsys):
+    rng = np.random.default_rng(0)
+    jpeg = make_image(tmp_path / "full.jpg", (10, 200, 30), rng, size=(64, 64)).read_bytes()
+    (data / "train" / "0" / "cut.jpg").write_bytes(jpeg[: len(jpeg) * 2 // 3])
+    png = bytearray(make_image(tmp_path / "full.png", (10, 200, 30), rng, size=(8, 8)).read_bytes())
+    png[29] ^= 0xFF  # inside IHDR: its CRC no longer matches
+    (data / "train" / "1" / "crc.png").write_bytes(bytes(png))
+    rc, err = run_folds(tmp_path, data, capsys=capsys)
+    assert_one_line_error(rc, err, "2 unreadable", "cut.jpg", "crc.png", tmp_path=tmp_path)
+
+
+def test_palette_png_with_transparency_loads_as_rgb(tmp_path):
+    from PIL import Image
+
+    from kit.io import load_rgb
+    img = Image.new("P", (4, 4), 1)
+    img.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    img.info["transparency"] = 1  # palette entry 1 is fully transparent
+    img.save(tmp_path / "p.png", transparency=1)
+    arr = load_rgb(tmp_path / "p.png")
+    assert arr.shape == (4, 4, 3) and (arr == 255).all(), "transparent pixels become white"

@@ -1,0 +1,67 @@
+"""Data pipeline: decoded and augmented img/s in one worker (one thread), the recipe's transforms.
+
+    python -m bench --only data_pipeline
+
+On generated JPEGs (500x375 and 1024x768): a torchvision/PIL pipeline doing the same steps,
+the kit's pipeline (PIL decode + albumentations), and the kit's cached path (460x460 uint8).
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.transforms import v2
+
+from bench.common import rate
+from kit.data import ImageDataset, train_transform
+
+MEAN, STD = (0.507, 0.487, 0.441), (0.267, 0.256, 0.276)
+
+
+def make_jpegs(folder: Path, size: tuple[int, int], n: int) -> list[str]:
+    """Photo-like JPEGs: smooth gradients plus texture, quality 90."""
+    rng = np.random.default_rng(0)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    names = []
+    for i in range(n):
+        base = np.stack([(xx * (i + 1) % 256), (yy * 2 % 256), ((xx + yy) % 256)], -1).astype(np.float32)
+        img = np.clip(cv2.GaussianBlur(base, (0, 0), 3) + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(folder / f"img{i}.jpg", quality=90)
+        names.append(f"img{i}.jpg")
+    return names
+
+
+def torchvision_pipeline():
+    tf = v2.Compose([v2.PILToTensor(), v2.Resize((460, 460), antialias=False), v2.RandomCrop(448),
+                     v2.RandomRotation(15), v2.RandomHorizontalFlip(), v2.ToDtype(torch.float32, scale=True),
+                     v2.Normalize(MEAN, STD)])
+    return lambda path: tf(Image.open(path).convert("RGB"))
+
+
+def run(size: str) -> list[dict]:
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)  # one worker = one thread
+    n = 48 if size == "cpu" else 128
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for wh in ((500, 375), (1024, 768)):
+            folder = Path(tmp) / f"{wh[0]}x{wh[1]}"
+            folder.mkdir()
+            names = make_jpegs(folder, wh, n)
+            tv = torchvision_pipeline()
+            base = rate(lambda: [tv(folder / p) for p in names], n, 2)
+            tf = train_transform(460, 448, 15, 0.5, MEAN, STD)
+            plain = ImageDataset(folder, names, None, tf)
+            kit = rate(lambda: [plain[(i, i)] for i in range(n)], n, 2)
+            cached = ImageDataset(folder, names, None, tf, cache_dir=Path(tmp) / "cache", size=460)
+            fast = rate(lambda: [cached[(i, i)] for i in range(n)], n, 2)  # the warm-up call fills the cache
+            for name, ips in (("torchvision/PIL", base), ("kit: PIL + albumentations", kit),
+                              ("kit: 460x460 cache + albumentations", fast)):
+                rows.append({"jpeg": f"{wh[0]}x{wh[1]}", "pipeline": name, "img_per_s": round(ips, 1),
+                             "x_torchvision": round(ips / base, 2)})
+    return rows

@@ -1,0 +1,35 @@
+"""The fast data path: resize every image once, to the sizes the transforms start from.
+
+    python -m kit cache --exp resnest50d_spinalnet data=...   # then train/predict with cache=true
+
+Training images are cached at `resize` (the random crop's input), validation and test images at
+`img_size`. The cache is keyed by source file and size (cache/<sha1>_<size>.npy), so every fold
+and experiment shares it, and a changed image gets a new entry.
+"""
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from kit import folds as folds_stage
+from kit.config import Config
+from kit.data import load_resized
+from kit.runtime import num_workers
+
+log = logging.getLogger(__name__)
+
+
+def build(root: Path, paths: list[str], size: int, cache_dir: Path, max_pixels: int, workers: int) -> None:
+    with ThreadPoolExecutor(max(workers, 1)) as pool:  # decoding and cv2.resize release the GIL
+        list(pool.map(lambda p: load_resized(root / p, size, cache_dir, max_pixels), paths))
+
+
+def run(cfg: Config) -> Path:
+    table, _, layout = folds_stage.load(cfg)
+    cache_dir, workers = Path(cfg.cache_dir), num_workers(cfg.workers)
+    build(layout.root, list(table["path"]), cfg.resize, cache_dir, cfg.max_pixels, workers)
+    build(layout.root, list(table["path"]) + list(layout.test["path"]), cfg.img_size, cache_dir, cfg.max_pixels, workers)
+    log.info("cached %d training and %d test images in %s (sizes %d and %d); use cache=true",
+             len(table), len(layout.test), cache_dir, cfg.resize, cfg.img_size)
+    return cache_dir

@@ -1,0 +1,124 @@
+"""Kill the pipeline (folds -> train -> predict) with SIGKILL at random moments, resume, compare.
+
+    .venv/bin/python tests/killtest.py --trials 10      # make reliability
+    (tests/test_reliability.py runs fewer trials in CI)
+
+After every kill, every output file must still be readable (checkpoints with weights_only=True,
+npz, CSV, JSON, YAML). After the last resume, each fold's best score, cv.json and the submission
+CSV bytes must equal those of an uninterrupted run with the same seed (CPU).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+# A tiny model on the demo digits: the whole pipeline runs in seconds, so kills land in every stage.
+TINY = ["backbone=test_resnet", "spinal_width=16", "n_folds=3", "stage1_epochs=3", "stage2_epochs=2",
+        "workers=0", "max_steps=6", "batch_size=16", "eval_batch_size=128", "tta=[hflip]"]
+PYTHON = sys.executable
+
+
+def chain(data: Path, out: Path) -> list[str]:
+    args = ["--exp", "demo", f"data={data}", f"work_dir={out / 'folds'}", f"submissions_dir={out / 'subs'}", *TINY]
+    kit = f"{PYTHON} -m kit"
+    cmds = [" ".join([kit, stage, *args]) for stage in ("folds", "train", "predict")]
+    return ["bash", "-c", " && ".join(cmds)]
+
+
+def readable(out: Path) -> list[str]:
+    """Every output under out that can't be read back (temporary .tmp files excluded)."""
+    bad = []
+    for p in out.rglob("*"):
+        if not p.is_file() or p.name.startswith("."):
+            continue
+        try:
+            if p.suffix == ".pt":
+                torch.load(p, weights_only=True)
+            elif p.suffix == ".npz":
+                with np.load(p) as z:
+                    [z[k] for k in z.files]
+            elif p.suffix == ".csv":
+                pd.read_csv(p)
+            elif p.suffix == ".json":
+                json.loads(p.read_text())
+            elif p.suffix == ".yaml":
+                yaml.safe_load(p.read_text())
+        except Exception as e:  # noqa: BLE001 - any failure to read is the finding
+            bad.append(f"{p}: {type(e).__name__}")
+    return bad
+
+
+def run_once(cmd: list[str], env: dict, kill_after: float | None) -> int | None:
+    """Run cmd; SIGKILL its process group after kill_after seconds. Returns the exit code, None if killed."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        return proc.wait(timeout=kill_after)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return None
+
+
+def results(out: Path) -> dict:
+    exp = out / "folds" / "demo"
+    best = {p.parent.name: torch.load(p, weights_only=True)["score"] for p in sorted(exp.glob("fold*/best.pt"))}
+    subs = {p.name: p.read_bytes() for p in (out / "subs").glob("demo-*.csv")}
+    return {"best": best, "cv": json.loads((exp / "cv.json").read_text()), "subs": subs}
+
+
+def killtest(root: Path, trials: int, seed: int = 0) -> list[str]:
+    """Returns a list of problems (empty: passed)."""
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
+    data = root / "data"
+    subprocess.run([PYTHON, "-m", "kit", "demo-data", "--out", str(data)], env=env, check=True, capture_output=True)
+    t0 = time.perf_counter()
+    if run_once(chain(data, root / "ref"), env, None) != 0:
+        return ["the uninterrupted run failed"]
+    duration = time.perf_counter() - t0
+    rng, problems, killed = random.Random(seed), [], 0
+    for trial in range(trials):
+        at = rng.uniform(0.5, duration)  # after start-up, anywhere in folds, train or predict
+        code = run_once(chain(data, root / "cut"), env, at)
+        killed += code is None
+        problems += [f"trial {trial} (kill at {at:.1f}s): unreadable {b}" for b in readable(root / "cut")]
+        if code not in (None, 0):
+            problems.append(f"trial {trial}: resumed run exited {code}")
+    if run_once(chain(data, root / "cut"), env, None) != 0:
+        return problems + ["the final resume failed"]
+    ref, cut = results(root / "ref"), results(root / "cut")
+    for key in ("best", "cv", "subs"):
+        if ref[key] != cut[key]:
+            problems.append(f"{key} differs from the uninterrupted run")
+    print(f"{trials} trials ({killed} killed mid-run), run {duration:.1f}s: "
+          f"{'OK' if not problems else f'{len(problems)} problem(s)'}")
+    return problems
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--trials", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dir", default="", help="work folder (default: a temporary one)")
+    args = p.parse_args()
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        problems = killtest(Path(args.dir or tmp), args.trials, args.seed)
+    for line in problems:
+        print(line)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

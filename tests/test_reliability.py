@@ -1,0 +1,82 @@
+"""Reliability: kills, truncated checkpoints, reproducible submissions.  pytest tests/test_reliability.py -q
+
+The full kill test (10 trials) is `make reliability`; CI runs 3 here.
+"""
+import json
+import logging
+
+import pandas as pd
+import pytest
+import torch
+
+import killtest
+from conftest import tiny_cfg, write_folder_data
+from kit import folds, predict, train
+from test_train import _assert_same_run, _fold_result
+
+EASY = dict(stage1_epochs=4, stage2_epochs=2, n_folds=2)
+
+
+@pytest.fixture(scope="module")
+def easy_data(tmp_path_factory):
+    return write_folder_data(tmp_path_factory.mktemp("easy"), n_per_class=16, n_test=6)
+
+
+@pytest.mark.slow
+def test_sigkill_anywhere_then_resume_gives_the_same_results(tmp_path):
+    problems = killtest.killtest(tmp_path, trials=3, seed=1)
+    assert not problems, "\n".join(problems)
+
+
+def test_truncated_last_pt_falls_back_with_a_warning(tmp_path, easy_data, caplog):
+    ref = tiny_cfg(tmp_path / "ref", easy_data, **EASY)
+    folds.run(ref)
+    train.run(ref, only=[0])
+    cut = tiny_cfg(tmp_path / "cut", easy_data, **EASY)
+    folds.run(cut)
+    original, calls = train.FoldRun._run_epoch, {"n": 0}
+
+    def stop_after_three(self, *args):
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        return original(self, *args)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train.FoldRun, "_run_epoch", stop_after_three)
+        with pytest.raises(KeyboardInterrupt):
+            train.run(cut, only=[0])
+    last = cut.exp_dir / "fold0" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])  # a truncated copy
+    with caplog.at_level(logging.WARNING):
+        train.run(cut, only=[0])
+    assert "last.pt is unreadable" in caplog.text and "falling back" in caplog.text, caplog.text
+    _assert_same_run(_fold_result(ref), _fold_result(cut))
+
+
+def test_manifest_and_byte_identical_rerun(tmp_path, easy_data):
+    cfg = tiny_cfg(tmp_path, easy_data, **{**EASY, "stage1_epochs": 2, "stage2_epochs": 1})
+    folds.run(cfg)
+    train.run(cfg)
+    path = predict.run([cfg])[0]
+    first = path.read_bytes()
+    manifest = json.loads(path.with_suffix(".json").read_text())
+    assert {"configs", "git", "versions", "data_fingerprint", "checkpoints", "tta", "cv", "sha256"} <= set(manifest)
+    assert len(manifest["checkpoints"]) == 2, manifest["checkpoints"]
+    assert torch.__version__.startswith(manifest["versions"]["torch"]), manifest["versions"]
+    for k in range(2):
+        (cfg.exp_dir / f"fold{k}" / "test_logits.npz").unlink()
+    path.unlink()
+    assert predict.run([cfg])[0].read_bytes() == first, "predict from the same checkpoints must give the same bytes"
+    board = pd.read_csv(tmp_path / "submissions" / "leaderboard.csv", dtype=str)
+    assert len(board) == 1
+
+
+def test_stale_temp_files_are_removed(tmp_path, easy_data):
+    cfg = tiny_cfg(tmp_path, easy_data, **{**EASY, "stage1_epochs": 1, "stage2_epochs": 0})
+    folds.run(cfg)
+    stale = cfg.exp_dir / "fold0" / ".last.pt.abc123.tmp"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"half a checkpoint")
+    train.run(cfg, only=[0])
+    assert not stale.exists()
