@@ -68,6 +68,7 @@ class Config:
     stage1_epochs: int = _key(40, "stage 1 epochs")
     stage2_lr: float = _key(0.001, "stage 2 learning rate; stage 2 starts from the stage-1 best weights")
     stage2_epochs: int = _key(20, "stage 2 epochs; 0 skips stage 2")
+    lr_reference_batch: int = _key(0, "linear lr scaling: lr x batch_size / this (e.g. 16 for the recipe); 0 = off")
     patience: int = _key(7, "early stopping: epochs without a better val top-1 before a stage stops")
     max_steps: int = _key(0, "limit training steps per epoch (0 = whole epoch; for smoke tests)")
     amp: bool = _key(True, "mixed precision on CUDA (bf16 where supported, else fp16); CPU runs fp32")
@@ -91,6 +92,11 @@ class Config:
     def exp_dir(self) -> Path:
         return Path(self.work_dir) / self.name
 
+    def stage_lr(self, stage: int) -> float:
+        """The stage's learning rate, scaled linearly with the batch when lr_reference_batch is set."""
+        lr = self.stage1_lr if stage == 1 else self.stage2_lr
+        return lr * self.batch_size / self.lr_reference_batch if self.lr_reference_batch else lr
+
 
 def _check_values(cfg: Config) -> None:
     problems = []
@@ -104,6 +110,8 @@ def _check_values(cfg: Config) -> None:
             problems.append(f"{key}={getattr(cfg, key)}: must be >= 0")
     if cfg.stage1_lr == 0:
         problems.append("stage1_lr=0: must be > 0")
+    if cfg.lr_reference_batch < 0:
+        problems.append(f"lr_reference_batch={cfg.lr_reference_batch}: must be >= 0 (0 turns scaling off)")
     for key in ("stage1_epochs", "img_size", "resize", "spinal_width", "eval_batch_size", "patience"):
         if getattr(cfg, key) < 1:
             problems.append(f"{key}={getattr(cfg, key)}: must be >= 1")

@@ -42,9 +42,17 @@ class Result:
     oof_labels: np.ndarray  # (N_oof,) class indices
     oof_scores: np.ndarray  # (N_oof, classes)
     fold_top1: list[float]
+    holdout_scores: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (N_holdout, classes)
+    holdout_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     checkpoints: dict = field(default_factory=dict)  # path -> sha256
     epochs: float = 0.0  # mean epochs run per fold
     fingerprint: str = ""
+
+    @property
+    def holdout_top1(self) -> float | None:
+        if not len(self.holdout_labels):
+            return None
+        return float(accuracy_score(self.holdout_labels, self.holdout_scores.argmax(1)))
 
     @property
     def cv(self) -> dict:
@@ -60,7 +68,8 @@ def average(arrays: list[np.ndarray], merge: str) -> np.ndarray:
     return stack.mean(axis=0)
 
 
-def from_folds(cfg: Config, layout: Layout, meta: dict, folds: list[int], test_files: list[Path]) -> Result:
+def from_folds(cfg: Config, layout: Layout, meta: dict, folds: list[int], test_files: list[Path],
+               holdout_files: list[Path] = (), holdout_labels: np.ndarray | None = None) -> Result:
     test = [load_npz(f) for f in test_files]
     ids = layout.test["id"].to_numpy().astype(str)
     for f, t in zip(test_files, test):
@@ -78,7 +87,14 @@ def from_folds(cfg: Config, layout: Layout, meta: dict, folds: list[int], test_f
         oof_ids=oof_ids[order], oof_labels=np.concatenate([o["labels"] for o in oof])[order],
         oof_scores=oof_scores[order], fold_top1=[float(accuracy_score(o["labels"], o["logits"].argmax(1))) for o in oof],
         checkpoints=ckpts, epochs=float(np.mean(epochs)), fingerprint=meta["fingerprint"],
+        **_holdout(holdout_files, holdout_labels, cfg.merge),
     )
+
+
+def _holdout(files: list[Path], labels: np.ndarray | None, merge: str) -> dict:
+    if not files:
+        return {}
+    return {"holdout_scores": average([load_npz(f)["logits"] for f in files], merge), "holdout_labels": labels}
 
 
 def combine(results: list[Result]) -> Result:
@@ -95,6 +111,8 @@ def combine(results: list[Result]) -> Result:
         first, name="+".join(r.name for r in results), cfgs=[c for r in results for c in r.cfgs],
         test_scores=np.mean([pick(r, r.test_scores) for r in results], axis=0),
         oof_scores=np.mean([pick(r, r.oof_scores) for r in results], axis=0),
+        holdout_scores=(np.mean([pick(r, r.holdout_scores) for r in results], axis=0)
+                        if len(first.holdout_labels) else first.holdout_scores),
         fold_top1=[float(np.mean(v)) for v in zip(*(r.fold_top1 for r in results))],
         checkpoints={k: v for r in results for k, v in r.checkpoints.items()},
         epochs=float(np.mean([r.epochs for r in results])),
@@ -148,7 +166,7 @@ def manifest(r: Result, csv_sha: str) -> dict:
     """Everything needed to know what made a submission, and to make it again."""
     return {
         "name": r.name, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "sha256": csv_sha, "cv": r.cv, "folds": r.folds, "tta": [list(c.tta) for c in r.cfgs],
+        "sha256": csv_sha, "cv": r.cv, "holdout_top1": r.holdout_top1, "folds": r.folds, "tta": [list(c.tta) for c in r.cfgs],
         "data_fingerprint": r.fingerprint, "checkpoints": r.checkpoints, "git": _git(),
         "versions": _versions(), "configs": [to_dict(c) for c in r.cfgs],
     }

@@ -152,8 +152,10 @@ def _scan_csv(root: Path, id_col: str, label_col: str) -> Layout:
     sample_path = root / "sample_submission.csv"
     sample = _read_csv(sample_path) if sample_path.is_file() else None
     id_col, label_col = _csv_columns(train_csv, sample, id_col, label_col, root / "train.csv")
-    if (train_csv[label_col] == "").any() or (train_csv[id_col] == "").any():
-        raise ValueError(f"{root / 'train.csv'}: empty ids or labels in rows {summarize([str(i + 2) for i in train_csv.index[(train_csv[label_col] == '') | (train_csv[id_col] == '')]])}")
+    empty = train_csv.index[(train_csv[label_col] == "") | (train_csv[id_col] == "")]
+    if len(empty):
+        rows = [str(i + 2) for i in empty]  # 1-based, after the header line
+        raise ValueError(f"{root / 'train.csv'}: empty id or label in line(s) {summarize(rows)}")
     paths = _resolve_ids(root, root / "train", train_csv[id_col], str(root / "train.csv"))
     train = pd.DataFrame({"path": paths, "label": train_csv[label_col].to_numpy(), "source": "train"})
     classes = tuple(sorted(train["label"].unique(), key=natural_key))

@@ -24,7 +24,7 @@ from kit.metrics import score
 
 log = logging.getLogger(__name__)
 COLUMNS = ["file", "experiments", "backbone", "head", "folds", "tta", "image_size", "epochs", "cv_top1", "cv_top5",
-           "fold_std", "public", "private", "created_at", "sha256", "kaggle_ref", "kaggle_status", "description"]
+           "fold_std", "holdout_top1", "public", "private", "created_at", "sha256", "kaggle_ref", "kaggle_status", "description"]
 SHOWN = ["file", "experiments", "backbone", "folds", "tta", "cv_top1", "cv_top5", "public", "private", "kaggle_status"]
 
 
@@ -96,6 +96,7 @@ def record(path: Path, r, sub_path: Path) -> None:
         "folds": len(r.folds), "tta": " ".join("+".join(c.tta) or "none" for c in r.cfgs),
         "image_size": " ".join(str(c.img_size) for c in r.cfgs), "epochs": f"{r.epochs:.1f}",
         "cv_top1": f"{cv['top1']:.5f}", "cv_top5": f"{cv['top5']:.5f}", "fold_std": f"{cv['fold_std']:.5f}",
+        "holdout_top1": "" if r.holdout_top1 is None else f"{r.holdout_top1:.5f}",
         "public": public, "private": private, "sha256": sha256_file(sub_path),
     }
     with locked(path):

@@ -96,14 +96,14 @@ def _fold_key(ckpt: Path, views: tuple[str, ...], test_paths: list[str]) -> str:
     return h.hexdigest()
 
 
-def predict_fold(cfg: Config, fold: int, layout: Layout, classes: list[str], device) -> Path:
-    """Batched, TTA-merged test logits for one fold: (N_test, classes) in layout.test order."""
+def predict_fold(cfg: Config, fold: int, layout: Layout, classes: list[str], device,
+                 paths: list[str], ids: np.ndarray, split: str = "test") -> Path:
+    """Batched, TTA-merged logits of one fold's best weights on `paths`: fold<k>/<split>_logits.npz."""
     fold_dir = cfg.exp_dir / f"fold{fold}"
-    out, ckpt = fold_dir / "test_logits.npz", fold_dir / "best.pt"
-    paths = list(layout.test["path"])
+    out, ckpt = fold_dir / f"{split}_logits.npz", fold_dir / "best.pt"
     key = _fold_key(ckpt, cfg.tta, paths)
     if out.is_file() and str(load_npz(out)["key"]) == key:
-        log.info("fold %d test logits up to date: %s", fold, out)
+        log.info("fold %d %s logits up to date: %s", fold, split, out)
         return out
     model = _load_fold_model(ckpt, classes, cfg, device)
     if cfg.channels_last:
@@ -112,9 +112,9 @@ def predict_fold(cfg: Config, fold: int, layout: Layout, classes: list[str], dev
     ds = ImageDataset(layout.root, paths, None, eval_transform(cfg.img_size, cfg.mean, cfg.std), cfg.max_pixels,
                       cfg.cache_dir if cfg.cache else None, cfg.img_size)
     loader = eval_loader(ds, cfg.eval_batch_size, num_workers(cfg.workers), device.type == "cuda")
-    logits = predict_logits(wrapped, loader, autocast(device, cfg.amp), device)
-    save_npz(out, ids=layout.test["id"].to_numpy().astype(str), logits=logits, key=np.array(key))
-    log.info("fold %d: test logits for %d images with %d TTA view(s)", fold, len(paths), len(wrapped.transforms))
+    logits = predict_logits(wrapped, loader, autocast(device, cfg.amp), device)  # (N, classes)
+    save_npz(out, ids=np.asarray(ids).astype(str), logits=logits, key=np.array(key))
+    log.info("fold %d: %s logits for %d images with %d TTA view(s)", fold, split, len(paths), len(wrapped.transforms))
     return out
 
 
@@ -142,8 +142,13 @@ def predict_experiment(cfg: Config, device) -> ens.Result:
     table, meta, layout = folds_stage.load(cfg)
     _check_test(layout, cfg)
     done = _ready_folds(cfg, meta["n_folds"])
-    test_files = [predict_fold(cfg, k, layout, meta["classes"], device) for k in done]
-    return ens.from_folds(cfg, layout, meta, done, test_files)
+    test = [predict_fold(cfg, k, layout, meta["classes"], device, list(layout.test["path"]), layout.test["id"])
+            for k in done]
+    held = table[table["role"] == "holdout"]  # DATA/val kept aside (val_mode=holdout): scored, never trained on
+    holdout = [predict_fold(cfg, k, layout, meta["classes"], device, list(held["path"]), held["path"], "holdout")
+               for k in done] if len(held) else []
+    labels = held["label"].map({c: i for i, c in enumerate(meta["classes"])}).to_numpy()
+    return ens.from_folds(cfg, layout, meta, done, test, holdout, labels)
 
 
 def run(cfgs: list[Config], ensemble: bool = False) -> list[Path]:

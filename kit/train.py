@@ -177,6 +177,8 @@ class FoldRun:
         state, opt_state = self._resume(model)
         # under torchrun, gradients are averaged over ranks; eval and checkpoints use the plain module
         trained = model if self.dist.world == 1 else torch.nn.parallel.DistributedDataParallel(model)
+        if self.cfg.compile:
+            trained = torch.compile(trained)  # checkpoints still save the plain module's weights
         for stage in (1, 2):
             if stage < state.stage:
                 continue
@@ -214,7 +216,7 @@ class FoldRun:
 
     def _stage_params(self, stage: int) -> tuple[float, int]:
         c = self.cfg
-        return (c.stage1_lr, c.stage1_epochs) if stage == 1 else (c.stage2_lr, c.stage2_epochs)
+        return c.stage_lr(stage), (c.stage1_epochs if stage == 1 else c.stage2_epochs)
 
     def _run_stage(self, model, trained, state: FoldState, opt_state: dict | None) -> None:
         lr, epochs = self._stage_params(state.stage)

@@ -90,5 +90,22 @@ def tiny_cfg(tmp_path: Path, data: Path, **overrides) -> Config:
     return load_config(None, values)
 
 
+def train_interrupted(cfg: Config, epochs: int, fold: int = 0) -> None:
+    """Train one fold and stop it with KeyboardInterrupt (as Ctrl-C would) after `epochs` epochs."""
+    from kit import train
+    original, calls = train.FoldRun._run_epoch, {"n": 0}
+
+    def stop_after(self, *args):
+        if calls["n"] == epochs:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        return original(self, *args)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train.FoldRun, "_run_epoch", stop_after)
+        with pytest.raises(KeyboardInterrupt):
+            train.run(cfg, only=[fold])
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: end-to-end runs (seconds to a minute each); still run in CI")

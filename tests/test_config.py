@@ -1,4 +1,5 @@
 """Config: presets load, overrides win, bad keys and values are named.  pytest tests/test_config.py -q"""
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -62,5 +63,12 @@ def test_saved_config_round_trips(tmp_path):
 
 
 def test_config_is_frozen():
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         Config().seed = 1  # type: ignore[misc]
+
+
+def test_linear_lr_scaling():
+    base = load_config("configs/resnest50d_spinalnet.yaml")
+    assert base.stage_lr(1) == 0.01, "the recipe's lr stays as written unless scaling is asked for"
+    scaled = load_config("configs/resnest50d_spinalnet.yaml", {"batch_size": 64, "lr_reference_batch": 16})
+    assert (scaled.stage_lr(1), scaled.stage_lr(2)) == pytest.approx((0.04, 0.004))

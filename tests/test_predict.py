@@ -187,3 +187,19 @@ def test_two_experiments_ensemble(tmp_path, folder_data):
     assert [p.name.split("-")[0] for p in paths] == ["a", "b", "a+b"]
     board = leaderboard.load(tmp_path / "submissions" / "leaderboard.csv")
     assert board.loc[board["file"] == paths[2].name, "experiments"].item() == "a b"
+
+
+def test_holdout_is_scored_not_trained_on(tmp_path):
+    from conftest import write_folder_data
+    data = write_folder_data(tmp_path / "data", n_per_class=8)
+    write_folder_data(tmp_path / "val_src", n_per_class=3, seed=5)
+    shutil.copytree(tmp_path / "val_src" / "train", data / "val")
+    cfg, path = _pipeline(tmp_path, data, val_mode="holdout")
+    parts = [load_npz(cfg.exp_dir / f"fold{k}" / "holdout_logits.npz") for k in range(2)]
+    assert all(p["ids"][0].startswith("val/") for p in parts) and len(parts[0]["ids"]) == 9
+    labels = np.array([int(i.split("/")[1]) for i in parts[0]["ids"]])  # class folders 0, 1, 2
+    want = accuracy_score(labels, ensemble.average([p["logits"] for p in parts], "logits").argmax(1))
+    row = leaderboard.load(tmp_path / "submissions" / "leaderboard.csv").iloc[0]
+    assert float(row["holdout_top1"]) == pytest.approx(want, abs=1e-5), row
+    oof = np.concatenate([load_npz(cfg.exp_dir / f"fold{k}" / "oof.npz")["ids"] for k in range(2)])
+    assert not any(i.startswith("val/") for i in oof), "holdout images are never in a validation fold"

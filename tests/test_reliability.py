@@ -12,7 +12,7 @@ import torch
 import killtest
 from conftest import tiny_cfg, write_folder_data
 from kit import folds, predict, train
-from test_train import _assert_same_run, _fold_result
+from test_train import _assert_same_run, _fold_result, ref_and_interrupted
 
 EASY = dict(stage1_epochs=4, stage2_epochs=2, n_folds=2)
 
@@ -29,23 +29,7 @@ def test_sigkill_anywhere_then_resume_gives_the_same_results(tmp_path):
 
 
 def test_truncated_last_pt_falls_back_with_a_warning(tmp_path, easy_data, caplog):
-    ref = tiny_cfg(tmp_path / "ref", easy_data, **EASY)
-    folds.run(ref)
-    train.run(ref, only=[0])
-    cut = tiny_cfg(tmp_path / "cut", easy_data, **EASY)
-    folds.run(cut)
-    original, calls = train.FoldRun._run_epoch, {"n": 0}
-
-    def stop_after_three(self, *args):
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        calls["n"] += 1
-        return original(self, *args)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(train.FoldRun, "_run_epoch", stop_after_three)
-        with pytest.raises(KeyboardInterrupt):
-            train.run(cut, only=[0])
+    ref, cut = ref_and_interrupted(tmp_path, easy_data, EASY, epochs=3)
     last = cut.exp_dir / "fold0" / "last.pt"
     last.write_bytes(last.read_bytes()[:1000])  # a truncated copy
     with caplog.at_level(logging.WARNING):

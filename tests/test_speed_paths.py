@@ -1,5 +1,4 @@
 """The fast paths give the same answers as the plain ones.  pytest tests/test_speed_paths.py -q"""
-import numpy as np
 import pytest
 import torch
 import ttach

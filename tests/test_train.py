@@ -12,7 +12,7 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score
 
-from conftest import tiny_cfg, write_folder_data
+from conftest import tiny_cfg, train_interrupted, write_folder_data
 from kit import folds, train
 from kit.io import load_npz
 
@@ -144,25 +144,19 @@ def _assert_same_run(a, b):
     pd.testing.assert_frame_equal(a[2][cols], b[2][cols])
 
 
-def test_resume_between_epochs_matches_uninterrupted(tmp_path, easy_data):
-    ref = tiny_cfg(tmp_path / "ref", easy_data, **EASY)
+def ref_and_interrupted(tmp_path, data, settings: dict, epochs: int):
+    """Fold 0 trained uninterrupted (ref), and the same run stopped after `epochs` epochs (cut)."""
+    ref = tiny_cfg(tmp_path / "ref", data, **settings)
     folds.run(ref)
     train.run(ref, only=[0])
-    cut = tiny_cfg(tmp_path / "cut", easy_data, **EASY)
+    cut = tiny_cfg(tmp_path / "cut", data, **settings)
     folds.run(cut)
-    calls = {"n": 0}
-    original = train.FoldRun._run_epoch
+    train_interrupted(cut, epochs=epochs)
+    return ref, cut
 
-    def stop_after_three(self, *args):
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        calls["n"] += 1
-        return original(self, *args)
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(train.FoldRun, "_run_epoch", stop_after_three)
-        with pytest.raises(KeyboardInterrupt):
-            train.run(cut, only=[0])
+def test_resume_between_epochs_matches_uninterrupted(tmp_path, easy_data):
+    ref, cut = ref_and_interrupted(tmp_path, easy_data, EASY, epochs=3)
     assert len(pd.read_csv(cut.exp_dir / "fold0" / "history.csv")) == 3
     train.run(cut, only=[0])
     _assert_same_run(_fold_result(ref), _fold_result(cut))
