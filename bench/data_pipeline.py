@@ -44,9 +44,17 @@ def torchvision_pipeline():
 
 
 def run(size: str) -> list[dict]:
+    threads = torch.get_num_threads(), cv2.getNumThreads()
     torch.set_num_threads(1)
     cv2.setNumThreads(1)  # one worker = one thread
-    n = 48 if size == "cpu" else 128
+    try:
+        return _run(48 if size == "cpu" else 128)
+    finally:
+        torch.set_num_threads(threads[0])  # the benchmarks after this one get the machine back
+        cv2.setNumThreads(threads[1])
+
+
+def _run(n: int) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for wh in ((500, 375), (1024, 768)):

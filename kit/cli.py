@@ -35,8 +35,11 @@ def _parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--help-config", action="store_true", help="list every config key with its type and default")
     sub = p.add_subparsers(dest="stage", metavar="stage")
+    from kit.config import help_text
+    keys = "config keys (set in configs/*.yaml or as key=value):\n" + help_text()
     for stage, text in STAGES.items():
-        s = sub.add_parser(stage, help=text, description=text, epilog=EPILOG)
+        s = sub.add_parser(stage, help=text, description=text, epilog=keys,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         if stage == "demo-data":
             s.add_argument("--out", default="data/demo", help="where to write the demo data (default data/demo)")
             continue

@@ -76,7 +76,9 @@ class Config:
     compile: bool = _key(False, "torch.compile the model for training and inference")
     # --- prediction -----------------------------------------------------------------
     tta: tuple[str, ...] = _key(("hflip",), f"test-time augmentation transforms, composed; from {TTA_VIEWS}; [] = none")
-    batched_tta: bool = _key(True, "all TTA views of a batch in one forward pass (same result as ttach's loop)")
+    batched_tta: Literal["auto", "on", "off"] = _key(
+        "auto", "all TTA views of a batch in one forward pass (same result as ttach's loop); auto = on CUDA only, "
+                "where it pays (on CPU it measured 2-3% slower, docs/BENCHMARKS.md)")
     eval_batch_size: int = _key(64, "batch size for validation and test inference")
     merge: Literal["logits", "probs"] = _key("logits", "fold ensemble: average logits or softmax probabilities")
     allow_missing_folds: bool = _key(False, "predict with the folds that finished instead of failing")

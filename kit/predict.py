@@ -69,7 +69,10 @@ class BatchedTTA(nn.Module):
         return torch.stack([t.deaugment_label(o) for t, o in zip(self.transforms, outs)]).mean(0)
 
 
-def tta_model(model: nn.Module, views: tuple[str, ...], img_size: int, batched: bool) -> nn.Module:
+def tta_model(model: nn.Module, views: tuple[str, ...], img_size: int, batched: str | bool, device=None) -> nn.Module:
+    """ttach's wrapper, or BatchedTTA when batched is "on" (or "auto" on CUDA)."""
+    if isinstance(batched, str):
+        batched = batched == "on" or (batched == "auto" and device is not None and device.type == "cuda")
     transforms = tta_transforms(views, img_size)
     if batched:
         return BatchedTTA(model, transforms)
@@ -108,7 +111,7 @@ def predict_fold(cfg: Config, fold: int, layout: Layout, classes: list[str], dev
     model = _load_fold_model(ckpt, classes, cfg, device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    wrapped = tta_model(model, cfg.tta, cfg.img_size, cfg.batched_tta)
+    wrapped = tta_model(model, cfg.tta, cfg.img_size, cfg.batched_tta, device)
     ds = ImageDataset(layout.root, paths, None, eval_transform(cfg.img_size, cfg.mean, cfg.std), cfg.max_pixels,
                       cfg.cache_dir if cfg.cache else None, cfg.img_size)
     loader = eval_loader(ds, cfg.eval_batch_size, num_workers(cfg.workers), device.type == "cuda")

@@ -69,3 +69,15 @@ def test_demo_pipeline_through_the_cli(tmp_path):
     assert sorted(board["experiments"]) == ["demo", "demo_baseline"], board
     assert (board["public"] != "").all() and (board["private"] != "").all(), "demo has a solution.csv: scores filled"
     assert "demo_baseline" in out and "private" in out, f"leaderboard table printed:\n{out}"
+
+
+def test_compiled_training_saves_plain_weights(tmp_path, photos):
+    """compile=true trains through torch.compile; best.pt still loads into an uncompiled model."""
+    from kit.model import create_model
+    cfg = load_config("configs/demo.yaml", {**SMALL_RUN, "data": str(photos), "work_dir": str(tmp_path / "f"),
+                                            "backbone": "test_resnet", "img_size": 32, "resize": 36, "compile": True})
+    folds.run(cfg)
+    train.run(cfg, only=[0])
+    best = torch.load(cfg.exp_dir / "fold0" / "best.pt", weights_only=True)
+    assert not any(k.startswith("_orig_mod") for k in best["model"]), "checkpoint keys must be the plain module's"
+    create_model("test_resnet", cfg.head, 2, spinal_width=cfg.spinal_width).load_state_dict(best["model"])

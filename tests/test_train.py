@@ -192,3 +192,12 @@ def test_killed_mid_epoch_resumes_to_the_same_result(tmp_path, easy_data):
     assert not (cut.exp_dir / "fold0" / "oof.npz").exists(), "the kill must land before the fold finishes"
     subprocess.run(_cli_train(cut), check=True, env=env, capture_output=True)
     _assert_same_run(_fold_result(ref), _fold_result(cut))
+
+
+def test_shard_trains_only_its_folds(tmp_path, easy_data):
+    cfg = tiny_cfg(tmp_path, easy_data, stage1_epochs=1, stage2_epochs=0, n_folds=3)
+    folds.run(cfg)
+    train.run(cfg, shard=(1, 2))  # folds k with k % 2 == 1
+    done = sorted(p.parent.name for p in cfg.exp_dir.glob("fold*/oof.npz"))
+    assert done == ["fold1"], done
+    assert not (cfg.exp_dir / "cv.json").exists(), "cv.json waits for every fold"
