@@ -62,7 +62,7 @@ class Result:
 
 def average(arrays: list[np.ndarray], merge: str) -> np.ndarray:
     """Mean of logits, or of softmax probabilities."""
-    stack = np.stack(arrays).astype(np.float64)
+    stack = np.stack(arrays).astype(np.float64)  # (members, N, classes)
     if merge == "probs":
         stack = softmax(stack, axis=-1)
     return stack.mean(axis=0)

@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 
 def make_folds(labels: pd.Series, n_folds: int, seed: int) -> np.ndarray:
     """Fold index per row, stratified by label. Every class needs at least n_folds rows."""
+    # shuffled + seeded: the same data and seed give the same folds, byte for byte
     skf = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    fold = np.full(len(labels), -1, dtype=np.int64)
+    fold = np.full(len(labels), -1, dtype=np.int64)  # -1: never validated (train_only, holdout)
     for k, (_, val_idx) in enumerate(skf.split(np.zeros(len(labels)), labels)):
         fold[val_idx] = k
     return fold
@@ -49,6 +50,7 @@ def _roles(train: pd.DataFrame, cfg: Config) -> pd.Series:
 
 def _drop_bad(layout: Layout, cfg: Config) -> pd.DataFrame:
     train = layout.train
+    # test images are checked now, not at predict: better to learn of a broken file before hours of training
     bad_test = find_bad_images(layout.root, list(layout.test["path"]), cfg.max_pixels)
     if bad_test:
         raise ValueError(f"{len(bad_test)} unreadable test image(s): {summarize(bad_test)}; "
@@ -82,6 +84,7 @@ def run(cfg: Config) -> Path:
     layout = scan(cfg.data, cfg.val_mode, cfg.id_col, cfg.label_col)
     meta_path = out.with_suffix(".json")
     if out.is_file() and meta_path.is_file():
+        # folds feed every checkpoint: silently re-splitting would mix folds of two splits in one ensemble
         old = json.loads(meta_path.read_text())
         new = {**_meta(layout, cfg, layout.train), "fingerprint": layout.fingerprint()}
         if _same_split(old, new):
@@ -95,7 +98,7 @@ def run(cfg: Config) -> Path:
     fold = np.full(len(train), -1, dtype=np.int64)
     fold[(role == "cv").to_numpy()] = make_folds(train.loc[role == "cv", "label"], cfg.n_folds, cfg.seed)
     table = train.assign(fold=fold, role=role.to_numpy())
-    atomic_write_text(out, table.to_csv(index=False, lineterminator="\n"))
+    atomic_write_text(out, table.to_csv(index=False, lineterminator="\n"))  # "\n": same bytes on every OS
     atomic_write_text(meta_path, json.dumps(_meta(layout, cfg, train), indent=2) + "\n")
     log.info("wrote %s: %d images, %d classes, %d folds", out, len(table), len(layout.classes), cfg.n_folds)
     return out
@@ -112,5 +115,6 @@ def load(cfg: Config) -> tuple[pd.DataFrame, dict, Layout]:
     if layout.fingerprint() != meta["fingerprint"]:
         raise ValueError(f"{path} was made from other data than {cfg.data} (files or labels changed); "
                          f"remove {cfg.work_dir}/ and run `make folds`, or set work_dir=")
+    # labels stay strings ("07", "NA" and "1.0" are class names, not numbers or missing values)
     table = pd.read_csv(path, dtype={"path": str, "label": str, "source": str, "role": str}, keep_default_na=False)
     return table, meta, layout

@@ -23,6 +23,7 @@ def atomic_path(path: str | Path):
     """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # same folder: os.replace is atomic only within one file system; the dot hides it from globs
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -57,7 +58,7 @@ def save_npy(path: str | Path, array: np.ndarray) -> None:
 
 
 def load_npz(path: str | Path) -> dict:
-    with np.load(path, allow_pickle=False) as z:
+    with np.load(path, allow_pickle=False) as z:  # no pickles: an npz from elsewhere can't run code
         return {k: z[k] for k in z.files}
 
 
@@ -83,7 +84,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
     if img.mode == "P" and "transparency" in img.info or img.mode in ("RGBA", "LA", "PA"):
         rgba = img.convert("RGBA")
-        img = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.new("RGBA", rgba.size, (255, 255, 255, 255))  # white: how viewers show transparency
         img.alpha_composite(rgba)
     return img.convert("RGB")
 

@@ -38,6 +38,7 @@ def _config_dir() -> Path:
 
 def _secrets() -> list[str]:
     """Every credential value the CLI could use, to scrub from anything shown."""
+    # read only to know what to hide; never returned to callers that print
     values = [os.environ.get(k, "") for k in ("KAGGLE_KEY", "KAGGLE_API_TOKEN")]
     for name in ("kaggle.json", "access_token"):
         path = _config_dir() / name
@@ -52,7 +53,7 @@ def _secrets() -> list[str]:
                 pass
         else:
             values.append(text)
-    return [v for v in values if len(v) >= 4]
+    return [v for v in values if len(v) >= 4]  # a 1-3 character "secret" would scrub ordinary text
 
 
 def scrub(text: str) -> str:
@@ -104,6 +105,7 @@ def run_cli(args: list[str], what: str) -> str:
     except subprocess.TimeoutExpired:
         raise ValueError(f"kaggle {what}: no answer in {TIMEOUT_S} s (network?)") from None
     out = scrub(proc.stdout + "\n" + proc.stderr)
+    # older CLIs print an upload failure and still exit 0
     if proc.returncode != 0 or "Upload unsuccessful" in out or "Could not submit" in out:
         raise ValueError(f"kaggle {what} failed: {scrub(_reason(out))}")
     return scrub(proc.stdout)
@@ -116,7 +118,7 @@ def parse_submissions(text: str) -> pd.DataFrame:
     dates with a space, missing scores printed as `None` (or empty), "No submissions found".
     """
     lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith("ref,")), None)
+    start = next((i for i, line in enumerate(lines) if line.startswith("ref,")), None)  # skip warnings above it
     columns = ["ref", "fileName", "date", "description", "status", "publicScore", "privateScore"]
     if start is None:
         return pd.DataFrame(columns=columns)
@@ -142,7 +144,7 @@ def merge_submissions(board: pd.DataFrame, subs: pd.DataFrame) -> pd.DataFrame:
         values = {"kaggle_ref": sub["ref"], "kaggle_status": sub["status"], "public": sub["publicScore"],
                   "private": sub["privateScore"], "description": sub["description"]}
         i = _match(board, sub)
-        if i is None:
+        if i is None:  # made outside the kit (or another machine): keep it, under a name that can't collide
             name = sub["fileName"] if not (board["file"] == sub["fileName"]).any() else f"{sub['fileName']}#{sub['ref']}"
             board = leaderboard.upsert(board, {"file": name, "experiments": "(kaggle)", "created_at": sub["date"], **values})
         else:
@@ -216,6 +218,7 @@ def download(comp: str, out_root: str | Path = "data") -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{comp}."))
     try:
+        # no --unzip: the CLI's own extraction doesn't check member paths; safe_extract does
         run_cli(["competitions", "download", comp, "-p", str(tmp), "-q"], "download")
         for archive in sorted(tmp.glob("*.zip")):
             safe_extract(archive, tmp)

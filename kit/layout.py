@@ -52,6 +52,7 @@ def summarize(items: list[str]) -> str:
 
 
 def _inside(root: Path, path: Path) -> bool:
+    # resolve() follows symlinks and "..": a link or id that leaves DATA is caught however it is spelt
     return path.resolve().is_relative_to(root.resolve())
 
 
@@ -112,7 +113,7 @@ def _index_files(folder: Path) -> dict[str, Path]:
     index = {}
     if folder.is_dir():
         for p in _images_in(folder):
-            index.setdefault(p.stem, p)
+            index.setdefault(p.stem, p)  # first file wins for a bare stem; exact names below always win
             index[p.name] = p
     return index
 

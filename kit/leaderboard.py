@@ -51,12 +51,12 @@ def save(board: pd.DataFrame, path: Path) -> None:
 
 def upsert(board: pd.DataFrame, row: dict) -> pd.DataFrame:
     """Update the row with the same file (only the values given, non-empty), or append it."""
-    row = {k: ("" if v is None else str(v)) for k, v in row.items()}
+    row = {k: ("" if v is None else str(v)) for k, v in row.items()}  # the CSV is all strings: no NaN surprises
     hit = board.index[board["file"] == row["file"]]
     if len(hit) == 0:
         return pd.concat([board, pd.DataFrame([row])], ignore_index=True).fillna("")
     for k, v in row.items():
-        if v != "":
+        if v != "":  # an empty value never erases one another stage wrote (e.g. Kaggle scores)
             board.loc[hit[0], k] = v
     return board
 
@@ -71,10 +71,11 @@ def local_scores(r, sub: pd.DataFrame, metric: str) -> tuple[str, str]:
     id_col, label_col = sub.columns
     if "Usage" not in sol.columns:
         raise ValueError(f"{path}: needs a Usage column (Public/Private) beside the id and label")
+    # Kaggle solution files name their columns like the submission; fall back to position when they don't
     sol_id = id_col if id_col in sol.columns else sol.columns[0]
     sol_label = label_col if label_col in sol.columns else [c for c in sol.columns if c not in (sol_id, "Usage")][0]
     truth = sol.rename(columns={sol_id: "id", sol_label: "true"})[["id", "true", "Usage"]]
-    merged = truth.merge(sub.set_axis(["id", "pred"], axis=1), on="id", how="left")
+    merged = truth.merge(sub.set_axis(["id", "pred"], axis=1), on="id", how="left")  # one row per solution id
     if merged["pred"].isna().any():
         raise ValueError(f"{path}: {int(merged['pred'].isna().sum())} solution ids have no prediction")
     out = []
@@ -112,7 +113,7 @@ def summary(board: pd.DataFrame) -> list[str]:
     lines = []
     for col in ("public", "private"):
         both = num[["cv_top1", col]].dropna()
-        if len(both) >= 3 and both["cv_top1"].std() > 0 and both[col].std() > 0:
+        if len(both) >= 3 and both["cv_top1"].std() > 0 and both[col].std() > 0:  # fewer points say nothing
             lines.append(f"correlation of CV with {col}: {np.corrcoef(both['cv_top1'], both[col])[0, 1]:+.3f} "
                          f"over {len(both)} submissions")
     if num["cv_top1"].notna().any():
@@ -127,6 +128,7 @@ def show(path: Path) -> None:
     if board.empty:
         print(f"{path}: no submissions yet; run `make predict`")
         return
+    # sorted by CV, not by public score: the public split is small, and chasing it overfits
     order = pd.to_numeric(board["cv_top1"], errors="coerce").fillna(-1).sort_values(ascending=False).index
     board = board.loc[order]
     report.plot_leaderboard(board, path.with_suffix(".png"))

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 def tta_transforms(views: tuple[str, ...], img_size: int) -> ttach.Compose:
     """The named transforms, composed (their product of views); () is identity only."""
-    crop = int(img_size * 0.875)
+    crop = int(img_size * 0.875)  # the usual 224/256 centre-crop ratio
     make = {
         "hflip": ttach.HorizontalFlip, "vflip": ttach.VerticalFlip,
         "rot90": lambda: ttach.Rotate90(angles=[0, 90, 180, 270]),
@@ -94,6 +94,7 @@ def _load_fold_model(ckpt_path: Path, classes: list[str], cfg: Config, device):
 
 
 def _fold_key(ckpt: Path, views: tuple[str, ...], test_paths: list[str]) -> str:
+    # a retrained fold, other TTA views or other test files make the saved logits stale
     h = hashlib.sha256(sha256_file(ckpt).encode())
     h.update(json.dumps([list(views), test_paths]).encode())
     return h.hexdigest()
