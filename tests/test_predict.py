@@ -203,3 +203,14 @@ def test_holdout_is_scored_not_trained_on(tmp_path):
     assert float(row["holdout_top1"]) == pytest.approx(want, abs=1e-5), row
     oof = np.concatenate([load_npz(cfg.exp_dir / f"fold{k}" / "oof.npz")["ids"] for k in range(2)])
     assert not any(i.startswith("val/") for i in oof), "holdout images are never in a validation fold"
+
+
+def test_data_folder_is_never_written(tmp_path, csv_data):
+    def snapshot(root):
+        return sorted((p.relative_to(root).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
+                      for p in root.rglob("*"))
+    data = tmp_path / "data"
+    shutil.copytree(csv_data, data)
+    before = snapshot(data)
+    _pipeline(tmp_path, data, zip=True)
+    assert snapshot(data) == before, "folds, train and predict must leave DATA exactly as it was"
