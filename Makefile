@@ -21,7 +21,7 @@ export LD_PRELOAD := $(TCMALLOC)
 endif
 
 .DEFAULT_GOAL := demo
-.PHONY: demo install folds train predict leaderboard submit download test test-fast bench cache reliability clean-demo
+.PHONY: demo install folds train predict leaderboard submit download test test-fast bench cache reliability clean
 
 demo: install $(if $(filter data/demo,$(DATA)),data/demo/solution.csv)
 	$(KIT) folds $(RUN_ARGS)
@@ -81,5 +81,7 @@ bench: install
 reliability: install
 	$(PY) tests/killtest.py --trials 10
 
-clean-demo:
-	rm -rf data/demo folds submissions/*.csv submissions/*.json submissions/*.png
+# Removes every generated fold, checkpoint and submission (and the demo data); keeps the READMEs and your DATA.
+clean:
+	rm -rf data/demo folds/*/ folds/folds.csv folds/folds.json
+	rm -f submissions/*.csv submissions/*.json submissions/*.png submissions/*.zip submissions/*.lock

@@ -20,16 +20,18 @@ from kit.runtime import num_workers
 log = logging.getLogger(__name__)
 
 
-def build(root: Path, paths: list[str], size: int, cache_dir: Path, max_pixels: int, workers: int) -> None:
+def build(root: Path, paths: list[str], size: int, cache_dir: Path, max_pixels: int, workers: int,
+          draft: bool = False) -> None:
     with ThreadPoolExecutor(max(workers, 1)) as pool:  # decoding and cv2.resize release the GIL
-        list(pool.map(lambda p: load_resized(root / p, size, cache_dir, max_pixels), paths))
+        list(pool.map(lambda p: load_resized(root / p, size, cache_dir, max_pixels, draft), paths))
 
 
 def run(cfg: Config) -> Path:
     table, _, layout = folds_stage.load(cfg)
     cache_dir, workers = Path(cfg.cache_dir), num_workers(cfg.workers)
-    build(layout.root, list(table["path"]), cfg.resize, cache_dir, cfg.max_pixels, workers)
-    build(layout.root, list(table["path"]) + list(layout.test["path"]), cfg.img_size, cache_dir, cfg.max_pixels, workers)
+    build(layout.root, list(table["path"]), cfg.resize, cache_dir, cfg.max_pixels, workers, cfg.cache_draft)
+    build(layout.root, list(table["path"]) + list(layout.test["path"]), cfg.img_size, cache_dir, cfg.max_pixels,
+          workers, cfg.cache_draft)
     log.info("cached %d training and %d test images in %s (sizes %d and %d); use cache=true",
              len(table), len(layout.test), cache_dir, cfg.resize, cfg.img_size)
     return cache_dir

@@ -56,6 +56,7 @@ class Config:
     std: tuple[float, float, float] = _key((0.267, 0.256, 0.276), "normalisation std (RGB, 0..1)")
     cache: bool = _key(False, "read images from a cache resized once to what the transforms need (fast data path)")
     cache_dir: str = _key("cache", "where the resized-image cache lives (shared by every fold and experiment)")
+    cache_draft: bool = _key(False, "build the cache from reduced-size JPEG decodes of large photos: faster, not exact")
     # --- training -------------------------------------------------------------------
     batch_size: int = _key(16, "training batch size (even: mixup pairs images within a batch)")
     workers: int = _key(-1, "DataLoader workers; -1 = one per CPU core")

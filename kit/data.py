@@ -38,27 +38,28 @@ def eval_transform(img_size: int, mean, std) -> A.Compose:
     return A.Compose([A.Resize(img_size, img_size), A.Normalize(mean=mean, std=std), ToTensorV2()])
 
 
-def cache_path(cache_dir: Path, source: Path, size: int) -> Path:
+def cache_path(cache_dir: Path, source: Path, size: int, draft: bool = False) -> Path:
     """Where the size x size copy of source lives: keyed by the file's path, length and mtime."""
     st = source.stat()
     key = hashlib.sha1(f"{source.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
-    return cache_dir / key[:2] / f"{key}_{size}.npy"
+    return cache_dir / key[:2] / f"{key}_{size}{'d' if draft else ''}.npy"
 
 
-def load_resized(source: Path, size: int, cache_dir: Path | None, max_pixels: int) -> np.ndarray:
+def load_resized(source: Path, size: int, cache_dir: Path | None, max_pixels: int, draft: bool = False) -> np.ndarray:
     """(size, size, 3) uint8: exactly what A.Resize(size, size) makes of the decoded image, cached once.
 
     The transforms then start with a resize to the same size, which is an exact copy, so a cached
     run sees the same pixels as an uncached one; it only skips decoding and resizing the original.
+    draft=True builds the cache from a reduced-size JPEG decode (large photos only): faster, not exact.
     """
     if cache_dir is None:
         return load_rgb(source, max_pixels)
-    path = cache_path(cache_dir, source, size)
+    path = cache_path(cache_dir, source, size, draft)
     try:
         return np.load(path)
     except (OSError, ValueError):
         pass
-    image = cv2.resize(load_rgb(source, max_pixels), (size, size), interpolation=cv2.INTER_LINEAR)
+    image = cv2.resize(load_rgb(source, max_pixels, size if draft else 0), (size, size), interpolation=cv2.INTER_LINEAR)
     save_npy(path, image)
     return image
 
@@ -71,14 +72,14 @@ class ImageDataset(Dataset):
     """
 
     def __init__(self, root: str | Path, paths, labels, transform: A.Compose, max_pixels: int = 100_000_000,
-                 cache_dir: str | Path | None = None, size: int = 0):
+                 cache_dir: str | Path | None = None, size: int = 0, draft: bool = False):
         self.root = Path(root)
         self.paths = list(paths)
         self.labels = np.asarray(labels, dtype=np.int64) if labels is not None else np.full(len(self.paths), -1)
         self.transform = transform
         self.max_pixels = max_pixels
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        self.size = size
+        self.size, self.draft = size, draft
 
     def __len__(self):
         return len(self.paths)
@@ -87,7 +88,7 @@ class ImageDataset(Dataset):
         i, seed = item if isinstance(item, tuple) else (item, None)
         if seed is not None:
             self.transform.set_random_seed(seed)
-        image = load_resized(self.root / self.paths[i], self.size, self.cache_dir, self.max_pixels)  # (H, W, 3) uint8
+        image = load_resized(self.root / self.paths[i], self.size, self.cache_dir, self.max_pixels, self.draft)  # (H, W, 3)
         x = self.transform(image=image)["image"]  # (3, H, W) float32, normalised
         return x, int(self.labels[i])
 

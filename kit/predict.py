@@ -114,7 +114,7 @@ def predict_fold(cfg: Config, fold: int, layout: Layout, classes: list[str], dev
         model = model.to(memory_format=torch.channels_last)
     wrapped = tta_model(model, cfg.tta, cfg.img_size, cfg.batched_tta, device)
     ds = ImageDataset(layout.root, paths, None, eval_transform(cfg.img_size, cfg.mean, cfg.std), cfg.max_pixels,
-                      cfg.cache_dir if cfg.cache else None, cfg.img_size)
+                      cfg.cache_dir if cfg.cache else None, cfg.img_size, cfg.cache_draft)
     loader = eval_loader(ds, cfg.eval_batch_size, num_workers(cfg.workers), device.type == "cuda")
     logits = predict_logits(wrapped, loader, autocast(device, cfg.amp), device)  # (N, classes)
     save_npz(out, ids=np.asarray(ids).astype(str), logits=logits, key=np.array(key))

@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 # Keys that may change between runs without invalidating a trained fold (inference, I/O, speed).
 FREE_KEYS = {"data", "work_dir", "submissions_dir", "workers", "amp", "channels_last", "compile", "tta",
              "eval_batch_size", "batched_tta", "merge", "allow_missing_folds", "zip", "metric", "solution", "pretrained_file",
-             "skip_bad_images", "max_pixels", "id_col", "label_col", "cache", "cache_dir"}
+             "skip_bad_images", "max_pixels", "id_col", "label_col", "cache", "cache_dir", "cache_draft"}
 
 
 @dataclass
@@ -145,9 +145,9 @@ class FoldRun:
         pin = device.type == "cuda"
         cache = cfg.cache_dir if cfg.cache else None
         train_ds = ImageDataset(root, train["path"], train["label"].map(index), self._train_tf(), cfg.max_pixels,
-                                cache, cfg.resize)
+                                cache, cfg.resize, cfg.cache_draft)
         val_ds = ImageDataset(root, val["path"], self.val_labels, eval_transform(cfg.img_size, cfg.mean, cfg.std),
-                              cfg.max_pixels, cache, cfg.img_size)
+                              cfg.max_pixels, cache, cfg.img_size, cfg.cache_draft)
         if len(train_ds) < cfg.batch_size:
             raise ValueError(f"fold {fold}: {len(train_ds)} training images, fewer than batch_size={cfg.batch_size}")
         if cfg.batch_size % (2 * dist.world):

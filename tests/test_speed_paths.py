@@ -1,4 +1,5 @@
 """The fast paths give the same answers as the plain ones.  pytest tests/test_speed_paths.py -q"""
+import numpy as np
 import pytest
 import torch
 import ttach
@@ -43,3 +44,16 @@ def test_rank_slices_rebuild_the_one_process_batches():
     assert all(len(p) == 8 for p in parts), "2 global batches of 8: 4 per rank per batch"
     for b in range(2):
         assert parts[0][b * 4:(b + 1) * 4] + parts[1][b * 4:(b + 1) * 4] == full[b * 8:(b + 1) * 8]
+
+
+def test_draft_cache_is_close_and_kept_apart(tmp_path):
+    from PIL import Image
+
+    from kit.data import cache_path, load_resized
+    yy, xx = np.mgrid[0:1000, 0:1400]
+    Image.fromarray(np.stack([xx % 256, yy % 256, (xx // 6) % 256], -1).astype(np.uint8)).save(tmp_path / "big.jpg")
+    full = load_resized(tmp_path / "big.jpg", 200, tmp_path / "c", 10**9, draft=False)
+    fast = load_resized(tmp_path / "big.jpg", 200, tmp_path / "c", 10**9, draft=True)
+    assert full.shape == fast.shape == (200, 200, 3)
+    assert cache_path(tmp_path / "c", tmp_path / "big.jpg", 200, True) != cache_path(tmp_path / "c", tmp_path / "big.jpg", 200)
+    assert np.abs(full.astype(int) - fast.astype(int)).mean() < 8, "a reduced-size decode stays close to the full one"
