@@ -176,7 +176,7 @@ class FoldRun:
         model = self._model()
         state, opt_state = self._resume(model)
         # under torchrun, gradients are averaged over ranks; eval and checkpoints use the plain module
-        trained = model if self.dist.world == 1 else torch.nn.parallel.DistributedDataParallel(model)
+        trained = model if self.dist.world == 1 else torch.nn.parallel.DistributedDataParallel(self._sync_bn(model))
         if self.cfg.compile:
             trained = torch.compile(trained)  # checkpoints still save the plain module's weights
         for stage in (1, 2):
@@ -187,6 +187,14 @@ class FoldRun:
             self._run_stage(model, trained, state, opt_state)
             opt_state = None
         self._finish(model, state)
+
+    def _sync_bn(self, model):
+        """On GPUs, BatchNorm statistics over the global batch (16 split over 4 GPUs is 4 images each).
+
+        Converted in place, so `model` (saved and evaluated) shares the layers; the state-dict keys
+        are BatchNorm's. Gloo on CPU has no SyncBatchNorm: there each rank keeps its own statistics.
+        """
+        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model) if self.device.type == "cuda" else model
 
     def _resume(self, model) -> tuple[FoldState, dict | None]:
         """From last.pt; if it is unreadable (a truncated copy, a full disk), from the epoch before it."""
