@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 import os
 import random
 import signal
@@ -71,6 +72,15 @@ def run_once(cmd: list[str], env: dict, kill_after: float | None) -> int | None:
         return None
 
 
+def stage_reached(out: Path) -> str:
+    """Where a kill landed, from the outputs it left: folds, train, predict, or after the end."""
+    if not (out / "folds" / "folds.json").is_file():
+        return "folds"
+    if not (out / "folds" / "demo" / "cv.json").is_file():
+        return "train"
+    return "predict" if not list((out / "subs").glob("demo-*.json")) else "the last step (leaderboard)"
+
+
 def results(out: Path) -> dict:
     exp = out / "folds" / "demo"
     best = {p.parent.name: torch.load(p, weights_only=True)["score"] for p in sorted(exp.glob("fold*/best.pt"))}
@@ -78,8 +88,13 @@ def results(out: Path) -> dict:
     return {"best": best, "cv": json.loads((exp / "cv.json").read_text()), "subs": subs}
 
 
-def killtest(root: Path, trials: int, seed: int = 0) -> list[str]:
-    """Returns a list of problems (empty: passed)."""
+def killtest(root: Path, trials: int, seed: int = 0, kills: int = 2) -> list[str]:
+    """Returns a list of problems (empty: passed).
+
+    Each trial starts from nothing, is killed `kills` times at moments drawn uniformly over the
+    uninterrupted run's duration (so kills land in folds, train and predict in proportion to their
+    time), resumes to the end, and is compared with the uninterrupted run.
+    """
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
     data = root / "data"
     subprocess.run([PYTHON, "-m", "kit", "demo-data", "--out", str(data)], env=env, check=True, capture_output=True)
@@ -87,21 +102,24 @@ def killtest(root: Path, trials: int, seed: int = 0) -> list[str]:
     if run_once(chain(data, root / "ref"), env, None) != 0:
         return ["the uninterrupted run failed"]
     duration = time.perf_counter() - t0
-    rng, problems, killed = random.Random(seed), [], 0
+    ref = results(root / "ref")
+    rng, problems, landed = random.Random(seed), [], []
     for trial in range(trials):
-        at = rng.uniform(0.5, duration)  # after start-up, anywhere in folds, train or predict
-        code = run_once(chain(data, root / "cut"), env, at)
-        killed += code is None
-        problems += [f"trial {trial} (kill at {at:.1f}s): unreadable {b}" for b in readable(root / "cut")]
-        if code not in (None, 0):
-            problems.append(f"trial {trial}: resumed run exited {code}")
-    if run_once(chain(data, root / "cut"), env, None) != 0:
-        return problems + ["the final resume failed"]
-    ref, cut = results(root / "ref"), results(root / "cut")
-    for key in ("best", "cv", "subs"):
-        if ref[key] != cut[key]:
-            problems.append(f"{key} differs from the uninterrupted run")
-    print(f"{trials} trials ({killed} killed mid-run), run {duration:.1f}s: "
+        out = root / f"trial{trial}"
+        for _ in range(kills):
+            at = rng.uniform(0.5, duration)
+            code = run_once(chain(data, out), env, at)
+            landed.append(stage_reached(out) if code is None else "not killed (finished first)")
+            problems += [f"trial {trial} (kill at {at:.1f}s): unreadable {b}" for b in readable(out)]
+            if code not in (None, 0):
+                problems.append(f"trial {trial}: resumed run exited {code}")
+        if run_once(chain(data, out), env, None) != 0:
+            problems.append(f"trial {trial}: the final resume failed")
+            continue
+        cut = results(out)
+        problems += [f"trial {trial}: {key} differs from the uninterrupted run" for key in ref if ref[key] != cut[key]]
+    where = ", ".join(f"{n} in {stage}" for stage, n in sorted(Counter(landed).items()))
+    print(f"{trials} trials x {kills} kills, uninterrupted run {duration:.1f}s; kills landed: {where}; "
           f"{'OK' if not problems else f'{len(problems)} problem(s)'}")
     return problems
 
