@@ -28,11 +28,11 @@ demo: install $(if $(filter data/demo,$(DATA)),data/demo/solution.csv)
 	$(KIT) train $(RUN_ARGS)
 	$(KIT) predict $(RUN_ARGS)
 
-# The venv is rebuilt only when requirements.txt changes.
-.venv/.installed: requirements.txt
+# The venv is rebuilt only when requirements.txt or constraints.txt (every package, frozen) changes.
+.venv/.installed: requirements.txt constraints.txt
 	test -x $(PY) || python3 -m venv .venv
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet pip==26.3
+	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
 	touch $@
 
 install: .venv/.installed
