@@ -165,6 +165,9 @@ def _scan_csv(root: Path, id_col: str, label_col: str) -> Layout:
             raise ValueError(f"{sample_path}: {sample.shape[1]} columns {list(sample.columns)}; "
                              "kit writes one id and one label column")
         test_ids = sample.iloc[:, 0]
+        dup = sorted(set(test_ids[test_ids.duplicated()]))
+        if dup:
+            raise ValueError(f"{sample_path}: id(s) listed more than once: {summarize(dup)}; each test id needs one row")
         test = pd.DataFrame({"id": test_ids.to_numpy(), "path": _resolve_ids(root, root / "test", test_ids, str(sample_path))})
     else:
         test = _flat_test(root)
@@ -175,6 +178,8 @@ def _scan_csv(root: Path, id_col: str, label_col: str) -> Layout:
 def scan(data: str | Path, val_mode: str = "pool", id_col: str = "", label_col: str = "") -> Layout:
     """Detect the layout of `data` and list its images. Raises ValueError saying what is missing."""
     root = Path(data)
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"data={root} is a file, not a folder; pass the folder that holds train/ (DATA=path)")
     if not root.is_dir():
         raise ValueError(f"data folder {root} does not exist; pass DATA=path (or data=path), "
                          "or run `python -m kit demo-data` for the demo")
@@ -184,6 +189,9 @@ def scan(data: str | Path, val_mode: str = "pool", id_col: str = "", label_col: 
         layout = _scan_folder(root, val_mode)
     else:
         raise ValueError(f"{root}: no train/<class>/ folders and no train.csv; see README 'Data layouts'")
+    if layout.train.empty:
+        where = root / "train.csv" if layout.kind == "csv" else root / "train"
+        raise ValueError(f"{where}: no training images listed; add rows (id, label) or images")
     outside = [p for p in layout.train["path"] if not _inside(root, root / p)]
     outside += [p for p in layout.test["path"] if not _inside(root, root / p)]
     if outside:

@@ -163,3 +163,24 @@ def test_palette_png_with_transparency_loads_as_rgb(tmp_path):
     img.save(tmp_path / "p.png", transparency=1)
     arr = load_rgb(tmp_path / "p.png")
     assert arr.shape == (4, 4, 3) and (arr == 255).all(), "transparent pixels become white"
+
+
+def test_data_path_that_is_a_file(tmp_path, capsys):
+    (tmp_path / "data.txt").write_text("not a folder")
+    assert_one_line_error(*run_folds(tmp_path, tmp_path / "data.txt", capsys=capsys), "data.txt", "not a folder",
+                          tmp_path=tmp_path)
+
+
+def test_header_only_train_csv(tmp_path, capsys):
+    data = write_csv_data(tmp_path / "data")
+    (data / "train.csv").write_text("id,breed\n")
+    assert_one_line_error(*run_folds(tmp_path, data, capsys=capsys), "train.csv", "no training images",
+                          tmp_path=tmp_path)
+
+
+def test_sample_submission_with_repeated_ids(tmp_path, capsys):
+    data = write_csv_data(tmp_path / "data")
+    sample = pd.read_csv(data / "sample_submission.csv", dtype=str)
+    pd.concat([sample, sample.iloc[:1]]).to_csv(data / "sample_submission.csv", index=False)
+    assert_one_line_error(*run_folds(tmp_path, data, capsys=capsys), "sample_submission.csv", sample["id"][0],
+                          "more than once", tmp_path=tmp_path)
