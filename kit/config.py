@@ -79,7 +79,7 @@ class Config:
     tta: tuple[str, ...] = _key(("hflip",), f"test-time augmentation transforms, composed; from {TTA_VIEWS}; [] = none")
     batched_tta: Literal["auto", "on", "off"] = _key(
         "auto", "all TTA views of a batch in one forward pass (same result as ttach's loop); auto = on CUDA only, "
-                "where it pays (on CPU it measured 2-3% slower, docs/BENCHMARKS.md)")
+                "where it pays (on CPU it measured 1-2% slower, 2x with glibc malloc: docs/BENCHMARKS.md)")
     eval_batch_size: int = _key(64, "batch size for validation and test inference")
     merge: Literal["logits", "probs"] = _key("logits", "fold ensemble: average logits or softmax probabilities")
     allow_missing_folds: bool = _key(False, "predict with the folds that finished instead of failing")
@@ -225,8 +225,3 @@ def help_text() -> str:
         default = f.default if not isinstance(f.default, tuple) else list(f.default)
         lines.append(f"  {f.name} ({_describe(hints[f.name])}, default {default!r})\n      {f.metadata['help']}")
     return "\n".join(lines)
-
-
-def replace(cfg: Config, **changes) -> Config:
-    return dataclasses.replace(cfg, **changes)
-

@@ -6,6 +6,7 @@ kill at any moment leaves either the old file or the new one, never half of one.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import tempfile
@@ -63,6 +64,13 @@ def load_npz(path: str | Path) -> dict:
 
 
 def sha256_file(path: str | Path) -> str:
+    """sha256 of a file's bytes, remembered per (path, size, mtime): predict hashes each checkpoint once."""
+    st = os.stat(path)
+    return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:  # size and mtime are the cache key: a rewrite misses
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -104,11 +104,12 @@ def run_cli(args: list[str], what: str) -> str:
         raise ValueError("the kaggle CLI is not installed; run `make install`") from None
     except subprocess.TimeoutExpired:
         raise ValueError(f"kaggle {what}: no answer in {TIMEOUT_S} s (network?)") from None
-    out = scrub(proc.stdout + "\n" + proc.stderr)
+    stdout = scrub(proc.stdout)
+    out = stdout + "\n" + scrub(proc.stderr)
     # older CLIs print an upload failure and still exit 0
     if proc.returncode != 0 or "Upload unsuccessful" in out or "Could not submit" in out:
-        raise ValueError(f"kaggle {what} failed: {scrub(_reason(out))}")
-    return scrub(proc.stdout)
+        raise ValueError(f"kaggle {what} failed: {_reason(out)}")
+    return stdout
 
 
 def parse_submissions(text: str) -> pd.DataFrame:
@@ -130,7 +131,7 @@ def parse_submissions(text: str) -> pd.DataFrame:
 
 
 def _match(board: pd.DataFrame, sub: pd.Series) -> int | None:
-    """The leaderboard row of a Kaggle submission: by ref, else by file name (and our description)."""
+    """The leaderboard row of a Kaggle submission: by ref, else the row of its file not yet given a ref."""
     by_ref = board.index[board["kaggle_ref"] == sub["ref"]]
     if len(by_ref):
         return by_ref[0]
@@ -185,14 +186,14 @@ def submit(cfg: Config, comp: str, file: str = "") -> str:
     rows = board[board["file"] == path.name]
     message = describe(rows.iloc[0]) if len(rows) else f"{path.stem}"
     out = run_cli(["competitions", "submit", comp, "-f", str(path), "-m", message], "submit")
-    ref = re.search(r"Submission ref:\s*(\d+)", out)
+    found = re.search(r"Submission ref:\s*(\d+)", out)
+    ref = found.group(1) if found else ""  # "" still matches the row by file name at the next sync
     with leaderboard.locked(board_path):
         board = leaderboard.upsert(leaderboard.load(board_path), {
-            "file": path.name, "kaggle_ref": ref.group(1) if ref else "", "kaggle_status": "pending",
-            "description": message})
+            "file": path.name, "kaggle_ref": ref, "kaggle_status": "pending", "description": message})
         leaderboard.save(board, board_path)
-    log.info("submitted %s to %s (ref %s): %s", path.name, comp, ref.group(1) if ref else "?", message)
-    return ref.group(1) if ref else ""
+    log.info("submitted %s to %s (ref %s): %s", path.name, comp, ref or "?", message)
+    return ref
 
 
 def safe_extract(archive: Path, dest: Path) -> None:

@@ -12,9 +12,8 @@ from __future__ import annotations
 import os
 import random
 from contextlib import nullcontext
-from functools import partial
-
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -62,10 +61,9 @@ def mean_over_ranks(value: float, d: Dist) -> float:
     return t.item() / d.world
 
 
-def pick_device(d: Dist = Dist()) -> torch.device:
+def pick_device() -> torch.device:
+    """CUDA (the GPU setup_distributed() chose, under torchrun) or the CPU."""
     if torch.cuda.is_available():
-        if d.world > 1:
-            torch.cuda.set_device(d.local_rank)
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True

@@ -49,8 +49,9 @@ from kit.runtime import (Dist, autocast, barrier, grad_scaler, mean_over_ranks, 
 log = logging.getLogger(__name__)
 # Keys that may change between runs without invalidating a trained fold (inference, I/O, speed).
 FREE_KEYS = {"data", "work_dir", "submissions_dir", "workers", "amp", "channels_last", "compile", "tta",
-             "eval_batch_size", "batched_tta", "merge", "allow_missing_folds", "zip", "metric", "solution", "pretrained_file",
-             "skip_bad_images", "max_pixels", "id_col", "label_col", "cache", "cache_dir", "cache_draft"}
+             "eval_batch_size", "batched_tta", "merge", "allow_missing_folds", "zip", "metric", "solution",
+             "pretrained_file", "skip_bad_images", "max_pixels", "id_col", "label_col", "cache", "cache_dir",
+             "cache_draft"}
 
 
 @dataclass
@@ -296,11 +297,11 @@ class FoldRun:
 
     def _finish(self, model, state: FoldState) -> None:
         """OOF logits with the best weights (not the last epoch's), curves, then the done marker."""
+        if not self.dist.main:  # under torchrun, rank 0 writes the fold's results alone
+            return
         best = load_checkpoint(self.out / "best.pt")
         model.load_state_dict(best["model"])
         logits = predict_logits(model, self.val_dl, self.amp_ctx, self.device)
-        if not self.dist.main:
-            return
         report.plot_curves(pd.DataFrame(state.history), self.out / "curves.png")
         save_npz(self.out / "oof.npz", ids=self.val_ids.astype(str), labels=self.val_labels, logits=logits)
         log.info("fold %d done: best top-1 %.4f (stage %d, epoch %d)", self.fold, best["score"], best["stage"], best["epoch"])
@@ -358,7 +359,7 @@ def run(cfg: Config, only: list[int] | None = None, shard: tuple[int, int] | Non
         raise ValueError(f"--fold {bad[0]}: folds.csv has folds 0..{n_folds - 1}")
     todo = only or [k for k in range(n_folds) if shard is None or k % shard[1] == shard[0]]
     dist = setup_distributed()
-    device = pick_device(dist)
+    device = pick_device()
     if dist.main:
         save_config(cfg, cfg.exp_dir / "config.yaml")
     for k in todo:
