@@ -62,9 +62,9 @@ def cache_build(tmp: Path, n: int) -> list[dict]:
     out = {}
     for draft in (False, True):
         cache = tmp / f"cache_draft{int(draft)}"
-        ips = rate(lambda: [load_resized(folder / p, 460, cache, 10**9, draft) for p in names],  # noqa: B023
+        ips = rate(lambda: [load_resized(folder / p, (460, 460), cache, 10**9, draft) for p in names],  # noqa: B023
                    n, 1, warmup=0)
-        out[draft] = (ips, np.stack([load_resized(folder / p, 460, cache, 10**9, draft) for p in names]))
+        out[draft] = (ips, np.stack([load_resized(folder / p, (460, 460), cache, 10**9, draft) for p in names]))
     diff = float(np.abs(out[True][1].astype(np.int16) - out[False][1]).mean())
     return [{"jpeg": "2048x1536", "pipeline": f"cache build, {'draft' if d else 'full'} decode",
              "img_per_s": round(out[d][0], 1), "x_torchvision": "-",
@@ -81,9 +81,9 @@ def _run(n: int) -> list[dict]:
             tv = torchvision_pipeline()
             base = rate(lambda: [tv(folder / p) for p in names], n, 2)
             tf = train_transform(460, 448, 15, 0.5, MEAN, STD)
-            plain = ImageDataset(folder, names, None, tf)
+            plain = ImageDataset(root=folder, paths=names, labels=None, transform=tf)
             kit = rate(lambda: [plain[(i, i)] for i in range(n)], n, 2)
-            cached = ImageDataset(folder, names, None, tf, cache_dir=Path(tmp) / "cache", size=460)
+            cached = ImageDataset(root=folder, paths=names, labels=None, transform=tf, cache_dir=Path(tmp) / "cache")
             fast = rate(lambda: [cached[(i, i)] for i in range(n)], n, 2)  # the warm-up call fills the cache
             for name, ips in (("torchvision/PIL", base), ("kit: PIL + albumentations", kit),
                               ("kit: 460x460 cache + albumentations", fast)):

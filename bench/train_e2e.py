@@ -42,8 +42,8 @@ def run(size: str) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         names = make_jpegs(Path(tmp), (500, 375), batch * steps)
-        ds = ImageDataset(tmp, names, [i % 100 for i in range(len(names))],
-                          train_transform(px + 12, px, 15, 0.5, MEAN, STD), cache_dir=Path(tmp) / "cache", size=px + 12)
+        ds = ImageDataset(root=tmp, paths=names, labels=[i % 100 for i in range(len(names))],
+                          transform=train_transform(px + 12, px, 15, 0.5, MEAN, STD), cache_dir=Path(tmp) / "cache")
         for i in range(len(ds)):  # fill the cache (make cache does this once per data set)
             ds[(i, 0)]
         for backbone, head in (("resnest50d", "spinal"), ("resnet50", "linear")):

@@ -14,13 +14,13 @@ from pathlib import Path
 
 from kit import folds as folds_stage
 from kit.config import Config
-from kit.data import load_resized
+from kit.data import cache_size, eval_transform_of, load_resized, train_transform_of
 from kit.runtime import num_workers
 
 log = logging.getLogger(__name__)
 
 
-def build(root: Path, paths: list[str], size: int, cache_dir: Path, max_pixels: int, workers: int,
+def build(root: Path, paths: list[str], size: tuple[int, int], cache_dir: Path, max_pixels: int, workers: int,
           draft: bool = False) -> None:
     with ThreadPoolExecutor(max(workers, 1)) as pool:  # decoding and cv2.resize release the GIL
         list(pool.map(lambda p: load_resized(root / p, size, cache_dir, max_pixels, draft), paths))
@@ -29,9 +29,11 @@ def build(root: Path, paths: list[str], size: int, cache_dir: Path, max_pixels: 
 def run(cfg: Config) -> Path:
     table, _, layout = folds_stage.load(cfg)
     cache_dir, workers = Path(cfg.cache_dir), num_workers(cfg.workers)
-    build(layout.root, list(table["path"]), cfg.resize, cache_dir, cfg.max_pixels, workers, cfg.cache_draft)
-    build(layout.root, list(table["path"]) + list(layout.test["path"]), cfg.img_size, cache_dir, cfg.max_pixels,
+    # the sizes come from the transforms themselves (their first Resize), as the datasets read them
+    train_size, eval_size = cache_size(train_transform_of(cfg)), cache_size(eval_transform_of(cfg))
+    build(layout.root, list(table["path"]), train_size, cache_dir, cfg.max_pixels, workers, cfg.cache_draft)
+    build(layout.root, list(table["path"]) + list(layout.test["path"]), eval_size, cache_dir, cfg.max_pixels,
           workers, cfg.cache_draft)
-    log.info("cached %d training and %d test images in %s (sizes %d and %d); use cache=true",
-             len(table), len(layout.test), cache_dir, cfg.resize, cfg.img_size)
+    log.info("cached %d training and %d test images in %s (sizes %s and %s); use cache=true",
+             len(table), len(layout.test), cache_dir, train_size, eval_size)
     return cache_dir

@@ -24,7 +24,7 @@ STAGES = {
     "train": "train every fold (or --fold K) of each experiment: two stages, best and last checkpoints, OOF logits",
     "predict": "TTA on the test images with each fold's best weights, fold ensemble, submission CSV, leaderboard",
     "leaderboard": "print submissions/leaderboard.csv; with --comp, first merge Kaggle's public/private scores",
-    "submit": "upload a submission with the kaggle CLI (--comp SLUG [--file F]) and record its ref",
+    "submit": "upload --file F, or the best-CV submission of --exp, with the kaggle CLI (--comp SLUG); record its ref",
     "download": "download and safely unzip a competition's data into data/<slug>/ (--comp SLUG)",
 }
 EPILOG = "config keys: python -m kit --help-config; make targets wrap these stages (see README)."
@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
         if stage in ("leaderboard", "submit", "download"):
             s.add_argument("--comp", default=os.environ.get("COMP", ""), help="Kaggle competition slug")
         if stage == "submit":
-            s.add_argument("--file", default="", help="submission CSV (default: the newest in submissions/)")
+            s.add_argument("--file", default="", help="submission CSV (default: the best-CV row of --exp in leaderboard.csv)")
     return p
 
 
@@ -106,8 +106,8 @@ def _run(args, parser) -> None:
         from kit import leaderboard
         leaderboard.run(cfgs[0], args.comp)
     elif args.stage == "submit":
-        from kit import kaggle
-        kaggle.submit(cfgs[0], args.comp, args.file)
+        from kit import leaderboard
+        leaderboard.submit(cfgs, args.comp, args.file)
     elif args.stage == "download":
         from kit import kaggle
         kaggle.download(args.comp)

@@ -20,9 +20,20 @@ from kit.io import atomic_write_text
 TTA_VIEWS = ("hflip", "vflip", "rot90", "scales", "five_crops")
 
 
-def _key(default, help: str):
-    """A config field with its help text (shown by --help-config)."""
-    return field(default=default, metadata={"help": help})
+# What a key shapes, in pipeline order. A key invalidates the outputs of its own stage and of
+# every later one: a "weights" key makes trained folds stale, and with them their predictions.
+#   split        folds.csv (folds.json records these keys)
+#   weights      every checkpoint (each fold's config.yaml and best.pt record them; predict takes them from best.pt)
+#   predictions  each fold's test/OOF logits (their cache key holds these keys and every earlier one)
+#   ensemble     how fold logits become one submission (the manifest records every key that shapes it)
+#   nothing      paths, speed, scoring: free to change at any stage
+SHAPES = ("split", "weights", "predictions", "ensemble", "nothing")
+
+
+def _key(default, help: str, shapes: str = "nothing"):
+    """A config field with its help text (--help-config) and what it shapes (one of SHAPES)."""
+    assert shapes in SHAPES, f"shapes={shapes!r} is not one of {SHAPES}"
+    return field(default=default, metadata={"help": help, "shapes": shapes})
 
 
 @dataclass(frozen=True)
@@ -32,57 +43,67 @@ class Config:
     data: str = _key("data/demo", "data folder (folder layout or Kaggle CSV layout, see README)")
     work_dir: str = _key("folds", "where folds.csv, checkpoints and logits are written")
     submissions_dir: str = _key("submissions", "where submission CSVs and leaderboard.csv go")
-    n_folds: int = _key(5, "number of stratified cross-validation folds (>= 2)")
-    seed: int = _key(42, "seed for folds, initialisation, shuffling and augmentation")
-    val_mode: Literal["pool", "holdout"] = _key("pool", "DATA/val: join the CV pool, or keep as a fixed holdout")
-    rare_classes: Literal["error", "train_only"] = _key("error", "classes with fewer images than n_folds: fail, or always train on them")
-    skip_bad_images: bool = _key(False, "skip unreadable images with a warning instead of failing")
-    id_col: str = _key("", "Kaggle CSV layout: id column of train.csv (default: from sample_submission.csv)")
-    label_col: str = _key("", "Kaggle CSV layout: label column of train.csv (default: from sample_submission.csv)")
+    n_folds: int = _key(5, "number of stratified cross-validation folds (>= 2)", "split")
+    seed: int = _key(42, "seed for folds, initialisation, shuffling and augmentation", "split")
+    val_mode: Literal["pool", "holdout"] = _key(
+        "pool", "DATA/val: join the CV pool, or keep as a fixed holdout", "split")
+    rare_classes: Literal["error", "train_only"] = _key(
+        "error", "classes with fewer images than n_folds: fail, or always train on them", "split")
+    skip_bad_images: bool = _key(False, "skip unreadable images with a warning instead of failing", "split")
+    id_col: str = _key("", "Kaggle CSV layout: id column of train.csv (default: from sample_submission.csv)", "split")
+    label_col: str = _key(
+        "", "Kaggle CSV layout: label column of train.csv (default: from sample_submission.csv)", "split")
     max_pixels: int = _key(100_000_000, "largest image accepted, in pixels (decompression-bomb guard)")
     # --- model ----------------------------------------------------------------------
-    backbone: str = _key("resnest50d", "any timm model name; created with num_classes=0 (pooled features)")
-    head: Literal["spinal", "linear"] = _key("spinal", "classifier head: SpinalNet or a single Linear layer")
-    spinal_width: int = _key(540, "width of each of the four SpinalNet layers")
-    head_dropout: float = _key(0.5, "dropout before every head layer")
-    pretrained: bool = _key(True, "start from ImageNet weights (Hugging Face hub, or pretrained_file)")
-    pretrained_file: str = _key("", "local weights file (.safetensors or .pth) used instead of the hub")
+    backbone: str = _key("resnest50d", "any timm model name; created with num_classes=0 (pooled features)", "weights")
+    head: Literal["spinal", "linear"] = _key(
+        "spinal", "classifier head: SpinalNet or a single Linear layer", "weights")
+    spinal_width: int = _key(540, "width of each of the four SpinalNet layers", "weights")
+    head_dropout: float = _key(0.5, "dropout before every head layer", "weights")
+    pretrained: bool = _key(True, "start from ImageNet weights (Hugging Face hub, or pretrained_file)", "weights")
+    pretrained_file: str = _key("", "local weights file (.safetensors or .pth) used instead of the hub", "weights")
     # --- transforms -----------------------------------------------------------------
-    resize: int = _key(460, "train: resize to resize x resize before the random crop")
-    img_size: int = _key(448, "train crop size; val/test images are resized to this")
-    rotate: float = _key(15.0, "train: rotate every image by a uniform angle in [-rotate, rotate] degrees")
-    hflip: float = _key(0.5, "train: horizontal flip probability")
-    mean: tuple[float, float, float] = _key((0.507, 0.487, 0.441), "normalisation mean (RGB, 0..1)")
-    std: tuple[float, float, float] = _key((0.267, 0.256, 0.276), "normalisation std (RGB, 0..1)")
+    resize: int = _key(460, "train: resize to resize x resize before the random crop", "weights")
+    img_size: int = _key(448, "train crop size; val/test images are resized to this", "weights")
+    rotate: float = _key(15.0, "train: rotate every image by a uniform angle in [-rotate, rotate] degrees", "weights")
+    hflip: float = _key(0.5, "train: horizontal flip probability", "weights")
+    mean: tuple[float, float, float] = _key((0.507, 0.487, 0.441), "normalisation mean (RGB, 0..1)", "weights")
+    std: tuple[float, float, float] = _key((0.267, 0.256, 0.276), "normalisation std (RGB, 0..1)", "weights")
     cache: bool = _key(False, "read images from a cache resized once to what the transforms need (fast data path)")
     cache_dir: str = _key("cache", "where the resized-image cache lives (shared by every fold and experiment)")
-    cache_draft: bool = _key(False, "build the cache from reduced-size JPEG decodes of large photos: faster, not exact")
+    cache_draft: bool = _key(
+        False, "build the cache from reduced-size JPEG decodes of large photos: faster, not exact", "weights")
     # --- training -------------------------------------------------------------------
-    batch_size: int = _key(16, "training batch size (even: mixup pairs images within a batch)")
+    batch_size: int = _key(16, "training batch size (even: mixup pairs images within a batch)", "weights")
     workers: int = _key(-1, "DataLoader workers; -1 = one per CPU core")
-    mixup_alpha: float = _key(1.0, "mixup Beta(alpha, alpha); 0 turns mixup off")
-    cutmix_alpha: float = _key(0.0, "cutmix alpha; 0 = no cutmix")
-    label_smoothing: float = _key(0.1, "label smoothing of the soft targets")
-    momentum: float = _key(0.9, "SGD momentum")
-    weight_decay: float = _key(1e-4, "SGD weight decay")
-    stage1_lr: float = _key(0.01, "stage 1 learning rate (cosine-annealed over stage1_epochs)")
-    stage1_epochs: int = _key(40, "stage 1 epochs")
-    stage2_lr: float = _key(0.001, "stage 2 learning rate; stage 2 starts from the stage-1 best weights")
-    stage2_epochs: int = _key(20, "stage 2 epochs; 0 skips stage 2")
-    lr_reference_batch: int = _key(0, "linear lr scaling: lr x batch_size / this (e.g. 16 for the recipe); 0 = off")
-    patience: int = _key(7, "early stopping: epochs without a better val top-1 before a stage stops")
-    max_steps: int = _key(0, "limit training steps per epoch (0 = whole epoch; for smoke tests)")
-    amp: bool = _key(True, "mixed precision on CUDA (bf16 where supported, else fp16); CPU runs fp32")
+    mixup_alpha: float = _key(1.0, "mixup Beta(alpha, alpha); 0 turns mixup off", "weights")
+    cutmix_alpha: float = _key(0.0, "cutmix alpha; 0 = no cutmix", "weights")
+    label_smoothing: float = _key(0.1, "label smoothing of the soft targets", "weights")
+    momentum: float = _key(0.9, "SGD momentum", "weights")
+    weight_decay: float = _key(1e-4, "SGD weight decay", "weights")
+    stage1_lr: float = _key(0.01, "stage 1 learning rate (cosine-annealed over stage1_epochs)", "weights")
+    stage1_epochs: int = _key(40, "stage 1 epochs", "weights")
+    stage2_lr: float = _key(0.001, "stage 2 learning rate; stage 2 starts from the stage-1 best weights", "weights")
+    stage2_epochs: int = _key(20, "stage 2 epochs; 0 skips stage 2", "weights")
+    lr_reference_batch: int = _key(
+        0, "linear lr scaling: lr x batch_size / this (e.g. 16 for the recipe); 0 = off", "weights")
+    patience: int = _key(7, "early stopping: epochs without a better val top-1 before a stage stops", "weights")
+    max_steps: int = _key(0, "limit training steps per epoch (0 = whole epoch; for smoke tests)", "weights")
+    amp: bool = _key(
+        True, "mixed precision on CUDA (bf16 where supported, else fp16); CPU runs fp32. It may differ between "
+              "training and predict: a resumed fold takes the new value", "predictions")
     channels_last: bool = _key(False, "channels_last memory format (measure: it helps some models, slows others)")
     compile: bool = _key(False, "torch.compile the model for training and inference")
     # --- prediction -----------------------------------------------------------------
-    tta: tuple[str, ...] = _key(("hflip",), f"test-time augmentation transforms, composed; from {TTA_VIEWS}; [] = none")
+    tta: tuple[str, ...] = _key(
+        ("hflip",), f"test-time augmentation transforms, composed; from {TTA_VIEWS}; [] = none", "predictions")
     batched_tta: Literal["auto", "on", "off"] = _key(
         "auto", "all TTA views of a batch in one forward pass (same result as ttach's loop); auto = on CUDA only, "
                 "where it pays (on CPU it measured 1-2% slower, 2x with glibc malloc: docs/BENCHMARKS.md)")
     eval_batch_size: int = _key(64, "batch size for validation and test inference")
-    merge: Literal["logits", "probs"] = _key("logits", "fold ensemble: average logits or softmax probabilities")
-    allow_missing_folds: bool = _key(False, "predict with the folds that finished instead of failing")
+    merge: Literal["logits", "probs"] = _key(
+        "logits", "fold ensemble: average logits or softmax probabilities", "ensemble")
+    allow_missing_folds: bool = _key(False, "predict with the folds that finished instead of failing", "ensemble")
     zip: bool = _key(False, "also write the submission CSV inside a .zip (Codabench-style platforms)")
     metric: Literal["accuracy"] = _key("accuracy", "competition metric for local public/private scores")
     solution: str = _key("", "solution CSV (id, label, Usage) for local scoring; default DATA/solution.csv")
@@ -209,6 +230,32 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
     return Config(**values)
 
 
+def keys_shaping(stage: str) -> tuple[str, ...]:
+    """The keys whose change makes `stage`'s outputs stale: those declared for it or any earlier stage."""
+    upto = SHAPES.index(stage)
+    return tuple(f.name for f in dataclasses.fields(Config) if SHAPES.index(f.metadata["shapes"]) <= upto)
+
+
+def shaping(cfg: Config, stage: str) -> dict:
+    """{key: value} of the keys that shape `stage`, as plain data (what caches and manifests record)."""
+    values = to_dict(cfg)
+    return {k: values[k] for k in keys_shaping(stage)}
+
+
+def changed(recorded: dict, cfg: Config, stage: str) -> list[str]:
+    """'key=recorded (now: value)' for each key shaping `stage` whose recorded value differs from cfg's.
+
+    A key missing from `recorded` (written before the key existed) counts as its default.
+    """
+    now, defaults = shaping(cfg, stage), shaping(Config(), stage)
+    old = {k: _plain(recorded.get(k, defaults[k])) for k in now}
+    return [f"{k}={old[k]!r} (now {v!r})" for k, v in now.items() if old[k] != v]
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value  # tuples and YAML lists compare equal
+
+
 def to_dict(cfg: Config) -> dict:
     """Plain data (lists, not tuples) for YAML, JSON and checkpoints."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
@@ -220,8 +267,11 @@ def save_config(cfg: Config, path: Path) -> None:
 
 def help_text() -> str:
     hints = typing.get_type_hints(Config)
-    lines = []
+    lines = ["  'shapes' is what a change of the key makes stale: split (folds.csv, and all after it), weights",
+             "  (trained folds, and all after them), predictions (test and OOF logits), ensemble (the submission),",
+             "  or nothing. After training, only predictions, ensemble and nothing keys may change.", ""]
     for f in dataclasses.fields(Config):
         default = f.default if not isinstance(f.default, tuple) else list(f.default)
-        lines.append(f"  {f.name} ({_describe(hints[f.name])}, default {default!r})\n      {f.metadata['help']}")
+        lines.append(f"  {f.name} ({_describe(hints[f.name])}, default {default!r}; shapes {f.metadata['shapes']})"
+                     f"\n      {f.metadata['help']}")
     return "\n".join(lines)

@@ -10,7 +10,9 @@ import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations asks PyPI for updates at import
 
+import functools
 import hashlib
+import logging
 from pathlib import Path
 
 import albumentations as A
@@ -21,6 +23,8 @@ from albumentations.pytorch import ToTensorV2
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from kit.io import load_rgb, save_npy
+
+log = logging.getLogger(__name__)
 
 
 def train_transform(resize: int, img_size: int, rotate: float, hflip: float, mean, std) -> A.Compose:
@@ -38,48 +42,85 @@ def eval_transform(img_size: int, mean, std) -> A.Compose:
     return A.Compose([A.Resize(img_size, img_size), A.Normalize(mean=mean, std=std), ToTensorV2()])
 
 
-def cache_path(cache_dir: Path, source: Path, size: int, draft: bool = False) -> Path:
-    """Where the size x size copy of source lives: keyed by the file's path, length and mtime."""
+def train_transform_of(cfg) -> A.Compose:
+    """The training transform a config describes (the one place its keys become a transform)."""
+    return train_transform(cfg.resize, cfg.img_size, cfg.rotate, cfg.hflip, cfg.mean, cfg.std)
+
+
+def eval_transform_of(cfg) -> A.Compose:
+    """The validation/test transform a config describes."""
+    return eval_transform(cfg.img_size, cfg.mean, cfg.std)
+
+
+def dataset_of(cfg, root: Path, paths, labels, transform: A.Compose) -> "ImageDataset":
+    """An ImageDataset reading images as the config says (cache, draft decodes, size guard)."""
+    return ImageDataset(root=root, paths=paths, labels=labels, transform=transform, max_pixels=cfg.max_pixels,
+                        cache_dir=cfg.cache_dir if cfg.cache else None, draft=cfg.cache_draft)
+
+
+def cache_size(transform: A.Compose) -> tuple[int, int]:
+    """(height, width) a cache must store for `transform`: the size of its first step, a Resize.
+
+    The cached image is exactly what that Resize makes of the decoded one, so the Resize then
+    copies it unchanged and a cached run sees the pixels of an uncached one.
+    """
+    first = transform.transforms[0] if len(transform.transforms) else None
+    if not isinstance(first, A.Resize):
+        raise ValueError(f"the image cache needs a transform that starts with A.Resize, not {type(first).__name__}; "
+                         "set cache=false for this transform")
+    return first.height, first.width
+
+
+def cache_path(cache_dir: Path, source: Path, size: tuple[int, int], draft: bool = False) -> Path:
+    """Where the (height, width) copy of source lives: keyed by the file's path, length and mtime."""
     st = source.stat()
     key = hashlib.sha1(f"{source.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
-    return cache_dir / key[:2] / f"{key}_{size}{'d' if draft else ''}.npy"
+    return cache_dir / key[:2] / f"{key}_{size[0]}x{size[1]}{'d' if draft else ''}.npy"
 
 
-def load_resized(source: Path, size: int, cache_dir: Path | None, max_pixels: int, draft: bool = False) -> np.ndarray:
-    """(size, size, 3) uint8: exactly what A.Resize(size, size) makes of the decoded image, cached once.
+def load_resized(source: Path, size: tuple[int, int], cache_dir: Path, max_pixels: int, draft: bool = False) -> np.ndarray:
+    """(height, width, 3) uint8: exactly what A.Resize(height, width) makes of the decoded image, cached once.
 
-    The transforms then start with a resize to the same size, which is an exact copy, so a cached
-    run sees the same pixels as an uncached one; it only skips decoding and resizing the original.
     draft=True builds the cache from a reduced-size JPEG decode (large photos only): faster, not exact.
+    A cache that cannot be written (full disk, read-only folder) still returns the image.
     """
-    if cache_dir is None:
-        return load_rgb(source, max_pixels)
     path = cache_path(cache_dir, source, size, draft)
     try:
         return np.load(path)
     except (OSError, ValueError):
         pass
-    image = cv2.resize(load_rgb(source, max_pixels, size if draft else 0), (size, size), interpolation=cv2.INTER_LINEAR)
-    save_npy(path, image)
+    height, width = size
+    decoded = load_rgb(source, max_pixels, max(size) if draft else 0)
+    image = cv2.resize(decoded, (width, height), interpolation=cv2.INTER_LINEAR)  # cv2 takes (width, height)
+    try:
+        save_npy(path, image)
+    except OSError as e:
+        _warn_once(f"image cache {cache_dir} cannot be written ({e.strerror or e}); decoding images instead")
     return image
 
 
-class ImageDataset(Dataset):
-    """Images under `root` at relative `paths`, with integer `labels` (-1 for unlabelled test images).
+@functools.lru_cache(maxsize=None)
+def _warn_once(message: str) -> None:  # once per process and message, not once per image
+    log.warning(message)
 
-    With cache_dir, images are read from (or written to) a cache resized to `size` x `size`,
-    which must be the first Resize of `transform`.
+
+class ImageDataset(Dataset):
+    """Images under `root` at relative `paths`, with integer `labels` (None: -1, unlabelled test images).
+
+    With cache_dir, each image is read from (or written to) a cache holding it resized to the size
+    of the transform's first step (`cache_size`), so cached and uncached runs give equal tensors.
     """
 
-    def __init__(self, root: str | Path, paths, labels, transform: A.Compose, max_pixels: int = 100_000_000,
-                 cache_dir: str | Path | None = None, size: int = 0, draft: bool = False):
+    def __init__(self, *, root: str | Path, paths, labels, transform: A.Compose, max_pixels: int = 100_000_000,
+                 cache_dir: str | Path | None = None, draft: bool = False):
         self.root = Path(root)
         self.paths = list(paths)
         self.labels = np.asarray(labels, dtype=np.int64) if labels is not None else np.full(len(self.paths), -1)
         self.transform = transform
         self.max_pixels = max_pixels
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        self.size, self.draft = size, draft
+        self.size = cache_size(transform) if self.cache_dir else None
+        self.draft = draft
 
     def __len__(self):
         return len(self.paths)
@@ -88,7 +129,11 @@ class ImageDataset(Dataset):
         i, seed = item if isinstance(item, tuple) else (item, None)
         if seed is not None:
             self.transform.set_random_seed(seed)
-        image = load_resized(self.root / self.paths[i], self.size, self.cache_dir, self.max_pixels, self.draft)  # (H, W, 3)
+        source = self.root / self.paths[i]
+        if self.cache_dir is None:
+            image = load_rgb(source, self.max_pixels)  # (H, W, 3)
+        else:
+            image = load_resized(source, self.size, self.cache_dir, self.max_pixels, self.draft)
         x = self.transform(image=image)["image"]  # (3, H, W) float32, normalised
         return x, int(self.labels[i])
 

@@ -22,8 +22,8 @@ import pandas as pd
 from scipy.special import softmax
 from sklearn.metrics import accuracy_score
 
-from kit.config import Config, to_dict
-from kit.io import atomic_path, atomic_write_bytes, atomic_write_text, load_npz, sha256_file
+from kit.config import Config, shaping
+from kit.io import atomic_path, atomic_write_bytes, atomic_write_text, load_npz, locked, sha256_file
 from kit.layout import Layout, summarize
 from kit.metrics import topk
 
@@ -47,6 +47,9 @@ class Result:
     checkpoints: dict = field(default_factory=dict)  # path -> sha256
     epochs: float = 0.0  # mean epochs run per fold
     fingerprint: str = ""
+    # OOF top-1 of each fold's last epoch (plain, no TTA): how much choosing the best epoch on the
+    # validation fold itself flatters the CV. None for ensembles of experiments.
+    last_epoch_top1: float | None = None
 
     @property
     def holdout_top1(self) -> float | None:
@@ -69,32 +72,32 @@ def average(arrays: list[np.ndarray], merge: str) -> np.ndarray:
 
 
 def from_folds(cfg: Config, layout: Layout, meta: dict, folds: list[int], test_files: list[Path],
-               holdout_files: list[Path] = (), holdout_labels: np.ndarray | None = None) -> Result:
+               oof_files: list[Path], holdout_files: list[Path] = ()) -> Result:
+    """One experiment's fold logits (test, out-of-fold, holdout; all through the same TTA) as one Result."""
     test = [load_npz(f) for f in test_files]
     ids = layout.test["id"].to_numpy().astype(str)
     for f, t in zip(test_files, test):
         assert np.array_equal(t["ids"], ids), f"{f}: test ids differ from the data's"
-    oof = [load_npz(cfg.exp_dir / f"fold{k}" / "oof.npz") for k in folds]
+    oof = [load_npz(f) for f in oof_files]
     oof_ids = np.concatenate([o["ids"] for o in oof])
     order = np.argsort(oof_ids, kind="stable")  # sorted by path, so experiments align row by row
     logits = np.concatenate([o["logits"] for o in oof])
     oof_scores = softmax(logits, axis=-1) if cfg.merge == "probs" else logits
-    ckpts = {str(cfg.exp_dir / f"fold{k}" / "best.pt"): sha256_file(cfg.exp_dir / f"fold{k}" / "best.pt") for k in folds}
-    epochs = [len(pd.read_csv(cfg.exp_dir / f"fold{k}" / "history.csv")) for k in folds]
+    fold_dirs = [cfg.exp_dir / f"fold{k}" for k in folds]
+    n = np.array([len(o["labels"]) for o in oof])
+    last = [float(pd.read_csv(d / "history.csv")["val_top1"].iloc[-1]) for d in fold_dirs]  # last weights, no TTA
+    held = [load_npz(f) for f in holdout_files]
     return Result(
         name=cfg.name, cfgs=[cfg], layout=layout, classes=list(meta["classes"]), folds=folds,
         test_scores=average([t["logits"] for t in test], cfg.merge),
         oof_ids=oof_ids[order], oof_labels=np.concatenate([o["labels"] for o in oof])[order],
         oof_scores=oof_scores[order], fold_top1=[float(accuracy_score(o["labels"], o["logits"].argmax(1))) for o in oof],
-        checkpoints=ckpts, epochs=float(np.mean(epochs)), fingerprint=meta["fingerprint"],
-        **_holdout(holdout_files, holdout_labels, cfg.merge),
+        checkpoints={str(d / "best.pt"): sha256_file(d / "best.pt") for d in fold_dirs},
+        epochs=float(np.mean([len(pd.read_csv(d / "history.csv")) for d in fold_dirs])), fingerprint=meta["fingerprint"],
+        last_epoch_top1=float(np.dot(n, last) / n.sum()),
+        **({"holdout_scores": average([h["logits"] for h in held], cfg.merge), "holdout_labels": held[0]["labels"]}
+           if held else {}),
     )
-
-
-def _holdout(files: list[Path], labels: np.ndarray | None, merge: str) -> dict:
-    if not files:
-        return {}
-    return {"holdout_scores": average([load_npz(f)["logits"] for f in files], merge), "holdout_labels": labels}
 
 
 def combine(results: list[Result]) -> Result:
@@ -115,7 +118,7 @@ def combine(results: list[Result]) -> Result:
                         if len(first.holdout_labels) else first.holdout_scores),
         fold_top1=[float(np.mean(v)) for v in zip(*(r.fold_top1 for r in results))],
         checkpoints={k: v for r in results for k, v in r.checkpoints.items()},
-        epochs=float(np.mean([r.epochs for r in results])),
+        epochs=float(np.mean([r.epochs for r in results])), last_epoch_top1=None,
     )
 
 
@@ -162,18 +165,42 @@ def _versions() -> dict:
     return out
 
 
-def manifest(r: Result, csv_sha: str) -> dict:
-    """Everything needed to know what made a submission, and to make it again."""
+def run_record(r: Result) -> dict:
+    """What made one predict run's file: every key that shapes the submission, the weights, the scores."""
     return {
-        "name": r.name, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "sha256": csv_sha, "cv": r.cv, "holdout_top1": r.holdout_top1, "folds": r.folds, "tta": [list(c.tta) for c in r.cfgs],
-        "data_fingerprint": r.fingerprint, "checkpoints": r.checkpoints, "git": _git(),
-        "versions": _versions(), "configs": [to_dict(c) for c in r.cfgs],
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "experiments": [c.name for c in r.cfgs],
+        "settings": [shaping(c, "ensemble") for c in r.cfgs], "checkpoints": r.checkpoints, "folds": r.folds,
+        "cv": r.cv, "last_epoch_top1": r.last_epoch_top1, "holdout_top1": r.holdout_top1,
+        "data_fingerprint": r.fingerprint, "git": _git(), "versions": _versions(),
     }
 
 
-def write_submission(r: Result) -> Path:
-    """submissions/<name>-<sha8>.csv: the same predictions give the same file, a new one never overwrites."""
+def _same_run(a: dict, b: dict) -> bool:
+    return all(a.get(k) == b.get(k) for k in ("experiments", "settings", "checkpoints", "folds"))
+
+
+def record_run(path: Path, csv_sha: str, run: dict) -> int:
+    """Add `run` to the manifest at `path` unless an equal run is there; return its number (1-based).
+
+    Two runs with other settings can write the same bytes (e.g. a TTA that changes no argmax): the
+    manifest keeps both, and each leaderboard row names the run it describes.
+    """
+    with locked(path):
+        manifest = json.loads(path.read_text()) if path.is_file() else {"sha256": csv_sha, "runs": []}
+        runs = manifest["runs"]
+        for i, old in enumerate(runs):
+            if _same_run(old, run):
+                return i + 1
+        runs.append(run)
+        atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
+        return len(runs)
+
+
+def write_submission(r: Result) -> tuple[Path, int]:
+    """submissions/<name>-<sha8>.csv: the same predictions give the same file, a new one never overwrites.
+
+    Returns the CSV's path and the number of this run in its manifest (<name>-<sha8>.json).
+    """
     sub = build_submission(r)
     validate_submission(sub, r.layout.test["id"], r.classes, r.layout.header)
     data = sub.to_csv(index=False, lineterminator="\n").encode()
@@ -182,10 +209,9 @@ def write_submission(r: Result) -> Path:
     path = out_dir / f"{r.name}-{sha[:8]}.csv"
     if not path.is_file():
         atomic_write_bytes(path, data)
-    if not path.with_suffix(".json").is_file():
-        atomic_write_text(path.with_suffix(".json"), json.dumps(manifest(r, sha), indent=2) + "\n")
+    run = record_run(path.with_suffix(".json"), sha, run_record(r))
     if r.cfgs[0].zip and not path.with_suffix(".zip").is_file():
         with atomic_path(path.with_suffix(".zip")) as tmp:
             with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
                 z.writestr(zipfile.ZipInfo(path.name, date_time=(2020, 1, 1, 0, 0, 0)), data)  # fixed time: same bytes
-    return path
+    return path, run

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 
-from kit.config import Config
+from kit.config import Config, changed, shaping
 from kit.io import atomic_write_text
 from kit.layout import Layout, find_bad_images, natural_key, scan, summarize
 
@@ -69,14 +69,9 @@ def _drop_bad(layout: Layout, cfg: Config) -> pd.DataFrame:
 def _meta(layout: Layout, cfg: Config, train: pd.DataFrame) -> dict:
     return {
         "data": str(layout.root), "layout": layout.kind, "fingerprint": layout.fingerprint(),
-        "n_folds": cfg.n_folds, "seed": cfg.seed, "val_mode": cfg.val_mode, "rare_classes": cfg.rare_classes,
-        "skip_bad_images": cfg.skip_bad_images, "classes": list(layout.classes), "n_images": len(train),
+        "n_folds": cfg.n_folds, "classes": list(layout.classes), "n_images": len(train),
+        "config": shaping(cfg, "split"),  # every key that shapes the split (config.SHAPES), and nothing else
     }
-
-
-def _same_split(old: dict, new: dict) -> bool:
-    keys = ("fingerprint", "n_folds", "seed", "val_mode", "rare_classes", "skip_bad_images")
-    return all(old.get(k) == new.get(k) for k in keys)
 
 
 def run(cfg: Config) -> Path:
@@ -86,12 +81,13 @@ def run(cfg: Config) -> Path:
     if out.is_file() and meta_path.is_file():
         # folds feed every checkpoint: silently re-splitting would mix folds of two splits in one ensemble
         old = json.loads(meta_path.read_text())
-        new = {**_meta(layout, cfg, layout.train), "fingerprint": layout.fingerprint()}
-        if _same_split(old, new):
+        diff = changed(old.get("config", {}), cfg, "split")
+        if old.get("fingerprint") != layout.fingerprint():
+            diff.insert(0, f"data: {old.get('data')} (other files or labels) -> {cfg.data}")
+        if not diff:
             log.info("folds up to date: %s", out)
             return out
-        raise ValueError(f"{out} was made from other data or settings (data={old.get('data')}, "
-                         f"n_folds={old.get('n_folds')}, seed={old.get('seed')}); remove {cfg.work_dir}/ "
+        raise ValueError(f"{out} was made from other data or settings ({'; '.join(diff)}); remove {cfg.work_dir}/ "
                          "or set work_dir= to keep both")
     train = _drop_bad(layout, cfg)
     role = _roles(train, cfg)
@@ -115,6 +111,10 @@ def load(cfg: Config) -> tuple[pd.DataFrame, dict, Layout]:
     if layout.fingerprint() != meta["fingerprint"]:
         raise ValueError(f"{path} was made from other data than {cfg.data} (files or labels changed); "
                          f"remove {cfg.work_dir}/ and run `make folds`, or set work_dir=")
+    diff = changed(meta.get("config", {}), cfg, "split")
+    if diff:
+        raise ValueError(f"{path} was made with other split settings ({'; '.join(diff)}); use the values it was "
+                         f"made with, or set work_dir= and run `make folds` to keep both splits")
     # labels stay strings ("07", "NA" and "1.0" are class names, not numbers or missing values)
     table = pd.read_csv(path, dtype={"path": str, "label": str, "source": str, "role": str}, keep_default_na=False)
     return table, meta, layout

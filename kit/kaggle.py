@@ -1,4 +1,4 @@
-"""Kaggle through its own CLI: download data, submit, and merge public/private scores into the leaderboard.
+"""Kaggle through its own CLI: download data, submit a file, read the scores of submissions.
 
     python -m kit download --comp SLUG      # kaggle competitions download SLUG -p data/SLUG, then a safe unzip
     python -m kit submit --comp SLUG        # kaggle competitions submit SLUG -f FILE -m "<exp> cv=... folds=... tta=... sha=..."
@@ -6,7 +6,8 @@
 
 Credentials are the CLI's own (~/.kaggle/kaggle.json, KAGGLE_USERNAME/KAGGLE_KEY, KAGGLE_API_TOKEN,
 ~/.kaggle/access_token). The kit never prints, logs or writes them: everything the CLI says is
-scrubbed of them before it is shown.
+scrubbed of them before it is shown. This module only talks to the CLI and returns what it says;
+leaderboard.py decides what to submit and owns every write to leaderboard.csv.
 """
 from __future__ import annotations
 
@@ -24,8 +25,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from kit import leaderboard
-from kit.config import Config
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 200  # the CLI's maximum; it does not expose later pages (Kaggle/kaggle-cli#166)
@@ -130,70 +129,21 @@ def parse_submissions(text: str) -> pd.DataFrame:
     return table
 
 
-def _match(board: pd.DataFrame, sub: pd.Series) -> int | None:
-    """The leaderboard row of a Kaggle submission: by ref, else the row of its file not yet given a ref."""
-    by_ref = board.index[board["kaggle_ref"] == sub["ref"]]
-    if len(by_ref):
-        return by_ref[0]
-    by_file = board.index[(board["file"] == sub["fileName"]) & (board["kaggle_ref"] == "")]
-    return by_file[0] if len(by_file) else None
-
-
-def merge_submissions(board: pd.DataFrame, subs: pd.DataFrame) -> pd.DataFrame:
-    """Fill public/private/status from Kaggle; submissions made outside the kit become rows of their own."""
-    for _, sub in subs.iterrows():
-        values = {"kaggle_ref": sub["ref"], "kaggle_status": sub["status"], "public": sub["publicScore"],
-                  "private": sub["privateScore"], "description": sub["description"]}
-        i = _match(board, sub)
-        if i is None:  # made outside the kit (or another machine): keep it, under a name that can't collide
-            name = sub["fileName"] if not (board["file"] == sub["fileName"]).any() else f"{sub['fileName']}#{sub['ref']}"
-            board = leaderboard.upsert(board, {"file": name, "experiments": "(kaggle)", "created_at": sub["date"], **values})
-        else:
-            for k, v in values.items():
-                board.loc[i, k] = v
-    return board
-
-
-def sync_scores(board_path: Path, comp: str) -> None:
+def scores(comp: str) -> pd.DataFrame:
+    """Kaggle's table of this competition's submissions (see parse_submissions); the leaderboard merges it."""
     out = run_cli(["competitions", "submissions", comp, "--csv", "--page-size", str(PAGE_SIZE)], "submissions")
-    subs = parse_submissions(out)
-    with leaderboard.locked(board_path):
-        leaderboard.save(merge_submissions(leaderboard.load(board_path), subs), board_path)
-    log.info("merged %d Kaggle submission(s) of %s into %s", len(subs), comp, board_path)
+    return parse_submissions(out)
 
 
-def _newest(submissions_dir: Path) -> Path:
-    files = [p for p in submissions_dir.glob("*.csv") if p.name != "leaderboard.csv"]
-    if not files:
-        raise ValueError(f"no submission in {submissions_dir}; run `make predict` first")
-    return max(files, key=lambda p: p.stat().st_mtime)
-
-
-def describe(row: pd.Series) -> str:
-    return (f"{row['experiments']} cv={row['cv_top1']} folds={row['folds']} tta={row['tta']} "
-            f"sha={row['sha256'][:8]}")
-
-
-def submit(cfg: Config, comp: str, file: str = "") -> str:
-    """Upload a submission; record the ref the CLI returns. Returns the ref."""
+def submit(comp: str, path: Path, message: str) -> str:
+    """Upload one CSV; return the submission ref the CLI prints ("" if it prints none)."""
     if not comp:
         raise ValueError("no competition: pass COMP=slug (make) or --comp slug")
-    board_path = Path(cfg.submissions_dir) / "leaderboard.csv"
-    path = Path(file) if file else _newest(Path(cfg.submissions_dir))
     if not path.is_file():
         raise ValueError(f"submission file {path} not found")
-    board = leaderboard.load(board_path)
-    rows = board[board["file"] == path.name]
-    message = describe(rows.iloc[0]) if len(rows) else f"{path.stem}"
     out = run_cli(["competitions", "submit", comp, "-f", str(path), "-m", message], "submit")
     found = re.search(r"Submission ref:\s*(\d+)", out)
-    ref = found.group(1) if found else ""  # "" still matches the row by file name at the next sync
-    with leaderboard.locked(board_path):
-        board = leaderboard.upsert(leaderboard.load(board_path), {
-            "file": path.name, "kaggle_ref": ref, "kaggle_status": "pending", "description": message})
-        leaderboard.save(board, board_path)
-    log.info("submitted %s to %s (ref %s): %s", path.name, comp, ref or "?", message)
-    return ref
+    return found.group(1) if found else ""  # "" still matches the row by file name at the next sync
 
 
 def safe_extract(archive: Path, dest: Path) -> None:

@@ -2,14 +2,21 @@
 
     python -m kit leaderboard                      # print the table and write leaderboard.png
     python -m kit leaderboard --comp SLUG          # first merge Kaggle's public/private scores
+    python -m kit submit --exp A B --comp SLUG     # upload the best-CV submission of A, B (or A+B)
+
+This module owns leaderboard.csv: its columns and every write to it (a locked read-modify-write
+through `upsert`, where a known value is never replaced by an empty one). kaggle.py hands it
+tables and refs and imports nothing from here.
 
 Public and private scores are filled locally when a solution file (id, label, Usage) exists,
 or from Kaggle. The table is sorted by CV: "trust your CV" means CV should rank like private.
+Each row's cv_top1 is the out-of-fold top-1 of exactly what its file holds (same TTA, same
+merge); cv_last_top1 is the same folds scored with each fold's last epoch, so cv_top1 -
+cv_last_top1 shows how much choosing the best epoch on the validation fold flatters the CV.
+`run` names the entry of the file's manifest (<file>.json, "runs") that the row describes.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,22 +26,15 @@ import pandas as pd
 
 from kit import report
 from kit.config import Config
-from kit.io import atomic_write_text, sha256_file
+from kit.io import atomic_write_text, locked, sha256_file
 from kit.metrics import score
 
 log = logging.getLogger(__name__)
-COLUMNS = ["file", "experiments", "backbone", "head", "folds", "tta", "image_size", "epochs", "cv_top1", "cv_top5",
-           "fold_std", "holdout_top1", "public", "private", "created_at", "sha256", "kaggle_ref", "kaggle_status", "description"]
-SHOWN = ["file", "experiments", "backbone", "folds", "tta", "cv_top1", "cv_top5", "public", "private", "kaggle_status"]
-
-
-@contextlib.contextmanager
-def locked(path: Path):
-    """Serialise read-modify-write of the leaderboard between processes (folds may predict in parallel)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
+COLUMNS = ["file", "run", "experiments", "backbone", "head", "folds", "tta", "merge", "image_size", "epochs", "cv_top1",
+           "cv_top5", "cv_last_top1", "fold_std", "holdout_top1", "public", "private", "created_at", "sha256",
+           "kaggle_ref", "kaggle_status", "description"]
+SHOWN = ["file", "experiments", "backbone", "folds", "tta", "cv_top1", "cv_last_top1", "cv_top5", "public", "private",
+         "kaggle_status"]
 
 
 def load(path: Path) -> pd.DataFrame:
@@ -85,18 +85,20 @@ def local_scores(r, sub: pd.DataFrame, metric: str) -> tuple[str, str]:
     return out[0], out[1]
 
 
-def record(path: Path, r, sub_path: Path) -> None:
-    """Add or refresh the row of one submission file."""
+def record(path: Path, r, sub_path: Path, run: int) -> None:
+    """Add or refresh the row of one submission file, as made by run `run` of its manifest."""
     cfg = r.cfgs[0]
     sub = pd.read_csv(sub_path, dtype=str, keep_default_na=False)
     public, private = local_scores(r, sub, cfg.metric)
     cv = r.cv
     row = {
-        "file": sub_path.name, "experiments": " ".join(c.name for c in r.cfgs),
+        "file": sub_path.name, "run": run, "experiments": " ".join(c.name for c in r.cfgs),
         "backbone": " ".join(c.backbone for c in r.cfgs), "head": " ".join(c.head for c in r.cfgs),
         "folds": len(r.folds), "tta": " ".join("+".join(c.tta) or "none" for c in r.cfgs),
+        "merge": " ".join(c.merge for c in r.cfgs),
         "image_size": " ".join(str(c.img_size) for c in r.cfgs), "epochs": f"{r.epochs:.1f}",
         "cv_top1": f"{cv['top1']:.5f}", "cv_top5": f"{cv['top5']:.5f}", "fold_std": f"{cv['fold_std']:.5f}",
+        "cv_last_top1": "" if r.last_epoch_top1 is None else f"{r.last_epoch_top1:.5f}",
         "holdout_top1": "" if r.holdout_top1 is None else f"{r.holdout_top1:.5f}",
         "public": public, "private": private, "sha256": sha256_file(sub_path),
     }
@@ -105,6 +107,90 @@ def record(path: Path, r, sub_path: Path) -> None:
         if not (board["file"] == row["file"]).any():
             row["created_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         save(upsert(board, row), path)
+
+
+def _match(board: pd.DataFrame, sub: pd.Series) -> int | None:
+    """The row of a Kaggle submission: by ref, else the row of its file not yet given a ref."""
+    by_ref = board.index[board["kaggle_ref"] == sub["ref"]]
+    if len(by_ref):
+        return by_ref[0]
+    by_file = board.index[(board["file"] == sub["fileName"]) & (board["kaggle_ref"] == "")]
+    return by_file[0] if len(by_file) else None
+
+
+def merge_kaggle(board: pd.DataFrame, subs: pd.DataFrame) -> pd.DataFrame:
+    """Kaggle's scores and status into the rows they belong to; submissions made elsewhere get rows of their own.
+
+    Kaggle leaves scores empty while a submission is pending, and the private score until the
+    competition ends: an empty value never replaces a score already known (e.g. a local one).
+    """
+    for _, sub in subs.iterrows():
+        values = {"kaggle_ref": sub["ref"], "kaggle_status": sub["status"], "public": sub["publicScore"],
+                  "private": sub["privateScore"], "description": sub["description"]}
+        i = _match(board, sub)
+        if i is None:  # made outside the kit (or another machine): keep it, under a name that can't collide
+            taken = (board["file"] == sub["fileName"]).any()
+            name = f"{sub['fileName']}#{sub['ref']}" if taken else sub["fileName"]
+            board = upsert(board, {"file": name, "experiments": "(kaggle)", "created_at": sub["date"], **values})
+        else:
+            board = upsert(board, {"file": board.loc[i, "file"], **values})
+    return board
+
+
+def sync(path: Path, comp: str) -> None:
+    """Merge Kaggle's scores of competition `comp` into the leaderboard at `path`."""
+    from kit import kaggle
+    subs = kaggle.scores(comp)
+    with locked(path):
+        save(merge_kaggle(load(path), subs), path)
+    log.info("merged %d Kaggle submission(s) of %s into %s", len(subs), comp, path)
+
+
+def pick(board: pd.DataFrame, experiments: list[str], submissions_dir: Path) -> Path:
+    """The submission to upload when none is named: the best CV among the rows of these experiments.
+
+    A row belongs to them when it was made from them alone (A, B, or A+B for experiments A and B).
+    A tie between files is an error: which to submit is the user's call, not the clock's.
+    """
+    names = set(experiments)
+    cv = pd.to_numeric(board["cv_top1"], errors="coerce")
+    ours = [bool(e) and set(e.split()) <= names and (submissions_dir / f).is_file() and pd.notna(c)
+            for e, f, c in zip(board["experiments"], board["file"], cv)]
+    mine, cv = board[ours], cv[ours]
+    if mine.empty:
+        raise ValueError(f"no submission of {' '.join(experiments)} in {submissions_dir / 'leaderboard.csv'}; "
+                         "run `make predict` first, or name one with FILE=")
+    best = mine[cv == cv.max()]
+    if len(best) > 1:
+        raise ValueError(f"{len(best)} submissions share the best CV {cv.max():.5f} ({', '.join(best['file'])}); "
+                         "name the one to upload with FILE=")
+    return submissions_dir / best["file"].iloc[0]
+
+
+def describe(row: pd.Series) -> str:
+    return (f"{row['experiments']} cv={row['cv_top1']} folds={row['folds']} tta={row['tta']} "
+            f"sha={row['sha256'][:8]}")
+
+
+def submit(cfgs: list[Config], comp: str, file: str = "") -> str:
+    """Upload FILE, or the best-CV submission of these experiments (named before it goes); record the ref."""
+    from kit import kaggle
+    if not comp:
+        raise ValueError("no competition: pass COMP=slug (make) or --comp slug")
+    submissions_dir = Path(cfgs[0].submissions_dir)
+    path = submissions_dir / "leaderboard.csv"
+    board = load(path)
+    sub = Path(file) if file else pick(board, [c.name for c in cfgs], submissions_dir)
+    rows = board[board["file"] == sub.name]
+    message = describe(rows.iloc[0]) if len(rows) else sub.stem
+    if not file:
+        log.info("submitting %s, the best CV of %s: %s", sub.name, " ".join(c.name for c in cfgs), message)
+    ref = kaggle.submit(comp, sub, message)
+    with locked(path):
+        save(upsert(load(path), {"file": sub.name, "kaggle_ref": ref, "kaggle_status": "pending",
+                                 "description": message}), path)
+    log.info("submitted %s to %s (ref %s)", sub.name, comp, ref or "?")
+    return ref
 
 
 def summary(board: pd.DataFrame) -> list[str]:
@@ -140,7 +226,6 @@ def show(path: Path) -> None:
 def run(cfg: Config, comp: str = "") -> Path:
     path = Path(cfg.submissions_dir) / "leaderboard.csv"
     if comp:
-        from kit import kaggle
-        kaggle.sync_scores(path, comp)
+        sync(path, comp)
     show(path)
     return path

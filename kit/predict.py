@@ -3,8 +3,11 @@
     python -m kit predict --exp demo demo_baseline             # one submission per experiment
     python -m kit predict --exp demo demo_baseline --ensemble  # ... plus one of both together
 
-Per fold: <work_dir>/<exp>/fold<k>/test_logits.npz (ids, logits, key). `key` hashes best.pt, the
-TTA views and the test files, so an up-to-date fold is skipped and a changed one is redone.
+Per fold, with its best weights and the TTA views: <work_dir>/<exp>/fold<k>/test_logits.npz, and
+oof_logits.npz for its validation images (the CV of the submission is the CV of these), each with
+the key it was computed under: best.pt's hash, every config key that shapes predictions
+(config.SHAPES) and the image list. An up-to-date file is reused, a stale one recomputed.
+Keys that shape the weights come from the checkpoints; a config that contradicts them is refused.
 Submissions: <submissions_dir>/<exp>-<sha8>.csv (+ .json manifest), never overwritten.
 """
 from __future__ import annotations
@@ -22,8 +25,8 @@ from torch import nn
 from kit import ensemble as ens
 from kit import folds as folds_stage
 from kit import leaderboard
-from kit.config import Config
-from kit.data import ImageDataset, eval_loader, eval_transform
+from kit.config import Config, changed, shaping
+from kit.data import dataset_of, eval_loader, eval_transform_of
 from kit.io import load_npz, save_npz, sha256_file
 from kit.layout import Layout, find_bad_images, summarize
 from kit.model import from_config
@@ -80,32 +83,37 @@ def tta_model(model: nn.Module, views: tuple[str, ...], img_size: int, batched: 
 
 
 def _load_fold_model(ckpt_path: Path, classes: list[str], cfg: Config, device):
+    """best.pt as a model in eval mode, refused unless it was trained with this config's weight-shaping keys."""
     ckpt = load_checkpoint(ckpt_path)
     if ckpt["classes"] != list(classes):
         raise ValueError(f"{ckpt_path} was trained for {len(ckpt['classes'])} classes ({summarize(ckpt['classes'])}), "
                          f"but the data has {len(classes)} ({summarize(list(classes))}); retrain or point data= at its data")
-    trained = ckpt["cfg"]
-    if (trained["backbone"], trained["head"]) != (cfg.backbone, cfg.head):
-        raise ValueError(f"{ckpt_path} holds a {trained['backbone']}+{trained['head']} model but the config asks for "
-                         f"{cfg.backbone}+{cfg.head}; use that checkpoint's config or retrain")
+    diff = changed(ckpt["cfg"], cfg, "weights")  # model shape and input transforms come from training, never from here
+    if diff:
+        raise ValueError(f"{ckpt_path} was trained with {'; '.join(diff)}: predict uses the trained values, so drop "
+                         "those overrides (or restore the preset), or train them under another name=")
     model = from_config(cfg, len(classes), pretrained=False)
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval()
 
 
-def _fold_key(ckpt: Path, views: tuple[str, ...], test_paths: list[str]) -> str:
-    # a retrained fold, other TTA views or other test files make the saved logits stale
+def _fold_key(ckpt: Path, cfg: Config, paths: list[str]) -> str:
+    """What a fold's saved logits depend on: its weights, every key that shapes predictions, the images."""
     h = hashlib.sha256(sha256_file(ckpt).encode())
-    h.update(json.dumps([list(views), test_paths]).encode())
+    h.update(json.dumps([shaping(cfg, "predictions"), paths], sort_keys=True).encode())
     return h.hexdigest()
 
 
-def predict_fold(cfg: Config, fold: int, layout: Layout, classes: list[str], device,
-                 paths: list[str], ids: np.ndarray, split: str = "test") -> Path:
-    """Batched, TTA-merged logits of one fold's best weights on `paths`: fold<k>/<split>_logits.npz."""
+def predict_fold(cfg: Config, fold: int, layout: Layout, classes: list[str], device, paths: list[str],
+                 ids, labels=None, split: str = "test") -> Path:
+    """Batched, TTA-merged logits of one fold's best weights on `paths`: fold<k>/<split>_logits.npz.
+
+    The file holds ids, logits, labels (-1 when unknown) and the key it was computed under; a file
+    whose key matches is reused, any other is recomputed.
+    """
     fold_dir = cfg.exp_dir / f"fold{fold}"
     out, ckpt = fold_dir / f"{split}_logits.npz", fold_dir / "best.pt"
-    key = _fold_key(ckpt, cfg.tta, paths)
+    key = _fold_key(ckpt, cfg, paths)
     if out.is_file() and str(load_npz(out)["key"]) == key:
         log.info("fold %d %s logits up to date: %s", fold, split, out)
         return out
@@ -113,11 +121,10 @@ def predict_fold(cfg: Config, fold: int, layout: Layout, classes: list[str], dev
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     wrapped = tta_model(model, cfg.tta, cfg.img_size, cfg.batched_tta, device)
-    ds = ImageDataset(layout.root, paths, None, eval_transform(cfg.img_size, cfg.mean, cfg.std), cfg.max_pixels,
-                      cfg.cache_dir if cfg.cache else None, cfg.img_size, cfg.cache_draft)
+    ds = dataset_of(cfg, layout.root, paths, labels, eval_transform_of(cfg))
     loader = eval_loader(ds, cfg.eval_batch_size, num_workers(cfg.workers), device.type == "cuda")
     logits = predict_logits(wrapped, loader, autocast(device, cfg.amp), device)  # (N, classes)
-    save_npz(out, ids=np.asarray(ids).astype(str), logits=logits, key=np.array(key))
+    save_npz(out, ids=np.asarray(ids).astype(str), labels=ds.labels, logits=logits, key=np.array(key))
     log.info("fold %d: %s logits for %d images with %d TTA view(s)", fold, split, len(paths), len(wrapped.transforms))
     return out
 
@@ -142,17 +149,26 @@ def _check_test(layout: Layout, cfg: Config) -> None:
 
 
 def predict_experiment(cfg: Config, device) -> ens.Result:
-    """Fold logits -> one ensembled result for this experiment."""
+    """Per fold: test, out-of-fold and holdout logits through the same TTA; then the fold ensemble.
+
+    The out-of-fold images go through exactly what the test images go through, so the CV of the
+    result is the CV of the submission it writes.
+    """
     table, meta, layout = folds_stage.load(cfg)
     _check_test(layout, cfg)
     done = _ready_folds(cfg, meta["n_folds"])
+    index = {c: i for i, c in enumerate(meta["classes"])}
+
+    def logits(k: int, rows, split: str) -> Path:
+        return predict_fold(cfg, k, layout, meta["classes"], device, list(rows["path"]), rows["path"],
+                            rows["label"].map(index), split)
+
     test = [predict_fold(cfg, k, layout, meta["classes"], device, list(layout.test["path"]), layout.test["id"])
             for k in done]
+    oof = [logits(k, table[table["fold"] == k], "oof") for k in done]
     held = table[table["role"] == "holdout"]  # DATA/val kept aside (val_mode=holdout): scored, never trained on
-    holdout = [predict_fold(cfg, k, layout, meta["classes"], device, list(held["path"]), held["path"], "holdout")
-               for k in done] if len(held) else []
-    labels = held["label"].map({c: i for i, c in enumerate(meta["classes"])}).to_numpy()
-    return ens.from_folds(cfg, layout, meta, done, test, holdout, labels)
+    holdout = [logits(k, held, "holdout") for k in done] if len(held) else []
+    return ens.from_folds(cfg, layout, meta, done, test, oof, holdout)
 
 
 def run(cfgs: list[Config], ensemble: bool = False) -> list[Path]:
@@ -160,9 +176,11 @@ def run(cfgs: list[Config], ensemble: bool = False) -> list[Path]:
     results = [predict_experiment(cfg, device) for cfg in cfgs]
     if ensemble and len(results) > 1:
         results.append(ens.combine(results))
-    written = [ens.write_submission(r) for r in results]
     board = Path(cfgs[0].submissions_dir) / "leaderboard.csv"
-    for r, path in zip(results, written):
-        leaderboard.record(board, r, path)
+    written = []
+    for r in results:
+        path, run_number = ens.write_submission(r)
+        leaderboard.record(board, r, path, run_number)
+        written.append(path)
     leaderboard.show(board)
     return written

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+import yaml
 from sklearn.metrics import accuracy_score
 from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
@@ -38,8 +39,8 @@ from tqdm import tqdm
 
 from kit import folds as folds_stage
 from kit import report
-from kit.config import Config, load_config, save_config, to_dict
-from kit.data import ImageDataset, eval_loader, eval_transform, train_loader, train_transform
+from kit.config import Config, changed, save_config, to_dict
+from kit.data import dataset_of, eval_loader, eval_transform_of, train_loader, train_transform_of
 from kit.io import atomic_path, atomic_write_text, load_npz, save_npz
 from kit.metrics import topk
 from kit.model import from_config
@@ -47,11 +48,6 @@ from kit.runtime import (Dist, autocast, barrier, grad_scaler, mean_over_ranks, 
                          seed_everything, setup_distributed)
 
 log = logging.getLogger(__name__)
-# Keys that may change between runs without invalidating a trained fold (inference, I/O, speed).
-FREE_KEYS = {"data", "work_dir", "submissions_dir", "workers", "amp", "channels_last", "compile", "tta",
-             "eval_batch_size", "batched_tta", "merge", "allow_missing_folds", "zip", "metric", "solution",
-             "pretrained_file", "skip_bad_images", "max_pixels", "id_col", "label_col", "cache", "cache_dir",
-             "cache_draft"}
 
 
 @dataclass
@@ -144,11 +140,8 @@ class FoldRun:
         self.val_ids, self.val_labels = val["path"].to_numpy(), val["label"].map(index).to_numpy()
         workers = num_workers(cfg.workers)
         pin = device.type == "cuda"
-        cache = cfg.cache_dir if cfg.cache else None
-        train_ds = ImageDataset(root, train["path"], train["label"].map(index), self._train_tf(), cfg.max_pixels,
-                                cache, cfg.resize, cfg.cache_draft)
-        val_ds = ImageDataset(root, val["path"], self.val_labels, eval_transform(cfg.img_size, cfg.mean, cfg.std),
-                              cfg.max_pixels, cache, cfg.img_size, cfg.cache_draft)
+        train_ds = dataset_of(cfg, root, train["path"], train["label"].map(index), train_transform_of(cfg))
+        val_ds = dataset_of(cfg, root, val["path"], self.val_labels, eval_transform_of(cfg))
         if len(train_ds) < cfg.batch_size:
             raise ValueError(f"fold {fold}: {len(train_ds)} training images, fewer than batch_size={cfg.batch_size}")
         if cfg.batch_size % (2 * dist.world):
@@ -161,10 +154,6 @@ class FoldRun:
         self.mixup = Mixup(mixup_alpha=cfg.mixup_alpha, cutmix_alpha=cfg.cutmix_alpha, prob=1.0 if mixing else 0.0,
                            label_smoothing=cfg.label_smoothing, num_classes=len(classes))
         self.criterion = SoftTargetCrossEntropy()
-
-    def _train_tf(self):
-        c = self.cfg
-        return train_transform(c.resize, c.img_size, c.rotate, c.hflip, c.mean, c.std)
 
     def _model(self):
         seed_everything(_epoch_seed(self.cfg.seed, self.fold, 0, 0))  # the head's (and any unloaded layer's) init
@@ -307,16 +296,16 @@ class FoldRun:
         log.info("fold %d done: best top-1 %.4f (stage %d, epoch %d)", self.fold, best["score"], best["stage"], best["epoch"])
 
 
-def _check_fold_config(out: Path, cfg: Config) -> None:
-    """A fold trained with other settings is not silently mixed into this experiment."""
-    saved = out / "config.yaml"
-    if not saved.is_file():
-        return
-    old = dataclasses.asdict(load_config(saved))
-    changed = sorted(k for k, v in dataclasses.asdict(cfg).items() if k not in FREE_KEYS and old.get(k) != v)
-    if changed:
-        raise ValueError(f"{out} was trained with other settings ({', '.join(changed)}); remove it, "
-                         f"or give this run another name= to keep both")
+def check_trained(cfg: Config, n_folds: int) -> None:
+    """Refuse settings that would mix into, or misdescribe, folds trained with other weight-shaping keys."""
+    for k in range(n_folds):
+        saved = cfg.exp_dir / f"fold{k}" / "config.yaml"
+        if not saved.is_file():
+            continue
+        diff = changed(yaml.safe_load(saved.read_text()) or {}, cfg, "weights")
+        if diff:
+            raise ValueError(f"{saved.parent} was trained with other settings ({'; '.join(diff)}); use the trained "
+                             f"values, remove {cfg.exp_dir}/ to retrain, or give this run another name= to keep both")
 
 
 def train_fold(cfg: Config, fold: int, table: pd.DataFrame, classes: list[str], root: Path, device,
@@ -325,7 +314,6 @@ def train_fold(cfg: Config, fold: int, table: pd.DataFrame, classes: list[str], 
     if (out / "oof.npz").is_file():
         log.info("fold %d of %s already trained: %s", fold, cfg.name, out)
         return out
-    _check_fold_config(out, cfg)
     if dist.main:
         for stale in out.glob(".*.tmp"):  # half-written files of a killed run: never renamed, never read
             stale.unlink()
@@ -335,18 +323,29 @@ def train_fold(cfg: Config, fold: int, table: pd.DataFrame, classes: list[str], 
     return out
 
 
+def last_epoch_top1(fold_dir: Path) -> float:
+    """Validation top-1 of the fold's last epoch (its last weights, not its best)."""
+    return float(pd.read_csv(fold_dir / "history.csv")["val_top1"].iloc[-1])
+
+
 def write_cv(exp_dir: Path, classes: list[str], n_folds: int) -> Path:
     """cv.json from the OOF logits of every fold, and the confusion matrix."""
     parts = [load_npz(exp_dir / f"fold{k}" / "oof.npz") for k in range(n_folds)]
     per_fold = [{"fold": k, "n": len(p["labels"]), "top1": accuracy_score(p["labels"], p["logits"].argmax(1)),
-                 "top5": topk(p["labels"], p["logits"], 5)} for k, p in enumerate(parts)]
+                 "top5": topk(p["labels"], p["logits"], 5), "last_epoch_top1": last_epoch_top1(exp_dir / f"fold{k}")}
+                for k, p in enumerate(parts)]
     labels = np.concatenate([p["labels"] for p in parts])
     logits = np.concatenate([p["logits"] for p in parts])
+    n = np.array([f["n"] for f in per_fold])
     cv = {"top1": accuracy_score(labels, logits.argmax(1)), "top5": topk(labels, logits, 5),
+          # the same folds scored with each fold's last weights: best-epoch selection on the validation fold
+          # itself flatters top1 by about top1 - last_epoch_top1
+          "last_epoch_top1": float(np.dot(n, [f["last_epoch_top1"] for f in per_fold]) / n.sum()),
           "fold_std": float(np.std([f["top1"] for f in per_fold])), "n": int(len(labels)), "folds": per_fold}
     atomic_write_text(exp_dir / "cv.json", json.dumps(cv, indent=2) + "\n")
     report.plot_confusion(labels, logits.argmax(1), classes, exp_dir / "confusion_matrix.png")
-    log.info("%s: CV top-1 %.4f top-5 %.4f over %d folds", exp_dir.name, cv["top1"], cv["top5"], n_folds)
+    log.info("%s: CV top-1 %.4f top-5 %.4f over %d folds (last epochs' weights: top-1 %.4f)", exp_dir.name,
+             cv["top1"], cv["top5"], n_folds, cv["last_epoch_top1"])
     return exp_dir / "cv.json"
 
 
@@ -358,6 +357,7 @@ def run(cfg: Config, only: list[int] | None = None, shard: tuple[int, int] | Non
     if bad:
         raise ValueError(f"--fold {bad[0]}: folds.csv has folds 0..{n_folds - 1}")
     todo = only or [k for k in range(n_folds) if shard is None or k % shard[1] == shard[0]]
+    check_trained(cfg, n_folds)  # before anything is written: config.yaml must describe what trained the folds
     dist = setup_distributed()
     device = pick_device()
     if dist.main:

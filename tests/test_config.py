@@ -72,3 +72,13 @@ def test_linear_lr_scaling():
     assert base.stage_lr(1) == 0.01, "the recipe's lr stays as written unless scaling is asked for"
     scaled = load_config("configs/resnest50d_spinalnet.yaml", {"batch_size": 64, "lr_reference_batch": 16})
     assert (scaled.stage_lr(1), scaled.stage_lr(2)) == pytest.approx((0.04, 0.004))
+
+
+def test_every_key_declares_what_it_shapes_and_help_shows_it():
+    from kit.config import SHAPES, help_text, keys_shaping
+    for f in dataclasses.fields(Config):
+        assert f.metadata["shapes"] in SHAPES, f"{f.name} declares no stage it shapes"
+        assert f"  {f.name} (" in help_text() and f"shapes {f.metadata['shapes']})" in help_text()
+    assert set(keys_shaping("split")) < set(keys_shaping("weights")) < set(keys_shaping("predictions")), \
+        "a key that shapes an earlier stage makes every later one stale"
+    assert {"img_size", "mean", "std", "backbone"} <= set(keys_shaping("weights")) and "tta" not in keys_shaping("weights")

@@ -57,3 +57,11 @@ def test_holdout_val_is_never_in_a_fold(tmp_path):
     table = pd.read_csv(folds.run(tiny_cfg(tmp_path, data, val_mode="holdout")), dtype=str)
     val = table[table["source"] == "val"]
     assert len(val) == 12 and (val["role"] == "holdout").all() and (val["fold"] == "-1").all()
+
+
+def test_folds_used_with_another_split_key_are_refused(tmp_path, folder_data):
+    folds.run(tiny_cfg(tmp_path, folder_data))
+    with pytest.raises(ValueError, match=r"seed=42 \(now 7\)"):
+        folds.load(tiny_cfg(tmp_path, folder_data, seed=7))
+    with pytest.raises(ValueError, match=r"n_folds=2 \(now 3\)"):
+        folds.run(tiny_cfg(tmp_path, folder_data, n_folds=3))

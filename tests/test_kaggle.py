@@ -68,10 +68,10 @@ def _board(cfg):
 
 def test_submit_then_leaderboard_fills_both_scores(env):
     state, cfg, path, _ = env
-    ref = kaggle.submit(cfg, "digits", "")
+    ref = leaderboard.submit([cfg], "digits")
     assert ref == "50000", ref
     assert state.submissions[0]["description"] == "tiny cv=0.91000 folds=5 tta=hflip sha=0123abcd"
-    kaggle.sync_scores(Path(cfg.submissions_dir) / "leaderboard.csv", "digits")
+    leaderboard.sync(Path(cfg.submissions_dir) / "leaderboard.csv", "digits")
     row = _board(cfg).iloc[0]
     want = state.score(path.read_bytes())
     assert (row["kaggle_ref"], row["kaggle_status"], row["public"], row["private"]) == ("50000", "complete", *want), row
@@ -81,8 +81,8 @@ def test_submit_then_leaderboard_fills_both_scores(env):
 def test_pending_submission_has_no_scores_yet(env):
     state, cfg, _, _ = env
     state.pending = True
-    kaggle.submit(cfg, "digits", "")
-    kaggle.sync_scores(Path(cfg.submissions_dir) / "leaderboard.csv", "digits")
+    leaderboard.submit([cfg], "digits")
+    leaderboard.sync(Path(cfg.submissions_dir) / "leaderboard.csv", "digits")
     row = _board(cfg).iloc[0]
     assert (row["kaggle_status"], row["public"], row["private"]) == ("pending", "", ""), row
 
@@ -92,7 +92,7 @@ def test_failed_upload_is_a_clear_error_and_loses_nothing(env):
     state.fail_upload = True
     before = _board(cfg)
     with pytest.raises(ValueError, match="kaggle submit failed"):
-        kaggle.submit(cfg, "digits", "")
+        leaderboard.submit([cfg], "digits")
     pd.testing.assert_frame_equal(_board(cfg), before)
     assert not state.submissions
 
@@ -110,7 +110,7 @@ def test_bad_credentials_are_a_clear_error(env, capsys):
 def test_no_credentials_says_how(env, capsys):
     _, cfg, _, creds = env
     creds.unlink()
-    rc = main(["submit", "--exp", "demo", f"submissions_dir={cfg.submissions_dir}", "--comp", "digits"])
+    rc = main(["submit", "--exp", "demo", "name=tiny", f"submissions_dir={cfg.submissions_dir}", "--comp", "digits"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "no Kaggle credentials" in err and "KAGGLE_API_TOKEN" in err and len(err.splitlines()) == 1, err
 
@@ -123,11 +123,59 @@ def test_readable_kaggle_json_gets_the_fix(env, caplog):
     assert f"chmod 600 {creds}" in caplog.text
 
 
+def _add_row(cfg, name: str, cv: str, experiments: str = "tiny", answer: str = "b") -> Path:
+    path = Path(cfg.submissions_dir) / name
+    path.write_text("id,label\n" + "".join(f"{i},{answer}\n" for i in IDS))
+    board = leaderboard.upsert(_board(cfg), {"file": name, "experiments": experiments, "cv_top1": cv,
+                                             "sha256": "f" * 64})
+    leaderboard.save(board, Path(cfg.submissions_dir) / "leaderboard.csv")
+    return path
+
+
+def test_submit_without_file_uploads_the_best_cv_row_not_the_newest(env):
+    state, cfg, path, _ = env
+    best = _add_row(cfg, "tiny-best.csv", "0.95000")
+    os.utime(best, (1, 1))  # the oldest file: mtime must not matter
+    _add_row(cfg, "tiny-newer.csv", "0.93000")
+    _add_row(cfg, "other-top.csv", "0.99000", experiments="other")  # not one of the current experiments
+    leaderboard.submit([cfg], "digits")
+    assert [s["fileName"] for s in state.submissions] == ["tiny-best.csv"], state.submissions
+    assert state.submissions[0]["publicScore"] == state.score(best.read_bytes())[0], "the best row's bytes went up"
+
+
+def test_submit_without_file_refuses_a_tie(env):
+    state, cfg, _, _ = env
+    _add_row(cfg, "tiny-a.csv", "0.97000")
+    _add_row(cfg, "tiny-b.csv", "0.97000")
+    with pytest.raises(ValueError, match=r"share the best CV 0\.97000.*FILE="):
+        leaderboard.submit([cfg], "digits")
+    assert not state.submissions, "nothing may be uploaded when the choice is ambiguous"
+
+
+def test_sync_with_empty_kaggle_scores_keeps_local_scores(env):
+    state, cfg, path, _ = env
+    board = leaderboard.upsert(_board(cfg), {"file": path.name, "public": "0.81000", "private": "0.79000"})
+    leaderboard.save(board, Path(cfg.submissions_dir) / "leaderboard.csv")
+    state.pending = True  # Kaggle answers with empty scores
+    leaderboard.submit([cfg], "digits")
+    leaderboard.sync(Path(cfg.submissions_dir) / "leaderboard.csv", "digits")
+    row = _board(cfg).iloc[0]
+    assert (row["kaggle_status"], row["public"], row["private"]) == ("pending", "0.81000", "0.79000"), row
+
+
+def test_kaggle_module_imports_nothing_from_the_leaderboard():
+    import ast
+    tree = ast.parse(Path(kaggle.__file__).read_text())
+    names = {a.name for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
+    names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not {n for n in names if "leaderboard" in n}, "kaggle.py hands tables to leaderboard.py, never imports it"
+
+
 def test_outside_submissions_and_more_than_a_page(env):
     state, cfg, _, _ = env
     for i in range(25):  # more than the CLI's default page of 20
         state.add(f"manual{i}.csv", "by hand", b"id,label\n" + b"".join(f"{x},b\n".encode() for x in IDS))
-    kaggle.sync_scores(Path(cfg.submissions_dir) / "leaderboard.csv", "digits")
+    leaderboard.sync(Path(cfg.submissions_dir) / "leaderboard.csv", "digits")
     board = _board(cfg)
     manual = board[board["experiments"] == "(kaggle)"]
     assert len(manual) == 25 and set(manual["file"]) == {f"manual{i}.csv" for i in range(25)}
@@ -137,11 +185,11 @@ def test_outside_submissions_and_more_than_a_page(env):
 def test_secrets_never_reach_output_or_files(env, capsys, caplog, tmp_path):
     state, cfg, _, creds = env
     with caplog.at_level(logging.DEBUG):
-        kaggle.submit(cfg, "digits", "")
-        kaggle.sync_scores(Path(cfg.submissions_dir) / "leaderboard.csv", "digits")
+        leaderboard.submit([cfg], "digits")
+        leaderboard.sync(Path(cfg.submissions_dir) / "leaderboard.csv", "digits")
         creds.write_text(json.dumps({"username": kaggle_server.USER, "key": kaggle_server.KEY + "x"}))
         with pytest.raises(ValueError) as e:
-            kaggle.submit(cfg, "digits", "")
+            leaderboard.submit([cfg], "digits")
     seen = capsys.readouterr().out + capsys.readouterr().err + caplog.text + str(e.value)
     assert kaggle_server.KEY not in seen
     for p in (tmp_path / "submissions").rglob("*"):
@@ -179,5 +227,5 @@ def test_no_network_says_so(env, monkeypatch):
         monkeypatch.setenv(var, "http://127.0.0.1:9")  # the discard port: nothing listens
     before = _board(cfg)
     with pytest.raises(ValueError, match="no network"):
-        kaggle.sync_scores(Path(cfg.submissions_dir) / "leaderboard.csv", "digits")
+        leaderboard.sync(Path(cfg.submissions_dir) / "leaderboard.csv", "digits")
     pd.testing.assert_frame_equal(_board(cfg), before)

@@ -1,16 +1,22 @@
 """Prediction: TTA, fold ensemble, submissions, leaderboard, local scores.  pytest tests/test_predict.py -q"""
+import dataclasses
+import json
 import shutil
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 import ttach
+from PIL import Image
 from sklearn.metrics import accuracy_score
 
 from conftest import make_image, tiny_cfg
 from kit import ensemble, folds, leaderboard, predict, train
+from kit.cli import main
+from kit.config import save_config
 from kit.io import load_npz
 from kit.layout import scan
 from kit.model import create_model
@@ -214,3 +220,75 @@ def test_data_folder_is_never_written(tmp_path, csv_data):
     before = snapshot(data)
     _pipeline(tmp_path, data, zip=True)
     assert snapshot(data) == before, "folds, train and predict must leave DATA exactly as it was"
+
+
+def _board(cfg):
+    return leaderboard.load(Path(cfg.submissions_dir) / "leaderboard.csv")
+
+
+def test_predict_refuses_settings_the_folds_were_not_trained_with(tmp_path, folder_run, capsys):
+    cfg, path = folder_run
+    before = sorted(p.name for p in Path(cfg.submissions_dir).iterdir())
+    saved = tmp_path / "tiny.yaml"
+    save_config(cfg, saved)
+    rc = main(["predict", "--config", str(saved), "img_size=64", "resize=64", "mean=[0.1,0.1,0.1]", "std=[1,1,1]"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "img_size=32 (now 64)" in err and "mean=[0.5, 0.5, 0.5] (now [0.1, 0.1, 0.1])" in err, err
+    assert sorted(p.name for p in Path(cfg.submissions_dir).iterdir()) == before, "no new submission or row"
+
+
+def test_oof_through_identity_tta_equals_the_training_oof(folder_run):
+    cfg, path = folder_run
+    for k in range(2):
+        trained = load_npz(cfg.exp_dir / f"fold{k}" / "oof.npz")
+        predicted = load_npz(cfg.exp_dir / f"fold{k}" / "oof_logits.npz")
+        assert np.array_equal(trained["ids"], predicted["ids"]) and np.array_equal(trained["labels"], predicted["labels"])
+        np.testing.assert_allclose(predicted["logits"], trained["logits"], rtol=0, atol=1e-5)
+
+
+def write_mirror_data(root: Path, n_per_class: int = 16, n_test: int = 8) -> Path:
+    """Two classes that are mirror images of each other (red|blue and blue|red): a flip changes the class."""
+    rng = np.random.default_rng(3)
+    halves = {"0": ((220, 40, 40), (40, 40, 220)), "1": ((40, 40, 220), (220, 40, 40))}
+
+    def image(path, label):
+        left, right = halves[label]
+        arr = np.concatenate([np.broadcast_to(left, (32, 16, 3)), np.broadcast_to(right, (32, 16, 3))], axis=1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.clip(arr + rng.normal(0, 20, arr.shape), 0, 255).astype(np.uint8)).save(path)
+
+    for label in halves:
+        for i in range(n_per_class):
+            image(root / "train" / label / f"{label}_{i}.png", label)
+    for i in range(n_test):
+        image(root / "test" / f"t{i}.png", str(i % 2))
+    return root
+
+
+def test_cv_goes_through_the_same_tta_as_the_submission(tmp_path):
+    data = write_mirror_data(tmp_path / "mirror")
+    cfg = tiny_cfg(tmp_path, data, stage1_epochs=25, stage2_epochs=0, hflip=0.0, rotate=0.0, mixup_alpha=0.0)
+    folds.run(cfg)
+    train.run(cfg)
+    plain = predict.run([cfg])[0]
+    flipped = predict.run([dataclasses.replace(cfg, tta=("hflip",))])[0]
+    board = _board(cfg).set_index("file")
+    cv_plain, cv_flip = (float(board.loc[p.name, "cv_top1"]) for p in (plain, flipped))
+    assert cv_plain >= 0.9, f"the mirror task should be learnt without flips: {cv_plain}"
+    assert cv_flip < cv_plain - 0.2, f"a flip turns one class into the other, and the CV must show it: {cv_flip}"
+    oof = [load_npz(cfg.exp_dir / f"fold{k}" / "oof_logits.npz") for k in range(2)]
+    want = accuracy_score(np.concatenate([o["labels"] for o in oof]), np.concatenate([o["logits"] for o in oof]).argmax(1))
+    assert cv_flip == pytest.approx(want, abs=1e-5), "the row's CV is the CV of the hflip OOF logits"
+
+
+def test_same_bytes_from_other_settings_keep_both_runs(tmp_path, folder_run):
+    cfg, path = folder_run
+    other = dataclasses.replace(cfg, amp=not cfg.amp)  # a predictions key; on the CPU the logits are the same
+    assert predict.run([other])[0] == path, "same predictions, same file"
+    runs = json.loads(path.with_suffix(".json").read_text())["runs"]
+    assert [r["settings"][0]["amp"] for r in runs] == [cfg.amp, other.amp], "the manifest names both runs"
+    assert _board(cfg).set_index("file").loc[path.name, "run"] == "2", "the row points at the run that made it"
+    predict.run([cfg])
+    assert len(json.loads(path.with_suffix(".json").read_text())["runs"]) == 2, "a repeated run is not added again"
+    assert _board(cfg).set_index("file").loc[path.name, "run"] == "1"

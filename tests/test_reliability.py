@@ -2,6 +2,7 @@
 
 The full kill test (10 trials x 2 kills) is `make reliability`; CI runs 2 trials here.
 """
+import hashlib
 import json
 import logging
 
@@ -12,6 +13,7 @@ import torch
 import killtest
 from conftest import tiny_cfg, write_folder_data
 from kit import folds, predict, train
+from kit.config import shaping
 from test_train import _assert_same_run, _fold_result, ref_and_interrupted
 
 EASY = dict(stage1_epochs=4, stage2_epochs=2, n_folds=2)
@@ -45,9 +47,12 @@ def test_manifest_and_byte_identical_rerun(tmp_path, easy_data):
     path = predict.run([cfg])[0]
     first = path.read_bytes()
     manifest = json.loads(path.with_suffix(".json").read_text())
-    assert {"configs", "git", "versions", "data_fingerprint", "checkpoints", "tta", "cv", "sha256"} <= set(manifest)
-    assert len(manifest["checkpoints"]) == 2, manifest["checkpoints"]
-    assert torch.__version__.startswith(manifest["versions"]["torch"]), manifest["versions"]
+    run = manifest["runs"][0]
+    assert manifest["sha256"] == hashlib.sha256(first).hexdigest() and len(manifest["runs"]) == 1, manifest
+    assert {"settings", "git", "versions", "data_fingerprint", "checkpoints", "cv", "folds"} <= set(run), run
+    assert run["settings"][0] == shaping(cfg, "ensemble"), "the run records every key that shaped the file"
+    assert len(run["checkpoints"]) == 2, run["checkpoints"]
+    assert torch.__version__.startswith(run["versions"]["torch"]), run["versions"]
     for k in range(2):
         (cfg.exp_dir / f"fold{k}" / "test_logits.npz").unlink()
     path.unlink()

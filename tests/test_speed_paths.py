@@ -1,10 +1,14 @@
 """The fast paths give the same answers as the plain ones.  pytest tests/test_speed_paths.py -q"""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 import ttach
 
-from kit.data import ImageDataset, eval_transform, train_transform
+from kit.config import Config
+from kit.data import (ImageDataset, cache_size, dataset_of, eval_transform, eval_transform_of,
+                      train_transform_of)
 from kit.model import create_model
 from kit.predict import BatchedTTA, tta_transforms
 
@@ -21,16 +25,46 @@ def test_batched_tta_equals_ttach(views):
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
 
 
-def test_cached_images_give_identical_tensors(tmp_path, folder_data):
+KIT_CONFIGS = {
+    "demo": dict(resize=36, img_size=32, rotate=15.0, hflip=0.0, mean=(0.5,) * 3, std=(0.5,) * 3),
+    "recipe": dict(resize=46, img_size=44, rotate=15.0, hflip=0.5, mean=(0.507, 0.487, 0.441), std=(0.267, 0.256, 0.276)),
+}
+
+
+@pytest.mark.parametrize("build", [train_transform_of, eval_transform_of], ids=["train", "eval"])
+@pytest.mark.parametrize("preset", sorted(KIT_CONFIGS))
+def test_cached_images_give_identical_tensors(tmp_path, folder_data, build, preset):
+    """Every transform the kit builds: the cache stores what its first Resize makes, so tensors are equal."""
+    cfg = Config(**KIT_CONFIGS[preset])
     paths = [p.relative_to(folder_data).as_posix() for p in sorted((folder_data / "train").rglob("*.png"))][:6]
-    mean, std = (0.5,) * 3, (0.25,) * 3
-    for tf, size in ((train_transform(36, 32, 15, 0.5, mean, std), 36), (eval_transform(32, mean, std), 32)):
-        plain = ImageDataset(folder_data, paths, [0] * 6, tf)
-        cached = ImageDataset(folder_data, paths, [0] * 6, tf, cache_dir=tmp_path / "cache", size=size)
-        for i in range(6):
-            for _ in range(2):  # the second read comes from the cache
-                assert torch.equal(plain[(i, 7 + i)][0], cached[(i, 7 + i)][0]), f"item {i} differs with the cache"
-    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 12
+    plain = dataset_of(cfg, folder_data, paths, [0] * 6, build(cfg))
+    cached = dataset_of(dataclasses.replace(cfg, cache=True, cache_dir=str(tmp_path / "cache")), folder_data, paths,
+                        [0] * 6, build(cfg))
+    assert plain.cache_dir is None and cached.size == cache_size(build(cfg))
+    for i in range(6):
+        for _ in range(2):  # the second read comes from the cache
+            assert torch.equal(plain[(i, 7 + i)][0], cached[(i, 7 + i)][0]), f"item {i} differs with the cache"
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 6
+
+
+def test_cache_needs_a_transform_that_starts_with_resize(folder_data, tmp_path):
+    import albumentations as A
+    crop_first = A.Compose([A.RandomResizedCrop(size=(32, 32)), A.Resize(32, 32)])
+    with pytest.raises(ValueError, match="starts with A.Resize"):
+        ImageDataset(root=folder_data, paths=[], labels=[], transform=crop_first, cache_dir=tmp_path)
+
+
+def test_unwritable_cache_falls_back_to_decoding_with_one_warning(tmp_path, folder_data, caplog):
+    cache = tmp_path / "cache"
+    cache.write_text("a file where the cache folder should be")  # any write below it fails
+    paths = [p.relative_to(folder_data).as_posix() for p in sorted((folder_data / "train").rglob("*.png"))][:3]
+    tf = eval_transform(32, (0.5,) * 3, (0.5,) * 3)
+    plain = ImageDataset(root=folder_data, paths=paths, labels=None, transform=tf)
+    cached = ImageDataset(root=folder_data, paths=paths, labels=None, transform=tf, cache_dir=cache)
+    with caplog.at_level("WARNING"):
+        for i in range(3):
+            assert torch.equal(plain[i][0], cached[i][0]), "a cache that can't be written still gives the image"
+    assert caplog.text.count("cannot be written") == 1, caplog.text
 
 
 def test_rank_slices_rebuild_the_one_process_batches():
@@ -52,8 +86,9 @@ def test_draft_cache_is_close_and_kept_apart(tmp_path):
     from kit.data import cache_path, load_resized
     yy, xx = np.mgrid[0:1000, 0:1400]
     Image.fromarray(np.stack([xx % 256, yy % 256, (xx // 6) % 256], -1).astype(np.uint8)).save(tmp_path / "big.jpg")
-    full = load_resized(tmp_path / "big.jpg", 200, tmp_path / "c", 10**9, draft=False)
-    fast = load_resized(tmp_path / "big.jpg", 200, tmp_path / "c", 10**9, draft=True)
+    full = load_resized(tmp_path / "big.jpg", (200, 200), tmp_path / "c", 10**9, draft=False)
+    fast = load_resized(tmp_path / "big.jpg", (200, 200), tmp_path / "c", 10**9, draft=True)
     assert full.shape == fast.shape == (200, 200, 3)
-    assert cache_path(tmp_path / "c", tmp_path / "big.jpg", 200, True) != cache_path(tmp_path / "c", tmp_path / "big.jpg", 200)
+    size = (200, 200)
+    assert cache_path(tmp_path / "c", tmp_path / "big.jpg", size, True) != cache_path(tmp_path / "c", tmp_path / "big.jpg", size)
     assert np.abs(full.astype(int) - fast.astype(int)).mean() < 8, "a reduced-size decode stays close to the full one"

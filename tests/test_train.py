@@ -103,10 +103,30 @@ def test_changed_settings_are_not_mixed_in(trained):
     cfg, _ = trained
     (cfg.exp_dir / "fold1" / "oof.npz").rename(cfg.exp_dir / "fold1" / "oof.bak")
     try:
-        with pytest.raises(ValueError, match="stage1_lr"):
+        with pytest.raises(ValueError, match=r"stage1_lr=0\.05 \(now 0\.3\)"):
             train.run(tiny_cfg(cfg.exp_dir.parent.parent, cfg.data, **{**EASY, "stage1_lr": 0.3}))
     finally:
         (cfg.exp_dir / "fold1" / "oof.bak").rename(cfg.exp_dir / "fold1" / "oof.npz")
+
+
+def test_changed_settings_on_finished_folds_are_refused_and_config_stays_true(trained):
+    cfg, _ = trained
+    saved = (cfg.exp_dir / "config.yaml").read_bytes()
+    other = tiny_cfg(cfg.exp_dir.parent.parent, cfg.data, **{**EASY, "img_size": 24, "resize": 28})
+    with pytest.raises(ValueError, match=r"img_size=32 \(now 24\).*another name="):
+        train.run(other)
+    assert (cfg.exp_dir / "config.yaml").read_bytes() == saved, "config.yaml must keep describing the trained folds"
+    # keys that shape only predictions may change after training: the folds stay "already trained"
+    train.run(tiny_cfg(cfg.exp_dir.parent.parent, cfg.data, **{**EASY, "tta": ["hflip"], "workers": 1}))
+
+
+def test_cv_json_reports_the_last_epochs_top1(trained):
+    cfg, _ = trained
+    cv = json.loads((cfg.exp_dir / "cv.json").read_text())
+    want = [pd.read_csv(cfg.exp_dir / f"fold{k}" / "history.csv")["val_top1"].iloc[-1] for k in range(2)]
+    n = [f["n"] for f in cv["folds"]]
+    assert cv["last_epoch_top1"] == pytest.approx(np.dot(n, want) / sum(n)), cv
+    assert cv["top1"] >= cv["last_epoch_top1"], "best-epoch weights score at least the last epoch's on the same folds"
 
 
 def test_early_stopping_stops_after_patience(tmp_path, easy_data):
