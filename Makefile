@@ -1,12 +1,21 @@
 # kit: `make` runs the demo end to end; `make test` runs the test suite. Both set themselves up.
+#   make folds train predict DATA=path/to/data      # your data, quick preset (CPU)
 #   make folds train predict EXP="resnest50d_spinalnet resnet50" DATA=path/to/data
 #   make train GPUS="0 1 2 3"          # one process per GPU, folds dealt round-robin
-#   make submit COMP=slug [FILE=...]   # kaggle competitions submit ...
+#   make submit COMP=slug [FILE=...]   # kaggle competitions submit of the best-CV submission (or FILE)
 #   make leaderboard [COMP=slug]       # merge Kaggle's public/private scores and print the table
 SHELL := /bin/bash
 PY := .venv/bin/python
-EXP ?= demo demo_baseline
 DATA ?= data/demo
+# Without EXP: the demo pair on the demo data; on your own data, the quick preset (said in one line).
+ifeq ($(origin EXP),undefined)
+ifeq ($(DATA),data/demo)
+EXP := demo demo_baseline
+else
+EXP := quick
+$(if $(filter folds train predict cache submit leaderboard,$(MAKECMDGOALS)),$(info EXP not set: using the quick preset (configs/quick.yaml: small model from scratch, 64 px, for your own data on a CPU); set EXP= to choose, see README))
+endif
+endif
 ARGS ?=
 GPUS ?=
 COMP ?=

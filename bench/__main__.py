@@ -11,14 +11,15 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from bench.common import record, table  # noqa: E402
 
-NAMES = ["model_ceiling", "data_pipeline", "train_e2e", "inference"]
+NAMES = ["model_ceiling", "data_pipeline", "train_e2e", "inference", "robustness"]
 
 
 def main() -> None:
     import torch
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     p.add_argument("--size", choices=["cpu", "gpu"], default="gpu" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--only", nargs="+", choices=NAMES, default=NAMES)
+    p.add_argument("--only", nargs="+", choices=NAMES, default=NAMES[:4],
+                   help="default: the speed benchmarks; robustness (minutes per data set) runs when named")
     args = p.parse_args()
     preload = os.environ.get("LD_PRELOAD", "")
     print(f"allocator: {'tcmalloc' if 'tcmalloc' in preload else 'glibc'}; torch threads {torch.get_num_threads()}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import albumentations as A
 import cv2
 import numpy as np
 import torch
@@ -62,9 +63,9 @@ def cache_build(tmp: Path, n: int) -> list[dict]:
     out = {}
     for draft in (False, True):
         cache = tmp / f"cache_draft{int(draft)}"
-        ips = rate(lambda: [load_resized(folder / p, (460, 460), cache, 10**9, draft) for p in names],  # noqa: B023
+        ips = rate(lambda: [load_resized(folder / p, A.Resize(460, 460), cache, 10**9, draft) for p in names],  # noqa: B023
                    n, 1, warmup=0)
-        out[draft] = (ips, np.stack([load_resized(folder / p, (460, 460), cache, 10**9, draft) for p in names]))
+        out[draft] = (ips, np.stack([load_resized(folder / p, A.Resize(460, 460), cache, 10**9, draft) for p in names]))
     diff = float(np.abs(out[True][1].astype(np.int16) - out[False][1]).mean())
     return [{"jpeg": "2048x1536", "pipeline": f"cache build, {'draft' if d else 'full'} decode",
              "img_per_s": round(out[d][0], 1), "x_torchvision": "-",

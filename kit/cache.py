@@ -3,7 +3,7 @@
     python -m kit cache --exp resnest50d_spinalnet data=...   # then train/predict with cache=true
 
 Training images are cached at `resize` (the random crop's input), validation and test images at
-`img_size`. The cache is keyed by source file and size (cache/<sha1>_<size>.npy), so every fold
+`img_size`: whatever the first step of each transform makes of them (squashed, or aspect kept). The cache is keyed by source file and size (cache/<sha1>_<size>.npy), so every fold
 and experiment shares it, and a changed image gets a new entry.
 """
 from __future__ import annotations
@@ -14,26 +14,25 @@ from pathlib import Path
 
 from kit import folds as folds_stage
 from kit.config import Config
-from kit.data import cache_size, eval_transform_of, load_resized, train_transform_of
+from kit.data import cache_step, eval_transform_of, load_resized, train_transform_of
 from kit.runtime import num_workers
 
 log = logging.getLogger(__name__)
 
 
-def build(root: Path, paths: list[str], size: tuple[int, int], cache_dir: Path, max_pixels: int, workers: int,
+def build(root: Path, paths: list[str], step, cache_dir: Path, max_pixels: int, workers: int,
           draft: bool = False) -> None:
     with ThreadPoolExecutor(max(workers, 1)) as pool:  # decoding and cv2.resize release the GIL
-        list(pool.map(lambda p: load_resized(root / p, size, cache_dir, max_pixels, draft), paths))
+        list(pool.map(lambda p: load_resized(root / p, step, cache_dir, max_pixels, draft), paths))
 
 
 def run(cfg: Config) -> Path:
     table, _, layout = folds_stage.load(cfg)
     cache_dir, workers = Path(cfg.cache_dir), num_workers(cfg.workers)
-    # the sizes come from the transforms themselves (their first Resize), as the datasets read them
-    train_size, eval_size = cache_size(train_transform_of(cfg)), cache_size(eval_transform_of(cfg))
-    build(layout.root, list(table["path"]), train_size, cache_dir, cfg.max_pixels, workers, cfg.cache_draft)
-    build(layout.root, list(table["path"]) + list(layout.test["path"]), eval_size, cache_dir, cfg.max_pixels,
+    # the steps come from the transforms themselves (their first, sizing step), as the datasets read them
+    train_step, eval_step = cache_step(train_transform_of(cfg)), cache_step(eval_transform_of(cfg))
+    build(layout.root, list(table["path"]), train_step, cache_dir, cfg.max_pixels, workers, cfg.cache_draft)
+    build(layout.root, list(table["path"]) + list(layout.test["path"]), eval_step, cache_dir, cfg.max_pixels,
           workers, cfg.cache_draft)
-    log.info("cached %d training and %d test images in %s (sizes %s and %s); use cache=true",
-             len(table), len(layout.test), cache_dir, train_size, eval_size)
+    log.info("cached %d training and %d test images in %s; use cache=true", len(table), len(layout.test), cache_dir)
     return cache_dir

@@ -65,6 +65,9 @@ class Config:
     # --- transforms -----------------------------------------------------------------
     resize: int = _key(460, "train: resize to resize x resize before the random crop", "weights")
     img_size: int = _key(448, "train crop size; val/test images are resized to this", "weights")
+    resize_mode: Literal["squash", "pad"] = _key(
+        "squash", "how images become square: squash (resize both sides, the recipe) or pad (longest side to size, "
+                  "black bars: a 2:1 image keeps its shape)", "weights")
     rotate: float = _key(15.0, "train: rotate every image by a uniform angle in [-rotate, rotate] degrees", "weights")
     hflip: float = _key(0.5, "train: horizontal flip probability", "weights")
     mean: tuple[float, float, float] = _key((0.507, 0.487, 0.441), "normalisation mean (RGB, 0..1)", "weights")
@@ -87,6 +90,12 @@ class Config:
     stage2_epochs: int = _key(20, "stage 2 epochs; 0 skips stage 2", "weights")
     lr_reference_batch: int = _key(
         0, "linear lr scaling: lr x batch_size / this (e.g. 16 for the recipe); 0 = off", "weights")
+    warmup_epochs: int = _key(
+        -1, "stage 1: linear warm-up from lr/10 over this many epochs, then cosine; -1 = auto: 0 from pretrained "
+            "weights (the recipe), min(3, stage1_epochs // 5) from scratch", "weights")
+    min_epochs: int = _key(
+        0, "early stopping counts patience only after this many epochs of a stage (and never before stage 1's "
+           "warm-up ends), and never stops a stage whose best val top-1 is still within noise of chance", "weights")
     patience: int = _key(7, "early stopping: epochs without a better val top-1 before a stage stops", "weights")
     max_steps: int = _key(0, "limit training steps per epoch (0 = whole epoch; for smoke tests)", "weights")
     amp: bool = _key(
@@ -116,6 +125,13 @@ class Config:
     def exp_dir(self) -> Path:
         return Path(self.work_dir) / self.name
 
+    @property
+    def warmup(self) -> int:
+        """Stage 1's warm-up epochs, with auto (-1) resolved."""
+        if self.warmup_epochs >= 0:
+            return self.warmup_epochs
+        return 0 if self.pretrained else min(3, self.stage1_epochs // 5)
+
     def stage_lr(self, stage: int) -> float:
         """The stage's learning rate, scaled linearly with the batch when lr_reference_batch is set."""
         lr = self.stage1_lr if stage == 1 else self.stage2_lr
@@ -139,8 +155,11 @@ def _check_values(cfg: Config) -> None:
     for key in ("stage1_epochs", "img_size", "resize", "spinal_width", "eval_batch_size", "patience"):
         if getattr(cfg, key) < 1:
             problems.append(f"{key}={getattr(cfg, key)}: must be >= 1")
-    if cfg.stage2_epochs < 0 or cfg.max_steps < 0:
-        problems.append("stage2_epochs and max_steps must be >= 0")
+    if cfg.stage2_epochs < 0 or cfg.max_steps < 0 or cfg.min_epochs < 0:
+        problems.append("stage2_epochs, max_steps and min_epochs must be >= 0")
+    if cfg.warmup_epochs < -1 or cfg.warmup >= cfg.stage1_epochs:
+        problems.append(f"warmup_epochs={cfg.warmup_epochs}: must be -1 (auto) or from 0 to stage1_epochs - 1 "
+                        f"({cfg.stage1_epochs - 1})")
     if cfg.resize < cfg.img_size:
         problems.append(f"resize={cfg.resize} < img_size={cfg.img_size}: the random crop needs resize >= img_size")
     bad_views = [v for v in cfg.tta if v not in TTA_VIEWS]

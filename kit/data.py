@@ -27,9 +27,18 @@ from kit.io import load_rgb, save_npy
 log = logging.getLogger(__name__)
 
 
-def train_transform(resize: int, img_size: int, rotate: float, hflip: float, mean, std) -> A.Compose:
+def _to_size(size: int, mode: str) -> list:
+    """The first steps: size x size, by squashing (the recipe) or by keeping the aspect ratio and padding."""
+    if mode == "squash":
+        return [A.Resize(size, size)]
+    # longest side to `size`, then black bars: a 2:1 image keeps its shape instead of being squashed to 1:1
+    return [A.LongestMaxSize(max_size=size), A.PadIfNeeded(size, size, border_mode=cv2.BORDER_CONSTANT, fill=0)]
+
+
+def train_transform(resize: int, img_size: int, rotate: float, hflip: float, mean, std,
+                    mode: str = "squash") -> A.Compose:
     return A.Compose([
-        A.Resize(resize, resize),
+        *_to_size(resize, mode),
         A.RandomCrop(img_size, img_size),
         A.Rotate(limit=rotate, border_mode=cv2.BORDER_CONSTANT, fill=0, p=1.0),  # every image; Rotate defaults to p=0.5
         A.HorizontalFlip(p=hflip),
@@ -38,18 +47,18 @@ def train_transform(resize: int, img_size: int, rotate: float, hflip: float, mea
     ])
 
 
-def eval_transform(img_size: int, mean, std) -> A.Compose:
-    return A.Compose([A.Resize(img_size, img_size), A.Normalize(mean=mean, std=std), ToTensorV2()])
+def eval_transform(img_size: int, mean, std, mode: str = "squash") -> A.Compose:
+    return A.Compose([*_to_size(img_size, mode), A.Normalize(mean=mean, std=std), ToTensorV2()])
 
 
 def train_transform_of(cfg) -> A.Compose:
     """The training transform a config describes (the one place its keys become a transform)."""
-    return train_transform(cfg.resize, cfg.img_size, cfg.rotate, cfg.hflip, cfg.mean, cfg.std)
+    return train_transform(cfg.resize, cfg.img_size, cfg.rotate, cfg.hflip, cfg.mean, cfg.std, cfg.resize_mode)
 
 
 def eval_transform_of(cfg) -> A.Compose:
     """The validation/test transform a config describes."""
-    return eval_transform(cfg.img_size, cfg.mean, cfg.std)
+    return eval_transform(cfg.img_size, cfg.mean, cfg.std, cfg.resize_mode)
 
 
 def dataset_of(cfg, root: Path, paths, labels, transform: A.Compose) -> "ImageDataset":
@@ -58,40 +67,45 @@ def dataset_of(cfg, root: Path, paths, labels, transform: A.Compose) -> "ImageDa
                         cache_dir=cfg.cache_dir if cfg.cache else None, draft=cfg.cache_draft)
 
 
-def cache_size(transform: A.Compose) -> tuple[int, int]:
-    """(height, width) a cache must store for `transform`: the size of its first step, a Resize.
+def cache_step(transform: A.Compose) -> A.BasicTransform:
+    """The step whose output a cache stores for `transform`: its first, a Resize or a LongestMaxSize.
 
-    The cached image is exactly what that Resize makes of the decoded one, so the Resize then
-    copies it unchanged and a cached run sees the pixels of an uncached one.
+    The cached image is exactly what that step makes of the decoded one, and the step is
+    deterministic and leaves an image of its own output size unchanged, so a cached run sees the
+    pixels of an uncached one.
     """
     first = transform.transforms[0] if len(transform.transforms) else None
-    if not isinstance(first, A.Resize):
-        raise ValueError(f"the image cache needs a transform that starts with A.Resize, not {type(first).__name__}; "
-                         "set cache=false for this transform")
-    return first.height, first.width
+    if not isinstance(first, (A.Resize, A.LongestMaxSize)):
+        raise ValueError(f"the image cache needs a transform that starts with A.Resize or A.LongestMaxSize, "
+                         f"not {type(first).__name__}; set cache=false for this transform")
+    return first
 
 
-def cache_path(cache_dir: Path, source: Path, size: tuple[int, int], draft: bool = False) -> Path:
-    """Where the (height, width) copy of source lives: keyed by the file's path, length and mtime."""
+def _tag(step: A.BasicTransform) -> str:
+    return f"{step.height}x{step.width}" if isinstance(step, A.Resize) else f"max{step.max_size}"
+
+
+def cache_path(cache_dir: Path, source: Path, step: A.BasicTransform, draft: bool = False) -> Path:
+    """Where `step`'s output for source lives: keyed by the file's path, length and mtime, and the step's size."""
     st = source.stat()
     key = hashlib.sha1(f"{source.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
-    return cache_dir / key[:2] / f"{key}_{size[0]}x{size[1]}{'d' if draft else ''}.npy"
+    return cache_dir / key[:2] / f"{key}_{_tag(step)}{'d' if draft else ''}.npy"
 
 
-def load_resized(source: Path, size: tuple[int, int], cache_dir: Path, max_pixels: int, draft: bool = False) -> np.ndarray:
-    """(height, width, 3) uint8: exactly what A.Resize(height, width) makes of the decoded image, cached once.
+def load_resized(source: Path, step: A.BasicTransform, cache_dir: Path, max_pixels: int,
+                 draft: bool = False) -> np.ndarray:
+    """(H, W, 3) uint8: what the sizing `step` makes of the decoded image, computed once and cached.
 
     draft=True builds the cache from a reduced-size JPEG decode (large photos only): faster, not exact.
     A cache that cannot be written (full disk, read-only folder) still returns the image.
     """
-    path = cache_path(cache_dir, source, size, draft)
+    path = cache_path(cache_dir, source, step, draft)
     try:
         return np.load(path)
     except (OSError, ValueError):
         pass
-    height, width = size
-    decoded = load_rgb(source, max_pixels, max(size) if draft else 0)
-    image = cv2.resize(decoded, (width, height), interpolation=cv2.INTER_LINEAR)  # cv2 takes (width, height)
+    side = max(step.height, step.width) if isinstance(step, A.Resize) else step.max_size
+    image = step(image=load_rgb(source, max_pixels, side if draft else 0))["image"]
     try:
         save_npy(path, image)
     except OSError as e:
@@ -107,8 +121,8 @@ def _warn_once(message: str) -> None:  # once per process and message, not once 
 class ImageDataset(Dataset):
     """Images under `root` at relative `paths`, with integer `labels` (None: -1, unlabelled test images).
 
-    With cache_dir, each image is read from (or written to) a cache holding it resized to the size
-    of the transform's first step (`cache_size`), so cached and uncached runs give equal tensors.
+    With cache_dir, each image is read from (or written to) a cache holding the output of the
+    transform's first step (`cache_step`), so cached and uncached runs give equal tensors.
     """
 
     def __init__(self, *, root: str | Path, paths, labels, transform: A.Compose, max_pixels: int = 100_000_000,
@@ -119,7 +133,7 @@ class ImageDataset(Dataset):
         self.transform = transform
         self.max_pixels = max_pixels
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        self.size = cache_size(transform) if self.cache_dir else None
+        self.step = cache_step(transform) if self.cache_dir else None
         self.draft = draft
 
     def __len__(self):
@@ -133,7 +147,7 @@ class ImageDataset(Dataset):
         if self.cache_dir is None:
             image = load_rgb(source, self.max_pixels)  # (H, W, 3)
         else:
-            image = load_resized(source, self.size, self.cache_dir, self.max_pixels, self.draft)
+            image = load_resized(source, self.step, self.cache_dir, self.max_pixels, self.draft)
         x = self.transform(image=image)["image"]  # (3, H, W) float32, normalised
         return x, int(self.labels[i])
 

@@ -50,6 +50,7 @@ class Result:
     # OOF top-1 of each fold's last epoch (plain, no TTA): how much choosing the best epoch on the
     # validation fold itself flatters the CV. None for ensembles of experiments.
     last_epoch_top1: float | None = None
+    warning: str = ""  # e.g. folds whose stage 1 ended at chance level
 
     @property
     def holdout_top1(self) -> float | None:
@@ -94,10 +95,16 @@ def from_folds(cfg: Config, layout: Layout, meta: dict, folds: list[int], test_f
         oof_scores=oof_scores[order], fold_top1=[float(accuracy_score(o["labels"], o["logits"].argmax(1))) for o in oof],
         checkpoints={str(d / "best.pt"): sha256_file(d / "best.pt") for d in fold_dirs},
         epochs=float(np.mean([len(pd.read_csv(d / "history.csv")) for d in fold_dirs])), fingerprint=meta["fingerprint"],
-        last_epoch_top1=float(np.dot(n, last) / n.sum()),
+        last_epoch_top1=float(np.dot(n, last) / n.sum()), warning=_warning(cfg.exp_dir, folds),
         **({"holdout_scores": average([h["logits"] for h in held], cfg.merge), "holdout_labels": held[0]["labels"]}
            if held else {}),
     )
+
+
+def _warning(exp_dir: Path, folds: list[int]) -> str:
+    cv = exp_dir / "cv.json"
+    at_chance = [k for k in json.loads(cv.read_text()).get("chance_level_folds", []) if k in folds] if cv.is_file() else []
+    return f"chance level in fold(s) {', '.join(map(str, at_chance))}" if at_chance else ""
 
 
 def combine(results: list[Result]) -> Result:
@@ -119,6 +126,7 @@ def combine(results: list[Result]) -> Result:
         fold_top1=[float(np.mean(v)) for v in zip(*(r.fold_top1 for r in results))],
         checkpoints={k: v for r in results for k, v in r.checkpoints.items()},
         epochs=float(np.mean([r.epochs for r in results])), last_epoch_top1=None,
+        warning="; ".join(f"{r.name}: {r.warning}" for r in results if r.warning),
     )
 
 

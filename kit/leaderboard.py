@@ -32,9 +32,9 @@ from kit.metrics import score
 log = logging.getLogger(__name__)
 COLUMNS = ["file", "run", "experiments", "backbone", "head", "folds", "tta", "merge", "image_size", "epochs", "cv_top1",
            "cv_top5", "cv_last_top1", "fold_std", "holdout_top1", "public", "private", "created_at", "sha256",
-           "kaggle_ref", "kaggle_status", "description"]
+           "kaggle_ref", "kaggle_status", "description", "warning"]
 SHOWN = ["file", "experiments", "backbone", "folds", "tta", "cv_top1", "cv_last_top1", "cv_top5", "public", "private",
-         "kaggle_status"]
+         "kaggle_status", "warning"]
 
 
 def load(path: Path) -> pd.DataFrame:
@@ -100,7 +100,7 @@ def record(path: Path, r, sub_path: Path, run: int) -> None:
         "cv_top1": f"{cv['top1']:.5f}", "cv_top5": f"{cv['top5']:.5f}", "fold_std": f"{cv['fold_std']:.5f}",
         "cv_last_top1": "" if r.last_epoch_top1 is None else f"{r.last_epoch_top1:.5f}",
         "holdout_top1": "" if r.holdout_top1 is None else f"{r.holdout_top1:.5f}",
-        "public": public, "private": private, "sha256": sha256_file(sub_path),
+        "public": public, "private": private, "sha256": sha256_file(sub_path), "warning": r.warning,
     }
     with locked(path):
         board = load(path)

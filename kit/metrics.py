@@ -13,6 +13,16 @@ def topk(labels: np.ndarray, scores: np.ndarray, k: int) -> float:
     return float(top_k_accuracy_score(labels, scores, k=k, labels=np.arange(n_classes)))
 
 
+def chance_top1(labels: np.ndarray, z: float = 3.0) -> float:
+    """The top-1 a model that learnt nothing can reach on these labels by luck.
+
+    Always answering the most common class scores its share p; z binomial standard deviations
+    over len(labels) images on top of that is where "within noise of chance" ends.
+    """
+    p = float(np.bincount(labels).max() / len(labels))
+    return p + z * float(np.sqrt(p * (1 - p) / len(labels)))
+
+
 METRICS = {"accuracy": lambda y_true, y_pred: float(accuracy_score(y_true, y_pred))}
 
 

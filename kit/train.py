@@ -42,7 +42,7 @@ from kit import report
 from kit.config import Config, changed, save_config, to_dict
 from kit.data import dataset_of, eval_loader, eval_transform_of, train_loader, train_transform_of
 from kit.io import atomic_path, atomic_write_text, load_npz, save_npz
-from kit.metrics import topk
+from kit.metrics import chance_top1, topk
 from kit.model import from_config
 from kit.runtime import (Dist, autocast, barrier, grad_scaler, mean_over_ranks, num_workers, pick_device,
                          seed_everything, setup_distributed)
@@ -138,12 +138,15 @@ class FoldRun:
         train = table[(table["fold"] != fold) & (table["role"] != "holdout")]
         val = table[table["fold"] == fold]
         self.val_ids, self.val_labels = val["path"].to_numpy(), val["label"].map(index).to_numpy()
+        self.chance = chance_top1(self.val_labels)  # val top-1 up to this is within noise of guessing
         workers = num_workers(cfg.workers)
         pin = device.type == "cuda"
         train_ds = dataset_of(cfg, root, train["path"], train["label"].map(index), train_transform_of(cfg))
         val_ds = dataset_of(cfg, root, val["path"], self.val_labels, eval_transform_of(cfg))
         if len(train_ds) < cfg.batch_size:
-            raise ValueError(f"fold {fold}: {len(train_ds)} training images, fewer than batch_size={cfg.batch_size}")
+            most = max(2, len(train_ds) // 2 * 2)
+            raise ValueError(f"fold {fold}: {len(train_ds)} training images, fewer than batch_size={cfg.batch_size}; "
+                             f"set batch_size={min(most, cfg.batch_size)} or lower (even), or use fewer folds")
         if cfg.batch_size % (2 * dist.world):
             raise ValueError(f"batch_size={cfg.batch_size} must split into an even batch on each of {dist.world} processes")
         self.train_dl = train_loader(train_ds, cfg.batch_size, workers, cfg.seed, pin, dist.rank, dist.world)
@@ -222,7 +225,11 @@ class FoldRun:
         optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=c.momentum, weight_decay=c.weight_decay)
         if opt_state is not None:
             optimizer.load_state_dict(opt_state)
-        scheduler = CosineLRScheduler(optimizer, t_initial=max(epochs, 1))  # stepped per epoch, from 0
+        warmup = c.warmup if state.stage == 1 else 0  # stage 2 starts from trained weights at a 10x lower lr
+        # stepped per epoch from 0: `warmup` epochs rise linearly from lr/10, then the cosine runs over the rest
+        # t_initial >= 2: timm warns that a 1-epoch cosine does nothing; its one epoch runs at lr either way
+        scheduler = CosineLRScheduler(optimizer, t_initial=max(epochs - warmup, 2), warmup_t=warmup,
+                                      warmup_lr_init=lr / 10, warmup_prefix=True)
         scaler = grad_scaler(self.device, c.amp)
         while state.epoch < epochs and not state.stopped:
             scheduler.step(state.epoch)
@@ -230,6 +237,9 @@ class FoldRun:
         if not state.stopped:
             state.stopped = True
             self._save_last(model, optimizer, state)
+        if state.stage == 1 and state.stage_best <= self.chance:
+            log.warning("fold %d: stage 1 ended at chance level (best val top-1 %.4f, chance up to %.4f); the CV "
+                        "and the leaderboard row will say so. %s", self.fold, state.stage_best, self.chance, self._causes())
 
     def _run_epoch(self, model, trained, optimizer, scaler, state: FoldState) -> None:
         c, t0 = self.cfg, time.perf_counter()
@@ -243,32 +253,55 @@ class FoldRun:
         val = validate(model, self.val_dl, self.amp_ctx, self.device, self.val_labels)
         row = {"epoch": len(state.history) + 1, "stage": state.stage, "lr": optimizer.param_groups[0]["lr"],
                "train_loss": loss, "train_top1": acc, **val, "seconds": time.perf_counter() - t0, "img_per_s": ips}
-        self._update(model, optimizer, state, row)
+        improved = self._update(model, optimizer, state, row)
         log.info("%s: lr %.2e loss %.4f val_loss %.4f top-1 %.4f top-5 %.4f %.0fs %.0f img/s%s", where, row["lr"],
-                 loss, val["val_loss"], val["val_top1"], val["val_top5"], row["seconds"], ips,
-                 " *" if state.bad_epochs == 0 else "")
+                 loss, val["val_loss"], val["val_top1"], val["val_top5"], row["seconds"], ips, " *" if improved else "")
+        if state.stage == 1 and state.epoch == min(c.warmup + 2, c.stage1_epochs):  # two epochs at the full lr
+            self._check_learning(state.stage_best, loss)
         if state.stopped:
             log.info("fold %d stage %d: early stop, no better top-1 for %d epochs", self.fold, state.stage, state.bad_epochs)
 
-    def _update(self, model, optimizer, state: FoldState, row: dict) -> None:
-        """Early stopping and checkpoints; best files first, so last.pt never claims a best that isn't on disk."""
-        score = row["val_top1"]
+    def _check_learning(self, best: float, train_loss: float) -> None:
+        """The chance-level alarm: one warning when, after the warm-up, nothing has been learnt yet."""
+        uniform = math.log(len(self.classes))  # the loss of predicting every class equally
+        if best > self.chance and train_loss < uniform:
+            return
+        log.warning("fold %d: not learning after the warm-up: best val top-1 %.4f (chance up to %.4f), train loss "
+                    "%.3f (ln %d classes = %.3f). %s", self.fold, best, self.chance, train_loss, len(self.classes),
+                    uniform, self._causes())
+
+    def _causes(self) -> str:
+        c = self.cfg
+        return (f"Likely causes: a learning rate too high or too low (stage1_lr={c.stage1_lr}; try 10x lower), "
+                f"too short a warm-up (warmup_epochs={c.warmup}), images too small to tell the classes apart "
+                f"(img_size={c.img_size}, resize_mode={c.resize_mode}), or mixup too strong for this data "
+                f"(mixup_alpha={c.mixup_alpha}; try 0.2)")
+
+    def _update(self, model, optimizer, state: FoldState, row: dict) -> bool:
+        """Early stopping and checkpoints; best files first, so last.pt never claims a best that isn't on disk.
+
+        Returns whether this epoch improved the stage's best.
+        """
+        score, c = row["val_top1"], self.cfg
         state.epoch += 1
         state.history.append(row)
-        meta = {"cfg": to_dict(self.cfg), "classes": list(self.classes), "stage": state.stage,
+        meta = {"cfg": to_dict(c), "classes": list(self.classes), "stage": state.stage,
                 "epoch": row["epoch"], "score": score}
-        if score > state.stage_best:
+        improved = score > state.stage_best
+        if improved:
             state.stage_best, state.bad_epochs = score, 0
             if state.stage == 1:
                 self._save(self.out / "stage1_best.pt", model, **meta)
-        else:
-            state.bad_epochs += 1
+        elif state.epoch > max(c.min_epochs, c.warmup if state.stage == 1 else 0):
+            state.bad_epochs += 1  # patience counts only once the stage has had its time to learn
         if score > state.best:
             state.best = score
             self._save(self.out / "best.pt", model, **meta)
-        state.stopped = state.bad_epochs >= self.cfg.patience
+        # a stage still at chance level has nothing worth keeping: it runs on rather than stop on noise
+        state.stopped = state.bad_epochs >= c.patience and state.stage_best > self.chance
         self._save_last(model, optimizer, state)
         barrier(self.dist)  # every rank sees this epoch's files before going on
+        return improved
 
     def _save(self, path: Path, model, **extra) -> None:
         """The fold's only checkpoint writer: under torchrun, rank 0 writes and the others wait at the barrier."""
@@ -328,12 +361,18 @@ def last_epoch_top1(fold_dir: Path) -> float:
     return float(pd.read_csv(fold_dir / "history.csv")["val_top1"].iloc[-1])
 
 
+def stage1_at_chance(fold_dir: Path, labels: np.ndarray) -> bool:
+    """Whether the fold's stage 1 never rose above chance level on its validation labels."""
+    history = pd.read_csv(fold_dir / "history.csv")
+    return bool(history.loc[history["stage"] == 1, "val_top1"].max() <= chance_top1(labels))
+
+
 def write_cv(exp_dir: Path, classes: list[str], n_folds: int) -> Path:
     """cv.json from the OOF logits of every fold, and the confusion matrix."""
     parts = [load_npz(exp_dir / f"fold{k}" / "oof.npz") for k in range(n_folds)]
     per_fold = [{"fold": k, "n": len(p["labels"]), "top1": accuracy_score(p["labels"], p["logits"].argmax(1)),
-                 "top5": topk(p["labels"], p["logits"], 5), "last_epoch_top1": last_epoch_top1(exp_dir / f"fold{k}")}
-                for k, p in enumerate(parts)]
+                 "top5": topk(p["labels"], p["logits"], 5), "last_epoch_top1": last_epoch_top1(exp_dir / f"fold{k}"),
+                 "chance_level": stage1_at_chance(exp_dir / f"fold{k}", p["labels"])} for k, p in enumerate(parts)]
     labels = np.concatenate([p["labels"] for p in parts])
     logits = np.concatenate([p["logits"] for p in parts])
     n = np.array([f["n"] for f in per_fold])
@@ -341,8 +380,12 @@ def write_cv(exp_dir: Path, classes: list[str], n_folds: int) -> Path:
           # the same folds scored with each fold's last weights: best-epoch selection on the validation fold
           # itself flatters top1 by about top1 - last_epoch_top1
           "last_epoch_top1": float(np.dot(n, [f["last_epoch_top1"] for f in per_fold]) / n.sum()),
-          "fold_std": float(np.std([f["top1"] for f in per_fold])), "n": int(len(labels)), "folds": per_fold}
+          "fold_std": float(np.std([f["top1"] for f in per_fold])), "n": int(len(labels)),
+          "chance_level_folds": [f["fold"] for f in per_fold if f["chance_level"]], "folds": per_fold}
     atomic_write_text(exp_dir / "cv.json", json.dumps(cv, indent=2) + "\n")
+    if cv["chance_level_folds"]:
+        log.warning("%s: fold(s) %s ended stage 1 at chance level (cv.json: chance_level_folds)", exp_dir.name,
+                    cv["chance_level_folds"])
     report.plot_confusion(labels, logits.argmax(1), classes, exp_dir / "confusion_matrix.png")
     log.info("%s: CV top-1 %.4f top-5 %.4f over %d folds (last epochs' weights: top-1 %.4f)", exp_dir.name,
              cv["top1"], cv["top5"], n_folds, cv["last_epoch_top1"])

@@ -1,16 +1,18 @@
 """The fast paths give the same answers as the plain ones.  pytest tests/test_speed_paths.py -q"""
 import dataclasses
 
+import albumentations as A
 import numpy as np
 import pytest
 import torch
 import ttach
 
 from kit.config import Config
-from kit.data import (ImageDataset, cache_size, dataset_of, eval_transform, eval_transform_of,
+from kit.data import (ImageDataset, cache_step, dataset_of, eval_transform, eval_transform_of,
                       train_transform_of)
 from kit.model import create_model
 from kit.predict import BatchedTTA, tta_transforms
+from kit.synth import write_synthetic
 
 
 @pytest.mark.parametrize("views", [("hflip",), ("hflip", "vflip"), ("hflip", "scales"), ("five_crops",)])
@@ -25,22 +27,29 @@ def test_batched_tta_equals_ttach(views):
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
 
 
-KIT_CONFIGS = {
+KIT_CONFIGS = {  # the presets' transform keys, at test sizes
     "demo": dict(resize=36, img_size=32, rotate=15.0, hflip=0.0, mean=(0.5,) * 3, std=(0.5,) * 3),
     "recipe": dict(resize=46, img_size=44, rotate=15.0, hflip=0.5, mean=(0.507, 0.487, 0.441), std=(0.267, 0.256, 0.276)),
+    "quick": dict(resize=36, img_size=32, rotate=15.0, hflip=0.5, resize_mode="pad"),
 }
+
+
+@pytest.fixture(scope="module")
+def wide_data(tmp_path_factory):
+    """Six 2:1 photos-to-be (80x40): squash and pad treat them differently."""
+    return write_synthetic(tmp_path_factory.mktemp("wide"), classes=2, per_class=3, aspect=2.0, side=40)
 
 
 @pytest.mark.parametrize("build", [train_transform_of, eval_transform_of], ids=["train", "eval"])
 @pytest.mark.parametrize("preset", sorted(KIT_CONFIGS))
-def test_cached_images_give_identical_tensors(tmp_path, folder_data, build, preset):
-    """Every transform the kit builds: the cache stores what its first Resize makes, so tensors are equal."""
+def test_cached_images_give_identical_tensors(tmp_path, wide_data, build, preset):
+    """Every transform the kit builds: the cache stores what its first step makes, so tensors are equal."""
     cfg = Config(**KIT_CONFIGS[preset])
-    paths = [p.relative_to(folder_data).as_posix() for p in sorted((folder_data / "train").rglob("*.png"))][:6]
-    plain = dataset_of(cfg, folder_data, paths, [0] * 6, build(cfg))
-    cached = dataset_of(dataclasses.replace(cfg, cache=True, cache_dir=str(tmp_path / "cache")), folder_data, paths,
+    paths = [p.relative_to(wide_data).as_posix() for p in sorted((wide_data / "train").rglob("*.png"))]
+    plain = dataset_of(cfg, wide_data, paths, [0] * 6, build(cfg))
+    cached = dataset_of(dataclasses.replace(cfg, cache=True, cache_dir=str(tmp_path / "cache")), wide_data, paths,
                         [0] * 6, build(cfg))
-    assert plain.cache_dir is None and cached.size == cache_size(build(cfg))
+    assert plain.cache_dir is None and type(cached.step) is type(cache_step(build(cfg)))
     for i in range(6):
         for _ in range(2):  # the second read comes from the cache
             assert torch.equal(plain[(i, 7 + i)][0], cached[(i, 7 + i)][0]), f"item {i} differs with the cache"
@@ -50,7 +59,7 @@ def test_cached_images_give_identical_tensors(tmp_path, folder_data, build, pres
 def test_cache_needs_a_transform_that_starts_with_resize(folder_data, tmp_path):
     import albumentations as A
     crop_first = A.Compose([A.RandomResizedCrop(size=(32, 32)), A.Resize(32, 32)])
-    with pytest.raises(ValueError, match="starts with A.Resize"):
+    with pytest.raises(ValueError, match="starts with A.Resize or A.LongestMaxSize"):
         ImageDataset(root=folder_data, paths=[], labels=[], transform=crop_first, cache_dir=tmp_path)
 
 
@@ -86,9 +95,9 @@ def test_draft_cache_is_close_and_kept_apart(tmp_path):
     from kit.data import cache_path, load_resized
     yy, xx = np.mgrid[0:1000, 0:1400]
     Image.fromarray(np.stack([xx % 256, yy % 256, (xx // 6) % 256], -1).astype(np.uint8)).save(tmp_path / "big.jpg")
-    full = load_resized(tmp_path / "big.jpg", (200, 200), tmp_path / "c", 10**9, draft=False)
-    fast = load_resized(tmp_path / "big.jpg", (200, 200), tmp_path / "c", 10**9, draft=True)
+    step = A.Resize(200, 200)
+    full = load_resized(tmp_path / "big.jpg", step, tmp_path / "c", 10**9, draft=False)
+    fast = load_resized(tmp_path / "big.jpg", step, tmp_path / "c", 10**9, draft=True)
     assert full.shape == fast.shape == (200, 200, 3)
-    size = (200, 200)
-    assert cache_path(tmp_path / "c", tmp_path / "big.jpg", size, True) != cache_path(tmp_path / "c", tmp_path / "big.jpg", size)
+    assert cache_path(tmp_path / "c", tmp_path / "big.jpg", step, True) != cache_path(tmp_path / "c", tmp_path / "big.jpg", step)
     assert np.abs(full.astype(int) - fast.astype(int)).mean() < 8, "a reduced-size decode stays close to the full one"

@@ -1,0 +1,90 @@
+"""Synthetic image-classification data sets of any shape, built in seconds (tests and `bench --only robustness`).
+
+    python -c "from kit.synth import write_synthetic; write_synthetic('data/synth', classes=100, per_class=10)"
+
+Class c is a noisy sine grating: its orientation is one of 10 angles and its brightness and hue
+one of 10 levels (100 classes fill the grid; fewer are spread over it, as far apart as it allows);
+brightness alone tells the levels apart in grayscale. Any
+number of classes up to 100, images per class, colour mode (RGB, L, RGBA with partly transparent
+pixels), aspect ratio (square or 2:1), and either data layout (folder, or Kaggle CSV).
+"""
+from __future__ import annotations
+
+import colorsys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+ANGLES = 10  # orientations; with 10 brightness levels, 100 classes at most
+# The robustness matrix: data sets of other shapes than the demo's (tests/test_learning.py, bench
+# robustness), each with the overrides a user would need (none so far).
+MATRIX = {
+    "2 classes x 20, RGB, square, folder": (dict(classes=2, per_class=20), {}),
+    "100 classes x 10, RGB, 2:1, csv": (dict(classes=100, per_class=10, aspect=2.0, layout="csv"), {}),
+    "10 classes x 50, grayscale, square, folder": (dict(classes=10, per_class=50, mode="L"), {}),
+    "100 classes x 5, RGBA, 2:1, folder": (dict(classes=100, per_class=5, mode="RGBA", aspect=2.0), {}),
+}
+
+
+def _look(c: int, classes: int) -> tuple[int, int]:
+    """(brightness level, orientation) of class c: spread over the 10 x 10 grid, as far apart as it allows."""
+    if classes <= ANGLES:
+        level = c * ANGLES // classes
+        return level, level * 3 % ANGLES  # 3 is coprime with 10: every class its own orientation too
+    g = c * ANGLES * ANGLES // classes
+    return g % ANGLES, g // ANGLES
+
+
+def _image(c: int, classes: int, width: int, height: int, mode: str, rng: np.random.Generator) -> Image.Image:
+    level, turn = _look(c, classes)
+    angle = np.pi * turn / ANGLES
+    yy, xx = np.mgrid[0:height, 0:width] / max(width, height)
+    phase = rng.uniform(0, 2 * np.pi)
+    wave = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * (xx * np.cos(angle) + yy * np.sin(angle)) + phase)  # (H, W) 0..1
+    bright = 0.3 + 0.07 * level
+    tint = np.array(colorsys.hsv_to_rgb(level / ANGLES, 0.6, 1.0)) if mode != "L" else np.ones(3)
+    rgb = 255 * bright * (0.4 + 0.6 * wave[..., None]) * tint  # (H, W, 3)
+    rgb = np.clip(rgb + rng.normal(0, 12, rgb.shape), 0, 255).astype(np.uint8)
+    if mode == "L":
+        return Image.fromarray(rgb[..., 0], mode="L")
+    if mode == "RGBA":
+        alpha = np.where(rng.random((height, width)) < 0.1, 128, 255).astype(np.uint8)  # some see-through pixels
+        return Image.fromarray(np.dstack([rgb, alpha]), mode="RGBA")
+    return Image.fromarray(rgb, mode="RGB")
+
+
+def write_synthetic(root: str | Path, classes: int = 10, per_class: int = 20, n_test: int = 0, mode: str = "RGB",
+                    aspect: float = 1.0, side: int = 48, layout: str = "folder", seed: int = 0) -> Path:
+    """Write the data set into root; test images (n_test, default 2 per class) come with solution.csv."""
+    assert 1 < classes <= ANGLES * ANGLES, f"classes={classes}: 2 to {ANGLES * ANGLES}"
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    width, height = int(round(side * aspect)), side
+    names = [f"c{c:03d}" for c in range(classes)]
+    train_rows = []
+    for c in range(classes):
+        for i in range(per_class):
+            rel = f"train/{names[c]}/{i}.png" if layout == "folder" else f"train/{names[c]}_{i}.png"
+            _save(_image(c, classes, width, height, mode, rng), root / rel)
+            train_rows.append({"id": Path(rel).stem, "label": names[c]})
+    n_test = n_test or 2 * classes
+    test = [{"id": f"t{i:04d}", "label": names[i % classes]} for i in range(n_test)]
+    for row in test:
+        _save(_image(names.index(row["label"]), classes, width, height, mode, rng), root / "test" / f"{row['id']}.png")
+    usage = np.where(np.arange(n_test) % 2, "Public", "Private")
+    if layout == "csv":
+        pd.DataFrame(train_rows).to_csv(root / "train.csv", index=False)
+        pd.DataFrame({"id": [r["id"] for r in test], "label": names[0]}).to_csv(root / "sample_submission.csv", index=False)
+        solution = pd.DataFrame({"id": [r["id"] for r in test], "label": [r["label"] for r in test], "Usage": usage})
+    else:
+        solution = pd.DataFrame({"image_name": [r["id"] for r in test], "label": [r["label"] for r in test],
+                                 "Usage": usage})
+    solution.to_csv(root / "solution.csv", index=False)
+    return root
+
+
+def _save(image: Image.Image, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)

@@ -1,0 +1,133 @@
+"""Training that learns on data it has never seen: warm-up, patient early stopping, the chance-level alarm,
+aspect-keeping resize, the quick preset on a matrix of data set shapes, and the Makefile's default preset.
+
+    pytest tests/test_learning.py -q
+"""
+import json
+import logging
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import tiny_cfg, write_folder_data
+from kit import folds, leaderboard, predict, train
+from kit.config import load_config
+from kit.data import eval_transform
+from kit.synth import MATRIX, write_synthetic
+
+
+@pytest.fixture(scope="module")
+def easy_data(tmp_path_factory):
+    return write_folder_data(tmp_path_factory.mktemp("easy"), n_per_class=16, n_test=6)
+
+
+@pytest.fixture(scope="module")
+def shuffled(tmp_path_factory):
+    """Labels that say nothing about the images: no model can beat chance, and the kit must say so."""
+    root = write_folder_data(tmp_path_factory.mktemp("shuffled"), n_per_class=20, n_test=6)
+    files = sorted((root / "train").rglob("*.png"))
+    rng = np.random.default_rng(0)
+    for path, label in zip(files, rng.permutation([p.parent.name for p in files])):
+        path.rename(path.parent.parent / label / f"s_{path.name}")
+    return root
+
+
+def _history(cfg, fold=0):
+    return pd.read_csv(cfg.exp_dir / f"fold{fold}" / "history.csv")
+
+
+def test_warmup_rises_linearly_from_a_tenth_then_follows_the_cosine(tmp_path, easy_data):
+    cfg = tiny_cfg(tmp_path, easy_data, stage1_epochs=6, stage2_epochs=0, warmup_epochs=2, stage1_lr=0.1)
+    folds.run(cfg)
+    train.run(cfg, only=[0])
+    lr = _history(cfg)["lr"].to_numpy()
+    np.testing.assert_allclose(lr[:3], [0.01, 0.055, 0.1], rtol=1e-9, err_msg="warm-up: lr/10, halfway, then lr")
+    assert np.all(np.diff(lr[2:]) < 0), f"after the warm-up the cosine decays: {lr}"
+
+
+def test_auto_warmup_is_on_from_scratch_and_off_from_pretrained_weights():
+    recipe = load_config("configs/resnest50d_spinalnet.yaml")
+    assert recipe.warmup == 0, "the recipe preset stays the write-up's: no warm-up"
+    assert load_config("configs/resnest50d_spinalnet.yaml", {"pretrained": False}).warmup == 3
+    assert load_config("configs/demo.yaml").warmup == 2, "10 epochs from scratch: 2 epochs of warm-up"
+
+
+def test_patience_counts_only_after_min_epochs(tmp_path, easy_data):
+    cfg = tiny_cfg(tmp_path, easy_data, stage1_epochs=12, stage2_epochs=0, patience=1, min_epochs=6, warmup_epochs=0,
+                   stage1_lr=0.0001)  # too low to improve every epoch: patience=1 would stop it at once
+    folds.run(cfg)
+    train.run(cfg, only=[0])
+    top1 = _history(cfg)["val_top1"].to_numpy()
+    assert len(top1) >= 7, f"no stop before min_epochs=6 epochs plus one of patience: {top1}"
+
+
+def test_chance_level_runs_on_warns_and_is_reported(tmp_path, shuffled, caplog):
+    cfg = tiny_cfg(tmp_path, shuffled, stage1_epochs=6, stage2_epochs=0, patience=1, warmup_epochs=1)
+    folds.run(cfg)
+    with caplog.at_level(logging.WARNING):
+        train.run(cfg)
+    assert len(_history(cfg)) == 6, "a stage at chance level is never stopped early on noise"
+    assert "not learning after the warm-up" in caplog.text and "stage1_lr=" in caplog.text, caplog.text
+    cv = json.loads((cfg.exp_dir / "cv.json").read_text())
+    assert cv["chance_level_folds"] == [0, 1], cv
+    predict.run([cfg])
+    row = leaderboard.load(tmp_path / "submissions" / "leaderboard.csv").iloc[0]
+    assert row["warning"] == "chance level in fold(s) 0, 1", row
+
+
+def test_no_alarm_when_the_model_learns(tmp_path, easy_data, caplog):
+    cfg = tiny_cfg(tmp_path, easy_data, stage1_epochs=5, stage2_epochs=0)
+    folds.run(cfg)
+    with caplog.at_level(logging.WARNING):
+        train.run(cfg)
+    assert "chance" not in caplog.text and "not learning" not in caplog.text, caplog.text
+    assert json.loads((cfg.exp_dir / "cv.json").read_text())["chance_level_folds"] == []
+
+
+def test_pad_keeps_the_aspect_ratio():
+    wide = np.full((20, 40, 3), 255, dtype=np.uint8)  # a white 2:1 image
+    x = eval_transform(32, (0.0,) * 3, (1.0,) * 3, mode="pad")(image=wide)["image"]  # (3, 32, 32), 0..1
+    rows = x[0].mean(dim=1)
+    assert x.shape == (3, 32, 32) and torch.all(rows[8:24] == 1) and torch.all(rows[:8] == 0) and torch.all(rows[24:] == 0), \
+        "a 2:1 image fills the width and half the height, centred between black bars"
+    squashed = eval_transform(32, (0.0,) * 3, (1.0,) * 3)(image=wide)["image"]
+    assert torch.all(squashed == 1), "squash (the recipe) stretches it over the whole square"
+
+
+def test_make_without_exp_on_your_data_names_the_quick_preset():
+    out = subprocess.run(["make", "-n", "folds", "DATA=/some/data"], capture_output=True, text=True, check=True).stdout
+    assert "using the quick preset" in out and "--exp quick data=/some/data" in out, out
+    demo = subprocess.run(["make", "-n", "folds"], capture_output=True, text=True, check=True).stdout
+    assert "--exp demo demo_baseline" in demo and "quick" not in demo, demo
+
+
+# The robustness matrix (kit.synth.MATRIX): the top-1 the quick preset must beat on each data set on a
+# small budget (2 folds, 32 px, 10 epochs), and why that bar means "learnt", not "lucky".
+BAR = {
+    # chance 0.5; luck alone reaches 0.74 on 40 images (3 standard deviations)
+    "2 classes x 20, RGB, square, folder": 0.8,
+    # chance 0.01, luck up to 0.04 on 1,000 images: 10x chance is far beyond it
+    "100 classes x 10, RGB, 2:1, csv": 0.10,
+    # chance 0.1, luck up to 0.14 on 500 images
+    "10 classes x 50, grayscale, square, folder": 0.5,
+    # chance 0.01, luck up to 0.03 on 500 images; 5 images a class, some pixels see-through
+    "100 classes x 5, RGBA, 2:1, folder": 0.05,
+}
+BUDGET = dict(n_folds=2, img_size=32, resize=36, stage1_epochs=8, stage2_epochs=2, workers=0, eval_batch_size=256)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(MATRIX))
+def test_quick_preset_learns_every_shape_of_data(tmp_path, name):
+    (shape, overrides), bar = MATRIX[name], BAR[name]
+    data = write_synthetic(tmp_path / "data", side=32, **shape)
+    cfg = load_config("configs/quick.yaml", {**overrides, **BUDGET, "data": str(data),
+                                             "work_dir": str(tmp_path / "folds"), "submissions_dir": str(tmp_path / "subs")})
+    folds.run(cfg)
+    train.run(cfg)
+    predict.run([cfg])
+    row = leaderboard.load(tmp_path / "subs" / "leaderboard.csv").iloc[0]
+    assert float(row["cv_top1"]) >= bar and row["warning"] == "", f"{name}: CV {row['cv_top1']} < {bar} ({row['warning']})"
