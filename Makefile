@@ -58,7 +58,7 @@ ifeq ($(GPUS),)
 else
 	@n=$(words $(GPUS)); i=0; pids=""; \
 	for g in $(GPUS); do \
-	  CUDA_VISIBLE_DEVICES=$$g $(KIT) train --shard $$i/$$n $(RUN_ARGS) & pids="$$pids $$!"; i=$$((i+1)); \
+	  CUDA_VISIBLE_DEVICES=$$g KIT_LOCAL_PROCS=$$n $(KIT) train --shard $$i/$$n $(RUN_ARGS) & pids="$$pids $$!"; i=$$((i+1)); \
 	done; rc=0; for p in $$pids; do wait $$p || rc=1; done; exit $$rc
 	$(KIT) train $(RUN_ARGS)
 endif

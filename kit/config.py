@@ -101,6 +101,13 @@ class Config:
     amp: bool = _key(
         True, "mixed precision on CUDA (bf16 where supported, else fp16); CPU runs fp32. It may differ between "
               "training and predict: a resumed fold takes the new value", "predictions")
+    device: Literal["auto", "cpu", "cuda"] = _key(
+        "auto", "auto: CUDA when it works (an NVIDIA driver where CUDA does not start is an error), else the CPU")
+    deterministic: bool = _key(
+        False, "GPU: deterministic kernels, no cuDNN autotuning: a resumed fold ends bit-equal to an uninterrupted "
+               "one, at a cost in speed. Without it resume on a GPU is close, not exact (on the CPU: always exact)")
+    keep_checkpoints: bool = _key(
+        False, "keep stage1_best.pt, last.pt and last.prev.pt when a fold is done (default: only best.pt stays)")
     channels_last: bool = _key(False, "channels_last memory format (measure: it helps some models, slows others)")
     compile: bool = _key(False, "torch.compile the model for training and inference")
     # --- prediction -----------------------------------------------------------------
@@ -109,6 +116,9 @@ class Config:
     batched_tta: Literal["auto", "on", "off"] = _key(
         "auto", "all TTA views of a batch in one forward pass (same result as ttach's loop); auto = on CUDA only, "
                 "where it pays (on CPU it measured 1-2% slower, 2x with glibc malloc: docs/BENCHMARKS.md)")
+    tta_max_images: int = _key(
+        256, "batched TTA: at most this many images (views x batch) in one forward pass; 256 at 448 px fits a "
+             "16 GB GPU")
     eval_batch_size: int = _key(64, "batch size for validation and test inference")
     merge: Literal["logits", "probs"] = _key(
         "logits", "fold ensemble: average logits or softmax probabilities", "ensemble")
@@ -152,7 +162,7 @@ def _check_values(cfg: Config) -> None:
         problems.append("stage1_lr=0: must be > 0")
     if cfg.lr_reference_batch < 0:
         problems.append(f"lr_reference_batch={cfg.lr_reference_batch}: must be >= 0 (0 turns scaling off)")
-    for key in ("stage1_epochs", "img_size", "resize", "spinal_width", "eval_batch_size", "patience"):
+    for key in ("stage1_epochs", "img_size", "resize", "spinal_width", "eval_batch_size", "patience", "tta_max_images"):
         if getattr(cfg, key) < 1:
             problems.append(f"{key}={getattr(cfg, key)}: must be >= 1")
     if cfg.stage2_epochs < 0 or cfg.max_steps < 0 or cfg.min_epochs < 0:

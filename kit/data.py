@@ -186,9 +186,15 @@ def train_loader(ds: ImageDataset, batch_size: int, workers: int, seed: int, pin
     # generator: worker seeds must not draw from the global RNG, or a resumed run would get other dropout masks
     return DataLoader(ds, batch_size=batch_size // world, sampler=sampler, drop_last=True,
                       num_workers=workers, pin_memory=pin, persistent_workers=workers > 0,
-                      generator=torch.Generator().manual_seed(seed))
+                      worker_init_fn=_worker_init, generator=torch.Generator().manual_seed(seed))
 
 
 def eval_loader(ds: ImageDataset, batch_size: int, workers: int, pin: bool) -> DataLoader:
+    # persistent: validation runs every epoch, and forking its workers anew each time costs seconds
     return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=pin,
+                      persistent_workers=workers > 0, worker_init_fn=_worker_init,
                       generator=torch.Generator().manual_seed(0))
+
+
+def _worker_init(_: int) -> None:
+    cv2.setNumThreads(0)  # one OpenCV thread per worker: the workers are the parallelism

@@ -30,7 +30,7 @@ from kit.data import dataset_of, eval_loader, eval_transform_of
 from kit.io import load_npz, save_npz, sha256_file
 from kit.layout import Layout, find_bad_images, summarize
 from kit.model import from_config
-from kit.runtime import autocast, num_workers, pick_device
+from kit.runtime import autocast, describe, num_workers, pick_device
 from kit.train import load_checkpoint, predict_logits
 
 log = logging.getLogger(__name__)
@@ -55,9 +55,9 @@ class BatchedTTA(nn.Module):
     split again; a larger batch keeps the GPU busier than len(views) small passes.
     """
 
-    def __init__(self, model: nn.Module, transforms: ttach.Compose):
+    def __init__(self, model: nn.Module, transforms: ttach.Compose, max_images: int = 256):
         super().__init__()
-        self.model, self.transforms = model, transforms
+        self.model, self.transforms, self.max_images = model, transforms, max_images
 
     def forward(self, x):  # x: (B, 3, H, W)
         views = [t.augment_image(x) for t in self.transforms]
@@ -66,19 +66,22 @@ class BatchedTTA(nn.Module):
             groups.setdefault(tuple(v.shape), []).append(i)
         outs = [None] * len(views)
         for idx in groups.values():
-            logits = self.model(torch.cat([views[i] for i in idx]))  # (len(idx) * B, classes)
+            batch = torch.cat([views[i] for i in idx])  # (len(idx) * B, 3, h, w)
+            # capped: 8 views x 64 images at 448 px would not fit a 16 GB GPU in one pass
+            logits = torch.cat([self.model(part) for part in batch.split(self.max_images)])
             for i, part in zip(idx, logits.split(len(x))):
                 outs[i] = part
         return torch.stack([t.deaugment_label(o) for t, o in zip(self.transforms, outs)]).mean(0)
 
 
-def tta_model(model: nn.Module, views: tuple[str, ...], img_size: int, batched: str | bool, device=None) -> nn.Module:
+def tta_model(model: nn.Module, views: tuple[str, ...], img_size: int, batched: str | bool, device=None,
+              max_images: int = 256) -> nn.Module:
     """ttach's wrapper, or BatchedTTA when batched is "on" (or "auto" on CUDA)."""
     if isinstance(batched, str):
         batched = batched == "on" or (batched == "auto" and device is not None and device.type == "cuda")
     transforms = tta_transforms(views, img_size)
     if batched:
-        return BatchedTTA(model, transforms)
+        return BatchedTTA(model, transforms, max_images)
     return ttach.ClassificationTTAWrapper(model, transforms, merge_mode="mean")
 
 
@@ -120,7 +123,7 @@ def predict_fold(cfg: Config, fold: int, layout: Layout, classes: list[str], dev
     model = _load_fold_model(ckpt, classes, cfg, device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    wrapped = tta_model(model, cfg.tta, cfg.img_size, cfg.batched_tta, device)
+    wrapped = tta_model(model, cfg.tta, cfg.img_size, cfg.batched_tta, device, cfg.tta_max_images)
     ds = dataset_of(cfg, layout.root, paths, labels, eval_transform_of(cfg))
     loader = eval_loader(ds, cfg.eval_batch_size, num_workers(cfg.workers), device.type == "cuda")
     logits = predict_logits(wrapped, loader, autocast(device, cfg.amp), device)  # (N, classes)
@@ -172,7 +175,8 @@ def predict_experiment(cfg: Config, device) -> ens.Result:
 
 
 def run(cfgs: list[Config], ensemble: bool = False) -> list[Path]:
-    device = pick_device()
+    device = pick_device(cfgs[0].device, cfgs[0].deterministic)
+    log.info("predict: %s", describe(device, cfgs[0].amp, num_workers(cfgs[0].workers), cfgs[0].eval_batch_size))
     results = [predict_experiment(cfg, device) for cfg in cfgs]
     if ensemble and len(results) > 1:
         results.append(ens.combine(results))

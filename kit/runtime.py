@@ -1,7 +1,7 @@
 """Device, precision and seeding, in one place.
 
-CUDA when available, with autocast (bf16 where the GPU supports it, else fp16 with a GradScaler)
-and cudnn.benchmark; on CPU, fp32. The unit of parallel work is the fold: run one process per
+CUDA when available, with autocast (bf16 on sm_80+ GPUs, fp16 with a GradScaler on older ones)
+and cudnn.benchmark (or deterministic kernels); on CPU, fp32. The unit of parallel work is the fold: run one process per
 fold and pick its GPU with CUDA_VISIBLE_DEVICES (see `make train GPUS=...`). One fold over
 several GPUs runs under torchrun, which `setup_distributed()` detects; nothing else changes:
 
@@ -9,11 +9,13 @@ several GPUs runs under torchrun, which `setup_distributed()` detects; nothing e
 """
 from __future__ import annotations
 
+import math
 import os
 import random
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -61,20 +63,80 @@ def mean_over_ranks(value: float, d: Dist) -> float:
     return t.item() / d.world
 
 
-def pick_device() -> torch.device:
-    """CUDA (the GPU setup_distributed() chose, under torchrun) or the CPU."""
-    if torch.cuda.is_available():
-        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
+def sum_over_ranks(t: torch.Tensor, d: Dist) -> torch.Tensor:
+    """The sum of a tensor over all ranks (a copy; the tensor itself is left as it was)."""
+    if d.world == 1:
+        return t
+    out = t.detach().clone()
+    dist.all_reduce(out)
+    return out
+
+
+def from_main(value, d: Dist):
+    """Rank 0's value on every rank: decisions (best epoch, early stop, stage change) are made once for all.
+
+    Every rank validates the whole fold with the same weights, but GPU numerics can differ in the
+    last digit; a near-tie must not send one rank into stage 2 while another stays in stage 1.
+    """
+    if d.world == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _nvidia_driver() -> str:
+    """The NVIDIA kernel driver's version line, or "" where there is none."""
+    try:
+        return Path("/proc/driver/nvidia/version").read_text().splitlines()[0].strip()
+    except (OSError, IndexError):
+        return ""
+
+
+def pick_device(requested: str = "auto", deterministic: bool = False) -> torch.device:
+    """CUDA (the GPU setup_distributed() chose, under torchrun) or the CPU.
+
+    "auto" takes CUDA when it works. A machine with an NVIDIA driver where CUDA does not start is an
+    error, not a silent CPU run (the recipe runs at about 0.5 img/s there): device=cpu asks for the CPU.
+    """
+    if requested == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        driver = _nvidia_driver()
+        if requested == "cuda" or driver:
+            build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "CPU-only"
+            cause = ("the driver is likely too old for it: update the driver or install a torch built for an older "
+                     "CUDA" if torch.version.cuda else "install a CUDA build of torch")
+            raise ValueError(f"CUDA does not start (driver: {driver or 'none found'}; this torch is a {build} build): "
+                             f"{cause}, or set device=cpu to run on the CPU")
+        return torch.device("cpu")
+    # deterministic: the same kernels every run, so a resumed fold ends bit-equal to an uninterrupted one
+    torch.backends.cudnn.benchmark = not deterministic  # autotuning picks kernels by timing: fast, not repeatable
+    torch.backends.cudnn.deterministic = deterministic
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for repeatable results
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    return torch.device("cuda", torch.cuda.current_device())
+
+
+def dtype_for(capability: tuple[int, int] | None, amp: bool) -> torch.dtype:
+    """bf16 where the GPU computes it natively (sm_80+: A100, H100, L4), fp16 on older GPUs (T4, V100).
+
+    torch.cuda.is_bf16_supported() says True on a T4 too, where bf16 is emulated and slow: decide
+    by compute capability. capability None (the CPU) or amp off: fp32.
+    """
+    if not amp or capability is None:
+        return torch.float32
+    return torch.bfloat16 if capability >= (8, 0) else torch.float16
 
 
 def amp_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
-    if not amp or device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    """The autocast dtype, or None for fp32."""
+    capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+    dtype = dtype_for(capability, amp)
+    return None if dtype == torch.float32 else dtype
 
 
 def autocast(device: torch.device, amp: bool):
@@ -90,8 +152,42 @@ def grad_scaler(device: torch.device, amp: bool) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=amp_dtype(device, amp) == torch.float16)
 
 
+def describe(device: torch.device, amp: bool, workers: int, batch: int) -> str:
+    """The first line of a run: where it runs, in what precision, with how many workers."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = next((line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
+                     if line.startswith("model name")), "CPU")
+    precision = str(amp_dtype(device, amp) or torch.float32).replace("torch.", "")
+    return f"device {device} ({name}), precision {precision}, workers {workers}, batch {batch}"
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def usable_cpus() -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup CPU quota (containers)."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = _read("/sys/fs/cgroup/cpu.max").split()  # "max 100000" or "<quota> <period>"
+    if len(quota) == 2 and quota[0] != "max":
+        n = min(n, max(1, math.ceil(int(quota[0]) / int(quota[1]))))
+    return n
+
+
 def num_workers(requested: int) -> int:
-    return (os.cpu_count() or 1) if requested < 0 else requested
+    """-1: this process's share of the usable CPUs, when several training processes share the machine.
+
+    torchrun sets LOCAL_WORLD_SIZE; `make train GPUS=...` sets KIT_LOCAL_PROCS.
+    """
+    if requested >= 0:
+        return requested
+    procs = int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("KIT_LOCAL_PROCS") or 1)
+    return max(usable_cpus() // max(procs, 1), 1)
 
 
 def seed_everything(seed: int) -> None:

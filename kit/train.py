@@ -6,9 +6,10 @@
 Per fold, under <work_dir>/<exp>/fold<k>/:
   stage1_best.pt  best stage-1 weights (stage 2 starts from them)
   best.pt         best weights over both stages: {"model", "cfg", "classes", "stage", "epoch", "score"}
-  last.pt         everything resuming needs (model, optimizer, stage, epoch, early stopping, history)
+  last.pt         everything resuming needs (model, optimizer, loss scaler, stage, epoch, early stopping, history)
   history.csv, curves.png, config.yaml
-  oof.npz         out-of-fold logits computed with best.pt (written last: the fold's "done" marker)
+  oof.npz         out-of-fold logits computed with best.pt (written last: the fold's "done" marker);
+                  then stage1_best.pt, last.pt and last.prev.pt are removed (keep_checkpoints=true keeps them)
 Per experiment: cv.json (per-fold and overall OOF top-1/top-5) and confusion_matrix.png.
 
 Randomness is derived from (seed, fold, stage, epoch) at the start of every epoch, so a run
@@ -33,6 +34,7 @@ import torch.nn.functional as F
 import yaml
 from sklearn.metrics import accuracy_score
 from timm.data import Mixup
+from timm.layers import convert_sync_batchnorm
 from timm.loss import SoftTargetCrossEntropy
 from timm.scheduler import CosineLRScheduler
 from tqdm import tqdm
@@ -44,8 +46,8 @@ from kit.data import dataset_of, eval_loader, eval_transform_of, train_loader, t
 from kit.io import atomic_path, atomic_write_text, load_npz, save_npz
 from kit.metrics import chance_top1, topk
 from kit.model import from_config
-from kit.runtime import (Dist, autocast, barrier, grad_scaler, mean_over_ranks, num_workers, pick_device,
-                         seed_everything, setup_distributed)
+from kit.runtime import (Dist, autocast, barrier, describe, from_main, grad_scaler, mean_over_ranks, num_workers,
+                         pick_device, seed_everything, setup_distributed, sum_over_ranks)
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +79,22 @@ def load_checkpoint(path: Path) -> dict:
         raise ValueError(f"{path} is unreadable ({type(e).__name__}); delete it and run again") from None
 
 
-def train_one_epoch(model, loader, optimizer, scaler, mixup, criterion, amp_ctx, device, max_steps, where):
-    """One pass over loader. Returns (mean loss, train top-1 against the dominant mixed label, img/s)."""
+SYNC_EVERY = 25  # steps between host syncs (loss check, progress bar): each .item() stalls a GPU's queue
+
+
+def train_one_epoch(model, loader, optimizer, scaler, mixup, criterion, amp_ctx, device, max_steps, where,
+                    dist: Dist = Dist()):
+    """One pass over loader. Returns (mean loss, train top-1 against the dominant mixed label, img/s).
+
+    Loss and accuracy add up on the device; the host reads them every SYNC_EVERY steps and at the
+    end, which is also when a non-finite loss is caught (last.pt still holds the last good epoch).
+    Under torchrun the check reads the sum over all ranks, so every rank stops at the same step
+    instead of one raising while the others wait in the next all-reduce.
+    """
     model.train()
-    total_loss, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
+    total_loss = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    seen, t0, checked = 0, time.perf_counter(), 0
     steps = min(len(loader), max_steps) if max_steps else len(loader)
     bar = tqdm(loader, total=steps, desc=where, leave=False, disable=not sys.stderr.isatty())
     for step, (x, y) in enumerate(bar):
@@ -91,19 +105,22 @@ def train_one_epoch(model, loader, optimizer, scaler, mixup, criterion, amp_ctx,
         with amp_ctx():
             logits = model(x)
             loss = criterion(logits.float(), target)
-        if not math.isfinite(loss.item()):
-            raise ValueError(f"{where} step {step}: loss is {loss.item()}; stopped, last.pt keeps the last good "
-                             "epoch (lower the learning rate, or check the images and labels)")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        total_loss += loss.item() * len(x)
-        correct += (logits.argmax(1) == target.argmax(1)).sum().item()
+        total_loss += loss.detach() * len(x)
+        correct += (logits.argmax(1) == target.argmax(1)).sum()
         seen += len(x)
-        bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}",
-                        ips=f"{seen / (time.perf_counter() - t0):.0f}")
-    return total_loss / max(seen, 1), correct / max(seen, 1), seen / (time.perf_counter() - t0)
+        if (step + 1) % SYNC_EVERY == 0 or step + 1 == steps:
+            mean = sum_over_ranks(total_loss, dist).item() / (seen * dist.world)  # the one host sync in SYNC_EVERY
+            if not math.isfinite(mean):
+                raise ValueError(f"{where} step {checked}-{step}: loss is {mean}; stopped, last.pt keeps the last good "
+                                 "epoch (lower the learning rate, or check the images and labels)")
+            checked = step + 1
+            bar.set_postfix(loss=f"{mean:.3f}", acc=f"{correct.item() / seen:.3f}",
+                            ips=f"{seen / (time.perf_counter() - t0):.0f}")
+    return total_loss.item() / max(seen, 1), correct.item() / max(seen, 1), seen / (time.perf_counter() - t0)
 
 
 @torch.inference_mode()
@@ -152,6 +169,7 @@ class FoldRun:
         self.train_dl = train_loader(train_ds, cfg.batch_size, workers, cfg.seed, pin, dist.rank, dist.world)
         self.val_dl = eval_loader(val_ds, cfg.eval_batch_size, workers, pin)
         self.amp_ctx = autocast(device, cfg.amp)
+        self.scaler = grad_scaler(device, cfg.amp)  # fp16 loss scaling (a pass-through otherwise); saved in last.pt
         # with both alphas 0, prob=0 keeps Mixup as the label-smoothed one-hot target maker
         mixing = cfg.mixup_alpha > 0 or cfg.cutmix_alpha > 0
         self.mixup = Mixup(mixup_alpha=cfg.mixup_alpha, cutmix_alpha=cfg.cutmix_alpha, prob=1.0 if mixing else 0.0,
@@ -184,10 +202,11 @@ class FoldRun:
     def _sync_bn(self, model):
         """On GPUs, BatchNorm statistics over the global batch (16 split over 4 GPUs is 4 images each).
 
-        Converted in place, so `model` (saved and evaluated) shares the layers; the state-dict keys
-        are BatchNorm's. Gloo on CPU has no SyncBatchNorm: there each rank keeps its own statistics.
+        timm's converter, not torch's: torch's turns timm's BatchNormAct2d into a plain SyncBatchNorm
+        and drops its activation. The layers are replaced inside `model` (saved and evaluated), with
+        the state-dict keys of BatchNorm. Gloo on CPU has no SyncBatchNorm: there each rank keeps its own.
         """
-        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model) if self.device.type == "cuda" else model
+        return convert_sync_batchnorm(model) if self.device.type == "cuda" else model
 
     def _resume(self, model) -> tuple[FoldState, dict | None]:
         """From last.pt; if it is unreadable (a truncated copy, a full disk), from the epoch before it."""
@@ -203,7 +222,13 @@ class FoldRun:
         if ckpt is None:
             return FoldState(), None
         model.load_state_dict(ckpt["model"])
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
         state = FoldState(**ckpt["state"])
+        if (self.out / "best.pt").is_file():
+            # killed between writing best.pt and last.pt, best.pt is ahead of last.pt: a rerun epoch that scores
+            # lower (on a GPU, reruns are close, not exact) must not overwrite it
+            state.best = max(state.best, load_checkpoint(self.out / "best.pt")["score"])
         log.info("fold %d: resuming stage %d after epoch %d (best %.4f)", self.fold, state.stage, state.epoch, state.best)
         return state, ckpt["optimizer"]
 
@@ -230,10 +255,9 @@ class FoldRun:
         # t_initial >= 2: timm warns that a 1-epoch cosine does nothing; its one epoch runs at lr either way
         scheduler = CosineLRScheduler(optimizer, t_initial=max(epochs - warmup, 2), warmup_t=warmup,
                                       warmup_lr_init=lr / 10, warmup_prefix=True)
-        scaler = grad_scaler(self.device, c.amp)
         while state.epoch < epochs and not state.stopped:
             scheduler.step(state.epoch)
-            self._run_epoch(model, trained, optimizer, scaler, state)
+            self._run_epoch(model, trained, optimizer, state)
         if not state.stopped:
             state.stopped = True
             self._save_last(model, optimizer, state)
@@ -241,16 +265,16 @@ class FoldRun:
             log.warning("fold %d: stage 1 ended at chance level (best val top-1 %.4f, chance up to %.4f); the CV "
                         "and the leaderboard row will say so. %s", self.fold, state.stage_best, self.chance, self._causes())
 
-    def _run_epoch(self, model, trained, optimizer, scaler, state: FoldState) -> None:
+    def _run_epoch(self, model, trained, optimizer, state: FoldState) -> None:
         c, t0 = self.cfg, time.perf_counter()
         seed_everything(_epoch_seed(c.seed, self.fold, state.stage, state.epoch))
         self.train_dl.sampler.set_epoch(_epoch_seed(c.seed, self.fold, state.stage, state.epoch))
         where = f"fold {self.fold} stage {state.stage} epoch {state.epoch + 1}"
-        loss, acc, ips = train_one_epoch(trained, self.train_dl, optimizer, scaler, self.mixup, self.criterion,
-                                         self.amp_ctx, self.device, c.max_steps, where)
+        loss, acc, ips = train_one_epoch(trained, self.train_dl, optimizer, self.scaler, self.mixup, self.criterion,
+                                         self.amp_ctx, self.device, c.max_steps, where, self.dist)
         loss, acc = mean_over_ranks(loss, self.dist), mean_over_ranks(acc, self.dist)
         ips *= self.dist.world
-        val = validate(model, self.val_dl, self.amp_ctx, self.device, self.val_labels)
+        val = from_main(validate(model, self.val_dl, self.amp_ctx, self.device, self.val_labels), self.dist)
         row = {"epoch": len(state.history) + 1, "stage": state.stage, "lr": optimizer.param_groups[0]["lr"],
                "train_loss": loss, "train_top1": acc, **val, "seconds": time.perf_counter() - t0, "img_per_s": ips}
         improved = self._update(model, optimizer, state, row)
@@ -314,7 +338,8 @@ class FoldRun:
         last = self.out / "last.pt"
         if last.is_file():
             os.replace(last, self.out / "last.prev.pt")  # one good state survives even a corrupted last.pt
-        save_checkpoint(last, model, optimizer=optimizer.state_dict(), state=dataclasses.asdict(state))
+        save_checkpoint(last, model, optimizer=optimizer.state_dict(), scaler=self.scaler.state_dict(),
+                        state=dataclasses.asdict(state))
         atomic_write_text(self.out / "history.csv", pd.DataFrame(state.history).to_csv(index=False))
 
     def _finish(self, model, state: FoldState) -> None:
@@ -327,6 +352,9 @@ class FoldRun:
         report.plot_curves(pd.DataFrame(state.history), self.out / "curves.png")
         save_npz(self.out / "oof.npz", ids=self.val_ids.astype(str), labels=self.val_labels, logits=logits)
         log.info("fold %d done: best top-1 %.4f (stage %d, epoch %d)", self.fold, best["score"], best["stage"], best["epoch"])
+        if not self.cfg.keep_checkpoints:  # after oof.npz, the done marker: a finished fold needs best.pt alone
+            for name in ("stage1_best.pt", "last.pt", "last.prev.pt"):  # 3 x 100 MB a fold for resnest50d
+                (self.out / name).unlink(missing_ok=True)
 
 
 def check_trained(cfg: Config, n_folds: int) -> None:
@@ -402,7 +430,9 @@ def run(cfg: Config, only: list[int] | None = None, shard: tuple[int, int] | Non
     todo = only or [k for k in range(n_folds) if shard is None or k % shard[1] == shard[0]]
     check_trained(cfg, n_folds)  # before anything is written: config.yaml must describe what trained the folds
     dist = setup_distributed()
-    device = pick_device()
+    device = pick_device(cfg.device, cfg.deterministic)
+    if dist.main:
+        log.info("train %s: %s", cfg.name, describe(device, cfg.amp, num_workers(cfg.workers), cfg.batch_size))
     if dist.main:
         save_config(cfg, cfg.exp_dir / "config.yaml")
     for k in todo:

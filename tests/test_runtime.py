@@ -1,0 +1,133 @@
+"""Device, precision, workers and the GPU-path safeguards that can be checked on a CPU.
+
+    pytest tests/test_runtime.py -q
+"""
+import copy
+import logging
+
+import pytest
+import timm
+import torch
+import ttach
+from timm.layers import convert_sync_batchnorm
+
+from conftest import tiny_cfg, train_interrupted, write_folder_data
+from kit import folds, runtime, train
+from kit.model import create_model
+from kit.predict import BatchedTTA, tta_transforms
+
+
+@pytest.mark.parametrize("capability, amp, want", [
+    ((7, 5), True, torch.float16),  # T4 (Kaggle, Colab): bf16 would be emulated
+    ((7, 0), True, torch.float16),  # V100
+    ((8, 0), True, torch.bfloat16),  # A100
+    ((9, 0), True, torch.bfloat16),  # H100
+    ((9, 0), False, torch.float32),  # amp=false
+    (None, True, torch.float32),  # the CPU
+])
+def test_precision_by_compute_capability(capability, amp, want):
+    assert runtime.dtype_for(capability, amp) == want
+
+
+def test_a_driver_without_working_cuda_is_an_error_not_a_cpu_run(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(runtime, "_nvidia_driver", lambda: "NVRM version: NVIDIA UNIX x86_64 Kernel Module  470.82.01")
+    with pytest.raises(ValueError, match=r"CUDA does not start \(driver: NVRM.*470\.82\.01.*device=cpu"):
+        runtime.pick_device("auto")
+    assert runtime.pick_device("cpu").type == "cpu", "device=cpu runs on the CPU whatever the driver"
+    monkeypatch.setattr(runtime, "_nvidia_driver", lambda: "")
+    assert runtime.pick_device("auto").type == "cpu", "no driver, no GPU: the CPU, silently"
+    with pytest.raises(ValueError, match="CUDA does not start"):
+        runtime.pick_device("cuda")
+
+
+def test_workers_are_this_process_share_of_the_usable_cpus(monkeypatch):
+    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: set(range(16)))
+    monkeypatch.setattr(runtime, "_read", lambda path: "400000 100000" if path.endswith("cpu.max") else "")
+    assert runtime.usable_cpus() == 4, "a cgroup quota of 4 CPUs caps 16 in the affinity mask"
+    monkeypatch.setattr(runtime, "_read", lambda path: "max 100000" if path.endswith("cpu.max") else "")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert runtime.num_workers(-1) == 4, "16 CPUs over 4 GPU processes"
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    monkeypatch.setenv("KIT_LOCAL_PROCS", "2")
+    assert runtime.num_workers(-1) == 8 and runtime.num_workers(3) == 3
+
+
+def test_the_first_line_names_device_precision_workers_and_batch(tmp_path, folder_data, caplog):
+    cfg = tiny_cfg(tmp_path, folder_data, stage1_epochs=1, stage2_epochs=0)
+    folds.run(cfg)
+    with caplog.at_level(logging.INFO):
+        train.run(cfg, only=[0])
+    first = next(r.getMessage() for r in caplog.records if r.name == "kit.train")
+    assert first.startswith("train tiny: device cpu (") and first.endswith("precision float32, workers 0, batch 8"), first
+
+
+def test_capped_batched_tta_equals_uncapped():
+    torch.manual_seed(0)
+    model = create_model("test_resnet", "spinal", 5, spinal_width=8).eval()
+    x = torch.randn(4, 3, 32, 32)
+    transforms = tta_transforms(("hflip", "vflip"), 32)  # 4 views x 4 images = 16 per forward uncapped
+    with torch.inference_mode():
+        want = ttach.ClassificationTTAWrapper(model, transforms, merge_mode="mean")(x)
+        seen = []
+        handle = model.register_forward_hook(lambda m, i, o: seen.append(len(i[0])))
+        got = BatchedTTA(model, transforms, max_images=6)(x)
+        handle.remove()
+    assert max(seen) <= 6 and sum(seen) == 16, seen
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
+def test_timm_sync_batchnorm_keeps_batchnorm_act_outputs():
+    model = timm.create_model("test_efficientnet", pretrained=False, num_classes=3).eval()  # BatchNormAct2d layers
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        want = model(x)
+        got = convert_sync_batchnorm(copy.deepcopy(model)).eval()(x)
+        torchs = torch.nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(model)).eval()(x)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert not torch.allclose(torchs, want, atol=1e-3), "torch's converter drops the activation: the reason for timm's"
+
+
+@pytest.fixture(scope="module")
+def easy_data(tmp_path_factory):
+    return write_folder_data(tmp_path_factory.mktemp("easy"), n_per_class=16, n_test=6)
+
+
+def test_a_finished_fold_keeps_only_best_pt(tmp_path, easy_data):
+    cfg = tiny_cfg(tmp_path, easy_data, stage1_epochs=2, stage2_epochs=1)
+    folds.run(cfg)
+    train.run(cfg, only=[0])
+    assert sorted(p.name for p in (cfg.exp_dir / "fold0").glob("*.pt")) == ["best.pt"]
+    kept = tiny_cfg(tmp_path / "kept", easy_data, stage1_epochs=2, stage2_epochs=1, keep_checkpoints=True)
+    folds.run(kept)
+    train.run(kept, only=[0])
+    assert {"best.pt", "stage1_best.pt", "last.pt", "last.prev.pt"} <= {p.name for p in (kept.exp_dir / "fold0").glob("*.pt")}
+
+
+def test_resume_never_overwrites_a_better_best_pt(tmp_path, easy_data):
+    cfg = tiny_cfg(tmp_path, easy_data, stage1_epochs=4, stage2_epochs=0)
+    folds.run(cfg)
+    train_interrupted(cfg, epochs=2)
+    best = cfg.exp_dir / "fold0" / "best.pt"
+    ckpt = torch.load(best, weights_only=True)
+    torch.save({**ckpt, "score": 1.5}, best)  # as if the killed epoch had written a better best.pt than last.pt knows
+    last = cfg.exp_dir / "fold0" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    torch.save({**state, "state": {**state["state"], "best": 0.0}}, last)  # ... and died before last.pt caught up
+    train.run(cfg, only=[0])
+    assert torch.load(best, weights_only=True)["score"] == 1.5, "a resumed run must not replace it with a worse one"
+
+
+def test_loss_scaler_state_resumes(tmp_path, easy_data, monkeypatch):
+    """An fp16 run's loss scale lives in last.pt: a resumed fold goes on with it, as if never stopped."""
+    monkeypatch.setattr(train, "grad_scaler", lambda device, amp: torch.amp.GradScaler(
+        "cpu", init_scale=2.0**8, growth_interval=2))  # the scale doubles every 2 finite steps
+    states = []
+    for name, stop in (("straight", None), ("resumed", 2)):
+        cfg = tiny_cfg(tmp_path / name, easy_data, stage1_epochs=4, stage2_epochs=0, keep_checkpoints=True)
+        folds.run(cfg)
+        if stop:
+            train_interrupted(cfg, epochs=stop)
+        train.run(cfg, only=[0])
+        states.append(torch.load(cfg.exp_dir / "fold0" / "last.pt", weights_only=True)["scaler"])
+    assert states[0]["scale"] > 2.0**8 and states[0] == states[1], states
