@@ -45,3 +45,53 @@ def test_two_processes_match_one(tmp_path):
     assert list(h1["val_top1"]) == list(h2["val_top1"]), (h1["val_top1"], h2["val_top1"])
     for k, v in b1["model"].items():
         torch.testing.assert_close(b2["model"][k], v, rtol=1e-4, atol=1e-5, msg=f"weights differ at {k}")
+
+
+RANK_SCRIPT = """
+import os, sys
+from kit import train
+from kit.cli import main
+rank, mode = int(os.environ["RANK"]), sys.argv[1]
+if mode == "skew":  # rank 0 sees no gain after epoch 1 (patience 1 stops it); rank 1 sees a gain every epoch
+    validate, calls = train.validate, [0]
+    def skewed(*args, **kwargs):
+        out, calls[0] = validate(*args, **kwargs), calls[0] + 1
+        out["val_top1"] = 0.9 if rank == 0 else 0.9 + 0.01 * calls[0]
+        return out
+    train.validate = skewed
+if mode == "nan":  # rank 1's loss turns NaN at its 3rd step, the last of the epoch
+    forward, steps = train.SoftTargetCrossEntropy.forward, [0]
+    def poisoned(self, x, target):
+        steps[0] += 1
+        loss = forward(self, x, target)
+        return loss * float("nan") if rank == 1 and steps[0] == 3 else loss
+    train.SoftTargetCrossEntropy.forward = poisoned
+sys.exit(main(sys.argv[2:]))
+"""
+SMALL = ["backbone=test_resnet", "head=linear", "resize=36", "img_size=32", "batch_size=8", "n_folds=2", "workers=0",
+         "eval_batch_size=16", "pretrained=false", "warmup_epochs=0", "patience=1", "stage1_epochs=4",
+         "stage2_epochs=1"]
+
+
+def _torchrun(tmp_path, mode):
+    data = write_folder_data(tmp_path / "data", n_per_class=16, n_test=3)
+    folds.run(load_config("configs/demo.yaml", {"data": str(data), "work_dir": str(tmp_path / "f"), "n_folds": 2}))
+    script = tmp_path / "ranks.py"
+    script.write_text(RANK_SCRIPT)
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script), mode,
+           "train", "--exp", "demo", "--fold", "0", f"data={data}", f"work_dir={tmp_path / 'f'}", *SMALL]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120), tmp_path / "f" / "demo" / "fold0"
+
+
+def test_ranks_that_see_different_scores_still_decide_together(tmp_path):
+    proc, fold = _torchrun(tmp_path, "skew")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    history = pd.read_csv(fold / "history.csv")
+    assert list(history["stage"]) == [1, 1, 2], f"rank 0's scores decide: stage 1 stops after 2 epochs\n{history}"
+
+
+def test_a_nan_on_one_rank_stops_every_rank_with_the_clear_error(tmp_path):
+    proc, fold = _torchrun(tmp_path, "nan")
+    assert proc.returncode != 0 and proc.stderr.count("loss is nan") == 2, proc.stderr[-3000:]
+    assert not (fold / "oof.npz").exists()
