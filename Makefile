@@ -1,7 +1,7 @@
 # kit: `make` runs the demo end to end; `make test` runs the test suite. Both set themselves up.
 #   make folds train predict DATA=path/to/data      # your data, quick preset (CPU)
 #   make folds train predict EXP="resnest50d_spinalnet resnet50" DATA=path/to/data
-#   make train GPUS="0 1 2 3"          # one process per GPU, folds dealt round-robin
+#   make train GPUS="0 1 2 3"          # one process per GPU, each taking the next free fold
 #   make submit COMP=slug [FILE=...]   # kaggle competitions submit of the best-CV submission (or FILE)
 #   make leaderboard [COMP=slug]       # merge Kaggle's public/private scores and print the table
 SHELL := /bin/bash
@@ -13,7 +13,9 @@ ifeq ($(DATA),data/demo)
 EXP := demo demo_baseline
 else
 EXP := quick
-$(if $(filter folds train predict cache submit leaderboard,$(MAKECMDGOALS)),$(info EXP not set: using the quick preset (configs/quick.yaml: small model from scratch, 64 px, for your own data on a CPU); set EXP= to choose, see README))
+QUICK_NOTE := EXP not set: using the quick preset (configs/quick.yaml: small model from scratch, 64 px, for your \
+  own data on a CPU); set EXP= to choose, see README
+$(if $(filter folds train predict cache submit leaderboard,$(MAKECMDGOALS)),$(info $(QUICK_NOTE)))
 endif
 endif
 ARGS ?=
@@ -30,7 +32,7 @@ export LD_PRELOAD := $(TCMALLOC)
 endif
 
 .DEFAULT_GOAL := demo
-.PHONY: demo install folds train predict leaderboard submit download test test-fast bench cache reliability clean
+.PHONY: demo install folds train predict leaderboard submit download test test-fast bench cache reliability clean gpu-check
 
 demo: install $(if $(filter data/demo,$(DATA)),data/demo/solution.csv)
 	$(KIT) folds $(RUN_ARGS)
@@ -56,11 +58,11 @@ train: install
 ifeq ($(GPUS),)
 	$(KIT) train $(RUN_ARGS)
 else
-	@n=$(words $(GPUS)); i=0; pids=""; \
+	@# one process per GPU; each takes the next free fold of any experiment (fold<k>/.train.lock)
+	@n=$(words $(GPUS)); pids=""; \
 	for g in $(GPUS); do \
-	  CUDA_VISIBLE_DEVICES=$$g KIT_LOCAL_PROCS=$$n $(KIT) train --shard $$i/$$n $(RUN_ARGS) & pids="$$pids $$!"; i=$$((i+1)); \
+	  CUDA_VISIBLE_DEVICES=$$g KIT_LOCAL_PROCS=$$n $(KIT) train $(RUN_ARGS) & pids="$$pids $$!"; \
 	done; rc=0; for p in $$pids; do wait $$p || rc=1; done; exit $$rc
-	$(KIT) train $(RUN_ARGS)
 endif
 
 cache: install
@@ -86,6 +88,11 @@ test-fast: install
 
 bench: install
 	$(PY) -m bench $(ARGS)
+
+# On a CUDA machine: GPU tests, training speed per setting, batched TTA (bench/gpu_check.py, docs/BENCHMARKS.md).
+# A machine with its own torch: make gpu-check PY=python3. Without CUDA it says so in one line.
+gpu-check: $(if $(filter .venv/bin/python,$(PY)),install)
+	$(PY) -m bench.gpu_check
 
 reliability: install
 	$(PY) tests/killtest.py --trials 10

@@ -49,7 +49,8 @@ def _parser() -> argparse.ArgumentParser:
         if stage == "train":
             s.add_argument("--fold", type=int, action="append", help="train only this fold (repeatable)")
             s.add_argument("--shard", default="", metavar="I/N",
-                           help="train folds k with k %% N == I (one process per GPU: make train GPUS=...)")
+                           help="train only folds k with k %% N == I (without it, parallel processes share the folds "
+                                "through lock files: make train GPUS=...)")
         if stage == "predict":
             s.add_argument("--ensemble", action="store_true", help="also ensemble all the named experiments into one submission")
         if stage in ("leaderboard", "submit", "download"):
@@ -97,8 +98,7 @@ def _run(args, parser) -> None:
             cache.run(cfg)
     elif args.stage == "train":
         from kit import train
-        for cfg in cfgs:
-            train.run(cfg, args.fold, _shard(args.shard, parser))
+        train.run_all(cfgs, args.fold, _shard(args.shard, parser))
     elif args.stage == "predict":
         from kit import predict
         predict.run(cfgs, ensemble=args.ensemble)

@@ -109,7 +109,8 @@ class Config:
     keep_checkpoints: bool = _key(
         False, "keep stage1_best.pt, last.pt and last.prev.pt when a fold is done (default: only best.pt stays)")
     channels_last: bool = _key(False, "channels_last memory format (measure: it helps some models, slows others)")
-    compile: bool = _key(False, "torch.compile the model for training and inference")
+    compile: bool = _key(False, "torch.compile the model for the training steps only: validation and prediction "
+                                "run the plain, uncompiled module")
     # --- prediction -----------------------------------------------------------------
     tta: tuple[str, ...] = _key(
         ("hflip",), f"test-time augmentation transforms, composed; from {TTA_VIEWS}; [] = none", "predictions")

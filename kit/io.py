@@ -48,6 +48,23 @@ def locked(path: str | Path):
         yield
 
 
+@contextlib.contextmanager
+def claimed(path: str | Path, wait: bool):
+    """Yield True holding an exclusive lock on `path`, or False at once if another process holds it and not wait.
+
+    A lock of a process that died is released with it (flock), so a stale lock file claims nothing.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

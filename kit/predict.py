@@ -6,8 +6,9 @@
 Per fold, with its best weights and the TTA views: <work_dir>/<exp>/fold<k>/test_logits.npz, and
 oof_logits.npz for its validation images (the CV of the submission is the CV of these), each with
 the key it was computed under: best.pt's hash, every config key that shapes predictions
-(config.SHAPES) and the image list. An up-to-date file is reused, a stale one recomputed.
-Keys that shape the weights come from the checkpoints; a config that contradicts them is refused.
+(config.SHAPES) and the images (path, size, modification time). An up-to-date file is reused,
+a stale one recomputed. Keys that shape the weights come from the checkpoints; a config that
+contradicts them is refused.
 Submissions: <submissions_dir>/<exp>-<sha8>.csv (+ .json manifest), never overwritten.
 """
 from __future__ import annotations
@@ -100,10 +101,15 @@ def _load_fold_model(ckpt_path: Path, classes: list[str], cfg: Config, device):
     return model.to(device).eval()
 
 
-def _fold_key(ckpt: Path, cfg: Config, paths: list[str]) -> str:
-    """What a fold's saved logits depend on: its weights, every key that shapes predictions, the images."""
+def _fold_key(ckpt: Path, cfg: Config, root: Path, paths: list[str]) -> str:
+    """What a fold's saved logits depend on: its weights, every key that shapes predictions, the images.
+
+    An image is its path, size and modification time: another file under the same name (another
+    data= folder, a replaced image) makes the saved logits stale.
+    """
     h = hashlib.sha256(sha256_file(ckpt).encode())
-    h.update(json.dumps([shaping(cfg, "predictions"), paths], sort_keys=True).encode())
+    files = [(p, (st := (root / p).stat()).st_size, st.st_mtime_ns) for p in paths]
+    h.update(json.dumps([shaping(cfg, "predictions"), files], sort_keys=True).encode())
     return h.hexdigest()
 
 
@@ -116,7 +122,7 @@ def predict_fold(cfg: Config, fold: int, layout: Layout, classes: list[str], dev
     """
     fold_dir = cfg.exp_dir / f"fold{fold}"
     out, ckpt = fold_dir / f"{split}_logits.npz", fold_dir / "best.pt"
-    key = _fold_key(ckpt, cfg, paths)
+    key = _fold_key(ckpt, cfg, layout.root, paths)
     if out.is_file() and str(load_npz(out)["key"]) == key:
         log.info("fold %d %s logits up to date: %s", fold, split, out)
         return out

@@ -76,7 +76,8 @@ def write_synthetic(root: str | Path, classes: int = 10, per_class: int = 20, n_
     usage = np.where(np.arange(n_test) % 2, "Public", "Private")
     if layout == "csv":
         pd.DataFrame(train_rows).to_csv(root / "train.csv", index=False)
-        pd.DataFrame({"id": [r["id"] for r in test], "label": names[0]}).to_csv(root / "sample_submission.csv", index=False)
+        sample = pd.DataFrame({"id": [r["id"] for r in test], "label": names[0]})
+        sample.to_csv(root / "sample_submission.csv", index=False)
         solution = pd.DataFrame({"id": [r["id"] for r in test], "label": [r["label"] for r in test], "Usage": usage})
     else:
         solution = pd.DataFrame({"image_name": [r["id"] for r in test], "label": [r["label"] for r in test],

@@ -24,6 +24,7 @@ import math
 import os
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,7 +44,7 @@ from kit import folds as folds_stage
 from kit import report
 from kit.config import Config, changed, save_config, to_dict
 from kit.data import dataset_of, eval_loader, eval_transform_of, train_loader, train_transform_of
-from kit.io import atomic_path, atomic_write_text, load_npz, save_npz
+from kit.io import atomic_path, atomic_write_text, claimed, load_npz, save_npz
 from kit.metrics import chance_top1, topk
 from kit.model import from_config
 from kit.runtime import (Dist, autocast, barrier, describe, from_main, grad_scaler, mean_over_ranks, num_workers,
@@ -420,24 +421,56 @@ def write_cv(exp_dir: Path, classes: list[str], n_folds: int) -> Path:
     return exp_dir / "cv.json"
 
 
-def run(cfg: Config, only: list[int] | None = None, shard: tuple[int, int] | None = None) -> Path:
-    """Train the folds asked for (all by default; `shard=(i, n)`: those with k % n == i)."""
-    table, meta, layout = folds_stage.load(cfg)
-    n_folds = meta["n_folds"]
-    bad = [k for k in only or [] if not 0 <= k < n_folds]
-    if bad:
-        raise ValueError(f"--fold {bad[0]}: folds.csv has folds 0..{n_folds - 1}")
-    todo = only or [k for k in range(n_folds) if shard is None or k % shard[1] == shard[0]]
-    check_trained(cfg, n_folds)  # before anything is written: config.yaml must describe what trained the folds
+def _claim_and_train(cfg: Config, fold: int, folds_of: tuple, device, dist: Dist, wait: bool) -> bool:
+    """Train a fold unless another process holds it (then False, at once; or, with wait, after it lets go).
+
+    The lock (fold<k>/.train.lock) makes the folds a work queue: GPU processes, a second `make train`,
+    or machines sharing the folder each take the next free fold; a dead process's lock is free again.
+    """
+    table, classes, root = folds_of
+    out = cfg.exp_dir / f"fold{fold}"
+    lock = claimed(out / ".train.lock", wait) if dist.main else nullcontext(True)  # rank 0 claims for all ranks
+    with lock as got:
+        if not from_main(got, dist):
+            log.info("fold %d of %s: another process is training it; taking the next free fold", fold, cfg.name)
+            return False
+        train_fold(cfg, fold, table, classes, root, device, dist)  # returns at once if it was finished meanwhile
+    return True
+
+
+def run_all(cfgs: list[Config], only: list[int] | None = None, shard: tuple[int, int] | None = None) -> list[Path]:
+    """Train the folds asked for (all by default; `shard=(i, n)`: those with k % n == i) of every experiment.
+
+    Free folds first, over all experiments; then those another process was training, once it is done
+    with them (finished by then, or taken over if it died). cv.json follows when all folds are done.
+    """
     dist = setup_distributed()
-    device = pick_device(cfg.device, cfg.deterministic)
+    jobs, loaded = [], {}
+    for cfg in cfgs:
+        table, meta, layout = folds_stage.load(cfg)
+        n_folds = meta["n_folds"]
+        bad = [k for k in only or [] if not 0 <= k < n_folds]
+        if bad:
+            raise ValueError(f"--fold {bad[0]}: folds.csv has folds 0..{n_folds - 1}")
+        check_trained(cfg, n_folds)  # before anything is written: config.yaml must describe what trained the folds
+        loaded[cfg.name] = (table, meta["classes"], layout.root), meta
+        jobs += [(cfg, k) for k in only or range(n_folds) if shard is None or k % shard[1] == shard[0]]
+    device = pick_device(cfgs[0].device, cfgs[0].deterministic)
     if dist.main:
-        log.info("train %s: %s", cfg.name, describe(device, cfg.amp, num_workers(cfg.workers), cfg.batch_size))
-    if dist.main:
-        save_config(cfg, cfg.exp_dir / "config.yaml")
-    for k in todo:
-        train_fold(cfg, k, table, meta["classes"], layout.root, device, dist)
-    done = all((cfg.exp_dir / f"fold{k}" / "oof.npz").is_file() for k in range(n_folds))
-    if done and dist.main:
-        write_cv(cfg.exp_dir, meta["classes"], n_folds)
-    return cfg.exp_dir
+        log.info("train: %s", describe(device, cfgs[0].amp, num_workers(cfgs[0].workers), cfgs[0].batch_size))
+        for cfg in cfgs:
+            save_config(cfg, cfg.exp_dir / "config.yaml")
+    busy = [(cfg, k) for cfg, k in jobs if not _claim_and_train(cfg, k, loaded[cfg.name][0], device, dist, False)]
+    for cfg, k in busy:
+        _claim_and_train(cfg, k, loaded[cfg.name][0], device, dist, True)
+    for cfg in cfgs:
+        meta = loaded[cfg.name][1]
+        done = all((cfg.exp_dir / f"fold{k}" / "oof.npz").is_file() for k in range(meta["n_folds"]))
+        if done and dist.main:
+            write_cv(cfg.exp_dir, meta["classes"], meta["n_folds"])
+    return [cfg.exp_dir for cfg in cfgs]
+
+
+def run(cfg: Config, only: list[int] | None = None, shard: tuple[int, int] | None = None) -> Path:
+    """One experiment's folds (see run_all)."""
+    return run_all([cfg], only, shard)[0]

@@ -292,3 +292,17 @@ def test_same_bytes_from_other_settings_keep_both_runs(tmp_path, folder_run):
     predict.run([cfg])
     assert len(json.loads(path.with_suffix(".json").read_text())["runs"]) == 2, "a repeated run is not added again"
     assert _board(cfg).set_index("file").loc[path.name, "run"] == "1"
+
+
+def test_a_replaced_test_image_makes_the_saved_logits_stale(tmp_path, folder_run, folder_data):
+    cfg, _ = folder_run
+    data = tmp_path / "data"
+    shutil.copytree(folder_data, data)
+    other = dataclasses.replace(cfg, data=str(data), work_dir=str(tmp_path / "folds"))
+    shutil.copytree(cfg.exp_dir.parent, other.exp_dir.parent)
+    logits = other.exp_dir / "fold0" / "test_logits.npz"
+    predict.run([other])
+    stamp = load_npz(logits)["key"]
+    make_image(data / "test" / "t00.png", (250, 250, 250), np.random.default_rng(9))  # same name, other picture
+    predict.run([other])
+    assert load_npz(logits)["key"] != stamp, "a replaced test image must not reuse the old logits"

@@ -59,7 +59,7 @@ def test_the_first_line_names_device_precision_workers_and_batch(tmp_path, folde
     with caplog.at_level(logging.INFO):
         train.run(cfg, only=[0])
     first = next(r.getMessage() for r in caplog.records if r.name == "kit.train")
-    assert first.startswith("train tiny: device cpu (") and first.endswith("precision float32, workers 0, batch 8"), first
+    assert first.startswith("train: device cpu (") and first.endswith("precision float32, workers 0, batch 8"), first
 
 
 def test_capped_batched_tta_equals_uncapped():
@@ -101,7 +101,8 @@ def test_a_finished_fold_keeps_only_best_pt(tmp_path, easy_data):
     kept = tiny_cfg(tmp_path / "kept", easy_data, stage1_epochs=2, stage2_epochs=1, keep_checkpoints=True)
     folds.run(kept)
     train.run(kept, only=[0])
-    assert {"best.pt", "stage1_best.pt", "last.pt", "last.prev.pt"} <= {p.name for p in (kept.exp_dir / "fold0").glob("*.pt")}
+    kept_files = {p.name for p in (kept.exp_dir / "fold0").glob("*.pt")}
+    assert {"best.pt", "stage1_best.pt", "last.pt", "last.prev.pt"} <= kept_files, kept_files
 
 
 def test_resume_never_overwrites_a_better_best_pt(tmp_path, easy_data):
@@ -131,3 +132,42 @@ def test_loss_scaler_state_resumes(tmp_path, easy_data, monkeypatch):
         train.run(cfg, only=[0])
         states.append(torch.load(cfg.exp_dir / "fold0" / "last.pt", weights_only=True)["scaler"])
     assert states[0]["scale"] > 2.0**8 and states[0] == states[1], states
+
+
+def test_two_trainers_on_one_folder_share_the_folds(tmp_path):
+    """Two `kit train` processes at once: every fold is trained once, by one of them, and both take a share."""
+    import os
+    import subprocess
+    import sys
+    data = write_folder_data(tmp_path / "data", n_per_class=24, n_test=3)
+    args = [f"data={data}", f"work_dir={tmp_path / 'f'}", "backbone=test_resnet", "head=linear", "resize=36",
+            "img_size=32", "n_folds=4", "workers=0", "batch_size=8", "stage1_epochs=6", "stage2_epochs=1",
+            "pretrained=false", "eval_batch_size=64"]
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "OMP_NUM_THREADS": "1"}
+    kit = [sys.executable, "-m", "kit"]
+    subprocess.run([*kit, "folds", "--exp", "demo", *args], check=True, env=env, capture_output=True)
+    procs = [subprocess.Popen([*kit, "train", "--exp", "demo", *args], env=env, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    logs = [p.communicate(timeout=300)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), logs
+    done = [[k for k in range(4) if f"fold {k} done" in log] for log in logs]
+    assert sorted(done[0] + done[1]) == [0, 1, 2, 3] and done[0] and done[1], f"each fold once, both busy: {done}"
+    assert (tmp_path / "f" / "demo" / "cv.json").is_file()
+
+
+def test_a_lock_file_left_by_a_dead_process_claims_nothing(tmp_path, easy_data):
+    cfg = tiny_cfg(tmp_path, easy_data, stage1_epochs=1, stage2_epochs=0)
+    folds.run(cfg)
+    (cfg.exp_dir / "fold0").mkdir(parents=True)
+    (cfg.exp_dir / "fold0" / ".train.lock").write_text("")  # its process died: flock released the lock
+    train.run(cfg, only=[0])
+    assert (cfg.exp_dir / "fold0" / "oof.npz").is_file()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine gpu-check runs for real")
+def test_gpu_check_says_in_one_line_that_it_needs_cuda():
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-m", "bench.gpu_check"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and len(proc.stdout.strip().splitlines()) == 1, proc.stdout + proc.stderr
+    assert "needs a CUDA GPU" in proc.stdout

@@ -45,9 +45,10 @@ def test_recipe_preset_runs_at_full_size(tmp_path, photos, preset):
     sub = predict.run([cfg])[0]
     for k in range(2):
         fold = cfg.exp_dir / f"fold{k}"
-        for name in ("best.pt", "stage1_best.pt", "last.pt", "history.csv", "curves.png", "oof.npz",
-                     "config.yaml", "test_logits.npz"):
+        for name in ("best.pt", "history.csv", "curves.png", "oof.npz", "config.yaml", "test_logits.npz",
+                     "oof_logits.npz"):
             assert (fold / name).is_file(), f"{preset} fold {k}: {name} missing"
+        assert sorted(p.name for p in fold.glob("*.pt")) == ["best.pt"], "a finished fold keeps best.pt alone"
         assert list(pd.read_csv(fold / "history.csv")["stage"]) == [1, 2], "both stages ran"
     best = torch.load(cfg.exp_dir / "fold0" / "best.pt", weights_only=True)
     assert best["cfg"]["backbone"] == cfg.backbone

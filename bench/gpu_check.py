@@ -1,0 +1,139 @@
+"""make gpu-check: the one prepared check to run whenever a CUDA machine is at hand (about 8 minutes on an H100).
+
+    make gpu-check                 # in a clone with its .venv
+    make gpu-check PY=python3      # a machine whose python3 has torch and timm; albumentations and ttach on its path
+
+1. the GPU-marked tests (tests/test_gpu.py) and the CPU-checkable GPU safeguards (tests/test_runtime.py);
+2. resnest50d+SpinalNet training steps at 448 px (mixup, soft-target loss, SGD, on tensors already on the
+   GPU): the original notebook's set-up (fp32, batch 16, eager) against the kit's settings, each with
+   img/s, peak GPU memory and the projected hours for 5 folds x 60 epochs on 21k images;
+3. batched TTA against ttach's loop (hflip, eval batch 64), and their largest difference.
+Prints one table and writes bench/results/gpu-check-<gpu>-<date>.json. On a machine without CUDA it
+says so in one line and exits 0.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+
+STEPS, WARMUP = 60, 10  # timed steps after warm-up (compile needs the warm-up)
+# (name, amp, channels_last, compile, batch): the notebook first, then one lever at a time
+SETTINGS = [
+    ("notebook: fp32, batch 16, eager", False, False, False, 16),
+    ("amp, batch 16", True, False, False, 16),
+    ("amp, channels_last, batch 16", True, True, False, 16),
+    ("amp, batch 64 (lr x4)", True, False, False, 64),
+    ("amp, channels_last, batch 64", True, True, False, 64),
+    ("amp, channels_last, compile, batch 64", True, True, True, 64),
+]
+IMAGES, FOLDS, EPOCHS = 21_000, 5, 60
+
+
+def hours(img_per_s: float) -> float:
+    """5 folds x 60 epochs: 4/5 of the images trained, 1/5 validated (about a third of a training step each)."""
+    per_epoch = IMAGES * 0.8 + IMAGES * 0.2 / 3
+    return FOLDS * EPOCHS * per_epoch / img_per_s / 3600
+
+
+def train_speed(amp: bool, channels_last: bool, compiled: bool, batch: int) -> dict:
+    from timm.data import Mixup
+    from timm.loss import SoftTargetCrossEntropy
+
+    from kit.model import create_model
+    from kit.runtime import autocast, grad_scaler
+    device = torch.device("cuda")
+    torch.manual_seed(0)
+    torch.cuda.reset_peak_memory_stats()
+    model = create_model("resnest50d", "spinal", 100).to(device).train()  # pretrained=False: speed is the same
+    x = torch.randn(batch, 3, 448, 448, device=device)
+    if channels_last:
+        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 100, (batch,), device=device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01 * batch / 16, momentum=0.9, weight_decay=1e-4)
+    mixup, criterion = Mixup(mixup_alpha=1.0, label_smoothing=0.1, num_classes=100), SoftTargetCrossEntropy()
+    amp_ctx, scaler = autocast(device, amp), grad_scaler(device, amp)
+    trained = torch.compile(model) if compiled else model
+
+    def step():
+        xm, target = mixup(x, y)
+        with amp_ctx():
+            loss = criterion(trained(xm).float(), target)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    for _ in range(WARMUP):
+        step()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(STEPS):
+        step()
+    torch.cuda.synchronize()
+    ips = batch * STEPS / (time.perf_counter() - t0)
+    return {"img_per_s": round(ips, 1), "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+            "hours_5x60_21k": round(hours(ips), 2)}
+
+
+def tta_speed() -> dict:
+    import ttach
+
+    from kit.model import create_model
+    from kit.predict import BatchedTTA, tta_transforms
+    from kit.runtime import autocast
+    device = torch.device("cuda")
+    model = create_model("resnest50d", "spinal", 100).to(device).eval()
+    x = torch.randn(64, 3, 448, 448, device=device)
+    transforms = tta_transforms(("hflip",), 448)
+    loop, batched = ttach.ClassificationTTAWrapper(model, transforms, merge_mode="mean"), BatchedTTA(model, transforms)
+    out, amp_ctx = {}, autocast(device, True)
+    with torch.inference_mode(), amp_ctx():
+        for name, wrapped in (("ttach loop", loop), ("batched", batched)):
+            wrapped(x)
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for _ in range(5):
+                logits = wrapped(x).float()
+            torch.cuda.synchronize()
+            out[name] = (64 * 5 / (time.perf_counter() - t0), logits)
+    diff = (out["ttach loop"][1] - out["batched"][1]).abs().max().item()
+    return {"ttach_img_per_s": round(out["ttach loop"][0], 1), "batched_img_per_s": round(out["batched"][0], 1),
+            "max_abs_diff": round(diff, 4)}
+
+
+def main() -> int:
+    if not torch.cuda.is_available():
+        print("gpu-check needs a CUDA GPU and found none: nothing measured (run it on the GPU machine)")
+        return 0
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    import pytest
+    tests = pytest.main(["-q", "-p", "no:cacheprovider", "tests/test_gpu.py", "tests/test_runtime.py"])
+    gpu = torch.cuda.get_device_name(0)
+    rows = []
+    for name, amp, cl, compiled, batch in SETTINGS:
+        try:
+            rows.append({"setting": name, **train_speed(amp, cl, compiled, batch)})
+        except Exception as e:  # noqa: BLE001 - one failing setting (e.g. compile) must not lose the others
+            rows.append({"setting": name, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"})
+        print(rows[-1], flush=True)
+    base = rows[0].get("img_per_s")
+    for r in rows:
+        if base and "img_per_s" in r:
+            r["x_notebook"] = round(r["img_per_s"] / base, 2)
+    result = {"gpu": gpu, "torch": torch.__version__, "tests_exit_code": int(tests), "train": rows, "tta": tta_speed()}
+    print(json.dumps(result, indent=2))
+    out = Path("bench/results") / f"gpu-check-{gpu.replace(' ', '-')}-{date.today().isoformat()}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"-> {out}")
+    return 0 if tests == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
