@@ -87,6 +87,7 @@ def _torchrun(tmp_path, mode):
 def test_ranks_that_see_different_scores_still_decide_together(tmp_path):
     proc, fold = _torchrun(tmp_path, "skew")
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stderr.count("fold 0 stage 1 epoch 1:") == 1, "only rank 0 logs progress"
     history = pd.read_csv(fold / "history.csv")
     assert list(history["stage"]) == [1, 1, 2], f"rank 0's scores decide: stage 1 stops after 2 epochs\n{history}"
 
