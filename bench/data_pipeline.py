@@ -20,7 +20,6 @@ from torchvision.transforms import v2
 from bench.common import rate
 from kit.data import ImageDataset, load_resized, train_transform
 
-MEAN, STD = (0.507, 0.487, 0.441), (0.267, 0.256, 0.276)
 
 
 def make_jpegs(folder: Path, size: tuple[int, int], n: int) -> list[str]:
@@ -38,9 +37,9 @@ def make_jpegs(folder: Path, size: tuple[int, int], n: int) -> list[str]:
 
 
 def torchvision_pipeline():
+    """The same steps in torchvision; uint8 out, like the kit's (both normalise on the device)."""
     tf = v2.Compose([v2.PILToTensor(), v2.Resize((460, 460), antialias=False), v2.RandomCrop(448),
-                     v2.RandomRotation(15), v2.RandomHorizontalFlip(), v2.ToDtype(torch.float32, scale=True),
-                     v2.Normalize(MEAN, STD)])
+                     v2.RandomRotation(15), v2.RandomHorizontalFlip()])
     return lambda path: tf(Image.open(path).convert("RGB"))
 
 
@@ -81,7 +80,7 @@ def _run(n: int) -> list[dict]:
             names = make_jpegs(folder, wh, n)
             tv = torchvision_pipeline()
             base = rate(lambda: [tv(folder / p) for p in names], n, 2)
-            tf = train_transform(460, 448, 15, 0.5, MEAN, STD)
+            tf = train_transform(460, 448, 15, 0.5)
             plain = ImageDataset(root=folder, paths=names, labels=None, transform=tf)
             kit = rate(lambda: [plain[(i, i)] for i in range(n)], n, 2)
             cached = ImageDataset(root=folder, paths=names, labels=None, transform=tf, cache_dir=Path(tmp) / "cache")

@@ -15,7 +15,7 @@ from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
 
 from bench.common import rate
-from bench.data_pipeline import MEAN, STD, make_jpegs
+from bench.data_pipeline import make_jpegs
 from kit.data import ImageDataset, train_loader, train_transform
 from kit.model import create_model
 from kit.runtime import autocast, grad_scaler, pick_device
@@ -43,7 +43,7 @@ def run(size: str) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         names = make_jpegs(Path(tmp), (500, 375), batch * steps)
         ds = ImageDataset(root=tmp, paths=names, labels=[i % 100 for i in range(len(names))],
-                          transform=train_transform(px + 12, px, 15, 0.5, MEAN, STD), cache_dir=Path(tmp) / "cache")
+                          transform=train_transform(px + 12, px, 15, 0.5), cache_dir=Path(tmp) / "cache")
         for i in range(len(ds)):  # fill the cache (make cache does this once per data set)
             ds[(i, 0)]
         for backbone, head in (("resnest50d", "spinal"), ("resnet50", "linear")):

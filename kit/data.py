@@ -35,30 +35,30 @@ def _to_size(size: int, mode: str) -> list:
     return [A.LongestMaxSize(max_size=size), A.PadIfNeeded(size, size, border_mode=cv2.BORDER_CONSTANT, fill=0)]
 
 
-def train_transform(resize: int, img_size: int, rotate: float, hflip: float, mean, std,
-                    mode: str = "squash") -> A.Compose:
+# Both transforms end in uint8 (3, H, W) tensors: a quarter of float32's bytes between the workers and
+# the device. The model normalises on the device (kit.model.Classifier, with the config's mean and std).
+def train_transform(resize: int, img_size: int, rotate: float, hflip: float, mode: str = "squash") -> A.Compose:
     return A.Compose([
         *_to_size(resize, mode),
         A.RandomCrop(img_size, img_size),
         A.Rotate(limit=rotate, border_mode=cv2.BORDER_CONSTANT, fill=0, p=1.0),  # every image; Rotate defaults to p=0.5
         A.HorizontalFlip(p=hflip),
-        A.Normalize(mean=mean, std=std),
         ToTensorV2(),
     ])
 
 
-def eval_transform(img_size: int, mean, std, mode: str = "squash") -> A.Compose:
-    return A.Compose([*_to_size(img_size, mode), A.Normalize(mean=mean, std=std), ToTensorV2()])
+def eval_transform(img_size: int, mode: str = "squash") -> A.Compose:
+    return A.Compose([*_to_size(img_size, mode), ToTensorV2()])
 
 
 def train_transform_of(cfg) -> A.Compose:
     """The training transform a config describes (the one place its keys become a transform)."""
-    return train_transform(cfg.resize, cfg.img_size, cfg.rotate, cfg.hflip, cfg.mean, cfg.std, cfg.resize_mode)
+    return train_transform(cfg.resize, cfg.img_size, cfg.rotate, cfg.hflip, cfg.resize_mode)
 
 
 def eval_transform_of(cfg) -> A.Compose:
     """The validation/test transform a config describes."""
-    return eval_transform(cfg.img_size, cfg.mean, cfg.std, cfg.resize_mode)
+    return eval_transform(cfg.img_size, cfg.resize_mode)
 
 
 def dataset_of(cfg, root: Path, paths, labels, transform: A.Compose) -> "ImageDataset":
@@ -148,7 +148,7 @@ class ImageDataset(Dataset):
             image = load_rgb(source, self.max_pixels)  # (H, W, 3)
         else:
             image = load_resized(source, self.step, self.cache_dir, self.max_pixels, self.draft)
-        x = self.transform(image=image)["image"]  # (3, H, W) float32, normalised
+        x = self.transform(image=image)["image"]  # (3, H, W) uint8: normalised on the device, by the model
         return x, int(self.labels[i])
 
 

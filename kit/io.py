@@ -150,7 +150,7 @@ def load_rgb(path: str | Path, max_pixels: int = 100_000_000, draft: int = 0) ->
         if draft and img.format == "JPEG":
             img.draft("RGB", (draft, draft))  # PIL keeps the result >= the requested size
         img = ImageOps.exif_transpose(img)
-        return np.asarray(_to_rgb(img))
+        return np.array(_to_rgb(img))  # a writable copy: torch warns on tensors over read-only arrays
 
 
 def check_image(path: str | Path, max_pixels: int) -> str | None:

@@ -38,13 +38,21 @@ class SpinalHead(nn.Module):
 
 
 class Classifier(nn.Module):
-    def __init__(self, backbone: nn.Module, head: nn.Module):
+    """Pixels in (0..255, any float or integer dtype), logits out: normalisation runs on the device.
+
+    mean and std (RGB, 0..1) are buffers, not state: checkpoints hold the weights alone, and the
+    config that trained them (kept in the checkpoint) says which mean and std they expect.
+    """
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, mean=(0.507, 0.487, 0.441), std=(0.267, 0.256, 0.276)):
         super().__init__()
         self.backbone = backbone
         self.head = head
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255, persistent=False)
 
-    def forward(self, x):  # x: (B, 3, H, W) normalised
-        return self.head(self.backbone(x))
+    def forward(self, x):  # x: (B, 3, H, W) pixels, 0..255
+        return self.head(self.backbone((x.float() - self.mean) / self.std))
 
 
 def _backbone(name: str, pretrained: bool, pretrained_file: str) -> nn.Module:
@@ -76,7 +84,8 @@ def _hub_tag(name: str) -> str:
 
 
 def create_model(backbone: str, head: str, num_classes: int, *, pretrained: bool = False,
-                 pretrained_file: str = "", spinal_width: int = 540, head_dropout: float = 0.5) -> Classifier:
+                 pretrained_file: str = "", spinal_width: int = 540, head_dropout: float = 0.5,
+                 mean=(0.507, 0.487, 0.441), std=(0.267, 0.256, 0.276)) -> Classifier:
     if not timm.is_model(backbone):
         raise ValueError(f"backbone={backbone!r} is not a timm model; see timm.list_models()")
     body = _backbone(backbone, pretrained, pretrained_file)
@@ -85,7 +94,7 @@ def create_model(backbone: str, head: str, num_classes: int, *, pretrained: bool
         top = SpinalHead(n, num_classes, spinal_width, head_dropout)
     else:
         top = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(n, num_classes))
-    return Classifier(body, top)
+    return Classifier(body, top, mean, std)
 
 
 def from_config(cfg, num_classes: int, pretrained: bool | None = None) -> Classifier:
@@ -93,4 +102,4 @@ def from_config(cfg, num_classes: int, pretrained: bool | None = None) -> Classi
     return create_model(cfg.backbone, cfg.head, num_classes,
                         pretrained=cfg.pretrained if pretrained is None else pretrained,
                         pretrained_file=cfg.pretrained_file if pretrained is not False else "",
-                        spinal_width=cfg.spinal_width, head_dropout=cfg.head_dropout)
+                        spinal_width=cfg.spinal_width, head_dropout=cfg.head_dropout, mean=cfg.mean, std=cfg.std)

@@ -101,8 +101,8 @@ def train_one_epoch(model, loader, optimizer, scaler, mixup, criterion, amp_ctx,
     for step, (x, y) in enumerate(bar):
         if step >= steps:
             break
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        x, target = mixup(x, y)  # target: (B, classes) soft labels
+        x, y = x.to(device, non_blocking=True).float(), y.to(device, non_blocking=True)  # x: uint8 pixels until here
+        x, target = mixup(x, y)  # target: (B, classes) soft labels; mixing pixels = mixing normalised images
         with amp_ctx():
             logits = model(x)
             loss = criterion(logits.float(), target)
@@ -131,7 +131,7 @@ def predict_logits(model, loader, amp_ctx, device) -> np.ndarray:
     out = []
     for x, _ in loader:
         with amp_ctx():
-            out.append(model(x.to(device, non_blocking=True)).float().cpu())
+            out.append(model(x.to(device, non_blocking=True).float()).float().cpu())  # float: TTA scales interpolate
     return torch.cat(out).numpy()
 
 

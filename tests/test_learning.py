@@ -89,12 +89,12 @@ def test_no_alarm_when_the_model_learns(tmp_path, easy_data, caplog):
 
 def test_pad_keeps_the_aspect_ratio():
     wide = np.full((20, 40, 3), 255, dtype=np.uint8)  # a white 2:1 image
-    x = eval_transform(32, (0.0,) * 3, (1.0,) * 3, mode="pad")(image=wide)["image"]  # (3, 32, 32), 0..1
+    x = eval_transform(32, mode="pad")(image=wide)["image"] / 255  # (3, 32, 32), 0..1
     rows = x[0].mean(dim=1)
     bars = torch.cat([rows[:8], rows[24:]])
     assert x.shape == (3, 32, 32) and torch.all(rows[8:24] == 1) and torch.all(bars == 0), \
         "a 2:1 image fills the width and half the height, centred between black bars"
-    squashed = eval_transform(32, (0.0,) * 3, (1.0,) * 3)(image=wide)["image"]
+    squashed = eval_transform(32)(image=wide)["image"] / 255
     assert torch.all(squashed == 1), "squash (the recipe) stretches it over the whole square"
 
 

@@ -67,7 +67,7 @@ def test_unwritable_cache_falls_back_to_decoding_with_one_warning(tmp_path, fold
     cache = tmp_path / "cache"
     cache.write_text("a file where the cache folder should be")  # any write below it fails
     paths = [p.relative_to(folder_data).as_posix() for p in sorted((folder_data / "train").rglob("*.png"))][:3]
-    tf = eval_transform(32, (0.5,) * 3, (0.5,) * 3)
+    tf = eval_transform(32)
     plain = ImageDataset(root=folder_data, paths=paths, labels=None, transform=tf)
     cached = ImageDataset(root=folder_data, paths=paths, labels=None, transform=tf, cache_dir=cache)
     with caplog.at_level("WARNING"):
