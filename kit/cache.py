@@ -3,8 +3,9 @@
     python -m kit cache --exp resnest50d_spinalnet data=...   # then train/predict with cache=true
 
 Training images are cached at `resize` (the random crop's input), validation and test images at
-`img_size`: whatever the first step of each transform makes of them (squashed, or aspect kept). The cache is keyed by source file and size (cache/<sha1>_<size>.npy), so every fold
-and experiment shares it, and a changed image gets a new entry.
+`img_size`: whatever the first step of each transform makes of them (squashed, or aspect kept).
+The cache is keyed by source file and step (cache/<sha1>_<H>x<W>.npy, or _max<N>.npy with
+resize_mode=pad), so every fold and experiment shares it, and a changed image gets a new entry.
 """
 from __future__ import annotations
 

@@ -85,8 +85,9 @@ def from_folds(cfg: Config, layout: Layout, meta: dict, folds: list[int], test_f
     logits = np.concatenate([o["logits"] for o in oof])
     oof_scores = softmax(logits, axis=-1) if cfg.merge == "probs" else logits
     fold_dirs = [cfg.exp_dir / f"fold{k}" for k in folds]
+    histories = [pd.read_csv(d / "history.csv") for d in fold_dirs]
     n = np.array([len(o["labels"]) for o in oof])
-    last = [float(pd.read_csv(d / "history.csv")["val_top1"].iloc[-1]) for d in fold_dirs]  # last weights, no TTA
+    last = [float(h["val_top1"].iloc[-1]) for h in histories]  # each fold's last weights, no TTA
     held = [load_npz(f) for f in holdout_files]
     return Result(
         name=cfg.name, cfgs=[cfg], layout=layout, classes=list(meta["classes"]), folds=folds,
@@ -94,7 +95,7 @@ def from_folds(cfg: Config, layout: Layout, meta: dict, folds: list[int], test_f
         oof_ids=oof_ids[order], oof_labels=np.concatenate([o["labels"] for o in oof])[order],
         oof_scores=oof_scores[order], fold_top1=[float(accuracy_score(o["labels"], o["logits"].argmax(1))) for o in oof],
         checkpoints={str(d / "best.pt"): sha256_file(d / "best.pt") for d in fold_dirs},
-        epochs=float(np.mean([len(pd.read_csv(d / "history.csv")) for d in fold_dirs])), fingerprint=meta["fingerprint"],
+        epochs=float(np.mean([len(h) for h in histories])), fingerprint=meta["fingerprint"],
         last_epoch_top1=float(np.dot(n, last) / n.sum()), warning=_warning(cfg.exp_dir, folds),
         **({"holdout_scores": average([h["logits"] for h in held], cfg.merge), "holdout_labels": held[0]["labels"]}
            if held else {}),

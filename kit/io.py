@@ -42,9 +42,7 @@ def atomic_path(path: str | Path):
 def locked(path: str | Path):
     """Hold an exclusive lock on `path`.lock: serialises read-modify-write of a shared file between processes."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(path.suffix + ".lock"), "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes, also when the process dies
+    with claimed(path.with_suffix(path.suffix + ".lock"), wait=True):
         yield
 
 
