@@ -4,6 +4,7 @@
 #   make train GPUS="0 1 2 3"          # one process per GPU, each taking the next free fold
 #   make submit COMP=slug [FILE=...]   # kaggle competitions submit of the best-CV submission (or FILE)
 #   make leaderboard [COMP=slug]       # merge Kaggle's public/private scores and print the table
+#   make export [OUT=bundle]           # inference bundle: python -m kit predict --bundle bundle data=...
 SHELL := /bin/bash
 PY := .venv/bin/python
 DATA ?= data/demo
@@ -13,7 +14,7 @@ ifeq ($(DATA),data/demo)
 EXP := demo demo_baseline
 else
 EXP := quick
-QUICK_NOTE := EXP not set: using the quick preset (configs/quick.yaml: small model from scratch, 64 px, for your \
+QUICK_NOTE := EXP not set: using the quick preset (kit/configs/quick.yaml: small model from scratch, 64 px, for your \
   own data on a CPU); set EXP= to choose, see README
 $(if $(filter folds train predict cache submit leaderboard,$(MAKECMDGOALS)),$(info $(QUICK_NOTE)))
 endif
@@ -22,6 +23,7 @@ ARGS ?=
 GPUS ?=
 COMP ?=
 FILE ?=
+OUT ?= bundle
 KIT = $(PY) -m kit
 RUN_ARGS = --exp $(EXP) data=$(DATA) $(ARGS)
 export NO_ALBUMENTATIONS_UPDATE := 1
@@ -32,7 +34,7 @@ export LD_PRELOAD := $(TCMALLOC)
 endif
 
 .DEFAULT_GOAL := demo
-.PHONY: demo install folds train predict leaderboard submit download test test-fast bench cache reliability clean gpu-check
+.PHONY: demo install folds train predict export leaderboard submit download test test-fast bench cache reliability clean gpu-check
 
 demo: install $(if $(filter data/demo,$(DATA)),data/demo/solution.csv)
 	$(KIT) folds $(RUN_ARGS)
@@ -71,6 +73,9 @@ cache: install
 predict: install
 	$(KIT) predict $(RUN_ARGS)
 
+export: install
+	$(KIT) export $(RUN_ARGS) --out $(OUT)
+
 leaderboard: install
 	$(KIT) leaderboard $(RUN_ARGS) $(if $(COMP),--comp $(COMP))
 
@@ -99,5 +104,5 @@ reliability: install
 
 # Removes every generated fold, checkpoint and submission (and the demo data); keeps the READMEs and your DATA.
 clean:
-	rm -rf data/demo folds/*/ folds/folds.csv folds/folds.json
+	rm -rf data/demo folds/*/ folds/folds.csv folds/folds.json bundle bundle.zip
 	rm -f submissions/*.csv submissions/*.json submissions/*.png submissions/*.zip submissions/*.lock

@@ -16,14 +16,14 @@ from pathlib import Path
 import pandas as pd
 
 from kit import folds, leaderboard, predict, train
-from kit.config import load_config
+from kit.config import PRESETS, load_config
 from kit.metrics import chance_top1
 from kit.synth import MATRIX, write_synthetic
 
 
 def _one(name: str, shape: dict, overrides: dict, tmp: Path) -> dict:
     data = write_synthetic(tmp / "data", side=64, **shape)
-    cfg = load_config("configs/quick.yaml", {**overrides, "data": str(data), "work_dir": str(tmp / "folds"),
+    cfg = load_config(PRESETS / "quick.yaml", {**overrides, "data": str(data), "work_dir": str(tmp / "folds"),
                                              "submissions_dir": str(tmp / "subs")})
     t0 = time.perf_counter()
     folds.run(cfg)

@@ -4,6 +4,8 @@
     python -m kit folds   --exp demo                 # folds/folds.csv
     python -m kit train   --exp demo demo_baseline   # folds/<exp>/fold<k>/...
     python -m kit predict --exp demo demo_baseline   # submissions/<exp>-<hash>.csv + leaderboard
+    python -m kit export  --exp demo --out bundle    # bundle/ + bundle.zip: weights and settings for inference
+    python -m kit predict --bundle bundle data=DIR   # ... from the bundle alone: + submissions/submission.csv
     python -m kit --help-config                      # every config key
 
 A user mistake ends in one line on stderr and exit status 2, never a traceback
@@ -23,6 +25,8 @@ STAGES = {
     "cache": "resize every image once to what the transforms need (the fast data path; then cache=true)",
     "train": "train every fold (or --fold K) of each experiment: two stages, best and last checkpoints, OOF logits",
     "predict": "TTA on the test images with each fold's best weights, fold ensemble, submission CSV, leaderboard",
+    "export": "write an inference bundle (--out DIR, and DIR.zip): each fold's best weights, the resolved configs, "
+              "classes, TTA and merge; `predict --bundle DIR` writes the submission from it alone",
     "leaderboard": "print submissions/leaderboard.csv; with --comp, first merge Kaggle's public/private scores",
     "submit": "upload --file F, or the best-CV submission of --exp, with the kaggle CLI (--comp SLUG); record its ref",
     "download": "download and safely unzip a competition's data into data/<slug>/ (--comp SLUG)",
@@ -31,19 +35,21 @@ EPILOG = "config keys: python -m kit --help-config; make targets wrap these stag
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m kit", description=__doc__.split("\n")[0], epilog=EPILOG,
+    prog = "kit" if Path(sys.argv[0]).name == "kit" else "python -m kit"  # the console script, or -m
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0], epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--help-config", action="store_true", help="list every config key with its type and default")
     sub = p.add_subparsers(dest="stage", metavar="stage")
     from kit.config import help_text
-    keys = "config keys (set in configs/*.yaml or as key=value):\n" + help_text()
+    keys = "config keys (set in a preset YAML or as key=value):\n" + help_text()
     for stage, text in STAGES.items():
         s = sub.add_parser(stage, help=text, description=text, epilog=keys,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         if stage == "demo-data":
             s.add_argument("--out", default="data/demo", help="where to write the demo data (default data/demo)")
             continue
-        s.add_argument("--exp", nargs="+", default=[], metavar="NAME", help="experiment preset(s): configs/NAME.yaml")
+        s.add_argument("--exp", nargs="+", default=[], metavar="NAME", help="experiment(s): a preset name (kit/configs/NAME.yaml, or "
+                       "configs/NAME.yaml here) or a YAML path")
         s.add_argument("--config", nargs="+", default=[], metavar="FILE", help="config file(s) (YAML)")
         s.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, applied to every experiment")
         if stage == "train":
@@ -53,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
                                 "through lock files: make train GPUS=...)")
         if stage == "predict":
             s.add_argument("--ensemble", action="store_true", help="also ensemble all the named experiments into one submission")
+            s.add_argument("--bundle", default="", metavar="DIR",
+                           help="predict from a bundle (kit export) instead of --exp: no folds, training images or "
+                                "OOF files needed; also writes <submissions_dir>/submission.csv")
+        if stage == "export":
+            s.add_argument("--out", default="bundle", metavar="DIR", help="bundle folder (default bundle; the zip beside it)")
         if stage in ("leaderboard", "submit", "download"):
             s.add_argument("--comp", default=os.environ.get("COMP", ""), help="Kaggle competition slug")
         if stage == "submit":
@@ -61,14 +72,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _configs(args, parser) -> list:
-    from kit.config import load_config, parse_overrides
+    from kit.config import PRESETS, find_preset, load_config, parse_overrides
 
     # --exp/--config take several names, so they also swallow the key=value items after them
     swallowed = [a for a in args.config + args.exp if "=" in a]
     paths = [Path(c) for c in args.config if "=" not in c]
-    paths += [Path("configs") / f"{e}.yaml" for e in args.exp if "=" not in e]
+    paths += [find_preset(e) for e in args.exp if "=" not in e]
     if not paths:
-        paths = [Path("configs/demo.yaml")]
+        paths = [PRESETS / "demo.yaml"]
     overrides = parse_overrides(swallowed + args.overrides)
     return [load_config(p, overrides) for p in paths]
 
@@ -82,12 +93,33 @@ def _shard(text: str, parser) -> tuple[int, int] | None:
     return int(i), int(n)
 
 
+# the output folders each stage writes, checked before any work starts
+OUTPUTS = {"folds": ("work_dir",), "cache": ("cache_dir",), "train": ("work_dir",),
+           "predict": ("work_dir", "submissions_dir"), "export": ("work_dir", "submissions_dir"), "leaderboard": ("submissions_dir",),
+           "submit": ("submissions_dir",)}
+
+
+def _check_outputs(stage: str, cfgs: list) -> None:
+    from kit.io import check_writable
+    for cfg in cfgs:
+        for key in OUTPUTS.get(stage, ()):
+            check_writable(getattr(cfg, key), key)
+
+
 def _run(args, parser) -> None:
     if args.stage == "demo-data":
         from kit import demo
         demo.run(args.out)
         return
+    if args.stage == "predict" and args.bundle:
+        if args.exp or args.config:
+            parser.error("--bundle predicts what the bundle holds; drop --exp/--config")
+        from kit import bundle
+        from kit.config import parse_overrides
+        bundle.predict_bundle(args.bundle, parse_overrides(args.overrides))
+        return
     cfgs = _configs(args, parser)
+    _check_outputs(args.stage, cfgs)
     if args.stage == "folds":
         from kit import folds
         for cfg in cfgs:
@@ -102,6 +134,9 @@ def _run(args, parser) -> None:
     elif args.stage == "predict":
         from kit import predict
         predict.run(cfgs, ensemble=args.ensemble)
+    elif args.stage == "export":
+        from kit import bundle
+        bundle.export(cfgs, args.out)
     elif args.stage == "leaderboard":
         from kit import leaderboard
         leaderboard.run(cfgs[0], args.comp)
@@ -119,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.help_config:
         from kit.config import help_text
-        print("config keys (set in configs/*.yaml or as key=value):\n" + help_text())
+        print("config keys (set in a preset YAML or as key=value):\n" + help_text())
         return 0
     if not args.stage:
         parser.print_help()

@@ -1,6 +1,7 @@
 """One flat, frozen config per experiment: a YAML preset, then `key=value` overrides.
 
-    python -m kit train --config configs/demo.yaml stage1_epochs=3 batch_size=32
+    python -m kit train --exp demo stage1_epochs=3 batch_size=32      # a preset shipped in kit/configs/
+    python -m kit train --exp my.yaml                                 # or a YAML file of your own
 
 Every key, its type and its meaning live in `Config` below; `python -m kit --help-config`
 prints them. Unknown keys and wrong types raise `ValueError` naming the key and what it accepts.
@@ -18,6 +19,7 @@ import yaml
 from kit.io import atomic_write_text
 
 TTA_VIEWS = ("hflip", "vflip", "rot90", "scales", "five_crops")
+PRESETS = Path(__file__).parent / "configs"  # shipped inside the package: `kit` works from any directory
 
 
 # What a key shapes, in pipeline order. A key invalidates the outputs of its own stage and of
@@ -243,7 +245,7 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
     if path is not None:
         path = Path(path)
         if not path.is_file():
-            raise ValueError(f"config file {path} not found; presets are in configs/")
+            raise ValueError(f"config file {path} not found; presets: {', '.join(preset_names())}")
         try:
             values = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
@@ -258,6 +260,26 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
             raise ValueError(f"unknown config key(s) {unknown}{where}; `python -m kit --help-config` lists them")
     values.update(overrides or {})
     return Config(**values)
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESETS.glob("*.yaml"))
+
+
+def find_preset(exp: str) -> Path:
+    """--exp takes a YAML path (my.yaml, ./dir/x.yml) or a preset name: configs/NAME.yaml under the
+    current directory if there is one (your own presets), else the one shipped in kit/configs/."""
+    path = Path(exp)
+    if path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
+        if not path.is_file():
+            raise ValueError(f"--exp {exp}: no such config file; give a YAML path or a preset name "
+                             f"({', '.join(preset_names())})")
+        return path
+    for candidate in (Path("configs") / f"{exp}.yaml", PRESETS / f"{exp}.yaml"):
+        if candidate.is_file():
+            return candidate
+    raise ValueError(f"--exp {exp}: no preset of that name; presets: {', '.join(preset_names())} "
+                     "(or give a path to a YAML file)")
 
 
 def keys_shaping(stage: str) -> tuple[str, ...]:

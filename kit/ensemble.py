@@ -108,21 +108,25 @@ def _warning(exp_dir: Path, folds: list[int]) -> str:
     return f"chance level in fold(s) {', '.join(map(str, at_chance))}" if at_chance else ""
 
 
+def combine_scores(scores: list[np.ndarray], merges: list[str]) -> np.ndarray:
+    """Experiments' fold-ensembled scores averaged: as they are when all merged alike, else as probabilities."""
+    if len(set(merges)) > 1:
+        scores = [s if m == "probs" else softmax(s, axis=-1) for s, m in zip(scores, merges)]
+    return np.mean(scores, axis=0)
+
+
 def combine(results: list[Result]) -> Result:
     """Several experiments' results averaged (as probabilities when their merges differ)."""
     first = results[0]
     for r in results[1:]:
         if r.classes != first.classes or not np.array_equal(r.oof_ids, first.oof_ids):
             raise ValueError(f"cannot ensemble {first.name} and {r.name}: trained on other folds or classes")
-    if len({r.cfgs[0].merge for r in results}) == 1:
-        pick = lambda r, s: s  # noqa: E731 - all in the same space already
-    else:
-        pick = lambda r, s: s if r.cfgs[0].merge == "probs" else softmax(s, axis=-1)  # noqa: E731
+    merges = [r.cfgs[0].merge for r in results]
     return dataclasses.replace(
         first, name="+".join(r.name for r in results), cfgs=[c for r in results for c in r.cfgs],
-        test_scores=np.mean([pick(r, r.test_scores) for r in results], axis=0),
-        oof_scores=np.mean([pick(r, r.oof_scores) for r in results], axis=0),
-        holdout_scores=(np.mean([pick(r, r.holdout_scores) for r in results], axis=0)
+        test_scores=combine_scores([r.test_scores for r in results], merges),
+        oof_scores=combine_scores([r.oof_scores for r in results], merges),
+        holdout_scores=(combine_scores([r.holdout_scores for r in results], merges)
                         if len(first.holdout_labels) else first.holdout_scores),
         fold_top1=[float(np.mean(v)) for v in zip(*(r.fold_top1 for r in results))],
         checkpoints={k: v for r in results for k, v in r.checkpoints.items()},
@@ -132,9 +136,19 @@ def combine(results: list[Result]) -> Result:
 
 
 def build_submission(r: Result) -> pd.DataFrame:
-    preds = np.asarray(r.classes, dtype=object)[r.test_scores.argmax(1)]
-    id_col, label_col = r.layout.header
-    return pd.DataFrame({id_col: r.layout.test["id"].to_numpy(), label_col: preds})
+    return submission_table(r.classes, r.test_scores, r.layout)
+
+
+def submission_table(classes: list[str], test_scores: np.ndarray, layout: Layout) -> pd.DataFrame:
+    preds = np.asarray(classes, dtype=object)[test_scores.argmax(1)]
+    id_col, label_col = layout.header
+    return pd.DataFrame({id_col: layout.test["id"].to_numpy(), label_col: preds})
+
+
+def submission_bytes(sub: pd.DataFrame, layout: Layout, classes: list[str]) -> bytes:
+    """The CSV as written, checked first against what the competition expects."""
+    validate_submission(sub, layout.test["id"], classes, layout.header)
+    return sub.to_csv(index=False, lineterminator="\n").encode()
 
 
 def validate_submission(sub: pd.DataFrame, expected_ids: pd.Series, classes: list[str], header: tuple) -> None:
@@ -163,7 +177,7 @@ def _git() -> dict:
     return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
-def _versions() -> dict:
+def versions() -> dict:
     names = ("torch", "torchvision", "timm", "albumentations", "ttach", "numpy", "scikit-learn", "pandas", "pillow")
     out = {}
     for n in names:
@@ -180,7 +194,7 @@ def run_record(r: Result) -> dict:
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "experiments": [c.name for c in r.cfgs],
         "settings": [shaping(c, "ensemble") for c in r.cfgs], "checkpoints": r.checkpoints, "folds": r.folds,
         "cv": r.cv, "last_epoch_top1": r.last_epoch_top1, "holdout_top1": r.holdout_top1,
-        "data_fingerprint": r.fingerprint, "git": _git(), "versions": _versions(),
+        "data_fingerprint": r.fingerprint, "git": _git(), "versions": versions(),
     }
 
 
@@ -210,9 +224,7 @@ def write_submission(r: Result) -> tuple[Path, int]:
 
     Returns the CSV's path and the number of this run in its manifest (<name>-<sha8>.json).
     """
-    sub = build_submission(r)
-    validate_submission(sub, r.layout.test["id"], r.classes, r.layout.header)
-    data = sub.to_csv(index=False, lineterminator="\n").encode()
+    data = submission_bytes(build_submission(r), r.layout, r.classes)
     sha = hashlib.sha256(data).hexdigest()
     out_dir = Path(r.cfgs[0].submissions_dir)
     path = out_dir / f"{r.name}-{sha[:8]}.csv"

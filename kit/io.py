@@ -20,6 +20,13 @@ from PIL import Image, ImageOps
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
+@functools.cache
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it: once per process
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path):
     """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
@@ -28,6 +35,7 @@ def atomic_path(path: str | Path):
     # same folder: os.replace is atomic only within one file system; the dot hides it from globs
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a finished file gets the usual permissions
     try:
         yield Path(tmp)
         with open(tmp, "rb") as f:
@@ -61,6 +69,18 @@ def claimed(path: str | Path, wait: bool):
             yield False
             return
         yield True
+
+
+def check_writable(folder: str | Path, key: str) -> None:
+    """Raise ValueError naming `key` unless `folder` can be created and written (e.g. /kaggle/input is read-only)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".kit-write-test."):
+            pass
+    except OSError as e:
+        raise ValueError(f"{key}={folder} is not writable ({e.strerror}); set {key}= to a writable folder "
+                         f"(in a Kaggle notebook: /kaggle/working/...)") from None
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

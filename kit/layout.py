@@ -160,19 +160,21 @@ def _scan_csv(root: Path, id_col: str, label_col: str) -> Layout:
     paths = _resolve_ids(root, root / "train", train_csv[id_col], str(root / "train.csv"))
     train = pd.DataFrame({"path": paths, "label": train_csv[label_col].to_numpy(), "source": "train"})
     classes = tuple(sorted(train["label"].unique(), key=natural_key))
-    if sample is not None:
-        if sample.shape[1] != 2:
-            raise ValueError(f"{sample_path}: {sample.shape[1]} columns {list(sample.columns)}; "
-                             "kit writes one id and one label column")
-        test_ids = sample.iloc[:, 0]
-        dup = sorted(set(test_ids[test_ids.duplicated()]))
-        if dup:
-            raise ValueError(f"{sample_path}: id(s) listed more than once: {summarize(dup)}; each test id needs one row")
-        test = pd.DataFrame({"id": test_ids.to_numpy(), "path": _resolve_ids(root, root / "test", test_ids, str(sample_path))})
-    else:
-        test = _flat_test(root)
+    test = _sample_test(root, sample, sample_path) if sample is not None else _flat_test(root)
     header = tuple(sample.columns) if sample is not None else (id_col, label_col)
     return Layout(root, "csv", classes, train, test, header)
+
+
+def _sample_test(root: Path, sample: pd.DataFrame, sample_path: Path) -> pd.DataFrame:
+    """The test set as sample_submission.csv lists it: its ids, in its order, each resolved in DATA/test."""
+    if sample.shape[1] != 2:
+        raise ValueError(f"{sample_path}: {sample.shape[1]} columns {list(sample.columns)}; "
+                         "kit writes one id and one label column")
+    test_ids = sample.iloc[:, 0]
+    dup = sorted(set(test_ids[test_ids.duplicated()]))
+    if dup:
+        raise ValueError(f"{sample_path}: id(s) listed more than once: {summarize(dup)}; each test id needs one row")
+    return pd.DataFrame({"id": test_ids.to_numpy(), "path": _resolve_ids(root, root / "test", test_ids, str(sample_path))})
 
 
 def scan(data: str | Path, val_mode: str = "pool", id_col: str = "", label_col: str = "") -> Layout:
@@ -199,6 +201,39 @@ def scan(data: str | Path, val_mode: str = "pool", id_col: str = "", label_col: 
     return layout
 
 
+def scan_test(data: str | Path, kind: str, header: tuple[str, str], classes: tuple[str, ...], id_col: str = "",
+              label_col: str = "") -> Layout:
+    """The test images of `data` as a trained model's layout saw them, for inference without training data.
+
+    With a training part in `data`, the full scan (whose classes must then match); without one, the
+    test set alone: sample_submission.csv's ids (CSV layout; its header must match) or DATA/test/*.
+    """
+    root = Path(data)
+    if (root / "train.csv").is_file() or (root / "train").is_dir():
+        layout = scan(root, id_col=id_col, label_col=label_col)
+        if layout.header != tuple(header):
+            raise ValueError(f"{root}: submission header {list(layout.header)}, the model was trained for "
+                             f"{list(header)}; point data= at the competition it was trained for")
+        if layout.classes != tuple(classes):
+            raise ValueError(f"{root} has {len(layout.classes)} classes ({summarize(list(layout.classes))}), the "
+                             f"model {len(classes)} ({summarize(list(classes))}); point data= at the competition it "
+                             "was trained for")
+        return layout
+    if not root.is_dir():
+        raise ValueError(f"data folder {root} does not exist; pass data= the folder that holds test/")
+    sample_path = root / "sample_submission.csv"
+    if kind == "csv" and sample_path.is_file():
+        sample = _read_csv(sample_path)
+        if tuple(sample.columns) != tuple(header):
+            raise ValueError(f"{sample_path}: header {list(sample.columns)}, the model was trained for "
+                             f"{list(header)}; point data= at the competition it was trained for")
+        test = _sample_test(root, sample, sample_path)
+    else:
+        test = _flat_test(root)
+    empty = pd.DataFrame({"path": pd.Series(dtype=str), "label": pd.Series(dtype=str), "source": pd.Series(dtype=str)})
+    return Layout(root, kind, tuple(classes), empty, test, tuple(header))
+
+
 def find_bad_images(root: Path, paths: list[str], max_pixels: int, workers: int = 8) -> list[str]:
     """Decode every image (threads: PIL releases the GIL) and return 'path (reason)' for each failure."""
     with ThreadPoolExecutor(workers) as pool:
@@ -206,4 +241,4 @@ def find_bad_images(root: Path, paths: list[str], max_pixels: int, workers: int 
     return [f"{p} ({r})" for p, r in zip(paths, reasons) if r is not None]
 
 
-__all__ = ["Layout", "scan", "find_bad_images", "natural_key", "summarize", "IMAGE_EXTENSIONS"]
+__all__ = ["Layout", "scan", "scan_test", "find_bad_images", "natural_key", "summarize", "IMAGE_EXTENSIONS"]

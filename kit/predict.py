@@ -126,16 +126,22 @@ def predict_fold(cfg: Config, fold: int, layout: Layout, classes: list[str], dev
     if out.is_file() and str(load_npz(out)["key"]) == key:
         log.info("fold %d %s logits up to date: %s", fold, split, out)
         return out
+    logits, labels = fold_logits(cfg, ckpt, classes, layout.root, paths, labels, device)
+    save_npz(out, ids=np.asarray(ids).astype(str), labels=labels, logits=logits, key=np.array(key))
+    log.info("fold %d: %s logits for %d images with %d TTA view(s)", fold, split, len(paths),
+             len(tta_transforms(cfg.tta, cfg.img_size)))
+    return out
+
+
+def fold_logits(cfg: Config, ckpt: Path, classes: list[str], root: Path, paths: list[str], labels, device):
+    """(logits (N, classes), labels (N,), -1 when unknown) of one checkpoint on `paths`, TTA-merged, batched."""
     model = _load_fold_model(ckpt, classes, cfg, device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     wrapped = tta_model(model, cfg.tta, cfg.img_size, cfg.batched_tta, device, cfg.tta_max_images)
-    ds = dataset_of(cfg, layout.root, paths, labels, eval_transform_of(cfg))
+    ds = dataset_of(cfg, root, paths, labels, eval_transform_of(cfg))
     loader = eval_loader(ds, cfg.eval_batch_size, num_workers(cfg.workers), device.type == "cuda")
-    logits = predict_logits(wrapped, loader, autocast(device, cfg.amp), device)  # (N, classes)
-    save_npz(out, ids=np.asarray(ids).astype(str), labels=ds.labels, logits=logits, key=np.array(key))
-    log.info("fold %d: %s logits for %d images with %d TTA view(s)", fold, split, len(paths), len(wrapped.transforms))
-    return out
+    return predict_logits(wrapped, loader, autocast(device, cfg.amp), device), ds.labels
 
 
 def _ready_folds(cfg: Config, n_folds: int) -> list[int]:
@@ -149,7 +155,7 @@ def _ready_folds(cfg: Config, n_folds: int) -> list[int]:
     return done
 
 
-def _check_test(layout: Layout, cfg: Config) -> None:
+def check_test(layout: Layout, cfg: Config) -> None:
     if layout.test.empty:
         raise ValueError(f"no test images in {layout.root / 'test'}; predict needs them")
     bad = find_bad_images(layout.root, list(layout.test["path"]), cfg.max_pixels)
@@ -164,7 +170,7 @@ def predict_experiment(cfg: Config, device) -> ens.Result:
     result is the CV of the submission it writes.
     """
     table, meta, layout = folds_stage.load(cfg)
-    _check_test(layout, cfg)
+    check_test(layout, cfg)
     done = _ready_folds(cfg, meta["n_folds"])
     index = {c: i for i, c in enumerate(meta["classes"])}
 
@@ -180,17 +186,20 @@ def predict_experiment(cfg: Config, device) -> ens.Result:
     return ens.from_folds(cfg, layout, meta, done, test, oof, holdout)
 
 
+def write(r: ens.Result) -> Path:
+    """The submission CSV (+ manifest) and its leaderboard row."""
+    path, run_number = ens.write_submission(r)
+    leaderboard.record(Path(r.cfgs[0].submissions_dir) / "leaderboard.csv", r, path, run_number)
+    return path
+
+
 def run(cfgs: list[Config], ensemble: bool = False) -> list[Path]:
     device = pick_device(cfgs[0].device, cfgs[0].deterministic)
     log.info("predict: %s", describe(device, cfgs[0].amp, num_workers(cfgs[0].workers), cfgs[0].eval_batch_size))
     results = [predict_experiment(cfg, device) for cfg in cfgs]
     if ensemble and len(results) > 1:
         results.append(ens.combine(results))
+    written = [write(r) for r in results]
     board = Path(cfgs[0].submissions_dir) / "leaderboard.csv"
-    written = []
-    for r in results:
-        path, run_number = ens.write_submission(r)
-        leaderboard.record(board, r, path, run_number)
-        written.append(path)
     leaderboard.show(board)
     return written

@@ -5,19 +5,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kit.config import Config, load_config, parse_overrides, save_config
+from kit.config import PRESETS, Config, load_config, parse_overrides, save_config
 
-PRESETS = sorted(Path("configs").glob("*.yaml"))
+PRESET_FILES = sorted(PRESETS.glob("*.yaml"))
 
 
-@pytest.mark.parametrize("path", PRESETS, ids=[p.stem for p in PRESETS])
+@pytest.mark.parametrize("path", PRESET_FILES, ids=[p.stem for p in PRESET_FILES])
 def test_presets_load(path):
     cfg = load_config(path)
     assert cfg.name == path.stem, "a preset's experiment name defaults to its file stem"
 
 
 def test_recipe_preset_matches_the_write_up():
-    cfg = load_config("configs/resnest50d_spinalnet.yaml")
+    cfg = load_config(PRESETS / "resnest50d_spinalnet.yaml")
     got = (cfg.backbone, cfg.head, cfg.spinal_width, cfg.resize, cfg.img_size, cfg.rotate, cfg.mean, cfg.std,
            cfg.mixup_alpha, cfg.label_smoothing, cfg.momentum, cfg.weight_decay, cfg.batch_size,
            cfg.stage1_lr, cfg.stage1_epochs, cfg.stage2_lr, cfg.stage2_epochs, cfg.patience, cfg.pretrained)
@@ -27,7 +27,7 @@ def test_recipe_preset_matches_the_write_up():
 
 
 def test_overrides_win_and_int_becomes_float():
-    cfg = load_config("configs/demo.yaml", parse_overrides(["stage1_lr=1", "tta=[hflip, vflip]", "name=x"]))
+    cfg = load_config(PRESETS / "demo.yaml", parse_overrides(["stage1_lr=1", "tta=[hflip, vflip]", "name=x"]))
     assert (cfg.stage1_lr, type(cfg.stage1_lr), cfg.tta, cfg.name) == (1.0, float, ("hflip", "vflip"), "x"), cfg
 
 
@@ -43,7 +43,7 @@ def test_overrides_win_and_int_becomes_float():
 ])
 def test_bad_values_name_the_key(overrides, needle):
     with pytest.raises(ValueError, match=None) as e:
-        load_config("configs/demo.yaml", overrides)
+        load_config(PRESETS / "demo.yaml", overrides)
     assert needle in str(e.value), f"error should name {needle}: {e.value}"
 
 
@@ -56,7 +56,7 @@ def test_unknown_key_in_file_names_the_file(tmp_path):
 
 
 def test_saved_config_round_trips(tmp_path):
-    cfg = load_config("configs/resnest50d_spinalnet.yaml")
+    cfg = load_config(PRESETS / "resnest50d_spinalnet.yaml")
     save_config(cfg, tmp_path / "config.yaml")
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["mean"] == [0.507, 0.487, 0.441]
     assert load_config(tmp_path / "config.yaml") == cfg, "a saved config must load back to the same Config"
@@ -68,9 +68,9 @@ def test_config_is_frozen():
 
 
 def test_linear_lr_scaling():
-    base = load_config("configs/resnest50d_spinalnet.yaml")
+    base = load_config(PRESETS / "resnest50d_spinalnet.yaml")
     assert base.stage_lr(1) == 0.01, "the recipe's lr stays as written unless scaling is asked for"
-    scaled = load_config("configs/resnest50d_spinalnet.yaml", {"batch_size": 64, "lr_reference_batch": 16})
+    scaled = load_config(PRESETS / "resnest50d_spinalnet.yaml", {"batch_size": 64, "lr_reference_batch": 16})
     assert (scaled.stage_lr(1), scaled.stage_lr(2)) == pytest.approx((0.04, 0.004))
 
 

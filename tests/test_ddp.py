@@ -16,7 +16,7 @@ import torch
 
 from conftest import write_folder_data
 from kit import folds
-from kit.config import load_config
+from kit.config import PRESETS, load_config
 
 pytestmark = pytest.mark.slow
 ARGS = ["backbone=test_vit", "head=linear", "head_dropout=0", "resize=160", "img_size=160", "rotate=0",
@@ -35,7 +35,7 @@ def _train(cmd_prefix, data, work_dir):
 def test_two_processes_match_one(tmp_path):
     data = write_folder_data(tmp_path / "data", n_per_class=16, n_test=3)
     for name in ("one", "two"):
-        folds.run(load_config("configs/demo.yaml", {"data": str(data), "work_dir": str(tmp_path / name), "n_folds": 2}))
+        folds.run(load_config(PRESETS / "demo.yaml", {"data": str(data), "work_dir": str(tmp_path / name), "n_folds": 2}))
     h1, b1 = _train([sys.executable], data, tmp_path / "one")
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     h2, b2 = _train(torchrun, data, tmp_path / "two")
@@ -75,7 +75,7 @@ SMALL = ["backbone=test_resnet", "head=linear", "resize=36", "img_size=32", "bat
 
 def _torchrun(tmp_path, mode):
     data = write_folder_data(tmp_path / "data", n_per_class=16, n_test=3)
-    folds.run(load_config("configs/demo.yaml", {"data": str(data), "work_dir": str(tmp_path / "f"), "n_folds": 2}))
+    folds.run(load_config(PRESETS / "demo.yaml", {"data": str(data), "work_dir": str(tmp_path / "f"), "n_folds": 2}))
     script = tmp_path / "ranks.py"
     script.write_text(RANK_SCRIPT)
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}

@@ -14,7 +14,7 @@ import torch
 
 from conftest import tiny_cfg, write_folder_data
 from kit import folds, leaderboard, predict, train
-from kit.config import load_config
+from kit.config import PRESETS, load_config
 from kit.data import eval_transform
 from kit.synth import MATRIX, write_synthetic
 
@@ -49,10 +49,10 @@ def test_warmup_rises_linearly_from_a_tenth_then_follows_the_cosine(tmp_path, ea
 
 
 def test_auto_warmup_is_on_from_scratch_and_off_from_pretrained_weights():
-    recipe = load_config("configs/resnest50d_spinalnet.yaml")
+    recipe = load_config(PRESETS / "resnest50d_spinalnet.yaml")
     assert recipe.warmup == 0, "the recipe preset stays the write-up's: no warm-up"
-    assert load_config("configs/resnest50d_spinalnet.yaml", {"pretrained": False}).warmup == 3
-    assert load_config("configs/demo.yaml").warmup == 2, "10 epochs from scratch: 2 epochs of warm-up"
+    assert load_config(PRESETS / "resnest50d_spinalnet.yaml", {"pretrained": False}).warmup == 3
+    assert load_config(PRESETS / "demo.yaml").warmup == 2, "10 epochs from scratch: 2 epochs of warm-up"
 
 
 def test_patience_counts_only_after_min_epochs(tmp_path, easy_data):
@@ -127,7 +127,7 @@ def test_quick_preset_learns_every_shape_of_data(tmp_path, name):
     (shape, overrides), bar = MATRIX[name], BAR[name]
     data = write_synthetic(tmp_path / "data", side=32, **shape)
     paths = {"data": str(data), "work_dir": str(tmp_path / "folds"), "submissions_dir": str(tmp_path / "subs")}
-    cfg = load_config("configs/quick.yaml", {**overrides, **BUDGET, **paths})
+    cfg = load_config(PRESETS / "quick.yaml", {**overrides, **BUDGET, **paths})
     folds.run(cfg)
     train.run(cfg)
     predict.run([cfg])

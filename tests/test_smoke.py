@@ -15,7 +15,7 @@ import torch
 
 from conftest import make_image
 from kit import folds, predict, train
-from kit.config import load_config
+from kit.config import PRESETS, load_config
 from kit.io import load_npz
 
 pytestmark = pytest.mark.slow
@@ -37,7 +37,7 @@ def photos(tmp_path_factory):
 
 @pytest.mark.parametrize("preset", ["resnest50d_spinalnet", "resnet50"])
 def test_recipe_preset_runs_at_full_size(tmp_path, photos, preset):
-    cfg = load_config(f"configs/{preset}.yaml", {**SMALL_RUN, "data": str(photos), "work_dir": str(tmp_path / "f"),
+    cfg = load_config(PRESETS / f"{preset}.yaml", {**SMALL_RUN, "data": str(photos), "work_dir": str(tmp_path / "f"),
                                                   "submissions_dir": str(tmp_path / "s")})
     assert (cfg.img_size, cfg.resize) == (448, 460)
     folds.run(cfg)
@@ -75,7 +75,7 @@ def test_demo_pipeline_through_the_cli(tmp_path):
 def test_compiled_training_saves_plain_weights(tmp_path, photos):
     """compile=true trains through torch.compile; best.pt still loads into an uncompiled model."""
     from kit.model import create_model
-    cfg = load_config("configs/demo.yaml", {**SMALL_RUN, "data": str(photos), "work_dir": str(tmp_path / "f"),
+    cfg = load_config(PRESETS / "demo.yaml", {**SMALL_RUN, "data": str(photos), "work_dir": str(tmp_path / "f"),
                                             "backbone": "test_resnet", "img_size": 32, "resize": 36, "compile": True})
     folds.run(cfg)
     train.run(cfg, only=[0])

@@ -1,0 +1,175 @@
+"""Inference bundles: what predict needs to write a submission, and nothing else, in one folder and a zip.
+
+    python -m kit export --exp demo demo_baseline --out bundle     # bundle/ and bundle.zip
+    python -m kit predict --bundle bundle data=/kaggle/input/comp submissions_dir=/kaggle/working
+
+bundle.json holds the classes, the submission header and layout kind, per experiment its resolved
+config and each fold's weights file (its best.pt, copied) with its sha256, and the submission the
+bundle reproduces (file, sha256, CV). Predicting from a bundle needs no folds, training images or
+out-of-fold files: the test images, the weights and the same TTA and merge give the same CSV,
+written under its usual name (<name>-<sha8>.csv, with a manifest) and as submission.csv.
+Only keys that shape nothing (data, submissions_dir, device, workers, ...) may be overridden.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from kit import __version__
+from kit import ensemble as ens
+from kit import predict
+from kit.config import Config, shaping, to_dict
+from kit.io import atomic_path, atomic_write_bytes, check_writable, sha256_file
+from kit.layout import scan_test, summarize
+from kit.runtime import describe, num_workers, pick_device
+
+log = logging.getLogger(__name__)
+FORMAT = 1  # bundle.json's schema version
+
+
+def export(cfgs: list[Config], out: str | Path) -> Path:
+    """Predict (reusing up-to-date logits), then copy the weights and settings into `out` and `out`.zip."""
+    out = Path(out)
+    if out.exists() and not (out / "bundle.json").is_file():
+        raise ValueError(f"--out {out} exists and is not a bundle; choose another folder")
+    check_writable(out.parent, "--out")
+    device = pick_device(cfgs[0].device, cfgs[0].deterministic)
+    results = [predict.predict_experiment(cfg, device) for cfg in cfgs]
+    r = ens.combine(results) if len(results) > 1 else results[0]
+    sub_path = predict.write(r)
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    experiments = [_copy_weights(res, tmp) for res in results]
+    spec = {"format": FORMAT, "kit": __version__, "name": r.name, "classes": r.classes, "kind": r.layout.kind,
+            "header": list(r.layout.header), "experiments": experiments,
+            "submission": {"file": sub_path.name, "sha256": sha256_file(sub_path), "cv": r.cv,
+                           "holdout_top1": r.holdout_top1}}
+    (tmp / "bundle.json").write_text(json.dumps(spec, indent=2) + "\n")
+    _replace_dir(tmp, out)
+    _zip(out, out.with_suffix(".zip"))
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20
+    log.info("bundle %s (%.0f MB, and %s): %s, %d experiment(s), reproduces %s", out, size,
+             out.with_suffix(".zip").name, r.name, len(experiments), sub_path.name)
+    return out
+
+
+def _copy_weights(r: ens.Result, folder: Path) -> dict:
+    cfg = r.cfgs[0]
+    (folder / cfg.name).mkdir(parents=True)
+    folds = []
+    for k in r.folds:
+        dst = folder / cfg.name / f"fold{k}.pt"
+        shutil.copyfile(cfg.exp_dir / f"fold{k}" / "best.pt", dst)
+        folds.append({"fold": k, "file": dst.relative_to(folder).as_posix(), "sha256": sha256_file(dst)})
+    return {"name": cfg.name, "config": to_dict(cfg), "folds": folds}
+
+
+def _replace_dir(new: Path, out: Path) -> None:
+    """Put the finished folder `new` at `out`; an old bundle there goes only once the new one is whole."""
+    old = out.with_name(f".{out.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        out.rename(old)
+    new.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _zip(folder: Path, path: Path) -> None:
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:  # weights do not compress
+        for f in sorted(folder.rglob("*")):
+            if f.is_file():
+                z.write(f, f.relative_to(folder).as_posix())
+
+
+def _open(bundle: Path, stack) -> Path:
+    """The bundle's folder: itself, or a zip extracted to a temporary folder."""
+    if bundle.is_file() and zipfile.is_zipfile(bundle):
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kit-bundle-")))
+        with zipfile.ZipFile(bundle) as z:
+            z.extractall(tmp)
+        return tmp
+    if not (bundle / "bundle.json").is_file():
+        raise ValueError(f"--bundle {bundle}: no bundle.json there; give the folder (or .zip) `kit export` wrote")
+    return bundle
+
+
+def read_spec(folder: Path, name: str) -> dict:
+    """bundle.json, refused unless every weights file is there with the sha256 it was exported with."""
+    spec = json.loads((folder / "bundle.json").read_text())
+    if spec.get("format") != FORMAT:
+        raise ValueError(f"{name}: bundle format {spec.get('format')!r}, this kit reads {FORMAT}; export it again")
+    bad = []
+    for e in spec["experiments"]:
+        for f in e["folds"]:
+            path = folder / f["file"]
+            if not path.is_file():
+                bad.append(f"{f['file']} (missing)")
+            elif sha256_file(path) != f["sha256"]:
+                bad.append(f"{f['file']} (sha256 differs)")
+    if bad:
+        raise ValueError(f"{name}: weights do not match bundle.json: {summarize(bad)}; export the bundle again")
+    return spec
+
+
+def bundle_configs(spec: dict, overrides: dict, name: str) -> list[Config]:
+    """Each experiment's config as exported; overrides only of keys that shape nothing (paths, device, speed)."""
+    fields = {f.name: f.metadata["shapes"] for f in dataclasses.fields(Config)}
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown config key(s) {unknown} on the command line; `kit --help-config` lists them")
+    fixed = sorted(k for k in overrides if fields[k] != "nothing")
+    if fixed:
+        raise ValueError(f"{name} fixes {fixed}: they shape the weights or predictions it reproduces; "
+                         "change them before `kit export`")
+    try:
+        return [Config(**{**e["config"], **overrides}) for e in spec["experiments"]]
+    except TypeError as e:  # keys this kit does not know: written by another version
+        raise ValueError(f"{name}: config not readable by kit {__version__} ({e}); export it again") from None
+
+
+def predict_bundle(bundle: str | Path, overrides: dict) -> Path:
+    """TTA + fold ensemble (+ experiments) from a bundle: <submissions_dir>/<name>-<sha8>.csv and submission.csv."""
+    with contextlib.ExitStack() as stack:
+        folder = _open(Path(bundle), stack)
+        spec = read_spec(folder, f"--bundle {bundle}")
+        cfgs = bundle_configs(spec, overrides, f"--bundle {bundle}")
+        check_writable(cfgs[0].submissions_dir, "submissions_dir")
+        device = pick_device(cfgs[0].device, cfgs[0].deterministic)
+        log.info("predict: %s", describe(device, cfgs[0].amp, num_workers(cfgs[0].workers), cfgs[0].eval_batch_size))
+        layout = scan_test(cfgs[0].data, spec["kind"], tuple(spec["header"]), tuple(spec["classes"]),
+                           cfgs[0].id_col, cfgs[0].label_col)
+        predict.check_test(layout, cfgs[0])
+        paths = list(layout.test["path"])
+        scores = [ens.average([predict.fold_logits(cfg, folder / f["file"], spec["classes"], layout.root, paths,
+                                                   None, device)[0] for f in e["folds"]], cfg.merge)
+                  for e, cfg in zip(spec["experiments"], cfgs)]
+        test_scores = ens.combine_scores(scores, [c.merge for c in cfgs]) if len(scores) > 1 else scores[0]
+        data = ens.submission_bytes(ens.submission_table(spec["classes"], test_scores, layout), layout, spec["classes"])
+        return _write(data, spec, cfgs, Path(bundle))
+
+
+def _write(data: bytes, spec: dict, cfgs: list[Config], bundle: Path) -> Path:
+    sha = hashlib.sha256(data).hexdigest()
+    out_dir = Path(cfgs[0].submissions_dir)
+    path = out_dir / f"{spec['name']}-{sha[:8]}.csv"
+    if not path.is_file():
+        atomic_write_bytes(path, data)
+    atomic_write_bytes(out_dir / "submission.csv", data)
+    run = {"created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "bundle": str(bundle),
+           "experiments": [c.name for c in cfgs], "settings": [shaping(c, "ensemble") for c in cfgs],
+           "checkpoints": {f["file"]: f["sha256"] for e in spec["experiments"] for f in e["folds"]},
+           "folds": [f["fold"] for f in spec["experiments"][0]["folds"]], "cv": spec["submission"]["cv"],
+           "exported_submission": spec["submission"]["file"], "versions": ens.versions()}
+    ens.record_run(path.with_suffix(".json"), sha, run)
+    same = "the same as" if sha == spec["submission"]["sha256"] else "different from (other test images, hardware or versions)"
+    log.info("wrote %s and %s: %s the exported %s (CV top-1 %.4f)", path, out_dir / "submission.csv", same,
+             spec["submission"]["file"], spec["submission"]["cv"]["top1"])
+    return path

@@ -1,0 +1,107 @@
+"""Inference bundles: export, predict from the bundle alone, refusals.  pytest tests/test_bundle.py -q"""
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import make_image, tiny_cfg, write_csv_data
+from kit import bundle, folds, predict, train
+from kit.cli import main
+
+QUICK = dict(stage1_epochs=2, stage2_epochs=0, n_folds=2, tta=["hflip"])
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """Two experiments on the CSV layout, trained and predicted, exported; then their folds deleted."""
+    tmp = tmp_path_factory.mktemp("bundle")
+    data = write_csv_data(tmp / "data")
+    cfgs = [tiny_cfg(tmp, data, **QUICK), tiny_cfg(tmp, data, **QUICK, name="tiny_probs", merge="probs", head="linear")]
+    for cfg in cfgs:
+        folds.run(cfg)
+    train.run_all(cfgs)
+    written = predict.run(cfgs, ensemble=True)
+    out = bundle.export(cfgs, tmp / "bundle")
+    shutil.rmtree(cfgs[0].work_dir)  # folds.csv, checkpoints, OOF and test logits: the bundle needs none of them
+    return tmp, data, written[-1], out
+
+
+def test_bundle_predicts_the_same_bytes_without_folds(exported):
+    tmp, data, submission, out = exported
+    written = bundle.predict_bundle(out, {"data": str(data), "submissions_dir": str(tmp / "from_bundle")})
+    assert written.name == submission.name, "the bundle's submission keeps its usual name (same bytes, same hash)"
+    assert written.read_bytes() == submission.read_bytes(), "bundle predictions must equal the exported submission"
+    assert (tmp / "from_bundle" / "submission.csv").read_bytes() == submission.read_bytes(), "submission.csv too"
+
+
+def test_bundle_zip_needs_no_training_images(exported, tmp_path):
+    _, data, submission, out = exported
+    test_only = tmp_path / "test_only"  # what an inference notebook may get: test/ and sample_submission.csv
+    shutil.copytree(data / "test", test_only / "test")
+    shutil.copy(data / "sample_submission.csv", test_only)
+    written = bundle.predict_bundle(out.with_suffix(".zip"), {"data": str(test_only), "submissions_dir": str(tmp_path)})
+    assert written.read_bytes() == submission.read_bytes(), "the zip, on test images alone, gives the same CSV"
+
+
+def test_bundle_holds_weights_and_settings_only(exported):
+    _, _, submission, out = exported
+    spec = json.loads((out / "bundle.json").read_text())
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    want = sorted(["bundle.json"] + [f["file"] for e in spec["experiments"] for f in e["folds"]])
+    assert files == want, f"a bundle is bundle.json and one weights file per fold, got {files}"
+    assert spec["submission"]["file"] == submission.name
+    assert [e["config"]["tta"] for e in spec["experiments"]] == [["hflip"], ["hflip"]], "TTA travels in the bundle"
+
+
+def test_tampered_weights_are_refused(exported, tmp_path, capsys):
+    tmp, data, _, out = exported
+    copy = shutil.copytree(out, tmp_path / "b")
+    with open(copy / "tiny" / "fold0.pt", "ab") as f:
+        f.write(b"x")
+    assert main(["predict", "--bundle", str(copy), f"data={data}", f"submissions_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert "tiny/fold0.pt (sha256 differs)" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_other_competition_is_refused(exported, tmp_path, capsys):
+    _, data, _, out = exported
+    other = tmp_path / "other"
+    shutil.copytree(data, other)
+    rows = pd.read_csv(other / "train.csv")
+    rows.loc[0, "breed"] = "wolf"  # a fourth class
+    rows.to_csv(other / "train.csv", index=False)
+    assert main(["predict", "--bundle", str(out), f"data={other}", f"submissions_dir={tmp_path}"]) == 2
+    assert "classes" in capsys.readouterr().err, "a data set with other classes is refused"
+    shutil.rmtree(other / "train")
+    (other / "train.csv").unlink()
+    pd.DataFrame({"image": ["x000"], "label": ["cat"]}).to_csv(other / "sample_submission.csv", index=False)
+    assert main(["predict", "--bundle", str(out), f"data={other}", f"submissions_dir={tmp_path}"]) == 2
+    assert "header" in capsys.readouterr().err, "a sample submission with another header is refused"
+
+
+@pytest.mark.parametrize("override", ["tta=[]", "merge=probs", "img_size=64"])
+def test_keys_the_bundle_fixes_are_refused(exported, tmp_path, capsys, override):
+    _, data, _, out = exported
+    assert main(["predict", "--bundle", str(out), f"data={data}", f"submissions_dir={tmp_path}", override]) == 2
+    assert "fixes" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.csv")), "nothing written"
+
+
+def test_unwritable_output_is_one_clear_line(exported, tmp_path, capsys):
+    _, data, _, out = exported
+    blocker = tmp_path / "file"
+    blocker.write_text("")  # a path under a file cannot be created, as root or not
+    assert main(["predict", "--bundle", str(out), f"data={data}", f"submissions_dir={blocker / 'sub'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "submissions_dir=" in err and "not writable" in err and len(err.splitlines()) == 1, err
+
+
+def test_export_refuses_a_folder_that_is_not_a_bundle(tmp_path, folder_data, capsys):
+    cfg = tiny_cfg(tmp_path, folder_data)
+    (tmp_path / "mine").mkdir()
+    make_image(tmp_path / "mine" / "photo.png", (0, 0, 0), __import__("numpy").random.default_rng(0))
+    with pytest.raises(ValueError, match="not a bundle"):
+        bundle.export([cfg], tmp_path / "mine")
+    assert (tmp_path / "mine" / "photo.png").is_file(), "the user's folder is left alone"
