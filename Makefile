@@ -4,6 +4,8 @@
 #   make train GPUS="0 1 2 3"          # one process per GPU, each taking the next free fold
 #   make submit COMP=slug [FILE=...]   # kaggle competitions submit of the best-CV submission (or FILE)
 #   make leaderboard [COMP=slug]       # merge Kaggle's public/private scores and print the table
+#   make blend EXP="A B"               # weights fitted on the experiments' OOF predictions, nested CV
+#   make pseudo FROM=A NAME=B          # B: A + confidently pseudo-labelled test images (THRESHOLD=0.9)
 #   make export [OUT=bundle]           # inference bundle: python -m kit predict --bundle bundle data=...
 SHELL := /bin/bash
 PY := .venv/bin/python
@@ -24,17 +26,15 @@ GPUS ?=
 COMP ?=
 FILE ?=
 OUT ?= bundle
+THRESHOLD ?= 0.9
 KIT = $(PY) -m kit
 RUN_ARGS = --exp $(EXP) data=$(DATA) $(ARGS)
 export NO_ALBUMENTATIONS_UPDATE := 1
-# tcmalloc halves CPU training time against glibc malloc (docs/BENCHMARKS.md); used when installed, never required
-TCMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 /usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4))
-ifneq ($(TCMALLOC),)
-export LD_PRELOAD := $(TCMALLOC)
-endif
+# The CPU allocator: python -m kit restarts itself under mimalloc (2.7x glibc's training speed at 448 px,
+# docs/BENCHMARKS.md); KIT_ALLOCATOR=off make ... keeps glibc (kit/allocator.py).
 
 .DEFAULT_GOAL := demo
-.PHONY: demo install folds train predict export leaderboard submit download test test-fast bench cache reliability clean gpu-check
+.PHONY: demo install folds train predict blend pseudo export leaderboard submit download test test-fast bench cache reliability clean gpu-check
 
 demo: install $(if $(filter data/demo,$(DATA)),data/demo/solution.csv)
 	$(KIT) folds $(RUN_ARGS)
@@ -72,6 +72,12 @@ cache: install
 
 predict: install
 	$(KIT) predict $(RUN_ARGS)
+
+pseudo: install
+	$(KIT) pseudo --from $(FROM) --name $(NAME) --threshold $(THRESHOLD) data=$(DATA) $(ARGS)
+
+blend: install
+	$(KIT) blend $(RUN_ARGS)
 
 export: install
 	$(KIT) export $(RUN_ARGS) --out $(OUT)

@@ -6,23 +6,26 @@ CPU size finishes in minutes on 2 cores; GPU size is the recipe's 448 px.
 import argparse
 import importlib
 import os
+import sys
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from bench.common import record, table  # noqa: E402
 
-NAMES = ["model_ceiling", "data_pipeline", "train_e2e", "inference", "robustness"]
+NAMES = ["model_ceiling", "data_pipeline", "train_e2e", "inference", "robustness", "accuracy"]
 
 
 def main() -> None:
+    from kit.allocator import restart_under_allocator
+    restart_under_allocator(sys.argv[1:], "bench")  # the benchmarks run under the kit's own allocator
     import torch
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     p.add_argument("--size", choices=["cpu", "gpu"], default="gpu" if torch.cuda.is_available() else "cpu")
     p.add_argument("--only", nargs="+", choices=NAMES, default=NAMES[:4],
-                   help="default: the speed benchmarks; robustness (minutes per data set) runs when named")
+                   help="default: the speed benchmarks; robustness and accuracy (minutes each) run when named")
     args = p.parse_args()
-    preload = os.environ.get("LD_PRELOAD", "")
-    print(f"allocator: {'tcmalloc' if 'tcmalloc' in preload else 'glibc'}; torch threads {torch.get_num_threads()}")
+    from kit.allocator import current
+    print(f"allocator: {current()}; torch threads {torch.get_num_threads()}")
     for name in args.only:
         rows = importlib.import_module(f"bench.{name}").run(args.size)
         print(table(f"\n== {name} ({args.size} size)", rows))

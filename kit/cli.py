@@ -25,6 +25,10 @@ STAGES = {
     "cache": "resize every image once to what the transforms need (the fast data path; then cache=true)",
     "train": "train every fold (or --fold K) of each experiment: two stages, best and last checkpoints, OOF logits",
     "predict": "TTA on the test images with each fold's best weights, fold ensemble, submission CSV, leaderboard",
+    "blend": "weights for several experiments fitted on their OOF predictions (greedy selection), nested CV, "
+             "submission and leaderboard row",
+    "pseudo": "a new experiment (--name) whose folds also train on the test images the source's (--from) fold "
+              "models label with probability >= --threshold; trained, predicted, its gain on the leaderboard",
     "export": "write an inference bundle (--out DIR, and DIR.zip): each fold's best weights, the resolved configs, "
               "classes, TTA and merge; `predict --bundle DIR` writes the submission from it alone",
     "leaderboard": "print submissions/leaderboard.csv; with --comp, first merge Kaggle's public/private scores",
@@ -62,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
             s.add_argument("--bundle", default="", metavar="DIR",
                            help="predict from a bundle (kit export) instead of --exp: no folds, training images or "
                                 "OOF files needed; also writes <submissions_dir>/submission.csv")
+        if stage == "blend":
+            s.add_argument("--steps", type=int, default=50, help="greedy selection steps (weights in 1/steps)")
+        if stage == "pseudo":
+            s.add_argument("--from", dest="source", required=True, metavar="EXP", help="source experiment (name or YAML)")
+            s.add_argument("--threshold", type=float, default=0.9, help="keep labels with at least this probability")
+            s.add_argument("--name", required=True, help="the new experiment's name")
         if stage == "export":
             s.add_argument("--out", default="bundle", metavar="DIR", help="bundle folder (default bundle; the zip beside it)")
         if stage in ("leaderboard", "submit", "download"):
@@ -78,6 +88,8 @@ def _configs(args, parser) -> list:
     swallowed = [a for a in args.config + args.exp if "=" in a]
     paths = [Path(c) for c in args.config if "=" not in c]
     paths += [find_preset(e) for e in args.exp if "=" not in e]
+    if getattr(args, "source", ""):  # pseudo --from EXP
+        paths.append(find_preset(args.source))
     if not paths:
         paths = [PRESETS / "demo.yaml"]
     overrides = parse_overrides(swallowed + args.overrides)
@@ -95,8 +107,9 @@ def _shard(text: str, parser) -> tuple[int, int] | None:
 
 # the output folders each stage writes, checked before any work starts
 OUTPUTS = {"folds": ("work_dir",), "cache": ("cache_dir",), "train": ("work_dir",),
-           "predict": ("work_dir", "submissions_dir"), "export": ("work_dir", "submissions_dir"), "leaderboard": ("submissions_dir",),
-           "submit": ("submissions_dir",)}
+           "predict": ("work_dir", "submissions_dir"), "blend": ("work_dir", "submissions_dir"),
+           "pseudo": ("work_dir", "submissions_dir"), "export": ("work_dir", "submissions_dir"),
+           "leaderboard": ("submissions_dir",), "submit": ("submissions_dir",)}
 
 
 def _check_outputs(stage: str, cfgs: list) -> None:
@@ -134,6 +147,14 @@ def _run(args, parser) -> None:
     elif args.stage == "predict":
         from kit import predict
         predict.run(cfgs, ensemble=args.ensemble)
+    elif args.stage == "blend":
+        from kit import blend
+        if args.steps < 1:
+            parser.error(f"--steps {args.steps}: must be >= 1")
+        blend.run(cfgs, args.steps)
+    elif args.stage == "pseudo":
+        from kit import pseudo
+        pseudo.run(cfgs[0], args.threshold, args.name)
     elif args.stage == "export":
         from kit import bundle
         bundle.export(cfgs, args.out)
@@ -149,6 +170,13 @@ def _run(args, parser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # run as a program, not called as a library: restart once under the chosen allocator
+        from kit.allocator import restart_under_allocator
+        try:
+            restart_under_allocator(sys.argv[1:])
+        except ValueError as e:
+            print(f"kit: error: {e}", file=sys.stderr)
+            return 2
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations asks PyPI for updates at import
     parser = _parser()
     args = parser.parse_args(argv)

@@ -98,6 +98,15 @@ class Config:
     min_epochs: int = _key(
         0, "early stopping counts patience only after this many epochs of a stage (and never before stage 1's "
            "warm-up ends), and never stops a stage whose best val top-1 is still within noise of chance", "weights")
+    ema_decay: float = _key(
+        0.0, "exponential moving average of the weights (timm ModelEmaV3), its decay warming up to this value "
+             "(e.g. 0.999); validation, best.pt, OOF and predict then use the EMA weights. 0 = off (the recipe)",
+        "weights")
+    pseudo_from: str = _key(
+        "", "pseudo-labels: an experiment (same work_dir, predicted) whose fold-k model labels the test images that "
+            "fold k also trains on, never validates on; '' = off. `kit pseudo` sets it", "weights")
+    pseudo_threshold: float = _key(0.9, "pseudo-labels: keep test images labelled with at least this probability",
+                                   "weights")
     patience: int = _key(7, "early stopping: epochs without a better val top-1 before a stage stops", "weights")
     max_steps: int = _key(0, "limit training steps per epoch (0 = whole epoch; for smoke tests)", "weights")
     amp: bool = _key(
@@ -157,6 +166,13 @@ def _check_values(cfg: Config) -> None:
         problems.append(f"n_folds={cfg.n_folds}: need at least 2 folds for cross-validation")
     if cfg.batch_size < 2 or cfg.batch_size % 2:
         problems.append(f"batch_size={cfg.batch_size}: must be even and >= 2 (mixup pairs images)")
+    if not 0 < cfg.pseudo_threshold <= 1:
+        problems.append(f"pseudo_threshold={cfg.pseudo_threshold}: must be in (0, 1]")
+    if cfg.pseudo_from and cfg.pseudo_from == cfg.name:
+        problems.append(f"pseudo_from={cfg.pseudo_from}: an experiment cannot label its own training data; "
+                        "give the new experiment another name=")
+    if not 0 <= cfg.ema_decay < 1:
+        problems.append(f"ema_decay={cfg.ema_decay}: must be in [0, 1) (0 turns the EMA off; try 0.999)")
     for key in ("stage1_lr", "stage2_lr", "weight_decay", "momentum", "label_smoothing",
                 "mixup_alpha", "cutmix_alpha", "head_dropout", "rotate"):
         if getattr(cfg, key) < 0:

@@ -51,6 +51,7 @@ class Result:
     # validation fold itself flatters the CV. None for ensembles of experiments.
     last_epoch_top1: float | None = None
     warning: str = ""  # e.g. folds whose stage 1 ended at chance level
+    blend: dict = field(default_factory=dict)  # a blend's weights and how they were fitted (kit/blend.py)
 
     @property
     def holdout_top1(self) -> float | None:
@@ -195,11 +196,12 @@ def run_record(r: Result) -> dict:
         "settings": [shaping(c, "ensemble") for c in r.cfgs], "checkpoints": r.checkpoints, "folds": r.folds,
         "cv": r.cv, "last_epoch_top1": r.last_epoch_top1, "holdout_top1": r.holdout_top1,
         "data_fingerprint": r.fingerprint, "git": _git(), "versions": versions(),
+        **({"blend": r.blend} if r.blend else {}),
     }
 
 
 def _same_run(a: dict, b: dict) -> bool:
-    return all(a.get(k) == b.get(k) for k in ("experiments", "settings", "checkpoints", "folds"))
+    return all(a.get(k) == b.get(k) for k in ("experiments", "settings", "checkpoints", "folds", "blend"))
 
 
 def record_run(path: Path, csv_sha: str, run: dict) -> int:

@@ -17,6 +17,8 @@ cv_last_top1 shows how much choosing the best epoch on the validation fold flatt
 """
 from __future__ import annotations
 
+import json
+
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,7 +34,7 @@ from kit.metrics import score
 log = logging.getLogger(__name__)
 COLUMNS = ["file", "run", "experiments", "backbone", "head", "folds", "tta", "merge", "image_size", "epochs", "cv_top1",
            "cv_top5", "cv_last_top1", "fold_std", "holdout_top1", "public", "private", "created_at", "sha256",
-           "kaggle_ref", "kaggle_status", "description", "warning"]
+           "kaggle_ref", "kaggle_status", "description", "warning", "pseudo"]
 SHOWN = ["file", "experiments", "backbone", "folds", "tta", "cv_top1", "cv_last_top1", "cv_top5", "public", "private",
          "kaggle_status", "warning"]
 
@@ -106,7 +108,23 @@ def record(path: Path, r, sub_path: Path, run: int) -> None:
         board = load(path)
         if not (board["file"] == row["file"]).any():
             row["created_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        if cfg.pseudo_from and len(r.cfgs) == 1:
+            row["pseudo"] = _pseudo_gain(board, r, row)
         save(upsert(board, row), path)
+
+
+def _pseudo_gain(board: pd.DataFrame, r, row: dict) -> str:
+    """'from SRC >= T, N test images a fold: CV +x, private +y' against SRC's newest row with the same TTA."""
+    cfg = r.cfgs[0]
+    counts = [json.loads(p.read_text())["images"] for k in r.folds if (p := cfg.exp_dir / f"fold{k}" / "pseudo.json").is_file()]
+    text = f"from {cfg.pseudo_from} >= {cfg.pseudo_threshold:g}, {np.mean(counts or [0]):.0f} test images a fold"
+    src = board[(board["experiments"] == cfg.pseudo_from) & (board["tta"] == row["tta"])]
+    if src.empty:
+        return text
+    src = src.sort_values("created_at").iloc[-1]
+    gains = [f"{col} {float(row[col]) - float(src[col]):+.4f}" for col in ("cv_top1", "public", "private")
+             if row.get(col) not in ("", None) and src[col] != ""]
+    return f"{text}: {', '.join(gains)} (vs {src['file']})"
 
 
 def _match(board: pd.DataFrame, sub: pd.Series) -> int | None:

@@ -1,4 +1,4 @@
-"""Figures: training curves, confusion matrix, leaderboard. matplotlib's Agg backend; files written atomically."""
+"""Figures and tables: training curves, confusion matrix, error analysis, leaderboard. matplotlib's Agg backend; files written atomically."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +9,7 @@ matplotlib.use("Agg")  # no display on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix  # noqa: E402
 
 from kit.io import atomic_path  # noqa: E402
 
@@ -71,4 +71,54 @@ def plot_leaderboard(board: pd.DataFrame, path: Path) -> None:
     ax.set_xlabel("CV top-1 (out-of-fold)")
     ax.set_ylabel("leaderboard score")
     ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def per_class(labels: np.ndarray, preds: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """One row per class: images, out-of-fold accuracy (recall), precision, and what it is most taken for."""
+    cm = confusion_matrix(labels, preds, labels=np.arange(len(classes)))  # (true, predicted) counts
+    n, hit, called = cm.sum(1), np.diag(cm), cm.sum(0)
+    off = cm - np.diag(hit)
+    return pd.DataFrame({
+        "class": classes, "images": n, "top1": np.divide(hit, n, out=np.zeros(len(n)), where=n > 0),
+        "precision": np.divide(hit, called, out=np.zeros(len(n)), where=called > 0),
+        "most_taken_for": [classes[j] if off[i, j] else "" for i, j in enumerate(off.argmax(1))],
+        "times": off.max(1),
+    }).sort_values(["top1", "images"], ascending=[True, False], kind="stable")
+
+
+def confused_pairs(labels: np.ndarray, preds: np.ndarray, classes: list[str], top: int = 20) -> pd.DataFrame:
+    """The most frequent (true, predicted) mistakes, with their share of the true class's images."""
+    cm = confusion_matrix(labels, preds, labels=np.arange(len(classes)))
+    np.fill_diagonal(cm, 0)
+    true, pred = np.nonzero(cm)
+    counts = cm[true, pred]
+    order = np.lexsort((pred, true, -counts))[:top]  # most first; ties in class order
+    n = np.bincount(labels, minlength=len(classes))
+    return pd.DataFrame({"true": [classes[i] for i in true[order]], "predicted": [classes[j] for j in pred[order]],
+                         "count": counts[order], "share_of_true": counts[order] / n[true[order]]})
+
+
+def worst_mistakes(labels: np.ndarray, probs: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the n wrong predictions made with the highest confidence, most confident first."""
+    preds = probs.argmax(1)
+    wrong = np.flatnonzero(preds != labels)
+    return wrong[np.argsort(-probs[wrong, preds[wrong]], kind="stable")][:n]
+
+
+def plot_mistakes(root: Path, paths: np.ndarray, labels: np.ndarray, probs: np.ndarray, classes: list[str],
+                  path: Path, n: int = 24) -> None:
+    """Thumbnails of the most confident out-of-fold mistakes: true label, predicted label, confidence."""
+    from kit.io import load_rgb
+    worst = worst_mistakes(labels, probs, n)
+    cols = 6
+    rows = max(1, -(-len(worst) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.5 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, worst):
+        pred = int(probs[i].argmax())
+        ax.imshow(load_rgb(Path(root) / str(paths[i])))
+        ax.set_title(f"true {classes[labels[i]]}\npred {classes[pred]} ({probs[i, pred]:.2f})", fontsize=8)
+    fig.suptitle(f"{len(worst)} most confident out-of-fold mistakes" if len(worst) else "no out-of-fold mistakes")
     _save(fig, path)

@@ -160,7 +160,8 @@ def describe(device: torch.device, amp: bool, workers: int, batch: int) -> str:
         name = next((line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
                      if line.startswith("model name")), "CPU")
     precision = str(amp_dtype(device, amp) or torch.float32).replace("torch.", "")
-    return f"device {device} ({name}), precision {precision}, workers {workers}, batch {batch}"
+    from kit.allocator import current
+    return f"device {device} ({name}), precision {precision}, workers {workers}, batch {batch}, allocator {current()}"
 
 
 def _read(path: str) -> str:

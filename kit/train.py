@@ -38,13 +38,15 @@ from timm.data import Mixup
 from timm.layers import convert_sync_batchnorm
 from timm.loss import SoftTargetCrossEntropy
 from timm.scheduler import CosineLRScheduler
+from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
 from kit import folds as folds_stage
 from kit import report
+from kit.allocator import release_memory
 from kit.config import Config, changed, save_config, to_dict
 from kit.data import dataset_of, eval_loader, eval_transform_of, train_loader, train_transform_of
-from kit.io import atomic_path, atomic_write_text, claimed, load_npz, save_npz
+from kit.io import atomic_path, atomic_write_text, claimed, load_npz, save_npz, sha256_file
 from kit.metrics import chance_top1, topk
 from kit.model import from_config
 from kit.runtime import (Dist, autocast, barrier, describe, from_main, grad_scaler, mean_over_ranks, num_workers,
@@ -63,6 +65,7 @@ class FoldState:
     stage_best: float = -1.0  # best val top-1 this stage (early stopping)
     bad_epochs: int = 0  # epochs since stage_best improved
     stopped: bool = False  # this stage is over (epochs run out or early stopping)
+    ema_steps: int = 0  # optimizer steps averaged into the EMA this stage (its warm-up decay depends on it)
     history: list = field(default_factory=list)
 
 
@@ -84,11 +87,12 @@ SYNC_EVERY = 25  # steps between host syncs (loss check, progress bar): each .it
 
 
 def train_one_epoch(model, loader, optimizer, scaler, mixup, criterion, amp_ctx, device, max_steps, where,
-                    dist: Dist = Dist()):
+                    dist: Dist = Dist(), after_step=None):
     """One pass over loader. Returns (mean loss, train top-1 against the dominant mixed label, img/s).
 
     Loss and accuracy add up on the device; the host reads them every SYNC_EVERY steps and at the
     end, which is also when a non-finite loss is caught (last.pt still holds the last good epoch).
+    `after_step(step)` runs after each optimizer step (the EMA update).
     Under torchrun the check reads the sum over all ranks, so every rank stops at the same step
     instead of one raising while the others wait in the next all-reduce.
     """
@@ -110,6 +114,8 @@ def train_one_epoch(model, loader, optimizer, scaler, mixup, criterion, amp_ctx,
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
+        if after_step is not None:
+            after_step(step)
         total_loss += loss.detach() * len(x)
         correct += (logits.argmax(1) == target.argmax(1)).sum()
         seen += len(x)
@@ -145,12 +151,41 @@ def _epoch_seed(seed: int, fold: int, stage: int, epoch: int) -> int:
     return ((seed * 1000 + fold) * 10 + stage) * 1000 + epoch
 
 
+class Progress:
+    """Epochs left over every fold this process trains: the 'left' at the end of each epoch's line.
+
+    An upper bound (early stopping ends stages sooner), from this run's own seconds per epoch; it
+    is a log line, so it shows under `make`, CI or `tee` as on a terminal.
+    """
+
+    def __init__(self, left: dict):
+        self.left, self.done, self.t0 = dict(left), 0, time.perf_counter()  # left: (exp, fold) -> epochs
+
+    def update(self, key: tuple, left: int, ran: bool = True) -> None:
+        self.left[key] = left
+        self.done += ran
+
+    def __str__(self) -> str:
+        if not self.done:
+            return ""
+        seconds = (time.perf_counter() - self.t0) / self.done * sum(self.left.values())
+        folds = sum(1 for v in self.left.values() if v)
+        return f"; {folds} fold(s) to go, at most {_duration(seconds)} left"
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(round(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h} h {m:02d} min" if h else f"{m} min {s:02d} s" if m else f"{s} s"
+
+
 class FoldRun:
     """Holds one fold's model, data and files; `fit()` runs both stages, resuming from last.pt."""
 
     def __init__(self, cfg: Config, fold: int, table: pd.DataFrame, classes: list[str], root: Path, device,
-                 dist: Dist = Dist()):
+                 dist: Dist = Dist(), progress: Progress | None = None):
         self.cfg, self.fold, self.classes, self.device, self.dist = cfg, fold, classes, device, dist
+        self.progress = progress or Progress({})
         self.out = cfg.exp_dir / f"fold{fold}"
         index = {c: i for i, c in enumerate(classes)}
         train = table[(table["fold"] != fold) & (table["role"] != "holdout")]
@@ -182,11 +217,23 @@ class FoldRun:
         model = from_config(self.cfg, len(self.classes)).to(self.device)
         if self.cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
+        self._new_ema(model)
         return model
+
+    def _new_ema(self, model) -> None:
+        """An EMA of `model`'s weights (timm's ModelEmaV3, decay warming up to ema_decay), or None when off.
+
+        With it, validation, best.pt (hence OOF and predict) and stage 2's start are the EMA weights.
+        """
+        c = self.cfg
+        self.ema = ModelEmaV3(model, decay=c.ema_decay, use_warmup=True) if c.ema_decay > 0 else None
+
+    def _evaluated(self, model):
+        return self.ema.module if self.ema is not None else model
 
     def fit(self) -> None:
         model = self._model()
-        state, opt_state = self._resume(model)
+        state, opt_state = self._resume(model)  # also restores self.ema
         # under torchrun, gradients are averaged over ranks; eval and checkpoints use the plain module
         trained = model if self.dist.world == 1 else torch.nn.parallel.DistributedDataParallel(self._sync_bn(model))
         if self.cfg.compile:
@@ -225,6 +272,8 @@ class FoldRun:
         model.load_state_dict(ckpt["model"])
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
+        if self.ema is not None and ckpt.get("ema"):
+            self.ema.module.load_state_dict(ckpt["ema"])
         state = FoldState(**ckpt["state"])
         if (self.out / "best.pt").is_file():
             # killed between writing best.pt and last.pt, best.pt is ahead of last.pt: a rerun epoch that scores
@@ -237,6 +286,7 @@ class FoldRun:
         """Stage 2 starts from the stage-1 best weights with a fresh optimizer and schedule."""
         best1 = load_checkpoint(self.out / "stage1_best.pt")
         model.load_state_dict(best1["model"])
+        self._new_ema(model)  # stage 2 averages its own steps, from stage 1's best
         log.info("fold %d: stage %d starts from stage-1 best (epoch %d, top-1 %.4f)",
                  self.fold, stage, best1["epoch"], best1["score"])
         return FoldState(stage=stage, best=state.best, stage_best=state.best, history=state.history)
@@ -271,20 +321,33 @@ class FoldRun:
         seed_everything(_epoch_seed(c.seed, self.fold, state.stage, state.epoch))
         self.train_dl.sampler.set_epoch(_epoch_seed(c.seed, self.fold, state.stage, state.epoch))
         where = f"fold {self.fold} stage {state.stage} epoch {state.epoch + 1}"
+        ema, first = self.ema, state.ema_steps
+        after_step = None if ema is None else lambda i: ema.update(model, step=first + i + 1)
         loss, acc, ips = train_one_epoch(trained, self.train_dl, optimizer, self.scaler, self.mixup, self.criterion,
-                                         self.amp_ctx, self.device, c.max_steps, where, self.dist)
+                                         self.amp_ctx, self.device, c.max_steps, where, self.dist, after_step)
+        state.ema_steps += min(len(self.train_dl), c.max_steps) if c.max_steps else len(self.train_dl)
         loss, acc = mean_over_ranks(loss, self.dist), mean_over_ranks(acc, self.dist)
         ips *= self.dist.world
-        val = from_main(validate(model, self.val_dl, self.amp_ctx, self.device, self.val_labels), self.dist)
+        scored = self._evaluated(model)
+        release_memory()  # training's blocks go back before evaluation's (other sizes) are taken
+        val = from_main(validate(scored, self.val_dl, self.amp_ctx, self.device, self.val_labels), self.dist)
+        release_memory()
         row = {"epoch": len(state.history) + 1, "stage": state.stage, "lr": optimizer.param_groups[0]["lr"],
                "train_loss": loss, "train_top1": acc, **val, "seconds": time.perf_counter() - t0, "img_per_s": ips}
-        improved = self._update(model, optimizer, state, row)
-        log.info("%s: lr %.2e loss %.4f val_loss %.4f top-1 %.4f top-5 %.4f %.0fs %.0f img/s%s", where, row["lr"],
-                 loss, val["val_loss"], val["val_top1"], val["val_top5"], row["seconds"], ips, " *" if improved else "")
+        improved = self._update(model, scored, optimizer, state, row)
+        self.progress.update((c.name, self.fold), self._epochs_left(state))
+        log.info("%s %s: lr %.2e loss %.4f val_loss %.4f top-1 %.4f top-5 %.4f %.0fs %.0f img/s%s%s", c.name, where,
+                 row["lr"], loss, val["val_loss"], val["val_top1"], val["val_top5"], row["seconds"], ips,
+                 " *" if improved else "", str(self.progress))  # formatted now: progress changes
         if state.stage == 1 and state.epoch == min(c.warmup + 2, c.stage1_epochs):  # two epochs at the full lr
             self._check_learning(state.stage_best, loss)
         if state.stopped:
             log.info("fold %d stage %d: early stop, no better top-1 for %d epochs", self.fold, state.stage, state.bad_epochs)
+
+    def _epochs_left(self, state: FoldState) -> int:
+        """At most this many epochs of this fold to go (early stopping may end them sooner)."""
+        this = 0 if state.stopped else self._stage_params(state.stage)[1] - state.epoch
+        return this + (self.cfg.stage2_epochs if state.stage == 1 else 0)
 
     def _check_learning(self, best: float, train_loss: float) -> None:
         """The chance-level alarm: one warning when, after the warm-up, nothing has been learnt yet."""
@@ -302,8 +365,10 @@ class FoldRun:
                 f"(img_size={c.img_size}, resize_mode={c.resize_mode}), or mixup too strong for this data "
                 f"(mixup_alpha={c.mixup_alpha}; try 0.2)")
 
-    def _update(self, model, optimizer, state: FoldState, row: dict) -> bool:
+    def _update(self, model, scored, optimizer, state: FoldState, row: dict) -> bool:
         """Early stopping and checkpoints; best files first, so last.pt never claims a best that isn't on disk.
+
+        The best files hold `scored` (the EMA weights, or the model itself); last.pt the model and its EMA.
 
         Returns whether this epoch improved the stage's best.
         """
@@ -316,12 +381,12 @@ class FoldRun:
         if improved:
             state.stage_best, state.bad_epochs = score, 0
             if state.stage == 1:
-                self._save(self.out / "stage1_best.pt", model, **meta)
+                self._save(self.out / "stage1_best.pt", scored, **meta)
         elif state.epoch > max(c.min_epochs, c.warmup if state.stage == 1 else 0):
             state.bad_epochs += 1  # patience counts only once the stage has had its time to learn
         if score > state.best:
             state.best = score
-            self._save(self.out / "best.pt", model, **meta)
+            self._save(self.out / "best.pt", scored, **meta)
         # a stage still at chance level has nothing worth keeping: it runs on rather than stop on noise
         state.stopped = state.bad_epochs >= c.patience and state.stage_best > self.chance
         self._save_last(model, optimizer, state)
@@ -339,8 +404,9 @@ class FoldRun:
         last = self.out / "last.pt"
         if last.is_file():
             os.replace(last, self.out / "last.prev.pt")  # one good state survives even a corrupted last.pt
+        ema = {"ema": self.ema.module.state_dict()} if self.ema is not None else {}
         save_checkpoint(last, model, optimizer=optimizer.state_dict(), scaler=self.scaler.state_dict(),
-                        state=dataclasses.asdict(state))
+                        state=dataclasses.asdict(state), **ema)
         atomic_write_text(self.out / "history.csv", pd.DataFrame(state.history).to_csv(index=False))
 
     def _finish(self, model, state: FoldState) -> None:
@@ -371,18 +437,60 @@ def check_trained(cfg: Config, n_folds: int) -> None:
 
 
 def train_fold(cfg: Config, fold: int, table: pd.DataFrame, classes: list[str], root: Path, device,
-               dist: Dist = Dist()) -> Path:
+               dist: Dist = Dist(), progress: Progress | None = None, test: pd.DataFrame | None = None) -> Path:
     out = cfg.exp_dir / f"fold{fold}"
+    pseudo = pseudo_labels(cfg, fold, classes, test) if cfg.pseudo_from else None
     if (out / "oof.npz").is_file():
+        if pseudo is not None:
+            _check_pseudo(out, pseudo[1])
         log.info("fold %d of %s already trained: %s", fold, cfg.name, out)
         return out
     if dist.main:
         for stale in out.glob(".*.tmp"):  # half-written files of a killed run: never renamed, never read
             stale.unlink()
         save_config(cfg, out / "config.yaml")
-    FoldRun(cfg, fold, table, classes, root, device, dist).fit()
+    if pseudo is not None:
+        rows, record = pseudo
+        _check_pseudo(out, record)  # a resumed fold must go on with the labels it started with
+        if dist.main:
+            atomic_write_text(out / "pseudo.json", json.dumps(record, indent=2) + "\n")
+        table = pd.concat([table, rows], ignore_index=True)  # fold -1 role pseudo: trained on, never validated
+        log.info("fold %d: + %d pseudo-labelled test images (%s fold %d, probability >= %.2f)", fold, len(rows),
+                 cfg.pseudo_from, fold, cfg.pseudo_threshold)
+    FoldRun(cfg, fold, table, classes, root, device, dist, progress).fit()
     barrier(dist)
     return out
+
+
+def pseudo_labels(cfg: Config, fold: int, classes: list[str], test: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """Test images the source experiment's fold-`fold` model labels with probability >= pseudo_threshold.
+
+    The source's fold k never saw fold k's validation images, so neither do these labels: the CV of
+    the new experiment stays out-of-fold (the source's fold ensemble has seen every fold).
+    """
+    src = Path(cfg.work_dir) / cfg.pseudo_from / f"fold{fold}" / "test_logits.npz"
+    if not src.is_file():
+        raise ValueError(f"pseudo_from={cfg.pseudo_from}: {src} not found; run `kit predict --exp {cfg.pseudo_from}` "
+                         "first (same work_dir)")
+    z = load_npz(src)
+    if list(z["ids"]) != list(test["id"].astype(str)):
+        raise ValueError(f"{src}: predicted for another test set; run `kit predict --exp {cfg.pseudo_from}` again")
+    logits = z["logits"].astype(np.float64)
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    keep = probs.max(1) >= cfg.pseudo_threshold
+    rows = pd.DataFrame({"path": test["path"].to_numpy()[keep], "label": np.asarray(classes)[probs.argmax(1)[keep]],
+                         "source": "pseudo", "fold": -1, "role": "pseudo"})
+    record = {"source": str(src), "sha256": sha256_file(src), "threshold": cfg.pseudo_threshold, "images": int(keep.sum()),
+              "of": len(keep)}
+    return rows, record
+
+
+def _check_pseudo(out: Path, record: dict) -> None:
+    saved = out / "pseudo.json"
+    if saved.is_file() and json.loads(saved.read_text())["sha256"] != record["sha256"]:
+        raise ValueError(f"{out} was trained on pseudo-labels from another prediction of {record['source']}; remove "
+                         f"{out.parent}/ to retrain, or give this run another name=")
 
 
 def last_epoch_top1(fold_dir: Path) -> float:
@@ -396,8 +504,8 @@ def stage1_at_chance(fold_dir: Path, labels: np.ndarray) -> bool:
     return bool(history.loc[history["stage"] == 1, "val_top1"].max() <= chance_top1(labels))
 
 
-def write_cv(exp_dir: Path, classes: list[str], n_folds: int) -> Path:
-    """cv.json from the OOF logits of every fold, and the confusion matrix."""
+def write_cv(exp_dir: Path, classes: list[str], n_folds: int, root: Path | None = None) -> Path:
+    """cv.json from the OOF logits of every fold; beside it the confusion matrix and the error analysis."""
     parts = [load_npz(exp_dir / f"fold{k}" / "oof.npz") for k in range(n_folds)]
     per_fold = [{"fold": k, "n": len(p["labels"]), "top1": accuracy_score(p["labels"], p["logits"].argmax(1)),
                  "top5": topk(p["labels"], p["logits"], 5), "last_epoch_top1": last_epoch_top1(exp_dir / f"fold{k}"),
@@ -416,25 +524,39 @@ def write_cv(exp_dir: Path, classes: list[str], n_folds: int) -> Path:
         log.warning("%s: fold(s) %s ended stage 1 at chance level (cv.json: chance_level_folds)", exp_dir.name,
                     cv["chance_level_folds"])
     report.plot_confusion(labels, logits.argmax(1), classes, exp_dir / "confusion_matrix.png")
+    write_errors(exp_dir, classes, np.concatenate([p["ids"] for p in parts]), labels, logits, root)
     log.info("%s: CV top-1 %.4f top-5 %.4f over %d folds (last epochs' weights: top-1 %.4f)", exp_dir.name,
              cv["top1"], cv["top5"], n_folds, cv["last_epoch_top1"])
     return exp_dir / "cv.json"
 
 
-def _claim_and_train(cfg: Config, fold: int, folds_of: tuple, device, dist: Dist, wait: bool) -> bool:
+def write_errors(exp_dir: Path, classes: list[str], paths: np.ndarray, labels: np.ndarray, logits: np.ndarray,
+                 root: Path | None) -> None:
+    """per_class.csv, confused_pairs.csv and (with the images' root) mistakes.png, from the OOF predictions."""
+    preds = logits.argmax(1)
+    atomic_write_text(exp_dir / "per_class.csv", report.per_class(labels, preds, classes).to_csv(index=False))
+    atomic_write_text(exp_dir / "confused_pairs.csv", report.confused_pairs(labels, preds, classes).to_csv(index=False))
+    if root is not None:
+        probs = np.exp(logits - logits.max(1, keepdims=True))
+        report.plot_mistakes(root, paths, labels, probs / probs.sum(1, keepdims=True), classes, exp_dir / "mistakes.png")
+
+
+def _claim_and_train(cfg: Config, fold: int, folds_of: tuple, device, dist: Dist, wait: bool,
+                     progress: Progress) -> bool:
     """Train a fold unless another process holds it (then False, at once; or, with wait, after it lets go).
 
     The lock (fold<k>/.train.lock) makes the folds a work queue: GPU processes, a second `make train`,
     or machines sharing the folder each take the next free fold; a dead process's lock is free again.
     """
-    table, classes, root = folds_of
+    table, classes, root, test = folds_of
     out = cfg.exp_dir / f"fold{fold}"
     lock = claimed(out / ".train.lock", wait) if dist.main else nullcontext(True)  # rank 0 claims for all ranks
     with lock as got:
         if not from_main(got, dist):
             log.info("fold %d of %s: another process is training it; taking the next free fold", fold, cfg.name)
             return False
-        train_fold(cfg, fold, table, classes, root, device, dist)  # returns at once if it was finished meanwhile
+        train_fold(cfg, fold, table, classes, root, device, dist, progress, test)  # at once if finished meanwhile
+    progress.update((cfg.name, fold), 0, ran=False)
     return True
 
 
@@ -453,21 +575,24 @@ def run_all(cfgs: list[Config], only: list[int] | None = None, shard: tuple[int,
         if bad:
             raise ValueError(f"--fold {bad[0]}: folds.csv has folds 0..{n_folds - 1}")
         check_trained(cfg, n_folds)  # before anything is written: config.yaml must describe what trained the folds
-        loaded[cfg.name] = (table, meta["classes"], layout.root), meta
+        loaded[cfg.name] = (table, meta["classes"], layout.root, layout.test), meta
         jobs += [(cfg, k) for k in only or range(n_folds) if shard is None or k % shard[1] == shard[0]]
     device = pick_device(cfgs[0].device, cfgs[0].deterministic)
     if dist.main:
         log.info("train: %s", describe(device, cfgs[0].amp, num_workers(cfgs[0].workers), cfgs[0].batch_size))
         for cfg in cfgs:
             save_config(cfg, cfg.exp_dir / "config.yaml")
-    busy = [(cfg, k) for cfg, k in jobs if not _claim_and_train(cfg, k, loaded[cfg.name][0], device, dist, False)]
+    progress = Progress({(cfg.name, k): 0 if (cfg.exp_dir / f"fold{k}" / "oof.npz").is_file()
+                         else cfg.stage1_epochs + cfg.stage2_epochs for cfg, k in jobs})
+    busy = [(cfg, k) for cfg, k in jobs
+            if not _claim_and_train(cfg, k, loaded[cfg.name][0], device, dist, False, progress)]
     for cfg, k in busy:
-        _claim_and_train(cfg, k, loaded[cfg.name][0], device, dist, True)
+        _claim_and_train(cfg, k, loaded[cfg.name][0], device, dist, True, progress)
     for cfg in cfgs:
         meta = loaded[cfg.name][1]
         done = all((cfg.exp_dir / f"fold{k}" / "oof.npz").is_file() for k in range(meta["n_folds"]))
         if done and dist.main:
-            write_cv(cfg.exp_dir, meta["classes"], meta["n_folds"])
+            write_cv(cfg.exp_dir, meta["classes"], meta["n_folds"], loaded[cfg.name][0][2])
     return [cfg.exp_dir for cfg in cfgs]
 
 

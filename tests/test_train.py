@@ -221,3 +221,14 @@ def test_shard_trains_only_its_folds(tmp_path, easy_data):
     done = sorted(p.parent.name for p in cfg.exp_dir.glob("fold*/oof.npz"))
     assert done == ["fold1"], done
     assert not (cfg.exp_dir / "cv.json").exists(), "cv.json waits for every fold"
+
+
+def test_error_analysis_is_written_beside_cv_json(trained):
+    exp = trained[0].exp_dir
+    table = pd.read_csv(exp / "per_class.csv", dtype={"class": str})
+    oof = [load_npz(exp / f"fold{k}" / "oof.npz") for k in range(2)]
+    labels = np.concatenate([o["labels"] for o in oof])
+    preds = np.concatenate([o["logits"] for o in oof]).argmax(1)
+    assert table["images"].sum() == len(labels), "every OOF image is counted once"
+    assert table["top1"].mul(table["images"]).sum() == pytest.approx((labels == preds).sum())
+    assert (exp / "confused_pairs.csv").is_file() and (exp / "mistakes.png").stat().st_size > 0

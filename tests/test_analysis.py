@@ -1,0 +1,35 @@
+"""Error analysis beside cv.json: per-class table, confused pairs, worst mistakes.  pytest tests/test_analysis.py -q"""
+import numpy as np
+import pandas as pd
+from sklearn.metrics import precision_score, recall_score
+
+from kit import report
+
+CLASSES = ["cat", "dog", "fox"]
+LABELS = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2])
+PREDS = np.array([0, 0, 1, 1, 1, 1, 0, 2, 1, 2])
+
+
+def test_per_class_accuracy_and_precision_equal_sklearn():
+    table = report.per_class(LABELS, PREDS, CLASSES).set_index("class").loc[CLASSES]
+    assert np.allclose(table["top1"], recall_score(LABELS, PREDS, average=None)), "top1 per class is its recall"
+    assert np.allclose(table["precision"], precision_score(LABELS, PREDS, average=None))
+    assert table.loc["cat", "most_taken_for"] == "dog" and table.loc["cat", "times"] == 2
+
+
+def test_per_class_lists_the_worst_class_first():
+    assert report.per_class(LABELS, PREDS, CLASSES)["class"].iloc[0] == "cat", "cat: 2 of 4 right, the worst"
+
+
+def test_confused_pairs_count_each_off_diagonal_cell():
+    pairs = report.confused_pairs(LABELS, PREDS, CLASSES)
+    assert list(pairs.itertuples(index=False, name=None))[0] == ("cat", "dog", 2, 0.5), pairs
+    assert pairs["count"].sum() == int((LABELS != PREDS).sum()), "every mistake is in exactly one pair"
+    assert pairs["count"].is_monotonic_decreasing
+
+
+def test_worst_mistakes_are_the_most_confident_wrong_ones():
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.05, 0.95], [0.4, 0.6], [0.7, 0.3]])
+    labels = np.array([0, 0, 0, 1, 1])  # wrong: rows 1 (0.8), 2 (0.95), 4 (0.7)
+    assert report.worst_mistakes(labels, probs, 2).tolist() == [2, 1]
+    assert report.worst_mistakes(labels, probs, 10).tolist() == [2, 1, 4], "only wrong predictions"

@@ -1,0 +1,87 @@
+"""Blend: greedy weights on OOF, nested CV, submission and manifest.  pytest tests/test_blend.py -q"""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import accuracy_score
+
+from conftest import tiny_cfg
+from kit import blend, folds, predict, train
+
+
+def _onehot(pred, classes=3, sure=0.9):
+    p = np.full((len(pred), classes), (1 - sure) / (classes - 1))
+    p[np.arange(len(pred)), pred] = sure
+    return p
+
+
+def test_greedy_selection_puts_the_weight_on_the_better_member():
+    labels = np.array([0, 1, 2] * 20)
+    good, bad = _onehot(labels), _onehot((labels + 1) % 3)
+    assert blend.caruana([bad, good], labels, 20).tolist() == [0.0, 1.0]
+    w = blend.caruana([good, good.copy()], labels, 10)
+    assert w.sum() == pytest.approx(1.0) and (w >= 0).all(), "weights are a distribution"
+
+
+def test_nested_cv_never_fits_weights_on_the_rows_it_scores():
+    """A is right only on fold 0, B only on fold 1: fitted on the other fold, each fold gets the wrong member."""
+    labels = np.array([0, 1, 2] * 10)
+    fold_of = np.repeat([0, 1], 15)
+    wrong = (labels + 1) % 3
+    a = _onehot(np.where(fold_of == 0, labels, wrong))
+    b = _onehot(np.where(fold_of == 1, labels, wrong))
+    held, weights = blend.nested([a, b], labels, fold_of, 10)
+    assert weights[0].tolist() == [0.0, 1.0] and weights[1].tolist() == [1.0, 0.0]
+    assert accuracy_score(labels, held.argmax(1)) == 0.0, "nested CV must show that these weights do not carry over"
+
+
+@pytest.fixture(scope="module")
+def two_experiments(tmp_path_factory, folder_data):
+    tmp = tmp_path_factory.mktemp("blend")
+    quick = dict(stage1_epochs=4, stage2_epochs=0, n_folds=2)
+    cfgs = [tiny_cfg(tmp, folder_data, **quick), tiny_cfg(tmp, folder_data, **quick, name="lin", head="linear")]
+    for cfg in cfgs:
+        folds.run(cfg)
+    train.run_all(cfgs)
+    predict.run(cfgs)
+    return cfgs
+
+
+def test_blend_writes_a_submission_whose_row_shows_the_nested_cv(two_experiments):
+    cfgs = two_experiments
+    path = blend.run(cfgs, steps=10)
+    run = json.loads(path.with_suffix(".json").read_text())["runs"][-1]
+    weights = run["blend"]["weights"]
+    assert set(weights) == {"tiny", "lin"} and sum(weights.values()) == pytest.approx(1.0)
+    board = pd.read_csv(cfgs[0].submissions_dir + "/leaderboard.csv", dtype=str)
+    row = board[board["file"] == path.name].iloc[0]
+    assert row["experiments"] == "tiny lin" and float(row["cv_top1"]) == pytest.approx(run["cv"]["top1"], abs=1e-5)
+    assert blend.run(cfgs, steps=10) == path, "the same blend again: the same file"
+
+
+def test_blend_needs_two_experiments(two_experiments):
+    with pytest.raises(ValueError, match="at least two"):
+        blend.run(two_experiments[:1])
+
+
+def test_pseudo_labels_train_but_never_validate_and_the_row_shows_the_gain(two_experiments):
+    from kit import pseudo
+    from kit.io import load_npz
+    source = two_experiments[0]
+    path = pseudo.run(source, threshold=0.34, name="tiny_pseudo")  # 3 classes: above uniform
+    new_dir = source.exp_dir.parent / "tiny_pseudo"
+    record = json.loads((new_dir / "fold0" / "pseudo.json").read_text())
+    assert record["images"] > 0 and record["threshold"] == 0.34, record
+    oof_ids = np.concatenate([load_npz(new_dir / f"fold{k}" / "oof.npz")["ids"] for k in range(2)])
+    assert not any(i.startswith("test/") for i in oof_ids), "pseudo-labelled test images are never validated on"
+    board = pd.read_csv(source.submissions_dir + "/leaderboard.csv", dtype=str, keep_default_na=False)
+    row = board[board["file"] == path.name].iloc[0]
+    assert row["pseudo"].startswith("from tiny >= 0.34") and "cv_top1 " in row["pseudo"], row["pseudo"]
+
+
+def test_pseudo_needs_the_source_predicted(tmp_path, folder_data):
+    cfg = tiny_cfg(tmp_path, folder_data, n_folds=2, stage1_epochs=1, stage2_epochs=0, name="new", pseudo_from="none")
+    folds.run(cfg)
+    with pytest.raises(ValueError, match="run `kit predict --exp none` first"):
+        train.run(cfg)
