@@ -30,7 +30,7 @@ THRESHOLD ?= 0.9
 KIT = $(PY) -m kit
 RUN_ARGS = --exp $(EXP) data=$(DATA) $(ARGS)
 export NO_ALBUMENTATIONS_UPDATE := 1
-# The CPU allocator: python -m kit restarts itself under mimalloc (2.7x glibc's training speed at 448 px,
+# The CPU allocator: python -m kit restarts itself under mimalloc (2.2x glibc's training speed at 448 px,
 # docs/BENCHMARKS.md); KIT_ALLOCATOR=off make ... keeps glibc (kit/allocator.py).
 
 .DEFAULT_GOAL := demo

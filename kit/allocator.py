@@ -6,16 +6,17 @@ in the kernel (docs/BENCHMARKS.md, `python -m bench.allocator`). `kit` and `pyth
 therefore restart themselves once, at start-up, under a better allocator:
 
     KIT_ALLOCATOR=auto      mimalloc (the cmeel-mimalloc wheel, a dependency on Linux), else tcmalloc where
-                            installed (libtcmalloc_minimal), else glibc with GLIBC_TUNED (the default)
+                            installed (libtcmalloc_minimal), else glibc as it is (the default)
     KIT_ALLOCATOR=mimalloc  / tcmalloc / glibc-tuned: that one (an error if its library is missing)
     KIT_ALLOCATOR=off       the environment as it is (so is an LD_PRELOAD or GLIBC_TUNABLES already set)
 
 mimalloc keeps freed memory for MIMALLOC_PURGE_DELAY ms before giving it back (10 ms by default;
-60 s here, longer than a training step at 448 px) and reuses it for any size, so memory freed by
-the evaluation batch serves training again: measured 2.7x glibc's training speed at 448 px with
-1.1x its peak memory, where glibc tuned to never give memory back was 2.2x faster but needed 1.6x
-the memory. Linux only; elsewhere, and when called as a library (`kit.cli.main([...])`), nothing
-changes. Nothing here imports torch: the choice is made before the heavy imports.
+60 s here, longer than a training step at 448 px) and reuses it for any size; `release_memory()`
+hands it back at each switch between training and evaluation. Measured side by side at 448 px:
+2.2x glibc's training speed with 1.1x its peak memory (1.4x at the demo's 32 px); glibc tuned
+never to give memory back was as fast but needed 1.7x the memory. Linux only; elsewhere, and when
+called as a library (`kit.cli.main([...])`), nothing changes. Nothing here imports torch: the
+choice is made before the heavy imports.
 """
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ from pathlib import Path
 
 MODES = ("auto", "mimalloc", "tcmalloc", "glibc-tuned", "off")
 MIMALLOC = {"MIMALLOC_PURGE_DELAY": "60000", "MIMALLOC_ALLOW_LARGE_OS_PAGES": "1"}  # transparent huge pages
-# glibc without a preloaded allocator: transparent huge pages for its heap and mmapped blocks
-# (1.4x at 448 px, same peak memory); the thresholds that keep memory made it faster but 1.5x larger.
+# glibc without a preloaded allocator, on request only: transparent huge pages for its heap and
+# mmapped blocks: 1.2x at 448 px with the same peak memory, but 0.8x at 32 px; the thresholds that
+# keep memory made it 2.1x faster at 448 px but 1.7x larger. No glibc setting won at both sizes.
 GLIBC_TUNED = "glibc.malloc.hugetlb=1"
 TCMALLOC = ("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4", "/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4",
             "/usr/lib64/libtcmalloc_minimal.so.4", "/usr/lib/libtcmalloc_minimal.so.4")
@@ -53,6 +55,8 @@ def allocator_env(mode: str, environ: dict) -> dict:
         raise ValueError(f"KIT_ALLOCATOR={mode}: expected one of {', '.join(MODES)}")
     if mode == "off" or not sys.platform.startswith("linux") or environ.get("LD_PRELOAD") or environ.get("GLIBC_TUNABLES"):
         return {}  # the user chose already
+    if mode == "glibc-tuned":
+        return {"GLIBC_TUNABLES": GLIBC_TUNED}
     for name in ("mimalloc", "tcmalloc"):
         if mode in (name, "auto"):
             lib = find_library(name)
@@ -61,7 +65,7 @@ def allocator_env(mode: str, environ: dict) -> dict:
             if mode == name:
                 fix = "pip install cmeel-mimalloc" if name == "mimalloc" else "install libtcmalloc-minimal4 (Debian/Ubuntu)"
                 raise ValueError(f"KIT_ALLOCATOR={name}: its library is not installed; {fix}, or use KIT_ALLOCATOR=auto")
-    return {"GLIBC_TUNABLES": GLIBC_TUNED}
+    return {}  # auto without either: glibc as it is
 
 
 def release_memory() -> None:

@@ -4,6 +4,8 @@
     python -m kit folds   --exp demo                 # folds/folds.csv
     python -m kit train   --exp demo demo_baseline   # folds/<exp>/fold<k>/...
     python -m kit predict --exp demo demo_baseline   # submissions/<exp>-<hash>.csv + leaderboard
+    python -m kit blend   --exp demo demo_baseline   # weights fitted on OOF, nested CV
+    python -m kit pseudo  --from demo --name demo_pl # + test images demo's folds label confidently
     python -m kit export  --exp demo --out bundle    # bundle/ + bundle.zip: weights and settings for inference
     python -m kit predict --bundle bundle data=DIR   # ... from the bundle alone: + submissions/submission.csv
     python -m kit --help-config                      # every config key

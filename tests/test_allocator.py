@@ -28,7 +28,8 @@ def test_unknown_mode_and_missing_library_are_one_line_errors(monkeypatch):
     monkeypatch.setattr(allocator, "find_library", lambda name: "")
     with pytest.raises(ValueError, match="KIT_ALLOCATOR=tcmalloc: its library is not installed"):
         allocator.allocator_env("tcmalloc", {})
-    assert allocator.allocator_env("auto", {}) == {"GLIBC_TUNABLES": allocator.GLIBC_TUNED}, "glibc tuned, last"
+    assert allocator.allocator_env("auto", {}) == {}, "without mimalloc or tcmalloc: glibc as it is"
+    assert allocator.allocator_env("glibc-tuned", {}) == {"GLIBC_TUNABLES": allocator.GLIBC_TUNED}
 
 
 @pytest.mark.parametrize("mode", ["auto", "off"])
