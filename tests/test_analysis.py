@@ -1,6 +1,5 @@
 """Error analysis beside cv.json: per-class table, confused pairs, worst mistakes.  pytest tests/test_analysis.py -q"""
 import numpy as np
-import pandas as pd
 from sklearn.metrics import precision_score, recall_score
 
 from kit import report

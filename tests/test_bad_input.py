@@ -184,3 +184,11 @@ def test_sample_submission_with_repeated_ids(tmp_path, capsys):
     pd.concat([sample, sample.iloc[:1]]).to_csv(data / "sample_submission.csv", index=False)
     assert_one_line_error(*run_folds(tmp_path, data, capsys=capsys), "sample_submission.csv", sample["id"][0],
                           "more than once", tmp_path=tmp_path)
+
+
+@pytest.mark.parametrize("stage,key", [("folds", "work_dir"), ("predict", "submissions_dir"), ("cache", "cache_dir")])
+def test_unwritable_output_folder_is_one_line_before_any_work(tmp_path, data, capsys, stage, key):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")  # nothing can be created under a file, as root or not (a read-only /kaggle/input alike)
+    rc = main([stage, "--exp", "demo", f"data={data}", f"work_dir={tmp_path / 'out'}", f"{key}={blocker / 'x'}"])
+    assert_one_line_error(rc, capsys.readouterr().err.strip(), f"{key}={blocker / 'x'}", "not writable")

@@ -1,8 +1,8 @@
 """Inference bundles: export, predict from the bundle alone, refusals.  pytest tests/test_bundle.py -q"""
 import json
 import shutil
-from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -101,7 +101,7 @@ def test_unwritable_output_is_one_clear_line(exported, tmp_path, capsys):
 def test_export_refuses_a_folder_that_is_not_a_bundle(tmp_path, folder_data, capsys):
     cfg = tiny_cfg(tmp_path, folder_data)
     (tmp_path / "mine").mkdir()
-    make_image(tmp_path / "mine" / "photo.png", (0, 0, 0), __import__("numpy").random.default_rng(0))
+    make_image(tmp_path / "mine" / "photo.png", (0, 0, 0), np.random.default_rng(0))
     with pytest.raises(ValueError, match="not a bundle"):
         bundle.export([cfg], tmp_path / "mine")
     assert (tmp_path / "mine" / "photo.png").is_file(), "the user's folder is left alone"

@@ -1,6 +1,5 @@
 """Config: presets load, overrides win, bad keys and values are named.  pytest tests/test_config.py -q"""
 import dataclasses
-from pathlib import Path
 
 import pytest
 import yaml

@@ -1,7 +1,6 @@
 """EMA of the weights: what is scored, saved and resumed.  pytest tests/test_ema.py -q"""
 import logging
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
