@@ -121,54 +121,42 @@ def _check_outputs(stage: str, cfgs: list) -> None:
             check_writable(getattr(cfg, key), key)
 
 
+# stage -> (module, call): a module is imported only when its stage runs (torch is slow to import)
+CALLS = {
+    "folds": ("folds", lambda m, cfgs, a: [m.run(c) for c in cfgs]),
+    "cache": ("cache", lambda m, cfgs, a: [m.run(c) for c in cfgs]),
+    "train": ("train", lambda m, cfgs, a: m.run_all(cfgs, a.fold, a.shard)),
+    "predict": ("predict", lambda m, cfgs, a: m.run(cfgs, ensemble=a.ensemble)),
+    "blend": ("blend", lambda m, cfgs, a: m.run(cfgs, a.steps)),
+    "pseudo": ("pseudo", lambda m, cfgs, a: m.run(cfgs[0], a.threshold, a.name)),
+    "export": ("bundle", lambda m, cfgs, a: m.export(cfgs, a.out)),
+    "leaderboard": ("leaderboard", lambda m, cfgs, a: m.run(cfgs[0], a.comp)),
+    "submit": ("leaderboard", lambda m, cfgs, a: m.submit(cfgs, a.comp, a.file)),
+}
+
+
 def _run(args, parser) -> None:
+    import importlib
     if args.stage == "demo-data":
-        from kit import demo
-        demo.run(args.out)
+        importlib.import_module("kit.demo").run(args.out)
+        return
+    if args.stage == "download":
+        importlib.import_module("kit.kaggle").download(args.comp)
         return
     if args.stage == "predict" and args.bundle:
         if args.exp or args.config:
             parser.error("--bundle predicts what the bundle holds; drop --exp/--config")
-        from kit import bundle
         from kit.config import parse_overrides
-        bundle.predict_bundle(args.bundle, parse_overrides(args.overrides))
+        importlib.import_module("kit.bundle").predict_bundle(args.bundle, parse_overrides(args.overrides))
         return
+    if args.stage == "train":
+        args.shard = _shard(args.shard, parser)
+    if args.stage == "blend" and args.steps < 1:
+        parser.error(f"--steps {args.steps}: must be >= 1")
     cfgs = _configs(args, parser)
     _check_outputs(args.stage, cfgs)
-    if args.stage == "folds":
-        from kit import folds
-        for cfg in cfgs:
-            folds.run(cfg)
-    elif args.stage == "cache":
-        from kit import cache
-        for cfg in cfgs:
-            cache.run(cfg)
-    elif args.stage == "train":
-        from kit import train
-        train.run_all(cfgs, args.fold, _shard(args.shard, parser))
-    elif args.stage == "predict":
-        from kit import predict
-        predict.run(cfgs, ensemble=args.ensemble)
-    elif args.stage == "blend":
-        from kit import blend
-        if args.steps < 1:
-            parser.error(f"--steps {args.steps}: must be >= 1")
-        blend.run(cfgs, args.steps)
-    elif args.stage == "pseudo":
-        from kit import pseudo
-        pseudo.run(cfgs[0], args.threshold, args.name)
-    elif args.stage == "export":
-        from kit import bundle
-        bundle.export(cfgs, args.out)
-    elif args.stage == "leaderboard":
-        from kit import leaderboard
-        leaderboard.run(cfgs[0], args.comp)
-    elif args.stage == "submit":
-        from kit import leaderboard
-        leaderboard.submit(cfgs, args.comp, args.file)
-    elif args.stage == "download":
-        from kit import kaggle
-        kaggle.download(args.comp)
+    module, call = CALLS[args.stage]
+    call(importlib.import_module(f"kit.{module}"), cfgs, args)
 
 
 def main(argv: list[str] | None = None) -> int:
