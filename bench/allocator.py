@@ -50,6 +50,7 @@ def _workload(size: int) -> dict:
     """Run in the child: timed training steps around one large evaluation batch."""
     import torch
 
+    from bench.common import train_step
     from kit.model import create_model
     torch.manual_seed(0)
     if size >= 224:
@@ -61,14 +62,13 @@ def _workload(size: int) -> dict:
     y = torch.randint(0, classes, (batch,))
     steps = 1 if size >= 224 else 10
 
+    step = train_step(model, opt, lambda: (x, y), torch.nn.functional.cross_entropy)
+
     def train(n: int) -> float:
         model.train()
         t0 = time.perf_counter()
         for _ in range(n):
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            step()
         return time.perf_counter() - t0
 
     train(steps)  # warm-up: first-touch of weights, optimizer state

@@ -1,6 +1,7 @@
 """Timing, tables and the JSON record shared by the benchmark scripts."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -20,6 +21,24 @@ def machine() -> str:
 def sync() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
+
+
+def train_step(model, optimizer, batch, criterion, amp_ctx=contextlib.nullcontext, scaler=None):
+    """One training step as a closure for rate(): batch() -> (x, target), loss in fp32, then the optimizer
+    (through the GradScaler when one is given)."""
+    def step():
+        x, target = batch()
+        with amp_ctx():
+            loss = criterion(model(x).float(), target)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+    return step
 
 
 def rate(fn, items_per_call: int, calls: int, warmup: int = 1) -> float:

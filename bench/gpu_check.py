@@ -45,6 +45,7 @@ def train_speed(amp: bool, channels_last: bool, compiled: bool, batch: int) -> d
     from timm.data import Mixup
     from timm.loss import SoftTargetCrossEntropy
 
+    from bench.common import train_step
     from kit.model import create_model
     from kit.runtime import autocast, grad_scaler
     device = torch.device("cuda")
@@ -60,15 +61,7 @@ def train_speed(amp: bool, channels_last: bool, compiled: bool, batch: int) -> d
     amp_ctx, scaler = autocast(device, amp), grad_scaler(device, amp)
     trained = torch.compile(model) if compiled else model
 
-    def step():
-        xm, target = mixup(x, y)
-        with amp_ctx():
-            loss = criterion(trained(xm).float(), target)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-
+    step = train_step(trained, optimizer, lambda: mixup(x, y), criterion, amp_ctx, scaler)  # mixed every step
     for _ in range(WARMUP):
         step()
     torch.cuda.synchronize()

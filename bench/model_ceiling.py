@@ -8,21 +8,11 @@ from __future__ import annotations
 
 import torch
 
-from bench.common import rate
+from bench.common import rate, train_step
 from kit.model import create_model
 from kit.runtime import autocast, pick_device
 
 MODELS = [("resnest50d", "spinal"), ("resnet50", "linear")]
-
-
-def step_fn(model, x, y, optimizer, amp_ctx):
-    def step():
-        with amp_ctx():
-            loss = torch.nn.functional.cross_entropy(model(x).float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return step
 
 
 def measure(backbone: str, head: str, size: int, batch: int, channels_last: bool, amp: bool, calls: int) -> float:
@@ -34,7 +24,8 @@ def measure(backbone: str, head: str, size: int, batch: int, channels_last: bool
         model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 100, (batch,), device=device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    return rate(step_fn(model, x, y, optimizer, autocast(device, amp)), batch, calls)
+    step = train_step(model, optimizer, lambda: (x, y), torch.nn.functional.cross_entropy, autocast(device, amp))
+    return rate(step, batch, calls)
 
 
 def run(size: str) -> list[dict]:

@@ -21,6 +21,7 @@ choice is made before the heavy imports.
 from __future__ import annotations
 
 import ctypes.util
+import functools
 import os
 import sys
 from pathlib import Path
@@ -68,6 +69,11 @@ def allocator_env(mode: str, environ: dict) -> dict:
     return {}  # auto without either: glibc as it is
 
 
+@functools.cache
+def _process_symbols() -> ctypes.CDLL:
+    return ctypes.CDLL(None)  # the process's global symbols, a preloaded allocator's included
+
+
 def release_memory() -> None:
     """Hand freed memory back to the system now: at a change of phase (training <-> evaluation).
 
@@ -75,7 +81,7 @@ def release_memory() -> None:
     training's: kept across the switch, both would stay resident (1.6x glibc's peak over a fold at
     448 px, measured). mimalloc's mi_collect(force), or glibc's malloc_trim; a no-op elsewhere.
     """
-    lib = ctypes.CDLL(None)  # the process's global symbols, a preloaded allocator's included
+    lib = _process_symbols()
     if hasattr(lib, "mi_collect"):
         lib.mi_collect(ctypes.c_bool(True))
     elif hasattr(lib, "malloc_trim"):

@@ -23,14 +23,12 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from scipy.special import softmax
 from sklearn.metrics import accuracy_score
 
 from kit import ensemble as ens
 from kit import folds as folds_stage
 from kit import leaderboard, predict
 from kit.config import Config
-from kit.runtime import describe, num_workers, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +47,6 @@ def caruana(probs: list[np.ndarray], labels: np.ndarray, steps: int) -> np.ndarr
     return counts / steps
 
 
-def _probs(scores: np.ndarray, merge: str) -> np.ndarray:
-    return scores if merge == "probs" else softmax(scores, axis=-1)  # fold-ensembled logits -> probabilities
-
-
 def nested(probs: list[np.ndarray], labels: np.ndarray, fold_of: np.ndarray, steps: int):
     """(held-out blended probabilities (N, classes), per-fold weights): each fold blended by weights fitted on the others."""
     held, weights = np.zeros_like(probs[0]), {}
@@ -69,7 +63,7 @@ def blend(results: list[ens.Result], fold_of: np.ndarray, steps: int) -> ens.Res
         if r.classes != results[0].classes or not np.array_equal(r.oof_ids, results[0].oof_ids):
             raise ValueError(f"cannot blend {results[0].name} and {r.name}: trained on other folds or classes")
     merges = [r.cfgs[0].merge for r in results]
-    oof = [_probs(r.oof_scores, m) for r, m in zip(results, merges)]
+    oof = [ens.as_probs(r.oof_scores, m) for r, m in zip(results, merges)]
     labels = results[0].oof_labels
     weights = caruana(oof, labels, steps)
     held, per_fold = nested(oof, labels, fold_of, steps)
@@ -81,8 +75,8 @@ def blend(results: list[ens.Result], fold_of: np.ndarray, steps: int) -> ens.Res
               "in_sample_top1": float(accuracy_score(labels, mix(oof).argmax(1)))}
     return dataclasses.replace(
         first, name="blend-" + "+".join(r.name for r in results), cfgs=[c for r in results for c in r.cfgs],
-        test_scores=mix([_probs(r.test_scores, m) for r, m in zip(results, merges)]), oof_scores=held,
-        holdout_scores=(mix([_probs(r.holdout_scores, m) for r, m in zip(results, merges)])
+        test_scores=mix([ens.as_probs(r.test_scores, m) for r, m in zip(results, merges)]), oof_scores=held,
+        holdout_scores=(mix([ens.as_probs(r.holdout_scores, m) for r, m in zip(results, merges)])
                         if len(first.holdout_labels) else first.holdout_scores),
         fold_top1=[float(accuracy_score(labels[fold_of == k], held[fold_of == k].argmax(1))) for k in np.unique(fold_of)],
         checkpoints={k: v for r in results for k, v in r.checkpoints.items()},
@@ -93,8 +87,7 @@ def blend(results: list[ens.Result], fold_of: np.ndarray, steps: int) -> ens.Res
 def run(cfgs: list[Config], steps: int = 50) -> Path:
     if len(cfgs) < 2:
         raise ValueError("blend needs at least two experiments: --exp A B [C ...]")
-    device = pick_device(cfgs[0].device, cfgs[0].deterministic)
-    log.info("blend: %s", describe(device, cfgs[0].amp, num_workers(cfgs[0].workers), cfgs[0].eval_batch_size))
+    device = predict.start(cfgs[0], "blend")
     results = [predict.predict_experiment(cfg, device) for cfg in cfgs]  # up-to-date logits are reused
     table = folds_stage.load(cfgs[0])[0].set_index("path")["fold"]
     fold_of = table.loc[results[0].oof_ids].to_numpy()

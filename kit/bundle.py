@@ -29,7 +29,6 @@ from kit import predict
 from kit.config import Config, shaping, to_dict
 from kit.io import atomic_path, atomic_write_bytes, check_writable, sha256_file
 from kit.layout import scan_test, summarize
-from kit.runtime import describe, num_workers, pick_device
 
 log = logging.getLogger(__name__)
 FORMAT = 1  # bundle.json's schema version
@@ -41,7 +40,7 @@ def export(cfgs: list[Config], out: str | Path) -> Path:
     if out.exists() and not (out / "bundle.json").is_file():
         raise ValueError(f"--out {out} exists and is not a bundle; choose another folder")
     check_writable(out.parent, "--out")
-    device = pick_device(cfgs[0].device, cfgs[0].deterministic)
+    device = predict.start(cfgs[0], "export")
     results = [predict.predict_experiment(cfg, device) for cfg in cfgs]
     r = ens.combine(results) if len(results) > 1 else results[0]
     sub_path = predict.write(r)
@@ -142,8 +141,7 @@ def predict_bundle(bundle: str | Path, overrides: dict) -> Path:
         spec = read_spec(folder, f"--bundle {bundle}")
         cfgs = bundle_configs(spec, overrides, f"--bundle {bundle}")
         check_writable(cfgs[0].submissions_dir, "submissions_dir")
-        device = pick_device(cfgs[0].device, cfgs[0].deterministic)
-        log.info("predict: %s", describe(device, cfgs[0].amp, num_workers(cfgs[0].workers), cfgs[0].eval_batch_size))
+        device = predict.start(cfgs[0], "predict")
         layout = scan_test(cfgs[0].data, spec["kind"], tuple(spec["header"]), tuple(spec["classes"]),
                            cfgs[0].id_col, cfgs[0].label_col)
         predict.check_test(layout, cfgs[0])

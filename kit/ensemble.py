@@ -109,10 +109,15 @@ def _warning(exp_dir: Path, folds: list[int]) -> str:
     return f"chance level in fold(s) {', '.join(map(str, at_chance))}" if at_chance else ""
 
 
+def as_probs(scores: np.ndarray, merge: str) -> np.ndarray:
+    """Fold-ensembled scores as probabilities: averaged logits go through softmax, averaged probabilities are."""
+    return scores if merge == "probs" else softmax(scores, axis=-1)
+
+
 def combine_scores(scores: list[np.ndarray], merges: list[str]) -> np.ndarray:
     """Experiments' fold-ensembled scores averaged: as they are when all merged alike, else as probabilities."""
     if len(set(merges)) > 1:
-        scores = [s if m == "probs" else softmax(s, axis=-1) for s, m in zip(scores, merges)]
+        scores = [as_probs(s, m) for s, m in zip(scores, merges)]
     return np.mean(scores, axis=0)
 
 

@@ -18,7 +18,6 @@ cv_last_top1 shows how much choosing the best epoch on the validation fold flatt
 from __future__ import annotations
 
 import json
-
 import logging
 from datetime import datetime, timezone
 from pathlib import Path

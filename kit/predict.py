@@ -193,9 +193,15 @@ def write(r: ens.Result) -> Path:
     return path
 
 
+def start(cfg: Config, stage: str):
+    """The device an inference stage runs on, named with its precision and workers in the stage's first line."""
+    device = pick_device(cfg.device, cfg.deterministic)
+    log.info("%s: %s", stage, describe(device, cfg.amp, num_workers(cfg.workers), cfg.eval_batch_size))
+    return device
+
+
 def run(cfgs: list[Config], ensemble: bool = False) -> list[Path]:
-    device = pick_device(cfgs[0].device, cfgs[0].deterministic)
-    log.info("predict: %s", describe(device, cfgs[0].amp, num_workers(cfgs[0].workers), cfgs[0].eval_batch_size))
+    device = start(cfgs[0], "predict")
     results = [predict_experiment(cfg, device) for cfg in cfgs]
     if ensemble and len(results) > 1:
         results.append(ens.combine(results))

@@ -33,6 +33,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 import yaml
+from scipy.special import softmax
 from sklearn.metrics import accuracy_score
 from timm.data import Mixup
 from timm.layers import convert_sync_batchnorm
@@ -86,6 +87,11 @@ def load_checkpoint(path: Path) -> dict:
 SYNC_EVERY = 25  # steps between host syncs (loss check, progress bar): each .item() stalls a GPU's queue
 
 
+def epoch_steps(loader, max_steps: int) -> int:
+    """Optimizer steps in one epoch: the whole loader, or max_steps when set (smoke tests)."""
+    return min(len(loader), max_steps) if max_steps else len(loader)
+
+
 def train_one_epoch(model, loader, optimizer, scaler, mixup, criterion, amp_ctx, device, max_steps, where,
                     dist: Dist = Dist(), after_step=None):
     """One pass over loader. Returns (mean loss, train top-1 against the dominant mixed label, img/s).
@@ -100,7 +106,7 @@ def train_one_epoch(model, loader, optimizer, scaler, mixup, criterion, amp_ctx,
     total_loss = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
     seen, t0, checked = 0, time.perf_counter(), 0
-    steps = min(len(loader), max_steps) if max_steps else len(loader)
+    steps = epoch_steps(loader, max_steps)
     bar = tqdm(loader, total=steps, desc=where, leave=False, disable=not sys.stderr.isatty())
     for step, (x, y) in enumerate(bar):
         if step >= steps:
@@ -325,7 +331,7 @@ class FoldRun:
         after_step = None if ema is None else lambda i: ema.update(model, step=first + i + 1)
         loss, acc, ips = train_one_epoch(trained, self.train_dl, optimizer, self.scaler, self.mixup, self.criterion,
                                          self.amp_ctx, self.device, c.max_steps, where, self.dist, after_step)
-        state.ema_steps += min(len(self.train_dl), c.max_steps) if c.max_steps else len(self.train_dl)
+        state.ema_steps += epoch_steps(self.train_dl, c.max_steps)
         loss, acc = mean_over_ranks(loss, self.dist), mean_over_ranks(acc, self.dist)
         ips *= self.dist.world
         scored = self._evaluated(model)
@@ -475,9 +481,7 @@ def pseudo_labels(cfg: Config, fold: int, classes: list[str], test: pd.DataFrame
     z = load_npz(src)
     if list(z["ids"]) != list(test["id"].astype(str)):
         raise ValueError(f"{src}: predicted for another test set; run `kit predict --exp {cfg.pseudo_from}` again")
-    logits = z["logits"].astype(np.float64)
-    probs = np.exp(logits - logits.max(1, keepdims=True))
-    probs /= probs.sum(1, keepdims=True)
+    probs = softmax(z["logits"].astype(np.float64), axis=1)
     keep = probs.max(1) >= cfg.pseudo_threshold
     rows = pd.DataFrame({"path": test["path"].to_numpy()[keep], "label": np.asarray(classes)[probs.argmax(1)[keep]],
                          "source": "pseudo", "fold": -1, "role": "pseudo"})
@@ -537,8 +541,7 @@ def write_errors(exp_dir: Path, classes: list[str], paths: np.ndarray, labels: n
     atomic_write_text(exp_dir / "per_class.csv", report.per_class(labels, preds, classes).to_csv(index=False))
     atomic_write_text(exp_dir / "confused_pairs.csv", report.confused_pairs(labels, preds, classes).to_csv(index=False))
     if root is not None:
-        probs = np.exp(logits - logits.max(1, keepdims=True))
-        report.plot_mistakes(root, paths, labels, probs / probs.sum(1, keepdims=True), classes, exp_dir / "mistakes.png")
+        report.plot_mistakes(root, paths, labels, softmax(logits, axis=1), classes, exp_dir / "mistakes.png")
 
 
 def _claim_and_train(cfg: Config, fold: int, folds_of: tuple, device, dist: Dist, wait: bool,
