@@ -251,7 +251,11 @@ def parse_overrides(items: list[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ValueError(f"override {item!r}: expected key=value, e.g. batch_size=32")
-        out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError as e:
+            raise ValueError(f"override {item!r}: not a valid value ({str(e).splitlines()[0]}); quote it or close "
+                             "its brackets, e.g. tta=[hflip,vflip]") from None
     return out
 
 

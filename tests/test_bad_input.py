@@ -117,6 +117,7 @@ def test_csv_path_escaping_data_folder(tmp_path, capsys):
 
 @pytest.mark.parametrize("override, needle", [
     ("stage1_lr=-0.01", "stage1_lr=-0.01"), ("n_folds=1", "n_folds=1"), ("colour=red", "colour"),
+    ("tta=[hflip", "tta=[hflip"),  # YAML that does not parse
 ])
 def test_bad_config_values(tmp_path, data, capsys, override, needle):
     assert_one_line_error(*run_folds(tmp_path, data, override, capsys=capsys), needle, tmp_path=tmp_path)
