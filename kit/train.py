@@ -366,10 +366,11 @@ class FoldRun:
 
     def _causes(self) -> str:
         c = self.cfg
+        weaker = "0.2" if c.mixup_alpha > 0.2 else "0, off"  # advice the preset does not already follow
         return (f"Likely causes: a learning rate too high or too low (stage1_lr={c.stage1_lr}; try 10x lower), "
                 f"too short a warm-up (warmup_epochs={c.warmup}), images too small to tell the classes apart "
                 f"(img_size={c.img_size}, resize_mode={c.resize_mode}), or mixup too strong for this data "
-                f"(mixup_alpha={c.mixup_alpha}; try 0.2)")
+                f"(mixup_alpha={c.mixup_alpha}; try {weaker})")
 
     def _update(self, model, scored, optimizer, state: FoldState, row: dict) -> bool:
         """Early stopping and checkpoints; best files first, so last.pt never claims a best that isn't on disk.

@@ -71,6 +71,7 @@ def test_chance_level_runs_on_warns_and_is_reported(tmp_path, shuffled, caplog):
         train.run(cfg)
     assert len(_history(cfg)) == 6, "a stage at chance level is never stopped early on noise"
     assert "not learning after the warm-up" in caplog.text and "stage1_lr=" in caplog.text, caplog.text
+    assert "mixup_alpha=0.2; try 0, off" in caplog.text, "the advice is one the config does not follow already"
     cv = json.loads((cfg.exp_dir / "cv.json").read_text())
     assert cv["chance_level_folds"] == [0, 1], cv
     predict.run([cfg])
