@@ -36,10 +36,9 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 .DEFAULT_GOAL := demo
 .PHONY: demo install folds train predict blend pseudo export leaderboard submit download test test-fast bench cache reliability clean gpu-check
 
+# folds, train and predict in one process (kit run): one start-up of torch instead of three
 demo: install $(if $(filter data/demo,$(DATA)),data/demo/solution.csv)
-	$(KIT) folds $(RUN_ARGS)
-	$(KIT) train $(RUN_ARGS)
-	$(KIT) predict $(RUN_ARGS)
+	$(KIT) run $(RUN_ARGS)
 
 # The venv is rebuilt only when requirements.txt or constraints.txt (every package, frozen) changes.
 .venv/.installed: requirements.txt constraints.txt

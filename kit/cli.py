@@ -4,6 +4,7 @@
     python -m kit folds   --exp demo                 # folds/folds.csv
     python -m kit train   --exp demo demo_baseline   # folds/<exp>/fold<k>/...
     python -m kit predict --exp demo demo_baseline   # submissions/<exp>-<hash>.csv + leaderboard
+    python -m kit run     --exp demo demo_baseline   # folds, train, predict in one process (what `make` runs)
     python -m kit blend   --exp demo demo_baseline   # weights fitted on OOF, nested CV
     python -m kit pseudo  --from demo --name demo_pl # + test images demo's folds label confidently
     python -m kit export  --exp demo --out bundle    # bundle/ + bundle.zip: weights and settings for inference
@@ -27,6 +28,8 @@ STAGES = {
     "cache": "resize every image once to what the transforms need (the fast data path; then cache=true)",
     "train": "train every fold (or --fold K) of each experiment: two stages, best and last checkpoints, OOF logits",
     "predict": "TTA on the test images with each fold's best weights, fold ensemble, submission CSV, leaderboard",
+    "run": "folds, train and predict in one process: the same files as the three stages, one start-up (what "
+           "`make` runs on the demo)",
     "blend": "weights for several experiments fitted on their OOF predictions (greedy selection), nested CV, "
              "submission and leaderboard row",
     "pseudo": "a new experiment (--name) whose folds also train on the test images the source's (--from) fold "
@@ -58,13 +61,14 @@ def _parser() -> argparse.ArgumentParser:
                        "configs/NAME.yaml here) or a YAML path")
         s.add_argument("--config", nargs="+", default=[], metavar="FILE", help="config file(s) (YAML)")
         s.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, applied to every experiment")
-        if stage == "train":
+        if stage in ("train", "run"):
             s.add_argument("--fold", type=int, action="append", help="train only this fold (repeatable)")
             s.add_argument("--shard", default="", metavar="I/N",
                            help="train only folds k with k %% N == I (without it, parallel processes share the folds "
                                 "through lock files: make train GPUS=...)")
-        if stage == "predict":
+        if stage in ("predict", "run"):
             s.add_argument("--ensemble", action="store_true", help="also ensemble all the named experiments into one submission")
+        if stage == "predict":
             s.add_argument("--bundle", default="", metavar="DIR",
                            help="predict from a bundle (kit export) instead of --exp: no folds, training images or "
                                 "OOF files needed; also writes <submissions_dir>/submission.csv")
@@ -135,6 +139,9 @@ CALLS = {
 }
 
 
+RUN = ("folds", "train", "predict")  # `kit run`: torch and timm imported once instead of three times
+
+
 def _run(args, parser) -> None:
     import importlib
     if args.stage == "demo-data":
@@ -149,14 +156,15 @@ def _run(args, parser) -> None:
         from kit.config import parse_overrides
         importlib.import_module("kit.bundle").predict_bundle(args.bundle, parse_overrides(args.overrides))
         return
-    if args.stage == "train":
+    if args.stage in ("train", "run"):
         args.shard = _shard(args.shard, parser)
     if args.stage == "blend" and args.steps < 1:
         parser.error(f"--steps {args.steps}: must be >= 1")
     cfgs = _configs(args, parser)
-    _check_outputs(args.stage, cfgs)
-    module, call = CALLS[args.stage]
-    call(importlib.import_module(f"kit.{module}"), cfgs, args)
+    for stage in RUN if args.stage == "run" else (args.stage,):
+        _check_outputs(stage, cfgs)
+        module, call = CALLS[stage]
+        call(importlib.import_module(f"kit.{module}"), cfgs, args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -78,6 +78,9 @@ class Config:
     cache_dir: str = _key("cache", "where the resized-image cache lives (shared by every fold and experiment)")
     cache_draft: bool = _key(
         False, "build the cache from reduced-size JPEG decodes of large photos: faster, not exact", "weights")
+    memory_cache_mb: int = _key(
+        0, "keep decoded images in memory, up to this many MB in each loading process (every worker holds its "
+           "own): for small data sets, where decoding is a large part of an epoch; 0 = off")
     # --- training -------------------------------------------------------------------
     batch_size: int = _key(16, "training batch size (even: mixup pairs images within a batch)", "weights")
     workers: int = _key(-1, "DataLoader workers; -1 = one per CPU core")
@@ -117,6 +120,10 @@ class Config:
     deterministic: bool = _key(
         False, "GPU: deterministic kernels, no cuDNN autotuning: a resumed fold ends bit-equal to an uninterrupted "
                "one, at a cost in speed. Without it resume on a GPU is close, not exact (on the CPU: always exact)")
+    checkpoint_every_s: float = _key(
+        0.0, "write last.pt (the point a killed run resumes from) after an epoch only once this many seconds have "
+             "passed since the last write, and at the end of each stage; 0 = after every epoch. For epochs of a "
+             "second or two, where the write is a tenth of the epoch; a resumed fold ends the same either way")
     keep_checkpoints: bool = _key(
         False, "keep stage1_best.pt, last.pt and last.prev.pt when a fold is done (default: only best.pt stays)")
     channels_last: bool = _key(False, "channels_last memory format (measure: it helps some models, slows others)")

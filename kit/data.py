@@ -64,7 +64,8 @@ def eval_transform_of(cfg) -> A.Compose:
 def dataset_of(cfg, root: Path, paths, labels, transform: A.Compose) -> "ImageDataset":
     """An ImageDataset reading images as the config says (cache, draft decodes, size guard)."""
     return ImageDataset(root=root, paths=paths, labels=labels, transform=transform, max_pixels=cfg.max_pixels,
-                        cache_dir=cfg.cache_dir if cfg.cache else None, draft=cfg.cache_draft)
+                        cache_dir=cfg.cache_dir if cfg.cache else None, draft=cfg.cache_draft,
+                        memory_mb=cfg.memory_cache_mb)
 
 
 def cache_step(transform: A.Compose) -> A.BasicTransform:
@@ -123,10 +124,12 @@ class ImageDataset(Dataset):
 
     With cache_dir, each image is read from (or written to) a cache holding the output of the
     transform's first step (`cache_step`), so cached and uncached runs give equal tensors.
+    With memory_mb, decoded (or cache-read) images are also kept in this process's memory until
+    they fill memory_mb; the transform always gets a copy, so the kept image is never changed.
     """
 
     def __init__(self, *, root: str | Path, paths, labels, transform: A.Compose, max_pixels: int = 100_000_000,
-                 cache_dir: str | Path | None = None, draft: bool = False):
+                 cache_dir: str | Path | None = None, draft: bool = False, memory_mb: int = 0):
         self.root = Path(root)
         self.paths = list(paths)
         self.labels = np.asarray(labels, dtype=np.int64) if labels is not None else np.full(len(self.paths), -1)
@@ -135,6 +138,8 @@ class ImageDataset(Dataset):
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.step = cache_step(transform) if self.cache_dir else None
         self.draft = draft
+        self.memory_left = memory_mb << 20
+        self.memory: dict[int, np.ndarray] = {}
 
     def __len__(self):
         return len(self.paths)
@@ -143,13 +148,22 @@ class ImageDataset(Dataset):
         i, seed = item if isinstance(item, tuple) else (item, None)
         if seed is not None:
             self.transform.set_random_seed(seed)
-        source = self.root / self.paths[i]
-        if self.cache_dir is None:
-            image = load_rgb(source, self.max_pixels)  # (H, W, 3)
-        else:
-            image = load_resized(source, self.step, self.cache_dir, self.max_pixels, self.draft)
+        image = self._image(i)  # (H, W, 3) uint8
         x = self.transform(image=image)["image"]  # (3, H, W) uint8: normalised on the device, by the model
         return x, int(self.labels[i])
+
+    def _image(self, i: int) -> np.ndarray:
+        if i in self.memory:
+            return self.memory[i].copy()
+        source = self.root / self.paths[i]
+        if self.cache_dir is None:
+            image = load_rgb(source, self.max_pixels)
+        else:
+            image = load_resized(source, self.step, self.cache_dir, self.max_pixels, self.draft)
+        if image.nbytes <= self.memory_left:
+            self.memory_left -= image.nbytes
+            self.memory[i] = image.copy()
+        return image
 
 
 class SeededSampler(Sampler):

@@ -192,6 +192,7 @@ class FoldRun:
                  dist: Dist = Dist(), progress: Progress | None = None):
         self.cfg, self.fold, self.classes, self.device, self.dist = cfg, fold, classes, device, dist
         self.progress = progress or Progress({})
+        self.saved_at = time.monotonic()  # of last.pt: checkpoint_every_s counts from here
         self.out = cfg.exp_dir / f"fold{fold}"
         index = {c: i for i, c in enumerate(classes)}
         train = table[(table["fold"] != fold) & (table["role"] != "holdout")]
@@ -396,7 +397,8 @@ class FoldRun:
             self._save(self.out / "best.pt", scored, **meta)
         # a stage still at chance level has nothing worth keeping: it runs on rather than stop on noise
         state.stopped = state.bad_epochs >= c.patience and state.stage_best > self.chance
-        self._save_last(model, optimizer, state)
+        if state.stopped or time.monotonic() - self.saved_at >= c.checkpoint_every_s:  # a stage's end: _run_stage
+            self._save_last(model, optimizer, state)
         barrier(self.dist)  # every rank sees this epoch's files before going on
         return improved
 
@@ -406,6 +408,7 @@ class FoldRun:
             save_checkpoint(path, model, **extra)
 
     def _save_last(self, model, optimizer, state: FoldState) -> None:
+        self.saved_at = time.monotonic()
         if not self.dist.main:
             return
         last = self.out / "last.pt"

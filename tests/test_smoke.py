@@ -58,18 +58,24 @@ def test_recipe_preset_runs_at_full_size(tmp_path, photos, preset):
 
 
 def test_demo_pipeline_through_the_cli(tmp_path):
+    """`kit run` (what `make` runs) writes the submission the three stages write one by one, byte for byte."""
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
     kit = [sys.executable, "-m", "kit"]
     subprocess.run([*kit, "demo-data", "--out", str(tmp_path / "demo")], check=True, env=env)
-    args = ["--exp", "demo", "demo_baseline", f"data={tmp_path / 'demo'}", f"work_dir={tmp_path / 'folds'}",
-            f"submissions_dir={tmp_path / 'subs'}", "n_folds=2", "stage1_epochs=1", "stage2_epochs=1", "max_steps=4"]
-    for stage in ("folds", "train"):
-        subprocess.run([*kit, stage, *args], check=True, env=env, capture_output=True)
-    out = subprocess.run([*kit, "predict", *args], check=True, env=env, capture_output=True, text=True).stdout
-    board = pd.read_csv(tmp_path / "subs" / "leaderboard.csv", dtype=str)
+
+    def args(out: str) -> list[str]:
+        return ["--exp", "demo", "demo_baseline", f"data={tmp_path / 'demo'}", f"work_dir={tmp_path / out / 'folds'}",
+                f"submissions_dir={tmp_path / out / 'subs'}", "n_folds=2", "stage1_epochs=1", "stage2_epochs=1",
+                "max_steps=4"]
+    for stage in ("folds", "train", "predict"):
+        subprocess.run([*kit, stage, *args("staged")], check=True, env=env, capture_output=True)
+    out = subprocess.run([*kit, "run", *args("run")], check=True, env=env, capture_output=True, text=True).stdout
+    board = pd.read_csv(tmp_path / "run" / "subs" / "leaderboard.csv", dtype=str)
     assert sorted(board["experiments"]) == ["demo", "demo_baseline"], board
     assert (board["public"] != "").all() and (board["private"] != "").all(), "demo has a solution.csv: scores filled"
     assert "demo_baseline" in out and "private" in out, f"leaderboard table printed:\n{out}"
+    staged = sorted(p.name for p in (tmp_path / "staged" / "subs").glob("demo*.csv"))
+    assert sorted(board["file"]) == staged, "kit run and the three stages wrote different submissions"
 
 
 def test_compiled_training_saves_plain_weights(tmp_path, photos):

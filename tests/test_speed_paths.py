@@ -7,8 +7,9 @@ import pytest
 import torch
 import ttach
 
+from conftest import make_image
 from kit.config import Config
-from kit.data import (ImageDataset, cache_step, dataset_of, eval_transform, eval_transform_of,
+from kit.data import (ImageDataset, cache_step, dataset_of, eval_transform, eval_transform_of, train_transform,
                       train_transform_of)
 from kit.model import create_model
 from kit.predict import BatchedTTA, tta_transforms
@@ -54,6 +55,21 @@ def test_cached_images_give_identical_tensors(tmp_path, wide_data, build, preset
         for _ in range(2):  # the second read comes from the cache
             assert torch.equal(plain[(i, 7 + i)][0], cached[(i, 7 + i)][0]), f"item {i} differs with the cache"
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 6
+
+
+def test_memory_cache_gives_identical_tensors_within_its_budget(tmp_path):
+    """memory_cache_mb: the same tensors epoch after epoch; images beyond the budget are decoded each time."""
+    rng = np.random.default_rng(0)
+    paths = [make_image(tmp_path / f"big{i}.png", (40 * i, 90, 160), rng, size=(600, 600)).name for i in range(3)]
+    tf = train_transform(620, 600, 15.0, 0.5)
+    plain = ImageDataset(root=tmp_path, paths=paths, labels=None, transform=tf)
+    kept = ImageDataset(root=tmp_path, paths=paths, labels=None, transform=tf, memory_mb=2)  # 1.08 MB an image
+    for epoch in range(2):
+        for i in range(3):
+            assert torch.equal(plain[(i, 10 * epoch + i)][0], kept[(i, 10 * epoch + i)][0]), f"image {i}, epoch {epoch}"
+    assert list(kept.memory) == [0], "2 MB holds one 600x600 image, not two"
+    kept._image(0)[:] = 0  # what a transform does to its input never reaches the kept image
+    assert kept.memory[0].any()
 
 
 def test_cache_needs_a_transform_that_starts_with_resize(folder_data, tmp_path):

@@ -232,3 +232,15 @@ def test_error_analysis_is_written_beside_cv_json(trained):
     assert table["images"].sum() == len(labels), "every OOF image is counted once"
     assert table["top1"].mul(table["images"]).sum() == pytest.approx((labels == preds).sum())
     assert (exp / "confused_pairs.csv").is_file() and (exp / "mistakes.png").stat().st_size > 0
+
+
+def test_checkpoint_every_s_writes_last_pt_at_stage_ends_and_resumes_the_same(tmp_path, easy_data):
+    """Throttled, last.pt is written at the end of each stage only; a run stopped in stage 2 resumes from
+    stage 1's end and ends as the uninterrupted run does."""
+    settings = {**EASY, "checkpoint_every_s": 3600}
+    ref, cut = ref_and_interrupted(tmp_path, easy_data, settings, epochs=EASY["stage1_epochs"] + 1)
+    last = torch.load(cut.exp_dir / "fold0" / "last.pt", weights_only=True)["state"]
+    assert (last["stage"], last["epoch"], last["stopped"]) == (1, EASY["stage1_epochs"], True), last
+    assert not (cut.exp_dir / "fold0" / "last.prev.pt").exists(), "one write in stage 1, at its end"
+    train.run(cut, only=[0])
+    _assert_same_run(_fold_result(ref), _fold_result(cut))
