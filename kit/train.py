@@ -397,7 +397,7 @@ class FoldRun:
             self._save(self.out / "best.pt", scored, **meta)
         # a stage still at chance level has nothing worth keeping: it runs on rather than stop on noise
         state.stopped = state.bad_epochs >= c.patience and state.stage_best > self.chance
-        if state.stopped or time.monotonic() - self.saved_at >= c.checkpoint_every_s:  # a stage's end: _run_stage
+        if state.stopped or time.monotonic() - self.saved_at >= c.checkpoint_every_s:  # epochs running out: _run_stage saves
             self._save_last(model, optimizer, state)
         barrier(self.dist)  # every rank sees this epoch's files before going on
         return improved
