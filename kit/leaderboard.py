@@ -33,7 +33,7 @@ from kit.metrics import score
 log = logging.getLogger(__name__)
 COLUMNS = ["file", "run", "experiments", "backbone", "head", "folds", "tta", "merge", "image_size", "epochs", "cv_top1",
            "cv_top5", "cv_last_top1", "fold_std", "holdout_top1", "public", "private", "created_at", "sha256",
-           "kaggle_ref", "kaggle_status", "description", "warning", "pseudo"]
+           "kaggle_ref", "kaggle_status", "description", "warning", "pseudo", "data"]
 SHOWN = ["file", "experiments", "backbone", "folds", "tta", "cv_top1", "cv_last_top1", "cv_top5", "public", "private",
          "kaggle_status", "warning"]
 
@@ -102,6 +102,7 @@ def record(path: Path, r, sub_path: Path, run: int) -> None:
         "cv_last_top1": "" if r.last_epoch_top1 is None else f"{r.last_epoch_top1:.5f}",
         "holdout_top1": "" if r.holdout_top1 is None else f"{r.holdout_top1:.5f}",
         "public": public, "private": private, "sha256": sha256_file(sub_path), "warning": r.warning,
+        "data": r.fingerprint[:12],
     }
     with locked(path):
         board = load(path)
@@ -163,12 +164,36 @@ def sync(path: Path, comp: str) -> None:
     log.info("merged %d Kaggle submission(s) of %s into %s", len(subs), comp, path)
 
 
-def pick(board: pd.DataFrame, experiments: list[str], submissions_dir: Path) -> Path:
+def data_of(cfg: Config) -> str:
+    """The data set of cfg's folds, as the leaderboard's `data` column names it ('' before `make folds`)."""
+    meta = Path(cfg.work_dir) / "folds.json"
+    return json.loads(meta.read_text())["fingerprint"][:12] if meta.is_file() else ""
+
+
+def one_data_set(board: pd.DataFrame, data: str = "") -> tuple[pd.DataFrame, str]:
+    """The rows of data set `data` (unknown or '': the newest row's), and a line saying so, when the board
+    holds submissions of several data sets: CVs of two data sets do not compare, so neither do their picks.
+
+    Rows written before the `data` column existed form a set of their own.
+    """
+    sets = board["data"].unique()
+    if len(sets) <= 1:
+        return board, ""
+    if data not in sets:
+        data = board.sort_values("created_at")["data"].iloc[-1]
+    mine = board[board["data"] == data]
+    return mine, (f"leaderboard.csv holds submissions of {len(sets)} data sets: the rows, correlations and picks "
+                  f"here are data {data or '(not recorded)'}'s, {len(mine)} of {len(board)} rows")
+
+
+def pick(board: pd.DataFrame, experiments: list[str], submissions_dir: Path, data: str = "") -> Path:
     """The submission to upload when none is named: the best CV among the rows of these experiments.
 
-    A row belongs to them when it was made from them alone (A, B, or A+B for experiments A and B).
-    A tie between files is an error: which to submit is the user's call, not the clock's.
+    A row belongs to them when it was made from them alone (A, B, or A+B for experiments A and B), on
+    their data set (`data`) when the board holds several. A tie between files is an error: which to
+    submit is the user's call, not the clock's.
     """
+    board = one_data_set(board, data)[0]
     names = set(experiments)
     cv = pd.to_numeric(board["cv_top1"], errors="coerce")
     ours = [bool(e) and set(e.split()) <= names and (submissions_dir / f).is_file() and pd.notna(c)
@@ -197,7 +222,7 @@ def submit(cfgs: list[Config], comp: str, file: str = "") -> str:
     submissions_dir = Path(cfgs[0].submissions_dir)
     path = submissions_dir / "leaderboard.csv"
     board = load(path)
-    sub = Path(file) if file else pick(board, [c.name for c in cfgs], submissions_dir)
+    sub = Path(file) if file else pick(board, [c.name for c in cfgs], submissions_dir, data_of(cfgs[0]))
     rows = board[board["file"] == sub.name]
     message = describe(rows.iloc[0]) if len(rows) else sub.stem
     if not file:
@@ -226,11 +251,15 @@ def summary(board: pd.DataFrame) -> list[str]:
     return lines
 
 
-def show(path: Path) -> None:
+def show(path: Path, data: str = "") -> None:
+    """The table sorted by CV, its plot, correlations and final picks: of data set `data` (see one_data_set)."""
     board = load(path)
     if board.empty:
         print(f"{path}: no submissions yet; run `make predict`")
         return
+    board, note = one_data_set(board, data)
+    if note:
+        print(note)
     # sorted by CV, not by public score: the public split is small, and chasing it overfits
     order = pd.to_numeric(board["cv_top1"], errors="coerce").fillna(-1).sort_values(ascending=False).index
     board = board.loc[order]
@@ -244,5 +273,5 @@ def run(cfg: Config, comp: str = "") -> Path:
     path = Path(cfg.submissions_dir) / "leaderboard.csv"
     if comp:
         sync(path, comp)
-    show(path)
+    show(path, data_of(cfg))
     return path

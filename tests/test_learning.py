@@ -52,8 +52,7 @@ def test_auto_warmup_is_on_from_scratch_and_off_from_pretrained_weights():
     recipe = load_config(PRESETS / "resnest50d_spinalnet.yaml")
     assert recipe.warmup == 0, "the recipe preset stays the write-up's: no warm-up"
     assert load_config(PRESETS / "resnest50d_spinalnet.yaml", {"pretrained": False}).warmup == 3
-    assert load_config(PRESETS / "demo.yaml", {"warmup_epochs": -1}).warmup == 1, "6 epochs from scratch: 1 of warm-up"
-    assert load_config(PRESETS / "demo.yaml").warmup == 2, "the demo sets its own"
+    assert load_config(PRESETS / "demo.yaml").warmup == 1, "6 epochs from scratch: 1 epoch of warm-up"
 
 
 def test_patience_counts_only_after_min_epochs(tmp_path, easy_data):

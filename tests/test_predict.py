@@ -157,6 +157,30 @@ def test_rerun_skips_and_leaderboard_keeps_rows(folder_run):
     assert set(after["file"]) == {path.name, "other.csv"} and len(after) == 2, after
 
 
+def test_leaderboard_of_two_data_sets_compares_and_picks_within_one(tmp_path, folder_run, capsys):
+    """Each row names its data set; a better-looking row of other data is never shown beside, or picked over,
+    this data's rows."""
+    cfg, _ = folder_run
+    cfg = dataclasses.replace(cfg, submissions_dir=str(tmp_path / "subs"))
+    path = predict.run([cfg])[0]
+    board_path = tmp_path / "subs" / "leaderboard.csv"
+    mine = leaderboard.data_of(cfg)
+    assert mine and leaderboard.load(board_path)["data"].tolist() == [mine], "the row names the folds' data set"
+    (tmp_path / "subs" / "elsewhere.csv").write_text(path.read_text())
+    board = leaderboard.upsert(leaderboard.load(board_path), {
+        "file": "elsewhere.csv", "experiments": cfg.name, "cv_top1": "0.99999", "public": "0.99999",
+        "created_at": "2999-01-01T00:00:00+00:00", "data": "ffffffffffff"})
+    leaderboard.save(board, board_path)
+    capsys.readouterr()
+    predict.run([cfg])
+    out = capsys.readouterr().out
+    assert f"data {mine}'s, 1 of 2 rows" in out and "elsewhere.csv" not in out, out
+    assert f"final pick 1 (best CV): {path.name}" in out, out
+    board = leaderboard.load(board_path)
+    assert leaderboard.pick(board, [cfg.name], tmp_path / "subs", mine) == path
+    assert leaderboard.pick(board, [cfg.name], tmp_path / "subs").name == "elsewhere.csv", "unknown: the newest set"
+
+
 def test_checkpoint_for_other_classes_is_refused(tmp_path, folder_run, folder_data):
     cfg, _ = folder_run
     data = tmp_path / "data"
