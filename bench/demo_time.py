@@ -51,7 +51,8 @@ def run(slower: float = 1.0) -> list[dict]:
     seconds = time.perf_counter() - t0
     if done.returncode:
         raise SystemExit(f"make failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-    board = list(csv.DictReader(open("submissions/leaderboard.csv")))
+    with open("submissions/leaderboard.csv", newline="") as f:
+        board = list(csv.DictReader(f))
     return [{"slower": slower, "make_s": round(seconds, 1), "preset": r["experiments"], "cv_top1": r["cv_top1"],
              "private": r["private"], "file": r["file"]} for r in board]
 

@@ -98,5 +98,5 @@ def run(cfgs: list[Config], steps: int = 50) -> Path:
     log.info("blend %s: weights %s; nested CV top-1 %.4f (weights fitted on the rows they score: %.4f; best "
              "experiment alone, %s: %.4f)", path.name, weights, r.cv["top1"], r.blend["in_sample_top1"], best.name,
              best.cv["top1"])
-    leaderboard.show(Path(cfgs[0].submissions_dir) / "leaderboard.csv", r.fingerprint[:12])
+    leaderboard.show(Path(cfgs[0].submissions_dir) / "leaderboard.csv", r.fingerprint)
     return path

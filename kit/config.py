@@ -181,7 +181,7 @@ def _check_values(cfg: Config) -> None:
     if not 0 <= cfg.ema_decay < 1:
         problems.append(f"ema_decay={cfg.ema_decay}: must be in [0, 1) (0 turns the EMA off; try 0.999)")
     for key in ("stage1_lr", "stage2_lr", "weight_decay", "momentum", "label_smoothing",
-                "mixup_alpha", "cutmix_alpha", "head_dropout", "rotate"):
+                "mixup_alpha", "cutmix_alpha", "head_dropout", "rotate", "memory_cache_mb", "checkpoint_every_s"):
         if getattr(cfg, key) < 0:
             problems.append(f"{key}={getattr(cfg, key)}: must be >= 0")
     if cfg.stage1_lr == 0:

@@ -102,7 +102,7 @@ def record(path: Path, r, sub_path: Path, run: int) -> None:
         "cv_last_top1": "" if r.last_epoch_top1 is None else f"{r.last_epoch_top1:.5f}",
         "holdout_top1": "" if r.holdout_top1 is None else f"{r.holdout_top1:.5f}",
         "public": public, "private": private, "sha256": sha256_file(sub_path), "warning": r.warning,
-        "data": r.fingerprint[:12],
+        "data": data_tag(r.fingerprint),
     }
     with locked(path):
         board = load(path)
@@ -164,18 +164,24 @@ def sync(path: Path, comp: str) -> None:
     log.info("merged %d Kaggle submission(s) of %s into %s", len(subs), comp, path)
 
 
+def data_tag(fingerprint: str) -> str:
+    """How the leaderboard's `data` column names a data set: its fingerprint's first 12 hex digits."""
+    return fingerprint[:12]
+
+
 def data_of(cfg: Config) -> str:
-    """The data set of cfg's folds, as the leaderboard's `data` column names it ('' before `make folds`)."""
+    """The fingerprint of the data cfg's folds were made from ('' before `make folds`)."""
     meta = Path(cfg.work_dir) / "folds.json"
-    return json.loads(meta.read_text())["fingerprint"][:12] if meta.is_file() else ""
+    return json.loads(meta.read_text())["fingerprint"] if meta.is_file() else ""
 
 
-def one_data_set(board: pd.DataFrame, data: str = "") -> tuple[pd.DataFrame, str]:
-    """The rows of data set `data` (unknown or '': the newest row's), and a line saying so, when the board
-    holds submissions of several data sets: CVs of two data sets do not compare, so neither do their picks.
+def one_data_set(board: pd.DataFrame, fingerprint: str = "") -> tuple[pd.DataFrame, str]:
+    """The rows of the data set with this fingerprint (unknown or '': the newest row's), and a line saying
+    so, when the board holds submissions of several: CVs of two data sets do not compare, nor do their picks.
 
     Rows written before the `data` column existed form a set of their own.
     """
+    data = data_tag(fingerprint)
     sets = board["data"].unique()
     if len(sets) <= 1:
         return board, ""
@@ -186,14 +192,14 @@ def one_data_set(board: pd.DataFrame, data: str = "") -> tuple[pd.DataFrame, str
                   f"here are data {data or '(not recorded)'}'s, {len(mine)} of {len(board)} rows")
 
 
-def pick(board: pd.DataFrame, experiments: list[str], submissions_dir: Path, data: str = "") -> Path:
+def pick(board: pd.DataFrame, experiments: list[str], submissions_dir: Path, fingerprint: str = "") -> Path:
     """The submission to upload when none is named: the best CV among the rows of these experiments.
 
     A row belongs to them when it was made from them alone (A, B, or A+B for experiments A and B), on
-    their data set (`data`) when the board holds several. A tie between files is an error: which to
+    their data set (`fingerprint`) when the board holds several. A tie between files is an error: which to
     submit is the user's call, not the clock's.
     """
-    board = one_data_set(board, data)[0]
+    board = one_data_set(board, fingerprint)[0]
     names = set(experiments)
     cv = pd.to_numeric(board["cv_top1"], errors="coerce")
     ours = [bool(e) and set(e.split()) <= names and (submissions_dir / f).is_file() and pd.notna(c)
@@ -251,13 +257,13 @@ def summary(board: pd.DataFrame) -> list[str]:
     return lines
 
 
-def show(path: Path, data: str = "") -> None:
-    """The table sorted by CV, its plot, correlations and final picks: of data set `data` (see one_data_set)."""
+def show(path: Path, fingerprint: str = "") -> None:
+    """The table sorted by CV, its plot, correlations and final picks, of one data set (see one_data_set)."""
     board = load(path)
     if board.empty:
         print(f"{path}: no submissions yet; run `make predict`")
         return
-    board, note = one_data_set(board, data)
+    board, note = one_data_set(board, fingerprint)
     if note:
         print(note)
     # sorted by CV, not by public score: the public split is small, and chasing it overfits

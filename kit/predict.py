@@ -207,5 +207,5 @@ def run(cfgs: list[Config], ensemble: bool = False) -> list[Path]:
         results.append(ens.combine(results))
     written = [write(r) for r in results]
     board = Path(cfgs[0].submissions_dir) / "leaderboard.csv"
-    leaderboard.show(board, results[0].fingerprint[:12])
+    leaderboard.show(board, results[0].fingerprint)
     return written

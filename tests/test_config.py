@@ -39,6 +39,8 @@ def test_overrides_win_and_int_becomes_float():
     ({"batch_size": 7}, "batch_size=7"),
     ({"tta": ["spin"]}, "spin"),
     ({"mean": [0.5, 0.5]}, "'mean'"),
+    ({"memory_cache_mb": -1}, "memory_cache_mb=-1"),
+    ({"checkpoint_every_s": -5}, "checkpoint_every_s=-5"),
 ])
 def test_bad_values_name_the_key(overrides, needle):
     with pytest.raises(ValueError, match=None) as e:

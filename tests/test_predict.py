@@ -164,7 +164,7 @@ def test_leaderboard_of_two_data_sets_compares_and_picks_within_one(tmp_path, fo
     cfg = dataclasses.replace(cfg, submissions_dir=str(tmp_path / "subs"))
     path = predict.run([cfg])[0]
     board_path = tmp_path / "subs" / "leaderboard.csv"
-    mine = leaderboard.data_of(cfg)
+    mine = leaderboard.data_tag(leaderboard.data_of(cfg))
     assert mine and leaderboard.load(board_path)["data"].tolist() == [mine], "the row names the folds' data set"
     (tmp_path / "subs" / "elsewhere.csv").write_text(path.read_text())
     board = leaderboard.upsert(leaderboard.load(board_path), {
@@ -177,7 +177,7 @@ def test_leaderboard_of_two_data_sets_compares_and_picks_within_one(tmp_path, fo
     assert f"data {mine}'s, 1 of 2 rows" in out and "elsewhere.csv" not in out, out
     assert f"final pick 1 (best CV): {path.name}" in out, out
     board = leaderboard.load(board_path)
-    assert leaderboard.pick(board, [cfg.name], tmp_path / "subs", mine) == path
+    assert leaderboard.pick(board, [cfg.name], tmp_path / "subs", leaderboard.data_of(cfg)) == path
     assert leaderboard.pick(board, [cfg.name], tmp_path / "subs").name == "elsewhere.csv", "unknown: the newest set"
 
 
