@@ -29,8 +29,7 @@ OUT ?= bundle
 THRESHOLD ?= 0.9
 KIT = $(PY) -m kit
 RUN_ARGS = --exp $(EXP) data=$(DATA) $(ARGS)
-export NO_ALBUMENTATIONS_UPDATE := 1
-# The CPU allocator: python -m kit restarts itself under mimalloc (2.2x glibc's training speed at 448 px,
+# The CPU allocator: python -m kit restarts itself under mimalloc (faster training on the CPU, measured in
 # docs/BENCHMARKS.md); KIT_ALLOCATOR=off make ... keeps glibc (kit/allocator.py).
 
 .DEFAULT_GOAL := demo

@@ -5,12 +5,9 @@ CPU size finishes in minutes on 2 cores; GPU size is the recipe's 448 px.
 """
 import argparse
 import importlib
-import os
 import sys
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-
-from bench.common import record, table  # noqa: E402
+from bench.common import record, table
 
 NAMES = ["model_ceiling", "data_pipeline", "train_e2e", "inference", "robustness", "accuracy"]
 

@@ -29,8 +29,9 @@ from sklearn.datasets import load_digits
 from sklearn.metrics import accuracy_score
 from sklearn.model_selection import train_test_split
 
-from kit import blend, folds, predict, pseudo, train
+from kit import blend, folds, pipeline, predict, train
 from kit.config import PRESETS, load_config
+from kit.experiment import Experiment
 from kit.io import load_npz
 
 SIDE = 32
@@ -82,10 +83,10 @@ def _best_fold(cfg, solution: pd.DataFrame, classes: list[str], ids: pd.Series) 
     """The fold with the best validation top-1, alone: its validation top-1, and its held-out top-1."""
     scores = []
     for k in range(cfg.n_folds):
-        oof = load_npz(cfg.exp_dir / f"fold{k}" / "oof_logits.npz")
+        oof = load_npz(Experiment.of(cfg).fold(k).logits("oof"))
         scores.append(accuracy_score(oof["labels"], oof["logits"].argmax(1)))
     k = int(np.argmax(scores))
-    test = load_npz(cfg.exp_dir / f"fold{k}" / "test_logits.npz")
+    test = load_npz(Experiment.of(cfg).fold(k).logits("test"))
     preds = pd.DataFrame({"image_name": ids.to_numpy(), "pred": np.asarray(classes)[test["logits"].argmax(1)]})
     merged = preds.merge(solution, on="image_name")
     return {"cv_top1": scores[k], "held_out_top1": float(accuracy_score(merged["label"], merged["pred"])), "fold": k}
@@ -103,8 +104,8 @@ def run(size: str = "cpu") -> list[dict]:
         b = load_config(PRESETS / "demo_baseline.yaml", {**EPOCHS, **paths, "name": "resnet"})
         a_ema = load_config(PRESETS / "demo.yaml", {**EPOCHS, **paths, "name": "resnest_ema", "ema_decay": 0.99})
         t0 = time.perf_counter()
-        folds.run(a)
-        train.run_all([a, b, a_ema])
+        folds.make_folds(a)
+        train.run([a, b, a_ema])
         trained = time.perf_counter() - t0
 
         def row(name: str, cv: float, sub: Path) -> None:
@@ -113,9 +114,8 @@ def run(size: str = "cpu") -> list[dict]:
             print(rows[-1], flush=True)
 
         subs = predict.run([a, b, a_ema])
-        from kit.folds import load as load_folds
-        _, meta, layout = load_folds(a)
-        best = _best_fold(a, solution, meta["classes"], layout.test["id"])
+        split = folds.load(a)
+        best = _best_fold(a, solution, split.classes, split.layout.test["id"])
         rows.append({"row": f"best single fold (resnest, fold {best['fold']})", "cv_top1": round(best["cv_top1"], 4),
                      "held_out_top1": round(best["held_out_top1"], 4),
                      "gap": round(best["cv_top1"] - best["held_out_top1"], 4)})
@@ -130,7 +130,7 @@ def run(size: str = "cpu") -> list[dict]:
         sub_blend = blend.run([a, b])
         row("blend of resnest + resnet (nested CV)", cv_of(sub_blend), sub_blend)
         t1 = time.perf_counter()
-        sub_pl = pseudo.run(a, threshold=0.9, name="resnest_pl")
+        sub_pl = pipeline.pseudo_label(a, threshold=0.9, name="resnest_pl")
         trained += time.perf_counter() - t1
         row("+ pseudo-labels (resnest, test images >= 0.9 from its fold models)", cv_of(sub_pl), sub_pl)
         rows.append({"row": f"(training and pseudo: 4 experiments x 5 folds, {trained / 60:.1f} min)", "cv_top1": "",

@@ -14,7 +14,6 @@ says so in one line and exits 0.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from datetime import date
@@ -78,7 +77,8 @@ def tta_speed() -> dict:
     import ttach
 
     from kit.model import create_model
-    from kit.predict import BatchedTTA, tta_transforms
+    from kit.inference import BatchedTTA
+    from kit.tta import transforms as tta_transforms
     from kit.runtime import autocast
     device = torch.device("cuda")
     model = create_model("resnest50d", "spinal", 100).to(device).eval()
@@ -104,7 +104,6 @@ def main() -> int:
     if not torch.cuda.is_available():
         print("gpu-check needs a CUDA GPU and found none: nothing measured (run it on the GPU machine)")
         return 0
-    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     import pytest
     tests = pytest.main(["-q", "-p", "no:cacheprovider", "tests/test_gpu.py", "tests/test_runtime.py"])
     gpu = torch.cuda.get_device_name(0)

@@ -1,4 +1,4 @@
-"""Inference with TTA: img/s through ttach's loop against all views in one batch (kit.predict.BatchedTTA).
+"""Inference with TTA: img/s through ttach's loop against all views in one batch (kit.inference.BatchedTTA).
 
     python -m bench --only inference
 """
@@ -9,7 +9,8 @@ import ttach
 
 from bench.common import rate
 from kit.model import create_model
-from kit.predict import BatchedTTA, tta_transforms
+from kit.inference import BatchedTTA
+from kit.tta import transforms as tta_transforms
 from kit.runtime import autocast, pick_device
 
 

@@ -26,8 +26,8 @@ def _one(name: str, shape: dict, overrides: dict, tmp: Path) -> dict:
     cfg = load_config(PRESETS / "quick.yaml", {**overrides, "data": str(data), "work_dir": str(tmp / "folds"),
                                              "submissions_dir": str(tmp / "subs")})
     t0 = time.perf_counter()
-    folds.run(cfg)
-    train.run(cfg)
+    folds.make_folds(cfg)
+    train.run([cfg])
     predict.run([cfg])
     minutes = (time.perf_counter() - t0) / 60
     row = leaderboard.load(tmp / "subs" / "leaderboard.csv").iloc[0]

@@ -19,7 +19,7 @@ from bench.data_pipeline import make_jpegs
 from kit.data import ImageDataset, train_loader, train_transform
 from kit.model import create_model
 from kit.runtime import autocast, grad_scaler, pick_device
-from kit.train import train_one_epoch
+from kit.engine import train_one_epoch
 
 
 def _ceiling_step(model, opt, loader, mix, criterion, amp_ctx, scaler, device):

@@ -12,9 +12,10 @@ therefore restart themselves once, at start-up, under a better allocator:
 
 mimalloc keeps freed memory for MIMALLOC_PURGE_DELAY ms before giving it back (10 ms by default;
 60 s here, longer than a training step at 448 px) and reuses it for any size; `release_memory()`
-hands it back at each switch between training and evaluation. Measured side by side at 448 px:
-2.2x glibc's training speed with 1.1x its peak memory (1.4x at the demo's 32 px); glibc tuned
-never to give memory back was as fast but needed 1.7x the memory. Linux only; elsewhere, and when
+hands it back at each switch between training and evaluation. The speed and memory of each
+choice, measured side by side, are in docs/BENCHMARKS.md (`python -m bench.allocator`): mimalloc
+trained fastest for little more memory; glibc tuned never to give memory back was as fast but far
+larger. Linux only; elsewhere, and when
 called as a library (`kit.cli.main([...])`), nothing changes. Nothing here imports torch: the
 choice is made before the heavy imports.
 """
@@ -29,8 +30,8 @@ from pathlib import Path
 MODES = ("auto", "mimalloc", "tcmalloc", "glibc-tuned", "off")
 MIMALLOC = {"MIMALLOC_PURGE_DELAY": "60000", "MIMALLOC_ALLOW_LARGE_OS_PAGES": "1"}  # transparent huge pages
 # glibc without a preloaded allocator, on request only: transparent huge pages for its heap and
-# mmapped blocks: 1.2x at 448 px with the same peak memory, but 0.8x at 32 px; the thresholds that
-# keep memory made it 2.1x faster at 448 px but 1.7x larger. No glibc setting won at both sizes.
+# mmapped blocks. It helped at 448 px and hurt at small sizes, and no glibc setting won at both
+# (docs/BENCHMARKS.md).
 GLIBC_TUNED = "glibc.malloc.hugetlb=1"
 TCMALLOC = ("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4", "/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4",
             "/usr/lib64/libtcmalloc_minimal.so.4", "/usr/lib/libtcmalloc_minimal.so.4")
@@ -78,8 +79,8 @@ def release_memory() -> None:
     """Hand freed memory back to the system now: at a change of phase (training <-> evaluation).
 
     Kept memory is what makes steps fast, but the evaluation batch's blocks are of other sizes than
-    training's: kept across the switch, both would stay resident (1.6x glibc's peak over a fold at
-    448 px, measured). mimalloc's mi_collect(force), or glibc's malloc_trim; a no-op elsewhere.
+    training's: kept across the switch, both would stay resident (a far higher peak over a fold:
+    docs/BENCHMARKS.md). mimalloc's mi_collect(force), or glibc's malloc_trim; a no-op elsewhere.
     """
     lib = _process_symbols()
     if hasattr(lib, "mi_collect"):

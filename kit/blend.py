@@ -26,9 +26,10 @@ import numpy as np
 from sklearn.metrics import accuracy_score
 
 from kit import ensemble as ens
-from kit import folds as folds_stage
-from kit import leaderboard, predict
+from kit import folds as folds_command
+from kit import leaderboard, predict, submission
 from kit.config import Config
+from kit.inference import start
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,7 @@ def nested(probs: list[np.ndarray], labels: np.ndarray, fold_of: np.ndarray, ste
 
 def blend(results: list[ens.Result], fold_of: np.ndarray, steps: int) -> ens.Result:
     """The blended Result: test and holdout with weights fitted on all OOF rows; OOF the nested predictions."""
-    for r in results[1:]:
-        if r.classes != results[0].classes or not np.array_equal(r.oof_ids, results[0].oof_ids):
-            raise ValueError(f"cannot blend {results[0].name} and {r.name}: trained on other folds or classes")
+    ens.check_compatible(results, "blend")
     merges = [r.cfgs[0].merge for r in results]
     oof = [ens.as_probs(r.oof_scores, m) for r, m in zip(results, merges)]
     labels = results[0].oof_labels
@@ -74,29 +73,28 @@ def blend(results: list[ens.Result], fold_of: np.ndarray, steps: int) -> ens.Res
               "fold_weights": {k: [float(x) for x in w] for k, w in per_fold.items()},
               "in_sample_top1": float(accuracy_score(labels, mix(oof).argmax(1)))}
     return dataclasses.replace(
-        first, name="blend-" + "+".join(r.name for r in results), cfgs=[c for r in results for c in r.cfgs],
+        first, **ens.combined_fields(results, "blend-" + "+".join(r.name for r in results)),
         test_scores=mix([ens.as_probs(r.test_scores, m) for r, m in zip(results, merges)]), oof_scores=held,
         holdout_scores=(mix([ens.as_probs(r.holdout_scores, m) for r, m in zip(results, merges)])
                         if len(first.holdout_labels) else first.holdout_scores),
         fold_top1=[float(accuracy_score(labels[fold_of == k], held[fold_of == k].argmax(1))) for k in np.unique(fold_of)],
-        checkpoints={k: v for r in results for k, v in r.checkpoints.items()},
-        epochs=float(np.mean([r.epochs for r in results])), last_epoch_top1=None,
-        warning="; ".join(f"{r.name}: {r.warning}" for r in results if r.warning), blend=record)
+        blend=record)
 
 
 def run(cfgs: list[Config], steps: int = 50) -> Path:
+    """The `blend` command: predict each experiment (reusing up-to-date logits), blend, write the submission."""
     if len(cfgs) < 2:
         raise ValueError("blend needs at least two experiments: --exp A B [C ...]")
-    device = predict.start(cfgs[0], "blend")
+    device = start(cfgs[0], "blend")
     results = [predict.predict_experiment(cfg, device) for cfg in cfgs]  # up-to-date logits are reused
-    table = folds_stage.load(cfgs[0])[0].set_index("path")["fold"]
+    table = folds_command.load(cfgs[0]).table.set_index("path")["fold"]
     fold_of = table.loc[results[0].oof_ids].to_numpy()
     r = blend(results, fold_of, steps)
-    path = predict.write(r)
+    path = submission.write(r)
     weights = ", ".join(f"{k} {v:.2f}" for k, v in r.blend["weights"].items())
     best = max(results, key=lambda x: x.cv["top1"])
     log.info("blend %s: weights %s; nested CV top-1 %.4f (weights fitted on the rows they score: %.4f; best "
              "experiment alone, %s: %.4f)", path.name, weights, r.cv["top1"], r.blend["in_sample_top1"], best.name,
              best.cv["top1"])
-    leaderboard.show(Path(cfgs[0].submissions_dir) / "leaderboard.csv", r.fingerprint)
+    leaderboard.show(leaderboard.path_of(cfgs[0]), r.fingerprint)
     return path

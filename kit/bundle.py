@@ -13,20 +13,20 @@ Only keys that shape nothing (data, submissions_dir, device, workers, ...) may b
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import json
 import logging
 import shutil
 import tempfile
 import zipfile
-from datetime import datetime, timezone
 from pathlib import Path
 
 from kit import __version__
 from kit import ensemble as ens
-from kit import predict
-from kit.config import Config, shaping, to_dict
+from kit import predict, submission
+from kit.config import Config, check_known, shapes, to_dict
+from kit.experiment import Experiment, fold_name
+from kit.inference import fold_logits, start
 from kit.io import atomic_path, atomic_write_bytes, check_writable, sha256_file
 from kit.layout import scan_test, summarize
 
@@ -40,10 +40,10 @@ def export(cfgs: list[Config], out: str | Path) -> Path:
     if out.exists() and not (out / "bundle.json").is_file():
         raise ValueError(f"--out {out} exists and is not a bundle; choose another folder")
     check_writable(out.parent, "--out")
-    device = predict.start(cfgs[0], "export")
+    device = start(cfgs[0], "export")
     results = [predict.predict_experiment(cfg, device) for cfg in cfgs]
     r = ens.combine(results) if len(results) > 1 else results[0]
-    sub_path = predict.write(r)
+    sub_path = submission.write(r)
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     experiments = [_copy_weights(res, tmp) for res in results]
@@ -65,8 +65,8 @@ def _copy_weights(r: ens.Result, folder: Path) -> dict:
     (folder / cfg.name).mkdir(parents=True)
     folds = []
     for k in r.folds:
-        dst = folder / cfg.name / f"fold{k}.pt"
-        shutil.copyfile(cfg.exp_dir / f"fold{k}" / "best.pt", dst)
+        dst = folder / cfg.name / f"{fold_name(k)}.pt"
+        shutil.copyfile(Experiment.of(cfg).fold(k).best, dst)
         folds.append({"fold": k, "file": dst.relative_to(folder).as_posix(), "sha256": sha256_file(dst)})
     return {"name": cfg.name, "config": to_dict(cfg), "folds": folds}
 
@@ -120,11 +120,8 @@ def read_spec(folder: Path, name: str) -> dict:
 
 def bundle_configs(spec: dict, overrides: dict, name: str) -> list[Config]:
     """Each experiment's config as exported; overrides only of keys that shape nothing (paths, device, speed)."""
-    fields = {f.name: f.metadata["shapes"] for f in dataclasses.fields(Config)}
-    unknown = sorted(set(overrides) - set(fields))
-    if unknown:
-        raise ValueError(f"unknown config key(s) {unknown} on the command line; `kit --help-config` lists them")
-    fixed = sorted(k for k in overrides if fields[k] != "nothing")
+    check_known(overrides, " on the command line")
+    fixed = sorted(k for k in overrides if shapes(k) != "nothing")
     if fixed:
         raise ValueError(f"{name} fixes {fixed}: they shape the weights or predictions it reproduces; "
                          "change them before `kit export`")
@@ -141,33 +138,30 @@ def predict_bundle(bundle: str | Path, overrides: dict) -> Path:
         spec = read_spec(folder, f"--bundle {bundle}")
         cfgs = bundle_configs(spec, overrides, f"--bundle {bundle}")
         check_writable(cfgs[0].submissions_dir, "submissions_dir")
-        device = predict.start(cfgs[0], "predict")
+        device = start(cfgs[0], "predict")
         layout = scan_test(cfgs[0].data, spec["kind"], tuple(spec["header"]), tuple(spec["classes"]),
                            cfgs[0].id_col, cfgs[0].label_col)
         predict.check_test(layout, cfgs[0])
         paths = list(layout.test["path"])
-        scores = [ens.average([predict.fold_logits(cfg, folder / f["file"], spec["classes"], layout.root, paths,
-                                                   None, device)[0] for f in e["folds"]], cfg.merge)
+        scores = [ens.average([fold_logits(cfg, folder / f["file"], spec["classes"], layout.root, paths, None,
+                                           device)[0] for f in e["folds"]], cfg.merge)
                   for e, cfg in zip(spec["experiments"], cfgs)]
         test_scores = ens.combine_scores(scores, [c.merge for c in cfgs]) if len(scores) > 1 else scores[0]
-        data = ens.submission_bytes(ens.submission_table(spec["classes"], test_scores, layout), layout, spec["classes"])
+        data = submission.to_bytes(submission.table(spec["classes"], test_scores, layout), layout, spec["classes"])
         return _write(data, spec, cfgs, Path(bundle))
 
 
 def _write(data: bytes, spec: dict, cfgs: list[Config], bundle: Path) -> Path:
-    sha = hashlib.sha256(data).hexdigest()
+    """<name>-<sha8>.csv with its manifest (kit/submission.py), and the same bytes as submission.csv."""
     out_dir = Path(cfgs[0].submissions_dir)
-    path = out_dir / f"{spec['name']}-{sha[:8]}.csv"
-    if not path.is_file():
-        atomic_write_bytes(path, data)
+    run = submission.run_record(
+        cfgs, {f["file"]: f["sha256"] for e in spec["experiments"] for f in e["folds"]},
+        [f["fold"] for f in spec["experiments"][0]["folds"]], spec["submission"]["cv"], bundle=str(bundle),
+        exported_submission=spec["submission"]["file"])
+    path, _ = submission.save(data, spec["name"], out_dir, run, cfgs[0].zip)
     atomic_write_bytes(out_dir / "submission.csv", data)
-    run = {"created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "bundle": str(bundle),
-           "experiments": [c.name for c in cfgs], "settings": [shaping(c, "ensemble") for c in cfgs],
-           "checkpoints": {f["file"]: f["sha256"] for e in spec["experiments"] for f in e["folds"]},
-           "folds": [f["fold"] for f in spec["experiments"][0]["folds"]], "cv": spec["submission"]["cv"],
-           "exported_submission": spec["submission"]["file"], "versions": ens.versions()}
-    ens.record_run(path.with_suffix(".json"), sha, run)
-    same = "the same as" if sha == spec["submission"]["sha256"] else "different from (other test images, hardware or versions)"
+    same = ("the same as" if hashlib.sha256(data).hexdigest() == spec["submission"]["sha256"]
+            else "different from (other test images, hardware or versions)")
     log.info("wrote %s and %s: %s the exported %s (CV top-1 %.4f)", path, out_dir / "submission.csv", same,
              spec["submission"]["file"], spec["submission"]["cv"]["top1"])
     return path

@@ -13,7 +13,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from kit import folds as folds_stage
+from kit import folds as folds_command
 from kit.config import Config
 from kit.data import cache_step, eval_transform_of, load_resized, train_transform_of
 from kit.runtime import num_workers
@@ -27,8 +27,16 @@ def build(root: Path, paths: list[str], step, cache_dir: Path, max_pixels: int, 
         list(pool.map(lambda p: load_resized(root / p, step, cache_dir, max_pixels, draft), paths))
 
 
-def run(cfg: Config) -> Path:
-    table, _, layout = folds_stage.load(cfg)
+def run(cfgs: list[Config]) -> Path:
+    """The `cache` command: every image of the folds and the test set, resized once for each config's transforms."""
+    for cfg in cfgs:
+        build_for(cfg)
+    return Path(cfgs[0].cache_dir)
+
+
+def build_for(cfg: Config) -> Path:
+    f = folds_command.load(cfg)
+    table, layout = f.table, f.layout
     cache_dir, workers = Path(cfg.cache_dir), num_workers(cfg.workers)
     # the steps come from the transforms themselves (their first, sizing step), as the datasets read them
     train_step, eval_step = cache_step(train_transform_of(cfg)), cache_step(eval_transform_of(cfg))

@@ -1,4 +1,4 @@
-"""The one entry point: `python -m kit <stage> [--exp NAME ... | --config FILE ...] [key=value ...]`.
+"""The one entry point: `python -m kit <command> [--exp NAME ... | --config FILE ...] [key=value ...]`.
 
     python -m kit demo-data                          # data/demo from scikit-learn's digits
     python -m kit folds   --exp demo                 # folds/folds.csv
@@ -17,30 +17,64 @@ A user mistake ends in one line on stderr and exit status 2, never a traceback
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-STAGES = {
-    "demo-data": "write the embedded demo data set (scikit-learn digits as PNGs) to data/demo",
-    "folds": "assign every training image to one of n_folds stratified folds -> folds/folds.csv",
-    "cache": "resize every image once to what the transforms need (the fast data path; then cache=true)",
-    "train": "train every fold (or --fold K) of each experiment: two stages, best and last checkpoints, OOF logits",
-    "predict": "TTA on the test images with each fold's best weights, fold ensemble, submission CSV, leaderboard",
-    "run": "folds, train and predict in one process: the same files as the three stages, one start-up (what "
-           "`make` runs on the demo)",
-    "blend": "weights for several experiments fitted on their OOF predictions (greedy selection), nested CV, "
-             "submission and leaderboard row",
-    "pseudo": "a new experiment (--name) whose folds also train on the test images the source's (--from) fold "
-              "models label with probability >= --threshold; trained, predicted, its gain on the leaderboard",
-    "export": "write an inference bundle (--out DIR, and DIR.zip): each fold's best weights, the resolved configs, "
-              "classes, TTA and merge; `predict --bundle DIR` writes the submission from it alone",
-    "leaderboard": "print submissions/leaderboard.csv; with --comp, first merge Kaggle's public/private scores",
-    "submit": "upload --file F, or the best-CV submission of --exp, with the kaggle CLI (--comp SLUG); record its ref",
-    "download": "download and safely unzip a competition's data into data/<slug>/ (--comp SLUG)",
+
+
+@dataclass(frozen=True)
+class Command:
+    """One `kit` command: what it does, and the call that does it (modules are imported only when it runs)."""
+
+    help: str
+    call: Callable  # (args) -> anything; args.cfgs holds the resolved configs
+    outputs: tuple[str, ...] = ()  # config keys of the folders it writes: checked before any work starts
+    configs: bool = True  # takes --exp/--config and key=value overrides
+
+
+def _kit(module: str):
+    return importlib.import_module(f"kit.{module}")  # torch is slow to import: only the command's own modules
+
+
+BOTH = ("work_dir", "submissions_dir")
+COMMANDS = {
+    "demo-data": Command("write the embedded demo data set (scikit-learn digits as PNGs) to data/demo",
+                         lambda a: _kit("demo").run(a.out), configs=False),
+    "folds": Command("assign every training image to one of n_folds stratified folds -> folds/folds.csv",
+                     lambda a: _kit("folds").run(a.cfgs), ("work_dir",)),
+    "cache": Command("resize every image once to what the transforms need (the fast data path; then cache=true)",
+                     lambda a: _kit("cache").run(a.cfgs), ("cache_dir",)),
+    "train": Command("train every fold (or --fold K) of each experiment: two stages, best and last checkpoints, OOF "
+                     "logits", lambda a: _kit("train").run(a.cfgs, a.fold, a.shard), ("work_dir",)),
+    "predict": Command("TTA on the test images with each fold's best weights, fold ensemble, submission CSV, "
+                       "leaderboard",
+                       lambda a: (_kit("bundle").predict_bundle(a.bundle, a.overrides) if a.bundle
+                                  else _kit("predict").run(a.cfgs, a.ensemble)), BOTH),
+    "run": Command("folds, train and predict in one process: the same files as the three commands, one start-up "
+                   "(what `make` runs on the demo)",
+                   lambda a: _kit("pipeline").run(a.cfgs, a.fold, a.shard, a.ensemble), BOTH),
+    "blend": Command("weights for several experiments fitted on their OOF predictions (greedy selection), nested "
+                     "CV, submission and leaderboard row", lambda a: _kit("blend").run(a.cfgs, a.steps), BOTH),
+    "pseudo": Command("a new experiment (--name) whose folds also train on the test images the source's (--from) "
+                      "fold models label with probability >= --threshold; trained, predicted, its gain on the "
+                      "leaderboard", lambda a: _kit("pipeline").pseudo_label(a.cfgs[0], a.threshold, a.name), BOTH),
+    "export": Command("write an inference bundle (--out DIR, and DIR.zip): each fold's best weights, the resolved "
+                      "configs, classes, TTA and merge; `predict --bundle DIR` writes the submission from it alone",
+                      lambda a: _kit("bundle").export(a.cfgs, a.out), BOTH),
+    "leaderboard": Command("print submissions/leaderboard.csv; with --comp, first merge Kaggle's public/private "
+                           "scores", lambda a: _kit("leaderboard").run(a.cfgs, a.comp), ("submissions_dir",)),
+    "submit": Command("upload --file F, or the best-CV submission of --exp, with the kaggle CLI (--comp SLUG); "
+                      "record its ref", lambda a: _kit("leaderboard").submit(a.cfgs, a.comp, a.file),
+                      ("submissions_dir",)),
+    "download": Command("download and safely unzip a competition's data into data/<slug>/ (--comp SLUG)",
+                        lambda a: _kit("kaggle").download(a.comp), configs=False),
 }
-EPILOG = "config keys: python -m kit --help-config; make targets wrap these stages (see README)."
+EPILOG = "config keys: python -m kit --help-config; make targets wrap these commands (see README)."
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,43 +82,48 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0], epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--help-config", action="store_true", help="list every config key with its type and default")
-    sub = p.add_subparsers(dest="stage", metavar="stage")
+    sub = p.add_subparsers(dest="command", metavar="command")
     from kit.config import help_text
     keys = "config keys (set in a preset YAML or as key=value):\n" + help_text()
-    for stage, text in STAGES.items():
-        s = sub.add_parser(stage, help=text, description=text, epilog=keys,
+    for name, command in COMMANDS.items():
+        s = sub.add_parser(name, help=command.help, description=command.help, epilog=keys if command.configs else None,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        if stage == "demo-data":
-            s.add_argument("--out", default="data/demo", help="where to write the demo data (default data/demo)")
-            continue
-        s.add_argument("--exp", nargs="+", default=[], metavar="NAME", help="experiment(s): a preset name (kit/configs/NAME.yaml, or "
-                       "configs/NAME.yaml here) or a YAML path")
-        s.add_argument("--config", nargs="+", default=[], metavar="FILE", help="config file(s) (YAML)")
-        s.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, applied to every experiment")
-        if stage in ("train", "run"):
-            s.add_argument("--fold", type=int, action="append", help="train only this fold (repeatable)")
-            s.add_argument("--shard", default="", metavar="I/N",
-                           help="train only folds k with k %% N == I (without it, parallel processes share the folds "
-                                "through lock files: make train GPUS=...)")
-        if stage in ("predict", "run"):
-            s.add_argument("--ensemble", action="store_true", help="also ensemble all the named experiments into one submission")
-        if stage == "predict":
-            s.add_argument("--bundle", default="", metavar="DIR",
-                           help="predict from a bundle (kit export) instead of --exp: no folds, training images or "
-                                "OOF files needed; also writes <submissions_dir>/submission.csv")
-        if stage == "blend":
-            s.add_argument("--steps", type=int, default=50, help="greedy selection steps (weights in 1/steps)")
-        if stage == "pseudo":
-            s.add_argument("--from", dest="source", required=True, metavar="EXP", help="source experiment (name or YAML)")
-            s.add_argument("--threshold", type=float, default=0.9, help="keep labels with at least this probability")
-            s.add_argument("--name", required=True, help="the new experiment's name")
-        if stage == "export":
-            s.add_argument("--out", default="bundle", metavar="DIR", help="bundle folder (default bundle; the zip beside it)")
-        if stage in ("leaderboard", "submit", "download"):
-            s.add_argument("--comp", default=os.environ.get("COMP", ""), help="Kaggle competition slug")
-        if stage == "submit":
-            s.add_argument("--file", default="", help="submission CSV (default: the best-CV row of --exp in leaderboard.csv)")
+        if command.configs:
+            s.add_argument("--exp", nargs="+", default=[], metavar="NAME", help="experiment(s): a preset name "
+                           "(kit/configs/NAME.yaml, or configs/NAME.yaml here) or a YAML path")
+            s.add_argument("--config", nargs="+", default=[], metavar="FILE", help="config file(s) (YAML)")
+            s.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, applied to every experiment")
+        _options(name, s)
     return p
+
+
+def _options(name: str, s: argparse.ArgumentParser) -> None:
+    """The options of one command beyond its configs."""
+    if name == "demo-data":
+        s.add_argument("--out", default="data/demo", help="where to write the demo data (default data/demo)")
+    if name in ("train", "run"):
+        s.add_argument("--fold", type=int, action="append", help="train only this fold (repeatable)")
+        s.add_argument("--shard", default="", metavar="I/N",
+                       help="train only folds k with k %% N == I (without it, parallel processes share the folds "
+                            "through lock files: make train GPUS=...)")
+    if name in ("predict", "run"):
+        s.add_argument("--ensemble", action="store_true", help="also ensemble all the named experiments into one submission")
+    if name == "predict":
+        s.add_argument("--bundle", default="", metavar="DIR",
+                       help="predict from a bundle (kit export) instead of --exp: no folds, training images or "
+                            "OOF files needed; also writes <submissions_dir>/submission.csv")
+    if name == "blend":
+        s.add_argument("--steps", type=int, default=50, help="greedy selection steps (weights in 1/steps)")
+    if name == "pseudo":
+        s.add_argument("--from", dest="source", required=True, metavar="EXP", help="source experiment (name or YAML)")
+        s.add_argument("--threshold", type=float, default=0.9, help="keep labels with at least this probability")
+        s.add_argument("--name", required=True, help="the new experiment's name")
+    if name == "export":
+        s.add_argument("--out", default="bundle", metavar="DIR", help="bundle folder (default bundle; the zip beside it)")
+    if name in ("leaderboard", "submit", "download"):
+        s.add_argument("--comp", default=os.environ.get("COMP", ""), help="Kaggle competition slug")
+    if name == "submit":
+        s.add_argument("--file", default="", help="submission CSV (default: the best-CV row of --exp in leaderboard.csv)")
 
 
 def _configs(args, parser) -> list:
@@ -111,60 +150,24 @@ def _shard(text: str, parser) -> tuple[int, int] | None:
     return int(i), int(n)
 
 
-# the output folders each stage writes, checked before any work starts
-OUTPUTS = {"folds": ("work_dir",), "cache": ("cache_dir",), "train": ("work_dir",),
-           "predict": ("work_dir", "submissions_dir"), "blend": ("work_dir", "submissions_dir"),
-           "pseudo": ("work_dir", "submissions_dir"), "export": ("work_dir", "submissions_dir"),
-           "leaderboard": ("submissions_dir",), "submit": ("submissions_dir",)}
-
-
-def _check_outputs(stage: str, cfgs: list) -> None:
-    from kit.io import check_writable
-    for cfg in cfgs:
-        for key in OUTPUTS.get(stage, ()):
-            check_writable(getattr(cfg, key), key)
-
-
-# stage -> (module, call): a module is imported only when its stage runs (torch is slow to import)
-CALLS = {
-    "folds": ("folds", lambda m, cfgs, a: [m.run(c) for c in cfgs]),
-    "cache": ("cache", lambda m, cfgs, a: [m.run(c) for c in cfgs]),
-    "train": ("train", lambda m, cfgs, a: m.run_all(cfgs, a.fold, a.shard)),
-    "predict": ("predict", lambda m, cfgs, a: m.run(cfgs, ensemble=a.ensemble)),
-    "blend": ("blend", lambda m, cfgs, a: m.run(cfgs, a.steps)),
-    "pseudo": ("pseudo", lambda m, cfgs, a: m.run(cfgs[0], a.threshold, a.name)),
-    "export": ("bundle", lambda m, cfgs, a: m.export(cfgs, a.out)),
-    "leaderboard": ("leaderboard", lambda m, cfgs, a: m.run(cfgs[0], a.comp)),
-    "submit": ("leaderboard", lambda m, cfgs, a: m.submit(cfgs, a.comp, a.file)),
-}
-
-
-RUN = ("folds", "train", "predict")  # `kit run`: torch and timm imported once instead of three times
-
-
 def _run(args, parser) -> None:
-    import importlib
-    if args.stage == "demo-data":
-        importlib.import_module("kit.demo").run(args.out)
-        return
-    if args.stage == "download":
-        importlib.import_module("kit.kaggle").download(args.comp)
-        return
-    if args.stage == "predict" and args.bundle:
+    """Check the arguments, resolve the configs, check the output folders, then run the command."""
+    from kit.config import parse_overrides
+    from kit.io import check_writable
+    command = COMMANDS[args.command]
+    if getattr(args, "bundle", ""):
         if args.exp or args.config:
             parser.error("--bundle predicts what the bundle holds; drop --exp/--config")
-        from kit.config import parse_overrides
-        importlib.import_module("kit.bundle").predict_bundle(args.bundle, parse_overrides(args.overrides))
-        return
-    if args.stage in ("train", "run"):
+        args.overrides = parse_overrides(args.overrides)  # checked against the bundle's keys there
+    if args.command in ("train", "run"):
         args.shard = _shard(args.shard, parser)
-    if args.stage == "blend" and args.steps < 1:
+    if args.command == "blend" and args.steps < 1:
         parser.error(f"--steps {args.steps}: must be >= 1")
-    cfgs = _configs(args, parser)
-    for stage in RUN if args.stage == "run" else (args.stage,):
-        _check_outputs(stage, cfgs)
-        module, call = CALLS[stage]
-        call(importlib.import_module(f"kit.{module}"), cfgs, args)
+    args.cfgs = _configs(args, parser) if command.configs and not getattr(args, "bundle", "") else []
+    for cfg in args.cfgs:
+        for key in command.outputs:
+            check_writable(getattr(cfg, key), key)
+    command.call(args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,14 +178,13 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as e:
             print(f"kit: error: {e}", file=sys.stderr)
             return 2
-    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations asks PyPI for updates at import
     parser = _parser()
     args = parser.parse_args(argv)
     if args.help_config:
         from kit.config import help_text
         print("config keys (set in a preset YAML or as key=value):\n" + help_text())
         return 0
-    if not args.stage:
+    if not args.command:
         parser.print_help()
         return 2
     # under torchrun, rank 0 tells the story; the other ranks speak only of problems
@@ -193,9 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         if os.environ.get("KIT_DEBUG"):
             raise
-        print(f"kit {args.stage}: error: {e}", file=sys.stderr)
+        print(f"kit {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"kit {args.stage}: interrupted; run it again to resume", file=sys.stderr)
+        print(f"kit {args.command}: interrupted; run it again to resume", file=sys.stderr)
         return 130
     return 0

@@ -16,13 +16,14 @@ from typing import Literal
 
 import yaml
 
-from kit.io import atomic_write_text
+from kit.io import MAX_PIXELS, atomic_write_text
+from kit.tta import VIEWS
 
-TTA_VIEWS = ("hflip", "vflip", "rot90", "scales", "five_crops")
+TTA_VIEWS = tuple(VIEWS)
 PRESETS = Path(__file__).parent / "configs"  # shipped inside the package: `kit` works from any directory
 
 
-# What a key shapes, in pipeline order. A key invalidates the outputs of its own stage and of
+# What a key shapes, in pipeline order. A key invalidates the outputs of its own level and of
 # every later one: a "weights" key makes trained folds stale, and with them their predictions.
 #   split        folds.csv (folds.json records these keys)
 #   weights      every checkpoint (each fold's config.yaml and best.pt record them; predict takes them from best.pt)
@@ -55,7 +56,7 @@ class Config:
     id_col: str = _key("", "Kaggle CSV layout: id column of train.csv (default: from sample_submission.csv)", "split")
     label_col: str = _key(
         "", "Kaggle CSV layout: label column of train.csv (default: from sample_submission.csv)", "split")
-    max_pixels: int = _key(100_000_000, "largest image accepted, in pixels (decompression-bomb guard)")
+    max_pixels: int = _key(MAX_PIXELS, "largest image accepted, in pixels (decompression-bomb guard)")
     # --- model ----------------------------------------------------------------------
     backbone: str = _key("resnest50d", "any timm model name; created with num_classes=0 (pooled features)", "weights")
     head: Literal["spinal", "linear"] = _key(
@@ -134,7 +135,7 @@ class Config:
         ("hflip",), f"test-time augmentation transforms, composed; from {TTA_VIEWS}; [] = none", "predictions")
     batched_tta: Literal["auto", "on", "off"] = _key(
         "auto", "all TTA views of a batch in one forward pass (same result as ttach's loop); auto = on CUDA only, "
-                "where it pays (on CPU it measured 1-2% slower, 2x with glibc malloc: docs/BENCHMARKS.md)")
+                "where it pays (on the CPU it measured slower: docs/BENCHMARKS.md)")
     tta_max_images: int = _key(
         256, "batched TTA: at most this many images (views x batch) in one forward pass; 256 at 448 px fits a "
              "16 GB GPU")
@@ -149,10 +150,6 @@ class Config:
     def __post_init__(self):
         _check_types(self)
         _check_values(self)
-
-    @property
-    def exp_dir(self) -> Path:
-        return Path(self.work_dir) / self.name
 
     @property
     def warmup(self) -> int:
@@ -280,13 +277,27 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
         if not isinstance(values, dict):
             raise ValueError(f"config file {path}: expected key: value pairs at the top level")
         values.setdefault("name", path.stem)
-    known = {f.name for f in dataclasses.fields(Config)}
-    for where, keys in ((f" in {path}", values), (" on the command line", overrides or {})):
-        unknown = sorted(set(keys) - known)
-        if unknown:
-            raise ValueError(f"unknown config key(s) {unknown}{where}; `python -m kit --help-config` lists them")
+    check_known(values, f" in {path}")
+    check_known(overrides or {}, " on the command line")
     values.update(overrides or {})
     return Config(**values)
+
+
+def check_known(values: dict, where: str) -> None:
+    """Raise ValueError naming every key of `values` that is not a config key."""
+    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(Config)})
+    if unknown:
+        raise ValueError(f"unknown config key(s) {unknown}{where}; `python -m kit --help-config` lists them")
+
+
+def default(key: str):
+    """A key's default value (the recipe's, for the model keys), for code that builds things outside a config."""
+    return Config.__dataclass_fields__[key].default
+
+
+def shapes(key: str) -> str:
+    """What the key shapes: one of SHAPES."""
+    return Config.__dataclass_fields__[key].metadata["shapes"]
 
 
 def preset_names() -> list[str]:
@@ -309,24 +320,24 @@ def find_preset(exp: str) -> Path:
                      "(or give a path to a YAML file)")
 
 
-def keys_shaping(stage: str) -> tuple[str, ...]:
-    """The keys whose change makes `stage`'s outputs stale: those declared for it or any earlier stage."""
-    upto = SHAPES.index(stage)
+def keys_shaping(what: str) -> tuple[str, ...]:
+    """The keys whose change makes `what` (one of SHAPES) stale: those declared for it or anything before it."""
+    upto = SHAPES.index(what)
     return tuple(f.name for f in dataclasses.fields(Config) if SHAPES.index(f.metadata["shapes"]) <= upto)
 
 
-def shaping(cfg: Config, stage: str) -> dict:
-    """{key: value} of the keys that shape `stage`, as plain data (what caches and manifests record)."""
+def shaping(cfg: Config, what: str) -> dict:
+    """{key: value} of the keys that shape `what`, as plain data (what caches and manifests record)."""
     values = to_dict(cfg)
-    return {k: values[k] for k in keys_shaping(stage)}
+    return {k: values[k] for k in keys_shaping(what)}
 
 
-def changed(recorded: dict, cfg: Config, stage: str) -> list[str]:
-    """'key=recorded (now: value)' for each key shaping `stage` whose recorded value differs from cfg's.
+def changed(recorded: dict, cfg: Config, what: str) -> list[str]:
+    """'key=recorded (now: value)' for each key shaping `what` whose recorded value differs from cfg's.
 
     A key missing from `recorded` (written before the key existed) counts as its default.
     """
-    now, defaults = shaping(cfg, stage), shaping(Config(), stage)
+    now, defaults = shaping(cfg, what), shaping(Config(), what)
     old = {k: _plain(recorded.get(k, defaults[k])) for k in now}
     return [f"{k}={old[k]!r} (now {v!r})" for k, v in now.items() if old[k] != v]
 

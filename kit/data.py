@@ -6,10 +6,6 @@ sees the same crops, angles and flips as the uninterrupted one.
 """
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations asks PyPI for updates at import
-
 import functools
 import hashlib
 import logging
@@ -22,7 +18,8 @@ import torch
 from albumentations.pytorch import ToTensorV2
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from kit.io import load_rgb, save_npy
+from kit.io import MAX_PIXELS, load_rgb, save_npy
+from kit.runtime import num_workers
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +125,7 @@ class ImageDataset(Dataset):
     they fill memory_mb; the transform always gets a copy, so the kept image is never changed.
     """
 
-    def __init__(self, *, root: str | Path, paths, labels, transform: A.Compose, max_pixels: int = 100_000_000,
+    def __init__(self, *, root: str | Path, paths, labels, transform: A.Compose, max_pixels: int = MAX_PIXELS,
                  cache_dir: str | Path | None = None, draft: bool = False, memory_mb: int = 0):
         self.root = Path(root)
         self.paths = list(paths)
@@ -208,6 +205,25 @@ def eval_loader(ds: ImageDataset, batch_size: int, workers: int, pin: bool) -> D
     return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=pin,
                       persistent_workers=workers > 0, worker_init_fn=_worker_init,
                       generator=torch.Generator().manual_seed(0))
+
+
+def fold_loaders(cfg, root: Path, train, val, index: dict, pin: bool, rank: int = 0, world: int = 1,
+                 where: str = "") -> tuple[DataLoader, DataLoader]:
+    """One fold's training loader (seeded shuffle, augmentation; this rank's share) and validation loader.
+
+    train and val are folds.csv rows (path, label); index maps a label to its class number.
+    """
+    workers = num_workers(cfg.workers)
+    train_ds = dataset_of(cfg, root, train["path"], train["label"].map(index), train_transform_of(cfg))
+    val_ds = dataset_of(cfg, root, val["path"], val["label"].map(index), eval_transform_of(cfg))
+    if len(train_ds) < cfg.batch_size:
+        most = max(2, len(train_ds) // 2 * 2)
+        raise ValueError(f"{where}: {len(train_ds)} training images, fewer than batch_size={cfg.batch_size}; "
+                         f"set batch_size={min(most, cfg.batch_size)} or lower (even), or use fewer folds")
+    if cfg.batch_size % (2 * world):
+        raise ValueError(f"batch_size={cfg.batch_size} must split into an even batch on each of {world} processes")
+    return (train_loader(train_ds, cfg.batch_size, workers, cfg.seed, pin, rank, world),
+            eval_loader(val_ds, cfg.eval_batch_size, workers, pin))
 
 
 def _worker_init(_: int) -> None:

@@ -1,16 +1,18 @@
-"""Stage 1: assign every training image to one of K stratified folds.
+"""The `folds` command: assign every training image to one of K stratified folds.
 
-    python -m kit folds --config configs/demo.yaml          # -> folds/folds.csv, folds/folds.json
+    python -m kit folds --exp demo          # -> folds/folds.csv, folds/folds.json
 
 folds.csv has one row per training image: path (relative to DATA), label, source, fold, role.
 role is "cv" (validated in its fold), "train_only" (a class too rare to split; fold -1) or
 "holdout" (DATA/val kept aside with val_mode=holdout; fold -1). folds.json records the data
-fingerprint; later stages refuse folds made from other data.
+fingerprint; later commands refuse folds made from other data. This module owns both files:
+others read them through `load` (and `fingerprint`).
 """
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +26,38 @@ from kit.layout import Layout, find_bad_images, natural_key, scan, summarize
 log = logging.getLogger(__name__)
 
 
-def make_folds(labels: pd.Series, n_folds: int, seed: int) -> np.ndarray:
+@dataclass(frozen=True)
+class Folds:
+    """folds.csv (one row per training image: path, label, source, fold, role), folds.json and the data layout."""
+
+    table: pd.DataFrame
+    meta: dict
+    layout: Layout
+
+    @property
+    def classes(self) -> list[str]:
+        return self.meta["classes"]
+
+    @property
+    def n_folds(self) -> int:
+        return self.meta["n_folds"]
+
+    @property
+    def fingerprint(self) -> str:
+        return self.meta["fingerprint"]
+
+
+def _paths(work_dir: str | Path) -> tuple[Path, Path]:
+    return Path(work_dir) / "folds.csv", Path(work_dir) / "folds.json"
+
+
+def fingerprint(work_dir: str | Path) -> str:
+    """The fingerprint of the data the folds in work_dir were made from ('' before `make folds`)."""
+    meta = _paths(work_dir)[1]
+    return json.loads(meta.read_text())["fingerprint"] if meta.is_file() else ""
+
+
+def stratify(labels: pd.Series, n_folds: int, seed: int) -> np.ndarray:
     """Fold index per row, stratified by label. Every class needs at least n_folds rows."""
     # shuffled + seeded: the same data and seed give the same folds, byte for byte
     skf = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
@@ -74,10 +107,15 @@ def _meta(layout: Layout, cfg: Config, train: pd.DataFrame) -> dict:
     }
 
 
-def run(cfg: Config) -> Path:
-    out = Path(cfg.work_dir) / "folds.csv"
+def run(cfgs: list[Config]) -> list[Path]:
+    """The `folds` command: folds.csv in each config's work_dir (experiments sharing one share its folds)."""
+    return [make_folds(cfg) for cfg in cfgs]
+
+
+def make_folds(cfg: Config) -> Path:
+    """<work_dir>/folds.csv and folds.json for cfg's data and split keys; up-to-date ones are kept, others refused."""
+    out, meta_path = _paths(cfg.work_dir)
     layout = scan(cfg.data, cfg.val_mode, cfg.id_col, cfg.label_col)
-    meta_path = out.with_suffix(".json")
     if out.is_file() and meta_path.is_file():
         # folds feed every checkpoint: silently re-splitting would mix folds of two splits in one ensemble
         old = json.loads(meta_path.read_text())
@@ -92,7 +130,7 @@ def run(cfg: Config) -> Path:
     train = _drop_bad(layout, cfg)
     role = _roles(train, cfg)
     fold = np.full(len(train), -1, dtype=np.int64)
-    fold[(role == "cv").to_numpy()] = make_folds(train.loc[role == "cv", "label"], cfg.n_folds, cfg.seed)
+    fold[(role == "cv").to_numpy()] = stratify(train.loc[role == "cv", "label"], cfg.n_folds, cfg.seed)
     table = train.assign(fold=fold, role=role.to_numpy())
     atomic_write_text(out, table.to_csv(index=False, lineterminator="\n"))  # "\n": same bytes on every OS
     atomic_write_text(meta_path, json.dumps(_meta(layout, cfg, train), indent=2) + "\n")
@@ -100,10 +138,9 @@ def run(cfg: Config) -> Path:
     return out
 
 
-def load(cfg: Config) -> tuple[pd.DataFrame, dict, Layout]:
+def load(cfg: Config) -> Folds:
     """folds.csv, folds.json and the data layout, checked to belong together."""
-    path = Path(cfg.work_dir) / "folds.csv"
-    meta_path = path.with_suffix(".json")
+    path, meta_path = _paths(cfg.work_dir)
     if not path.is_file() or not meta_path.is_file():
         raise ValueError(f"{path} not found; run `make folds` (python -m kit folds) first")
     meta = json.loads(meta_path.read_text())
@@ -117,4 +154,4 @@ def load(cfg: Config) -> tuple[pd.DataFrame, dict, Layout]:
                          f"made with, or set work_dir= and run `make folds` to keep both splits")
     # labels stay strings ("07", "NA" and "1.0" are class names, not numbers or missing values)
     table = pd.read_csv(path, dtype={"path": str, "label": str, "source": str, "role": str}, keep_default_na=False)
-    return table, meta, layout
+    return Folds(table, meta, layout)

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+MAX_PIXELS = 100_000_000  # the largest image decoded (config key max_pixels): a guard against decompression bombs
 
 
 @functools.cache
@@ -158,7 +159,7 @@ def open_image(path: str | Path, max_pixels: int) -> Image.Image:
     return img
 
 
-def load_rgb(path: str | Path, max_pixels: int = 100_000_000, draft: int = 0) -> np.ndarray:
+def load_rgb(path: str | Path, max_pixels: int = MAX_PIXELS, draft: int = 0) -> np.ndarray:
     """Decode an image as an (H, W, 3) uint8 RGB array with its EXIF orientation applied.
 
     draft=S: a JPEG at least 2S on both sides is decoded at 1/2, 1/4 or 1/8 scale (DCT scaling,

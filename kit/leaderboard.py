@@ -17,7 +17,6 @@ cv_last_top1 shows how much choosing the best epoch on the validation fold flatt
 """
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,8 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import report
+from kit import folds, report
 from kit.config import Config
+from kit.experiment import Experiment
 from kit.io import atomic_write_text, locked, sha256_file
 from kit.metrics import score
 
@@ -36,6 +36,11 @@ COLUMNS = ["file", "run", "experiments", "backbone", "head", "folds", "tta", "me
            "kaggle_ref", "kaggle_status", "description", "warning", "pseudo", "data"]
 SHOWN = ["file", "experiments", "backbone", "folds", "tta", "cv_top1", "cv_last_top1", "cv_top5", "public", "private",
          "kaggle_status", "warning"]
+
+
+def path_of(cfg: Config) -> Path:
+    """<submissions_dir>/leaderboard.csv."""
+    return Path(cfg.submissions_dir) / "leaderboard.csv"
 
 
 def load(path: Path) -> pd.DataFrame:
@@ -116,7 +121,7 @@ def record(path: Path, r, sub_path: Path, run: int) -> None:
 def _pseudo_gain(board: pd.DataFrame, r, row: dict) -> str:
     """'from SRC >= T, N test images a fold: CV +x, private +y' against SRC's newest row with the same TTA."""
     cfg = r.cfgs[0]
-    counts = [json.loads(p.read_text())["images"] for k in r.folds if (p := cfg.exp_dir / f"fold{k}" / "pseudo.json").is_file()]
+    counts = Experiment.of(cfg).pseudo_images(r.folds)
     text = f"from {cfg.pseudo_from} >= {cfg.pseudo_threshold:g}, {np.mean(counts or [0]):.0f} test images a fold"
     src = board[(board["experiments"] == cfg.pseudo_from) & (board["tta"] == row["tta"])]
     if src.empty:
@@ -171,8 +176,7 @@ def data_tag(fingerprint: str) -> str:
 
 def data_of(cfg: Config) -> str:
     """The fingerprint of the data cfg's folds were made from ('' before `make folds`)."""
-    meta = Path(cfg.work_dir) / "folds.json"
-    return json.loads(meta.read_text())["fingerprint"] if meta.is_file() else ""
+    return folds.fingerprint(cfg.work_dir)
 
 
 def one_data_set(board: pd.DataFrame, fingerprint: str = "") -> tuple[pd.DataFrame, str]:
@@ -226,7 +230,7 @@ def submit(cfgs: list[Config], comp: str, file: str = "") -> str:
     if not comp:
         raise ValueError("no competition: pass COMP=slug (make) or --comp slug")
     submissions_dir = Path(cfgs[0].submissions_dir)
-    path = submissions_dir / "leaderboard.csv"
+    path = path_of(cfgs[0])
     board = load(path)
     sub = Path(file) if file else pick(board, [c.name for c in cfgs], submissions_dir, data_of(cfgs[0]))
     rows = board[board["file"] == sub.name]
@@ -275,8 +279,10 @@ def show(path: Path, fingerprint: str = "") -> None:
         print(line)
 
 
-def run(cfg: Config, comp: str = "") -> Path:
-    path = Path(cfg.submissions_dir) / "leaderboard.csv"
+def run(cfgs: list[Config], comp: str = "") -> Path:
+    """The `leaderboard` command: with comp, Kaggle's scores merged first; then the table of cfgs' data set."""
+    cfg = cfgs[0]
+    path = path_of(cfg)
     if comp:
         sync(path, comp)
     show(path, data_of(cfg))

@@ -16,11 +16,13 @@ import timm
 import torch
 from torch import nn
 
+from kit.config import default
+
 log = logging.getLogger(__name__)
 
 
 class SpinalHead(nn.Module):
-    def __init__(self, in_features: int, num_classes: int, width: int = 540, dropout: float = 0.5):
+    def __init__(self, in_features: int, num_classes: int, width: int, dropout: float):
         super().__init__()
         self.half = in_features // 2
         sizes = [self.half, in_features - self.half + width, self.half + width, in_features - self.half + width]
@@ -44,7 +46,7 @@ class Classifier(nn.Module):
     config that trained them (kept in the checkpoint) says which mean and std they expect.
     """
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, mean=(0.507, 0.487, 0.441), std=(0.267, 0.256, 0.276)):
+    def __init__(self, backbone: nn.Module, head: nn.Module, mean: tuple, std: tuple):
         super().__init__()
         self.backbone = backbone
         self.head = head
@@ -84,8 +86,9 @@ def _hub_tag(name: str) -> str:
 
 
 def create_model(backbone: str, head: str, num_classes: int, *, pretrained: bool = False,
-                 pretrained_file: str = "", spinal_width: int = 540, head_dropout: float = 0.5,
-                 mean=(0.507, 0.487, 0.441), std=(0.267, 0.256, 0.276)) -> Classifier:
+                 pretrained_file: str = "", spinal_width: int = default("spinal_width"),
+                 head_dropout: float = default("head_dropout"), mean=default("mean"), std=default("std")) -> Classifier:
+    """The backbone with its head; the keyword defaults are the recipe's (the config's defaults)."""
     if not timm.is_model(backbone):
         raise ValueError(f"backbone={backbone!r} is not a timm model; see timm.list_models()")
     body = _backbone(backbone, pretrained, pretrained_file)

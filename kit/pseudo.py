@@ -1,28 +1,64 @@
-"""Pseudo-labelling: a new experiment whose folds also train on confidently labelled test images.
+"""Pseudo-labels: test images a trained experiment labels confidently, added to another's training folds.
 
     python -m kit pseudo --from resnest50d_spinalnet --threshold 0.9 --name resnest_pseudo data=...
 
-The new experiment is the source's config with name=NEW, pseudo_from=SOURCE and
-pseudo_threshold=T. Its fold k trains on its own training part plus the test images that the
-source's fold-k model labels with probability >= T (that model never saw fold k's validation
-images, so the CV stays out-of-fold); pseudo-labelled images are never validated on. Each fold
-records the source logits it used (fold<k>/pseudo.json, sha256), the manifest every key, and the
-leaderboard row's `pseudo` column what it gained over the source's newest row.
+`kit pseudo` predicts with the source, then trains and predicts the new experiment (`derive`):
+the source's config with name=NEW, pseudo_from=SOURCE and pseudo_threshold=T. Its fold k trains
+on its own training part plus the test images that the source's fold-k model labels with
+probability >= T (that model never saw fold k's validation images, so the CV stays out-of-fold);
+pseudo-labelled images are never validated on. Each fold records the source logits it used
+(fold<k>/pseudo.json, sha256), the manifest every key, and the leaderboard row's `pseudo`
+column what it gained over the source's newest row.
 """
 from __future__ import annotations
 
 import dataclasses
-import logging
-from pathlib import Path
+import json
 
-from kit import predict, train
+import numpy as np
+import pandas as pd
+from scipy.special import softmax
+
 from kit.config import Config
+from kit.experiment import Experiment, FoldFiles
+from kit.io import atomic_write_text, load_npz, sha256_file
 
-log = logging.getLogger(__name__)
+
+def derive(source: Config, threshold: float, name: str) -> Config:
+    """The new experiment: the source's config, trained on its confident test labels too."""
+    return dataclasses.replace(source, name=name, pseudo_from=source.name, pseudo_threshold=threshold)
 
 
-def run(source: Config, threshold: float, name: str) -> Path:
-    new = dataclasses.replace(source, name=name, pseudo_from=source.name, pseudo_threshold=threshold)
-    predict.run([source])  # the source's test logits per fold (reused when up to date)
-    train.run_all([new])
-    return predict.run([new])[0]
+def select(cfg: Config, fold: int, classes: list[str], test: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """(rows, record): test images the source's fold-`fold` model labels with probability >= pseudo_threshold.
+
+    The rows join the fold's training table (fold -1, role pseudo: trained on, never validated);
+    the record says where they came from.
+    """
+    src = Experiment.at(cfg.work_dir, cfg.pseudo_from).fold(fold).logits("test")
+    if not src.is_file():
+        raise ValueError(f"pseudo_from={cfg.pseudo_from}: {src} not found; run `kit predict --exp {cfg.pseudo_from}` "
+                         "first (same work_dir)")
+    z = load_npz(src)
+    if list(z["ids"]) != list(test["id"].astype(str)):
+        raise ValueError(f"{src}: predicted for another test set; run `kit predict --exp {cfg.pseudo_from}` again")
+    probs = softmax(z["logits"].astype(np.float64), axis=1)
+    keep = probs.max(1) >= cfg.pseudo_threshold
+    rows = pd.DataFrame({"path": test["path"].to_numpy()[keep], "label": np.asarray(classes)[probs.argmax(1)[keep]],
+                         "source": "pseudo", "fold": -1, "role": "pseudo"})
+    record = {"source": str(src), "sha256": sha256_file(src), "threshold": cfg.pseudo_threshold, "images": int(keep.sum()),
+              "of": len(keep)}
+    return rows, record
+
+
+def check(files: FoldFiles, record: dict) -> None:
+    """Refuse a fold that started (or finished) on pseudo-labels other than `record`'s."""
+    saved = files.pseudo
+    if saved.is_file() and json.loads(saved.read_text())["sha256"] != record["sha256"]:
+        raise ValueError(f"{files.dir} was trained on pseudo-labels from another prediction of {record['source']}; "
+                         f"remove {files.dir.parent}/ to retrain, or give this run another name=")
+
+
+def keep(files: FoldFiles, record: dict) -> None:
+    """Write the fold's record (once it is known to agree with any saved one)."""
+    atomic_write_text(files.pseudo, json.dumps(record, indent=2) + "\n")

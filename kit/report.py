@@ -9,7 +9,7 @@ matplotlib.use("Agg")  # no display on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, precision_recall_fscore_support  # noqa: E402
 
 from kit.io import atomic_path  # noqa: E402
 
@@ -76,12 +76,12 @@ def plot_leaderboard(board: pd.DataFrame, path: Path) -> None:
 
 def per_class(labels: np.ndarray, preds: np.ndarray, classes: list[str]) -> pd.DataFrame:
     """One row per class: images, out-of-fold accuracy (recall), precision, and what it is most taken for."""
-    cm = confusion_matrix(labels, preds, labels=np.arange(len(classes)))  # (true, predicted) counts
-    n, hit, called = cm.sum(1), np.diag(cm), cm.sum(0)
-    off = cm - np.diag(hit)
+    every = np.arange(len(classes))
+    precision, recall, _, n = precision_recall_fscore_support(labels, preds, labels=every, zero_division=0)
+    cm = confusion_matrix(labels, preds, labels=every)  # (true, predicted) counts
+    off = cm - np.diag(np.diag(cm))
     return pd.DataFrame({
-        "class": classes, "images": n, "top1": np.divide(hit, n, out=np.zeros(len(n)), where=n > 0),
-        "precision": np.divide(hit, called, out=np.zeros(len(n)), where=called > 0),
+        "class": classes, "images": n, "top1": recall, "precision": precision,
         "most_taken_for": [classes[j] if off[i, j] else "" for i, j in enumerate(off.argmax(1))],
         "times": off.max(1),
     }).sort_values(["top1", "images"], ascending=[True, False], kind="stable")

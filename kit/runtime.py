@@ -97,7 +97,7 @@ def pick_device(requested: str = "auto", deterministic: bool = False) -> torch.d
     """CUDA (the GPU setup_distributed() chose, under torchrun) or the CPU.
 
     "auto" takes CUDA when it works. A machine with an NVIDIA driver where CUDA does not start is an
-    error, not a silent CPU run (the recipe runs at about 0.5 img/s there): device=cpu asks for the CPU.
+    error, not a silent CPU run (the recipe would take weeks there): device=cpu asks for the CPU.
     """
     if requested == "cpu":
         return torch.device("cpu")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never download
 
 from pathlib import Path
@@ -90,6 +89,11 @@ def tiny_cfg(tmp_path: Path, data: Path, **overrides) -> Config:
     return load_config(None, values)
 
 
+def exp_dir(cfg: Config) -> Path:
+    """Where an experiment's files are documented to live (README "Outputs"): <work_dir>/<name>/."""
+    return Path(cfg.work_dir) / cfg.name
+
+
 def train_interrupted(cfg: Config, epochs: int, fold: int = 0) -> None:
     """Train one fold and stop it with KeyboardInterrupt (as Ctrl-C would) after `epochs` epochs."""
     from kit import train
@@ -104,7 +108,7 @@ def train_interrupted(cfg: Config, epochs: int, fold: int = 0) -> None:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(train.FoldRun, "_run_epoch", stop_after)
         with pytest.raises(KeyboardInterrupt):
-            train.run(cfg, only=[fold])
+            train.run([cfg], only=[fold])
 
 
 def pytest_configure(config):

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score
 
-from conftest import tiny_cfg
+from conftest import exp_dir, tiny_cfg
 from kit import blend, folds, predict, train
 
 
@@ -42,8 +42,8 @@ def two_experiments(tmp_path_factory, folder_data):
     quick = dict(stage1_epochs=4, stage2_epochs=0, n_folds=2)
     cfgs = [tiny_cfg(tmp, folder_data, **quick), tiny_cfg(tmp, folder_data, **quick, name="lin", head="linear")]
     for cfg in cfgs:
-        folds.run(cfg)
-    train.run_all(cfgs)
+        folds.make_folds(cfg)
+    train.run(cfgs)
     predict.run(cfgs)
     return cfgs
 
@@ -66,11 +66,11 @@ def test_blend_needs_two_experiments(two_experiments):
 
 
 def test_pseudo_labels_train_but_never_validate_and_the_row_shows_the_gain(two_experiments):
-    from kit import pseudo
+    from kit import pipeline
     from kit.io import load_npz
     source = two_experiments[0]
-    path = pseudo.run(source, threshold=0.34, name="tiny_pseudo")  # 3 classes: above uniform
-    new_dir = source.exp_dir.parent / "tiny_pseudo"
+    path = pipeline.pseudo_label(source, threshold=0.34, name="tiny_pseudo")  # 3 classes: above uniform
+    new_dir = exp_dir(source).parent / "tiny_pseudo"
     record = json.loads((new_dir / "fold0" / "pseudo.json").read_text())
     assert record["images"] > 0 and record["threshold"] == 0.34, record
     oof_ids = np.concatenate([load_npz(new_dir / f"fold{k}" / "oof.npz")["ids"] for k in range(2)])
@@ -82,6 +82,6 @@ def test_pseudo_labels_train_but_never_validate_and_the_row_shows_the_gain(two_e
 
 def test_pseudo_needs_the_source_predicted(tmp_path, folder_data):
     cfg = tiny_cfg(tmp_path, folder_data, n_folds=2, stage1_epochs=1, stage2_epochs=0, name="new", pseudo_from="none")
-    folds.run(cfg)
+    folds.make_folds(cfg)
     with pytest.raises(ValueError, match="run `kit predict --exp none` first"):
-        train.run(cfg)
+        train.run([cfg])

@@ -20,8 +20,8 @@ def exported(tmp_path_factory):
     data = write_csv_data(tmp / "data")
     cfgs = [tiny_cfg(tmp, data, **QUICK), tiny_cfg(tmp, data, **QUICK, name="tiny_probs", merge="probs", head="linear")]
     for cfg in cfgs:
-        folds.run(cfg)
-    train.run_all(cfgs)
+        folds.make_folds(cfg)
+    train.run(cfgs)
     written = predict.run(cfgs, ensemble=True)
     out = bundle.export(cfgs, tmp / "bundle")
     shutil.rmtree(cfgs[0].work_dir)  # folds.csv, checkpoints, OOF and test logits: the bundle needs none of them

@@ -25,7 +25,7 @@ ARGS = ["backbone=test_vit", "head=linear", "head_dropout=0", "resize=160", "img
 
 
 def _train(cmd_prefix, data, work_dir):
-    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = ["-m", "kit", "train", "--exp", "demo", "--fold", "0", f"data={data}", f"work_dir={work_dir}", *ARGS]
     subprocess.run([*cmd_prefix, *args], check=True, env=env, capture_output=True, timeout=600)
     fold = work_dir / "demo" / "fold0"
@@ -35,7 +35,7 @@ def _train(cmd_prefix, data, work_dir):
 def test_two_processes_match_one(tmp_path):
     data = write_folder_data(tmp_path / "data", n_per_class=16, n_test=3)
     for name in ("one", "two"):
-        folds.run(load_config(PRESETS / "demo.yaml", {"data": str(data), "work_dir": str(tmp_path / name), "n_folds": 2}))
+        folds.make_folds(load_config(PRESETS / "demo.yaml", {"data": str(data), "work_dir": str(tmp_path / name), "n_folds": 2}))
     h1, b1 = _train([sys.executable], data, tmp_path / "one")
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     h2, b2 = _train(torchrun, data, tmp_path / "two")
@@ -75,10 +75,10 @@ SMALL = ["backbone=test_resnet", "head=linear", "resize=36", "img_size=32", "bat
 
 def _torchrun(tmp_path, mode):
     data = write_folder_data(tmp_path / "data", n_per_class=16, n_test=3)
-    folds.run(load_config(PRESETS / "demo.yaml", {"data": str(data), "work_dir": str(tmp_path / "f"), "n_folds": 2}))
+    folds.make_folds(load_config(PRESETS / "demo.yaml", {"data": str(data), "work_dir": str(tmp_path / "f"), "n_folds": 2}))
     script = tmp_path / "ranks.py"
     script.write_text(RANK_SCRIPT)
-    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script), mode,
            "train", "--exp", "demo", "--fold", "0", f"data={data}", f"work_dir={tmp_path / 'f'}", *SMALL]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120), tmp_path / "f" / "demo" / "fold0"

@@ -6,9 +6,10 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score
 
-from conftest import tiny_cfg, write_folder_data
+from conftest import exp_dir, tiny_cfg, write_folder_data
 from kit import folds, train
 from kit.io import load_npz
+from kit.progress import duration
 from test_train import _assert_same_run, _fold_result, ref_and_interrupted
 
 EMA = dict(stage1_epochs=4, stage2_epochs=2, n_folds=2, keep_checkpoints=True, ema_decay=0.99)
@@ -22,13 +23,13 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ema_run(tmp_path_factory, data):
     cfg = tiny_cfg(tmp_path_factory.mktemp("ema"), data, **EMA)
-    folds.run(cfg)
-    train.run(cfg, only=[0])
+    folds.make_folds(cfg)
+    train.run([cfg], only=[0])
     return cfg
 
 
 def test_last_pt_holds_the_model_and_its_average(ema_run):
-    last = torch.load(ema_run.exp_dir / "fold0" / "last.pt", weights_only=True)
+    last = torch.load(exp_dir(ema_run) / "fold0" / "last.pt", weights_only=True)
     differs = [k for k, v in last["model"].items() if v.is_floating_point() and not torch.equal(v, last["ema"][k])]
     assert differs, "the EMA weights must differ from the trained weights they average"
     assert last["state"]["ema_steps"] > 0, "the EMA's step count is saved for its warm-up decay"
@@ -36,7 +37,7 @@ def test_last_pt_holds_the_model_and_its_average(ema_run):
 
 def test_best_pt_holds_the_weights_that_scored_best(ema_run):
     """best.pt's weights, evaluated again, give the val top-1 recorded for them: those scored were the EMA's."""
-    fold = ema_run.exp_dir / "fold0"
+    fold = exp_dir(ema_run) / "fold0"
     best, oof = torch.load(fold / "best.pt", weights_only=True), load_npz(fold / "oof.npz")
     history = pd.read_csv(fold / "history.csv")
     recorded = float(history.loc[history["epoch"] == best["epoch"], "val_top1"].iloc[0])
@@ -49,25 +50,25 @@ def test_best_pt_holds_the_weights_that_scored_best(ema_run):
 
 def test_ema_off_is_the_recipe(tmp_path, data):
     cfg = tiny_cfg(tmp_path, data, **{**EMA, "ema_decay": 0.0, "stage1_epochs": 2, "stage2_epochs": 0})
-    folds.run(cfg)
-    train.run(cfg, only=[0])
-    assert "ema" not in torch.load(cfg.exp_dir / "fold0" / "last.pt", weights_only=True), "no EMA when off"
+    folds.make_folds(cfg)
+    train.run([cfg], only=[0])
+    assert "ema" not in torch.load(exp_dir(cfg) / "fold0" / "last.pt", weights_only=True), "no EMA when off"
 
 
 def test_resume_with_ema_matches_uninterrupted(tmp_path, data):
     ref, cut = ref_and_interrupted(tmp_path, data, EMA, epochs=5)  # killed in stage 2, after the EMA restarted
-    train.run(cut, only=[0])
+    train.run([cut], only=[0])
     _assert_same_run(_fold_result(ref), _fold_result(cut))
-    a = torch.load(ref.exp_dir / "fold0" / "last.pt", weights_only=True)["ema"]
-    b = torch.load(cut.exp_dir / "fold0" / "last.pt", weights_only=True)["ema"]
+    a = torch.load(exp_dir(ref) / "fold0" / "last.pt", weights_only=True)["ema"]
+    b = torch.load(exp_dir(cut) / "fold0" / "last.pt", weights_only=True)["ema"]
     assert all(torch.equal(a[k], b[k]) for k in a), "the resumed EMA must equal the uninterrupted one"
 
 
 def test_every_epoch_line_says_how_much_is_left(tmp_path, data, caplog):
     cfg = tiny_cfg(tmp_path, data, stage1_epochs=2, stage2_epochs=1, n_folds=2)
-    folds.run(cfg)
+    folds.make_folds(cfg)
     with caplog.at_level(logging.INFO, logger="kit.train"):
-        train.run(cfg)
+        train.run([cfg])
     lines = [r.getMessage() for r in caplog.records if " epoch " in r.getMessage() and "img/s" in r.getMessage()]
     assert len(lines) == 6 and all("left" in line for line in lines), lines
     assert lines[0].startswith("tiny fold 0 stage 1 epoch 1") and "2 fold(s) to go" in lines[0], lines[0]
@@ -75,4 +76,4 @@ def test_every_epoch_line_says_how_much_is_left(tmp_path, data, caplog):
 
 
 def test_durations_read_as_a_person_would_say_them():
-    assert [train._duration(s) for s in (0.4, 59, 61, 3600 + 125)] == ["0 s", "59 s", "1 min 01 s", "1 h 02 min"]
+    assert [duration(s) for s in (0.4, 59, 61, 3600 + 125)] == ["0 s", "59 s", "1 min 01 s", "1 h 02 min"]

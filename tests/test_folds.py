@@ -11,7 +11,7 @@ from kit import folds
 
 def test_every_image_in_one_fold_and_classes_balanced(tmp_path, folder_data):
     cfg = tiny_cfg(tmp_path, folder_data, n_folds=3)
-    table = pd.read_csv(folds.run(cfg), dtype=str)
+    table = pd.read_csv(folds.make_folds(cfg), dtype=str)
     assert table["path"].is_unique and len(table) == 24, "each image exactly once"
     assert set(table["fold"].astype(int)) == {0, 1, 2}
     counts = table.groupby(["label", "fold"]).size().unstack()
@@ -19,9 +19,9 @@ def test_every_image_in_one_fold_and_classes_balanced(tmp_path, folder_data):
 
 
 def test_same_data_and_seed_give_same_bytes(tmp_path, folder_data):
-    a = folds.run(tiny_cfg(tmp_path / "a", folder_data)).read_bytes()
-    b = folds.run(tiny_cfg(tmp_path / "b", folder_data)).read_bytes()
-    c = folds.run(tiny_cfg(tmp_path / "c", folder_data, seed=7)).read_bytes()
+    a = folds.make_folds(tiny_cfg(tmp_path / "a", folder_data)).read_bytes()
+    b = folds.make_folds(tiny_cfg(tmp_path / "b", folder_data)).read_bytes()
+    c = folds.make_folds(tiny_cfg(tmp_path / "c", folder_data, seed=7)).read_bytes()
     assert a == b, "same data and seed must give the same folds.csv"
     assert a != c, "another seed should shuffle differently"
 
@@ -30,14 +30,14 @@ def test_rerun_skips_and_other_data_is_refused(tmp_path, folder_data):
     data = tmp_path / "data"
     shutil.copytree(folder_data, data)
     cfg = tiny_cfg(tmp_path, data)
-    path = folds.run(cfg)
+    path = folds.make_folds(cfg)
     mtime = path.stat().st_mtime_ns
-    assert folds.run(cfg).stat().st_mtime_ns == mtime, "an up-to-date folds.csv is not rewritten"
+    assert folds.make_folds(cfg).stat().st_mtime_ns == mtime, "an up-to-date folds.csv is not rewritten"
     make_image(data / "train" / "0" / "new.png", (1, 2, 3), np.random.default_rng(0))
     with pytest.raises(ValueError, match="other data"):
         folds.load(cfg)
     with pytest.raises(ValueError, match="other data"):
-        folds.run(cfg)
+        folds.make_folds(cfg)
 
 
 def test_rare_class_is_an_error_or_train_only(tmp_path):
@@ -45,8 +45,8 @@ def test_rare_class_is_an_error_or_train_only(tmp_path):
     (data / "train" / "2" / "img_2_0.png").unlink()
     (data / "train" / "2" / "img_2_1.png").unlink()
     with pytest.raises(ValueError, match=r"n_folds=3: '2' has 2"):
-        folds.run(tiny_cfg(tmp_path / "a", data, n_folds=3))
-    table = pd.read_csv(folds.run(tiny_cfg(tmp_path / "b", data, n_folds=3, rare_classes="train_only")), dtype=str)
+        folds.make_folds(tiny_cfg(tmp_path / "a", data, n_folds=3))
+    table = pd.read_csv(folds.make_folds(tiny_cfg(tmp_path / "b", data, n_folds=3, rare_classes="train_only")), dtype=str)
     rare = table[table["label"] == "2"]
     assert (rare["role"] == "train_only").all() and (rare["fold"] == "-1").all(), rare
 
@@ -54,14 +54,14 @@ def test_rare_class_is_an_error_or_train_only(tmp_path):
 def test_holdout_val_is_never_in_a_fold(tmp_path):
     data = write_folder_data(tmp_path / "data", n_per_class=4)
     shutil.copytree(data / "train", data / "val")
-    table = pd.read_csv(folds.run(tiny_cfg(tmp_path, data, val_mode="holdout")), dtype=str)
+    table = pd.read_csv(folds.make_folds(tiny_cfg(tmp_path, data, val_mode="holdout")), dtype=str)
     val = table[table["source"] == "val"]
     assert len(val) == 12 and (val["role"] == "holdout").all() and (val["fold"] == "-1").all()
 
 
 def test_folds_used_with_another_split_key_are_refused(tmp_path, folder_data):
-    folds.run(tiny_cfg(tmp_path, folder_data))
+    folds.make_folds(tiny_cfg(tmp_path, folder_data))
     with pytest.raises(ValueError, match=r"seed=42 \(now 7\)"):
         folds.load(tiny_cfg(tmp_path, folder_data, seed=7))
     with pytest.raises(ValueError, match=r"n_folds=2 \(now 3\)"):
-        folds.run(tiny_cfg(tmp_path, folder_data, n_folds=3))
+        folds.make_folds(tiny_cfg(tmp_path, folder_data, n_folds=3))

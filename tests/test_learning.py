@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import tiny_cfg, write_folder_data
+from conftest import exp_dir, tiny_cfg, write_folder_data
 from kit import folds, leaderboard, predict, train
 from kit.config import PRESETS, load_config
 from kit.data import eval_transform
@@ -36,13 +36,13 @@ def shuffled(tmp_path_factory):
 
 
 def _history(cfg, fold=0):
-    return pd.read_csv(cfg.exp_dir / f"fold{fold}" / "history.csv")
+    return pd.read_csv(exp_dir(cfg) / f"fold{fold}" / "history.csv")
 
 
 def test_warmup_rises_linearly_from_a_tenth_then_follows_the_cosine(tmp_path, easy_data):
     cfg = tiny_cfg(tmp_path, easy_data, stage1_epochs=6, stage2_epochs=0, warmup_epochs=2, stage1_lr=0.1)
-    folds.run(cfg)
-    train.run(cfg, only=[0])
+    folds.make_folds(cfg)
+    train.run([cfg], only=[0])
     lr = _history(cfg)["lr"].to_numpy()
     np.testing.assert_allclose(lr[:3], [0.01, 0.055, 0.1], rtol=1e-9, err_msg="warm-up: lr/10, halfway, then lr")
     assert np.all(np.diff(lr[2:]) < 0), f"after the warm-up the cosine decays: {lr}"
@@ -58,21 +58,21 @@ def test_auto_warmup_is_on_from_scratch_and_off_from_pretrained_weights():
 def test_patience_counts_only_after_min_epochs(tmp_path, easy_data):
     cfg = tiny_cfg(tmp_path, easy_data, stage1_epochs=12, stage2_epochs=0, patience=1, min_epochs=6, warmup_epochs=0,
                    stage1_lr=0.0001)  # too low to improve every epoch: patience=1 would stop it at once
-    folds.run(cfg)
-    train.run(cfg, only=[0])
+    folds.make_folds(cfg)
+    train.run([cfg], only=[0])
     top1 = _history(cfg)["val_top1"].to_numpy()
     assert len(top1) >= 7, f"no stop before min_epochs=6 epochs plus one of patience: {top1}"
 
 
 def test_chance_level_runs_on_warns_and_is_reported(tmp_path, shuffled, caplog):
     cfg = tiny_cfg(tmp_path, shuffled, stage1_epochs=6, stage2_epochs=0, patience=1, warmup_epochs=1)
-    folds.run(cfg)
+    folds.make_folds(cfg)
     with caplog.at_level(logging.WARNING):
-        train.run(cfg)
+        train.run([cfg])
     assert len(_history(cfg)) == 6, "a stage at chance level is never stopped early on noise"
     assert "not learning after the warm-up" in caplog.text and "stage1_lr=" in caplog.text, caplog.text
     assert "mixup_alpha=0.2; try 0, off" in caplog.text, "the advice is one the config does not follow already"
-    cv = json.loads((cfg.exp_dir / "cv.json").read_text())
+    cv = json.loads((exp_dir(cfg) / "cv.json").read_text())
     assert cv["chance_level_folds"] == [0, 1], cv
     predict.run([cfg])
     row = leaderboard.load(tmp_path / "submissions" / "leaderboard.csv").iloc[0]
@@ -81,11 +81,11 @@ def test_chance_level_runs_on_warns_and_is_reported(tmp_path, shuffled, caplog):
 
 def test_no_alarm_when_the_model_learns(tmp_path, easy_data, caplog):
     cfg = tiny_cfg(tmp_path, easy_data, stage1_epochs=5, stage2_epochs=0)
-    folds.run(cfg)
+    folds.make_folds(cfg)
     with caplog.at_level(logging.WARNING):
-        train.run(cfg)
+        train.run([cfg])
     assert "chance" not in caplog.text and "not learning" not in caplog.text, caplog.text
-    assert json.loads((cfg.exp_dir / "cv.json").read_text())["chance_level_folds"] == []
+    assert json.loads((exp_dir(cfg) / "cv.json").read_text())["chance_level_folds"] == []
 
 
 def test_pad_keeps_the_aspect_ratio():
@@ -129,8 +129,8 @@ def test_quick_preset_learns_every_shape_of_data(tmp_path, name):
     data = write_synthetic(tmp_path / "data", side=32, **shape)
     paths = {"data": str(data), "work_dir": str(tmp_path / "folds"), "submissions_dir": str(tmp_path / "subs")}
     cfg = load_config(PRESETS / "quick.yaml", {**overrides, **BUDGET, **paths})
-    folds.run(cfg)
-    train.run(cfg)
+    folds.make_folds(cfg)
+    train.run([cfg])
     predict.run([cfg])
     row = leaderboard.load(tmp_path / "subs" / "leaderboard.csv").iloc[0]
     assert float(row["cv_top1"]) >= bar and row["warning"] == "", f"{name}: CV {row['cv_top1']} < {bar} {row['warning']}"

@@ -9,7 +9,7 @@ from kit.model import SpinalHead, create_model
 
 
 def test_spinal_head_has_the_recipe_shapes():
-    head = SpinalHead(2048, 100, width=540)
+    head = SpinalHead(2048, 100, width=540, dropout=0.5)
     linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
     shapes = [(m.in_features, m.out_features) for m in linears]
     assert shapes == [(1024, 540), (1564, 540), (1564, 540), (1564, 540), (2160, 100)], shapes

@@ -13,11 +13,12 @@ import ttach
 from PIL import Image
 from sklearn.metrics import accuracy_score
 
-from conftest import make_image, tiny_cfg
-from kit import ensemble, folds, leaderboard, predict, train
+from conftest import exp_dir, make_image, tiny_cfg
+from kit import ensemble, folds, leaderboard, predict, submission, train
 from kit.cli import main
 from kit.config import save_config
 from kit.io import load_npz
+from kit.tta import transforms as tta_transforms
 from kit.layout import scan
 from kit.model import create_model
 
@@ -26,8 +27,8 @@ QUICK = dict(stage1_epochs=2, stage2_epochs=1, n_folds=2)
 
 def _pipeline(tmp, data, **kw):
     cfg = tiny_cfg(tmp, data, **{**QUICK, **kw})
-    folds.run(cfg)
-    train.run(cfg)
+    folds.make_folds(cfg)
+    train.run([cfg])
     return cfg, predict.run([cfg])[0]
 
 
@@ -49,14 +50,14 @@ def model():
 
 def test_identity_tta_equals_plain_inference(model):
     x = torch.randn(4, 3, 32, 32)
-    wrapped = ttach.ClassificationTTAWrapper(model, predict.tta_transforms((), 32), merge_mode="mean")
+    wrapped = ttach.ClassificationTTAWrapper(model, tta_transforms((), 32), merge_mode="mean")
     with torch.inference_mode():
         assert torch.equal(wrapped(x), model(x)), "identity-only TTA must be plain inference"
 
 
 def test_flip_tta_is_the_mean_over_x_and_flipped_x(model):
     x = torch.randn(4, 3, 32, 32)
-    wrapped = ttach.ClassificationTTAWrapper(model, predict.tta_transforms(("hflip",), 32), merge_mode="mean")
+    wrapped = ttach.ClassificationTTAWrapper(model, tta_transforms(("hflip",), 32), merge_mode="mean")
     with torch.inference_mode():
         want = (model(x) + model(torch.flip(x, dims=[3]))) / 2
         torch.testing.assert_close(wrapped(x), want, rtol=0, atol=1e-6)
@@ -73,17 +74,17 @@ def test_one_member_ensemble_is_that_member(merge):
 
 def test_one_fold_submission_is_that_fold(tmp_path, folder_data):
     cfg = tiny_cfg(tmp_path, folder_data, **QUICK, allow_missing_folds=True)
-    folds.run(cfg)
-    train.run(cfg, only=[1])
+    folds.make_folds(cfg)
+    train.run([cfg], only=[1])
     sub = pd.read_csv(predict.run([cfg])[0], dtype=str)
-    logits = load_npz(cfg.exp_dir / "fold1" / "test_logits.npz")["logits"]
+    logits = load_npz(exp_dir(cfg) / "fold1" / "test_logits.npz")["logits"]
     assert list(sub["pred_label"]) == [["0", "1", "2"][i] for i in logits.argmax(1)]
 
 
 def test_missing_folds_are_listed(tmp_path, folder_data):
     cfg = tiny_cfg(tmp_path, folder_data, **QUICK)
-    folds.run(cfg)
-    train.run(cfg, only=[1])
+    folds.make_folds(cfg)
+    train.run([cfg], only=[1])
     with pytest.raises(ValueError, match=r"fold\(s\) \[0\] not trained.*allow_missing_folds"):
         predict.run([cfg])
 
@@ -116,24 +117,22 @@ def test_numeric_class_folders_are_written_as_folder_names(tmp_path):
     layout = scan(tmp_path)
     scores = np.zeros((1, 100))
     scores[0, 10] = 1.0  # class index 10 is folder "10" (as strings, "10" would sort at index 2)
-    r = ensemble.Result("x", [], layout, list(layout.classes), [0], scores, np.array([]), np.array([]),
-                        np.zeros((0, 100)), [1.0])
-    assert ensemble.build_submission(r)["pred_label"].tolist() == ["10"]
+    assert submission.table(list(layout.classes), scores, layout)["pred_label"].tolist() == ["10"]
 
 
 def test_submission_validation_catches_mistakes():
     ids = pd.Series(["a", "b"])
     good = pd.DataFrame({"id": ["a", "b"], "y": ["cat", "dog"]})
-    ensemble.validate_submission(good, ids, ["cat", "dog"], ("id", "y"))
+    submission.check(good, ids, ["cat", "dog"], ("id", "y"))
     for bad, needle in [(good.iloc[:1], "missing"), (good.assign(y=["cat", "cow"]), "cow"),
                         (good.rename(columns={"y": "label"}), "header"), (good.iloc[[0, 0]], "repeats")]:
         with pytest.raises(ValueError, match=needle):
-            ensemble.validate_submission(bad, ids, ["cat", "dog"], ("id", "y"))
+            submission.check(bad, ids, ["cat", "dog"], ("id", "y"))
 
 
 def test_local_scores_equal_sklearn_on_usage_subsets(folder_run, folder_data):
     cfg, path = folder_run
-    board = leaderboard.load(cfg.exp_dir.parent.parent / "submissions" / "leaderboard.csv")
+    board = leaderboard.load(exp_dir(cfg).parent.parent / "submissions" / "leaderboard.csv")
     row = board[board["file"] == path.name].iloc[0]
     sol = pd.read_csv(folder_data / "solution.csv", dtype=str)
     merged = sol.merge(pd.read_csv(path, dtype=str), on="image_name")
@@ -144,8 +143,8 @@ def test_local_scores_equal_sklearn_on_usage_subsets(folder_run, folder_data):
 
 def test_rerun_skips_and_leaderboard_keeps_rows(folder_run):
     cfg, path = folder_run
-    board_path = cfg.exp_dir.parent.parent / "submissions" / "leaderboard.csv"
-    logits = cfg.exp_dir / "fold0" / "test_logits.npz"
+    board_path = exp_dir(cfg).parent.parent / "submissions" / "leaderboard.csv"
+    logits = exp_dir(cfg) / "fold0" / "test_logits.npz"
     before = logits.stat().st_mtime_ns
     assert predict.run([cfg])[0] == path, "same predictions, same file"
     assert logits.stat().st_mtime_ns == before, "up-to-date test logits are not recomputed"
@@ -187,10 +186,10 @@ def test_checkpoint_for_other_classes_is_refused(tmp_path, folder_run, folder_da
     shutil.copytree(folder_data, data)
     shutil.copytree(data / "train" / "2", data / "train" / "3")
     other = tiny_cfg(tmp_path, data, **QUICK)
-    folds.run(other)
-    shutil.copytree(cfg.exp_dir, other.exp_dir)
+    folds.make_folds(other)
+    shutil.copytree(exp_dir(cfg), exp_dir(other))
     for k in range(2):
-        (other.exp_dir / f"fold{k}" / "test_logits.npz").unlink()
+        (exp_dir(other) / f"fold{k}" / "test_logits.npz").unlink()
     with pytest.raises(ValueError, match=r"trained for 3 classes.*data has 4"):
         predict.run([other])
 
@@ -201,7 +200,7 @@ def test_unreadable_test_image_is_listed_and_no_csv(tmp_path, folder_run, folder
     shutil.copytree(folder_data, data)
     (data / "test" / "broken.png").write_bytes(b"\x89PNG not really")
     other = tiny_cfg(tmp_path, data, **QUICK)
-    shutil.copytree(cfg.exp_dir.parent, other.exp_dir.parent, dirs_exist_ok=True)
+    shutil.copytree(exp_dir(cfg).parent, exp_dir(other).parent, dirs_exist_ok=True)
     with pytest.raises(ValueError, match="broken.png"):
         predict.run([other])
     assert not list((tmp_path / "submissions").glob("*.csv")), "no submission may be written"
@@ -210,9 +209,9 @@ def test_unreadable_test_image_is_listed_and_no_csv(tmp_path, folder_run, folder
 def test_two_experiments_ensemble(tmp_path, folder_data):
     a = tiny_cfg(tmp_path, folder_data, **QUICK, name="a")
     b = tiny_cfg(tmp_path, folder_data, **QUICK, name="b", head="linear", merge="probs")
-    folds.run(a)
+    folds.make_folds(a)
     for cfg in (a, b):
-        train.run(cfg)
+        train.run([cfg])
     paths = predict.run([a, b], ensemble=True)
     assert [p.name.split("-")[0] for p in paths] == ["a", "b", "a+b"]
     board = leaderboard.load(tmp_path / "submissions" / "leaderboard.csv")
@@ -225,13 +224,13 @@ def test_holdout_is_scored_not_trained_on(tmp_path):
     write_folder_data(tmp_path / "val_src", n_per_class=3, seed=5)
     shutil.copytree(tmp_path / "val_src" / "train", data / "val")
     cfg, path = _pipeline(tmp_path, data, val_mode="holdout")
-    parts = [load_npz(cfg.exp_dir / f"fold{k}" / "holdout_logits.npz") for k in range(2)]
+    parts = [load_npz(exp_dir(cfg) / f"fold{k}" / "holdout_logits.npz") for k in range(2)]
     assert all(p["ids"][0].startswith("val/") for p in parts) and len(parts[0]["ids"]) == 9
     labels = np.array([int(i.split("/")[1]) for i in parts[0]["ids"]])  # class folders 0, 1, 2
     want = accuracy_score(labels, ensemble.average([p["logits"] for p in parts], "logits").argmax(1))
     row = leaderboard.load(tmp_path / "submissions" / "leaderboard.csv").iloc[0]
     assert float(row["holdout_top1"]) == pytest.approx(want, abs=1e-5), row
-    oof = np.concatenate([load_npz(cfg.exp_dir / f"fold{k}" / "oof.npz")["ids"] for k in range(2)])
+    oof = np.concatenate([load_npz(exp_dir(cfg) / f"fold{k}" / "oof.npz")["ids"] for k in range(2)])
     assert not any(i.startswith("val/") for i in oof), "holdout images are never in a validation fold"
 
 
@@ -265,8 +264,8 @@ def test_predict_refuses_settings_the_folds_were_not_trained_with(tmp_path, fold
 def test_oof_through_identity_tta_equals_the_training_oof(folder_run):
     cfg, path = folder_run
     for k in range(2):
-        trained = load_npz(cfg.exp_dir / f"fold{k}" / "oof.npz")
-        predicted = load_npz(cfg.exp_dir / f"fold{k}" / "oof_logits.npz")
+        trained = load_npz(exp_dir(cfg) / f"fold{k}" / "oof.npz")
+        predicted = load_npz(exp_dir(cfg) / f"fold{k}" / "oof_logits.npz")
         assert np.array_equal(trained["ids"], predicted["ids"]) and np.array_equal(trained["labels"], predicted["labels"])
         np.testing.assert_allclose(predicted["logits"], trained["logits"], rtol=0, atol=1e-5)
 
@@ -293,15 +292,15 @@ def write_mirror_data(root: Path, n_per_class: int = 16, n_test: int = 8) -> Pat
 def test_cv_goes_through_the_same_tta_as_the_submission(tmp_path):
     data = write_mirror_data(tmp_path / "mirror")
     cfg = tiny_cfg(tmp_path, data, stage1_epochs=25, stage2_epochs=0, hflip=0.0, rotate=0.0, mixup_alpha=0.0)
-    folds.run(cfg)
-    train.run(cfg)
+    folds.make_folds(cfg)
+    train.run([cfg])
     plain = predict.run([cfg])[0]
     flipped = predict.run([dataclasses.replace(cfg, tta=("hflip",))])[0]
     board = _board(cfg).set_index("file")
     cv_plain, cv_flip = (float(board.loc[p.name, "cv_top1"]) for p in (plain, flipped))
     assert cv_plain >= 0.9, f"the mirror task should be learnt without flips: {cv_plain}"
     assert cv_flip < cv_plain - 0.2, f"a flip turns one class into the other, and the CV must show it: {cv_flip}"
-    oof = [load_npz(cfg.exp_dir / f"fold{k}" / "oof_logits.npz") for k in range(2)]
+    oof = [load_npz(exp_dir(cfg) / f"fold{k}" / "oof_logits.npz") for k in range(2)]
     want = accuracy_score(np.concatenate([o["labels"] for o in oof]), np.concatenate([o["logits"] for o in oof]).argmax(1))
     assert cv_flip == pytest.approx(want, abs=1e-5), "the row's CV is the CV of the hflip OOF logits"
 
@@ -323,8 +322,8 @@ def test_a_replaced_test_image_makes_the_saved_logits_stale(tmp_path, folder_run
     data = tmp_path / "data"
     shutil.copytree(folder_data, data)
     other = dataclasses.replace(cfg, data=str(data), work_dir=str(tmp_path / "folds"))
-    shutil.copytree(cfg.exp_dir.parent, other.exp_dir.parent)
-    logits = other.exp_dir / "fold0" / "test_logits.npz"
+    shutil.copytree(exp_dir(cfg).parent, exp_dir(other).parent)
+    logits = exp_dir(other) / "fold0" / "test_logits.npz"
     predict.run([other])
     stamp = load_npz(logits)["key"]
     make_image(data / "test" / "t00.png", (250, 250, 250), np.random.default_rng(9))  # same name, other picture

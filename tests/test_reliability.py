@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import killtest
-from conftest import tiny_cfg, write_folder_data
+from conftest import exp_dir, tiny_cfg, write_folder_data
 from kit import folds, predict, train
 from kit.config import shaping
 from test_train import _assert_same_run, _fold_result, ref_and_interrupted
@@ -32,18 +32,18 @@ def test_sigkill_anywhere_then_resume_gives_the_same_results(tmp_path):
 
 def test_truncated_last_pt_falls_back_with_a_warning(tmp_path, easy_data, caplog):
     ref, cut = ref_and_interrupted(tmp_path, easy_data, EASY, epochs=3)
-    last = cut.exp_dir / "fold0" / "last.pt"
+    last = exp_dir(cut) / "fold0" / "last.pt"
     last.write_bytes(last.read_bytes()[:1000])  # a truncated copy
     with caplog.at_level(logging.WARNING):
-        train.run(cut, only=[0])
+        train.run([cut], only=[0])
     assert "last.pt is unreadable" in caplog.text and "falling back" in caplog.text, caplog.text
     _assert_same_run(_fold_result(ref), _fold_result(cut))
 
 
 def test_manifest_and_byte_identical_rerun(tmp_path, easy_data):
     cfg = tiny_cfg(tmp_path, easy_data, **{**EASY, "stage1_epochs": 2, "stage2_epochs": 1})
-    folds.run(cfg)
-    train.run(cfg)
+    folds.make_folds(cfg)
+    train.run([cfg])
     path = predict.run([cfg])[0]
     first = path.read_bytes()
     manifest = json.loads(path.with_suffix(".json").read_text())
@@ -54,7 +54,7 @@ def test_manifest_and_byte_identical_rerun(tmp_path, easy_data):
     assert len(run["checkpoints"]) == 2, run["checkpoints"]
     assert torch.__version__.startswith(run["versions"]["torch"]), run["versions"]
     for k in range(2):
-        (cfg.exp_dir / f"fold{k}" / "test_logits.npz").unlink()
+        (exp_dir(cfg) / f"fold{k}" / "test_logits.npz").unlink()
     path.unlink()
     assert predict.run([cfg])[0].read_bytes() == first, "predict from the same checkpoints must give the same bytes"
     board = pd.read_csv(tmp_path / "submissions" / "leaderboard.csv", dtype=str)
@@ -63,9 +63,9 @@ def test_manifest_and_byte_identical_rerun(tmp_path, easy_data):
 
 def test_stale_temp_files_are_removed(tmp_path, easy_data):
     cfg = tiny_cfg(tmp_path, easy_data, **{**EASY, "stage1_epochs": 1, "stage2_epochs": 0})
-    folds.run(cfg)
-    stale = cfg.exp_dir / "fold0" / ".last.pt.abc123.tmp"
+    folds.make_folds(cfg)
+    stale = exp_dir(cfg) / "fold0" / ".last.pt.abc123.tmp"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"half a checkpoint")
-    train.run(cfg, only=[0])
+    train.run([cfg], only=[0])
     assert not stale.exists()

@@ -11,10 +11,11 @@ import torch
 import ttach
 from timm.layers import convert_sync_batchnorm
 
-from conftest import tiny_cfg, train_interrupted, write_folder_data
+from conftest import exp_dir, tiny_cfg, train_interrupted, write_folder_data
 from kit import folds, runtime, train
 from kit.model import create_model
-from kit.predict import BatchedTTA, tta_transforms
+from kit.inference import BatchedTTA
+from kit.tta import transforms as tta_transforms
 
 
 @pytest.mark.parametrize("capability, amp, want", [
@@ -55,9 +56,9 @@ def test_workers_are_this_process_share_of_the_usable_cpus(monkeypatch):
 
 def test_the_first_line_names_device_precision_workers_and_batch(tmp_path, folder_data, caplog):
     cfg = tiny_cfg(tmp_path, folder_data, stage1_epochs=1, stage2_epochs=0)
-    folds.run(cfg)
+    folds.make_folds(cfg)
     with caplog.at_level(logging.INFO):
-        train.run(cfg, only=[0])
+        train.run([cfg], only=[0])
     first = next(r.getMessage() for r in caplog.records if r.name == "kit.train")
     assert first.startswith("train: device cpu (") and "precision float32, workers 0, batch 8, allocator " in first, first
 
@@ -95,27 +96,27 @@ def easy_data(tmp_path_factory):
 
 def test_a_finished_fold_keeps_only_best_pt(tmp_path, easy_data):
     cfg = tiny_cfg(tmp_path, easy_data, stage1_epochs=2, stage2_epochs=1)
-    folds.run(cfg)
-    train.run(cfg, only=[0])
-    assert sorted(p.name for p in (cfg.exp_dir / "fold0").glob("*.pt")) == ["best.pt"]
+    folds.make_folds(cfg)
+    train.run([cfg], only=[0])
+    assert sorted(p.name for p in (exp_dir(cfg) / "fold0").glob("*.pt")) == ["best.pt"]
     kept = tiny_cfg(tmp_path / "kept", easy_data, stage1_epochs=2, stage2_epochs=1, keep_checkpoints=True)
-    folds.run(kept)
-    train.run(kept, only=[0])
-    kept_files = {p.name for p in (kept.exp_dir / "fold0").glob("*.pt")}
+    folds.make_folds(kept)
+    train.run([kept], only=[0])
+    kept_files = {p.name for p in (exp_dir(kept) / "fold0").glob("*.pt")}
     assert {"best.pt", "stage1_best.pt", "last.pt", "last.prev.pt"} <= kept_files, kept_files
 
 
 def test_resume_never_overwrites_a_better_best_pt(tmp_path, easy_data):
     cfg = tiny_cfg(tmp_path, easy_data, stage1_epochs=4, stage2_epochs=0)
-    folds.run(cfg)
+    folds.make_folds(cfg)
     train_interrupted(cfg, epochs=2)
-    best = cfg.exp_dir / "fold0" / "best.pt"
+    best = exp_dir(cfg) / "fold0" / "best.pt"
     ckpt = torch.load(best, weights_only=True)
     torch.save({**ckpt, "score": 1.5}, best)  # as if the killed epoch had written a better best.pt than last.pt knows
-    last = cfg.exp_dir / "fold0" / "last.pt"
+    last = exp_dir(cfg) / "fold0" / "last.pt"
     state = torch.load(last, weights_only=True)
     torch.save({**state, "state": {**state["state"], "best": 0.0}}, last)  # ... and died before last.pt caught up
-    train.run(cfg, only=[0])
+    train.run([cfg], only=[0])
     assert torch.load(best, weights_only=True)["score"] == 1.5, "a resumed run must not replace it with a worse one"
 
 
@@ -126,11 +127,11 @@ def test_loss_scaler_state_resumes(tmp_path, easy_data, monkeypatch):
     states = []
     for name, stop in (("straight", None), ("resumed", 2)):
         cfg = tiny_cfg(tmp_path / name, easy_data, stage1_epochs=4, stage2_epochs=0, keep_checkpoints=True)
-        folds.run(cfg)
+        folds.make_folds(cfg)
         if stop:
             train_interrupted(cfg, epochs=stop)
-        train.run(cfg, only=[0])
-        states.append(torch.load(cfg.exp_dir / "fold0" / "last.pt", weights_only=True)["scaler"])
+        train.run([cfg], only=[0])
+        states.append(torch.load(exp_dir(cfg) / "fold0" / "last.pt", weights_only=True)["scaler"])
     assert states[0]["scale"] > 2.0**8 and states[0] == states[1], states
 
 
@@ -143,7 +144,7 @@ def test_two_trainers_on_one_folder_share_the_folds(tmp_path):
     args = [f"data={data}", f"work_dir={tmp_path / 'f'}", "backbone=test_resnet", "head=linear", "resize=36",
             "img_size=32", "n_folds=4", "workers=0", "batch_size=8", "stage1_epochs=6", "stage2_epochs=1",
             "pretrained=false", "eval_batch_size=64"]
-    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     kit = [sys.executable, "-m", "kit"]
     subprocess.run([*kit, "folds", "--exp", "demo", *args], check=True, env=env, capture_output=True)
     procs = [subprocess.Popen([*kit, "train", "--exp", "demo", *args], env=env, stderr=subprocess.PIPE, text=True)
@@ -157,11 +158,11 @@ def test_two_trainers_on_one_folder_share_the_folds(tmp_path):
 
 def test_a_lock_file_left_by_a_dead_process_claims_nothing(tmp_path, easy_data):
     cfg = tiny_cfg(tmp_path, easy_data, stage1_epochs=1, stage2_epochs=0)
-    folds.run(cfg)
-    (cfg.exp_dir / "fold0").mkdir(parents=True)
-    (cfg.exp_dir / "fold0" / ".train.lock").write_text("")  # its process died: flock released the lock
-    train.run(cfg, only=[0])
-    assert (cfg.exp_dir / "fold0" / "oof.npz").is_file()
+    folds.make_folds(cfg)
+    (exp_dir(cfg) / "fold0").mkdir(parents=True)
+    (exp_dir(cfg) / "fold0" / ".train.lock").write_text("")  # its process died: flock released the lock
+    train.run([cfg], only=[0])
+    assert (exp_dir(cfg) / "fold0" / "oof.npz").is_file()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine gpu-check runs for real")

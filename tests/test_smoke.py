@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import make_image
+from conftest import exp_dir, make_image
 from kit import folds, predict, train
 from kit.config import PRESETS, load_config
 from kit.io import load_npz
@@ -40,26 +40,26 @@ def test_recipe_preset_runs_at_full_size(tmp_path, photos, preset):
     cfg = load_config(PRESETS / f"{preset}.yaml", {**SMALL_RUN, "data": str(photos), "work_dir": str(tmp_path / "f"),
                                                   "submissions_dir": str(tmp_path / "s")})
     assert (cfg.img_size, cfg.resize) == (448, 460)
-    folds.run(cfg)
-    train.run(cfg)
+    folds.make_folds(cfg)
+    train.run([cfg])
     sub = predict.run([cfg])[0]
     for k in range(2):
-        fold = cfg.exp_dir / f"fold{k}"
+        fold = exp_dir(cfg) / f"fold{k}"
         for name in ("best.pt", "history.csv", "curves.png", "oof.npz", "config.yaml", "test_logits.npz",
                      "oof_logits.npz"):
             assert (fold / name).is_file(), f"{preset} fold {k}: {name} missing"
         assert sorted(p.name for p in fold.glob("*.pt")) == ["best.pt"], "a finished fold keeps best.pt alone"
         assert list(pd.read_csv(fold / "history.csv")["stage"]) == [1, 2], "both stages ran"
-    best = torch.load(cfg.exp_dir / "fold0" / "best.pt", weights_only=True)
+    best = torch.load(exp_dir(cfg) / "fold0" / "best.pt", weights_only=True)
     assert best["cfg"]["backbone"] == cfg.backbone
-    assert load_npz(cfg.exp_dir / "fold0" / "test_logits.npz")["logits"].shape == (2, 2)
-    assert (cfg.exp_dir / "cv.json").is_file() and (cfg.exp_dir / "confusion_matrix.png").is_file()
+    assert load_npz(exp_dir(cfg) / "fold0" / "test_logits.npz")["logits"].shape == (2, 2)
+    assert (exp_dir(cfg) / "cv.json").is_file() and (exp_dir(cfg) / "confusion_matrix.png").is_file()
     assert len(pd.read_csv(sub)) == 2
 
 
 def test_demo_pipeline_through_the_cli(tmp_path):
     """`kit run` (what `make` runs) writes the submission the three stages write one by one, byte for byte."""
-    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
+    env = dict(os.environ)
     kit = [sys.executable, "-m", "kit"]
     subprocess.run([*kit, "demo-data", "--out", str(tmp_path / "demo")], check=True, env=env)
 
@@ -83,8 +83,8 @@ def test_compiled_training_saves_plain_weights(tmp_path, photos):
     from kit.model import create_model
     cfg = load_config(PRESETS / "demo.yaml", {**SMALL_RUN, "data": str(photos), "work_dir": str(tmp_path / "f"),
                                             "backbone": "test_resnet", "img_size": 32, "resize": 36, "compile": True})
-    folds.run(cfg)
-    train.run(cfg, only=[0])
-    best = torch.load(cfg.exp_dir / "fold0" / "best.pt", weights_only=True)
+    folds.make_folds(cfg)
+    train.run([cfg], only=[0])
+    best = torch.load(exp_dir(cfg) / "fold0" / "best.pt", weights_only=True)
     assert not any(k.startswith("_orig_mod") for k in best["model"]), "checkpoint keys must be the plain module's"
     create_model("test_resnet", cfg.head, 2, spinal_width=cfg.spinal_width).load_state_dict(best["model"])

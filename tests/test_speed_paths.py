@@ -12,7 +12,8 @@ from kit.config import Config
 from kit.data import (ImageDataset, cache_step, dataset_of, eval_transform, eval_transform_of, train_transform,
                       train_transform_of)
 from kit.model import create_model
-from kit.predict import BatchedTTA, tta_transforms
+from kit.inference import BatchedTTA
+from kit.tta import transforms as tta_transforms
 from kit.synth import write_synthetic
 
 

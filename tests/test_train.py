@@ -12,7 +12,7 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score
 
-from conftest import tiny_cfg, train_interrupted, write_folder_data
+from conftest import exp_dir, tiny_cfg, train_interrupted, write_folder_data
 from kit import folds, train
 from kit.io import load_npz
 
@@ -29,7 +29,7 @@ def trained(tmp_path_factory, easy_data):
     """One full tiny run, watching what stage 2 starts from."""
     tmp = tmp_path_factory.mktemp("trained")
     cfg = tiny_cfg(tmp, easy_data, **EASY)
-    folds.run(cfg)
+    folds.make_folds(cfg)
     seen = {}
     original = train.FoldRun._enter_stage
 
@@ -40,20 +40,20 @@ def trained(tmp_path_factory, easy_data):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(train.FoldRun, "_enter_stage", spy)
-        train.run(cfg)
+        train.run([cfg])
     return cfg, seen
 
 
 def test_learns_an_easy_task_far_above_chance(trained):
     cfg, _ = trained
-    cv = json.loads((cfg.exp_dir / "cv.json").read_text())
+    cv = json.loads((exp_dir(cfg) / "cv.json").read_text())
     assert cv["top1"] >= 0.9, f"3 colour classes (chance 0.33) should be learnt: {cv}"
 
 
 def test_cv_json_equals_accuracy_recomputed_from_oof(trained):
     cfg, _ = trained
-    cv = json.loads((cfg.exp_dir / "cv.json").read_text())
-    parts = [load_npz(cfg.exp_dir / f"fold{k}" / "oof.npz") for k in range(2)]
+    cv = json.loads((exp_dir(cfg) / "cv.json").read_text())
+    parts = [load_npz(exp_dir(cfg) / f"fold{k}" / "oof.npz") for k in range(2)]
     labels = np.concatenate([p["labels"] for p in parts])
     preds = np.concatenate([p["logits"].argmax(1) for p in parts])
     assert cv["top1"] == pytest.approx(accuracy_score(labels, preds), abs=1e-12)
@@ -63,8 +63,8 @@ def test_cv_json_equals_accuracy_recomputed_from_oof(trained):
 def test_oof_comes_from_the_best_weights(trained):
     cfg, _ = trained
     for k in range(2):
-        best = torch.load(cfg.exp_dir / f"fold{k}" / "best.pt", weights_only=True)
-        oof = load_npz(cfg.exp_dir / f"fold{k}" / "oof.npz")
+        best = torch.load(exp_dir(cfg) / f"fold{k}" / "best.pt", weights_only=True)
+        oof = load_npz(exp_dir(cfg) / f"fold{k}" / "oof.npz")
         assert accuracy_score(oof["labels"], oof["logits"].argmax(1)) == pytest.approx(best["score"]), \
             "OOF accuracy must be best.pt's validation score, not the last epoch's"
 
@@ -72,8 +72,8 @@ def test_oof_comes_from_the_best_weights(trained):
 def test_stage2_starts_from_stage1_best(trained):
     cfg, seen = trained
     for k in range(2):
-        stage1 = torch.load(cfg.exp_dir / f"fold{k}" / "stage1_best.pt", weights_only=True)
-        history = pd.read_csv(cfg.exp_dir / f"fold{k}" / "history.csv")
+        stage1 = torch.load(exp_dir(cfg) / f"fold{k}" / "stage1_best.pt", weights_only=True)
+        history = pd.read_csv(exp_dir(cfg) / f"fold{k}" / "history.csv")
         assert stage1["score"] == history.loc[history["stage"] == 1, "val_top1"].max()
         for name, value in stage1["model"].items():
             assert torch.equal(seen[k][name], value), f"fold {k}: stage 2 did not start from stage1_best.pt ({name})"
@@ -81,7 +81,7 @@ def test_stage2_starts_from_stage1_best(trained):
 
 def test_best_is_best_over_both_stages_and_checkpoints_are_plain(trained):
     cfg, _ = trained
-    fold = cfg.exp_dir / "fold0"
+    fold = exp_dir(cfg) / "fold0"
     best = torch.load(fold / "best.pt", weights_only=True)
     last = torch.load(fold / "last.pt", weights_only=True)
     history = pd.read_csv(fold / "history.csv")
@@ -89,41 +89,41 @@ def test_best_is_best_over_both_stages_and_checkpoints_are_plain(trained):
     assert best["cfg"]["backbone"] == "test_resnet" and {"optimizer", "state"} <= set(last)
     assert list(history.columns)[:9] == ["epoch", "stage", "lr", "train_loss", "train_top1", "val_loss", "val_top1",
                                          "val_top5", "seconds"], history.columns
-    assert (fold / "curves.png").stat().st_size > 0 and (cfg.exp_dir / "confusion_matrix.png").stat().st_size > 0
+    assert (fold / "curves.png").stat().st_size > 0 and (exp_dir(cfg) / "confusion_matrix.png").stat().st_size > 0
 
 
 def test_finished_folds_are_skipped(trained):
     cfg, _ = trained
-    before = (cfg.exp_dir / "fold0" / "best.pt").stat().st_mtime_ns
-    train.run(cfg)
-    assert (cfg.exp_dir / "fold0" / "best.pt").stat().st_mtime_ns == before
+    before = (exp_dir(cfg) / "fold0" / "best.pt").stat().st_mtime_ns
+    train.run([cfg])
+    assert (exp_dir(cfg) / "fold0" / "best.pt").stat().st_mtime_ns == before
 
 
 def test_changed_settings_are_not_mixed_in(trained):
     cfg, _ = trained
-    (cfg.exp_dir / "fold1" / "oof.npz").rename(cfg.exp_dir / "fold1" / "oof.bak")
+    (exp_dir(cfg) / "fold1" / "oof.npz").rename(exp_dir(cfg) / "fold1" / "oof.bak")
     try:
         with pytest.raises(ValueError, match=r"stage1_lr=0\.05 \(now 0\.3\)"):
-            train.run(tiny_cfg(cfg.exp_dir.parent.parent, cfg.data, **{**EASY, "stage1_lr": 0.3}))
+            train.run([tiny_cfg(exp_dir(cfg).parent.parent, cfg.data, **{**EASY, "stage1_lr": 0.3})])
     finally:
-        (cfg.exp_dir / "fold1" / "oof.bak").rename(cfg.exp_dir / "fold1" / "oof.npz")
+        (exp_dir(cfg) / "fold1" / "oof.bak").rename(exp_dir(cfg) / "fold1" / "oof.npz")
 
 
 def test_changed_settings_on_finished_folds_are_refused_and_config_stays_true(trained):
     cfg, _ = trained
-    saved = (cfg.exp_dir / "config.yaml").read_bytes()
-    other = tiny_cfg(cfg.exp_dir.parent.parent, cfg.data, **{**EASY, "img_size": 24, "resize": 28})
+    saved = (exp_dir(cfg) / "config.yaml").read_bytes()
+    other = tiny_cfg(exp_dir(cfg).parent.parent, cfg.data, **{**EASY, "img_size": 24, "resize": 28})
     with pytest.raises(ValueError, match=r"img_size=32 \(now 24\).*another name="):
-        train.run(other)
-    assert (cfg.exp_dir / "config.yaml").read_bytes() == saved, "config.yaml must keep describing the trained folds"
+        train.run([other])
+    assert (exp_dir(cfg) / "config.yaml").read_bytes() == saved, "config.yaml must keep describing the trained folds"
     # keys that shape only predictions may change after training: the folds stay "already trained"
-    train.run(tiny_cfg(cfg.exp_dir.parent.parent, cfg.data, **{**EASY, "tta": ["hflip"], "workers": 1}))
+    train.run([tiny_cfg(exp_dir(cfg).parent.parent, cfg.data, **{**EASY, "tta": ["hflip"], "workers": 1})])
 
 
 def test_cv_json_reports_the_last_epochs_top1(trained):
     cfg, _ = trained
-    cv = json.loads((cfg.exp_dir / "cv.json").read_text())
-    want = [pd.read_csv(cfg.exp_dir / f"fold{k}" / "history.csv")["val_top1"].iloc[-1] for k in range(2)]
+    cv = json.loads((exp_dir(cfg) / "cv.json").read_text())
+    want = [pd.read_csv(exp_dir(cfg) / f"fold{k}" / "history.csv")["val_top1"].iloc[-1] for k in range(2)]
     n = [f["n"] for f in cv["folds"]]
     assert cv["last_epoch_top1"] == pytest.approx(np.dot(n, want) / sum(n)), cv
     assert cv["top1"] >= cv["last_epoch_top1"], "best-epoch weights score at least the last epoch's on the same folds"
@@ -131,9 +131,9 @@ def test_cv_json_reports_the_last_epochs_top1(trained):
 
 def test_early_stopping_stops_after_patience(tmp_path, easy_data):
     cfg = tiny_cfg(tmp_path, easy_data, stage1_epochs=30, stage2_epochs=0, patience=2, n_folds=2)
-    folds.run(cfg)
-    train.run(cfg, only=[0])
-    top1 = pd.read_csv(cfg.exp_dir / "fold0" / "history.csv")["val_top1"].to_numpy()
+    folds.make_folds(cfg)
+    train.run([cfg], only=[0])
+    top1 = pd.read_csv(exp_dir(cfg) / "fold0" / "history.csv")["val_top1"].to_numpy()
     last_gain = int(np.argmax(top1))  # the first epoch reaching the best
     assert len(top1) < 30, "should have stopped early on an easy task"
     assert len(top1) == last_gain + 1 + 2, f"must stop exactly patience=2 epochs after the last gain: {top1}"
@@ -141,19 +141,19 @@ def test_early_stopping_stops_after_patience(tmp_path, easy_data):
 
 def test_nan_loss_stops_with_epoch_and_step(tmp_path, easy_data):
     cfg = tiny_cfg(tmp_path, easy_data, stage1_lr=1e12, stage1_epochs=20, mixup_alpha=0.0)  # diverges
-    folds.run(cfg)
+    folds.make_folds(cfg)
     with pytest.raises(ValueError, match=r"fold 0 stage 1 epoch \d+ step \d+-\d+: loss is (nan|inf)") as e:
-        train.run(cfg, only=[0])
-    assert not (cfg.exp_dir / "fold0" / "oof.npz").exists(), f"a failed fold must not look finished: {e.value}"
-    last = cfg.exp_dir / "fold0" / "last.pt"
+        train.run([cfg], only=[0])
+    assert not (exp_dir(cfg) / "fold0" / "oof.npz").exists(), f"a failed fold must not look finished: {e.value}"
+    last = exp_dir(cfg) / "fold0" / "last.pt"
     if last.exists():  # the failure came after a finished epoch: last.pt is that epoch, and finite
         assert all(torch.isfinite(v).all() for v in torch.load(last, weights_only=True)["model"].values()
                    if v.is_floating_point())
 
 
 def _fold_result(cfg, k=0):
-    best = torch.load(cfg.exp_dir / f"fold{k}" / "best.pt", weights_only=True)
-    return best["score"], best["model"], pd.read_csv(cfg.exp_dir / f"fold{k}" / "history.csv")
+    best = torch.load(exp_dir(cfg) / f"fold{k}" / "best.pt", weights_only=True)
+    return best["score"], best["model"], pd.read_csv(exp_dir(cfg) / f"fold{k}" / "history.csv")
 
 
 def _assert_same_run(a, b):
@@ -167,18 +167,18 @@ def _assert_same_run(a, b):
 def ref_and_interrupted(tmp_path, data, settings: dict, epochs: int):
     """Fold 0 trained uninterrupted (ref), and the same run stopped after `epochs` epochs (cut)."""
     ref = tiny_cfg(tmp_path / "ref", data, **settings)
-    folds.run(ref)
-    train.run(ref, only=[0])
+    folds.make_folds(ref)
+    train.run([ref], only=[0])
     cut = tiny_cfg(tmp_path / "cut", data, **settings)
-    folds.run(cut)
+    folds.make_folds(cut)
     train_interrupted(cut, epochs=epochs)
     return ref, cut
 
 
 def test_resume_between_epochs_matches_uninterrupted(tmp_path, easy_data):
     ref, cut = ref_and_interrupted(tmp_path, easy_data, EASY, epochs=3)
-    assert len(pd.read_csv(cut.exp_dir / "fold0" / "history.csv")) == 3
-    train.run(cut, only=[0])
+    assert len(pd.read_csv(exp_dir(cut) / "fold0" / "history.csv")) == 3
+    train.run([cut], only=[0])
     _assert_same_run(_fold_result(ref), _fold_result(cut))
 
 
@@ -197,11 +197,11 @@ def test_killed_mid_epoch_resumes_to_the_same_result(tmp_path, easy_data):
     ref = tiny_cfg(tmp_path / "ref", easy_data, **EASY)
     cut = tiny_cfg(tmp_path / "cut", easy_data, **EASY)
     for cfg in (ref, cut):
-        folds.run(cfg)
-    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
+        folds.make_folds(cfg)
+    env = dict(os.environ)
     subprocess.run(_cli_train(ref), check=True, env=env, capture_output=True)
     proc = subprocess.Popen(_cli_train(cut), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    history = cut.exp_dir / "fold0" / "history.csv"
+    history = exp_dir(cut) / "fold0" / "history.csv"
     deadline = time.time() + 120
     while proc.poll() is None and time.time() < deadline:  # kill during epoch 3 (or just after epoch 2's files)
         if history.exists() and len(history.read_text().splitlines()) >= 3:
@@ -209,22 +209,22 @@ def test_killed_mid_epoch_resumes_to_the_same_result(tmp_path, easy_data):
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert not (cut.exp_dir / "fold0" / "oof.npz").exists(), "the kill must land before the fold finishes"
+    assert not (exp_dir(cut) / "fold0" / "oof.npz").exists(), "the kill must land before the fold finishes"
     subprocess.run(_cli_train(cut), check=True, env=env, capture_output=True)
     _assert_same_run(_fold_result(ref), _fold_result(cut))
 
 
 def test_shard_trains_only_its_folds(tmp_path, easy_data):
     cfg = tiny_cfg(tmp_path, easy_data, stage1_epochs=1, stage2_epochs=0, n_folds=3)
-    folds.run(cfg)
-    train.run(cfg, shard=(1, 2))  # folds k with k % 2 == 1
-    done = sorted(p.parent.name for p in cfg.exp_dir.glob("fold*/oof.npz"))
+    folds.make_folds(cfg)
+    train.run([cfg], shard=(1, 2))  # folds k with k % 2 == 1
+    done = sorted(p.parent.name for p in exp_dir(cfg).glob("fold*/oof.npz"))
     assert done == ["fold1"], done
-    assert not (cfg.exp_dir / "cv.json").exists(), "cv.json waits for every fold"
+    assert not (exp_dir(cfg) / "cv.json").exists(), "cv.json waits for every fold"
 
 
 def test_error_analysis_is_written_beside_cv_json(trained):
-    exp = trained[0].exp_dir
+    exp = exp_dir(trained[0])
     table = pd.read_csv(exp / "per_class.csv", dtype={"class": str})
     oof = [load_npz(exp / f"fold{k}" / "oof.npz") for k in range(2)]
     labels = np.concatenate([o["labels"] for o in oof])
@@ -239,8 +239,8 @@ def test_checkpoint_every_s_writes_last_pt_at_stage_ends_and_resumes_the_same(tm
     stage 1's end and ends as the uninterrupted run does."""
     settings = {**EASY, "checkpoint_every_s": 3600}
     ref, cut = ref_and_interrupted(tmp_path, easy_data, settings, epochs=EASY["stage1_epochs"] + 1)
-    last = torch.load(cut.exp_dir / "fold0" / "last.pt", weights_only=True)["state"]
+    last = torch.load(exp_dir(cut) / "fold0" / "last.pt", weights_only=True)["state"]
     assert (last["stage"], last["epoch"], last["stopped"]) == (1, EASY["stage1_epochs"], True), last
-    assert not (cut.exp_dir / "fold0" / "last.prev.pt").exists(), "one write in stage 1, at its end"
-    train.run(cut, only=[0])
+    assert not (exp_dir(cut) / "fold0" / "last.prev.pt").exists(), "one write in stage 1, at its end"
+    train.run([cut], only=[0])
     _assert_same_run(_fold_result(ref), _fold_result(cut))

@@ -1,0 +1,200 @@
+"""The experiment folder, <work_dir>/<name>/: the one module that knows its layout.
+
+    exp = Experiment.of(cfg)          # or Experiment.at(work_dir, name)
+    exp.fold(3).best                  # <work_dir>/<name>/fold3/best.pt
+    exp.done_folds(n_folds)           # the folds whose training finished
+
+    <name>/config.yaml                 the resolved config of the newest `train`
+    <name>/fold<k>/                    one fold's files (FoldFiles names each of them)
+    <name>/cv.json                     per-fold and overall out-of-fold scores of the plain best weights
+    <name>/confusion_matrix.png        beside it the error analysis: per_class.csv, confused_pairs.csv, mistakes.png
+
+A fold is done when its oof.npz exists: training writes it last. Every other module asks this one
+for a path instead of spelling it, and reads the facts kept in these files (last-epoch scores,
+chance-level folds) through it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from scipy.special import softmax
+from sklearn.metrics import accuracy_score
+
+from kit import report
+from kit.alarm import stage1_at_chance
+from kit.config import changed
+from kit.io import atomic_write_text, load_npz
+from kit.metrics import topk
+
+log = logging.getLogger(__name__)
+
+
+def fold_name(k: int) -> str:
+    """How a fold is named on disk: in the experiment folder, and in bundles."""
+    return f"fold{k}"
+
+
+@dataclass(frozen=True)
+class FoldFiles:
+    """The files of one fold, <work_dir>/<name>/fold<k>/."""
+
+    dir: Path
+
+    @property
+    def best(self) -> Path:  # best weights over both stages: {"model", "cfg", "classes", "stage", "epoch", "score"}
+        return self.dir / "best.pt"
+
+    @property
+    def stage1_best(self) -> Path:  # stage 1's best: stage 2 starts from it
+        return self.dir / "stage1_best.pt"
+
+    @property
+    def last(self) -> Path:  # everything resuming needs
+        return self.dir / "last.pt"
+
+    @property
+    def last_prev(self) -> Path:  # the state before last.pt, should last.pt be unreadable
+        return self.dir / "last.prev.pt"
+
+    @property
+    def resume_files(self) -> tuple[Path, ...]:  # removed once the fold is done (unless keep_checkpoints)
+        return self.stage1_best, self.last, self.last_prev
+
+    @property
+    def config(self) -> Path:  # the config that trained the fold
+        return self.dir / "config.yaml"
+
+    @property
+    def history(self) -> Path:  # one row per epoch
+        return self.dir / "history.csv"
+
+    @property
+    def curves(self) -> Path:
+        return self.dir / "curves.png"
+
+    @property
+    def oof(self) -> Path:  # plain out-of-fold logits of best.pt: written last, the fold's done marker
+        return self.dir / "oof.npz"
+
+    @property
+    def pseudo(self) -> Path:  # which pseudo-labels the fold trained on (kit/pseudo.py)
+        return self.dir / "pseudo.json"
+
+    @property
+    def lock(self) -> Path:  # held by the process training the fold
+        return self.dir / ".train.lock"
+
+    def logits(self, split: str) -> Path:
+        """Logits of best.pt through predict's TTA: split is test, oof or holdout."""
+        return self.dir / f"{split}_logits.npz"
+
+    @property
+    def done(self) -> bool:
+        return self.oof.is_file()
+
+    def read_history(self) -> pd.DataFrame:
+        return pd.read_csv(self.history)
+
+    def trained_config(self) -> dict | None:
+        """The config the fold was (or is being) trained with; None before its training started."""
+        return (yaml.safe_load(self.config.read_text()) or {}) if self.config.is_file() else None
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """<work_dir>/<name>/."""
+
+    dir: Path
+
+    @classmethod
+    def of(cls, cfg) -> "Experiment":
+        return cls.at(cfg.work_dir, cfg.name)
+
+    @classmethod
+    def at(cls, work_dir: str | Path, name: str) -> "Experiment":
+        return cls(Path(work_dir) / name)
+
+    @property
+    def name(self) -> str:
+        return self.dir.name
+
+    @property
+    def config(self) -> Path:
+        return self.dir / "config.yaml"
+
+    @property
+    def cv_file(self) -> Path:
+        return self.dir / "cv.json"
+
+    def fold(self, k: int) -> FoldFiles:
+        return FoldFiles(self.dir / fold_name(k))
+
+    def done_folds(self, n_folds: int) -> list[int]:
+        return [k for k in range(n_folds) if self.fold(k).done]
+
+    def last_epoch_top1(self, folds: list[int], sizes: list[int]) -> float:
+        """Validation top-1 of each fold's last epoch (its last weights, not its best), weighted by fold size."""
+        last = [float(self.fold(k).read_history()["val_top1"].iloc[-1]) for k in folds]
+        n = np.array(sizes)
+        return float(np.dot(n, last) / n.sum())
+
+    def check_trained(self, cfg, n_folds: int) -> None:
+        """Refuse settings that would mix into, or misdescribe, folds trained with other weight-shaping keys."""
+        for k in range(n_folds):
+            saved = self.fold(k).trained_config()
+            diff = changed(saved, cfg, "weights") if saved is not None else []
+            if diff:
+                raise ValueError(f"{self.fold(k).dir} was trained with other settings ({'; '.join(diff)}); use the "
+                                 f"trained values, remove {self.dir}/ to retrain, or give this run another name= to "
+                                 "keep both")
+
+    def warning(self, folds: list[int]) -> str:
+        """The leaderboard's warning for a submission made from these folds ('' when there is nothing to say)."""
+        cv = self.cv_file
+        at_chance = [k for k in json.loads(cv.read_text()).get("chance_level_folds", []) if k in folds] if cv.is_file() else []
+        return f"chance level in fold(s) {', '.join(map(str, at_chance))}" if at_chance else ""
+
+    def pseudo_images(self, folds: list[int]) -> list[int]:
+        """Pseudo-labelled test images each fold trained on (folds without pseudo-labels left out)."""
+        return [json.loads(f.pseudo.read_text())["images"] for k in folds if (f := self.fold(k)).pseudo.is_file()]
+
+    def write_cv(self, classes: list[str], n_folds: int, root: Path | None = None) -> Path:
+        """cv.json from the OOF logits of every fold; beside it the confusion matrix and the error analysis."""
+        parts = [load_npz(self.fold(k).oof) for k in range(n_folds)]
+        per_fold = [{"fold": k, "n": len(p["labels"]), "top1": accuracy_score(p["labels"], p["logits"].argmax(1)),
+                     "top5": topk(p["labels"], p["logits"], 5),
+                     "last_epoch_top1": self.last_epoch_top1([k], [1]),
+                     "chance_level": stage1_at_chance(self.fold(k).read_history(), p["labels"])} for k, p in enumerate(parts)]
+        labels = np.concatenate([p["labels"] for p in parts])
+        logits = np.concatenate([p["logits"] for p in parts])
+        cv = {"top1": accuracy_score(labels, logits.argmax(1)), "top5": topk(labels, logits, 5),
+              # the same folds scored with each fold's last weights: best-epoch selection on the validation fold
+              # itself flatters top1 by about top1 - last_epoch_top1
+              "last_epoch_top1": self.last_epoch_top1(list(range(n_folds)), [f["n"] for f in per_fold]),
+              "fold_std": float(np.std([f["top1"] for f in per_fold])), "n": int(len(labels)),
+              "chance_level_folds": [f["fold"] for f in per_fold if f["chance_level"]], "folds": per_fold}
+        atomic_write_text(self.cv_file, json.dumps(cv, indent=2) + "\n")
+        if cv["chance_level_folds"]:
+            log.warning("%s: fold(s) %s ended stage 1 at chance level (cv.json: chance_level_folds)", self.name,
+                        cv["chance_level_folds"])
+        report.plot_confusion(labels, logits.argmax(1), classes, self.dir / "confusion_matrix.png")
+        self.write_errors(classes, np.concatenate([p["ids"] for p in parts]), labels, logits, root)
+        log.info("%s: CV top-1 %.4f top-5 %.4f over %d folds (last epochs' weights: top-1 %.4f)", self.name,
+                 cv["top1"], cv["top5"], n_folds, cv["last_epoch_top1"])
+        return self.cv_file
+
+    def write_errors(self, classes: list[str], paths: np.ndarray, labels: np.ndarray, logits: np.ndarray,
+                     root: Path | None) -> None:
+        """per_class.csv, confused_pairs.csv and (with the images' root) mistakes.png, from the OOF predictions."""
+        preds = logits.argmax(1)
+        atomic_write_text(self.dir / "per_class.csv", report.per_class(labels, preds, classes).to_csv(index=False))
+        atomic_write_text(self.dir / "confused_pairs.csv",
+                          report.confused_pairs(labels, preds, classes).to_csv(index=False))
+        if root is not None:
+            report.plot_mistakes(root, paths, labels, softmax(logits, axis=1), classes, self.dir / "mistakes.png")

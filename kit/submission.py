@@ -1,0 +1,135 @@
+"""Submission files: the CSV a competition expects, its manifest, and its leaderboard row.
+
+    submissions/<name>-<sha8>.csv    never overwritten: the same predictions give the same file
+    submissions/<name>-<sha8>.json   the manifest: one entry ("run") per command that made these bytes
+    submissions/<name>-<sha8>.zip    with zip=true (Codabench-style platforms)
+
+Every submission, from predict, blend, export or a bundle, is written here. It is checked before
+it is written: every test id once and no other, in the order and format of sample_submission.csv,
+every label a known class, the right header.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import zipfile
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kit import leaderboard
+from kit.config import Config, shaping
+from kit.ensemble import Result
+from kit.io import atomic_path, atomic_write_bytes, atomic_write_text, locked
+from kit.layout import Layout, summarize
+
+
+def table(classes: list[str], test_scores: np.ndarray, layout: Layout) -> pd.DataFrame:
+    """One row per test image in the sample's order: its id and its top-scoring class."""
+    preds = np.asarray(classes, dtype=object)[test_scores.argmax(1)]
+    id_col, label_col = layout.header
+    return pd.DataFrame({id_col: layout.test["id"].to_numpy(), label_col: preds})
+
+
+def to_bytes(sub: pd.DataFrame, layout: Layout, classes: list[str]) -> bytes:
+    """The CSV as written, checked first against what the competition expects."""
+    check(sub, layout.test["id"], classes, layout.header)
+    return sub.to_csv(index=False, lineterminator="\n").encode()
+
+
+def check(sub: pd.DataFrame, expected_ids: pd.Series, classes: list[str], header: tuple) -> None:
+    """Raise ValueError unless sub is exactly what the competition expects."""
+    if tuple(sub.columns) != tuple(header):
+        raise ValueError(f"submission header {list(sub.columns)} != expected {list(header)}")
+    ids = sub.iloc[:, 0].astype(str)
+    if ids.duplicated().any():
+        raise ValueError(f"submission repeats ids: {summarize(sorted(set(ids[ids.duplicated()])))}")
+    if list(ids) != list(expected_ids.astype(str)):
+        missing = sorted(set(expected_ids) - set(ids))
+        extra = sorted(set(ids) - set(expected_ids))
+        raise ValueError(f"submission ids differ from the test set: missing {summarize(missing) or 'none'}, "
+                         f"extra {summarize(extra) or 'none'} (or out of order)")
+    unknown = sorted(set(sub.iloc[:, 1]) - set(classes))
+    if unknown:
+        raise ValueError(f"submission has labels that are not classes: {summarize(unknown)}")
+
+
+def _git() -> dict:
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
+def versions() -> dict:
+    names = ("torch", "torchvision", "timm", "albumentations", "ttach", "numpy", "scikit-learn", "pandas", "pillow")
+    out = {}
+    for n in names:
+        try:
+            out[n] = metadata.version(n)
+        except metadata.PackageNotFoundError:
+            out[n] = None
+    return out
+
+
+def run_record(cfgs: list[Config], checkpoints: dict, folds: list[int], cv: dict, **extra) -> dict:
+    """One manifest entry: every key that shapes the submission, the weights, the scores, and what made it."""
+    return {"created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "experiments": [c.name for c in cfgs], "settings": [shaping(c, "ensemble") for c in cfgs],
+            "checkpoints": checkpoints, "folds": folds, "cv": cv, **extra, "git": _git(), "versions": versions()}
+
+
+def _same_run(a: dict, b: dict) -> bool:
+    return all(a.get(k) == b.get(k) for k in ("experiments", "settings", "checkpoints", "folds", "blend"))
+
+
+def record_run(path: Path, csv_sha: str, run: dict) -> int:
+    """Add `run` to the manifest at `path` unless an equal run is there; return its number (1-based).
+
+    Two runs with other settings can write the same bytes (e.g. a TTA that changes no argmax): the
+    manifest keeps both, and each leaderboard row names the run it describes.
+    """
+    with locked(path):
+        manifest = json.loads(path.read_text()) if path.is_file() else {"sha256": csv_sha, "runs": []}
+        runs = manifest["runs"]
+        for i, old in enumerate(runs):
+            if _same_run(old, run):
+                return i + 1
+        runs.append(run)
+        atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
+        return len(runs)
+
+
+def save(data: bytes, name: str, out_dir: Path, run: dict, zip: bool) -> tuple[Path, int]:
+    """<out_dir>/<name>-<sha8>.csv (+ .zip) unless there already, and `run` in its manifest.
+
+    Returns the CSV's path and the number of this run in its manifest (<name>-<sha8>.json).
+    """
+    sha = hashlib.sha256(data).hexdigest()
+    path = out_dir / f"{name}-{sha[:8]}.csv"
+    if not path.is_file():
+        atomic_write_bytes(path, data)
+    number = record_run(path.with_suffix(".json"), sha, run)
+    if zip and not path.with_suffix(".zip").is_file():
+        with atomic_path(path.with_suffix(".zip")) as tmp:
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+                z.writestr(zipfile.ZipInfo(path.name, date_time=(2020, 1, 1, 0, 0, 0)), data)  # fixed time: same bytes
+    return path, number
+
+
+def write(r: Result) -> Path:
+    """The submission of a Result (predict, blend, export): its CSV, manifest and leaderboard row."""
+    cfg = r.cfgs[0]
+    data = to_bytes(table(r.classes, r.test_scores, r.layout), r.layout, r.classes)
+    extra = {"last_epoch_top1": r.last_epoch_top1, "holdout_top1": r.holdout_top1, "data_fingerprint": r.fingerprint,
+             **({"blend": r.blend} if r.blend else {})}
+    path, number = save(data, r.name, Path(cfg.submissions_dir), run_record(r.cfgs, r.checkpoints, r.folds, r.cv, **extra),
+                        cfg.zip)
+    leaderboard.record(leaderboard.path_of(cfg), r, path, number)
+    return path

@@ -1,0 +1,23 @@
+"""Test-time augmentation: the views the `tta` key may name, as ttach transforms.
+
+    python -c "from kit.tta import transforms; print(len(transforms(('hflip', 'scales'), 448)))"   # 6 views
+
+This module is the vocabulary: config.py checks `tta` against VIEWS, and kit/inference.py wraps a
+model in the views' composition. Nothing heavy is imported until `transforms` runs.
+"""
+from __future__ import annotations
+
+# name -> the ttach transform it means, given ttach and the image size
+VIEWS = {
+    "hflip": lambda tta, size: tta.HorizontalFlip(),
+    "vflip": lambda tta, size: tta.VerticalFlip(),
+    "rot90": lambda tta, size: tta.Rotate90(angles=[0, 90, 180, 270]),
+    "scales": lambda tta, size: tta.Scale(scales=[1, 0.875, 1.125]),
+    "five_crops": lambda tta, size: tta.FiveCrops(int(size * 0.875), int(size * 0.875)),  # the usual 224/256 ratio
+}
+
+
+def transforms(views: tuple[str, ...], img_size: int):
+    """The named views composed (their product); () is the identity alone. A ttach.Compose."""
+    import ttach
+    return ttach.Compose([VIEWS[v](ttach, img_size) for v in views])
