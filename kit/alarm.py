@@ -1,31 +1,44 @@
 """Training that does not learn says so: chance level, the not-learning check, and what to change.
 
-    python -c "import numpy as np; from kit.alarm import chance_top1; print(chance_top1(np.array([0, 1] * 4)))"
+    python -c "import numpy as np; from kit.metrics import chance_top1; print(chance_top1(np.array([0, 1] * 4)))"
 
-A fold's validation top-1 is "at chance" when always answering its most common class could reach
-it by luck (kit/metrics.py, chance_top1). Training warns once after the warm-up when nothing has
-been learnt yet, early stopping never ends a stage still at chance, and a fold whose stage 1
-ends there is listed in cv.json and on the leaderboard (kit/experiment.py).
+A fold's validation score is "at chance" when it is no better than guessing could be: for accuracy,
+always answering the most common class plus luck; for any other metric, a constant predictor
+(kit/metrics.py, chance). Training warns once after the warm-up when nothing has been learnt yet,
+early stopping never ends a stage still at chance, and a fold whose stage 1 ends there is listed
+in cv.json and on the leaderboard (kit/experiment.py).
 """
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
-from kit.metrics import chance_top1
-
-__all__ = ["chance_top1", "learning", "stage1_at_chance", "causes"]
+from kit.metrics import Metric, chance
 
 
-def learning(best: float, chance: float, train_loss: float, n_classes: int) -> bool:
-    """Whether a fold has learnt something: above chance on validation, and a train loss below guessing's."""
-    return best > chance and train_loss < math.log(n_classes)  # ln(classes): the loss of equal probabilities
+def guess_loss(n_classes: int, multilabel: bool) -> float:
+    """The training loss of knowing nothing: equal probabilities (ln classes), or 0.5 for every tag (ln 2)."""
+    return math.log(2) if multilabel else math.log(n_classes)
 
 
-def stage1_at_chance(history: pd.DataFrame, labels) -> bool:
+def learning(metric: Metric, best: float, chance_score: float, train_loss: float, n_classes: int,
+             multilabel: bool) -> bool:
+    """Whether a fold has learnt something: better than chance on validation, and a train loss below guessing's."""
+    return metric.better(best, chance_score) and train_loss < guess_loss(n_classes, multilabel)
+
+
+def scores(history: pd.DataFrame) -> pd.Series:
+    """Each epoch's validation score (val_score; val_top1 in a history written before metrics)."""
+    return history["val_score"] if "val_score" in history else history["val_top1"]
+
+
+def stage1_at_chance(history: pd.DataFrame, labels: np.ndarray, metric: Metric, n_classes: int) -> bool:
     """Whether a fold's stage 1 (its history.csv rows) never rose above chance level on its validation labels."""
-    return bool(history.loc[history["stage"] == 1, "val_top1"].max() <= chance_top1(labels))
+    stage1 = scores(history)[history["stage"] == 1]
+    best = stage1.max() if metric.higher_is_better else stage1.min()
+    return not metric.better(float(best), chance(metric, labels, n_classes))
 
 
 def causes(cfg) -> str:

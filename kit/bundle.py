@@ -3,7 +3,8 @@
     python -m kit export --exp demo demo_baseline --out bundle     # bundle/ and bundle.zip
     python -m kit predict --bundle bundle data=/kaggle/input/comp submissions_dir=/kaggle/working
 
-bundle.json holds the classes, the submission header and layout kind, per experiment its resolved
+bundle.json holds the layout (classes, task, submission format and header), the metric and the post-processing
+(thresholds, temperature), per experiment its resolved
 config and each fold's weights file (its best.pt, copied) with its sha256, and the submission the
 bundle reproduces (file, sha256, CV). Predicting from a bundle needs no folds, training images or
 out-of-fold files: the test images, the weights and the same TTA and merge give the same CSV,
@@ -23,15 +24,16 @@ from pathlib import Path
 
 from kit import __version__
 from kit import ensemble as ens
-from kit import predict, submission
+from kit import calibrate, formats, predict, submission
 from kit.config import Config, check_known, shapes, to_dict
 from kit.experiment import Experiment, fold_name
 from kit.inference import fold_logits, start
 from kit.io import atomic_path, atomic_write_bytes, check_writable, sha256_file
 from kit.layout import scan_test, summarize
+from kit.metrics import probs_of
 
 log = logging.getLogger(__name__)
-FORMAT = 1  # bundle.json's schema version
+FORMAT = 2  # bundle.json's schema version (2: the layout's task and submission format, the post-processing)
 
 
 def export(cfgs: list[Config], out: str | Path) -> Path:
@@ -47,10 +49,10 @@ def export(cfgs: list[Config], out: str | Path) -> Path:
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     experiments = [_copy_weights(res, tmp) for res in results]
-    spec = {"format": FORMAT, "kit": __version__, "name": r.name, "classes": r.classes, "kind": r.layout.kind,
-            "header": list(r.layout.header), "experiments": experiments,
+    spec = {"format": FORMAT, "kit": __version__, "name": r.name, "layout": r.layout.as_record(),
+            "metric": r.metric.name, "post": r.post, "experiments": experiments,
             "submission": {"file": sub_path.name, "sha256": sha256_file(sub_path), "cv": r.cv,
-                           "holdout_top1": r.holdout_top1}}
+                           "holdout_score": r.holdout_score}}
     (tmp / "bundle.json").write_text(json.dumps(spec, indent=2) + "\n")
     _replace_dir(tmp, out)
     _zip(out, out.with_suffix(".zip"))
@@ -139,15 +141,16 @@ def predict_bundle(bundle: str | Path, overrides: dict) -> Path:
         cfgs = bundle_configs(spec, overrides, f"--bundle {bundle}")
         check_writable(cfgs[0].submissions_dir, "submissions_dir")
         device = start(cfgs[0], "predict")
-        layout = scan_test(cfgs[0].data, spec["kind"], tuple(spec["header"]), tuple(spec["classes"]),
-                           cfgs[0].id_col, cfgs[0].label_col)
+        layout = scan_test(cfgs[0].data, spec["layout"], cfgs[0].id_col, cfgs[0].label_col)
         predict.check_test(layout, cfgs[0])
         paths = list(layout.test["path"])
-        scores = [ens.average([fold_logits(cfg, folder / f["file"], spec["classes"], layout.root, paths, None,
-                                           device)[0] for f in e["folds"]], cfg.merge)
-                  for e, cfg in zip(spec["experiments"], cfgs)]
-        test_scores = ens.combine_scores(scores, [c.merge for c in cfgs]) if len(scores) > 1 else scores[0]
-        data = submission.to_bytes(submission.table(spec["classes"], test_scores, layout), layout, spec["classes"])
+        task, classes = layout.task, list(layout.classes)
+        parts = [(ens.average([fold_logits(cfg, folder / f["file"], classes, layout.root, paths, None, device)[0]
+                               for f in e["folds"]], cfg.merge, task), cfg.merge == "probs")
+                 for e, cfg in zip(spec["experiments"], cfgs)]
+        scores, is_probs = ens.mean_scores(parts, task) if len(parts) > 1 else parts[0]
+        probs, thresholds = calibrate.apply(spec["post"], scores if is_probs else probs_of(scores, task))
+        data = formats.to_bytes(formats.table(layout, probs, thresholds), layout)
         return _write(data, spec, cfgs, Path(bundle))
 
 
@@ -162,6 +165,7 @@ def _write(data: bytes, spec: dict, cfgs: list[Config], bundle: Path) -> Path:
     atomic_write_bytes(out_dir / "submission.csv", data)
     same = ("the same as" if hashlib.sha256(data).hexdigest() == spec["submission"]["sha256"]
             else "different from (other test images, hardware or versions)")
-    log.info("wrote %s and %s: %s the exported %s (CV top-1 %.4f)", path, out_dir / "submission.csv", same,
-             spec["submission"]["file"], spec["submission"]["cv"]["top1"])
+    cv = spec["submission"]["cv"]
+    log.info("wrote %s and %s: %s the exported %s (CV %s %.4f)", path, out_dir / "submission.csv", same,
+             spec["submission"]["file"], cv["metric"], cv["score"])
     return path

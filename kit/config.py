@@ -56,6 +56,15 @@ class Config:
     id_col: str = _key("", "Kaggle CSV layout: id column of train.csv (default: from sample_submission.csv)", "split")
     label_col: str = _key(
         "", "Kaggle CSV layout: label column of train.csv (default: from sample_submission.csv)", "split")
+    task: Literal["auto", "single", "multilabel"] = _key(
+        "auto", "single: one class per image; multilabel: any number of tags per image; auto = from train.csv "
+                "(space-separated tags, or 0/1 class columns with more or less than one 1 in a row)", "split")
+    submission: Literal["auto", "label", "probs", "prob", "tags", "topk"] = _key(
+        "auto", "what a submission row holds: label (the class), probs (a probability column per class), prob (the "
+                "probability of the second of two classes), tags (space-separated classes above their threshold), "
+                "topk (the top_k most likely classes); auto = from sample_submission.csv", "split")
+    top_k: int = _key(0, "classes per row of a topk submission; 0 = as many as sample_submission.csv shows (else 5)",
+                      "split")
     max_pixels: int = _key(MAX_PIXELS, "largest image accepted, in pixels (decompression-bomb guard)")
     # --- model ----------------------------------------------------------------------
     backbone: str = _key("resnest50d", "any timm model name; created with num_classes=0 (pooled features)", "weights")
@@ -144,7 +153,25 @@ class Config:
         "logits", "fold ensemble: average logits or softmax probabilities", "ensemble")
     allow_missing_folds: bool = _key(False, "predict with the folds that finished instead of failing", "ensemble")
     zip: bool = _key(False, "also write the submission CSV inside a .zip (Codabench-style platforms)")
-    metric: Literal["accuracy"] = _key("accuracy", "competition metric for local public/private scores")
+    metric: str = _key(
+        "auto", "the metric the competition ranks by: it picks each fold's best epoch, early-stops, scores the CV, "
+                "fits blends and thresholds, orders the leaderboard and picks what `make submit` uploads. One of "
+                "accuracy, balanced_accuracy, f1_macro, f1_micro, log_loss, roc_auc, qwk, f1_samples, f2_samples, "
+                "map@k; auto = from the submission format (label: accuracy, probs: log_loss (multi-label: roc_auc), "
+                "prob: roc_auc, tags: f1_samples, topk: map@k)", "weights")
+    sampler: Literal["shuffle", "balanced"] = _key(
+        "shuffle", "training order: shuffle (every image once an epoch), or balanced (images drawn with weights "
+                   "1 / their class's count: every class equally often; single-label only)", "weights")
+    class_weight: Literal["none", "balanced"] = _key(
+        "none", "loss weights: none, or balanced (single-label: each class n / (classes x its count); multi-label: "
+                "each class's positives weighted by its negatives / positives)", "weights")
+    threshold: float = _key(
+        0.0, "multi-label decisions: a class is predicted where its probability >= this; 0 = one threshold per "
+             "class fitted on the out-of-fold predictions for the metric (nested: a fold's CV never sees "
+             "thresholds fitted on itself)", "ensemble")
+    temperature: Literal["off", "fit"] = _key(
+        "off", "single-label probabilities: fit = divide the ensemble's logits by a temperature fitted on the "
+               "out-of-fold predictions to lower the log loss (nested like threshold)", "ensemble")
     solution: str = _key("", "solution CSV (id, label, Usage) for local scoring; default DATA/solution.csv")
 
     def __post_init__(self):
@@ -175,6 +202,16 @@ def _check_values(cfg: Config) -> None:
     if cfg.pseudo_from and cfg.pseudo_from == cfg.name:
         problems.append(f"pseudo_from={cfg.pseudo_from}: an experiment cannot label its own training data; "
                         "give the new experiment another name=")
+    if not 0 <= cfg.threshold < 1:
+        problems.append(f"threshold={cfg.threshold}: must be in [0, 1) (0 fits one per class)")
+    if cfg.top_k < 0:
+        problems.append(f"top_k={cfg.top_k}: must be >= 0 (0 = from sample_submission.csv)")
+    if cfg.metric != "auto":
+        from kit.metrics import get  # scikit-learn: imported only when a metric is named
+        try:
+            get(cfg.metric)
+        except ValueError as e:
+            problems.append(str(e))
     if not 0 <= cfg.ema_decay < 1:
         problems.append(f"ema_decay={cfg.ema_decay}: must be in [0, 1) (0 turns the EMA off; try 0.999)")
     for key in ("stage1_lr", "stage2_lr", "weight_decay", "momentum", "label_smoothing",

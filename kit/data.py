@@ -117,7 +117,8 @@ def _warn_once(message: str) -> None:  # once per process and message, not once 
 
 
 class ImageDataset(Dataset):
-    """Images under `root` at relative `paths`, with integer `labels` (None: -1, unlabelled test images).
+    """Images under `root` at relative `paths`, with `labels`: (N,) class indices or (N, classes) 0/1 rows
+    (multi-label); None: -1, unlabelled test images.
 
     With cache_dir, each image is read from (or written to) a cache holding the output of the
     transform's first step (`cache_step`), so cached and uncached runs give equal tensors.
@@ -147,7 +148,7 @@ class ImageDataset(Dataset):
             self.transform.set_random_seed(seed)
         image = self._image(i)  # (H, W, 3) uint8
         x = self.transform(image=image)["image"]  # (3, H, W) uint8: normalised on the device, by the model
-        return x, int(self.labels[i])
+        return x, self.labels[i]  # a class index, or a 0/1 row
 
     def _image(self, i: int) -> np.ndarray:
         if i in self.memory:
@@ -166,13 +167,15 @@ class ImageDataset(Dataset):
 class SeededSampler(Sampler):
     """A seeded shuffle that yields (index, per-sample augmentation seed); call set_epoch before each epoch.
 
-    Under DDP (world > 1) each rank yields its slice of every global batch of `batch` images, so
-    the ranks together see exactly the batches one process would.
+    With weights, an epoch is n draws with replacement, each image with probability proportional to
+    its weight (sampler=balanced). Under DDP (world > 1) each rank yields its slice of every global
+    batch of `batch` images, so the ranks together see exactly the batches one process would.
     """
 
-    def __init__(self, n: int, seed: int, batch: int = 1, rank: int = 0, world: int = 1):
+    def __init__(self, n: int, seed: int, batch: int = 1, rank: int = 0, world: int = 1, weights=None):
         self.n, self.seed, self.epoch = n, seed, 0
         self.batch, self.rank, self.world = batch, rank, world
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -182,7 +185,11 @@ class SeededSampler(Sampler):
 
     def __iter__(self):
         base = (self.seed * 1_000_003 + self.epoch) % 2**31
-        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(base)).tolist()
+        g = torch.Generator().manual_seed(base)
+        if self.weights is None:
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = torch.multinomial(self.weights, self.n, replacement=True, generator=g).tolist()
         if self.world > 1:
             per = self.batch // self.world
             order = [order[b * self.batch + self.rank * per + j] for b in range(self.n // self.batch) for j in range(per)]
@@ -190,9 +197,11 @@ class SeededSampler(Sampler):
 
 
 def train_loader(ds: ImageDataset, batch_size: int, workers: int, seed: int, pin: bool,
-                 rank: int = 0, world: int = 1) -> DataLoader:
-    """batch_size is the global batch; each of `world` ranks loads batch_size // world of it."""
-    sampler = SeededSampler(len(ds), seed, batch_size, rank, world)
+                 rank: int = 0, world: int = 1, weights=None) -> DataLoader:
+    """batch_size is the global batch; each of `world` ranks loads batch_size // world of it.
+
+    weights: one per image, to draw images in proportion to (SeededSampler); None shuffles."""
+    sampler = SeededSampler(len(ds), seed, batch_size, rank, world, weights)
     # drop_last: timm's Mixup needs an even batch, and a 1-image batch would break BatchNorm
     # generator: worker seeds must not draw from the global RNG, or a resumed run would get other dropout masks
     return DataLoader(ds, batch_size=batch_size // world, sampler=sampler, drop_last=True,
@@ -207,22 +216,26 @@ def eval_loader(ds: ImageDataset, batch_size: int, workers: int, pin: bool) -> D
                       generator=torch.Generator().manual_seed(0))
 
 
-def fold_loaders(cfg, root: Path, train, val, index: dict, pin: bool, rank: int = 0, world: int = 1,
-                 where: str = "") -> tuple[DataLoader, DataLoader]:
-    """One fold's training loader (seeded shuffle, augmentation; this rank's share) and validation loader.
-
-    train and val are folds.csv rows (path, label); index maps a label to its class number.
-    """
+def fold_loaders(cfg, root: Path, train_paths, train_targets: np.ndarray, val_paths, val_targets: np.ndarray,
+                 pin: bool, rank: int = 0, world: int = 1, where: str = "") -> tuple[DataLoader, DataLoader]:
+    """One fold's training loader (seeded shuffle or balanced draws, augmentation; this rank's share) and
+    validation loader. Targets are class indices, or 0/1 rows for multi-label."""
     workers = num_workers(cfg.workers)
-    train_ds = dataset_of(cfg, root, train["path"], train["label"].map(index), train_transform_of(cfg))
-    val_ds = dataset_of(cfg, root, val["path"], val["label"].map(index), eval_transform_of(cfg))
+    train_ds = dataset_of(cfg, root, train_paths, train_targets, train_transform_of(cfg))
+    val_ds = dataset_of(cfg, root, val_paths, val_targets, eval_transform_of(cfg))
     if len(train_ds) < cfg.batch_size:
         most = max(2, len(train_ds) // 2 * 2)
         raise ValueError(f"{where}: {len(train_ds)} training images, fewer than batch_size={cfg.batch_size}; "
                          f"set batch_size={min(most, cfg.batch_size)} or lower (even), or use fewer folds")
     if cfg.batch_size % (2 * world):
         raise ValueError(f"batch_size={cfg.batch_size} must split into an even batch on each of {world} processes")
-    return (train_loader(train_ds, cfg.batch_size, workers, cfg.seed, pin, rank, world),
+    weights = None
+    if cfg.sampler == "balanced":
+        if train_targets.ndim != 1:
+            raise ValueError("sampler=balanced draws by class: it needs a single-label task (multi-label: use "
+                             "class_weight=balanced)")
+        weights = 1.0 / np.bincount(train_targets)[train_targets]  # every class drawn equally often
+    return (train_loader(train_ds, cfg.batch_size, workers, cfg.seed, pin, rank, world, weights),
             eval_loader(val_ds, cfg.eval_batch_size, workers, pin))
 
 

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import accuracy_score
+from timm.loss import BinaryCrossEntropy, SoftTargetCrossEntropy
 from tqdm import tqdm
 
 from kit.io import atomic_path
-from kit.metrics import topk
+from kit.metrics import Metric, probs_of, topk
 from kit.runtime import Dist, sum_over_ranks
 
 SYNC_EVERY = 25  # steps between host syncs (loss check, progress bar): each .item() stalls a GPU's queue
@@ -39,6 +40,21 @@ def load_checkpoint(path: Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - a truncated or foreign file: say which
         raise ValueError(f"{path} is unreadable ({type(e).__name__}); delete it and run again") from None
+
+
+def criterion(targets: np.ndarray, n_classes: int, class_weight: str) -> torch.nn.Module:
+    """The training loss for these targets: soft-target cross-entropy ((N,) class indices; mixup and label
+    smoothing soften them), or binary cross-entropy for multi-label (N, classes) rows; with class_weight=balanced,
+    rare classes weigh more."""
+    if targets.ndim == 2:  # Mixup(multi_label=True) has smoothed the targets already
+        pos = targets.sum(0).clip(min=1)
+        neg = (len(targets) - targets.sum(0)).clip(min=1)  # a tag on every image keeps a weight above 0
+        weight = torch.tensor(neg / pos, dtype=torch.float32) if class_weight == "balanced" else None
+        return BinaryCrossEntropy(smoothing=0.0, pos_weight=weight)
+    if class_weight == "balanced":
+        counts = np.bincount(targets, minlength=n_classes).clip(min=1)
+        return torch.nn.CrossEntropyLoss(weight=torch.tensor(len(targets) / (n_classes * counts), dtype=torch.float32))
+    return SoftTargetCrossEntropy()
 
 
 def epoch_steps(loader, max_steps: int) -> int:
@@ -101,7 +117,15 @@ def predict_logits(model, loader, amp_ctx, device) -> np.ndarray:
     return torch.cat(out).numpy()
 
 
-def validate(model, loader, amp_ctx, device, labels: np.ndarray) -> dict:
+def validate(model, loader, amp_ctx, device, labels: np.ndarray, metric: Metric) -> dict:
+    """The validation loss and the metric's score (val_score); top-1 and top-5 too for single-label labels (N,).
+
+    Multi-label labels are (N, classes) 0/1: binary cross-entropy, decisions at probability 0.5.
+    """
     logits = predict_logits(model, loader, amp_ctx, device)
-    loss = F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)).item()
-    return {"val_loss": loss, "val_top1": accuracy_score(labels, logits.argmax(1)), "val_top5": topk(labels, logits, 5)}
+    x, y = torch.from_numpy(logits), torch.from_numpy(labels)
+    if labels.ndim == 2:
+        loss = F.binary_cross_entropy_with_logits(x, y.float()).item()
+        return {"val_loss": loss, "val_score": metric(labels, probs_of(logits, "multilabel"))}
+    return {"val_loss": F.cross_entropy(x, y).item(), "val_top1": accuracy_score(labels, logits.argmax(1)),
+            "val_top5": topk(labels, logits, 5), "val_score": metric(labels, probs_of(logits, "single"))}

@@ -1,8 +1,9 @@
-"""Fold and experiment ensembles: one Result of test, out-of-fold and holdout scores.
+"""Fold and experiment ensembles: one Result of test, out-of-fold and holdout scores, and its CV.
 
-An ensemble averages logits (merge=logits) or softmax probabilities (merge=probs). Its CV comes
-from the same members' out-of-fold predictions, so CV and leaderboard describe the same model.
-kit/submission.py turns a Result into the submission file.
+An ensemble averages logits (merge=logits) or probabilities (merge=probs: softmax, or each class's
+sigmoid for multi-label). Its CV comes from the same members' out-of-fold predictions, so CV and
+leaderboard describe the same model; thresholds and temperature (kit/calibrate.py) are fitted on
+them, nested. kit/submission.py turns a Result into the submission file.
 """
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.special import softmax
 from sklearn.metrics import accuracy_score
 
+from kit import calibrate
 from kit.config import Config
 from kit.experiment import Experiment
 from kit.io import load_npz, sha256_file
 from kit.layout import Layout
-from kit.metrics import topk
+from kit.metrics import Metric, probs_of, topk
 
 
 @dataclass
@@ -28,47 +29,74 @@ class Result:
     name: str
     cfgs: list[Config]
     layout: Layout
-    classes: list[str]
+    metric: Metric
     folds: list[int]
-    test_scores: np.ndarray  # (N_test, classes), in layout.test order
+    test_scores: np.ndarray  # (N_test, classes), in layout.test order: averaged logits, or probabilities
     oof_ids: np.ndarray  # (N_oof,) training image paths, sorted
-    oof_labels: np.ndarray  # (N_oof,) class indices
+    oof_labels: np.ndarray  # (N_oof,) class indices, or (N_oof, classes) 0/1 rows for multi-label
     oof_scores: np.ndarray  # (N_oof, classes)
-    fold_top1: list[float]
+    oof_folds: np.ndarray  # (N_oof,) the fold each row was validated in
     holdout_scores: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (N_holdout, classes)
     holdout_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     checkpoints: dict = field(default_factory=dict)  # path -> sha256
     epochs: float = 0.0  # mean epochs run per fold
     fingerprint: str = ""
-    # OOF top-1 of each fold's last epoch (plain, no TTA): how much choosing the best epoch on the
+    # the metric of each fold's last epoch (plain, no TTA): how much choosing the best epoch on the
     # validation fold itself flatters the CV. None for ensembles of experiments.
-    last_epoch_top1: float | None = None
+    last_epoch_score: float | None = None
     warning: str = ""  # e.g. folds whose stage 1 ended at chance level
     blend: dict = field(default_factory=dict)  # a blend's weights and how they were fitted (kit/blend.py)
+    scores_are_probs: bool = False  # test/oof/holdout scores are probabilities already (merge=probs, blends)
+    post: dict = field(default_factory=dict)  # thresholds, temperature: fitted on every OOF row (kit/calibrate.py)
+    cv: dict = field(default_factory=dict)  # the CV of what the submission holds (see `scored`)
 
     @property
-    def holdout_top1(self) -> float | None:
+    def classes(self) -> list[str]:
+        return list(self.layout.classes)
+
+    def probs(self, scores: np.ndarray) -> np.ndarray:
+        """Scores of this result as probabilities (before the post-processing)."""
+        return scores if self.scores_are_probs else probs_of(scores, self.layout.task)
+
+    def submitted(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray | float]:
+        """(probabilities, thresholds) as the submission has them: post-processed with what the OOF rows fitted."""
+        return calibrate.apply(self.post, self.probs(scores))
+
+    @property
+    def holdout_score(self) -> float | None:
         if not len(self.holdout_labels):
             return None
-        return float(accuracy_score(self.holdout_labels, self.holdout_scores.argmax(1)))
-
-    @property
-    def cv(self) -> dict:
-        return {"top1": float(accuracy_score(self.oof_labels, self.oof_scores.argmax(1))),
-                "top5": topk(self.oof_labels, self.oof_scores, 5), "fold_std": float(np.std(self.fold_top1))}
+        return self.metric(self.holdout_labels, *self.submitted(self.holdout_scores))
 
 
-def average(arrays: list[np.ndarray], merge: str) -> np.ndarray:
-    """Mean of logits, or of softmax probabilities."""
+def scored(r: Result) -> Result:
+    """r with its post-processing fitted on every OOF row (for the test images) and its CV: the metric of the OOF
+    rows, each fold's rows processed by what the other folds fitted; per fold too, and top-1/top-5 (single-label)."""
+    cfg, y, probs = r.cfgs[0], r.oof_labels, r.probs(r.oof_scores)
+    post = calibrate.fit(r.metric, r.layout.task, y, probs, cfg.threshold, cfg.temperature)
+    held, t = calibrate.nested(r.metric, r.layout.task, y, probs, r.oof_folds, cfg.threshold, cfg.temperature)
+    per_fold = []
+    for k in np.unique(r.oof_folds):
+        rows = r.oof_folds == k
+        per_fold.append(r.metric(y[rows], held[rows], t[rows] if np.ndim(t) else t))
+    cv = {"metric": r.metric.name, "score": r.metric(y, held, t), "fold_std": float(np.std(per_fold)),
+          "folds": [float(s) for s in per_fold]}
+    if r.layout.task == "single":
+        cv |= {"top1": float(accuracy_score(y, held.argmax(1))), "top5": topk(y, held, 5)}
+    return dataclasses.replace(r, post=post, cv=cv)
+
+
+def average(arrays: list[np.ndarray], merge: str, task: str = "single") -> np.ndarray:
+    """Mean of logits, or of probabilities."""
     stack = np.stack(arrays).astype(np.float64)  # (members, N, classes)
     if merge == "probs":
-        stack = softmax(stack, axis=-1)
+        stack = probs_of(stack, task)
     return stack.mean(axis=0)
 
 
-def from_folds(cfg: Config, layout: Layout, meta: dict, folds: list[int], test_files: list[Path],
+def from_folds(cfg: Config, layout: Layout, metric: Metric, meta: dict, folds: list[int], test_files: list[Path],
                oof_files: list[Path], holdout_files: list[Path] = ()) -> Result:
-    """One experiment's fold logits (test, out-of-fold, holdout; all through the same TTA) as one Result."""
+    """One experiment's fold logits (test, out-of-fold, holdout; all through the same TTA) as one scored Result."""
     test = [load_npz(f) for f in test_files]
     ids = layout.test["id"].to_numpy().astype(str)
     for f, t in zip(test_files, test):
@@ -77,33 +105,23 @@ def from_folds(cfg: Config, layout: Layout, meta: dict, folds: list[int], test_f
     oof_ids = np.concatenate([o["ids"] for o in oof])
     order = np.argsort(oof_ids, kind="stable")  # sorted by path, so experiments align row by row
     logits = np.concatenate([o["logits"] for o in oof])
-    oof_scores = softmax(logits, axis=-1) if cfg.merge == "probs" else logits
     exp = Experiment.of(cfg)
     best = [exp.fold(k).best for k in folds]
     held = [load_npz(f) for f in holdout_files]
-    return Result(
-        name=cfg.name, cfgs=[cfg], layout=layout, classes=list(meta["classes"]), folds=folds,
-        test_scores=average([t["logits"] for t in test], cfg.merge),
+    merge, task = cfg.merge, layout.task
+    return scored(Result(
+        name=cfg.name, cfgs=[cfg], layout=layout, metric=metric, folds=folds,
+        test_scores=average([t["logits"] for t in test], merge, task),
         oof_ids=oof_ids[order], oof_labels=np.concatenate([o["labels"] for o in oof])[order],
-        oof_scores=oof_scores[order], fold_top1=[float(accuracy_score(o["labels"], o["logits"].argmax(1))) for o in oof],
+        oof_scores=(probs_of(logits, task) if merge == "probs" else logits)[order],
+        oof_folds=np.concatenate([np.full(len(o["ids"]), k) for k, o in zip(folds, oof)])[order],
         checkpoints={str(p): sha256_file(p) for p in best},
         epochs=float(np.mean([len(exp.fold(k).read_history()) for k in folds])), fingerprint=meta["fingerprint"],
-        last_epoch_top1=exp.last_epoch_top1(folds, [len(o["labels"]) for o in oof]), warning=exp.warning(folds),
-        **({"holdout_scores": average([h["logits"] for h in held], cfg.merge), "holdout_labels": held[0]["labels"]}
+        last_epoch_score=exp.last_epoch_score(folds, [len(o["labels"]) for o in oof]), warning=exp.warning(folds),
+        scores_are_probs=merge == "probs",
+        **({"holdout_scores": average([h["logits"] for h in held], merge, task), "holdout_labels": held[0]["labels"]}
            if held else {}),
-    )
-
-
-def as_probs(scores: np.ndarray, merge: str) -> np.ndarray:
-    """Fold-ensembled scores as probabilities: averaged logits go through softmax, averaged probabilities are."""
-    return scores if merge == "probs" else softmax(scores, axis=-1)
-
-
-def combine_scores(scores: list[np.ndarray], merges: list[str]) -> np.ndarray:
-    """Experiments' fold-ensembled scores averaged: as they are when all merged alike, else as probabilities."""
-    if len(set(merges)) > 1:
-        scores = [as_probs(s, m) for s, m in zip(scores, merges)]
-    return np.mean(scores, axis=0)
+    ))
 
 
 def check_compatible(results: list[Result], verb: str) -> None:
@@ -118,20 +136,31 @@ def combined_fields(results: list[Result], name: str) -> dict:
     """What every combination of experiments (an average, a blend) takes from its members alike."""
     return dict(name=name, cfgs=[c for r in results for c in r.cfgs],
                 checkpoints={k: v for r in results for k, v in r.checkpoints.items()},
-                epochs=float(np.mean([r.epochs for r in results])), last_epoch_top1=None,
+                epochs=float(np.mean([r.epochs for r in results])), last_epoch_score=None,
                 warning="; ".join(f"{r.name}: {r.warning}" for r in results if r.warning))
 
 
+def mean_scores(parts: list[tuple[np.ndarray, bool]], task: str) -> tuple[np.ndarray, bool]:
+    """Experiments' (scores, are they probabilities) averaged: as they are when all are alike, else as
+    probabilities. Returns (scores, whether they are probabilities)."""
+    kinds = {is_probs for _, is_probs in parts}
+    if len(kinds) == 1:
+        return np.mean([scores for scores, _ in parts], axis=0), kinds.pop()
+    return np.mean([s if is_probs else probs_of(s, task) for s, is_probs in parts], axis=0), True
+
+
+def combine_scores(results: list[Result], field_name: str) -> tuple[np.ndarray, bool]:
+    """The members' scores of one field (test_scores, ...) averaged (see mean_scores)."""
+    return mean_scores([(getattr(r, field_name), r.scores_are_probs) for r in results], results[0].layout.task)
+
+
 def combine(results: list[Result]) -> Result:
-    """Several experiments' results averaged (as probabilities when their merges differ)."""
+    """Several experiments' results averaged (as probabilities when their merges differ), scored anew."""
     check_compatible(results, "ensemble")
     first = results[0]
-    merges = [r.cfgs[0].merge for r in results]
-    return dataclasses.replace(
-        first, **combined_fields(results, "+".join(r.name for r in results)),
-        test_scores=combine_scores([r.test_scores for r in results], merges),
-        oof_scores=combine_scores([r.oof_scores for r in results], merges),
-        holdout_scores=(combine_scores([r.holdout_scores for r in results], merges)
-                        if len(first.holdout_labels) else first.holdout_scores),
-        fold_top1=[float(np.mean(v)) for v in zip(*(r.fold_top1 for r in results))],
-    )
+    test, as_probs = combine_scores(results, "test_scores")
+    return scored(dataclasses.replace(
+        first, **combined_fields(results, "+".join(r.name for r in results)), test_scores=test,
+        oof_scores=combine_scores(results, "oof_scores")[0], scores_are_probs=as_probs,
+        holdout_scores=combine_scores(results, "holdout_scores")[0] if len(first.holdout_labels) else first.holdout_scores,
+    ))

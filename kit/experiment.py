@@ -23,14 +23,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
-from scipy.special import softmax
 from sklearn.metrics import accuracy_score
 
-from kit import report
+from kit import alarm, report
 from kit.alarm import stage1_at_chance
 from kit.config import changed
 from kit.io import atomic_write_text, load_npz
-from kit.metrics import topk
+from kit.layout import Layout
+from kit.metrics import Metric, decide, probs_of, topk
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +138,9 @@ class Experiment:
     def done_folds(self, n_folds: int) -> list[int]:
         return [k for k in range(n_folds) if self.fold(k).done]
 
-    def last_epoch_top1(self, folds: list[int], sizes: list[int]) -> float:
-        """Validation top-1 of each fold's last epoch (its last weights, not its best), weighted by fold size."""
-        last = [float(self.fold(k).read_history()["val_top1"].iloc[-1]) for k in folds]
+    def last_epoch_score(self, folds: list[int], sizes: list[int]) -> float:
+        """Validation score of each fold's last epoch (its last weights, not its best), weighted by fold size."""
+        last = [float(alarm.scores(self.fold(k).read_history()).iloc[-1]) for k in folds]
         n = np.array(sizes)
         return float(np.dot(n, last) / n.sum())
 
@@ -164,37 +164,47 @@ class Experiment:
         """Pseudo-labelled test images each fold trained on (folds without pseudo-labels left out)."""
         return [json.loads(f.pseudo.read_text())["images"] for k in folds if (f := self.fold(k)).pseudo.is_file()]
 
-    def write_cv(self, classes: list[str], n_folds: int, root: Path | None = None) -> Path:
-        """cv.json from the OOF logits of every fold; beside it the confusion matrix and the error analysis."""
+    def write_cv(self, layout: Layout, metric: Metric, n_folds: int) -> Path:
+        """cv.json from the plain OOF logits of every fold (decisions at 0.5 for multi-label); beside it the
+        confusion matrix and the error analysis."""
+        n_classes = len(layout.classes)
         parts = [load_npz(self.fold(k).oof) for k in range(n_folds)]
-        per_fold = [{"fold": k, "n": len(p["labels"]), "top1": accuracy_score(p["labels"], p["logits"].argmax(1)),
-                     "top5": topk(p["labels"], p["logits"], 5),
-                     "last_epoch_top1": self.last_epoch_top1([k], [1]),
-                     "chance_level": stage1_at_chance(self.fold(k).read_history(), p["labels"])} for k, p in enumerate(parts)]
+        per_fold = []
+        for k, p in enumerate(parts):
+            row = {"fold": k, "n": len(p["labels"]), "score": metric(p["labels"], probs_of(p["logits"], layout.task))}
+            if layout.task == "single":
+                row |= {"top1": accuracy_score(p["labels"], p["logits"].argmax(1)), "top5": topk(p["labels"], p["logits"], 5)}
+            per_fold.append(row | {"last_epoch_score": self.last_epoch_score([k], [1]), "chance_level": stage1_at_chance(
+                self.fold(k).read_history(), p["labels"], metric, n_classes)})
         labels = np.concatenate([p["labels"] for p in parts])
         logits = np.concatenate([p["logits"] for p in parts])
-        cv = {"top1": accuracy_score(labels, logits.argmax(1)), "top5": topk(labels, logits, 5),
-              # the same folds scored with each fold's last weights: best-epoch selection on the validation fold
-              # itself flatters top1 by about top1 - last_epoch_top1
-              "last_epoch_top1": self.last_epoch_top1(list(range(n_folds)), [f["n"] for f in per_fold]),
-              "fold_std": float(np.std([f["top1"] for f in per_fold])), "n": int(len(labels)),
-              "chance_level_folds": [f["fold"] for f in per_fold if f["chance_level"]], "folds": per_fold}
+        cv = {"metric": metric.name, "score": metric(labels, probs_of(logits, layout.task))}
+        if layout.task == "single":
+            cv |= {"top1": accuracy_score(labels, logits.argmax(1)), "top5": topk(labels, logits, 5)}
+        cv |= {  # the same folds scored with each fold's last weights: best-epoch selection on the validation fold
+            # itself flatters the score by about score - last_epoch_score
+            "last_epoch_score": self.last_epoch_score(list(range(n_folds)), [f["n"] for f in per_fold]),
+            "fold_std": float(np.std([f["score"] for f in per_fold])), "n": int(len(labels)),
+            "chance_level_folds": [f["fold"] for f in per_fold if f["chance_level"]], "folds": per_fold}
         atomic_write_text(self.cv_file, json.dumps(cv, indent=2) + "\n")
         if cv["chance_level_folds"]:
             log.warning("%s: fold(s) %s ended stage 1 at chance level (cv.json: chance_level_folds)", self.name,
                         cv["chance_level_folds"])
-        report.plot_confusion(labels, logits.argmax(1), classes, self.dir / "confusion_matrix.png")
-        self.write_errors(classes, np.concatenate([p["ids"] for p in parts]), labels, logits, root)
-        log.info("%s: CV top-1 %.4f top-5 %.4f over %d folds (last epochs' weights: top-1 %.4f)", self.name,
-                 cv["top1"], cv["top5"], n_folds, cv["last_epoch_top1"])
+        self.write_errors(layout, np.concatenate([p["ids"] for p in parts]), labels, probs_of(logits, layout.task))
+        log.info("%s: CV %s %.4f over %d folds (last epochs' weights: %.4f)", self.name, metric.name, cv["score"],
+                 n_folds, cv["last_epoch_score"])
         return self.cv_file
 
-    def write_errors(self, classes: list[str], paths: np.ndarray, labels: np.ndarray, logits: np.ndarray,
-                     root: Path | None) -> None:
-        """per_class.csv, confused_pairs.csv and (with the images' root) mistakes.png, from the OOF predictions."""
-        preds = logits.argmax(1)
+    def write_errors(self, layout: Layout, paths: np.ndarray, labels: np.ndarray, probs: np.ndarray) -> None:
+        """From the OOF predictions: per_class.csv (per tag, multi-label), and for single-label the confusion
+        matrix, confused_pairs.csv and mistakes.png."""
+        classes = list(layout.classes)
+        if layout.task == "multilabel":
+            atomic_write_text(self.dir / "per_class.csv", report.per_tag(labels, decide(probs), classes).to_csv(index=False))
+            return
+        preds = probs.argmax(1)
+        report.plot_confusion(labels, preds, classes, self.dir / "confusion_matrix.png")
         atomic_write_text(self.dir / "per_class.csv", report.per_class(labels, preds, classes).to_csv(index=False))
         atomic_write_text(self.dir / "confused_pairs.csv",
                           report.confused_pairs(labels, preds, classes).to_csv(index=False))
-        if root is not None:
-            report.plot_mistakes(root, paths, labels, softmax(logits, axis=1), classes, self.dir / "mistakes.png")
+        report.plot_mistakes(layout.root, paths, labels, probs, classes, self.dir / "mistakes.png")

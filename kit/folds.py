@@ -17,11 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 from sklearn.model_selection import StratifiedKFold
 
 from kit.config import Config, changed, shaping
 from kit.io import atomic_write_text
 from kit.layout import Layout, find_bad_images, natural_key, scan, summarize
+from kit.metrics import Metric, resolve
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,7 @@ class Folds:
     table: pd.DataFrame
     meta: dict
     layout: Layout
+    metric: Metric  # the metric= key resolved for this data (auto: the submission format's usual one)
 
     @property
     def classes(self) -> list[str]:
@@ -57,20 +60,31 @@ def fingerprint(work_dir: str | Path) -> str:
     return json.loads(meta.read_text())["fingerprint"] if meta.is_file() else ""
 
 
-def stratify(labels: pd.Series, n_folds: int, seed: int) -> np.ndarray:
-    """Fold index per row, stratified by label. Every class needs at least n_folds rows."""
+def stratify(labels, n_folds: int, seed: int) -> np.ndarray:
+    """Fold index per row, stratified by label: (N,) labels (every class needs at least n_folds rows), or
+    (N, classes) 0/1 multi-label rows, split by iterative stratification (Sechidis et al., 2011)."""
     # shuffled + seeded: the same data and seed give the same folds, byte for byte
-    skf = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    if np.ndim(labels) == 2:
+        skf = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    else:
+        skf = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     fold = np.full(len(labels), -1, dtype=np.int64)  # -1: never validated (train_only, holdout)
     for k, (_, val_idx) in enumerate(skf.split(np.zeros(len(labels)), labels)):
         fold[val_idx] = k
     return fold
 
 
-def _roles(train: pd.DataFrame, cfg: Config) -> pd.Series:
+def _roles(train: pd.DataFrame, cfg: Config, layout: Layout) -> pd.Series:
     role = pd.Series("cv", index=train.index)
     if cfg.val_mode == "holdout":
         role[train["source"] == "val"] = "holdout"
+    if layout.task == "multilabel":  # an image has several tags: none can be kept out of the CV for one of them
+        counts = layout.targets(train.loc[role == "cv", "label"]).sum(0)
+        rare = [f"{c!r} has {n}" for c, n in zip(layout.classes, counts) if n < cfg.n_folds]
+        if rare:
+            log.warning("tag(s) on fewer images than n_folds=%d: %s; some validation folds will not see them",
+                        cfg.n_folds, summarize(rare))
+        return role
     counts = train.loc[role == "cv", "label"].value_counts()
     rare = sorted(counts[counts < cfg.n_folds].index, key=natural_key)
     if rare and cfg.rare_classes == "error":
@@ -103,8 +117,14 @@ def _meta(layout: Layout, cfg: Config, train: pd.DataFrame) -> dict:
     return {
         "data": str(layout.root), "layout": layout.kind, "fingerprint": layout.fingerprint(),
         "n_folds": cfg.n_folds, "classes": list(layout.classes), "n_images": len(train),
+        "task": layout.task, "submission": layout.submission, "header": list(layout.header),
         "config": shaping(cfg, "split"),  # every key that shapes the split (config.SHAPES), and nothing else
     }
+
+
+def scan_data(cfg: Config) -> Layout:
+    """The data folder cfg names, with the task and submission format its keys ask for (or the data shows)."""
+    return scan(cfg.data, cfg.id_col, cfg.label_col, cfg.task, cfg.submission, cfg.top_k)
 
 
 def run(cfgs: list[Config]) -> list[Path]:
@@ -115,7 +135,9 @@ def run(cfgs: list[Config]) -> list[Path]:
 def make_folds(cfg: Config) -> Path:
     """<work_dir>/folds.csv and folds.json for cfg's data and split keys; up-to-date ones are kept, others refused."""
     out, meta_path = _paths(cfg.work_dir)
-    layout = scan(cfg.data, cfg.val_mode, cfg.id_col, cfg.label_col)
+    layout = scan_data(cfg)
+    metric = resolve(cfg.metric, layout.task, layout.submission, layout.top_k)  # refused now, not after training
+    found = f"{layout.describe()}; metric {metric.name}"
     if out.is_file() and meta_path.is_file():
         # folds feed every checkpoint: silently re-splitting would mix folds of two splits in one ensemble
         old = json.loads(meta_path.read_text())
@@ -123,18 +145,20 @@ def make_folds(cfg: Config) -> Path:
         if old.get("fingerprint") != layout.fingerprint():
             diff.insert(0, f"data: {old.get('data')} (other files or labels) -> {cfg.data}")
         if not diff:
-            log.info("folds up to date: %s", out)
+            log.info("folds up to date: %s (%s)", out, found)
             return out
         raise ValueError(f"{out} was made from other data or settings ({'; '.join(diff)}); remove {cfg.work_dir}/ "
                          "or set work_dir= to keep both")
     train = _drop_bad(layout, cfg)
-    role = _roles(train, cfg)
+    role = _roles(train, cfg, layout)
     fold = np.full(len(train), -1, dtype=np.int64)
-    fold[(role == "cv").to_numpy()] = stratify(train.loc[role == "cv", "label"], cfg.n_folds, cfg.seed)
+    cv = train.loc[role == "cv", "label"]  # single-label: the strings, so that folds stay those of earlier versions
+    fold[(role == "cv").to_numpy()] = stratify(cv if layout.task == "single" else layout.targets(cv), cfg.n_folds,
+                                               cfg.seed)
     table = train.assign(fold=fold, role=role.to_numpy())
     atomic_write_text(out, table.to_csv(index=False, lineterminator="\n"))  # "\n": same bytes on every OS
     atomic_write_text(meta_path, json.dumps(_meta(layout, cfg, train), indent=2) + "\n")
-    log.info("wrote %s: %d images, %d classes, %d folds", out, len(table), len(layout.classes), cfg.n_folds)
+    log.info("wrote %s: %d images, %d folds; %s", out, len(table), cfg.n_folds, found)
     return out
 
 
@@ -144,7 +168,7 @@ def load(cfg: Config) -> Folds:
     if not path.is_file() or not meta_path.is_file():
         raise ValueError(f"{path} not found; run `make folds` (python -m kit folds) first")
     meta = json.loads(meta_path.read_text())
-    layout = scan(cfg.data, cfg.val_mode, cfg.id_col, cfg.label_col)
+    layout = scan_data(cfg)
     if layout.fingerprint() != meta["fingerprint"]:
         raise ValueError(f"{path} was made from other data than {cfg.data} (files or labels changed); "
                          f"remove {cfg.work_dir}/ and run `make folds`, or set work_dir=")
@@ -154,4 +178,4 @@ def load(cfg: Config) -> Folds:
                          f"made with, or set work_dir= and run `make folds` to keep both splits")
     # labels stay strings ("07", "NA" and "1.0" are class names, not numbers or missing values)
     table = pd.read_csv(path, dtype={"path": str, "label": str, "source": str, "role": str}, keep_default_na=False)
-    return Folds(table, meta, layout)
+    return Folds(table, meta, layout, resolve(cfg.metric, layout.task, layout.submission, layout.top_k))

@@ -1,7 +1,7 @@
 """Kaggle through its own CLI: download data, submit a file, read the scores of submissions.
 
     python -m kit download --comp SLUG      # kaggle competitions download SLUG -p data/SLUG, then a safe unzip
-    python -m kit submit --comp SLUG        # kaggle competitions submit SLUG -f FILE -m "<exp> cv=... folds=... tta=... sha=..."
+    python -m kit submit --comp SLUG        # kaggle competitions submit SLUG -f FILE -m "<exp> cv=... metric=... folds=... sha=..."
     python -m kit leaderboard --comp SLUG   # kaggle competitions submissions SLUG --csv --page-size 200
 
 Credentials are the CLI's own (~/.kaggle/kaggle.json, KAGGLE_USERNAME/KAGGLE_KEY, KAGGLE_API_TOKEN,

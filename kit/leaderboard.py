@@ -10,9 +10,11 @@ tables and refs and imports nothing from here.
 
 Public and private scores are filled locally when a solution file (id, label, Usage) exists,
 or from Kaggle. The table is sorted by CV: "trust your CV" means CV should rank like private.
-Each row's cv_top1 is the out-of-fold top-1 of exactly what its file holds (same TTA, same
-merge); cv_last_top1 is the same folds scored with each fold's last epoch, so cv_top1 -
-cv_last_top1 shows how much choosing the best epoch on the validation fold flatters the CV.
+Each row's cv is the out-of-fold score, in its metric (the `metric` column), of exactly what its
+file holds (same TTA, same merge, thresholds and temperature fitted on the other folds); cv_last
+is the same folds scored with each fold's last epoch, so cv - cv_last shows how much choosing
+the best epoch on the validation fold flatters the CV. Rows are ordered, and picked, in the
+metric's direction (kit/metrics.py); cv_top1 and cv_top5 are beside it for single-label data.
 `run` names the entry of the file's manifest (<file>.json, "runs") that the row describes.
 """
 from __future__ import annotations
@@ -24,18 +26,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import folds, report
+from kit import folds, formats, report
 from kit.config import Config
 from kit.experiment import Experiment
 from kit.io import atomic_write_text, locked, sha256_file
-from kit.metrics import score
+from kit.layout import TAG_SEP, Layout, summarize
+from kit.metrics import Metric, get
 
 log = logging.getLogger(__name__)
-COLUMNS = ["file", "run", "experiments", "backbone", "head", "folds", "tta", "merge", "image_size", "epochs", "cv_top1",
-           "cv_top5", "cv_last_top1", "fold_std", "holdout_top1", "public", "private", "created_at", "sha256",
+COLUMNS = ["file", "run", "experiments", "backbone", "head", "folds", "tta", "merge", "image_size", "epochs", "metric",
+           "cv", "cv_last", "cv_top1", "cv_top5", "fold_std", "holdout", "public", "private", "created_at", "sha256",
            "kaggle_ref", "kaggle_status", "description", "warning", "pseudo", "data"]
-SHOWN = ["file", "experiments", "backbone", "folds", "tta", "cv_top1", "cv_last_top1", "cv_top5", "public", "private",
+SHOWN = ["file", "experiments", "backbone", "folds", "tta", "metric", "cv", "cv_last", "public", "private",
          "kaggle_status", "warning"]
+RENAMED = {"cv_last_top1": "cv_last", "holdout_top1": "holdout"}  # columns of boards written before metrics
 
 
 def path_of(cfg: Config) -> Path:
@@ -45,9 +49,12 @@ def path_of(cfg: Config) -> Path:
 
 def load(path: Path) -> pd.DataFrame:
     board = pd.read_csv(path, dtype=str, keep_default_na=False) if path.is_file() else pd.DataFrame(columns=COLUMNS)
+    board = board.rename(columns=RENAMED)
     for col in COLUMNS:
         if col not in board.columns:
             board[col] = ""
+    old = (board["metric"] == "") & (board["cv_top1"] != "")  # a row from before metrics: its CV was top-1
+    board.loc[old, "metric"], board.loc[old, "cv"] = "accuracy", board.loc[old, "cv_top1"]
     return board[COLUMNS + [c for c in board.columns if c not in COLUMNS]]
 
 
@@ -67,27 +74,42 @@ def upsert(board: pd.DataFrame, row: dict) -> pd.DataFrame:
     return board
 
 
-def local_scores(r, sub: pd.DataFrame, metric: str) -> tuple[str, str]:
-    """(public, private) against the solution file, or empty strings when there is none."""
+def solution_labels(sol: pd.DataFrame, layout: Layout, sub_columns: list[str], path: Path) -> np.ndarray:
+    """The true labels of a solution file as targets: from its label column (a class, or space-separated tags),
+    or its 0/1 class columns; named like the submission's, else the first column that is not the id or Usage."""
+    columns = [c for c in sol.columns[1:] if c != "Usage"]
+    if set(layout.classes) <= set(columns):  # one 0/1 column per class
+        hot = sol[list(layout.classes)].to_numpy() == "1"
+        return hot.argmax(1) if layout.task == "single" else hot.astype(np.int64)
+    label = next((c for c in sub_columns[1:] if c in columns), columns[0])
+    values = sol[label] if layout.task == "single" else sol[label].str.split().str.join(TAG_SEP)
+    unknown = sorted({t for v in values for t in (v.split(TAG_SEP) if layout.task != "single" else [v]) if t}
+                     - set(layout.classes))
+    if unknown:
+        raise ValueError(f"{path}: labels that are not classes of the training data: {summarize(unknown)}")
+    return layout.targets(values)
+
+
+def local_scores(r, sub: pd.DataFrame) -> tuple[str, str]:
+    """(public, private) in the metric, against the solution file, or empty strings when there is none."""
     cfg = r.cfgs[0]
     path = Path(cfg.solution) if cfg.solution else r.layout.root / "solution.csv"
     if not path.is_file():
         return "", ""
     sol = pd.read_csv(path, dtype=str, keep_default_na=False)
-    id_col, label_col = sub.columns
     if "Usage" not in sol.columns:
         raise ValueError(f"{path}: needs a Usage column (Public/Private) beside the id and label")
-    # Kaggle solution files name their columns like the submission; fall back to position when they don't
-    sol_id = id_col if id_col in sol.columns else sol.columns[0]
-    sol_label = label_col if label_col in sol.columns else [c for c in sol.columns if c not in (sol_id, "Usage")][0]
-    truth = sol.rename(columns={sol_id: "id", sol_label: "true"})[["id", "true", "Usage"]]
-    merged = truth.merge(sub.set_axis(["id", "pred"], axis=1), on="id", how="left")  # one row per solution id
-    if merged["pred"].isna().any():
-        raise ValueError(f"{path}: {int(merged['pred'].isna().sum())} solution ids have no prediction")
+    # Kaggle solution files name their id column like the submission; fall back to the first column
+    sol_id = sub.columns[0] if sub.columns[0] in sol.columns else sol.columns[0]
+    sol = sol[[sol_id] + [c for c in sol.columns if c != sol_id]]
+    rows = sub.reset_index(drop=True).set_index(sub.columns[0]).reindex(sol[sol_id]).reset_index()
+    if rows.iloc[:, 1].isna().any():
+        raise ValueError(f"{path}: {int(rows.iloc[:, 1].isna().sum())} solution ids have no prediction")
+    y, scores = solution_labels(sol, r.layout, list(sub.columns), path), formats.read(rows, r.layout)
     out = []
     for usage in ("Public", "Private"):
-        part = merged[merged["Usage"] == usage]
-        out.append(f"{score(metric, part['true'], part['pred']):.5f}" if len(part) else "")
+        part = (sol["Usage"] == usage).to_numpy()
+        out.append(f"{r.metric(y[part], scores[part]):.5f}" if part.any() else "")
     return out[0], out[1]
 
 
@@ -95,19 +117,18 @@ def record(path: Path, r, sub_path: Path, run: int) -> None:
     """Add or refresh the row of one submission file, as made by run `run` of its manifest."""
     cfg = r.cfgs[0]
     sub = pd.read_csv(sub_path, dtype=str, keep_default_na=False)
-    public, private = local_scores(r, sub, cfg.metric)
-    cv = r.cv
+    public, private = local_scores(r, sub)
+    cv, number = r.cv, lambda x: "" if x is None else f"{x:.5f}"  # noqa: E731
     row = {
         "file": sub_path.name, "run": run, "experiments": " ".join(c.name for c in r.cfgs),
         "backbone": " ".join(c.backbone for c in r.cfgs), "head": " ".join(c.head for c in r.cfgs),
         "folds": len(r.folds), "tta": " ".join("+".join(c.tta) or "none" for c in r.cfgs),
         "merge": " ".join(c.merge for c in r.cfgs),
         "image_size": " ".join(str(c.img_size) for c in r.cfgs), "epochs": f"{r.epochs:.1f}",
-        "cv_top1": f"{cv['top1']:.5f}", "cv_top5": f"{cv['top5']:.5f}", "fold_std": f"{cv['fold_std']:.5f}",
-        "cv_last_top1": "" if r.last_epoch_top1 is None else f"{r.last_epoch_top1:.5f}",
-        "holdout_top1": "" if r.holdout_top1 is None else f"{r.holdout_top1:.5f}",
-        "public": public, "private": private, "sha256": sha256_file(sub_path), "warning": r.warning,
-        "data": data_tag(r.fingerprint),
+        "metric": r.metric.name, "cv": number(cv["score"]), "cv_last": number(r.last_epoch_score),
+        "cv_top1": number(cv.get("top1")), "cv_top5": number(cv.get("top5")), "fold_std": number(cv["fold_std"]),
+        "holdout": number(r.holdout_score), "public": public, "private": private, "sha256": sha256_file(sub_path),
+        "warning": r.warning, "data": data_tag(r.fingerprint),
     }
     with locked(path):
         board = load(path)
@@ -127,7 +148,7 @@ def _pseudo_gain(board: pd.DataFrame, r, row: dict) -> str:
     if src.empty:
         return text
     src = src.sort_values("created_at").iloc[-1]
-    gains = [f"{col} {float(row[col]) - float(src[col]):+.4f}" for col in ("cv_top1", "public", "private")
+    gains = [f"{col} {float(row[col]) - float(src[col]):+.4f}" for col in ("cv", "public", "private")
              if row.get(col) not in ("", None) and src[col] != ""]
     return f"{text}: {', '.join(gains)} (vs {src['file']})"
 
@@ -196,31 +217,56 @@ def one_data_set(board: pd.DataFrame, fingerprint: str = "") -> tuple[pd.DataFra
                   f"here are data {data or '(not recorded)'}'s, {len(mine)} of {len(board)} rows")
 
 
-def pick(board: pd.DataFrame, experiments: list[str], submissions_dir: Path, fingerprint: str = "") -> Path:
+def metric_of(board: pd.DataFrame, name: str = "") -> Metric:
+    """The metric that orders these rows: `name`, else the newest row's (Kaggle rows record none)."""
+    if not name:
+        scored = board[board["metric"] != ""]
+        name = scored.sort_values("created_at")["metric"].iloc[-1] if len(scored) else "accuracy"
+    return get(name)
+
+
+def ranked(board: pd.DataFrame, metric: Metric) -> pd.DataFrame:
+    """The rows best CV first in `metric` (rows scored in another metric left out; rows without a CV last)."""
+    rows = board[board["metric"].isin([metric.name, ""])]
+    cv = pd.to_numeric(rows["cv"], errors="coerce")
+    return rows.loc[cv.sort_values(ascending=not metric.higher_is_better, na_position="last").index]
+
+
+def pick(board: pd.DataFrame, experiments: list[str], submissions_dir: Path, fingerprint: str = "",
+         metric: str = "") -> Path:
     """The submission to upload when none is named: the best CV among the rows of these experiments.
 
     A row belongs to them when it was made from them alone (A, B, or A+B for experiments A and B), on
-    their data set (`fingerprint`) when the board holds several. A tie between files is an error: which to
-    submit is the user's call, not the clock's.
+    their data set (`fingerprint`) when the board holds several. Best is in the rows' metric (the
+    `metric` key when they hold several). A tie between files is an error: which to submit is the
+    user's call, not the clock's.
     """
     board = one_data_set(board, fingerprint)[0]
     names = set(experiments)
-    cv = pd.to_numeric(board["cv_top1"], errors="coerce")
-    ours = [bool(e) and set(e.split()) <= names and (submissions_dir / f).is_file() and pd.notna(c)
-            for e, f, c in zip(board["experiments"], board["file"], cv)]
-    mine, cv = board[ours], cv[ours]
+    ours = [bool(e) and set(e.split()) <= names and (submissions_dir / f).is_file() and c != ""
+            for e, f, c in zip(board["experiments"], board["file"], board["cv"])]
+    mine = board[ours]
     if mine.empty:
         raise ValueError(f"no submission of {' '.join(experiments)} in {submissions_dir / 'leaderboard.csv'}; "
                          "run `make predict` first, or name one with FILE=")
-    best = mine[cv == cv.max()]
+    used = sorted(set(mine["metric"]))
+    if len(used) > 1 and metric in ("", "auto"):
+        raise ValueError(f"the submissions of {' '.join(experiments)} are scored in {', '.join(used)}; set metric= "
+                         "to the competition's, or name the file with FILE=")
+    m = get(used[0] if len(used) == 1 else metric)
+    mine = ranked(mine, m)
+    if mine.empty:
+        raise ValueError(f"no submission of {' '.join(experiments)} scored in {m.name}; name one with FILE=")
+    cv = pd.to_numeric(mine["cv"])
+    best = mine[cv == cv.iloc[0]]
     if len(best) > 1:
-        raise ValueError(f"{len(best)} submissions share the best CV {cv.max():.5f} ({', '.join(best['file'])}); "
+        raise ValueError(f"{len(best)} submissions share the best CV {cv.iloc[0]:.5f} ({', '.join(best['file'])}); "
                          "name the one to upload with FILE=")
     return submissions_dir / best["file"].iloc[0]
 
 
 def describe(row: pd.Series) -> str:
-    return (f"{row['experiments']} cv={row['cv_top1']} folds={row['folds']} tta={row['tta']} "
+    return (f"{row['experiments']} cv={row['cv']} metric={row['metric']} folds={row['folds']} tta={row['tta']} "
             f"sha={row['sha256'][:8]}")
 
 
@@ -232,7 +278,7 @@ def submit(cfgs: list[Config], comp: str, file: str = "") -> str:
     submissions_dir = Path(cfgs[0].submissions_dir)
     path = path_of(cfgs[0])
     board = load(path)
-    sub = Path(file) if file else pick(board, [c.name for c in cfgs], submissions_dir, data_of(cfgs[0]))
+    sub = Path(file) if file else pick(board, [c.name for c in cfgs], submissions_dir, data_of(cfgs[0]), cfgs[0].metric)
     rows = board[board["file"] == sub.name]
     message = describe(rows.iloc[0]) if len(rows) else sub.stem
     if not file:
@@ -245,24 +291,25 @@ def submit(cfgs: list[Config], comp: str, file: str = "") -> str:
     return ref
 
 
-def summary(board: pd.DataFrame) -> list[str]:
-    """Correlation of CV with public and private scores, and the two final picks."""
-    num = board[["cv_top1", "public", "private"]].apply(pd.to_numeric, errors="coerce")
+def summary(board: pd.DataFrame, metric: Metric) -> list[str]:
+    """Correlation of CV with public and private scores, and the two final picks (board: ranked in metric)."""
+    num = board[["cv", "public", "private"]].apply(pd.to_numeric, errors="coerce")
     lines = []
     for col in ("public", "private"):
-        both = num[["cv_top1", col]].dropna()
-        if len(both) >= 3 and both["cv_top1"].std() > 0 and both[col].std() > 0:  # fewer points say nothing
-            lines.append(f"correlation of CV with {col}: {np.corrcoef(both['cv_top1'], both[col])[0, 1]:+.3f} "
+        both = num[["cv", col]].dropna()
+        if len(both) >= 3 and both["cv"].std() > 0 and both[col].std() > 0:  # fewer points say nothing
+            lines.append(f"correlation of CV with {col}: {np.corrcoef(both['cv'], both[col])[0, 1]:+.3f} "
                          f"over {len(both)} submissions")
-    if num["cv_top1"].notna().any():
-        lines.append(f"final pick 1 (best CV): {board.loc[num['cv_top1'].idxmax(), 'file']}")
+    if num["cv"].notna().any():
+        lines.append(f"final pick 1 (best CV): {board['file'].iloc[0]}")
     if num["public"].notna().any():
-        lines.append(f"final pick 2 (best public): {board.loc[num['public'].idxmax(), 'file']}")
+        lines.append(f"final pick 2 (best public): {board.loc[num['public'].index[metric.best(num['public'].fillna(metric.worst))], 'file']}")
     return lines
 
 
-def show(path: Path, fingerprint: str = "") -> None:
-    """The table sorted by CV, its plot, correlations and final picks, of one data set (see one_data_set)."""
+def show(path: Path, fingerprint: str = "", metric: str = "") -> None:
+    """The table best CV first, its plot, correlations and final picks, of one data set (see one_data_set) and
+    one metric (`metric`, or the newest row's)."""
     board = load(path)
     if board.empty:
         print(f"{path}: no submissions yet; run `make predict`")
@@ -270,12 +317,15 @@ def show(path: Path, fingerprint: str = "") -> None:
     board, note = one_data_set(board, fingerprint)
     if note:
         print(note)
+    m = metric_of(board, "" if metric == "auto" else metric)
+    other = sorted(set(board["metric"]) - {m.name, ""})
+    if other:
+        print(f"rows scored in {', '.join(other)} are left out: the table is in {m.name} (set metric= for another)")
     # sorted by CV, not by public score: the public split is small, and chasing it overfits
-    order = pd.to_numeric(board["cv_top1"], errors="coerce").fillna(-1).sort_values(ascending=False).index
-    board = board.loc[order]
+    board = ranked(board, m)
     report.plot_leaderboard(board, path.with_suffix(".png"))
     print(board[SHOWN].to_string(index=False))
-    for line in summary(board):
+    for line in summary(board, m):
         print(line)
 
 
@@ -285,5 +335,5 @@ def run(cfgs: list[Config], comp: str = "") -> Path:
     path = path_of(cfg)
     if comp:
         sync(path, comp)
-    show(path, data_of(cfg))
+    show(path, data_of(cfg), cfg.metric)
     return path

@@ -1,9 +1,155 @@
-"""Scores, computed with scikit-learn so that they mean what the competition means."""
+"""Scores as competitions define them: one table of metrics, each with its direction, computed with scikit-learn.
+
+    python -c "from kit.metrics import METRICS; print(sorted(METRICS))"
+
+Every metric takes (y, probs, thresholds):
+  y           single-label: (N,) class indices; multi-label: (N, classes) 0/1
+  probs       (N, classes): softmax probabilities (single-label) or per-class sigmoid ones (multi-label);
+              any scores that rank the classes will do for the ranking metrics
+  thresholds  multi-label only: a class is predicted where probs >= thresholds (a number, one per class,
+              or one per image and class); single-label decisions are the top class
+Early stopping, best weights, CV, blends, the leaderboard's order and `make submit` read the
+direction from here (`better`): no score is compared with a bare `>` elsewhere.
+"""
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
+from scipy.special import expit, softmax
 from scipy.stats import binom
-from sklearn.metrics import accuracy_score, top_k_accuracy_score
+from sklearn.metrics import (accuracy_score, balanced_accuracy_score, cohen_kappa_score, f1_score, fbeta_score,
+                             log_loss, roc_auc_score, top_k_accuracy_score)
+
+EPS = 1e-15  # Kaggle clips probabilities to [EPS, 1 - EPS] before a log loss
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    higher_is_better: bool
+    tasks: tuple[str, ...]  # "single", "multilabel"
+    fn: Callable  # (y, probs, thresholds) -> float
+    decides: bool = False  # scores hard decisions (top class, or probs >= thresholds), not the probabilities
+
+    def __call__(self, y, probs, thresholds=0.5) -> float:
+        return float(self.fn(np.asarray(y), np.asarray(probs, dtype=np.float64), thresholds))
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether score a is strictly better than score b (b may be `worst`)."""
+        return a > b if self.higher_is_better else a < b
+
+    @property
+    def worst(self) -> float:
+        return -np.inf if self.higher_is_better else np.inf
+
+    def best(self, scores) -> int:
+        """The index of the best of these scores (the first, on a tie)."""
+        return int(np.argmax(scores) if self.higher_is_better else np.argmin(scores))
+
+
+def probs_of(logits: np.ndarray, task: str) -> np.ndarray:
+    """Model outputs as probabilities: softmax over the classes, or each class's sigmoid (multi-label)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    return expit(logits) if task == "multilabel" else softmax(logits, axis=-1)
+
+
+def decide(probs: np.ndarray, thresholds=0.5) -> np.ndarray:
+    """Multi-label decisions (N, classes) 0/1: probs >= thresholds."""
+    return (probs >= thresholds).astype(np.int64)
+
+
+def clip_probs(probs: np.ndarray, single: bool) -> np.ndarray:
+    """Probabilities as Kaggle scores them: clipped to [EPS, 1 - EPS], rows renormalised (single-label)."""
+    p = np.clip(probs, EPS, 1 - EPS)
+    return p / p.sum(1, keepdims=True) if single else p
+
+
+def _log_loss(y, p, t):
+    if y.ndim == 1:
+        return log_loss(y, clip_probs(p, True), labels=np.arange(p.shape[1]))
+    q = clip_probs(p, False)
+    return np.mean(-(y * np.log(q) + (1 - y) * np.log(1 - q)))  # the mean over classes of each one's log loss
+
+
+def _roc_auc(y, p, t):
+    """Binary AUC (of the second class); else the mean over classes (one-vs-rest) of each class's AUC, over the
+    classes with both outcomes. Undefined (one outcome only): 0.5, a guess's."""
+    hot = np.eye(p.shape[1], dtype=np.int64)[y] if y.ndim == 1 else y
+    if y.ndim == 1 and p.shape[1] == 2:
+        return roc_auc_score(y, p[:, 1]) if 0 < y.sum() < len(y) else 0.5
+    both = [c for c in range(p.shape[1]) if 0 < hot[:, c].sum() < len(hot)]
+    return np.mean([roc_auc_score(hot[:, c], p[:, c]) for c in both]) if both else 0.5
+
+
+def map_at_k(y: np.ndarray, scores: np.ndarray, k: int) -> float:
+    """Mean average precision at k with one true class per image: 1/rank of the true class in the top k, else 0."""
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]  # (N, k) classes, best first
+    hit = top == y[:, None]
+    return float((hit / np.arange(1, top.shape[1] + 1)).sum(1).mean())
+
+
+def _single(fn):  # scored on the top class
+    return lambda y, p, t: fn(y, p.argmax(1))
+
+
+def _multi(fn):  # scored on probs >= thresholds
+    return lambda y, p, t: fn(y, decide(p, t))
+
+
+def _both(single, multi):
+    return lambda y, p, t: single(y, p, t) if y.ndim == 1 else multi(y, p, t)
+
+
+SINGLE, MULTI, BOTH = ("single",), ("multilabel",), ("single", "multilabel")
+METRICS: dict[str, Metric] = {m.name: m for m in [
+    Metric("accuracy", True, BOTH, _both(_single(accuracy_score), _multi(accuracy_score)), decides=True),
+    Metric("balanced_accuracy", True, SINGLE, _single(balanced_accuracy_score), decides=True),
+    Metric("f1_macro", True, BOTH, _both(
+        lambda y, p, t: f1_score(y, p.argmax(1), labels=np.arange(p.shape[1]), average="macro", zero_division=0),
+        _multi(lambda y, d: f1_score(y, d, average="macro", zero_division=0))), decides=True),
+    Metric("f1_micro", True, BOTH, _both(
+        lambda y, p, t: f1_score(y, p.argmax(1), labels=np.arange(p.shape[1]), average="micro", zero_division=0),
+        _multi(lambda y, d: f1_score(y, d, average="micro", zero_division=0))), decides=True),
+    Metric("log_loss", False, BOTH, _log_loss),
+    Metric("roc_auc", True, BOTH, _roc_auc),
+    Metric("qwk", True, SINGLE, lambda y, p, t: cohen_kappa_score(y, p.argmax(1), labels=np.arange(p.shape[1]),
+                                                                  weights="quadratic"), decides=True),
+    Metric("f1_samples", True, MULTI, _multi(lambda y, d: fbeta_score(y, d, beta=1, average="samples",
+                                                                      zero_division=0)), decides=True),
+    Metric("f2_samples", True, MULTI, _multi(lambda y, d: fbeta_score(y, d, beta=2, average="samples",
+                                                                      zero_division=0)), decides=True),
+]}
+MAP_AT = re.compile(r"map@([1-9][0-9]?)$")  # map@k, k from 1 to 99
+
+
+def get(name: str) -> Metric:
+    """The metric of this name (map@k for any k); ValueError naming the choices otherwise."""
+    if name in METRICS:
+        return METRICS[name]
+    found = MAP_AT.match(name)
+    if found:
+        k = int(found.group(1))
+        return Metric(name, True, SINGLE, lambda y, p, t: map_at_k(y, p, k))
+    raise ValueError(f"metric={name}: not a metric the kit knows; choose from {', '.join(names())}")
+
+
+def resolve(name: str, task: str, submission: str, top_k: int) -> Metric:
+    """The metric= key for data of this task and submission format: auto is the format's usual metric."""
+    if name == "auto":
+        name = {"label": "accuracy", "probs": "log_loss" if task == "single" else "roc_auc", "prob": "roc_auc",
+                "tags": "f1_samples", "topk": f"map@{top_k}"}[submission]
+    metric = get(name)
+    if task not in metric.tasks:
+        fits = [m.name for m in METRICS.values() if task in m.tasks] + (["map@k"] if task == "single" else [])
+        raise ValueError(f"metric={name} does not score a {task} task; set metric= to one of {', '.join(fits)}")
+    return metric
+
+
+def names() -> list[str]:
+    return [*METRICS, "map@k (e.g. map@5)"]
 
 
 def topk(labels: np.ndarray, scores: np.ndarray, k: int) -> float:
@@ -27,8 +173,14 @@ def chance_top1(labels: np.ndarray, alpha: float = 0.01) -> float:
     return float(binom.isf(alpha, n, p)) / n
 
 
-METRICS = {"accuracy": lambda y_true, y_pred: float(accuracy_score(y_true, y_pred))}
+def chance(metric: Metric, y: np.ndarray, n_classes: int) -> float:
+    """The best score on y that is still no better than guessing.
 
-
-def score(metric: str, y_true, y_pred) -> float:
-    return METRICS[metric](y_true, y_pred)
+    Single-label accuracy: chance_top1 (always the most common class, plus luck). Any other metric:
+    the score of a constant predictor, the prior (each class's share of y) for every image: an AUC
+    of 0.5, the prior's log loss, its F1. Imbalanced data thus sets its own bar.
+    """
+    if metric.name == "accuracy" and y.ndim == 1:
+        return chance_top1(y)
+    prior = (np.bincount(y, minlength=n_classes) / len(y)) if y.ndim == 1 else y.mean(0)
+    return metric(y, np.tile(prior, (len(y), 1)))

@@ -94,18 +94,17 @@ def predict_experiment(cfg: Config, device) -> ens.Result:
     table, layout = f.table, f.layout
     check_test(layout, cfg)
     done = _ready_folds(cfg, f.n_folds)
-    index = {c: i for i, c in enumerate(f.classes)}
 
     def logits(k: int, rows, split: str) -> Path:
         return predict_fold(cfg, k, layout, f.classes, device, list(rows["path"]), rows["path"],
-                            rows["label"].map(index), split)
+                            layout.targets(rows["label"]), split)
 
     test = [predict_fold(cfg, k, layout, f.classes, device, list(layout.test["path"]), layout.test["id"])
             for k in done]
     oof = [logits(k, table[table["fold"] == k], "oof") for k in done]
     held = table[table["role"] == "holdout"]  # DATA/val kept aside (val_mode=holdout): scored, never trained on
     holdout = [logits(k, held, "holdout") for k in done] if len(held) else []
-    return ens.from_folds(cfg, layout, f.meta, done, test, oof, holdout)
+    return ens.from_folds(cfg, layout, f.metric, f.meta, done, test, oof, holdout)
 
 
 def run(cfgs: list[Config], ensemble: bool = False) -> list[Path]:

@@ -17,11 +17,12 @@ import json
 
 import numpy as np
 import pandas as pd
-from scipy.special import softmax
 
 from kit.config import Config
 from kit.experiment import Experiment, FoldFiles
 from kit.io import atomic_write_text, load_npz, sha256_file
+from kit.layout import TAG_SEP, Layout
+from kit.metrics import probs_of
 
 
 def derive(source: Config, threshold: float, name: str) -> Config:
@@ -29,12 +30,15 @@ def derive(source: Config, threshold: float, name: str) -> Config:
     return dataclasses.replace(source, name=name, pseudo_from=source.name, pseudo_threshold=threshold)
 
 
-def select(cfg: Config, fold: int, classes: list[str], test: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+def select(cfg: Config, fold: int, layout: Layout) -> tuple[pd.DataFrame, dict]:
     """(rows, record): test images the source's fold-`fold` model labels with probability >= pseudo_threshold.
 
-    The rows join the fold's training table (fold -1, role pseudo: trained on, never validated);
-    the record says where they came from.
+    Single-label: the top class has that probability. Multi-label: every tag is confident, present
+    (>= the threshold) or absent (<= 1 - it); the label is the present tags. The rows join the fold's
+    training table (fold -1, role pseudo: trained on, never validated); the record says where they
+    came from.
     """
+    test, classes = layout.test, np.asarray(layout.classes)
     src = Experiment.at(cfg.work_dir, cfg.pseudo_from).fold(fold).logits("test")
     if not src.is_file():
         raise ValueError(f"pseudo_from={cfg.pseudo_from}: {src} not found; run `kit predict --exp {cfg.pseudo_from}` "
@@ -42,10 +46,15 @@ def select(cfg: Config, fold: int, classes: list[str], test: pd.DataFrame) -> tu
     z = load_npz(src)
     if list(z["ids"]) != list(test["id"].astype(str)):
         raise ValueError(f"{src}: predicted for another test set; run `kit predict --exp {cfg.pseudo_from}` again")
-    probs = softmax(z["logits"].astype(np.float64), axis=1)
-    keep = probs.max(1) >= cfg.pseudo_threshold
-    rows = pd.DataFrame({"path": test["path"].to_numpy()[keep], "label": np.asarray(classes)[probs.argmax(1)[keep]],
-                         "source": "pseudo", "fold": -1, "role": "pseudo"})
+    probs, t = probs_of(z["logits"], layout.task), cfg.pseudo_threshold
+    if layout.task == "multilabel":
+        keep = ((probs >= t) | (probs <= 1 - t)).all(1)
+        labels = [TAG_SEP.join(classes[row >= t]) for row in probs[keep]]
+    else:
+        keep = probs.max(1) >= t
+        labels = classes[probs.argmax(1)[keep]]
+    rows = pd.DataFrame({"path": test["path"].to_numpy()[keep], "label": labels, "source": "pseudo", "fold": -1,
+                         "role": "pseudo"})
     record = {"source": str(src), "sha256": sha256_file(src), "threshold": cfg.pseudo_threshold, "images": int(keep.sum()),
               "of": len(keep)}
     return rows, record

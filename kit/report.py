@@ -25,8 +25,10 @@ def plot_curves(history: pd.DataFrame, path: Path) -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     ax1.plot(history["epoch"], history["train_loss"], label="train loss (mixup)")
     ax1.plot(history["epoch"], history["val_loss"], label="val loss")
-    ax2.plot(history["epoch"], history["val_top1"], label="val top-1")
-    ax2.plot(history["epoch"], history["val_top5"], label="val top-5")
+    for col, label in (("val_score", "val score (the metric)"), ("val_top1", "val top-1"), ("val_top5", "val top-5")):
+        if col in history and not (col == "val_top1" and history.get("val_score") is not None
+                                   and history["val_score"].equals(history["val_top1"])):
+            ax2.plot(history["epoch"], history[col], label=label)
     stage2 = history.loc[history["stage"] == 2, "epoch"]
     for ax in (ax1, ax2):
         if len(stage2):
@@ -51,24 +53,27 @@ def plot_confusion(labels: np.ndarray, preds: np.ndarray, classes: list[str], pa
 
 def plot_leaderboard(board: pd.DataFrame, path: Path) -> None:
     """Public and private score against CV per submission ("trust your CV"); baselines (linear head) hollow."""
-    num = board[["cv_top1", "public", "private"]].apply(pd.to_numeric, errors="coerce")
+    num = board[["cv", "public", "private"]].apply(pd.to_numeric, errors="coerce")
     baseline = board["head"].str.contains("linear").to_numpy()
     fig, ax = plt.subplots(figsize=(7, 5))
     for col, marker in (("public", "o"), ("private", "^")):
         for base, face in ((False, None), (True, "none")):
-            pick = (baseline == base) & num["cv_top1"].notna().to_numpy() & num[col].notna().to_numpy()
+            pick = (baseline == base) & num["cv"].notna().to_numpy() & num[col].notna().to_numpy()
             if pick.any():
-                ax.scatter(num["cv_top1"][pick], num[col][pick], marker=marker, s=60, facecolors=face,
+                ax.scatter(num["cv"][pick], num[col][pick], marker=marker, s=60, facecolors=face,
                            edgecolors=f"C{0 if col == 'public' else 1}", color=f"C{0 if col == 'public' else 1}",
                            label=f"{col}{' (baseline)' if base else ''}")
     for i, name in enumerate(board["file"]):
-        if pd.notna(num["cv_top1"].iloc[i]):
-            ax.annotate(str(name).rsplit(".", 1)[0], (num["cv_top1"].iloc[i], num[["public", "private"]].iloc[i].max()
-                        if num[["public", "private"]].iloc[i].notna().any() else num["cv_top1"].iloc[i]),
+        if pd.notna(num["cv"].iloc[i]):
+            ax.annotate(str(name).rsplit(".", 1)[0], (num["cv"].iloc[i], num[["public", "private"]].iloc[i].max()
+                        if num[["public", "private"]].iloc[i].notna().any() else num["cv"].iloc[i]),
                         fontsize=7, xytext=(3, 3), textcoords="offset points")
-    lo = np.nanmin(num.to_numpy()) if np.isfinite(num.to_numpy()).any() else 0.0
-    ax.plot([lo, 1], [lo, 1], color="gray", linestyle=":", linewidth=1, label="score = CV")
-    ax.set_xlabel("CV top-1 (out-of-fold)")
+    known = np.isfinite(num.to_numpy())
+    lo, hi = (np.nanmin(num.to_numpy()), np.nanmax(num.to_numpy())) if known.any() else (0.0, 1.0)
+    top = max(hi, 1.0)  # scores up to 1 (accuracy, AUC) and beyond it (a log loss)
+    ax.plot([lo, top], [lo, top], color="gray", linestyle=":", linewidth=1, label="score = CV")
+    metric = next((m for m in board["metric"] if m), "the metric") if "metric" in board else "the metric"
+    ax.set_xlabel(f"CV, {metric} (out-of-fold)")
     ax.set_ylabel("leaderboard score")
     ax.legend(fontsize=8)
     _save(fig, path)
@@ -85,6 +90,13 @@ def per_class(labels: np.ndarray, preds: np.ndarray, classes: list[str]) -> pd.D
         "most_taken_for": [classes[j] if off[i, j] else "" for i, j in enumerate(off.argmax(1))],
         "times": off.max(1),
     }).sort_values(["top1", "images"], ascending=[True, False], kind="stable")
+
+
+def per_tag(labels: np.ndarray, decisions: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """Multi-label: one row per tag: images with it, precision, recall and F1 of its out-of-fold decisions, worst first."""
+    precision, recall, f1, n = precision_recall_fscore_support(labels, decisions, zero_division=0)
+    return pd.DataFrame({"tag": classes, "images": n, "precision": precision, "recall": recall, "f1": f1}).sort_values(
+        ["f1", "images"], ascending=[True, False], kind="stable")
 
 
 def confused_pairs(labels: np.ndarray, preds: np.ndarray, classes: list[str], top: int = 20) -> pd.DataFrame:

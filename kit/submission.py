@@ -1,12 +1,11 @@
-"""Submission files: the CSV a competition expects, its manifest, and its leaderboard row.
+"""Submission files: the CSV a competition expects (kit/formats.py makes it), its manifest, and its leaderboard row.
 
     submissions/<name>-<sha8>.csv    never overwritten: the same predictions give the same file
     submissions/<name>-<sha8>.json   the manifest: one entry ("run") per command that made these bytes
     submissions/<name>-<sha8>.zip    with zip=true (Codabench-style platforms)
 
-Every submission, from predict, blend, export or a bundle, is written here. It is checked before
-it is written: every test id once and no other, in the order and format of sample_submission.csv,
-every label a known class, the right header.
+Every submission, from predict, blend, export or a bundle, is written here, checked first
+(kit/formats.py): every test id once and no other, in the order and format of sample_submission.csv.
 """
 from __future__ import annotations
 
@@ -18,44 +17,11 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 
-from kit import leaderboard
+from kit import formats, leaderboard
 from kit.config import Config, shaping
 from kit.ensemble import Result
 from kit.io import atomic_path, atomic_write_bytes, atomic_write_text, locked
-from kit.layout import Layout, summarize
-
-
-def table(classes: list[str], test_scores: np.ndarray, layout: Layout) -> pd.DataFrame:
-    """One row per test image in the sample's order: its id and its top-scoring class."""
-    preds = np.asarray(classes, dtype=object)[test_scores.argmax(1)]
-    id_col, label_col = layout.header
-    return pd.DataFrame({id_col: layout.test["id"].to_numpy(), label_col: preds})
-
-
-def to_bytes(sub: pd.DataFrame, layout: Layout, classes: list[str]) -> bytes:
-    """The CSV as written, checked first against what the competition expects."""
-    check(sub, layout.test["id"], classes, layout.header)
-    return sub.to_csv(index=False, lineterminator="\n").encode()
-
-
-def check(sub: pd.DataFrame, expected_ids: pd.Series, classes: list[str], header: tuple) -> None:
-    """Raise ValueError unless sub is exactly what the competition expects."""
-    if tuple(sub.columns) != tuple(header):
-        raise ValueError(f"submission header {list(sub.columns)} != expected {list(header)}")
-    ids = sub.iloc[:, 0].astype(str)
-    if ids.duplicated().any():
-        raise ValueError(f"submission repeats ids: {summarize(sorted(set(ids[ids.duplicated()])))}")
-    if list(ids) != list(expected_ids.astype(str)):
-        missing = sorted(set(expected_ids) - set(ids))
-        extra = sorted(set(ids) - set(expected_ids))
-        raise ValueError(f"submission ids differ from the test set: missing {summarize(missing) or 'none'}, "
-                         f"extra {summarize(extra) or 'none'} (or out of order)")
-    unknown = sorted(set(sub.iloc[:, 1]) - set(classes))
-    if unknown:
-        raise ValueError(f"submission has labels that are not classes: {summarize(unknown)}")
 
 
 def _git() -> dict:
@@ -126,9 +92,9 @@ def save(data: bytes, name: str, out_dir: Path, run: dict, zip: bool) -> tuple[P
 def write(r: Result) -> Path:
     """The submission of a Result (predict, blend, export): its CSV, manifest and leaderboard row."""
     cfg = r.cfgs[0]
-    data = to_bytes(table(r.classes, r.test_scores, r.layout), r.layout, r.classes)
-    extra = {"last_epoch_top1": r.last_epoch_top1, "holdout_top1": r.holdout_top1, "data_fingerprint": r.fingerprint,
-             **({"blend": r.blend} if r.blend else {})}
+    data = formats.to_bytes(formats.table(r.layout, *r.submitted(r.test_scores)), r.layout)
+    extra = {"last_epoch_score": r.last_epoch_score, "holdout_score": r.holdout_score, "post": r.post,
+             "data_fingerprint": r.fingerprint, **({"blend": r.blend} if r.blend else {})}
     path, number = save(data, r.name, Path(cfg.submissions_dir), run_record(r.cfgs, r.checkpoints, r.folds, r.cv, **extra),
                         cfg.zip)
     leaderboard.record(leaderboard.path_of(cfg), r, path, number)

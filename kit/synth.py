@@ -86,6 +86,89 @@ def write_synthetic(root: str | Path, classes: int = 10, per_class: int = 20, n_
     return root
 
 
+# Kaggle competition shapes: the files, columns and placeholder values of a real competition of each shape
+SHAPES = {
+    "label": "Cassava Leaf Disease: train.csv image_id,label; sample image_id,label",
+    "probs": "Dog Breed Identification: train.csv id,breed; sample id + one column per breed",
+    "onehot": "Plant Pathology 2020: train.csv image_id + one 0/1 column per class (one 1 a row); sample the same",
+    "prob": "Aerial Cactus Identification: train.csv id,has_cactus (0/1); sample id,has_cactus 0.5",
+    "tags": "Planet Amazon: train.csv image_name,tags (space-separated); sample image_name,tags",
+    "multihot": "RANZCR CLiP: train.csv StudyInstanceUID + 0/1 class columns (any number of 1s) + PatientID",
+    "topk": "Humpback Whale Identification: train.csv Image,Id; sample Image,Id with 5 space-separated ids",
+}
+
+
+def _tag_image(tags: list[int], n_tags: int, side: int, rng: np.random.Generator) -> Image.Image:
+    """A noisy grey image with a coloured square for each tag present, each tag at its own place."""
+    img = np.clip(rng.normal(110, 25, (side, side, 3)), 0, 255)
+    cell = side // 3
+    for t in tags:
+        y, x = divmod(t % 9, 3)
+        colour = 255 * np.array(colorsys.hsv_to_rgb(t / n_tags, 0.9, 1.0))
+        img[y * cell:(y + 1) * cell - 2, x * cell:(x + 1) * cell - 2] = colour
+    return Image.fromarray(np.clip(img + rng.normal(0, 10, img.shape), 0, 255).astype(np.uint8))
+
+
+def _tag_sets(n: int, n_tags: int, rng: np.random.Generator, most: int) -> list[list[int]]:
+    """n tag sets of 1 to `most` tags (at least every tag alone first, so that each tag is seen)."""
+    sets = [[t] for t in range(n_tags)]
+    while len(sets) < n:
+        k = int(rng.integers(1, most + 1))
+        sets.append(sorted(rng.choice(n_tags, size=k, replace=False).tolist()))
+    return sets[:n]
+
+
+def write_competition(root: str | Path, shape: str, classes: int = 4, per_class: int = 16, n_test: int = 24,
+                      side: int = 32, seed: int = 0) -> Path:
+    """A small Kaggle-style data set of one SHAPE: train/, test/, train.csv, sample_submission.csv, solution.csv.
+
+    Single-label shapes draw class c as in write_synthetic; multi-label ones (tags, multihot) draw
+    each tag as a coloured square in its own place. Training images carry one or two tags, test
+    images up to three: combinations that never occur in training.
+    """
+    assert shape in SHAPES, f"shape={shape}: one of {', '.join(SHAPES)}"
+    rng, root = np.random.default_rng(seed), Path(root)
+    names = ["0", "1"] if shape == "prob" else [f"c{c:03d}" for c in range(classes)]
+    multi = shape in ("tags", "multihot")
+    if multi:
+        train_sets = _tag_sets(len(names) * per_class, len(names), rng, 2)
+        test_sets = _tag_sets(n_test, len(names), np.random.default_rng(seed + 1), 3)
+        draw = lambda tags: _tag_image(tags, len(names), side, rng)  # noqa: E731
+    else:
+        train_sets = [[c] for c in range(len(names)) for _ in range(per_class)]
+        test_sets = [[i % len(names)] for i in range(n_test)]
+        draw = lambda tags: _image(tags[0], len(names), side, side, "RGB", rng)  # noqa: E731
+    id_col, label_col = {"label": ("image_id", "label"), "probs": ("id", "breed"), "onehot": ("image_id", ""),
+                         "prob": ("id", "has_cactus"), "tags": ("image_name", "tags"),
+                         "multihot": ("StudyInstanceUID", ""), "topk": ("Image", "Id")}[shape]
+    train_ids = [f"tr{i:05d}" for i in range(len(train_sets))]
+    test_ids = [f"te{i:05d}" for i in range(n_test)]
+    for name, tags in zip(train_ids, train_sets):
+        _save(draw(tags), root / "train" / f"{name}.png")
+    for name, tags in zip(test_ids, test_sets):
+        _save(draw(tags), root / "test" / f"{name}.png")
+
+    def truth(ids, sets) -> pd.DataFrame:  # the labels in train.csv's shape
+        if label_col:
+            return pd.DataFrame({id_col: ids, label_col: [" ".join(names[t] for t in s) for s in sets]})
+        return pd.DataFrame({id_col: ids, **{c: [int(i in s) for s in sets] for i, c in enumerate(names)}})
+
+    train = truth(train_ids, train_sets)
+    if shape == "multihot":
+        train["PatientID"] = [f"p{i % 7}" for i in range(len(train))]  # a column that is not a class
+    train.to_csv(root / "train.csv", index=False)
+    placeholder = {"label": names[0], "prob": 0.5, "tags": " ".join(names[:2]), "topk": " ".join(names[:min(5, len(names))])}
+    if shape in ("probs", "onehot", "multihot"):
+        sample = pd.DataFrame({id_col: test_ids, **{c: 1 / len(names) for c in names}})
+    else:
+        sample = pd.DataFrame({id_col: test_ids, label_col: placeholder.get(shape, names[0])})
+    sample.to_csv(root / "sample_submission.csv", index=False)
+    solution = truth(test_ids, test_sets)
+    solution["Usage"] = np.where(np.arange(n_test) // len(names) % 2, "Public", "Private")  # every class in both
+    solution.to_csv(root / "solution.csv", index=False)
+    return root
+
+
 def _save(image: Image.Image, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import time
 from contextlib import nullcontext
@@ -27,7 +26,6 @@ import pandas as pd
 import torch
 from timm.data import Mixup
 from timm.layers import convert_sync_batchnorm
-from timm.loss import SoftTargetCrossEntropy
 from timm.scheduler import CosineLRScheduler
 from timm.utils import ModelEmaV3
 
@@ -36,10 +34,13 @@ from kit import alarm, pseudo, report
 from kit.allocator import release_memory
 from kit.config import Config, save_config, to_dict
 from kit.data import fold_loaders
-from kit.engine import epoch_steps, load_checkpoint, predict_logits, save_checkpoint, train_one_epoch, validate
+from kit.engine import (criterion, epoch_steps, load_checkpoint, predict_logits, save_checkpoint, train_one_epoch,
+                        validate)
 from kit.experiment import Experiment
 from kit.folds import Folds
+from kit.layout import Layout
 from kit.io import atomic_write_text, claimed, save_npz
+from kit.metrics import Metric, chance
 from kit.model import from_config
 from kit.progress import Progress
 from kit.runtime import (Dist, autocast, barrier, describe, from_main, grad_scaler, mean_over_ranks, num_workers,
@@ -54,8 +55,8 @@ class FoldState:
 
     stage: int = 1
     epoch: int = 0  # epochs completed in this stage
-    best: float = -1.0  # best val top-1 over both stages (the score of best.pt)
-    stage_best: float = -1.0  # best val top-1 this stage (early stopping)
+    best: float | None = None  # best val score over both stages (the score of best.pt); None before the first
+    stage_best: float | None = None  # best val score this stage (early stopping)
     bad_epochs: int = 0  # epochs since stage_best improved
     stopped: bool = False  # this stage is over (epochs run out or early stopping)
     ema_steps: int = 0  # optimizer steps averaged into the EMA this stage (its warm-up decay depends on it)
@@ -69,26 +70,32 @@ def _epoch_seed(seed: int, fold: int, stage: int, epoch: int) -> int:
 class FoldRun:
     """Holds one fold's model, data and files; `fit()` runs both stages, resuming from last.pt."""
 
-    def __init__(self, cfg: Config, fold: int, table: pd.DataFrame, classes: list[str], root: Path, device,
+    def __init__(self, cfg: Config, fold: int, table: pd.DataFrame, layout: Layout, metric: Metric, device,
                  dist: Dist = Dist(), progress: Progress | None = None):
-        self.cfg, self.fold, self.classes, self.device, self.dist = cfg, fold, classes, device, dist
+        self.cfg, self.fold, self.classes, self.device, self.dist = cfg, fold, layout.classes, device, dist
+        self.metric, self.multilabel = metric, layout.task == "multilabel"
         self.progress = progress or Progress({})
         self.saved_at = time.monotonic()  # of last.pt: checkpoint_every_s counts from here
         self.files = Experiment.of(cfg).fold(fold)
-        index = {c: i for i, c in enumerate(classes)}
         train = table[(table["fold"] != fold) & (table["role"] != "holdout")]
         val = table[table["fold"] == fold]
-        self.val_ids, self.val_labels = val["path"].to_numpy(), val["label"].map(index).to_numpy()
-        self.chance = alarm.chance_top1(self.val_labels)  # val top-1 up to this is within noise of guessing
-        self.train_dl, self.val_dl = fold_loaders(cfg, root, train, val, index, device.type == "cuda", dist.rank,
-                                                  dist.world, f"fold {fold}")
+        train_targets = layout.targets(train["label"])
+        self.val_ids, self.val_labels = val["path"].to_numpy(), layout.targets(val["label"])
+        self.chance = chance(metric, self.val_labels, len(self.classes))  # a score no better is within noise of guessing
+        self.train_dl, self.val_dl = fold_loaders(cfg, layout.root, train["path"], train_targets, val["path"],
+                                                  self.val_labels, device.type == "cuda", dist.rank, dist.world,
+                                                  f"fold {fold}")
         self.amp_ctx = autocast(device, cfg.amp)
         self.scaler = grad_scaler(device, cfg.amp)  # fp16 loss scaling (a pass-through otherwise); saved in last.pt
-        # with both alphas 0, prob=0 keeps Mixup as the label-smoothed one-hot target maker
+        # with both alphas 0, prob=0 keeps Mixup as the label-smoothed one-hot (or 0/1-row) target maker
         mixing = cfg.mixup_alpha > 0 or cfg.cutmix_alpha > 0
         self.mixup = Mixup(mixup_alpha=cfg.mixup_alpha, cutmix_alpha=cfg.cutmix_alpha, prob=1.0 if mixing else 0.0,
-                           label_smoothing=cfg.label_smoothing, num_classes=len(classes))
-        self.criterion = SoftTargetCrossEntropy()
+                           label_smoothing=cfg.label_smoothing, num_classes=len(self.classes),
+                           multi_label=self.multilabel)
+        self.criterion = criterion(train_targets, len(self.classes), cfg.class_weight).to(device)
+
+    def _better(self, score: float, than: float | None) -> bool:
+        return than is None or self.metric.better(score, than)
 
     def _model(self):
         seed_everything(_epoch_seed(self.cfg.seed, self.fold, 0, 0))  # the head's (and any unloaded layer's) init
@@ -156,8 +163,9 @@ class FoldRun:
         if self.files.best.is_file():
             # killed between writing best.pt and last.pt, best.pt is ahead of last.pt: a rerun epoch that scores
             # lower (on a GPU, reruns are close, not exact) must not overwrite it
-            state.best = max(state.best, load_checkpoint(self.files.best)["score"])
-        log.info("fold %d: resuming stage %d after epoch %d (best %.4f)", self.fold, state.stage, state.epoch, state.best)
+            on_disk = load_checkpoint(self.files.best)["score"]
+            state.best = on_disk if self._better(on_disk, state.best) else state.best
+        log.info("fold %d: resuming stage %d after epoch %d (best %s)", self.fold, state.stage, state.epoch, state.best)
         return state, ckpt["optimizer"]
 
     def _enter_stage(self, model, state: FoldState, stage: int) -> FoldState:
@@ -165,8 +173,8 @@ class FoldRun:
         best1 = load_checkpoint(self.files.stage1_best)
         model.load_state_dict(best1["model"])
         self._new_ema(model)  # stage 2 averages its own steps, from stage 1's best
-        log.info("fold %d: stage %d starts from stage-1 best (epoch %d, top-1 %.4f)",
-                 self.fold, stage, best1["epoch"], best1["score"])
+        log.info("fold %d: stage %d starts from stage-1 best (epoch %d, %s %.4f)",
+                 self.fold, stage, best1["epoch"], self.metric.name, best1["score"])
         return FoldState(stage=stage, best=state.best, stage_best=state.best, history=state.history)
 
     def _stage_params(self, stage: int) -> tuple[float, int]:
@@ -190,9 +198,10 @@ class FoldRun:
         if not state.stopped:
             state.stopped = True
             self._save_last(model, optimizer, state)
-        if state.stage == 1 and state.stage_best <= self.chance:
-            log.warning("fold %d: stage 1 ended at chance level (best val top-1 %.4f, chance up to %.4f); the CV "
-                        "and the leaderboard row will say so. %s", self.fold, state.stage_best, self.chance, alarm.causes(c))
+        if state.stage == 1 and not self._better(state.stage_best, self.chance):
+            log.warning("fold %d: stage 1 ended at chance level (best val %s %.4f, chance %.4f); the CV and the "
+                        "leaderboard row will say so. %s", self.fold, self.metric.name, state.stage_best, self.chance,
+                        alarm.causes(c))
 
     def _run_epoch(self, model, trained, optimizer, state: FoldState) -> None:
         c, t0 = self.cfg, time.perf_counter()
@@ -208,19 +217,22 @@ class FoldRun:
         ips *= self.dist.world
         scored = self._evaluated(model)
         release_memory()  # training's blocks go back before evaluation's (other sizes) are taken
-        val = from_main(validate(scored, self.val_dl, self.amp_ctx, self.device, self.val_labels), self.dist)
+        val = from_main(validate(scored, self.val_dl, self.amp_ctx, self.device, self.val_labels, self.metric),
+                        self.dist)
         release_memory()
         row = {"epoch": len(state.history) + 1, "stage": state.stage, "lr": optimizer.param_groups[0]["lr"],
                "train_loss": loss, "train_top1": acc, **val, "seconds": time.perf_counter() - t0, "img_per_s": ips}
         improved = self._update(model, scored, optimizer, state, row)
         self.progress.update((c.name, self.fold), self._epochs_left(state))
-        log.info("%s %s: lr %.2e loss %.4f val_loss %.4f top-1 %.4f top-5 %.4f %.0fs %.0f img/s%s%s", c.name, where,
-                 row["lr"], loss, val["val_loss"], val["val_top1"], val["val_top5"], row["seconds"], ips,
+        top = f" top-1 {val['val_top1']:.4f} top-5 {val['val_top5']:.4f}" if "val_top1" in val else ""
+        log.info("%s %s: lr %.2e loss %.4f val_loss %.4f %s %.4f%s %.0fs %.0f img/s%s%s", c.name, where, row["lr"],
+                 loss, val["val_loss"], self.metric.name, val["val_score"], top, row["seconds"], ips,
                  " *" if improved else "", str(self.progress))  # formatted now: progress changes
         if state.stage == 1 and state.epoch == min(c.warmup + 2, c.stage1_epochs):  # two epochs at the full lr
             self._check_learning(state.stage_best, loss)
         if state.stopped:
-            log.info("fold %d stage %d: early stop, no better top-1 for %d epochs", self.fold, state.stage, state.bad_epochs)
+            log.info("fold %d stage %d: early stop, no better %s for %d epochs", self.fold, state.stage,
+                     self.metric.name, state.bad_epochs)
 
     def _epochs_left(self, state: FoldState) -> int:
         """At most this many epochs of this fold to go (early stopping may end them sooner)."""
@@ -229,10 +241,11 @@ class FoldRun:
 
     def _check_learning(self, best: float, train_loss: float) -> None:
         """The chance-level alarm: one warning when, after the warm-up, nothing has been learnt yet."""
-        if not alarm.learning(best, self.chance, train_loss, len(self.classes)):
-            log.warning("fold %d: not learning after the warm-up: best val top-1 %.4f (chance up to %.4f), train loss "
-                        "%.3f (ln %d classes = %.3f). %s", self.fold, best, self.chance, train_loss, len(self.classes),
-                        math.log(len(self.classes)), alarm.causes(self.cfg))
+        n = len(self.classes)
+        if not alarm.learning(self.metric, best, self.chance, train_loss, n, self.multilabel):
+            log.warning("fold %d: not learning after the warm-up: best val %s %.4f (chance %.4f), train loss %.3f "
+                        "(guessing: %.3f). %s", self.fold, self.metric.name, best, self.chance, train_loss,
+                        alarm.guess_loss(n, self.multilabel), alarm.causes(self.cfg))
 
     def _update(self, model, scored, optimizer, state: FoldState, row: dict) -> bool:
         """Early stopping and checkpoints; best files first, so last.pt never claims a best that isn't on disk.
@@ -241,23 +254,23 @@ class FoldRun:
 
         Returns whether this epoch improved the stage's best.
         """
-        score, c = row["val_top1"], self.cfg
+        score, c = row["val_score"], self.cfg
         state.epoch += 1
         state.history.append(row)
         meta = {"cfg": to_dict(c), "classes": list(self.classes), "stage": state.stage,
                 "epoch": row["epoch"], "score": score}
-        improved = score > state.stage_best
+        improved = self._better(score, state.stage_best)
         if improved:
             state.stage_best, state.bad_epochs = score, 0
             if state.stage == 1:
                 self._save(self.files.stage1_best, scored, **meta)
         elif state.epoch > max(c.min_epochs, c.warmup if state.stage == 1 else 0):
             state.bad_epochs += 1  # patience counts only once the stage has had its time to learn
-        if score > state.best:
+        if self._better(score, state.best):
             state.best = score
             self._save(self.files.best, scored, **meta)
         # a stage still at chance level has nothing worth keeping: it runs on rather than stop on noise
-        state.stopped = state.bad_epochs >= c.patience and state.stage_best > self.chance
+        state.stopped = state.bad_epochs >= c.patience and self._better(state.stage_best, self.chance)
         if state.stopped or time.monotonic() - self.saved_at >= c.checkpoint_every_s:  # epochs running out: _run_stage saves
             self._save_last(model, optimizer, state)
         barrier(self.dist)  # every rank sees this epoch's files before going on
@@ -289,7 +302,8 @@ class FoldRun:
         logits = predict_logits(model, self.val_dl, self.amp_ctx, self.device)
         report.plot_curves(pd.DataFrame(state.history), self.files.curves)
         save_npz(self.files.oof, ids=self.val_ids.astype(str), labels=self.val_labels, logits=logits)
-        log.info("fold %d done: best top-1 %.4f (stage %d, epoch %d)", self.fold, best["score"], best["stage"], best["epoch"])
+        log.info("fold %d done: best %s %.4f (stage %d, epoch %d)", self.fold, self.metric.name, best["score"],
+                 best["stage"], best["epoch"])
         if not self.cfg.keep_checkpoints:  # after oof.npz, the done marker: a finished fold needs best.pt alone
             for path in self.files.resume_files:  # three more copies of the weights
                 path.unlink(missing_ok=True)
@@ -300,7 +314,7 @@ def train_fold(cfg: Config, fold: int, folds: Folds, device, dist: Dist = Dist()
     """Train one fold (resuming it, or at once if it is done); with pseudo_from, on its pseudo-labels too."""
     files = Experiment.of(cfg).fold(fold)
     table = folds.table
-    selected = pseudo.select(cfg, fold, folds.classes, folds.layout.test) if cfg.pseudo_from else None
+    selected = pseudo.select(cfg, fold, folds.layout) if cfg.pseudo_from else None
     if files.done:
         if selected is not None:
             pseudo.check(files, selected[1])
@@ -318,7 +332,7 @@ def train_fold(cfg: Config, fold: int, folds: Folds, device, dist: Dist = Dist()
         table = pd.concat([table, rows], ignore_index=True)  # fold -1 role pseudo: trained on, never validated
         log.info("fold %d: + %d pseudo-labelled test images (%s fold %d, probability >= %.2f)", fold, len(rows),
                  cfg.pseudo_from, fold, cfg.pseudo_threshold)
-    FoldRun(cfg, fold, table, folds.classes, folds.layout.root, device, dist, progress).fit()
+    FoldRun(cfg, fold, table, folds.layout, folds.metric, device, dist, progress).fit()
     barrier(dist)
     return files.dir
 
@@ -372,5 +386,5 @@ def run(cfgs: list[Config], only: list[int] | None = None, shard: tuple[int, int
     for cfg in cfgs:
         folds, exp = loaded[cfg.name], Experiment.of(cfg)
         if len(exp.done_folds(folds.n_folds)) == folds.n_folds and dist.main:
-            exp.write_cv(folds.classes, folds.n_folds, folds.layout.root)
+            exp.write_cv(folds.layout, folds.metric, folds.n_folds)
     return [Experiment.of(cfg).dir for cfg in cfgs]

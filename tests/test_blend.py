@@ -32,7 +32,7 @@ def test_nested_cv_never_fits_weights_on_the_rows_it_scores():
     a = _onehot(np.where(fold_of == 0, labels, wrong))
     b = _onehot(np.where(fold_of == 1, labels, wrong))
     held, weights = blend.nested([a, b], labels, fold_of, 10)
-    assert weights[0].tolist() == [0.0, 1.0] and weights[1].tolist() == [1.0, 0.0]
+    assert weights["0"].tolist() == [0.0, 1.0] and weights["1"].tolist() == [1.0, 0.0]
     assert accuracy_score(labels, held.argmax(1)) == 0.0, "nested CV must show that these weights do not carry over"
 
 
@@ -77,7 +77,7 @@ def test_pseudo_labels_train_but_never_validate_and_the_row_shows_the_gain(two_e
     assert not any(i.startswith("test/") for i in oof_ids), "pseudo-labelled test images are never validated on"
     board = pd.read_csv(source.submissions_dir + "/leaderboard.csv", dtype=str, keep_default_na=False)
     row = board[board["file"] == path.name].iloc[0]
-    assert row["pseudo"].startswith("from tiny >= 0.34") and "cv_top1 " in row["pseudo"], row["pseudo"]
+    assert row["pseudo"].startswith("from tiny >= 0.34") and "cv " in row["pseudo"], row["pseudo"]
 
 
 def test_pseudo_needs_the_source_predicted(tmp_path, folder_data):

@@ -56,16 +56,17 @@ if mode == "skew":  # rank 0 sees no gain after epoch 1 (patience 1 stops it); r
     validate, calls = train.validate, [0]
     def skewed(*args, **kwargs):
         out, calls[0] = validate(*args, **kwargs), calls[0] + 1
-        out["val_top1"] = 0.9 if rank == 0 else 0.9 + 0.01 * calls[0]
+        out["val_score"] = 0.9 if rank == 0 else 0.9 + 0.01 * calls[0]
         return out
     train.validate = skewed
 if mode == "nan":  # rank 1's loss turns NaN at its 3rd step, the last of the epoch
-    forward, steps = train.SoftTargetCrossEntropy.forward, [0]
+    from timm.loss import SoftTargetCrossEntropy
+    forward, steps = SoftTargetCrossEntropy.forward, [0]
     def poisoned(self, x, target):
         steps[0] += 1
         loss = forward(self, x, target)
         return loss * float("nan") if rank == 1 and steps[0] == 3 else loss
-    train.SoftTargetCrossEntropy.forward = poisoned
+    SoftTargetCrossEntropy.forward = poisoned
 sys.exit(main(sys.argv[2:]))
 """
 SMALL = ["backbone=test_resnet", "head=linear", "resize=36", "img_size=32", "batch_size=8", "n_folds=2", "workers=0",

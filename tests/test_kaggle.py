@@ -56,7 +56,7 @@ def env(tmp_path, monkeypatch, server):
     path = subs / "tiny-0123abcd.csv"
     path.write_text("id,label\n" + "".join(f"{i},{'a' if n % 2 == 0 else 'a'}\n" for n, i in enumerate(IDS)))
     board = leaderboard.upsert(leaderboard.load(subs / "leaderboard.csv"), {
-        "file": path.name, "experiments": "tiny", "cv_top1": "0.91000", "folds": "5", "tta": "hflip",
+        "file": path.name, "experiments": "tiny", "metric": "accuracy", "cv": "0.91000", "folds": "5", "tta": "hflip",
         "sha256": "0123abcd" + "0" * 56})
     leaderboard.save(board, subs / "leaderboard.csv")
     return state, cfg, path, creds
@@ -70,7 +70,7 @@ def test_submit_then_leaderboard_fills_both_scores(env):
     state, cfg, path, _ = env
     ref = leaderboard.submit([cfg], "digits")
     assert ref == "50000", ref
-    assert state.submissions[0]["description"] == "tiny cv=0.91000 folds=5 tta=hflip sha=0123abcd"
+    assert state.submissions[0]["description"] == "tiny cv=0.91000 metric=accuracy folds=5 tta=hflip sha=0123abcd"
     leaderboard.sync(Path(cfg.submissions_dir) / "leaderboard.csv", "digits")
     row = _board(cfg).iloc[0]
     want = state.score(path.read_bytes())
@@ -126,7 +126,7 @@ def test_readable_kaggle_json_gets_the_fix(env, caplog):
 def _add_row(cfg, name: str, cv: str, experiments: str = "tiny", answer: str = "b") -> Path:
     path = Path(cfg.submissions_dir) / name
     path.write_text("id,label\n" + "".join(f"{i},{answer}\n" for i in IDS))
-    board = leaderboard.upsert(_board(cfg), {"file": name, "experiments": experiments, "cv_top1": cv,
+    board = leaderboard.upsert(_board(cfg), {"file": name, "experiments": experiments, "metric": "accuracy", "cv": cv,
                                              "sha256": "f" * 64})
     leaderboard.save(board, Path(cfg.submissions_dir) / "leaderboard.csv")
     return path

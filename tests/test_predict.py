@@ -14,7 +14,7 @@ from PIL import Image
 from sklearn.metrics import accuracy_score
 
 from conftest import exp_dir, make_image, tiny_cfg
-from kit import ensemble, folds, leaderboard, predict, submission, train
+from kit import ensemble, folds, formats, leaderboard, predict, train
 from kit.cli import main
 from kit.config import save_config
 from kit.io import load_npz
@@ -117,17 +117,17 @@ def test_numeric_class_folders_are_written_as_folder_names(tmp_path):
     layout = scan(tmp_path)
     scores = np.zeros((1, 100))
     scores[0, 10] = 1.0  # class index 10 is folder "10" (as strings, "10" would sort at index 2)
-    assert submission.table(list(layout.classes), scores, layout)["pred_label"].tolist() == ["10"]
+    assert formats.table(layout, scores)["pred_label"].tolist() == ["10"]
 
 
 def test_submission_validation_catches_mistakes():
     ids = pd.Series(["a", "b"])
     good = pd.DataFrame({"id": ["a", "b"], "y": ["cat", "dog"]})
-    submission.check(good, ids, ["cat", "dog"], ("id", "y"))
+    formats.check(good, ids, ["cat", "dog"], ("id", "y"))
     for bad, needle in [(good.iloc[:1], "missing"), (good.assign(y=["cat", "cow"]), "cow"),
                         (good.rename(columns={"y": "label"}), "header"), (good.iloc[[0, 0]], "repeats")]:
         with pytest.raises(ValueError, match=needle):
-            submission.check(bad, ids, ["cat", "dog"], ("id", "y"))
+            formats.check(bad, ids, ["cat", "dog"], ("id", "y"))
 
 
 def test_local_scores_equal_sklearn_on_usage_subsets(folder_run, folder_data):
@@ -167,7 +167,7 @@ def test_leaderboard_of_two_data_sets_compares_and_picks_within_one(tmp_path, fo
     assert mine and leaderboard.load(board_path)["data"].tolist() == [mine], "the row names the folds' data set"
     (tmp_path / "subs" / "elsewhere.csv").write_text(path.read_text())
     board = leaderboard.upsert(leaderboard.load(board_path), {
-        "file": "elsewhere.csv", "experiments": cfg.name, "cv_top1": "0.99999", "public": "0.99999",
+        "file": "elsewhere.csv", "experiments": cfg.name, "metric": "accuracy", "cv": "0.99999", "public": "0.99999",
         "created_at": "2999-01-01T00:00:00+00:00", "data": "ffffffffffff"})
     leaderboard.save(board, board_path)
     capsys.readouterr()
@@ -229,7 +229,7 @@ def test_holdout_is_scored_not_trained_on(tmp_path):
     labels = np.array([int(i.split("/")[1]) for i in parts[0]["ids"]])  # class folders 0, 1, 2
     want = accuracy_score(labels, ensemble.average([p["logits"] for p in parts], "logits").argmax(1))
     row = leaderboard.load(tmp_path / "submissions" / "leaderboard.csv").iloc[0]
-    assert float(row["holdout_top1"]) == pytest.approx(want, abs=1e-5), row
+    assert float(row["holdout"]) == pytest.approx(want, abs=1e-5), row
     oof = np.concatenate([load_npz(exp_dir(cfg) / f"fold{k}" / "oof.npz")["ids"] for k in range(2)])
     assert not any(i.startswith("val/") for i in oof), "holdout images are never in a validation fold"
 

@@ -87,8 +87,8 @@ def test_best_is_best_over_both_stages_and_checkpoints_are_plain(trained):
     history = pd.read_csv(fold / "history.csv")
     assert best["score"] == history["val_top1"].max() and best["classes"] == ["0", "1", "2"]
     assert best["cfg"]["backbone"] == "test_resnet" and {"optimizer", "state"} <= set(last)
-    assert list(history.columns)[:9] == ["epoch", "stage", "lr", "train_loss", "train_top1", "val_loss", "val_top1",
-                                         "val_top5", "seconds"], history.columns
+    assert list(history.columns)[:10] == ["epoch", "stage", "lr", "train_loss", "train_top1", "val_loss", "val_top1",
+                                          "val_top5", "val_score", "seconds"], history.columns
     assert (fold / "curves.png").stat().st_size > 0 and (exp_dir(cfg) / "confusion_matrix.png").stat().st_size > 0
 
 
@@ -125,8 +125,8 @@ def test_cv_json_reports_the_last_epochs_top1(trained):
     cv = json.loads((exp_dir(cfg) / "cv.json").read_text())
     want = [pd.read_csv(exp_dir(cfg) / f"fold{k}" / "history.csv")["val_top1"].iloc[-1] for k in range(2)]
     n = [f["n"] for f in cv["folds"]]
-    assert cv["last_epoch_top1"] == pytest.approx(np.dot(n, want) / sum(n)), cv
-    assert cv["top1"] >= cv["last_epoch_top1"], "best-epoch weights score at least the last epoch's on the same folds"
+    assert cv["metric"] == "accuracy" and cv["last_epoch_score"] == pytest.approx(np.dot(n, want) / sum(n)), cv
+    assert cv["top1"] >= cv["last_epoch_score"], "best-epoch weights score at least the last epoch's on the same folds"
 
 
 def test_early_stopping_stops_after_patience(tmp_path, easy_data):

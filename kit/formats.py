@@ -1,0 +1,90 @@
+"""Submission formats: a test set's probabilities as the rows a competition wants, checked, and read back.
+
+    label   the class                       probs   one probability column per class (named by class)
+    prob    P(second of two classes)        tags    space-separated classes at or above their thresholds
+    topk    the top_k classes, best first
+
+kit/layout.py detects the format of a data set (FORMATS there); kit/submission.py writes the file;
+leaderboard.py reads a submission back (`read`) to score it against a solution file.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from kit.layout import Layout, summarize
+from kit.metrics import clip_probs, decide
+
+
+def table(layout: Layout, probs: np.ndarray, thresholds=0.5) -> pd.DataFrame:
+    """One row per test image in the sample's order: its id and, in the layout's submission format, what the
+    probabilities (N, classes) say: the top class, each probability, the tags at or above their thresholds (at
+    least the most likely one), or the top_k classes."""
+    classes, fmt, header = np.asarray(layout.classes, dtype=object), layout.submission, layout.header
+    out = pd.DataFrame({header[0]: layout.test["id"].to_numpy()})
+    if fmt == "label":
+        out[header[1]] = classes[probs.argmax(1)]
+    elif fmt == "prob":
+        out[header[1]] = clip_probs(probs, True)[:, 1]
+    elif fmt == "probs":
+        p, index = clip_probs(probs, layout.task == "single"), {c: i for i, c in enumerate(layout.classes)}
+        for c in header[1:]:
+            out[c] = p[:, index[c]]
+    elif fmt == "tags":
+        chosen = decide(probs, thresholds)
+        chosen[np.arange(len(probs)), probs.argmax(1)] = 1  # every image gets its most likely tag at least
+        out[header[1]] = [" ".join(classes[row == 1]) for row in chosen]
+    else:  # topk
+        top = np.argsort(-probs, axis=1, kind="stable")[:, :layout.top_k]
+        out[header[1]] = [" ".join(row) for row in classes[top]]
+    return out
+
+
+def to_bytes(sub: pd.DataFrame, layout: Layout) -> bytes:
+    """The CSV as written, checked first against what the competition expects."""
+    check(sub, layout.test["id"], list(layout.classes), layout.header, layout.submission, layout.top_k)
+    return sub.to_csv(index=False, lineterminator="\n").encode()
+
+
+def check(sub: pd.DataFrame, expected_ids: pd.Series, classes: list[str], header: tuple, fmt: str = "label",
+          top_k: int = 0) -> None:
+    """Raise ValueError unless sub is exactly what the competition expects."""
+    if tuple(sub.columns) != tuple(header):
+        raise ValueError(f"submission header {list(sub.columns)} != expected {list(header)}")
+    ids = sub.iloc[:, 0].astype(str)
+    if ids.duplicated().any():
+        raise ValueError(f"submission repeats ids: {summarize(sorted(set(ids[ids.duplicated()])))}")
+    if list(ids) != list(expected_ids.astype(str)):
+        missing = sorted(set(expected_ids) - set(ids))
+        extra = sorted(set(ids) - set(expected_ids))
+        raise ValueError(f"submission ids differ from the test set: missing {summarize(missing) or 'none'}, "
+                         f"extra {summarize(extra) or 'none'} (or out of order)")
+    if fmt in ("prob", "probs"):
+        values = sub.iloc[:, 1:].to_numpy(dtype=np.float64)
+        if not ((values >= 0) & (values <= 1)).all():
+            raise ValueError("submission has probabilities outside [0, 1]")
+        return
+    names = [t for v in sub.iloc[:, 1] for t in (v.split() if fmt in ("tags", "topk") else [v])]
+    unknown = sorted(set(names) - set(classes))
+    if unknown:
+        raise ValueError(f"submission has labels that are not classes: {summarize(unknown)}")
+    if fmt == "topk" and (sub.iloc[:, 1].str.split().str.len() != min(top_k, len(classes))).any():
+        raise ValueError(f"submission rows must list {top_k} classes each")
+
+
+def read(sub: pd.DataFrame, layout: Layout) -> np.ndarray:
+    """A submission back as (rows, classes) scores, for scoring it: a 1 for the class (or each tag), the
+    probabilities, or k..1 down the top-k list."""
+    index = {c: i for i, c in enumerate(layout.classes)}
+    fmt, n = layout.submission, len(layout.classes)
+    if fmt == "probs":
+        return sub[[c for c in layout.classes]].to_numpy(dtype=np.float64)
+    if fmt == "prob":
+        p = sub.iloc[:, 1].to_numpy(dtype=np.float64)
+        return np.stack([1 - p, p], axis=1)
+    scores = np.zeros((len(sub), n))
+    for row, value in enumerate(sub.iloc[:, 1]):
+        names = value.split() if fmt in ("tags", "topk") else [value]
+        for rank, name in enumerate(names):
+            scores[row, index[name]] = len(names) - rank if fmt == "topk" else 1
+    return scores

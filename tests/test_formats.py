@@ -1,0 +1,145 @@
+"""Every Kaggle submission shape: detected, trained, written and scored in the competition's metric.
+
+    pytest tests/test_formats.py -q
+
+One small data set per shape (kit/synth.py SHAPES: the files of a real competition of that shape),
+run through `kit folds`, `train` and `predict` with no task, submission or metric key. The local
+scores on the leaderboard are checked against scikit-learn's computation on the written file.
+"""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
+from sklearn.preprocessing import MultiLabelBinarizer
+
+from conftest import TINY
+from kit import blend, leaderboard, train
+from kit.cli import main
+from kit.config import PRESETS, load_config
+from kit.synth import write_competition
+
+FAST = {**TINY, "stage1_epochs": 3, "stage2_epochs": 0, "mixup_alpha": 0.0, "stage1_lr": 0.1}
+EXPECTED = {  # shape -> (metric, the sample's columns after the id)
+    "label": "accuracy", "probs": "log_loss", "onehot": "log_loss", "prob": "roc_auc", "tags": "f1_samples",
+    "multihot": "roc_auc", "topk": "map@4",
+}
+RUNS = {}  # shape -> (its folder, the command-line keys it ran with)
+
+
+def _map_at_k(truth: list[str], ranked: list[list[str]], k: int) -> float:
+    """MAP@k as Kaggle's Humpback Whale page defines it, written out: 1/(position of the answer), or 0."""
+    return float(np.mean([1 / (r[:k].index(t) + 1) if t in r[:k] else 0.0 for t, r in zip(truth, ranked)]))
+
+
+def _expected_score(shape: str, sol: pd.DataFrame, sub: pd.DataFrame) -> float:
+    """The metric of one Usage part, by scikit-learn (or by hand for MAP@k), from the two files alone."""
+    merged = sol.merge(sub, on=sub.columns[0], suffixes=("_true", ""))
+    if shape == "label":
+        return accuracy_score(merged["label_true"], merged["label"])
+    if shape in ("probs", "onehot"):
+        classes = list(sub.columns[1:])
+        true = merged["breed"] if shape == "probs" else merged[[c + "_true" for c in classes]].to_numpy().argmax(1)
+        y = [classes.index(t) for t in true] if shape == "probs" else true
+        return log_loss(y, merged[classes].to_numpy(dtype=float), labels=range(len(classes)))
+    if shape == "prob":
+        return roc_auc_score(merged["has_cactus_true"].astype(int), merged["has_cactus"].astype(float))
+    if shape == "tags":
+        binarizer = MultiLabelBinarizer().fit([c.split() for c in sub["tags"]] + [c.split() for c in sol["tags"]])
+        y = binarizer.transform(merged["tags_true"].str.split())
+        return f1_score(y, binarizer.transform(merged["tags"].str.split()), average="samples", zero_division=0)
+    if shape == "multihot":
+        classes = list(sub.columns[1:])
+        aucs = [roc_auc_score(merged[c + "_true"].astype(int), merged[c].astype(float)) for c in classes
+                if merged[c + "_true"].nunique() == 2]
+        return float(np.mean(aucs))
+    return _map_at_k(list(merged["Id_true"]), [r.split() for r in merged["Id"]], 4)
+
+
+@pytest.fixture(scope="module", params=list(EXPECTED))
+def shaped_run(request, tmp_path_factory):
+    shape = request.param
+    tmp = tmp_path_factory.mktemp(shape)
+    data = write_competition(tmp / "data", shape, classes=4, per_class=10, n_test=20, side=32)
+    keys = [f"{k}={v}" for k, v in FAST.items()]
+    keys += [f"data={data}", f"work_dir={tmp / 'folds'}", f"submissions_dir={tmp / 'subs'}"]
+    for command in ("folds", "train", "predict"):
+        assert main([command, *keys]) == 0, f"{shape}: kit {command} failed"
+    written = sorted((tmp / "subs").glob("tiny-*.csv"))
+    assert len(written) == 1, written
+    RUNS[shape] = (tmp, keys)
+    return shape, data, pd.read_csv(written[0], dtype=str, keep_default_na=False), pd.read_csv(tmp / "subs" / "leaderboard.csv")
+
+
+def test_submission_matches_the_sample_exactly(shaped_run):
+    shape, data, sub, _ = shaped_run
+    sample = pd.read_csv(data / "sample_submission.csv", dtype=str)
+    assert list(sub.columns) == list(sample.columns), f"{shape}: header"
+    assert list(sub.iloc[:, 0]) == list(sample.iloc[:, 0]), f"{shape}: ids and their order"
+    classes = set(sample.columns[1:]) if shape in ("probs", "onehot", "multihot") else None
+    values = sub.iloc[:, 1:]
+    if shape in ("probs", "onehot", "multihot", "prob"):
+        p = values.to_numpy(dtype=float)
+        assert ((p >= 0) & (p <= 1)).all(), f"{shape}: probabilities"
+        assert len(np.unique(p.round(6))) > 2, f"{shape}: probabilities, not hard 0/1 labels"
+        if shape in ("probs", "onehot"):
+            assert np.allclose(p.sum(1), 1, atol=1e-9), "single-label probabilities sum to 1"
+    else:
+        classes = set(pd.read_csv(data / "train.csv", dtype=str).iloc[:, 1].str.split().explode())
+        tokens = values.iloc[:, 0].str.split()
+        assert set(tokens.explode()) <= classes, f"{shape}: every value a class"
+        if shape == "label":
+            assert (tokens.str.len() == 1).all()
+        if shape == "topk":
+            assert (tokens.str.len() == 4).all() and tokens.map(lambda t: len(set(t)) == 4).all(), "4 distinct ids"
+
+
+def test_leaderboard_row_is_in_the_competition_metric(shaped_run):
+    shape, _, _, board = shaped_run
+    row = board.iloc[0]
+    assert row["metric"] == EXPECTED[shape], f"{shape}: {row['metric']}"
+    assert np.isfinite(row["cv"]), f"{shape}: a CV in {row['metric']}"
+
+
+def test_local_scores_equal_scikit_learn_on_the_file(shaped_run):
+    shape, data, sub, board = shaped_run
+    sol = pd.read_csv(data / "solution.csv", dtype=str, keep_default_na=False)
+    for usage, column in (("Public", "public"), ("Private", "private")):
+        want = _expected_score(shape, sol[sol["Usage"] == usage].drop(columns="Usage"), sub)
+        assert board.iloc[0][column] == pytest.approx(want, abs=1e-5), f"{shape} {usage}"
+
+
+def test_multi_label_predicts_tag_combinations_never_seen_in_training(shaped_run):
+    shape, data, sub, _ = shaped_run
+    if shape != "tags":
+        pytest.skip("multi-label tags only")
+    seen = set(pd.read_csv(data / "train.csv", dtype=str)["tags"].map(lambda t: frozenset(t.split())))
+    predicted = set(sub["tags"].map(lambda t: frozenset(t.split())))
+    assert predicted - seen, f"every predicted combination was a training one: {predicted}"
+
+
+def test_a_bundle_writes_the_same_bytes_in_every_format(shaped_run):
+    shape, data, _, _ = shaped_run
+    tmp, keys = RUNS[shape]
+    assert main(["export", *keys, "--out", str(tmp / "bundle")]) == 0
+    spec = json.loads((tmp / "bundle" / "bundle.json").read_text())
+    exported = (tmp / "subs" / spec["submission"]["file"]).read_bytes()
+    assert main(["predict", "--bundle", str(tmp / "bundle"), f"data={data}", f"submissions_dir={tmp / 'out'}"]) == 0
+    assert (tmp / "out" / "submission.csv").read_bytes() == exported, f"{shape}: the bundle's bytes differ"
+
+
+def test_blend_fits_its_weights_to_the_metric_in_its_direction(shaped_run):
+    shape, data, _, _ = shaped_run
+    if shape != "probs":
+        pytest.skip("one log-loss shape is enough")
+    tmp, _ = RUNS[shape]
+    paths = {"data": str(data), "work_dir": str(tmp / "folds"), "submissions_dir": str(tmp / "subs")}
+    first = load_config(PRESETS / "demo.yaml", {**FAST, **paths})  # what the command line above ran
+    other = load_config(PRESETS / "demo.yaml", {**FAST, **paths, "name": "lin", "head": "linear"})
+    train.run([other])
+    path = blend.run([first, other], steps=10)
+    run = json.loads(path.with_suffix(".json").read_text())["runs"][-1]
+    assert "log_loss" in run["blend"]["method"] and sum(run["blend"]["weights"].values()) == pytest.approx(1)
+    row = leaderboard.load(tmp / "subs" / "leaderboard.csv").set_index("file").loc[path.name]
+    assert row["metric"] == "log_loss" and float(row["cv"]) == pytest.approx(run["cv"]["score"], abs=1e-5)
