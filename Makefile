@@ -33,7 +33,7 @@ RUN_ARGS = --exp $(EXP) data=$(DATA) $(ARGS)
 # docs/BENCHMARKS.md); KIT_ALLOCATOR=off make ... keeps glibc (kit/allocator.py).
 
 .DEFAULT_GOAL := demo
-.PHONY: demo install folds train predict blend pseudo export leaderboard submit download test test-fast bench cache reliability clean gpu-check
+.PHONY: demo install folds train predict blend pseudo export leaderboard submit download test test-fast bench cache reliability clean clean-all gpu-check
 
 # folds, train and predict in one process (kit run): one start-up of torch instead of three
 demo: install $(if $(filter data/demo,$(DATA)),data/demo/solution.csv)
@@ -106,7 +106,12 @@ gpu-check: $(if $(filter .venv/bin/python,$(PY)),install)
 reliability: install
 	$(PY) tests/killtest.py --trials 10
 
-# Removes every generated fold, checkpoint and submission (and the demo data); keeps the READMEs and your DATA.
+# The demo's data and outputs only (its experiments, folds made from it, its submissions and leaderboard rows).
 clean:
+	@if test -x $(PY); then $(KIT) demo-data --clean; else rm -rf data/demo; fi
+
+# Every generated fold, checkpoint, submission and bundle, of every experiment; keeps the READMEs and your DATA.
+clean-all:
+	@echo "removing every experiment, fold, submission and bundle (folds/, submissions/, bundle/; not DATA)"
 	rm -rf data/demo folds/*/ folds/folds.csv folds/folds.json bundle bundle.zip
 	rm -f submissions/*.csv submissions/*.json submissions/*.png submissions/*.zip submissions/*.lock

@@ -5,7 +5,6 @@ CPU size finishes in minutes on 2 cores; GPU size is the recipe's 448 px.
 """
 import argparse
 import importlib
-import sys
 
 from bench.common import record, table
 
@@ -14,7 +13,7 @@ NAMES = ["model_ceiling", "data_pipeline", "train_e2e", "inference", "robustness
 
 def main() -> None:
     from kit.allocator import restart_under_allocator
-    restart_under_allocator(sys.argv[1:], "bench")  # the benchmarks run under the kit's own allocator
+    restart_under_allocator()  # the benchmarks run under the kit's own allocator
     import torch
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     p.add_argument("--size", choices=["cpu", "gpu"], default="gpu" if torch.cuda.is_available() else "cpu")

@@ -1,6 +1,6 @@
 """`python -m kit ...`: see kit/cli.py."""
 import sys
 
-from kit.cli import main
+from kit.cli import console
 
-sys.exit(main())
+sys.exit(console())

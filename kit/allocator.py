@@ -16,8 +16,12 @@ hands it back at each switch between training and evaluation. The speed and memo
 choice, measured side by side, are in docs/BENCHMARKS.md (`python -m bench.allocator`): mimalloc
 trained fastest for little more memory; glibc tuned never to give memory back was as fast but far
 larger. Linux only; elsewhere, and when
-called as a library (`kit.cli.main([...])`), nothing changes. Nothing here imports torch: the
-choice is made before the heavy imports.
+called as a library (`kit.cli.main()`, in a notebook), nothing changes: only the console entry
+points (`kit`, `python -m kit`, `python -m bench`) restart, with the interpreter's own flags. On a
+machine with an NVIDIA driver nothing changes either (its benefit there is unmeasured; the host's
+share of a GPU step is small). The restarted process takes the preload out of its environment at
+once: its DataLoader workers (forked) share the allocator, the programs it starts (the kaggle CLI,
+git) do not get it. Nothing here imports torch: the choice is made before the heavy imports.
 """
 from __future__ import annotations
 
@@ -89,22 +93,47 @@ def release_memory() -> None:
         lib.malloc_trim(ctypes.c_size_t(0))
 
 
+def loaded() -> list[str]:
+    """The allocator libraries mapped into this process (Linux: /proc/self/maps), e.g. ['libmimalloc.so']."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return []
+    names = {Path(line.split()[-1]).name for line in maps.splitlines() if "/" in line}
+    return sorted(n for n in names if any(a in n for a in ("mimalloc", "tcmalloc", "jemalloc")))
+
+
 def current(environ: dict = os.environ) -> str:
-    """The allocator this process runs under, in words (for the first log line)."""
-    preload = environ.get("LD_PRELOAD", "")
-    if "tcmalloc" in preload or "mimalloc" in preload or "jemalloc" in preload:
-        return Path(preload.split(":")[0]).name.split(".")[0].removeprefix("lib")
-    tunables = environ.get("GLIBC_TUNABLES", "")
+    """The allocator this process runs under, in words (for the first log line): the library it has loaded."""
+    found = loaded()
+    if found:
+        return found[0].split(".")[0].removeprefix("lib").split("_")[0]
+    tunables = environ.get(GLIBC_TUNABLES_APPLIED) or environ.get("GLIBC_TUNABLES", "")
     return f"glibc ({tunables})" if tunables else "glibc"
 
 
-def restart_under_allocator(argv: list[str], module: str = "kit") -> None:
-    """Replace this process by `python -m module argv` under the chosen allocator, once; return if nothing to do."""
+GLIBC_TUNABLES_APPLIED = "KIT_GLIBC_TUNABLES"  # what the restart set, kept for `current` once it is out of the environment
+
+
+def restart_under_allocator() -> None:
+    """Replace this process by the same command (sys.orig_argv: interpreter flags and all) under the chosen
+    allocator, once; return when there is nothing to do. Call it from a console entry point only."""
     if os.environ.get(MARK):
+        _forget(os.environ)
+        return
+    if Path("/proc/driver/nvidia/version").exists():  # a GPU machine: left as it is (see the module's docstring)
         return
     env = allocator_env(os.environ.get("KIT_ALLOCATOR", "auto"), os.environ)
     if not env:
         return
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", module, *argv], {**os.environ, **env, MARK: "1"})
+    command = [sys.executable, *sys.orig_argv[1:]]
+    extra = {GLIBC_TUNABLES_APPLIED: env["GLIBC_TUNABLES"]} if "GLIBC_TUNABLES" in env else {}
+    os.execve(sys.executable, command, {**os.environ, **env, **extra, MARK: ",".join(env)})
+
+
+def _forget(environ) -> None:
+    """In the restarted process: the variables the restart added leave the environment (children do not get them)."""
+    for key in environ.pop(MARK).split(","):
+        environ.pop(key, None)

@@ -55,10 +55,11 @@ def export(cfgs: list[Config], out: str | Path) -> Path:
                            "holdout_score": r.holdout_score}}
     (tmp / "bundle.json").write_text(json.dumps(spec, indent=2) + "\n")
     _replace_dir(tmp, out)
-    _zip(out, out.with_suffix(".zip"))
+    archive = out.with_name(out.name + ".zip")  # bundle.v2 -> bundle.v2.zip (with_suffix would make bundle.zip)
+    _zip(out, archive)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20
-    log.info("bundle %s (%.0f MB, and %s): %s, %d experiment(s), reproduces %s", out, size,
-             out.with_suffix(".zip").name, r.name, len(experiments), sub_path.name)
+    log.info("bundle %s (%.0f MB, and %s): %s, %d experiment(s), reproduces %s", out, size, archive.name, r.name,
+             len(experiments), sub_path.name)
     return out
 
 
@@ -84,10 +85,13 @@ def _replace_dir(new: Path, out: Path) -> None:
 
 
 def _zip(folder: Path, path: Path) -> None:
+    """The folder as a zip whose bytes depend on its files' contents alone (fixed times): an export run twice
+    writes the same zip."""
     with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:  # weights do not compress
         for f in sorted(folder.rglob("*")):
             if f.is_file():
-                z.write(f, f.relative_to(folder).as_posix())
+                z.writestr(zipfile.ZipInfo(f.relative_to(folder).as_posix(), date_time=(2020, 1, 1, 0, 0, 0)),
+                           f.read_bytes())
 
 
 def _open(bundle: Path, stack) -> Path:

@@ -43,8 +43,9 @@ def _kit(module: str):
 
 BOTH = ("work_dir", "submissions_dir")
 COMMANDS = {
-    "demo-data": Command("write the embedded demo data set (scikit-learn digits as PNGs) to data/demo",
-                         lambda a: _kit("demo").run(a.out), configs=False),
+    "demo-data": Command("write the embedded demo data set (scikit-learn digits as PNGs) to data/demo; --clean "
+                         "removes it and the demo's outputs", lambda a: (_kit("demo").clean(a.out) if a.clean
+                                                                         else _kit("demo").run(a.out)), configs=False),
     "folds": Command("assign every training image to one of n_folds stratified folds -> folds/folds.csv",
                      lambda a: _kit("folds").run(a.cfgs), ("work_dir",)),
     "cache": Command("resize every image once to what the transforms need (the fast data path; then cache=true)",
@@ -101,6 +102,8 @@ def _options(name: str, s: argparse.ArgumentParser) -> None:
     """The options of one command beyond its configs."""
     if name == "demo-data":
         s.add_argument("--out", default="data/demo", help="where to write the demo data (default data/demo)")
+        s.add_argument("--clean", action="store_true", help="remove the demo data, its folds, experiments, submissions "
+                       "and leaderboard rows; nothing else (make clean)")
     if name in ("train", "run"):
         s.add_argument("--fold", type=int, action="append", help="train only this fold (repeatable)")
         s.add_argument("--shard", default="", metavar="I/N",
@@ -127,18 +130,29 @@ def _options(name: str, s: argparse.ArgumentParser) -> None:
 
 
 def _configs(args, parser) -> list:
-    from kit.config import PRESETS, find_preset, load_config, parse_overrides
+    from kit.config import PRESETS, default, find_preset, load_config, parse_overrides
+    from kit.experiment import Experiment
 
-    # --exp/--config take several names, so they also swallow the key=value items after them
+    # --exp/--config take several names, so they also swallow the key=value items after them (argparse's
+    # parse_intermixed_args does not stop a nargs="+" option at them either)
     swallowed = [a for a in args.config + args.exp if "=" in a]
+    overrides = parse_overrides(swallowed + args.overrides)
+    work_dir = overrides.get("work_dir") or default("work_dir")
+    find = lambda name: find_preset(name, Experiment.at(work_dir, name).config)  # noqa: E731
     paths = [Path(c) for c in args.config if "=" not in c]
-    paths += [find_preset(e) for e in args.exp if "=" not in e]
+    paths += [find(e) for e in args.exp if "=" not in e]
     if getattr(args, "source", ""):  # pseudo --from EXP
-        paths.append(find_preset(args.source))
+        paths.append(find(args.source))
     if not paths:
         paths = [PRESETS / "demo.yaml"]
-    overrides = parse_overrides(swallowed + args.overrides)
-    return [load_config(p, overrides) for p in paths]
+    cfgs = [load_config(p, overrides) for p in paths]
+    names = [c.name for c in cfgs]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"two experiments named {', '.join(twice)} in one command (--exp {' '.join(args.exp)}"
+                         f"{' with name=' + str(overrides['name']) if 'name' in overrides else ''}); each needs "
+                         "its own name: name= applies to every --exp, so give one at a time")
+    return cfgs
 
 
 def _shard(text: str, parser) -> tuple[int, int] | None:
@@ -170,14 +184,20 @@ def _run(args, parser) -> None:
     command.call(args)
 
 
+def console() -> int:
+    """The `kit` command and `python -m kit`: restart once under the chosen allocator (kit/allocator.py), then run.
+    From Python (a notebook) call `main([...])`, which never replaces the calling process."""
+    from kit.allocator import restart_under_allocator
+    try:
+        restart_under_allocator()
+    except ValueError as e:
+        print(f"kit: error: {e}", file=sys.stderr)
+        return 2
+    return main()
+
+
 def main(argv: list[str] | None = None) -> int:
-    if argv is None:  # run as a program, not called as a library: restart once under the chosen allocator
-        from kit.allocator import restart_under_allocator
-        try:
-            restart_under_allocator(sys.argv[1:])
-        except ValueError as e:
-            print(f"kit: error: {e}", file=sys.stderr)
-            return 2
+    """Run one command; argv defaults to sys.argv[1:]. Returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
     if args.help_config:

@@ -47,7 +47,9 @@ class Config:
     work_dir: str = _key("folds", "where folds.csv, checkpoints and logits are written")
     submissions_dir: str = _key("submissions", "where submission CSVs and leaderboard.csv go")
     n_folds: int = _key(5, "number of stratified cross-validation folds (>= 2)", "split")
-    seed: int = _key(42, "seed for folds, initialisation, shuffling and augmentation", "split")
+    split_seed: int = _key(42, "seed of the stratified folds", "split")
+    seed: int = _key(42, "seed of training: initialisation, shuffling, augmentation (several seeds on the same folds, "
+                         "each under its own name=, make a seed ensemble)", "weights")
     val_mode: Literal["pool", "holdout"] = _key(
         "pool", "DATA/val: join the CV pool, or keep as a fixed holdout", "split")
     rare_classes: Literal["error", "train_only"] = _key(
@@ -123,8 +125,8 @@ class Config:
     patience: int = _key(7, "early stopping: epochs without a better val top-1 before a stage stops", "weights")
     max_steps: int = _key(0, "limit training steps per epoch (0 = whole epoch; for smoke tests)", "weights")
     amp: bool = _key(
-        True, "mixed precision on CUDA (bf16 where supported, else fp16); CPU runs fp32. It may differ between "
-              "training and predict: a resumed fold takes the new value", "predictions")
+        True, "mixed precision on CUDA (bf16 where supported, else fp16), for training and predict; CPU runs fp32",
+        "weights")
     device: Literal["auto", "cpu", "cuda"] = _key(
         "auto", "auto: CUDA when it works (an NVIDIA driver where CUDA does not start is an error), else the CPU")
     deterministic: bool = _key(
@@ -341,20 +343,21 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESETS.glob("*.yaml"))
 
 
-def find_preset(exp: str) -> Path:
-    """--exp takes a YAML path (my.yaml, ./dir/x.yml) or a preset name: configs/NAME.yaml under the
-    current directory if there is one (your own presets), else the one shipped in kit/configs/."""
+def find_preset(exp: str, trained: Path | None = None) -> Path:
+    """--exp takes a YAML path (my.yaml, ./dir/x.yml) or a name, looked for in this order: configs/NAME.yaml
+    under the current directory (your own presets), `trained` (the config.yaml of an experiment of that name
+    trained in work_dir: kit/experiment.py knows where), the preset shipped in kit/configs/."""
     path = Path(exp)
     if path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
         if not path.is_file():
             raise ValueError(f"--exp {exp}: no such config file; give a YAML path or a preset name "
                              f"({', '.join(preset_names())})")
         return path
-    for candidate in (Path("configs") / f"{exp}.yaml", PRESETS / f"{exp}.yaml"):
-        if candidate.is_file():
+    for candidate in (Path("configs") / f"{exp}.yaml", trained, PRESETS / f"{exp}.yaml"):
+        if candidate is not None and candidate.is_file():
             return candidate
-    raise ValueError(f"--exp {exp}: no preset of that name; presets: {', '.join(preset_names())} "
-                     "(or give a path to a YAML file)")
+    raise ValueError(f"--exp {exp}: no preset or trained experiment of that name; presets: "
+                     f"{', '.join(preset_names())} (or give a path to a YAML file)")
 
 
 def keys_shaping(what: str) -> tuple[str, ...]:
@@ -372,11 +375,15 @@ def shaping(cfg: Config, what: str) -> dict:
 def changed(recorded: dict, cfg: Config, what: str) -> list[str]:
     """'key=recorded (now: value)' for each key shaping `what` whose recorded value differs from cfg's.
 
-    A key missing from `recorded` (written before the key existed) counts as its default.
+    A key missing from `recorded` (written before the key existed) counts as its default, or as the
+    key it was split from (RENAMED).
     """
     now, defaults = shaping(cfg, what), shaping(Config(), what)
-    old = {k: _plain(recorded.get(k, defaults[k])) for k in now}
+    old = {k: _plain(recorded.get(k, recorded.get(RENAMED.get(k, k), defaults[k]))) for k in now}
     return [f"{k}={old[k]!r} (now {v!r})" for k, v in now.items() if old[k] != v]
+
+
+RENAMED = {"split_seed": "seed"}  # key -> the key that held its value in configs written before it existed
 
 
 def _plain(value):

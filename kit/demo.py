@@ -54,6 +54,29 @@ def write_demo(out: Path, test_size: float = 0.2, seed: int = 0) -> Path:
     return out
 
 
+DEMO = ("demo", "demo_baseline")  # the demo's experiments (kit/configs/)
+
+
+def clean(out: str | Path = "data/demo", work_dir: str | Path = "folds", submissions_dir: str | Path = "submissions") -> None:
+    """Remove the demo's data and outputs and nothing else: its experiments' folders, the folds when they were
+    made from the demo data, its submissions and their leaderboard rows (`make clean`; `make clean-all` is all)."""
+    from kit import folds, leaderboard
+    from kit.experiment import Experiment
+    out, work_dir, subs = Path(out), Path(work_dir), Path(submissions_dir)
+    for name in DEMO:
+        shutil.rmtree(Experiment.at(work_dir, name).dir, ignore_errors=True)
+    if folds.made_from(work_dir) in (str(out), str(out.resolve())):
+        folds.remove(work_dir)
+    board = leaderboard.path_of_dir(subs)
+    ours = leaderboard.drop(board, lambda experiments: bool(experiments) and set(experiments.split()) <= set(DEMO))
+    for file in ours:
+        for suffix in (".csv", ".json", ".zip"):
+            (subs / file).with_suffix(suffix).unlink(missing_ok=True)
+    shutil.rmtree(out, ignore_errors=True)
+    log.info("removed the demo's data, folds, experiments %s and %d submission(s); everything else is as it was",
+             " and ".join(DEMO), len(ours))
+
+
 def run(out: str | Path = "data/demo") -> Path:
     out = Path(out)
     if (out / "solution.csv").is_file():

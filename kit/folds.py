@@ -60,6 +60,17 @@ def fingerprint(work_dir: str | Path) -> str:
     return json.loads(meta.read_text())["fingerprint"] if meta.is_file() else ""
 
 
+def made_from(work_dir: str | Path) -> str:
+    """The data folder the folds in work_dir were made from ('' when there are none)."""
+    meta = _paths(work_dir)[1]
+    return json.loads(meta.read_text())["data"] if meta.is_file() else ""
+
+
+def remove(work_dir: str | Path) -> None:
+    for path in _paths(work_dir):
+        path.unlink(missing_ok=True)
+
+
 def stratify(labels, n_folds: int, seed: int) -> np.ndarray:
     """Fold index per row, stratified by label: (N,) labels (every class needs at least n_folds rows), or
     (N, classes) 0/1 multi-label rows, split by iterative stratification (Sechidis et al., 2011)."""
@@ -136,7 +147,7 @@ def make_folds(cfg: Config) -> Path:
     """<work_dir>/folds.csv and folds.json for cfg's data and split keys; up-to-date ones are kept, others refused."""
     out, meta_path = _paths(cfg.work_dir)
     layout = scan_data(cfg)
-    metric = resolve(cfg.metric, layout.task, layout.submission, layout.top_k)  # refused now, not after training
+    metric = resolve(cfg.metric, layout.task, layout.submission, layout.top_k, layout.named_metric)  # refused now
     found = f"{layout.describe()}; metric {metric.name}"
     if out.is_file() and meta_path.is_file():
         # folds feed every checkpoint: silently re-splitting would mix folds of two splits in one ensemble
@@ -154,7 +165,7 @@ def make_folds(cfg: Config) -> Path:
     fold = np.full(len(train), -1, dtype=np.int64)
     cv = train.loc[role == "cv", "label"]  # single-label: the strings, so that folds stay those of earlier versions
     fold[(role == "cv").to_numpy()] = stratify(cv if layout.task == "single" else layout.targets(cv), cfg.n_folds,
-                                               cfg.seed)
+                                               cfg.split_seed)
     table = train.assign(fold=fold, role=role.to_numpy())
     atomic_write_text(out, table.to_csv(index=False, lineterminator="\n"))  # "\n": same bytes on every OS
     atomic_write_text(meta_path, json.dumps(_meta(layout, cfg, train), indent=2) + "\n")
@@ -178,4 +189,5 @@ def load(cfg: Config) -> Folds:
                          f"made with, or set work_dir= and run `make folds` to keep both splits")
     # labels stay strings ("07", "NA" and "1.0" are class names, not numbers or missing values)
     table = pd.read_csv(path, dtype={"path": str, "label": str, "source": str, "role": str}, keep_default_na=False)
-    return Folds(table, meta, layout, resolve(cfg.metric, layout.task, layout.submission, layout.top_k))
+    return Folds(table, meta, layout, resolve(cfg.metric, layout.task, layout.submission, layout.top_k,
+                                              layout.named_metric))

@@ -93,11 +93,11 @@ def _reason(out: str) -> str:
     return lines[-1][:300] if lines else "no output"
 
 
-def run_cli(args: list[str], what: str) -> str:
-    """Run `kaggle <args>`; return its stdout, or raise ValueError with one scrubbed line."""
+def run_cli(args: list[str], what: str, program: list[str] | None = None) -> str:
+    """Run `kaggle <args>` (or `program` <args>); return its stdout, or raise ValueError with one scrubbed line."""
     check_credentials()
     try:
-        proc = subprocess.run(_cli() + args, capture_output=True, text=True, timeout=TIMEOUT_S,
+        proc = subprocess.run((program or _cli()) + args, capture_output=True, text=True, timeout=TIMEOUT_S,
                               env={**os.environ, "PYTHONIOENCODING": "utf-8"})
     except FileNotFoundError:
         raise ValueError("the kaggle CLI is not installed; run `make install`") from None
@@ -146,6 +146,24 @@ def submit(comp: str, path: Path, message: str) -> str:
     return found.group(1) if found else ""  # "" still matches the row by file name at the next sync
 
 
+# The CLI prints a fixed set of a competition's fields, and its evaluation metric is not one of them: the
+# kaggle package's own API reads it, in a process of its own like the CLI (same credentials, same scrubbing).
+METRIC_OF = """import json, sys
+from kaggle.api.kaggle_api_extended import KaggleApi
+api = KaggleApi()
+api.authenticate()
+found = api.competitions_list(search=sys.argv[1]).competitions or []
+print(json.dumps([[c.ref, c.evaluation_metric] for c in found]))
+"""
+
+
+def evaluation_metric(comp: str) -> str:
+    """The evaluation metric Kaggle names for competition `comp` ('' when it names none)."""
+    out = run_cli([comp], "competitions list", [sys.executable, "-c", METRIC_OF])
+    rows = json.loads(out.strip().splitlines()[-1]) if out.strip() else []
+    return next((metric or "" for ref, metric in rows if ref.rstrip("/").rsplit("/", 1)[-1] == comp), "")
+
+
 def safe_extract(archive: Path, dest: Path) -> None:
     """Unzip without letting any member (absolute path, '..', symlink) land outside dest."""
     root = dest.resolve()
@@ -156,6 +174,21 @@ def safe_extract(archive: Path, dest: Path) -> None:
             if is_link or not target.is_relative_to(root):
                 raise ValueError(f"{archive}: member {info.filename!r} would land outside {dest}; not extracted")
         z.extractall(dest)
+
+
+def _record_metric(comp: str, folder: Path) -> None:
+    """competition.json beside the data: the metric Kaggle ranks by, and the kit's name for it (metric=auto uses it)."""
+    from kit.metrics import from_kaggle
+    try:
+        named = evaluation_metric(comp)
+    except ValueError as e:  # the data is what was asked for; the metric is a help
+        log.warning("could not read %s's evaluation metric (%s); set metric= yourself", comp, e)
+        return
+    ours = from_kaggle(named)
+    (folder / "competition.json").write_text(json.dumps({"competition": comp, "evaluation_metric": named,
+                                                         "metric": ours}, indent=2) + "\n")
+    log.info("%s ranks by %s%s", comp, named or "(not named)", f": metric {ours}" if ours else
+             ", which the kit does not know: set metric= to the nearest (kit --help-config)")
 
 
 def download(comp: str, out_root: str | Path = "data") -> Path:
@@ -171,6 +204,7 @@ def download(comp: str, out_root: str | Path = "data") -> Path:
     try:
         # no --unzip: the CLI's own extraction doesn't check member paths; safe_extract does
         run_cli(["competitions", "download", comp, "-p", str(tmp), "-q"], "download")
+        _record_metric(comp, tmp)
         for archive in sorted(tmp.glob("*.zip")):
             safe_extract(archive, tmp)
             archive.unlink()

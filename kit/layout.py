@@ -19,7 +19,9 @@ in folds.csv's label column joined by TAG_SEP.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +57,7 @@ class Layout:
     task: str = "single"  # one of TASKS
     submission: str = "label"  # one of FORMATS
     top_k: int = 0  # classes per row of a topk submission
+    named_metric: str = ""  # the metric the competition ranks by, as `make download` recorded it (competition.json)
 
     def describe(self) -> str:
         """One line: the task, the classes and the submission format (what `folds` says it found)."""
@@ -340,6 +343,9 @@ def scan(data: str | Path, id_col: str = "", label_col: str = "", task: str = "a
         layout = _scan_folder(root, task, submission, top_k)
     else:
         raise ValueError(f"{root}: no train/<class>/ folders and no train.csv; see README 'Data layouts'")
+    record = root / "competition.json"  # written by `make download`
+    if record.is_file():
+        layout = dataclasses.replace(layout, named_metric=json.loads(record.read_text()).get("metric", ""))
     if layout.train.empty:
         where = root / "train.csv" if layout.kind == "csv" else root / "train"
         raise ValueError(f"{where}: no training images listed; add rows (id, label) or images")

@@ -44,7 +44,22 @@ RENAMED = {"cv_last_top1": "cv_last", "holdout_top1": "holdout"}  # columns of b
 
 def path_of(cfg: Config) -> Path:
     """<submissions_dir>/leaderboard.csv."""
-    return Path(cfg.submissions_dir) / "leaderboard.csv"
+    return path_of_dir(cfg.submissions_dir)
+
+
+def path_of_dir(submissions_dir: str | Path) -> Path:
+    return Path(submissions_dir) / "leaderboard.csv"
+
+
+def drop(path: Path, made_by) -> list[str]:
+    """Remove the rows whose `experiments` made_by(...) accepts; return their files."""
+    if not path.is_file():
+        return []
+    with locked(path):
+        board = load(path)
+        gone = board["experiments"].map(made_by).astype(bool)
+        save(board[~gone], path)
+        return list(board.loc[gone, "file"])
 
 
 def load(path: Path) -> pd.DataFrame:
@@ -166,8 +181,13 @@ def merge_kaggle(board: pd.DataFrame, subs: pd.DataFrame) -> pd.DataFrame:
     """Kaggle's scores and status into the rows they belong to; submissions made elsewhere get rows of their own.
 
     Kaggle leaves scores empty while a submission is pending, and the private score until the
-    competition ends: an empty value never replaces a score already known (e.g. a local one).
+    competition ends: an empty value never replaces a score already known (e.g. a local one). A
+    submission made elsewhere joins the data set of the kit's rows of the same competition (when
+    they name one data set): it scored on the same test images.
     """
+    matched = [i for i in (_match(board, sub) for _, sub in subs.iterrows()) if i is not None]
+    sets = {board.loc[i, "data"] for i in matched} - {""}
+    data = sets.pop() if len(sets) == 1 else ""
     for _, sub in subs.iterrows():
         values = {"kaggle_ref": sub["ref"], "kaggle_status": sub["status"], "public": sub["publicScore"],
                   "private": sub["privateScore"], "description": sub["description"]}
@@ -175,7 +195,8 @@ def merge_kaggle(board: pd.DataFrame, subs: pd.DataFrame) -> pd.DataFrame:
         if i is None:  # made outside the kit (or another machine): keep it, under a name that can't collide
             taken = (board["file"] == sub["fileName"]).any()
             name = f"{sub['fileName']}#{sub['ref']}" if taken else sub["fileName"]
-            board = upsert(board, {"file": name, "experiments": "(kaggle)", "created_at": sub["date"], **values})
+            board = upsert(board, {"file": name, "experiments": "(kaggle)", "created_at": sub["date"], "data": data,
+                                   **values})
         else:
             board = upsert(board, {"file": board.loc[i, "file"], **values})
     return board
@@ -241,6 +262,11 @@ def pick(board: pd.DataFrame, experiments: list[str], submissions_dir: Path, fin
     `metric` key when they hold several). A tie between files is an error: which to submit is the
     user's call, not the clock's.
     """
+    sets = set(board["data"])
+    if len(sets) > 1 and data_tag(fingerprint) not in sets:  # never the clock's guess before an upload
+        raise ValueError(f"leaderboard.csv holds submissions of {len(sets)} data sets and the folds of work_dir name "
+                         f"{'none of them' if fingerprint else 'no data set (no folds.json)'}; name the file to "
+                         "upload with FILE=, or set work_dir= to the folds of the data it was made for")
     board = one_data_set(board, fingerprint)[0]
     names = set(experiments)
     ours = [bool(e) and set(e.split()) <= names and (submissions_dir / f).is_file() and c != ""

@@ -136,8 +136,11 @@ def get(name: str) -> Metric:
     raise ValueError(f"metric={name}: not a metric the kit knows; choose from {', '.join(names())}")
 
 
-def resolve(name: str, task: str, submission: str, top_k: int) -> Metric:
-    """The metric= key for data of this task and submission format: auto is the format's usual metric."""
+def resolve(name: str, task: str, submission: str, top_k: int, named: str = "") -> Metric:
+    """The metric= key for data of this task and submission format: auto is the metric the competition names
+    (`named`, from competition.json, see kit/kaggle.py) where it fits the task, else the format's usual one."""
+    if name == "auto" and named and task in get(named).tasks:
+        name = named
     if name == "auto":
         name = {"label": "accuracy", "probs": "log_loss" if task == "single" else "roc_auc", "prob": "roc_auc",
                 "tags": "f1_samples", "topk": f"map@{top_k}"}[submission]
@@ -146,6 +149,26 @@ def resolve(name: str, task: str, submission: str, top_k: int) -> Metric:
         fits = [m.name for m in METRICS.values() if task in m.tasks] + (["map@k"] if task == "single" else [])
         raise ValueError(f"metric={name} does not score a {task} task; set metric= to one of {', '.join(fits)}")
     return metric
+
+
+KAGGLE = [  # (words in Kaggle's name of a metric, the kit's metric), first match wins
+    (("quadratic", "kappa"), "qwk"), (("balanced", "accuracy"), "balanced_accuracy"), (("accuracy",), "accuracy"),
+    (("log", "loss"), "log_loss"), (("logloss",), "log_loss"), (("multiclass", "loss"), "log_loss"),
+    (("auc",), "roc_auc"), (("roc",), "roc_auc"), (("receiver", "operating"), "roc_auc"), (("f2",), "f2_samples"),
+    (("fbeta",), "f2_samples"), (("fscore", "beta"), "f2_samples"),
+    (("macro", "f1"), "f1_macro"), (("micro", "f1"), "f1_micro"), (("mean", "f1"), "f1_samples"),
+]
+
+
+def from_kaggle(name: str) -> str:
+    """The kit's metric for the evaluation metric Kaggle names ('' when none fits): MAP@5, Categorization
+    Accuracy, Multi Class Log Loss, AUC, Quadratic Weighted Kappa, ..."""
+    text = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name).lower().replace("-", " ").replace("_", " ")  # CamelCase too
+    found = re.search(r"map\s*@\s*(\d+)", text)
+    if found:
+        return f"map@{found.group(1)}"
+    words = set(re.findall(r"[a-z0-9]+", text))
+    return next((ours for keys, ours in KAGGLE if set(keys) <= words), "")
 
 
 def names() -> list[str]:

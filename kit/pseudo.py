@@ -6,13 +6,15 @@
 the source's config with name=NEW, pseudo_from=SOURCE and pseudo_threshold=T. Its fold k trains
 on its own training part plus the test images that the source's fold-k model labels with
 probability >= T (that model never saw fold k's validation images, so the CV stays out-of-fold);
-pseudo-labelled images are never validated on. Each fold records the source logits it used
-(fold<k>/pseudo.json, sha256), the manifest every key, and the leaderboard row's `pseudo`
-column what it gained over the source's newest row.
+pseudo-labelled images are never validated on. Each fold records what it chose (fold<k>/pseudo.json:
+the source's logits file and its sha256, and a hash of the images and labels taken), which a resumed
+fold must choose again; a finished fold is never checked again. The manifest records every key,
+and the leaderboard row's `pseudo` column what it gained over the source's newest row.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 
 import numpy as np
@@ -55,17 +57,26 @@ def select(cfg: Config, fold: int, layout: Layout) -> tuple[pd.DataFrame, dict]:
         labels = classes[probs.argmax(1)[keep]]
     rows = pd.DataFrame({"path": test["path"].to_numpy()[keep], "label": labels, "source": "pseudo", "fold": -1,
                          "role": "pseudo"})
-    record = {"source": str(src), "sha256": sha256_file(src), "threshold": cfg.pseudo_threshold, "images": int(keep.sum()),
-              "of": len(keep)}
+    chosen = "\n".join(f"{path}\t{label}" for path, label in zip(rows["path"], rows["label"]))
+    record = {"source": str(src), "sha256": sha256_file(src), "threshold": cfg.pseudo_threshold,
+              "images": int(keep.sum()), "of": len(keep), "chosen": hashlib.sha256(chosen.encode()).hexdigest()}
     return rows, record
 
 
 def check(files: FoldFiles, record: dict) -> None:
-    """Refuse a fold that started (or finished) on pseudo-labels other than `record`'s."""
-    saved = files.pseudo
-    if saved.is_file() and json.loads(saved.read_text())["sha256"] != record["sha256"]:
-        raise ValueError(f"{files.dir} was trained on pseudo-labels from another prediction of {record['source']}; "
-                         f"remove {files.dir.parent}/ to retrain, or give this run another name=")
+    """Refuse to resume a fold that started on other pseudo-labels than `record`'s: other images or labels.
+
+    What was chosen is compared, not the source's logit file: a prediction recomputed (another TTA, a
+    GPU's last digits) that picks the same images with the same labels goes on.
+    """
+    if not files.pseudo.is_file():
+        return
+    saved = json.loads(files.pseudo.read_text())
+    key = "chosen" if "chosen" in saved else "sha256"  # records written before "chosen" name the file's bytes
+    if saved[key] != record[key]:
+        raise ValueError(f"{files.dir} started on other pseudo-labels than {record['source']} gives now (other images "
+                         f"or labels at threshold {record['threshold']}); predict the source as it was, remove "
+                         f"{files.dir}/ to retrain this fold, or give this run another name=")
 
 
 def keep(files: FoldFiles, record: dict) -> None:

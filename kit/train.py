@@ -314,12 +314,10 @@ def train_fold(cfg: Config, fold: int, folds: Folds, device, dist: Dist = Dist()
     """Train one fold (resuming it, or at once if it is done); with pseudo_from, on its pseudo-labels too."""
     files = Experiment.of(cfg).fold(fold)
     table = folds.table
-    selected = pseudo.select(cfg, fold, folds.layout) if cfg.pseudo_from else None
-    if files.done:
-        if selected is not None:
-            pseudo.check(files, selected[1])
+    if files.done:  # finished: nothing it was trained on is checked again (the source may have moved on)
         log.info("fold %d of %s already trained: %s", fold, cfg.name, files.dir)
         return files.dir
+    selected = pseudo.select(cfg, fold, folds.layout) if cfg.pseudo_from else None
     if dist.main:
         for stale in files.dir.glob(".*.tmp"):  # half-written files of a killed run: never renamed, never read
             stale.unlink()

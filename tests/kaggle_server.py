@@ -3,8 +3,8 @@
 The CLI, run with KAGGLE_API_ENVIRONMENT=LOCALHOST and HTTP_PROXY=http://127.0.0.1:PORT, sends
 `POST http://localhost/api/v1/competitions.CompetitionApiService/<Method>` (JSON) through this
 "proxy". Implemented: StartSubmissionUpload, the blob PUT, CreateSubmission (scored against a
-solution with a Public/Private split), ListSubmissions (paged), GetSubmissionLimits, and
-DownloadDataFiles (a 302 redirect to the zip).
+solution with a Public/Private split), ListSubmissions (paged), GetSubmissionLimits,
+DownloadDataFiles (a 302 redirect to the zip) and ListCompetitions (the competition and its metric).
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ class FakeKaggle:
         self.pending = False  # new submissions stay PENDING
         self.requests: list[str] = []
         self.lock = threading.Lock()
+        self.metric = "Categorization Accuracy"  # the evaluation metric ListCompetitions names
 
     def score(self, csv: bytes) -> tuple[str, str]:
         sub = pd.read_csv(io.BytesIO(csv), dtype=str)
@@ -133,6 +134,11 @@ def make_handler(state: FakeKaggle):
 
         def _GetSubmissionLimits(self, req):
             self._json({"numToday": len(state.submissions), "numTotal": len(state.submissions), "numAllowedNow": 5})
+
+        def _ListCompetitions(self, req):
+            found = [{"ref": f"https://www.kaggle.com/competitions/{req.get('search', '')}",
+                      "evaluationMetric": state.metric}]
+            self._json({"competitions": found})
 
         def _DownloadDataFiles(self, req):
             self._send(302, b"", headers={"Location": f"http://localhost/files/{req.get('competitionName')}.zip"})

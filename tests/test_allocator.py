@@ -46,3 +46,29 @@ def test_python_m_kit_runs_under_the_chosen_allocator(tmp_path, folder_data, mod
     assert want in first, first
     if mode == "auto" and allocator.find_library("mimalloc"):
         assert first.endswith("allocator mimalloc"), first
+
+
+def test_a_library_call_never_replaces_the_calling_process(monkeypatch, capsys):
+    """In a notebook, `from kit.cli import main; main()` must not exec: only the console entry points restart."""
+    from kit import cli
+    monkeypatch.delenv(allocator.MARK, raising=False)
+    monkeypatch.setenv("KIT_ALLOCATOR", "auto")
+    monkeypatch.setattr(sys, "argv", ["kit", "--help-config"])
+    monkeypatch.setattr(os, "execve", lambda *a: pytest.fail(f"main() replaced the process: {a}"))
+    assert cli.main() == 0 and "config keys" in capsys.readouterr().out
+
+
+def test_the_restart_keeps_the_interpreters_flags_and_children_do_not_inherit_the_preload(monkeypatch):
+    if not allocator.find_library("mimalloc") or not sys.platform.startswith("linux"):
+        pytest.skip("needs cmeel-mimalloc on Linux")
+    monkeypatch.delenv(allocator.MARK, raising=False)
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    monkeypatch.setenv("KIT_ALLOCATOR", "auto")
+    monkeypatch.setattr(sys, "orig_argv", ["python3", "-u", "-X", "dev", "-m", "kit", "train", "--fold", "0"])
+    seen = {}
+    monkeypatch.setattr(os, "execve", lambda exe, args, env: seen.update(args=args, env=env))
+    allocator.restart_under_allocator()
+    assert seen["args"] == [sys.executable, "-u", "-X", "dev", "-m", "kit", "train", "--fold", "0"], seen["args"]
+    env = dict(seen["env"])
+    allocator._forget(env)  # what the restarted process does first
+    assert "LD_PRELOAD" not in env and "MIMALLOC_PURGE_DELAY" not in env and allocator.MARK not in env

@@ -1,4 +1,5 @@
 """Blend: greedy weights on OOF, nested CV, submission and manifest.  pytest tests/test_blend.py -q"""
+import dataclasses
 import json
 
 import numpy as np
@@ -8,6 +9,8 @@ from sklearn.metrics import accuracy_score
 
 from conftest import exp_dir, tiny_cfg
 from kit import blend, folds, predict, train
+from kit.cli import main
+from kit.experiment import Experiment
 
 
 def _onehot(pred, classes=3, sure=0.9):
@@ -57,7 +60,9 @@ def test_blend_writes_a_submission_whose_row_shows_the_nested_cv(two_experiments
     board = pd.read_csv(cfgs[0].submissions_dir + "/leaderboard.csv", dtype=str)
     row = board[board["file"] == path.name].iloc[0]
     assert row["experiments"] == "tiny lin" and float(row["cv_top1"]) == pytest.approx(run["cv"]["top1"], abs=1e-5)
+    manifest = path.with_suffix(".json").read_bytes()
     assert blend.run(cfgs, steps=10) == path, "the same blend again: the same file"
+    assert path.with_suffix(".json").read_bytes() == manifest, "... and the same manifest: no run added"
 
 
 def test_blend_needs_two_experiments(two_experiments):
@@ -85,3 +90,33 @@ def test_pseudo_needs_the_source_predicted(tmp_path, folder_data):
     folds.make_folds(cfg)
     with pytest.raises(ValueError, match="run `kit predict --exp none` first"):
         train.run([cfg])
+
+
+def test_any_trained_experiment_is_named_again_by_its_name(two_experiments, capsys):
+    """The README's `kit blend --exp resnest_ema resnet50`: experiments trained under name= are no presets."""
+    cfg = two_experiments[0]
+    keys = [f"work_dir={cfg.work_dir}", f"submissions_dir={cfg.submissions_dir}"]
+    assert main(["blend", "--exp", "tiny", "lin", *keys]) == 0, capsys.readouterr().err
+    assert main(["predict", "--exp", "lin", *keys]) == 0, "every command takes it"
+
+
+def test_two_experiments_with_one_name_are_refused(tmp_path, capsys):
+    assert main(["train", "--exp", "demo", "demo_baseline", "name=x", f"work_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert "two experiments named x" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_finished_pseudo_experiment_outlives_a_new_prediction_of_its_source(two_experiments):
+    from kit import pipeline, pseudo
+    source = two_experiments[0]
+    pipeline.pseudo_label(source, threshold=0.34, name="tiny_pl2")
+    new = pseudo.derive(source, 0.34, "tiny_pl2")
+    predict.run([dataclasses.replace(source, tta=("hflip",))])  # the source's test_logits.npz: other bytes now
+    train.run([new])  # every fold finished: resumes (at once) instead of refusing
+    record = pseudo.select(new, 0, folds.load(new).layout)[1]
+    saved = json.loads((exp_dir(new) / "fold0" / "pseudo.json").read_text())
+    assert record["sha256"] != saved["sha256"], "the source's file did change"
+    fold = Experiment.of(new).fold(0)
+    pseudo.check(fold, {**saved, "sha256": record["sha256"]})  # the same choice from other bytes: a fold goes on
+    with pytest.raises(ValueError, match="other pseudo-labels"):
+        pseudo.check(fold, {**saved, "chosen": "0" * 64})

@@ -24,8 +24,21 @@ def exported(tmp_path_factory):
     train.run(cfgs)
     written = predict.run(cfgs, ensemble=True)
     out = bundle.export(cfgs, tmp / "bundle")
+    files = [out / "bundle.json", tmp / "bundle.zip", written[-1].with_suffix(".json"), written[-1]]
+    first = [f.read_bytes() for f in files]
+    bundle.export(cfgs, tmp / "bundle")  # a rerun
+    v2 = bundle.export(cfgs, tmp / "bundle.v2")  # its zip is bundle.v2.zip, not over bundle.zip
+    RERUN.update(same=[f.read_bytes() == b for f, b in zip(files, first)], v2=v2)
     shutil.rmtree(cfgs[0].work_dir)  # folds.csv, checkpoints, OOF and test logits: the bundle needs none of them
     return tmp, data, written[-1], out
+
+
+RERUN = {}  # what exporting twice did (the fixture's)
+
+
+def test_export_twice_leaves_the_same_files(exported):
+    assert RERUN["same"] == [True] * 4, "bundle.json, bundle.zip, the manifest and the submission, byte for byte"
+    assert (RERUN["v2"].parent / "bundle.v2.zip").is_file(), "--out bundle.v2 writes bundle.v2.zip"
 
 
 def test_bundle_predicts_the_same_bytes_without_folds(exported):

@@ -21,7 +21,7 @@ def test_every_image_in_one_fold_and_classes_balanced(tmp_path, folder_data):
 def test_same_data_and_seed_give_same_bytes(tmp_path, folder_data):
     a = folds.make_folds(tiny_cfg(tmp_path / "a", folder_data)).read_bytes()
     b = folds.make_folds(tiny_cfg(tmp_path / "b", folder_data)).read_bytes()
-    c = folds.make_folds(tiny_cfg(tmp_path / "c", folder_data, seed=7)).read_bytes()
+    c = folds.make_folds(tiny_cfg(tmp_path / "c", folder_data, split_seed=7)).read_bytes()
     assert a == b, "same data and seed must give the same folds.csv"
     assert a != c, "another seed should shuffle differently"
 
@@ -61,7 +61,24 @@ def test_holdout_val_is_never_in_a_fold(tmp_path):
 
 def test_folds_used_with_another_split_key_are_refused(tmp_path, folder_data):
     folds.make_folds(tiny_cfg(tmp_path, folder_data))
-    with pytest.raises(ValueError, match=r"seed=42 \(now 7\)"):
-        folds.load(tiny_cfg(tmp_path, folder_data, seed=7))
+    with pytest.raises(ValueError, match=r"split_seed=42 \(now 7\)"):
+        folds.load(tiny_cfg(tmp_path, folder_data, split_seed=7))
     with pytest.raises(ValueError, match=r"n_folds=2 \(now 3\)"):
         folds.make_folds(tiny_cfg(tmp_path, folder_data, n_folds=3))
+
+
+def test_another_training_seed_uses_the_same_folds(tmp_path, folder_data):
+    """A seed ensemble: seed= changes initialisation, shuffling and augmentation, never the split."""
+    folds.make_folds(tiny_cfg(tmp_path, folder_data))
+    assert folds.load(tiny_cfg(tmp_path, folder_data, seed=7, name="s7")).n_folds == 2
+
+
+def test_folds_made_before_split_seed_existed_keep_their_seed(tmp_path, folder_data):
+    import json
+    folds.make_folds(tiny_cfg(tmp_path, folder_data, split_seed=7))
+    meta = tmp_path / "folds" / "folds.json"
+    old = json.loads(meta.read_text())
+    old["config"]["seed"] = old["config"].pop("split_seed")  # as an older kit wrote it
+    meta.write_text(json.dumps(old))
+    with pytest.raises(ValueError, match=r"split_seed=7 \(now 42\)"):
+        folds.load(tiny_cfg(tmp_path, folder_data))

@@ -143,3 +143,44 @@ def test_blend_fits_its_weights_to_the_metric_in_its_direction(shaped_run):
     assert "log_loss" in run["blend"]["method"] and sum(run["blend"]["weights"].values()) == pytest.approx(1)
     row = leaderboard.load(tmp / "subs" / "leaderboard.csv").set_index("file").loc[path.name]
     assert row["metric"] == "log_loss" and float(row["cv"]) == pytest.approx(run["cv"]["score"], abs=1e-5)
+
+
+def test_a_sample_that_fits_two_formats_is_a_one_line_error_naming_the_key(tmp_path):
+    from kit.layout import scan
+    data = write_competition(tmp_path / "d", "prob", per_class=3, n_test=4)
+    pd.read_csv(data / "sample_submission.csv").assign(has_cactus=0).to_csv(data / "sample_submission.csv", index=False)
+    with pytest.raises(ValueError, match=r"the class \(submission=label\) or the probability of class 1 \(submission="
+                                         r"prob\)\? Set submission="):
+        scan(data)
+    assert scan(data, submission="prob").submission == "prob" and scan(data, submission="label").submission == "label"
+
+
+def test_sample_columns_that_are_not_the_classes_are_refused(tmp_path):
+    from kit.layout import scan
+    data = write_competition(tmp_path / "d", "probs", per_class=3, n_test=4)
+    pd.read_csv(data / "sample_submission.csv").rename(columns={"c001": "zebra"}).to_csv(
+        data / "sample_submission.csv", index=False)
+    with pytest.raises(ValueError, match=r"missing c001; not classes zebra"):
+        scan(data)
+
+
+def test_task_key_overrides_what_the_labels_suggest(tmp_path):
+    from kit.layout import scan
+    data = write_competition(tmp_path / "d", "onehot", per_class=3, n_test=4)
+    layout = scan(data, task="multilabel")
+    assert layout.task == "multilabel" and layout.submission == "probs"
+    multi = write_competition(tmp_path / "m", "multihot", per_class=3, n_test=4)
+    with pytest.raises(ValueError, match="task=single needs exactly one 1 per row"):
+        scan(multi, task="single")
+
+
+def test_the_metric_a_download_recorded_is_the_default(tmp_path):
+    from conftest import tiny_cfg
+    from kit import folds
+    data = write_competition(tmp_path / "d", "label", per_class=3, n_test=4)
+    (data / "competition.json").write_text(json.dumps({"competition": "x", "evaluation_metric": "Macro F1",
+                                                       "metric": "f1_macro"}))
+    cfg = tiny_cfg(tmp_path, data)
+    folds.make_folds(cfg)
+    assert folds.load(cfg).metric.name == "f1_macro", "metric=auto: the competition's own"
+    assert folds.load(tiny_cfg(tmp_path, data, metric="accuracy")).metric.name == "accuracy", "a key still wins"

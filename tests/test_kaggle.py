@@ -171,6 +171,17 @@ def test_kaggle_module_imports_nothing_from_the_leaderboard():
     assert not {n for n in names if "leaderboard" in n}, "kaggle.py hands tables to leaderboard.py, never imports it"
 
 
+def test_outside_submissions_join_the_data_set_of_the_competitions_rows(env):
+    state, cfg, path, _ = env
+    board = leaderboard.upsert(_board(cfg), {"file": path.name, "data": "abcdef012345"})
+    leaderboard.save(board, Path(cfg.submissions_dir) / "leaderboard.csv")
+    leaderboard.submit([cfg], "digits", str(path))
+    state.add("by_hand.csv", "made elsewhere", path.read_bytes())
+    leaderboard.sync(Path(cfg.submissions_dir) / "leaderboard.csv", "digits")
+    rows = _board(cfg).set_index("file")
+    assert rows.loc["by_hand.csv", "data"] == "abcdef012345", "scored on the same test set as the kit's rows"
+
+
 def test_outside_submissions_and_more_than_a_page(env):
     state, cfg, _, _ = env
     for i in range(25):  # more than the CLI's default page of 20
@@ -199,6 +210,16 @@ def test_secrets_never_reach_output_or_files(env, capsys, caplog, tmp_path):
 def test_download_unzips_safely(env, tmp_path):
     out = kaggle.download("digits", tmp_path / "data_root")
     assert (out / "train" / "a" / "x.png").read_bytes() == b"fake" and not list(out.glob("*.zip"))
+
+
+def test_download_records_the_metric_kaggle_ranks_by(env, tmp_path):
+    state = env[0]
+    state.metric = "Multi Class Log Loss"
+    out = kaggle.download("digits", tmp_path / "data_root")
+    record = json.loads((out / "competition.json").read_text())
+    assert record == {"competition": "digits", "evaluation_metric": "Multi Class Log Loss", "metric": "log_loss"}
+    from kit.metrics import resolve
+    assert resolve("auto", "single", "label", 0, record["metric"]).name == "log_loss", "metric=auto takes it"
 
 
 def test_zip_slip_is_refused(tmp_path):

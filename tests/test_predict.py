@@ -177,7 +177,8 @@ def test_leaderboard_of_two_data_sets_compares_and_picks_within_one(tmp_path, fo
     assert f"final pick 1 (best CV): {path.name}" in out, out
     board = leaderboard.load(board_path)
     assert leaderboard.pick(board, [cfg.name], tmp_path / "subs", leaderboard.data_of(cfg)) == path
-    assert leaderboard.pick(board, [cfg.name], tmp_path / "subs").name == "elsewhere.csv", "unknown: the newest set"
+    with pytest.raises(ValueError, match="2 data sets .* no data set .*FILE="):
+        leaderboard.pick(board, [cfg.name], tmp_path / "subs")  # no folds.json: no guess, however new a row is
 
 
 def test_checkpoint_for_other_classes_is_refused(tmp_path, folder_run, folder_data):
@@ -307,10 +308,10 @@ def test_cv_goes_through_the_same_tta_as_the_submission(tmp_path):
 
 def test_same_bytes_from_other_settings_keep_both_runs(tmp_path, folder_run):
     cfg, path = folder_run
-    other = dataclasses.replace(cfg, amp=not cfg.amp)  # a predictions key; on the CPU the logits are the same
+    other = dataclasses.replace(cfg, threshold=0.3)  # an ensemble key that a single-label submission does not use
     assert predict.run([other])[0] == path, "same predictions, same file"
     runs = json.loads(path.with_suffix(".json").read_text())["runs"]
-    assert [r["settings"][0]["amp"] for r in runs] == [cfg.amp, other.amp], "the manifest names both runs"
+    assert [r["settings"][0]["threshold"] for r in runs] == [cfg.threshold, 0.3], "the manifest names both runs"
     assert _board(cfg).set_index("file").loc[path.name, "run"] == "2", "the row points at the run that made it"
     predict.run([cfg])
     assert len(json.loads(path.with_suffix(".json").read_text())["runs"]) == 2, "a repeated run is not added again"

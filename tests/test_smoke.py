@@ -88,3 +88,28 @@ def test_compiled_training_saves_plain_weights(tmp_path, photos):
     best = torch.load(exp_dir(cfg) / "fold0" / "best.pt", weights_only=True)
     assert not any(k.startswith("_orig_mod") for k in best["model"]), "checkpoint keys must be the plain module's"
     create_model("test_resnet", cfg.head, 2, spinal_width=cfg.spinal_width).load_state_dict(best["model"])
+
+
+def test_clean_removes_the_demo_and_nothing_else(tmp_path, monkeypatch):
+    """make clean: the demo's data, folds, experiments, submissions and rows go; another experiment's stay."""
+    from kit import demo, leaderboard
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data" / "demo").mkdir(parents=True)
+    (tmp_path / "folds" / "demo" / "fold0").mkdir(parents=True)
+    (tmp_path / "folds" / "mine" / "fold0").mkdir(parents=True)
+    (tmp_path / "folds" / "folds.json").write_text('{"data": "data/demo", "fingerprint": "x"}')
+    (tmp_path / "folds" / "folds.csv").write_text("path\n")
+    subs = tmp_path / "submissions"
+    subs.mkdir()
+    board = leaderboard.load(subs / "leaderboard.csv")
+    for file, exps in (("demo-1.csv", "demo"), ("demo+demo_baseline-2.csv", "demo demo_baseline"), ("mine-3.csv", "mine")):
+        (subs / file).write_text("x\n")
+        (subs / file).with_suffix(".json").write_text("{}")
+        board = leaderboard.upsert(board, {"file": file, "experiments": exps})
+    leaderboard.save(board, subs / "leaderboard.csv")
+    demo.clean()
+    assert not (tmp_path / "data" / "demo").exists() and not (tmp_path / "folds" / "demo").exists()
+    assert not (tmp_path / "folds" / "folds.json").exists(), "folds made from the demo data go"
+    assert (tmp_path / "folds" / "mine" / "fold0").is_dir(), "another experiment stays"
+    assert sorted(p.name for p in subs.iterdir() if p.suffix != ".lock") == ["leaderboard.csv", "mine-3.csv", "mine-3.json"]
+    assert leaderboard.load(subs / "leaderboard.csv")["file"].tolist() == ["mine-3.csv"]
