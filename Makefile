@@ -33,7 +33,7 @@ RUN_ARGS = --exp $(EXP) data=$(DATA) $(ARGS)
 # docs/BENCHMARKS.md); KIT_ALLOCATOR=off make ... keeps glibc (kit/allocator.py).
 
 .DEFAULT_GOAL := demo
-.PHONY: demo install folds train predict blend pseudo export leaderboard submit download test test-fast bench cache reliability clean clean-all gpu-check
+.PHONY: demo install folds train predict blend pseudo export leaderboard submit download test test-fast bench cache reliability clean clean-all gpu-check gpu-wheels
 
 # folds, train and predict in one process (kit run): one start-up of torch instead of three
 demo: install $(if $(filter data/demo,$(DATA)),data/demo/solution.csv)
@@ -102,6 +102,16 @@ bench: install
 # A machine with its own torch: make gpu-check PY=python3. Without CUDA it says so in one line.
 gpu-check: $(if $(filter .venv/bin/python,$(PY)),install)
 	$(PY) -m bench.gpu_check
+
+# The wheels the lent GPU machine's Python (3.12; torch, timm, scikit-learn, pandas, opencv there) lacks, into .whl/
+# (ignored): they travel with the device call that runs bench/gpu_check.py (its docstring has the command).
+GPU_WHEELS := albumentations==2.0.8 albucore==0.0.24 simsimd==6.5.16 stringzilla==5.3.2 pydantic==2.14.4 \
+  pydantic_core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 ttach==0.0.3 cmeel==0.62.0 \
+  cmeel-mimalloc==3.4.3 iterative-stratification==0.1.9
+gpu-wheels:
+	python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl $(GPU_WHEELS)
+	@du -sh .whl
 
 reliability: install
 	$(PY) tests/killtest.py --trials 10

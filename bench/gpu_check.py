@@ -8,12 +8,21 @@
    GPU): the original notebook's set-up (fp32, batch 16, eager) against the kit's settings, each with
    img/s, peak GPU memory and the projected hours for 5 folds x 60 epochs on 21k images;
 3. batched TTA against ttach's loop (hflip, eval batch 64), and their largest difference.
-Prints one table and writes bench/results/gpu-check-<gpu>-<date>.json. On a machine without CUDA it
-says so in one line and exits 0.
+Prints one table and writes bench/results/gpu-check-<gpu>-<date>.json, and $OUT/gpu-check.json where
+$OUT is set (the device tool's folder that comes back), rewritten after every step: a run cut off
+by its time limit still returns what it measured. On a machine without CUDA it says so in one line
+and exits 0.
+
+On a lent GPU machine (its Python 3.12 has torch and timm; the rest travels as wheels, made here by
+`make gpu-wheels` into .whl/, an ignored folder), through the device tool with carry [".whl"]:
+
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl &&
+    PYTHONPATH=/tmp/site:. PYTHONUNBUFFERED=1 timeout 540 python3 -m bench.gpu_check
 """
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from datetime import date
@@ -105,26 +114,35 @@ def main() -> int:
         print("gpu-check needs a CUDA GPU and found none: nothing measured (run it on the GPU machine)")
         return 0
     import pytest
-    tests = pytest.main(["-q", "-p", "no:cacheprovider", "tests/test_gpu.py", "tests/test_runtime.py"])
     gpu = torch.cuda.get_device_name(0)
-    rows = []
+    result = {"gpu": gpu, "torch": torch.__version__, "train": []}
+    outs = [Path("bench/results") / f"gpu-check-{gpu.replace(' ', '-')}-{date.today().isoformat()}.json"]
+    outs += [Path(os.environ["OUT"]) / "gpu-check.json"] if os.environ.get("OUT") else []
+
+    def save() -> None:  # after every step: a run cut off by its time limit keeps what it measured
+        for out in outs:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(result, indent=2) + "\n")
+
+    result["tests_exit_code"] = int(pytest.main(["-q", "-p", "no:cacheprovider", "tests/test_gpu.py",
+                                                 "tests/test_runtime.py"]))
+    save()
     for name, amp, cl, compiled, batch in SETTINGS:
         try:
-            rows.append({"setting": name, **train_speed(amp, cl, compiled, batch)})
+            row = {"setting": name, **train_speed(amp, cl, compiled, batch)}
         except Exception as e:  # noqa: BLE001 - one failing setting (e.g. compile) must not lose the others
-            rows.append({"setting": name, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"})
-        print(rows[-1], flush=True)
-    base = rows[0].get("img_per_s")
-    for r in rows:
-        if base and "img_per_s" in r:
-            r["x_notebook"] = round(r["img_per_s"] / base, 2)
-    result = {"gpu": gpu, "torch": torch.__version__, "tests_exit_code": int(tests), "train": rows, "tta": tta_speed()}
+            row = {"setting": name, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"}
+        base = result["train"][0].get("img_per_s") if result["train"] else row.get("img_per_s")
+        if base and "img_per_s" in row:
+            row["x_notebook"] = round(row["img_per_s"] / base, 2)
+        result["train"].append(row)
+        print(row, flush=True)
+        save()
+    result["tta"] = tta_speed()
+    save()
     print(json.dumps(result, indent=2))
-    out = Path("bench/results") / f"gpu-check-{gpu.replace(' ', '-')}-{date.today().isoformat()}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"-> {out}")
-    return 0 if tests == 0 else 1
+    print(f"-> {', '.join(map(str, outs))}")
+    return 0 if result["tests_exit_code"] == 0 else 1
 
 
 if __name__ == "__main__":

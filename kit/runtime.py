@@ -110,6 +110,7 @@ def pick_device(requested: str = "auto", deterministic: bool = False) -> torch.d
             raise ValueError(f"CUDA does not start (driver: {driver or 'none found'}; this torch is a {build} build): "
                              f"{cause}, or set device=cpu to run on the CPU")
         return torch.device("cpu")
+    check_arch(torch.cuda.get_device_capability(), torch.cuda.get_arch_list(), torch.cuda.get_device_name())
     # deterministic: the same kernels every run, so a resumed fold ends bit-equal to an uninterrupted one
     torch.backends.cudnn.benchmark = not deterministic  # autotuning picks kernels by timing: fast, not repeatable
     torch.backends.cudnn.deterministic = deterministic
@@ -121,8 +122,27 @@ def pick_device(requested: str = "auto", deterministic: bool = False) -> torch.d
     return torch.device("cuda", torch.cuda.current_device())
 
 
+def check_arch(capability: tuple[int, int], arch_list: list[str], name: str) -> None:
+    """Refuse a GPU this torch build has no kernels for: CUDA starts on it, and the first kernel fails.
+
+    A build's sm_XY code runs on GPUs of major version X and minor >= Y; its compute_XY (PTX) code is
+    compiled at load for any GPU of capability >= X.Y. The pinned torch (CUDA 13) has sm_75 and newer:
+    T4, A10, A100, L4, H100, H200, RTX 30/40/50; not the P100 or V100.
+    """
+    major, minor = capability
+    cubins = [divmod(int(a[3:]), 10) for a in arch_list if a.startswith("sm_")]
+    ptx = [divmod(int(a[8:]), 10) for a in arch_list if a.startswith("compute_")]
+    if any(m == major and n <= minor for m, n in cubins) or any((m, n) <= (major, minor) for m, n in ptx):
+        return
+    raise ValueError(f"{name} (sm_{major}{minor}) is not a GPU this torch {torch.__version__} was built for "
+                     f"({', '.join(arch_list) or 'no CUDA architectures'}): install a torch built for it (PyTorch's "
+                     "CUDA 12.6 wheels still cover sm_50 to sm_90: pip install torch --index-url "
+                     "https://download.pytorch.org/whl/cu126), or set device=cpu")
+
+
 def dtype_for(capability: tuple[int, int] | None, amp: bool) -> torch.dtype:
-    """bf16 where the GPU computes it natively (sm_80+: A100, H100, L4), fp16 on older GPUs (T4, V100).
+    """bf16 where the GPU computes it natively (sm_80+: A100, H100, L4), fp16 on older GPUs (T4; V100 with a torch
+    built for it).
 
     torch.cuda.is_bf16_supported() says True on a T4 too, where bf16 is emulated and slow: decide
     by compute capability. capability None (the CPU) or amp off: fp32.

@@ -11,6 +11,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 from sklearn.preprocessing import MultiLabelBinarizer
 
@@ -184,3 +185,17 @@ def test_the_metric_a_download_recorded_is_the_default(tmp_path):
     folds.make_folds(cfg)
     assert folds.load(cfg).metric.name == "f1_macro", "metric=auto: the competition's own"
     assert folds.load(tiny_cfg(tmp_path, data, metric="accuracy")).metric.name == "accuracy", "a key still wins"
+
+
+def test_a_multi_label_fold_resumed_after_a_kill_ends_as_one_that_never_stopped(tmp_path):
+    from conftest import exp_dir, tiny_cfg
+    from kit import folds
+    from test_train import _fold_result, ref_and_interrupted
+    data = write_competition(tmp_path / "d", "tags", classes=4, per_class=6, n_test=4)
+    settings = {"stage1_epochs": 3, "stage2_epochs": 1, "n_folds": 2, "keep_checkpoints": True}
+    ref, cut = ref_and_interrupted(tmp_path, data, settings, epochs=2)
+    train.run([cut], only=[0])
+    a, b = _fold_result(ref), _fold_result(cut)
+    assert a[0] == b[0] and all(torch.equal(a[1][k], b[1][k]) for k in a[1]), "the same best weights and score"
+    assert list(a[2]["val_score"]) == list(b[2]["val_score"]) and "val_top1" not in a[2], "multi-label history"
+    assert folds.load(tiny_cfg(tmp_path / "ref", data)).layout.task == "multilabel" and exp_dir(ref).is_dir()

@@ -172,3 +172,16 @@ def test_gpu_check_says_in_one_line_that_it_needs_cuda():
     proc = subprocess.run([sys.executable, "-m", "bench.gpu_check"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and len(proc.stdout.strip().splitlines()) == 1, proc.stdout + proc.stderr
     assert "needs a CUDA GPU" in proc.stdout
+
+
+@pytest.mark.parametrize("capability, name, runs", [
+    ((7, 5), "Tesla T4", True), ((8, 0), "A100", True), ((8, 9), "L4", True), ((9, 0), "H200", True),
+    ((6, 0), "Tesla P100", False), ((7, 0), "Tesla V100", False)])
+def test_a_gpu_the_build_has_no_kernels_for_is_refused_in_one_line(capability, name, runs):
+    built = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]  # the pinned torch's torch.cuda.get_arch_list()
+    if runs:
+        runtime.check_arch(capability, built, name)
+        return
+    with pytest.raises(ValueError, match=rf"{name} \(sm_{capability[0]}{capability[1]}\) is not a GPU .* device=cpu"):
+        runtime.check_arch(capability, built, name)
+    runtime.check_arch(capability, [*built, "compute_60"], name)  # PTX for an older GPU: compiled at load, runs
