@@ -172,8 +172,9 @@ class Config:
              "class fitted on the out-of-fold predictions for the metric (nested: a fold's CV never sees "
              "thresholds fitted on itself)", "ensemble")
     temperature: Literal["off", "fit"] = _key(
-        "off", "single-label probabilities: fit = divide the ensemble's logits by a temperature fitted on the "
-               "out-of-fold predictions to lower the log loss (nested like threshold)", "ensemble")
+        "fit", "single-label probabilities: fit = divide the ensemble's logits by a temperature fitted on the "
+               "out-of-fold predictions to lower the log loss (nested like threshold; it changes no top class, only "
+               "the probabilities a probs or prob submission holds); off = as the ensemble gives them", "ensemble")
     solution: str = _key("", "solution CSV (id, label, Usage) for local scoring; default DATA/solution.csv")
 
     def __post_init__(self):

@@ -19,7 +19,7 @@ from kit.config import Config
 from kit.experiment import Experiment
 from kit.io import load_npz, sha256_file
 from kit.layout import Layout
-from kit.metrics import Metric, probs_of, topk
+from kit.metrics import Metric, cv_score, probs_of, topk
 
 
 @dataclass
@@ -79,7 +79,7 @@ def scored(r: Result) -> Result:
     for k in np.unique(r.oof_folds):
         rows = r.oof_folds == k
         per_fold.append(r.metric(y[rows], held[rows], t[rows] if np.ndim(t) else t))
-    cv = {"metric": r.metric.name, "score": r.metric(y, held, t), "fold_std": float(np.std(per_fold)),
+    cv = {"metric": r.metric.name, "score": cv_score(r.metric, y, held, r.oof_folds, t), "fold_std": float(np.std(per_fold)),
           "folds": [float(s) for s in per_fold]}
     if r.layout.task == "single":
         cv |= {"top1": float(accuracy_score(y, held.argmax(1))), "top5": topk(y, held, 5)}

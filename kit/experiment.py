@@ -30,7 +30,7 @@ from kit.alarm import stage1_at_chance
 from kit.config import changed
 from kit.io import atomic_write_text, load_npz
 from kit.layout import Layout
-from kit.metrics import Metric, decide, probs_of, topk
+from kit.metrics import Metric, cv_score, decide, probs_of, topk
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,8 @@ class Experiment:
                 self.fold(k).read_history(), p["labels"], metric, n_classes)})
         labels = np.concatenate([p["labels"] for p in parts])
         logits = np.concatenate([p["logits"] for p in parts])
-        cv = {"metric": metric.name, "score": metric(labels, probs_of(logits, layout.task))}
+        fold_of = np.concatenate([np.full(len(p["labels"]), k) for k, p in enumerate(parts)])
+        cv = {"metric": metric.name, "score": cv_score(metric, labels, probs_of(logits, layout.task), fold_of)}
         if layout.task == "single":
             cv |= {"top1": accuracy_score(labels, logits.argmax(1)), "top5": topk(labels, logits, 5)}
         cv |= {  # the same folds scored with each fold's last weights: best-epoch selection on the validation fold

@@ -281,6 +281,12 @@ def pick(board: pd.DataFrame, experiments: list[str], submissions_dir: Path, fin
                          "to the competition's, or name the file with FILE=")
     m = get(used[0] if len(used) == 1 else metric)
     mine = ranked(mine, m)
+    covered = pd.to_numeric(mine["folds"], errors="coerce")
+    fewer = covered < covered.max()  # a CV over fewer folds (allow_missing_folds) scores fewer images: no comparing
+    if fewer.any():
+        log.info("%d row(s) over fewer than %d folds left out: their CV covers fewer images", int(fewer.sum()),
+                 int(covered.max()))
+        mine = mine[~fewer]
     if mine.empty:
         raise ValueError(f"no submission of {' '.join(experiments)} scored in {m.name}; name one with FILE=")
     cv = pd.to_numeric(mine["cv"])

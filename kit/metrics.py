@@ -33,6 +33,9 @@ class Metric:
     tasks: tuple[str, ...]  # "single", "multilabel"
     fn: Callable  # (y, probs, thresholds) -> float
     decides: bool = False  # scores hard decisions (top class, or probs >= thresholds), not the probabilities
+    # a ranking of scores (AUC): out-of-fold rows of k fold models, each on its own scale, do not rank together, so
+    # a CV is the mean of each fold's own score (weighted by its rows) instead of one score of the pooled rows
+    per_fold: bool = False
 
     def __call__(self, y, probs, thresholds=0.5) -> float:
         return float(self.fn(np.asarray(y), np.asarray(probs, dtype=np.float64), thresholds))
@@ -48,6 +51,19 @@ class Metric:
     def best(self, scores) -> int:
         """The index of the best of these scores (the first, on a tie)."""
         return int(np.argmax(scores) if self.higher_is_better else np.argmin(scores))
+
+
+def cv_score(metric: Metric, y: np.ndarray, probs: np.ndarray, fold_of: np.ndarray, thresholds=0.5) -> float:
+    """The CV of out-of-fold rows: one score of the pooled rows, or (per_fold metrics) the row-weighted mean of
+    each fold's score. thresholds: a number, per class, or per row and class."""
+    if not metric.per_fold:
+        return metric(y, probs, thresholds)
+    scores, sizes = [], []
+    for k in np.unique(fold_of):
+        rows = fold_of == k
+        scores.append(metric(y[rows], probs[rows], thresholds[rows] if np.ndim(thresholds) == 2 else thresholds))
+        sizes.append(rows.sum())
+    return float(np.average(scores, weights=sizes))
 
 
 def probs_of(logits: np.ndarray, task: str) -> np.ndarray:
@@ -114,7 +130,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
         lambda y, p, t: f1_score(y, p.argmax(1), labels=np.arange(p.shape[1]), average="micro", zero_division=0),
         _multi(lambda y, d: f1_score(y, d, average="micro", zero_division=0))), decides=True),
     Metric("log_loss", False, BOTH, _log_loss),
-    Metric("roc_auc", True, BOTH, _roc_auc),
+    Metric("roc_auc", True, BOTH, _roc_auc, per_fold=True),
     Metric("qwk", True, SINGLE, lambda y, p, t: cohen_kappa_score(y, p.argmax(1), labels=np.arange(p.shape[1]),
                                                                   weights="quadratic"), decides=True),
     Metric("f1_samples", True, MULTI, _multi(lambda y, d: fbeta_score(y, d, beta=1, average="samples",

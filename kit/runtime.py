@@ -53,6 +53,17 @@ def barrier(d: Dist) -> None:
         dist.barrier()
 
 
+def sync_batchnorm(model, device: torch.device):
+    """On GPUs under torchrun, BatchNorm statistics over the global batch (16 split over 4 GPUs is 4 images each).
+
+    timm's converter, not torch's: torch's turns timm's BatchNormAct2d into a plain SyncBatchNorm and
+    drops its activation. The layers are replaced inside `model` (saved and evaluated), with the
+    state-dict keys of BatchNorm. Gloo on CPU has no SyncBatchNorm: there each rank keeps its own.
+    """
+    from timm.layers import convert_sync_batchnorm
+    return convert_sync_batchnorm(model) if device.type == "cuda" else model
+
+
 def mean_over_ranks(value: float, d: Dist) -> float:
     """The mean of a per-process number (e.g. the epoch's train loss) over all ranks."""
     if d.world == 1:

@@ -19,13 +19,11 @@ import logging
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import torch
 from timm.data import Mixup
-from timm.layers import convert_sync_batchnorm
 from timm.scheduler import CosineLRScheduler
 from timm.utils import ModelEmaV3
 
@@ -38,29 +36,16 @@ from kit.engine import (criterion, epoch_steps, load_checkpoint, predict_logits,
                         validate)
 from kit.experiment import Experiment
 from kit.folds import Folds
-from kit.layout import Layout
 from kit.io import atomic_write_text, claimed, save_npz
+from kit.layout import Layout
 from kit.metrics import Metric, chance
 from kit.model import from_config
 from kit.progress import Progress
 from kit.runtime import (Dist, autocast, barrier, describe, from_main, grad_scaler, mean_over_ranks, num_workers,
-                         pick_device, seed_everything, setup_distributed)
+                         pick_device, seed_everything, setup_distributed, sync_batchnorm)
+from kit.stopping import FoldState, early_stopping
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class FoldState:
-    """What resuming needs besides the weights; saved in last.pt as plain data."""
-
-    stage: int = 1
-    epoch: int = 0  # epochs completed in this stage
-    best: float | None = None  # best val score over both stages (the score of best.pt); None before the first
-    stage_best: float | None = None  # best val score this stage (early stopping)
-    bad_epochs: int = 0  # epochs since stage_best improved
-    stopped: bool = False  # this stage is over (epochs run out or early stopping)
-    ema_steps: int = 0  # optimizer steps averaged into the EMA this stage (its warm-up decay depends on it)
-    history: list = field(default_factory=list)
 
 
 def _epoch_seed(seed: int, fold: int, stage: int, epoch: int) -> int:
@@ -120,7 +105,8 @@ class FoldRun:
         model = self._model()
         state, opt_state = self._resume(model)  # also restores self.ema
         # under torchrun, gradients are averaged over ranks; eval and checkpoints use the plain module
-        trained = model if self.dist.world == 1 else torch.nn.parallel.DistributedDataParallel(self._sync_bn(model))
+        trained = model if self.dist.world == 1 else torch.nn.parallel.DistributedDataParallel(
+            sync_batchnorm(model, self.device))
         if self.cfg.compile:
             trained = torch.compile(trained)  # checkpoints still save the plain module's weights
         for stage in (1, 2):
@@ -131,15 +117,6 @@ class FoldRun:
             self._run_stage(model, trained, state, opt_state)
             opt_state = None
         self._finish(model, state)
-
-    def _sync_bn(self, model):
-        """On GPUs, BatchNorm statistics over the global batch (16 split over 4 GPUs is 4 images each).
-
-        timm's converter, not torch's: torch's turns timm's BatchNormAct2d into a plain SyncBatchNorm
-        and drops its activation. The layers are replaced inside `model` (saved and evaluated), with
-        the state-dict keys of BatchNorm. Gloo on CPU has no SyncBatchNorm: there each rank keeps its own.
-        """
-        return convert_sync_batchnorm(model) if self.device.type == "cuda" else model
 
     def _resume(self, model) -> tuple[FoldState, dict | None]:
         """From last.pt; if it is unreadable (a truncated copy, a full disk), from the epoch before it."""
@@ -255,22 +232,15 @@ class FoldRun:
         Returns whether this epoch improved the stage's best.
         """
         score, c = row["val_score"], self.cfg
-        state.epoch += 1
         state.history.append(row)
         meta = {"cfg": to_dict(c), "classes": list(self.classes), "stage": state.stage,
                 "epoch": row["epoch"], "score": score}
-        improved = self._better(score, state.stage_best)
-        if improved:
-            state.stage_best, state.bad_epochs = score, 0
-            if state.stage == 1:
-                self._save(self.files.stage1_best, scored, **meta)
-        elif state.epoch > max(c.min_epochs, c.warmup if state.stage == 1 else 0):
-            state.bad_epochs += 1  # patience counts only once the stage has had its time to learn
-        if self._better(score, state.best):
-            state.best = score
+        improved, best = early_stopping(state, score, self.metric, self.chance, c.patience,
+                                        max(c.min_epochs, c.warmup if state.stage == 1 else 0))
+        if improved and state.stage == 1:
+            self._save(self.files.stage1_best, scored, **meta)
+        if best:
             self._save(self.files.best, scored, **meta)
-        # a stage still at chance level has nothing worth keeping: it runs on rather than stop on noise
-        state.stopped = state.bad_epochs >= c.patience and self._better(state.stage_best, self.chance)
         if state.stopped or time.monotonic() - self.saved_at >= c.checkpoint_every_s:  # epochs running out: _run_stage saves
             self._save_last(model, optimizer, state)
         barrier(self.dist)  # every rank sees this epoch's files before going on

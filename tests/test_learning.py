@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import exp_dir, tiny_cfg, write_folder_data
-from kit import folds, leaderboard, predict, train
+from kit import folds, leaderboard, predict, stopping, train
 from kit.config import PRESETS, load_config
 from kit.data import eval_transform
 from kit.synth import MATRIX, write_synthetic
@@ -55,13 +55,25 @@ def test_auto_warmup_is_on_from_scratch_and_off_from_pretrained_weights():
     assert load_config(PRESETS / "demo.yaml").warmup == 1, "6 epochs from scratch: 1 epoch of warm-up"
 
 
-def test_patience_counts_only_after_min_epochs(tmp_path, easy_data):
-    cfg = tiny_cfg(tmp_path, easy_data, stage1_epochs=12, stage2_epochs=0, patience=1, min_epochs=6, warmup_epochs=0,
-                   stage1_lr=0.0001)  # too low to improve every epoch: patience=1 would stop it at once
-    folds.make_folds(cfg)
-    train.run([cfg], only=[0])
-    top1 = _history(cfg)["val_top1"].to_numpy()
-    assert len(top1) >= 7, f"no stop before min_epochs=6 epochs plus one of patience: {top1}"
+def _stop_epoch(scores, patience, grace, chance=0.2, metric="accuracy"):
+    """The epoch at which early stopping ends a stage that scores `scores`, or None."""
+    from kit.metrics import get
+    state = stopping.FoldState()
+    for epoch, score in enumerate(scores, start=1):
+        stopping.early_stopping(state, score, get(metric), chance, patience, grace)
+        if state.stopped:
+            return epoch
+    return None
+
+
+def test_patience_counts_only_after_min_epochs():
+    learns_then_stalls = [0.5, 0.9] + [0.9] * 10  # above chance from epoch 1, no better after epoch 2
+    assert _stop_epoch(learns_then_stalls, patience=1, grace=0) == 3, "no grace: one flat epoch stops it"
+    assert _stop_epoch(learns_then_stalls, patience=1, grace=6) == 7, "grace 6: patience counts from epoch 7"
+    assert _stop_epoch(learns_then_stalls, patience=3, grace=6) == 9
+    assert _stop_epoch([0.1] * 12, patience=1, grace=0) is None, "at chance level a stage never stops"
+    assert _stop_epoch([0.9, 0.5, 0.4, 0.45], patience=2, grace=0, metric="log_loss", chance=1.0) is None, \
+        "log loss: lower is better, so each of these epochs improves"
 
 
 def test_chance_level_runs_on_warns_and_is_reported(tmp_path, shuffled, caplog):

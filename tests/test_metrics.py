@@ -154,3 +154,23 @@ def test_multi_label_pseudo_labels_take_only_images_sure_of_every_tag(tmp_path):
     rows, record = select(cfg, 0, layout)
     assert rows["path"].tolist() == ["test/a.png", "test/c.png"] and rows["label"].tolist() == ["x", "x|y"]
     assert record["images"] == 2 and record["of"] == 3
+
+
+def test_submit_compares_rows_over_the_same_folds_only(tmp_path):
+    board = leaderboard.load(tmp_path / "none.csv")
+    for name, cv, n in (("all.csv", "0.90", "5"), ("three.csv", "0.99", "3")):
+        (tmp_path / name).write_text("id,x\n")
+        board = leaderboard.upsert(board, {"file": name, "experiments": "e", "metric": "accuracy", "cv": cv,
+                                           "folds": n})
+    assert leaderboard.pick(board, ["e"], tmp_path).name == "all.csv", "a CV over 3 of 5 folds is not comparable"
+
+
+def test_an_auc_cv_is_the_folds_own_auc_not_the_pooled_rows():
+    """Two fold models, each ranking its own rows perfectly, on other scales: pooled, they would rank badly."""
+    from kit.metrics import cv_score
+    y = np.array([0, 1, 0, 1])
+    p1 = np.array([0.10, 0.20, 0.80, 0.90])  # fold 0 scores low, fold 1 high
+    probs, fold_of = np.stack([1 - p1, p1], axis=1), np.array([0, 0, 1, 1])
+    assert get("roc_auc")(y, probs) == pytest.approx(0.75), "pooled: fold 0's positive ranks below fold 1's negative"
+    assert cv_score(get("roc_auc"), y, probs, fold_of) == pytest.approx(1.0), "each fold's own AUC"
+    assert cv_score(get("log_loss"), y, probs, fold_of) == pytest.approx(get("log_loss")(y, probs)), "others pool"

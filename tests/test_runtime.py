@@ -9,7 +9,6 @@ import pytest
 import timm
 import torch
 import ttach
-from timm.layers import convert_sync_batchnorm
 
 from conftest import exp_dir, tiny_cfg, train_interrupted, write_folder_data
 from kit import folds, runtime, train
@@ -78,15 +77,20 @@ def test_capped_batched_tta_equals_uncapped():
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
 
 
-def test_timm_sync_batchnorm_keeps_batchnorm_act_outputs():
+def test_the_kits_sync_batchnorm_keeps_batchnorm_act_outputs():
+    """What FoldRun does to a model under torchrun on GPUs: every BatchNorm synced, its activation kept."""
     model = timm.create_model("test_efficientnet", pretrained=False, num_classes=3).eval()  # BatchNormAct2d layers
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         want = model(x)
-        got = convert_sync_batchnorm(copy.deepcopy(model)).eval()(x)
+        synced = runtime.sync_batchnorm(copy.deepcopy(model), torch.device("cuda")).eval()  # no GPU is used
+        got = synced(x)
         torchs = torch.nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(model)).eval()(x)
+    assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in synced.modules()), "the kit's converter syncs"
+    assert not any(type(m) is torch.nn.BatchNorm2d for m in synced.modules()), "every BatchNorm is converted"
     torch.testing.assert_close(got, want, rtol=0, atol=0)
     assert not torch.allclose(torchs, want, atol=1e-3), "torch's converter drops the activation: the reason for timm's"
+    assert runtime.sync_batchnorm(model, torch.device("cpu")) is model, "gloo on CPU has no SyncBatchNorm: left as is"
 
 
 @pytest.fixture(scope="module")

@@ -126,7 +126,6 @@ def test_cv_json_reports_the_last_epochs_top1(trained):
     want = [pd.read_csv(exp_dir(cfg) / f"fold{k}" / "history.csv")["val_top1"].iloc[-1] for k in range(2)]
     n = [f["n"] for f in cv["folds"]]
     assert cv["metric"] == "accuracy" and cv["last_epoch_score"] == pytest.approx(np.dot(n, want) / sum(n)), cv
-    assert cv["top1"] >= cv["last_epoch_score"], "best-epoch weights score at least the last epoch's on the same folds"
 
 
 def test_early_stopping_stops_after_patience(tmp_path, easy_data):
