@@ -89,11 +89,12 @@ submit: install
 download: install
 	$(KIT) download --comp $(COMP)
 
+# one worker per core, a torch thread each (tests/conftest.py); a module's tests share a worker (its fixtures)
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadscope
 
 test-fast: install
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n auto --dist loadscope -m "not slow"
 
 bench: install
 	$(PY) -m bench $(ARGS)

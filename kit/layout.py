@@ -260,6 +260,10 @@ def _format(sample: pd.DataFrame | None, classes: tuple[str, ...], task: str, su
                          f"{len(classes)}: set submission= to one of {', '.join(FORMATS)}")
     if fmt == "tags" and task != "multilabel" or fmt == "topk" and task != "single":
         raise ValueError(f"submission={fmt} does not fit a {task} task; set task= or submission=")
+    spaced = [c for c in classes if any(ch.isspace() for ch in c)]
+    if fmt in ("tags", "topk") and spaced:  # they would read back as two classes
+        raise ValueError(f"submission={fmt} separates classes by spaces, and {summarize(spaced)} hold spaces; set "
+                         "submission=probs")
     k = top_k or (max(len(v.split()) for v in sample.iloc[:, 1]) if sample is not None and fmt == "topk" else 5)
     return fmt, header, (k if fmt == "topk" else 0)
 

@@ -334,8 +334,10 @@ def summary(board: pd.DataFrame, metric: Metric) -> list[str]:
                          f"over {len(both)} submissions")
     if num["cv"].notna().any():
         lines.append(f"final pick 1 (best CV): {board['file'].iloc[0]}")
-    if num["public"].notna().any():
-        lines.append(f"final pick 2 (best public): {board.loc[num['public'].index[metric.best(num['public'].fillna(metric.worst))], 'file']}")
+    public = num["public"].dropna()
+    if len(public):
+        best = public.idxmax() if metric.higher_is_better else public.idxmin()
+        lines.append(f"final pick 2 (best public): {board.loc[best, 'file']}")
     return lines
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never download
+if os.environ.get("PYTEST_XDIST_WORKER"):  # make test runs two workers on two cores: one torch thread each
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from pathlib import Path
 

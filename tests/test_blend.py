@@ -82,10 +82,15 @@ def test_blend_needs_two_experiments(two_experiments):
         blend.run(two_experiments[:1])
 
 
-def test_pseudo_labels_train_but_never_validate_and_the_row_shows_the_gain(two_experiments):
+@pytest.fixture(scope="module")
+def pseudo_run(two_experiments):
     from kit import pipeline
     source = two_experiments[0]
-    path = pipeline.pseudo_label(source, threshold=0.34, name="tiny_pseudo")  # 3 classes: above uniform
+    return source, pipeline.pseudo_label(source, threshold=0.34, name="tiny_pseudo")  # 3 classes: above uniform
+
+
+def test_pseudo_labels_train_but_never_validate_and_the_row_shows_the_gain(pseudo_run):
+    source, path = pseudo_run
     new_dir = exp_dir(source).parent / "tiny_pseudo"
     record = json.loads((new_dir / "fold0" / "pseudo.json").read_text())
     assert record["images"] > 0 and record["threshold"] == 0.34, record
@@ -117,11 +122,10 @@ def test_two_experiments_with_one_name_are_refused(tmp_path, capsys):
     assert "two experiments named x" in err and len(err.strip().splitlines()) == 1, err
 
 
-def test_a_finished_pseudo_experiment_outlives_a_new_prediction_of_its_source(two_experiments):
-    from kit import pipeline, pseudo
-    source = two_experiments[0]
-    pipeline.pseudo_label(source, threshold=0.34, name="tiny_pl2")
-    new = pseudo.derive(source, 0.34, "tiny_pl2")
+def test_a_finished_pseudo_experiment_outlives_a_new_prediction_of_its_source(pseudo_run):
+    from kit import pseudo
+    source, _ = pseudo_run
+    new = pseudo.derive(source, 0.34, "tiny_pseudo")
     predict.run([dataclasses.replace(source, tta=("hflip",))])  # the source's test_logits.npz: other bytes now
     train.run([new])  # every fold finished: resumes (at once) instead of refusing
     record = pseudo.select(new, 0, folds.load(new).layout)[1]

@@ -192,8 +192,8 @@ def test_a_multi_label_fold_resumed_after_a_kill_ends_as_one_that_never_stopped(
     from kit import folds
     from test_train import _fold_result, ref_and_interrupted
     data = write_competition(tmp_path / "d", "tags", classes=4, per_class=6, n_test=4)
-    settings = {"stage1_epochs": 3, "stage2_epochs": 1, "n_folds": 2, "keep_checkpoints": True}
-    ref, cut = ref_and_interrupted(tmp_path, data, settings, epochs=2)
+    settings = {"stage1_epochs": 2, "stage2_epochs": 1, "n_folds": 2, "keep_checkpoints": True}
+    ref, cut = ref_and_interrupted(tmp_path, data, settings, epochs=1)
     train.run([cut], only=[0])
     a, b = _fold_result(ref), _fold_result(cut)
     assert a[0] == b[0] and all(torch.equal(a[1][k], b[1][k]) for k in a[1]), "the same best weights and score"
