@@ -19,7 +19,7 @@ from kit.config import Config
 from kit.experiment import Experiment
 from kit.io import load_npz, sha256_file
 from kit.layout import Layout
-from kit.metrics import Metric, cv_score, probs_of, topk
+from kit.metrics import Metric, cv_score, fold_scores, probs_of, topk
 
 
 @dataclass
@@ -75,12 +75,9 @@ def scored(r: Result) -> Result:
     cfg, y, probs = r.cfgs[0], r.oof_labels, r.probs(r.oof_scores)
     post = calibrate.fit(r.metric, r.layout.task, y, probs, cfg.threshold, cfg.temperature)
     held, t = calibrate.nested(r.metric, r.layout.task, y, probs, r.oof_folds, cfg.threshold, cfg.temperature)
-    per_fold = []
-    for k in np.unique(r.oof_folds):
-        rows = r.oof_folds == k
-        per_fold.append(r.metric(y[rows], held[rows], t[rows] if np.ndim(t) else t))
-    cv = {"metric": r.metric.name, "score": cv_score(r.metric, y, held, r.oof_folds, t), "fold_std": float(np.std(per_fold)),
-          "folds": [float(s) for s in per_fold]}
+    folds = fold_scores(r.metric, y, held, r.oof_folds, t)
+    cv = {"metric": r.metric.name, "score": cv_score(r.metric, y, held, r.oof_folds, t, folds),
+          "fold_std": float(np.std(folds[0])), "folds": [float(s) for s in folds[0]]}
     if r.layout.task == "single":
         cv |= {"top1": float(accuracy_score(y, held.argmax(1))), "top5": topk(y, held, 5)}
     return dataclasses.replace(r, post=post, cv=cv)

@@ -179,7 +179,9 @@ class Experiment:
         labels = np.concatenate([p["labels"] for p in parts])
         logits = np.concatenate([p["logits"] for p in parts])
         fold_of = np.concatenate([np.full(len(p["labels"]), k) for k, p in enumerate(parts)])
-        cv = {"metric": metric.name, "score": cv_score(metric, labels, probs_of(logits, layout.task), fold_of)}
+        folds = ([f["score"] for f in per_fold], [f["n"] for f in per_fold])  # scored above: not again
+        cv = {"metric": metric.name, "score": cv_score(metric, labels, probs_of(logits, layout.task), fold_of,
+                                                        folds=folds)}
         if layout.task == "single":
             cv |= {"top1": accuracy_score(labels, logits.argmax(1)), "top5": topk(labels, logits, 5)}
         cv |= {  # the same folds scored with each fold's last weights: best-epoch selection on the validation fold

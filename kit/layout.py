@@ -36,7 +36,6 @@ from kit.io import IMAGE_EXTENSIONS, check_image, is_image_file
 log = logging.getLogger(__name__)
 SHOW = 5  # bad items named in a one-line error before "... and N more"
 TAG_SEP = "|"  # between a multi-label image's tags in folds.csv (class names from 0/1 columns may hold spaces)
-TASKS = ("single", "multilabel")
 FORMATS = {  # submission format -> what one row holds (and a Kaggle competition of that shape)
     "label": "the class (Dog vs cat folders, Cassava)",
     "probs": "one probability column per class (Dog Breed Identification, Plant Pathology 2020, RANZCR CLiP)",
@@ -54,7 +53,7 @@ class Layout:
     train: pd.DataFrame  # path (relative to root), label (str; tags joined by TAG_SEP), source ("train" or "val")
     test: pd.DataFrame  # id (as the submission writes it), path
     header: tuple[str, ...]  # submission columns: the id, then one column (or one per class, for probs)
-    task: str = "single"  # one of TASKS
+    task: str = "single"  # single (one class per image) or multilabel
     submission: str = "label"  # one of FORMATS
     top_k: int = 0  # classes per row of a topk submission
     named_metric: str = ""  # the metric the competition ranks by, as `make download` recorded it (competition.json)

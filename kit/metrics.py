@@ -41,28 +41,32 @@ class Metric:
         return float(self.fn(np.asarray(y), np.asarray(probs, dtype=np.float64), thresholds))
 
     def better(self, a: float, b: float) -> bool:
-        """Whether score a is strictly better than score b (b may be `worst`)."""
+        """Whether score a is strictly better than score b."""
         return a > b if self.higher_is_better else a < b
-
-    @property
-    def worst(self) -> float:
-        return -np.inf if self.higher_is_better else np.inf
 
     def best(self, scores) -> int:
         """The index of the best of these scores (the first, on a tie)."""
         return int(np.argmax(scores) if self.higher_is_better else np.argmin(scores))
 
 
-def cv_score(metric: Metric, y: np.ndarray, probs: np.ndarray, fold_of: np.ndarray, thresholds=0.5) -> float:
-    """The CV of out-of-fold rows: one score of the pooled rows, or (per_fold metrics) the row-weighted mean of
-    each fold's score. thresholds: a number, per class, or per row and class."""
-    if not metric.per_fold:
-        return metric(y, probs, thresholds)
+def fold_scores(metric: Metric, y: np.ndarray, probs: np.ndarray, fold_of: np.ndarray,
+                thresholds=0.5) -> tuple[list[float], list[int]]:
+    """(each fold's score, its rows). thresholds: a number, per class, or per row and class."""
     scores, sizes = [], []
     for k in np.unique(fold_of):
         rows = fold_of == k
         scores.append(metric(y[rows], probs[rows], thresholds[rows] if np.ndim(thresholds) == 2 else thresholds))
-        sizes.append(rows.sum())
+        sizes.append(int(rows.sum()))
+    return scores, sizes
+
+
+def cv_score(metric: Metric, y: np.ndarray, probs: np.ndarray, fold_of: np.ndarray, thresholds=0.5,
+             folds: tuple[list[float], list[int]] | None = None) -> float:
+    """The CV of out-of-fold rows: one score of the pooled rows, or (per_fold metrics) the row-weighted mean of
+    each fold's score (`folds`, from fold_scores, when the caller has them already)."""
+    if not metric.per_fold:
+        return metric(y, probs, thresholds)
+    scores, sizes = folds or fold_scores(metric, y, probs, fold_of, thresholds)
     return float(np.average(scores, weights=sizes))
 
 
