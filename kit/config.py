@@ -16,7 +16,7 @@ from typing import Literal
 
 import yaml
 
-from kit.io import MAX_PIXELS, atomic_write_text
+from kit.io import MAX_PIXELS, atomic_write_text, sha256_file
 from kit.tta import VIEWS
 
 TTA_VIEWS = tuple(VIEWS)
@@ -317,6 +317,7 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
         if not isinstance(values, dict):
             raise ValueError(f"config file {path}: expected key: value pairs at the top level")
         values.setdefault("name", path.stem)
+        values = {k: v for k, v in values.items() if k.removesuffix("_sha256") not in FILE_KEYS or k in FILE_KEYS}
     check_known(values, f" in {path}")
     check_known(overrides or {}, " on the command line")
     values.update(overrides or {})
@@ -369,7 +370,7 @@ def keys_shaping(what: str) -> tuple[str, ...]:
 
 def shaping(cfg: Config, what: str) -> dict:
     """{key: value} of the keys that shape `what`, as plain data (what caches and manifests record)."""
-    values = to_dict(cfg)
+    values = _identity(to_dict(cfg))
     return {k: values[k] for k in keys_shaping(what)}
 
 
@@ -379,12 +380,36 @@ def changed(recorded: dict, cfg: Config, what: str) -> list[str]:
     A key missing from `recorded` (written before the key existed) counts as its default, or as the
     key it was split from (RENAMED).
     """
-    now, defaults = shaping(cfg, what), shaping(Config(), what)
-    old = {k: _plain(recorded.get(k, recorded.get(RENAMED.get(k, k), defaults[k]))) for k in now}
-    return [f"{k}={old[k]!r} (now {v!r})" for k, v in now.items() if old[k] != v]
+    now, defaults = to_dict(cfg), to_dict(Config())
+    diff = []
+    for k in keys_shaping(what):
+        old = _plain(recorded.get(k, recorded.get(RENAMED.get(k, k), defaults[k])))
+        if k in FILE_KEYS and now[k] and recorded.get(f"{k}_sha256") and Path(now[k]).is_file():
+            if recorded[f"{k}_sha256"] != sha256_file(now[k]):  # the same file anywhere is the same weights
+                diff.append(f"{k}={old!r} (now {now[k]!r}, other content)")
+        elif old != now[k]:
+            diff.append(f"{k}={old!r} (now {now[k]!r})")
+    return diff
 
 
 RENAMED = {"split_seed": "seed"}  # key -> the key that held its value in configs written before it existed
+
+
+# Keys naming a file: identified by its content, so the same weights under another path (a new notebook
+# session, another mount) are the same. Records (config.yaml, checkpoints) keep the hash as <key>_sha256.
+FILE_KEYS = ("pretrained_file",)
+
+
+def _identity(values: dict) -> dict:
+    """`values` with each file key that names a file replaced by the sha256 of its bytes."""
+    return values | {k: sha256_file(values[k]) for k in FILE_KEYS if k in values and values[k]
+                     and Path(values[k]).is_file()}
+
+
+def record(cfg: Config) -> dict:
+    """What config.yaml and checkpoints keep: the keys, and the content hash of each file key."""
+    values = to_dict(cfg)
+    return values | {f"{k}_sha256": h for k, h in _identity(values).items() if k in FILE_KEYS and h != values[k]}
 
 
 def _plain(value):
@@ -397,7 +422,7 @@ def to_dict(cfg: Config) -> dict:
 
 
 def save_config(cfg: Config, path: Path) -> None:
-    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(record(cfg), sort_keys=False))
 
 
 def help_text() -> str:

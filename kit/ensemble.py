@@ -41,8 +41,9 @@ class Result:
     checkpoints: dict = field(default_factory=dict)  # path -> sha256
     epochs: float = 0.0  # mean epochs run per fold
     fingerprint: str = ""
-    # the metric of each fold's last epoch (plain, no TTA): how much choosing the best epoch on the
-    # validation fold itself flatters the CV. None for ensembles of experiments.
+    # the CV of each fold's last-epoch weights through the same TTA, merge and nested post-processing:
+    # how much choosing the best epoch on the validation fold itself flatters the CV. None for ensembles
+    # of experiments, and for folds trained without final.pt.
     last_epoch_score: float | None = None
     warning: str = ""  # e.g. folds whose stage 1 ended at chance level
     blend: dict = field(default_factory=dict)  # a blend's weights and how they were fitted (kit/blend.py)
@@ -83,6 +84,14 @@ def scored(r: Result) -> Result:
     return dataclasses.replace(r, post=post, cv=cv)
 
 
+def nested_cv(r: Result, probs: np.ndarray) -> float:
+    """The CV `scored` gives, of other OOF probabilities of r's rows (the last epochs' weights)."""
+    cfg = r.cfgs[0]
+    held, t = calibrate.nested(r.metric, r.layout.task, r.oof_labels, probs, r.oof_folds, cfg.threshold,
+                               cfg.temperature)
+    return cv_score(r.metric, r.oof_labels, held, r.oof_folds, t)
+
+
 def average(arrays: list[np.ndarray], merge: str, task: str = "single") -> np.ndarray:
     """Mean of logits, or of probabilities."""
     stack = np.stack(arrays).astype(np.float64)  # (members, N, classes)
@@ -92,8 +101,9 @@ def average(arrays: list[np.ndarray], merge: str, task: str = "single") -> np.nd
 
 
 def from_folds(cfg: Config, layout: Layout, metric: Metric, meta: dict, folds: list[int], test_files: list[Path],
-               oof_files: list[Path], holdout_files: list[Path] = ()) -> Result:
-    """One experiment's fold logits (test, out-of-fold, holdout; all through the same TTA) as one scored Result."""
+               oof_files: list[Path], holdout_files: list[Path] = (), last_files: list[Path] = ()) -> Result:
+    """One experiment's fold logits (test, out-of-fold, holdout, out-of-fold of the last epochs; all through the
+    same TTA) as one scored Result."""
     test = [load_npz(f) for f in test_files]
     ids = layout.test["id"].to_numpy().astype(str)
     for f, t in zip(test_files, test):
@@ -106,7 +116,7 @@ def from_folds(cfg: Config, layout: Layout, metric: Metric, meta: dict, folds: l
     best = [exp.fold(k).best for k in folds]
     held = [load_npz(f) for f in holdout_files]
     merge, task = cfg.merge, layout.task
-    return scored(Result(
+    r = scored(Result(
         name=cfg.name, cfgs=[cfg], layout=layout, metric=metric, folds=folds,
         test_scores=average([t["logits"] for t in test], merge, task),
         oof_ids=oof_ids[order], oof_labels=np.concatenate([o["labels"] for o in oof])[order],
@@ -114,11 +124,14 @@ def from_folds(cfg: Config, layout: Layout, metric: Metric, meta: dict, folds: l
         oof_folds=np.concatenate([np.full(len(o["ids"]), k) for k, o in zip(folds, oof)])[order],
         checkpoints={str(p): sha256_file(p) for p in best},
         epochs=float(np.mean([len(exp.fold(k).read_history()) for k in folds])), fingerprint=meta["fingerprint"],
-        last_epoch_score=exp.last_epoch_score(folds, [len(o["labels"]) for o in oof]), warning=exp.warning(folds),
-        scores_are_probs=merge == "probs",
+        warning=exp.warning(folds), scores_are_probs=merge == "probs",
         **({"holdout_scores": average([h["logits"] for h in held], merge, task), "holdout_labels": held[0]["labels"]}
            if held else {}),
     ))
+    if not last_files:
+        return r
+    last = np.concatenate([load_npz(f)["logits"] for f in last_files])[order]  # the rows of oof_files, in order
+    return dataclasses.replace(r, last_epoch_score=nested_cv(r, probs_of(last, task)))
 
 
 def check_compatible(results: list[Result], verb: str) -> None:

@@ -63,6 +63,10 @@ class FoldFiles:
         return self.dir / "last.prev.pt"
 
     @property
+    def final(self) -> Path:  # the last epoch's weights (EMA if on): cv_last goes through predict's TTA with them
+        return self.dir / "final.pt"
+
+    @property
     def resume_files(self) -> tuple[Path, ...]:  # removed once the fold is done (unless keep_checkpoints)
         return self.stage1_best, self.last, self.last_prev
 
@@ -91,7 +95,7 @@ class FoldFiles:
         return self.dir / ".train.lock"
 
     def logits(self, split: str) -> Path:
-        """Logits of best.pt through predict's TTA: split is test, oof or holdout."""
+        """Logits through predict's TTA: split is test, oof or holdout (best.pt), or oof_last (final.pt)."""
         return self.dir / f"{split}_logits.npz"
 
     @property

@@ -12,8 +12,8 @@ Public and private scores are filled locally when a solution file (id, label, Us
 or from Kaggle. The table is sorted by CV: "trust your CV" means CV should rank like private.
 Each row's cv is the out-of-fold score, in its metric (the `metric` column), of exactly what its
 file holds (same TTA, same merge, thresholds and temperature fitted on the other folds); cv_last
-is the same folds scored with each fold's last epoch, so cv - cv_last shows how much choosing
-the best epoch on the validation fold flatters the CV. Rows are ordered, and picked, in the
+is the same folds scored the same way with each fold's last-epoch weights (final.pt), so cv - cv_last
+shows how much choosing the best epoch on the validation fold flatters the CV. Rows are ordered, and picked, in the
 metric's direction (kit/metrics.py); cv_top1 and cv_top5 are beside it for single-label data.
 `run` names the entry of the file's manifest (<file>.json, "runs") that the row describes.
 """

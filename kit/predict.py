@@ -47,18 +47,20 @@ def _fold_key(ckpt: Path, cfg: Config, root: Path, paths: list[str]) -> str:
 
 def predict_fold(cfg: Config, fold: int, layout: Layout, classes: list[str], device, paths: list[str],
                  ids, labels=None, split: str = "test") -> Path:
-    """Batched, TTA-merged logits of one fold's best weights on `paths`: fold<k>/<split>_logits.npz.
+    """Batched, TTA-merged logits of one fold's best weights (final.pt's for split oof_last) on `paths`:
+    fold<k>/<split>_logits.npz.
 
     The file holds ids, logits, labels (-1 when unknown) and the key it was computed under; a file
     whose key matches is reused, any other is recomputed.
     """
     files: FoldFiles = Experiment.of(cfg).fold(fold)
     out = files.logits(split)
-    key = _fold_key(files.best, cfg, layout.root, paths)
+    weights = files.final if split == "oof_last" else files.best
+    key = _fold_key(weights, cfg, layout.root, paths)
     if out.is_file() and str(load_npz(out)["key"]) == key:
         log.info("fold %d %s logits up to date: %s", fold, split, out)
         return out
-    logits, labels = fold_logits(cfg, files.best, classes, layout.root, paths, labels, device)
+    logits, labels = fold_logits(cfg, weights, classes, layout.root, paths, labels, device)
     save_npz(out, ids=np.asarray(ids).astype(str), labels=labels, logits=logits, key=np.array(key))
     log.info("fold %d: %s logits for %d images with %d TTA view(s)", fold, split, len(paths),
              len(tta_transforms(cfg.tta, cfg.img_size)))
@@ -102,9 +104,12 @@ def predict_experiment(cfg: Config, device) -> ens.Result:
     test = [predict_fold(cfg, k, layout, f.classes, device, list(layout.test["path"]), layout.test["id"])
             for k in done]
     oof = [logits(k, table[table["fold"] == k], "oof") for k in done]
+    exp = Experiment.of(cfg)  # cv_last: the last epochs' weights through the same TTA (folds trained before final.pt: none)
+    last = [logits(k, table[table["fold"] == k], "oof_last") for k in done] if all(
+        exp.fold(k).final.is_file() for k in done) else []
     held = table[table["role"] == "holdout"]  # DATA/val kept aside (val_mode=holdout): scored, never trained on
     holdout = [logits(k, held, "holdout") for k in done] if len(held) else []
-    return ens.from_folds(cfg, layout, f.metric, f.meta, done, test, oof, holdout)
+    return ens.from_folds(cfg, layout, f.metric, f.meta, done, test, oof, holdout, last)
 
 
 def run(cfgs: list[Config], ensemble: bool = False) -> list[Path]:

@@ -14,6 +14,7 @@ import os
 import random
 from contextlib import nullcontext
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
@@ -35,6 +36,15 @@ class Dist:
         return self.rank == 0  # the one process that writes files
 
 
+# How long a rank waits in a collective for the others (a checkpoint write, a slow validation, a dead rank)
+# before the job ends with a one-line error; the fold resumes from last.pt when started again.
+DIST_TIMEOUT_S = float(os.environ.get("KIT_DIST_TIMEOUT_S", "1800"))
+
+
+class RanksLost(ValueError):
+    """A collective timed out or a rank died: one line, not a traceback from every rank."""
+
+
 def setup_distributed() -> Dist:
     """Join the process group when torchrun started us (NCCL on GPUs, gloo on CPU)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -44,13 +54,24 @@ def setup_distributed() -> Dist:
     if not dist.is_initialized():
         if torch.cuda.is_available():
             torch.cuda.set_device(local_rank)
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo",
+                                timeout=timedelta(seconds=DIST_TIMEOUT_S))
     return Dist(rank, world, local_rank)
+
+
+def _collective(op, *args, **kwargs):
+    try:
+        return op(*args, **kwargs)
+    except RuntimeError as e:  # torch.distributed.DistBackendError, gloo's timeouts and closed connections
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RanksLost(f"rank {dist.get_rank()}: the other ranks did not answer within KIT_DIST_TIMEOUT_S="
+                        f"{DIST_TIMEOUT_S:g} s ({first[:200]}); a rank died or waits elsewhere: start the job again "
+                        "and the fold resumes from last.pt") from None
 
 
 def barrier(d: Dist) -> None:
     if d.world > 1:
-        dist.barrier()
+        _collective(dist.barrier)
 
 
 def sync_batchnorm(model, device: torch.device):
@@ -70,7 +91,7 @@ def mean_over_ranks(value: float, d: Dist) -> float:
         return value
     on = torch.device("cuda") if dist.get_backend() == "nccl" else torch.device("cpu")
     t = torch.tensor([value], dtype=torch.float64, device=on)
-    dist.all_reduce(t)  # sum
+    _collective(dist.all_reduce, t)  # sum
     return t.item() / d.world
 
 
@@ -79,7 +100,7 @@ def sum_over_ranks(t: torch.Tensor, d: Dist) -> torch.Tensor:
     if d.world == 1:
         return t
     out = t.detach().clone()
-    dist.all_reduce(out)
+    _collective(dist.all_reduce, out)
     return out
 
 
@@ -92,7 +113,7 @@ def from_main(value, d: Dist):
     if d.world == 1:
         return value
     box = [value]
-    dist.broadcast_object_list(box, src=0)
+    _collective(dist.broadcast_object_list, box, src=0)
     return box[0]
 
 

@@ -5,7 +5,7 @@
 
 Per fold (kit/experiment.py names the files): stage1_best.pt (stage 2 starts from it), best.pt
 (the best weights over both stages), last.pt (everything resuming needs), history.csv,
-curves.png, config.yaml, and oof.npz (out-of-fold logits of best.pt, written last: the fold's
+curves.png, config.yaml, final.pt (the last epoch's weights: predict scores them as cv_last) and oof.npz (out-of-fold logits of best.pt, written last: the fold's
 done marker); then stage1_best.pt, last.pt and last.prev.pt are removed (keep_checkpoints=true
 keeps them). Per experiment, once every fold is done: cv.json and the error analysis.
 
@@ -30,7 +30,7 @@ from timm.utils import ModelEmaV3
 from kit import folds as folds_command
 from kit import alarm, pseudo, report
 from kit.allocator import release_memory
-from kit.config import Config, save_config, to_dict
+from kit.config import Config, record, save_config
 from kit.data import fold_loaders
 from kit.engine import (criterion, epoch_steps, load_checkpoint, predict_logits, save_checkpoint, train_one_epoch,
                         validate)
@@ -233,7 +233,7 @@ class FoldRun:
         """
         score, c = row["val_score"], self.cfg
         state.history.append(row)
-        meta = {"cfg": to_dict(c), "classes": list(self.classes), "stage": state.stage,
+        meta = {"cfg": record(c), "classes": list(self.classes), "stage": state.stage,
                 "epoch": row["epoch"], "score": score}
         improved, best = early_stopping(state, score, self.metric, self.chance, c.patience,
                                         max(c.min_epochs, c.warmup if state.stage == 1 else 0))
@@ -267,6 +267,9 @@ class FoldRun:
         """OOF logits with the best weights (not the last epoch's), curves, then the done marker."""
         if not self.dist.main:  # under torchrun, rank 0 writes the fold's results alone
             return
+        last = state.history[-1]  # the weights in memory: the last epoch's, kept for cv_last (kit/ensemble.py)
+        save_checkpoint(self.files.final, self._evaluated(model), cfg=record(self.cfg), classes=list(self.classes),
+                        stage=state.stage, epoch=last["epoch"], score=last["val_score"])
         best = load_checkpoint(self.files.best)
         model.load_state_dict(best["model"])
         logits = predict_logits(model, self.val_dl, self.amp_ctx, self.device)
@@ -305,19 +308,30 @@ def train_fold(cfg: Config, fold: int, folds: Folds, device, dist: Dist = Dist()
     return files.dir
 
 
+CLAIM_POLL_S = 5.0  # under torchrun, how often the ranks ask again for a fold another trainer holds
+
+
 def _claim_and_train(cfg: Config, fold: int, folds: Folds, device, dist: Dist, wait: bool,
                      progress: Progress) -> bool:
     """Train a fold unless another process holds it (then False, at once; or, with wait, after it lets go).
 
     The lock (fold<k>/.train.lock) makes the folds a work queue: GPU processes, a second `make train`,
     or machines sharing the folder each take the next free fold; a dead process's lock is free again.
+    Under torchrun rank 0 claims for all and broadcasts the answer; it never blocks on the lock while
+    the other ranks sit in that broadcast (they would time out): they all sleep and ask again.
     """
-    lock = claimed(Experiment.of(cfg).fold(fold).lock, wait) if dist.main else nullcontext(True)  # rank 0 claims for all
-    with lock as got:
-        if not from_main(got, dist):
+    lock_file = Experiment.of(cfg).fold(fold).lock
+    block = wait and dist.world == 1
+    while True:
+        lock = claimed(lock_file, block) if dist.main else nullcontext(True)  # rank 0 claims for all
+        with lock as got:
+            if from_main(got, dist):
+                train_fold(cfg, fold, folds, device, dist, progress)  # at once if finished meanwhile
+                break
+        if not wait:
             log.info("fold %d of %s: another process is training it; taking the next free fold", fold, cfg.name)
             return False
-        train_fold(cfg, fold, folds, device, dist, progress)  # at once if finished meanwhile
+        time.sleep(CLAIM_POLL_S)  # every rank, outside any collective
     progress.update((cfg.name, fold), 0, ran=False)
     return True
 

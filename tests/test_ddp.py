@@ -97,3 +97,33 @@ def test_a_nan_on_one_rank_stops_every_rank_with_the_clear_error(tmp_path):
     proc, fold = _torchrun(tmp_path, "nan")
     assert proc.returncode != 0 and proc.stderr.count("loss is nan") == 2, proc.stderr[-3000:]
     assert not (fold / "oof.npz").exists()
+
+
+def test_a_fold_held_by_another_trainer_is_waited_for_outside_any_collective(tmp_path):
+    """Rank 0 must not block on the fold lock while rank 1 waits in a broadcast: with collectives timing out after
+    3 s, a lock held three times that long is waited out by polling, and the fold is trained once it is free."""
+    import fcntl
+    import time
+
+    data = write_folder_data(tmp_path / "data", n_per_class=16, n_test=3)
+    work = tmp_path / "f"
+    folds.make_folds(load_config(PRESETS / "demo.yaml", {"data": str(data), "work_dir": str(work), "n_folds": 2}))
+    lock = work / "demo" / "fold0" / ".train.lock"
+    lock.parent.mkdir(parents=True)
+    log = tmp_path / "log.txt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "KIT_DIST_TIMEOUT_S": "3"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "kit", "train",
+           "--exp", "demo", "--fold", "0", f"data={data}", f"work_dir={work}", *SMALL, "stage1_epochs=1",
+           "stage2_epochs=0"]
+    with open(lock, "w") as held, open(log, "w") as out:
+        fcntl.flock(held, fcntl.LOCK_EX)  # a second trainer on the same folder holds fold 0
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while "another process is training it" not in log.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.5)
+        time.sleep(9)  # three collective timeouts
+        assert proc.poll() is None, log.read_text()[-3000:]
+        fcntl.flock(held, fcntl.LOCK_UN)
+    assert proc.wait(timeout=180) == 0, log.read_text()[-3000:]
+    assert (work / "demo" / "fold0" / "oof.npz").is_file()

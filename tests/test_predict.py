@@ -330,3 +330,15 @@ def test_a_replaced_test_image_makes_the_saved_logits_stale(tmp_path, folder_run
     make_image(data / "test" / "t00.png", (250, 250, 250), np.random.default_rng(9))  # same name, other picture
     predict.run([other])
     assert load_npz(logits)["key"] != stamp, "a replaced test image must not reuse the old logits"
+
+
+def test_cv_last_goes_through_the_same_tta_merge_and_calibration_as_cv(tmp_path, folder_data):
+    """One epoch: the last weights are the best, so cv_last equals cv exactly, TTA and temperature included."""
+    cfg = tiny_cfg(tmp_path, folder_data, stage1_epochs=1, stage2_epochs=0, tta=("hflip",), metric="log_loss",
+                   temperature="fit")
+    folds.make_folds(cfg)
+    train.run([cfg])
+    path = predict.run([cfg])[0]
+    row = _board(cfg).set_index("file").loc[path.name]
+    assert float(row["cv_last"]) == pytest.approx(float(row["cv"]), abs=1e-6), row
+    assert (exp_dir(cfg) / "fold0" / "oof_last_logits.npz").is_file()

@@ -243,3 +243,38 @@ def test_checkpoint_every_s_writes_last_pt_at_stage_ends_and_resumes_the_same(tm
     assert not (exp_dir(cut) / "fold0" / "last.prev.pt").exists(), "one write in stage 1, at its end"
     train.run([cut], only=[0])
     _assert_same_run(_fold_result(ref), _fold_result(cut))
+
+
+def test_pretrained_file_is_its_content_not_its_path(tmp_path, easy_data):
+    """The same weights under another path (a new notebook session) resume and predict; other bytes are refused."""
+    import timm
+    from safetensors.torch import save_file
+
+    from kit import predict
+    from kit.experiment import Experiment
+    from kit.engine import load_checkpoint
+
+    ref = timm.create_model("test_resnet", pretrained=False, num_classes=0)
+    weights = {k: v.contiguous() for k, v in ref.state_dict().items()}
+    first, moved = tmp_path / "session1" / "w.safetensors", tmp_path / "session2" / "w.safetensors"
+    first.parent.mkdir(), moved.parent.mkdir()
+    save_file(weights, first)
+    cfg = tiny_cfg(tmp_path, easy_data, pretrained=True, pretrained_file=str(first), stage1_epochs=1,
+                   stage2_epochs=0, max_steps=1)
+    folds.make_folds(cfg)
+    train.run([cfg])
+    predict.run([cfg])
+    fold0 = Experiment.of(cfg).fold(0)
+    assert load_checkpoint(fold0.best)["cfg"]["pretrained_file_sha256"], "the checkpoint records the weights' hash"
+    logits = fold0.logits("test").stat().st_mtime_ns
+
+    first.rename(moved)
+    again = tiny_cfg(tmp_path, easy_data, pretrained=True, pretrained_file=str(moved), stage1_epochs=1,
+                     stage2_epochs=0, max_steps=1)
+    Experiment.of(again).check_trained(again, 2)  # training resumes
+    predict.run([again])
+    assert fold0.logits("test").stat().st_mtime_ns == logits, "the same weights elsewhere: the logits still hold"
+
+    save_file({k: v + 1 for k, v in weights.items()}, moved)
+    with pytest.raises(ValueError, match=r"pretrained_file=.*other content"):
+        Experiment.of(again).check_trained(again, 2)
