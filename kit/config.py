@@ -17,9 +17,10 @@ from typing import Literal
 import yaml
 
 from kit.io import MAX_PIXELS, atomic_write_text, sha256_file
-from kit.tta import VIEWS
+from kit.tta import AUTO_TTA, VIEWS
 
 TTA_VIEWS = tuple(VIEWS)
+AUTO_TTA_NAMES = ", ".join("+".join(c) or "none" for c in AUTO_TTA)
 PRESETS = Path(__file__).parent / "configs"  # shipped inside the package: `kit` works from any directory
 
 
@@ -143,7 +144,9 @@ class Config:
                                 "run the plain, uncompiled module")
     # --- prediction -----------------------------------------------------------------
     tta: tuple[str, ...] = _key(
-        ("hflip",), f"test-time augmentation transforms, composed; from {TTA_VIEWS}; [] = none", "predictions")
+        ("hflip",), f"test-time augmentation transforms, composed; from {TTA_VIEWS}; [] = none; auto = the set of "
+                    f"{AUTO_TTA_NAMES} with the best out-of-fold score (chosen on the other folds for the CV)",
+        "predictions")
     batched_tta: Literal["auto", "on", "off"] = _key(
         "auto", "all TTA views of a batch in one forward pass (same result as ttach's loop); auto = on CUDA only, "
                 "where it pays (on the CPU it measured slower: docs/BENCHMARKS.md)")
@@ -178,6 +181,8 @@ class Config:
     solution: str = _key("", "solution CSV (id, label, Usage) for local scoring; default DATA/solution.csv")
 
     def __post_init__(self):
+        if self.tta in ("auto", ["auto"]):  # tta=auto: chosen per experiment by its out-of-fold score (kit/predict.py)
+            object.__setattr__(self, "tta", ("auto",))
         _check_types(self)
         _check_values(self)
 
@@ -235,7 +240,7 @@ def _check_values(cfg: Config) -> None:
                         f"({cfg.stage1_epochs - 1})")
     if cfg.resize < cfg.img_size:
         problems.append(f"resize={cfg.resize} < img_size={cfg.img_size}: the random crop needs resize >= img_size")
-    bad_views = [v for v in cfg.tta if v not in TTA_VIEWS]
+    bad_views = [v for v in cfg.tta if v not in TTA_VIEWS] if cfg.tta != ("auto",) else []
     if bad_views:
         problems.append(f"tta={list(cfg.tta)}: unknown {bad_views}; choose from {list(TTA_VIEWS)}")
     if problems:

@@ -47,6 +47,7 @@ class Result:
     last_epoch_score: float | None = None
     warning: str = ""  # e.g. folds whose stage 1 ended at chance level
     blend: dict = field(default_factory=dict)  # a blend's weights and how they were fitted (kit/blend.py)
+    tta_choice: dict = field(default_factory=dict)  # tta=auto: candidates' CVs and the choice (ensemble.choose)
     scores_are_probs: bool = False  # test/oof/holdout scores are probabilities already (merge=probs, blends)
     post: dict = field(default_factory=dict)  # thresholds, temperature: fitted on every OOF row (kit/calibrate.py)
     cv: dict = field(default_factory=dict)  # the CV of what the submission holds (see `scored`)
@@ -90,6 +91,25 @@ def nested_cv(r: Result, probs: np.ndarray) -> float:
     held, t = calibrate.nested(r.metric, r.layout.task, r.oof_labels, probs, r.oof_folds, cfg.threshold,
                                cfg.temperature)
     return cv_score(r.metric, r.oof_labels, held, r.oof_folds, t)
+
+
+def choose(metric: Metric, y: np.ndarray, fold_of: np.ndarray, candidates: dict[str, np.ndarray]) -> dict:
+    """tta=auto: which candidate (name -> OOF probabilities, cheapest first) to use, by the metric's CV.
+
+    Returns {"chosen": the best over every fold (for the test images), "per_fold": {fold: the best over the
+    *other* folds} (each fold's OOF rows come from it, so the CV of the choice is not optimistic), "cv": each
+    candidate's CV}. A tie goes to the earlier, cheaper candidate.
+    """
+    names = list(candidates)
+
+    def best(rows) -> str:
+        return names[metric.best([cv_score(metric, y[rows], candidates[n][rows], fold_of[rows]) for n in names])]
+
+    cv = {n: cv_score(metric, y, candidates[n], fold_of) for n in names}
+    every = np.ones(len(y), bool)
+    return {"chosen": best(every), "cv": cv,
+            "per_fold": {str(k): best(fold_of != k) if (fold_of != k).any() else best(every)  # str: as JSON has it
+                         for k in np.unique(fold_of)}}
 
 
 def average(arrays: list[np.ndarray], merge: str, task: str = "single") -> np.ndarray:

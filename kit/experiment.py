@@ -168,6 +168,13 @@ class Experiment:
         """Pseudo-labelled test images each fold trained on (folds without pseudo-labels left out)."""
         return [json.loads(f.pseudo.read_text())["images"] for k in folds if (f := self.fold(k)).pseudo.is_file()]
 
+    def record_tta(self, choice: dict) -> None:
+        """tta=auto's candidates and choice (kit/predict.py), kept in cv.json beside the plain CV."""
+        if self.cv_file.is_file():
+            cv = json.loads(self.cv_file.read_text())
+            if cv.get("tta_auto") != choice:
+                atomic_write_text(self.cv_file, json.dumps(cv | {"tta_auto": choice}, indent=2) + "\n")
+
     def write_cv(self, layout: Layout, metric: Metric, n_folds: int) -> Path:
         """cv.json from the plain OOF logits of every fold (decisions at 0.5 for multi-label); beside it the
         confusion matrix and the error analysis."""

@@ -30,12 +30,13 @@ from kit import folds, formats, report
 from kit.config import Config
 from kit.experiment import Experiment
 from kit.io import atomic_write_text, locked, sha256_file
+from kit.tta import tag
 from kit.layout import TAG_SEP, Layout, summarize
 from kit.metrics import Metric, get
 
 log = logging.getLogger(__name__)
 COLUMNS = ["file", "run", "experiments", "backbone", "head", "folds", "tta", "merge", "image_size", "epochs", "metric",
-           "cv", "cv_last", "cv_top1", "cv_top5", "fold_std", "holdout", "public", "private", "created_at", "sha256",
+           "cv", "cv_last", "cv_top1", "cv_top5", "fold_std", "tta_cv", "holdout", "public", "private", "created_at", "sha256",
            "kaggle_ref", "kaggle_status", "description", "warning", "pseudo", "data"]
 SHOWN = ["file", "experiments", "backbone", "folds", "tta", "metric", "cv", "cv_last", "public", "private",
          "kaggle_status", "warning"]
@@ -137,7 +138,9 @@ def record(path: Path, r, sub_path: Path, run: int) -> None:
     row = {
         "file": sub_path.name, "run": run, "experiments": " ".join(c.name for c in r.cfgs),
         "backbone": " ".join(c.backbone for c in r.cfgs), "head": " ".join(c.head for c in r.cfgs),
-        "folds": len(r.folds), "tta": " ".join("+".join(c.tta) or "none" for c in r.cfgs),
+        "folds": len(r.folds), "tta": f"auto:{r.tta_choice['chosen']}" if r.tta_choice else " ".join(
+            tag(c.tta) for c in r.cfgs),
+        "tta_cv": " ".join(f"{n}={v:.5f}" for n, v in r.tta_choice.get("cv", {}).items()),
         "merge": " ".join(c.merge for c in r.cfgs),
         "image_size": " ".join(str(c.img_size) for c in r.cfgs), "epochs": f"{r.epochs:.1f}",
         "metric": r.metric.name, "cv": number(cv["score"]), "cv_last": number(r.last_epoch_score),

@@ -13,6 +13,7 @@ Submissions: <submissions_dir>/<exp>-<sha8>.csv (+ .json manifest), never overwr
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -28,6 +29,8 @@ from kit.experiment import Experiment, FoldFiles
 from kit.inference import fold_logits, start
 from kit.io import load_npz, save_npz, sha256_file
 from kit.layout import Layout, find_bad_images, summarize
+from kit.metrics import probs_of
+from kit.tta import AUTO_TTA, tag
 from kit.tta import transforms as tta_transforms
 
 log = logging.getLogger(__name__)
@@ -90,26 +93,58 @@ def predict_experiment(cfg: Config, device) -> ens.Result:
     """Per fold: test, out-of-fold and holdout logits through the same TTA; then the fold ensemble.
 
     The out-of-fold images go through exactly what the test images go through, so the CV of the
-    result is the CV of the submission it writes.
+    result is the CV of the submission it writes. With tta=auto, every candidate of tta.AUTO_TTA is
+    scored on the out-of-fold images first (oof-<views>_logits.npz); the test images get the best, and
+    each fold's rows in the CV come from the candidate the other folds chose.
     """
     f = folds_command.load(cfg)
     table, layout = f.table, f.layout
     check_test(layout, cfg)
     done = _ready_folds(cfg, f.n_folds)
+    val = {k: table[table["fold"] == k] for k in done}
 
-    def logits(k: int, rows, split: str) -> Path:
-        return predict_fold(cfg, k, layout, f.classes, device, list(rows["path"]), rows["path"],
+    def logits(c: Config, k: int, rows, split: str) -> Path:
+        return predict_fold(c, k, layout, f.classes, device, list(rows["path"]), rows["path"],
                             layout.targets(rows["label"]), split)
 
+    choice = {}
+    if cfg.tta == ("auto",):
+        choice, cfg = _choose_tta(cfg, f, done, val, logits)
+        oof = [Experiment.of(cfg).fold(k).logits(f"oof-{choice['per_fold'][str(k)]}") for k in done]
+        views = {k: _views(choice["per_fold"][str(k)]) for k in done}
+    else:
+        oof = [logits(cfg, k, val[k], "oof") for k in done]
+        views = {k: cfg.tta for k in done}
     test = [predict_fold(cfg, k, layout, f.classes, device, list(layout.test["path"]), layout.test["id"])
             for k in done]
-    oof = [logits(k, table[table["fold"] == k], "oof") for k in done]
-    exp = Experiment.of(cfg)  # cv_last: the last epochs' weights through the same TTA (folds trained before final.pt: none)
-    last = [logits(k, table[table["fold"] == k], "oof_last") for k in done] if all(
-        exp.fold(k).final.is_file() for k in done) else []
     held = table[table["role"] == "holdout"]  # DATA/val kept aside (val_mode=holdout): scored, never trained on
-    holdout = [logits(k, held, "holdout") for k in done] if len(held) else []
-    return ens.from_folds(cfg, layout, f.metric, f.meta, done, test, oof, holdout, last)
+    holdout = [logits(cfg, k, held, "holdout") for k in done] if len(held) else []
+    exp = Experiment.of(cfg)  # cv_last: the last epochs' weights through the same TTA (folds trained before final.pt: none)
+    last = [logits(dataclasses.replace(cfg, tta=views[k]), k, val[k], "oof_last") for k in done] if all(
+        exp.fold(k).final.is_file() for k in done) else []
+    r = ens.from_folds(cfg, layout, f.metric, f.meta, done, test, oof, holdout, last)
+    return dataclasses.replace(r, tta_choice=choice) if choice else r
+
+
+def _views(name: str) -> tuple[str, ...]:
+    return () if name == "none" else tuple(name.split("+"))
+
+
+def _choose_tta(cfg: Config, f, done: list[int], val: dict, logits) -> tuple[dict, Config]:
+    """tta=auto: each candidate's out-of-fold logits, the choice (ensemble.choose), and cfg with the chosen views."""
+    candidates, y, fold_of = {}, None, None
+    for views in AUTO_TTA:
+        files = [logits(dataclasses.replace(cfg, tta=views), k, val[k], f"oof-{tag(views)}") for k in done]
+        parts = [load_npz(p) for p in files]
+        candidates[tag(views)] = probs_of(np.concatenate([z["logits"] for z in parts]), f.layout.task)
+        y = np.concatenate([z["labels"] for z in parts])
+        fold_of = np.concatenate([np.full(len(z["labels"]), k) for k, z in zip(done, parts)])
+    choice = ens.choose(f.metric, y, fold_of, candidates)
+    log.info("%s: tta=auto, out-of-fold %s: %s -> %s (each fold's CV rows: %s)", cfg.name, f.metric.name,
+             ", ".join(f"{n} {v:.4f}" for n, v in choice["cv"].items()), choice["chosen"],
+             " ".join(f"{k}:{n}" for k, n in choice["per_fold"].items()))
+    Experiment.of(cfg).record_tta(choice)
+    return choice, dataclasses.replace(cfg, tta=_views(choice["chosen"]))
 
 
 def run(cfgs: list[Config], ensemble: bool = False) -> list[Path]:

@@ -52,7 +52,7 @@ def run_record(cfgs: list[Config], checkpoints: dict, folds: list[int], cv: dict
 
 
 def _same_run(a: dict, b: dict) -> bool:
-    return all(a.get(k) == b.get(k) for k in ("experiments", "settings", "checkpoints", "folds", "blend"))
+    return all(a.get(k) == b.get(k) for k in ("experiments", "settings", "checkpoints", "folds", "blend", "tta_auto"))
 
 
 def record_run(path: Path, csv_sha: str, run: dict) -> int:
@@ -94,7 +94,8 @@ def write(r: Result) -> Path:
     cfg = r.cfgs[0]
     data = formats.to_bytes(formats.table(r.layout, *r.submitted(r.test_scores)), r.layout)
     extra = {"last_epoch_score": r.last_epoch_score, "holdout_score": r.holdout_score, "post": r.post,
-             "data_fingerprint": r.fingerprint, **({"blend": r.blend} if r.blend else {})}
+             "data_fingerprint": r.fingerprint, **({"blend": r.blend} if r.blend else {}),
+             **({"tta_auto": r.tta_choice} if r.tta_choice else {})}
     path, number = save(data, r.name, Path(cfg.submissions_dir), run_record(r.cfgs, r.checkpoints, r.folds, r.cv, **extra),
                         cfg.zip)
     leaderboard.record(leaderboard.path_of(cfg), r, path, number)

@@ -17,6 +17,16 @@ VIEWS = {
 }
 
 
+# tta=auto's candidates, fewest forward passes first (a tie goes to the cheaper): the views that suit most
+# photos; rot90 and five_crops stay for the user to name
+AUTO_TTA = ((), ("hflip",), ("vflip",), ("scales",), ("hflip", "vflip"), ("hflip", "scales"))
+
+
+def tag(views: tuple[str, ...]) -> str:
+    """A view set as one word: hflip+scales, or none."""
+    return "+".join(views) or "none"
+
+
 def transforms(views: tuple[str, ...], img_size: int):
     """The named views composed (their product); () is the identity alone. A ttach.Compose."""
     import ttach

@@ -305,6 +305,31 @@ def test_cv_goes_through_the_same_tta_as_the_submission(tmp_path):
     want = accuracy_score(np.concatenate([o["labels"] for o in oof]), np.concatenate([o["logits"] for o in oof]).argmax(1))
     assert cv_flip == pytest.approx(want, abs=1e-5), "the row's CV is the CV of the hflip OOF logits"
 
+    # tta=auto scores every candidate on the OOF images and keeps one that does not flip
+    auto = predict.run([dataclasses.replace(cfg, tta=("auto",))])[0]
+    choice = json.loads(auto.with_suffix(".json").read_text())["runs"][-1]["tta_auto"]
+    assert "hflip" not in choice["chosen"] and choice["cv"]["hflip"] < choice["cv"][choice["chosen"]], choice
+    assert json.loads((exp_dir(cfg) / "cv.json").read_text())["tta_auto"] == choice
+    row = _board(cfg).set_index("file").loc[auto.name]
+    assert row["tta"] == f"auto:{choice['chosen']}" and f"hflip={choice['cv']['hflip']:.5f}" in row["tta_cv"]
+    # each fold's CV rows come from the candidate chosen on the other fold
+    parts = [load_npz(exp_dir(cfg) / f"fold{k}" / f"oof-{choice['per_fold'][str(k)]}_logits.npz") for k in range(2)]
+    want = accuracy_score(np.concatenate([o["labels"] for o in parts]), np.concatenate([o["logits"] for o in parts]).argmax(1))
+    assert float(row["cv_top1"]) == pytest.approx(want, abs=1e-5)
+    manifest = auto.with_suffix(".json").read_bytes()
+    assert predict.run([dataclasses.replace(cfg, tta=("auto",))])[0] == auto, "the same choice, the same file"
+    assert auto.with_suffix(".json").read_bytes() == manifest, "a rerun adds no manifest run"
+
+
+def test_tta_choice_for_a_fold_is_made_on_the_other_folds():
+    from kit.metrics import get
+    y, fold_of = np.array([0, 1, 0, 1]), np.array([0, 0, 1, 1])
+    right, wrong = np.array([[0.9, 0.1], [0.1, 0.9]]), np.array([[0.1, 0.9], [0.9, 0.1]])
+    candidates = {"none": np.vstack([right, wrong]), "hflip": np.vstack([wrong, right])}  # each right on one fold
+    choice = ensemble.choose(get("accuracy"), y, fold_of, candidates)
+    assert choice["per_fold"] == {"0": "hflip", "1": "none"}, "fold 0 must not pick what is right on fold 0 itself"
+    assert choice["chosen"] == "none" and choice["cv"] == {"none": 0.5, "hflip": 0.5}, "a tie goes to the cheaper"
+
 
 def test_same_bytes_from_other_settings_keep_both_runs(tmp_path, folder_run):
     cfg, path = folder_run
