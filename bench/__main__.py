@@ -8,7 +8,7 @@ import importlib
 
 from bench.common import record, table
 
-NAMES = ["model_ceiling", "data_pipeline", "train_e2e", "inference", "robustness", "accuracy", "formats"]
+NAMES = ["model_ceiling", "data_pipeline", "train_e2e", "inference", "robustness", "accuracy", "formats", "defaults"]
 
 
 def main() -> None:
@@ -18,7 +18,7 @@ def main() -> None:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     p.add_argument("--size", choices=["cpu", "gpu"], default="gpu" if torch.cuda.is_available() else "cpu")
     p.add_argument("--only", nargs="+", choices=NAMES, default=NAMES[:4],
-                   help="default: the speed benchmarks; robustness, accuracy and formats (minutes each) run when named")
+                   help="default: the speed benchmarks; robustness, accuracy, formats and defaults (minutes each) run when named")
     args = p.parse_args()
     from kit.allocator import current
     print(f"allocator: {current()}; torch threads {torch.get_num_threads()}")

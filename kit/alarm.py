@@ -44,7 +44,9 @@ def stage1_at_chance(history: pd.DataFrame, labels: np.ndarray, metric: Metric, 
 def causes(cfg) -> str:
     """The likely causes of a fold that does not learn, with the keys to change."""
     weaker = "0.2" if cfg.mixup_alpha > 0.2 else "0, off"  # advice the preset does not already follow
-    return (f"Likely causes: a learning rate too high or too low (stage1_lr={cfg.stage1_lr}; try 10x lower), "
+    lr = ("stage1_lr=auto: lr_find.png shows the range test; try a number 10x lower" if cfg.stage1_lr == "auto"
+          else f"stage1_lr={cfg.stage1_lr}; try 10x lower")
+    return (f"Likely causes: a learning rate too high or too low ({lr}), "
             f"too short a warm-up (warmup_epochs={cfg.warmup}), images too small to tell the classes apart "
             f"(img_size={cfg.img_size}, resize_mode={cfg.resize_mode}), or mixup too strong for this data "
             f"(mixup_alpha={cfg.mixup_alpha}; try {weaker})")

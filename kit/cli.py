@@ -8,6 +8,7 @@
     python -m kit blend   --exp demo demo_baseline   # weights fitted on OOF, nested CV
     python -m kit pseudo  --from demo --name demo_pl # + test images demo's folds label confidently
     python -m kit export  --exp demo --out bundle    # bundle/ + bundle.zip: weights and settings for inference
+    python -m kit submit-jobs --exp A B              # every (experiment, fold) as a SLURM or local job array
     python -m kit predict --bundle bundle data=DIR   # ... from the bundle alone: + submissions/submission.csv
     python -m kit --help-config                      # every config key
 
@@ -51,7 +52,12 @@ COMMANDS = {
     "cache": Command("resize every image once to what the transforms need (the fast data path; then cache=true)",
                      lambda a: _kit("cache").run(a.cfgs), ("cache_dir",)),
     "train": Command("train every fold (or --fold K) of each experiment: two stages, best and last checkpoints, OOF "
-                     "logits", lambda a: _kit("train").run(a.cfgs, a.fold, a.shard), ("work_dir",)),
+                     "logits; --fold auto: the (experiment, fold) of this job-array task (kit/cluster.py)",
+                     lambda a: (_kit("cluster").train_task(a.cfgs) if a.fold == ["auto"]
+                                else _kit("train").run(a.cfgs, a.fold, a.shard)), ("work_dir",)),
+    "submit-jobs": Command("folds here, then every (experiment, fold) as one task of a job array through submitit "
+                           "(SLURM, or local processes), wait, predict", lambda a: _kit("cluster").submit_jobs(
+                               a.cfgs, a.cluster, a.parallel, a.timeout_min, a.gpus, a.partition), BOTH),
     "predict": Command("TTA on the test images with each fold's best weights, fold ensemble, submission CSV, "
                        "leaderboard",
                        lambda a: (_kit("bundle").predict_bundle(a.bundle, a.overrides) if a.bundle
@@ -105,10 +111,21 @@ def _options(name: str, s: argparse.ArgumentParser) -> None:
         s.add_argument("--clean", action="store_true", help="remove the demo data, its folds, experiments, submissions "
                        "and leaderboard rows; nothing else (make clean)")
     if name in ("train", "run"):
-        s.add_argument("--fold", type=int, action="append", help="train only this fold (repeatable)")
+        s.add_argument("--fold", type=_fold, action="append",
+                       help="train only this fold (repeatable)" + ("; auto: this job-array task's (experiment, fold), "
+                                                                  "from SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX"
+                                                                  if name == "train" else ""))
         s.add_argument("--shard", default="", metavar="I/N",
                        help="train only folds k with k %% N == I (without it, parallel processes share the folds "
                             "through lock files: make train GPUS=...)")
+    if name == "submit-jobs":
+        s.add_argument("--cluster", default="auto", choices=["auto", "slurm", "local", "debug"],
+                       help="auto: SLURM where sbatch is found, else local processes")
+        s.add_argument("--parallel", type=int, default=0, help="at most this many tasks at once (default: all)")
+        s.add_argument("--timeout-min", type=int, default=24 * 60, help="each task's time limit; a task that reaches "
+                       "it is requeued and resumes from last.pt")
+        s.add_argument("--gpus", type=int, default=0, help="GPUs per task (one fold each; default: the cluster's)")
+        s.add_argument("--partition", default="", help="SLURM partition")
     if name in ("predict", "run"):
         s.add_argument("--ensemble", action="store_true", help="also ensemble all the named experiments into one submission")
     if name == "predict":
@@ -155,6 +172,15 @@ def _configs(args, parser) -> list:
     return cfgs
 
 
+def _fold(text: str):
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a fold number, or auto") from None
+
+
 def _shard(text: str, parser) -> tuple[int, int] | None:
     if not text:
         return None
@@ -175,6 +201,8 @@ def _run(args, parser) -> None:
         args.overrides = parse_overrides(args.overrides)  # checked against the bundle's keys there
     if args.command in ("train", "run"):
         args.shard = _shard(args.shard, parser)
+        if "auto" in (args.fold or []) and (args.fold != ["auto"] or args.shard or args.command == "run"):
+            parser.error("--fold auto takes the one fold of a job-array task: give it alone, to train")
     if args.command == "blend" and args.steps < 1:
         parser.error(f"--steps {args.steps}: must be >= 1")
     args.cfgs = _configs(args, parser) if command.configs and not getattr(args, "bundle", "") else []
@@ -196,6 +224,12 @@ def console() -> int:
     return main()
 
 
+def logging_setup() -> None:
+    """Under torchrun, rank 0 tells the story; the other ranks speak only of problems."""
+    level = logging.INFO if int(os.environ.get("RANK", "0")) == 0 else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname).1s %(message)s", datefmt="%H:%M:%S")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; argv defaults to sys.argv[1:]. Returns the exit status."""
     parser = _parser()
@@ -207,9 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    # under torchrun, rank 0 tells the story; the other ranks speak only of problems
-    level = logging.INFO if int(os.environ.get("RANK", "0")) == 0 else logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname).1s %(message)s", datefmt="%H:%M:%S")
+    logging_setup()
     try:
         _run(args, parser)
     except ValueError as e:

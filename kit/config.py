@@ -9,6 +9,8 @@ prints them. Unknown keys and wrong types raise `ValueError` naming the key and 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,7 +77,9 @@ class Config:
         "spinal", "classifier head: SpinalNet or a single Linear layer", "weights")
     spinal_width: int = _key(540, "width of each of the four SpinalNet layers", "weights")
     head_dropout: float = _key(0.5, "dropout before every head layer", "weights")
-    pretrained: bool = _key(True, "start from ImageNet weights (Hugging Face hub, or pretrained_file)", "weights")
+    pretrained: bool = _key(True, "start from ImageNet weights (Hugging Face hub, or pretrained_file); auto = when "
+                                  "they can be had, else from scratch (decided once per experiment: start.json)",
+                            "weights")
     pretrained_file: str = _key("", "local weights file (.safetensors or .pth) used instead of the hub", "weights")
     # --- transforms -----------------------------------------------------------------
     resize: int = _key(460, "train: resize to resize x resize before the random crop", "weights")
@@ -102,15 +106,20 @@ class Config:
     label_smoothing: float = _key(0.1, "label smoothing of the soft targets", "weights")
     momentum: float = _key(0.9, "SGD momentum", "weights")
     weight_decay: float = _key(1e-4, "SGD weight decay", "weights")
-    stage1_lr: float = _key(0.01, "stage 1 learning rate (cosine-annealed over stage1_epochs)", "weights")
+    stage1_lr: float = _key(0.01, "stage 1 learning rate (cosine-annealed over stage1_epochs); auto = from a range "
+                                  "test on fold 0's training part (kit/lr_find.py), the same for every fold", "weights")
     stage1_epochs: int = _key(40, "stage 1 epochs", "weights")
-    stage2_lr: float = _key(0.001, "stage 2 learning rate; stage 2 starts from the stage-1 best weights", "weights")
+    stage2_lr: float = _key(0.001, "stage 2 learning rate; stage 2 starts from the stage-1 best weights; auto = a "
+                                   "tenth of stage 1's (the recipe's ratio)", "weights")
     stage2_epochs: int = _key(20, "stage 2 epochs; 0 skips stage 2", "weights")
+    time_budget: float = _key(0.0, "minutes for the whole run (every fold, then predict): the epochs are sized "
+                                   "from a measured probe (kit/budget.py: budget.json) in the ratio of stage1_epochs "
+                                   "to stage2_epochs; 0 = the epochs as set", "weights")
     lr_reference_batch: int = _key(
         0, "linear lr scaling: lr x batch_size / this (e.g. 16 for the recipe); 0 = off", "weights")
     warmup_epochs: int = _key(
         -1, "stage 1: linear warm-up from lr/10 over this many epochs, then cosine; -1 = auto: 0 from pretrained "
-            "weights (the recipe), min(3, stage1_epochs // 5) from scratch", "weights")
+            "weights (the recipe), min(3, stage1_epochs // 5) from scratch or pretrained=auto", "weights")
     min_epochs: int = _key(
         0, "early stopping counts patience only after this many epochs of a stage (and never before stage 1's "
            "warm-up ends), and never stops a stage whose best val top-1 is still within noise of chance", "weights")
@@ -191,10 +200,17 @@ class Config:
         """Stage 1's warm-up epochs, with auto (-1) resolved."""
         if self.warmup_epochs >= 0:
             return self.warmup_epochs
-        return 0 if self.pretrained else min(3, self.stage1_epochs // 5)
+        return 0 if self.pretrained is True else min(3, self.stage1_epochs // 5)  # auto may end from scratch
 
-    def stage_lr(self, stage: int) -> float:
-        """The stage's learning rate, scaled linearly with the batch when lr_reference_batch is set."""
+    def stage_lr(self, stage: int, found: float | None = None) -> float:
+        """The stage's learning rate, scaled linearly with the batch when lr_reference_batch is set.
+        `found`: stage1_lr=auto's value (kit/lr_find.py; found at this batch size, so never scaled)."""
+        if self.stage1_lr == "auto":
+            assert found is not None, "stage1_lr=auto: kit/lr_find.py finds the value before training"
+            if stage == 1:
+                return found
+        if stage == 2 and self.stage2_lr == "auto":
+            return self.stage_lr(1, found) / 10
         lr = self.stage1_lr if stage == 1 else self.stage2_lr
         return lr * self.batch_size / self.lr_reference_batch if self.lr_reference_batch else lr
 
@@ -223,8 +239,9 @@ def _check_values(cfg: Config) -> None:
     if not 0 <= cfg.ema_decay < 1:
         problems.append(f"ema_decay={cfg.ema_decay}: must be in [0, 1) (0 turns the EMA off; try 0.999)")
     for key in ("stage1_lr", "stage2_lr", "weight_decay", "momentum", "label_smoothing",
-                "mixup_alpha", "cutmix_alpha", "head_dropout", "rotate", "memory_cache_mb", "checkpoint_every_s"):
-        if getattr(cfg, key) < 0:
+                "mixup_alpha", "cutmix_alpha", "head_dropout", "rotate", "memory_cache_mb", "checkpoint_every_s",
+                "time_budget"):
+        if getattr(cfg, key) != "auto" and getattr(cfg, key) < 0:
             problems.append(f"{key}={getattr(cfg, key)}: must be >= 0")
     if cfg.stage1_lr == 0:
         problems.append("stage1_lr=0: must be > 0")
@@ -286,10 +303,18 @@ def _coerce(key: str, value, tp):
     return value
 
 
+AUTO_KEYS = ("stage1_lr", "stage2_lr", "pretrained")  # keys that also take "auto" (decided at train time)
+
+
 def _check_types(cfg: Config) -> None:
     hints = typing.get_type_hints(Config)
     for f in dataclasses.fields(cfg):
-        value = _coerce(f.name, getattr(cfg, f.name), hints[f.name])
+        if f.name in AUTO_KEYS and getattr(cfg, f.name) == "auto":
+            continue
+        try:
+            value = _coerce(f.name, getattr(cfg, f.name), hints[f.name])
+        except ValueError as e:
+            raise ValueError(f"{e}, or auto" if f.name in AUTO_KEYS else str(e)) from None
         object.__setattr__(cfg, f.name, value)  # frozen: set the coerced value once, at construction
 
 
@@ -377,6 +402,12 @@ def shaping(cfg: Config, what: str) -> dict:
     """{key: value} of the keys that shape `what`, as plain data (what caches and manifests record)."""
     values = _identity(to_dict(cfg))
     return {k: values[k] for k in keys_shaping(what)}
+
+
+def shaping_key(cfg: Config, what: str, *also) -> str:
+    """A hash of the keys that shape `what`, and of `also` (e.g. the folds' fingerprint): what a kept decision,
+    such as stage1_lr=auto's value, was made under."""
+    return hashlib.sha256(json.dumps([shaping(cfg, what), *also], sort_keys=True).encode()).hexdigest()
 
 
 def changed(recorded: dict, cfg: Config, what: str) -> list[str]:

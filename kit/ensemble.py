@@ -47,6 +47,7 @@ class Result:
     last_epoch_score: float | None = None
     warning: str = ""  # e.g. folds whose stage 1 ended at chance level
     blend: dict = field(default_factory=dict)  # a blend's weights and how they were fitted (kit/blend.py)
+    trained_on: dict = field(default_factory=dict)  # "experiment/fold" -> the hosts its epochs ran on
     tta_choice: dict = field(default_factory=dict)  # tta=auto: candidates' CVs and the choice (ensemble.choose)
     scores_are_probs: bool = False  # test/oof/holdout scores are probabilities already (merge=probs, blends)
     post: dict = field(default_factory=dict)  # thresholds, temperature: fitted on every OOF row (kit/calibrate.py)
@@ -144,7 +145,7 @@ def from_folds(cfg: Config, layout: Layout, metric: Metric, meta: dict, folds: l
         oof_folds=np.concatenate([np.full(len(o["ids"]), k) for k, o in zip(folds, oof)])[order],
         checkpoints={str(p): sha256_file(p) for p in best},
         epochs=float(np.mean([len(exp.fold(k).read_history()) for k in folds])), fingerprint=meta["fingerprint"],
-        warning=exp.warning(folds), scores_are_probs=merge == "probs",
+        warning=exp.warning(folds), scores_are_probs=merge == "probs", trained_on=exp.hosts(folds),
         **({"holdout_scores": average([h["logits"] for h in held], merge, task), "holdout_labels": held[0]["labels"]}
            if held else {}),
     ))
@@ -167,6 +168,7 @@ def combined_fields(results: list[Result], name: str) -> dict:
     return dict(name=name, cfgs=[c for r in results for c in r.cfgs],
                 checkpoints={k: v for r in results for k, v in r.checkpoints.items()},
                 epochs=float(np.mean([r.epochs for r in results])), last_epoch_score=None,
+                trained_on={k: v for r in results for k, v in r.trained_on.items()},
                 warning="; ".join(f"{r.name}: {r.warning}" for r in results if r.warning))
 
 

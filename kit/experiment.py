@@ -136,6 +136,25 @@ class Experiment:
     def cv_file(self) -> Path:
         return self.dir / "cv.json"
 
+    @property
+    def start(self) -> Path:  # pretrained=auto: whether the folds start from ImageNet weights, and whence
+        return self.dir / "start.json"
+
+    @property
+    def budget(self) -> Path:  # time_budget: the epochs chosen and the timings behind them (kit/budget.py)
+        return self.dir / "budget.json"
+
+    @property
+    def lr_find(self) -> Path:  # stage1_lr=auto's range test (kit/lr_find.py); lr_find.png beside it
+        return self.dir / "lr_find.json"
+
+    def found_lr(self, key: str) -> float | None:
+        """stage1_lr=auto's value, if a range test under this key (kit/lr_find.key) was kept."""
+        if not self.lr_find.is_file():
+            return None
+        found = json.loads(self.lr_find.read_text())
+        return found["lr"] if found.get("key") == key else None
+
     def fold(self, k: int) -> FoldFiles:
         return FoldFiles(self.dir / fold_name(k))
 
@@ -147,6 +166,14 @@ class Experiment:
         last = [float(alarm.scores(self.fold(k).read_history()).iloc[-1]) for k in folds]
         n = np.array(sizes)
         return float(np.dot(n, last) / n.sum())
+
+    def hosts(self, folds: list[int]) -> dict:
+        """{"<name>/fold<k>": the hosts its epochs ran on} (history.csv's host column; absent in older folds)."""
+        out = {}
+        for k in folds:
+            h = self.fold(k).read_history()
+            out[f"{self.name}/{fold_name(k)}"] = sorted(h["host"].dropna().astype(str).unique()) if "host" in h else []
+        return out
 
     def check_trained(self, cfg, n_folds: int) -> None:
         """Refuse settings that would mix into, or misdescribe, folds trained with other weight-shaping keys."""
@@ -195,6 +222,8 @@ class Experiment:
                                                         folds=folds)}
         if layout.task == "single":
             cv |= {"top1": accuracy_score(labels, logits.argmax(1)), "top5": topk(labels, logits, 5)}
+        if self.lr_find.is_file():  # stage1_lr=auto: the value every fold trained with
+            cv["stage1_lr_auto"] = json.loads(self.lr_find.read_text())["lr"]
         cv |= {  # the same folds scored with each fold's last weights: best-epoch selection on the validation fold
             # itself flatters the score by about score - last_epoch_score
             "last_epoch_score": self.last_epoch_score(list(range(n_folds)), [f["n"] for f in per_fold]),

@@ -77,6 +77,15 @@ def _backbone(name: str, pretrained: bool, pretrained_file: str) -> nn.Module:
         ) from None
 
 
+def reachable(backbone: str, pretrained_file: str) -> tuple[bool, str]:
+    """pretrained=auto: whether ImageNet weights can be had now (pretrained_file, the hub or its cache), and whence."""
+    try:
+        _backbone(backbone, True, pretrained_file)
+    except ValueError as e:
+        return False, str(e).split(". Either")[0]
+    return True, f"pretrained_file={pretrained_file}" if pretrained_file else f"the hub ({_hub_tag(backbone)})"
+
+
 def _hub_tag(name: str) -> str:
     try:
         cfg = timm.models.get_pretrained_cfg(name)
@@ -101,7 +110,9 @@ def create_model(backbone: str, head: str, num_classes: int, *, pretrained: bool
 
 
 def from_config(cfg, num_classes: int, pretrained: bool | None = None) -> Classifier:
-    """Build the model a config describes (pretrained=False when loading a checkpoint anyway)."""
+    """Build the model a config describes (pretrained=False when loading a checkpoint anyway; pretrained=auto
+    is decided by the caller, kit/train.py's start_weights)."""
+    assert pretrained is not None or cfg.pretrained != "auto", "pretrained=auto: decide it first (train.start_weights)"
     return create_model(cfg.backbone, cfg.head, num_classes,
                         pretrained=cfg.pretrained if pretrained is None else pretrained,
                         pretrained_file=cfg.pretrained_file if pretrained is not False else "",

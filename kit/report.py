@@ -38,6 +38,19 @@ def plot_curves(history: pd.DataFrame, path: Path) -> None:
     _save(fig, path)
 
 
+def plot_lr_find(found: dict, path: Path) -> None:
+    """The learning-rate range test (kit/lr_find.py): smoothed loss against the rate, the choice marked."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(found["lrs"], found["losses"], label="smoothed training loss")
+    ax.axvline(found["lr"], color="tab:red", linestyle="--", label=f"chosen stage1_lr {found['lr']:.2g}")
+    ax.axvline(found["min_loss_lr"], color="gray", linestyle=":", label="minimum (chosen = minimum / 10)")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("loss")
+    ax.legend()
+    _save(fig, path)
+
+
 def plot_confusion(labels: np.ndarray, preds: np.ndarray, classes: list[str], path: Path) -> None:
     """Row-normalised confusion matrix; sized and labelled so that 100 classes stay readable."""
     n = len(classes)

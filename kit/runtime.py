@@ -64,9 +64,9 @@ def _collective(op, *args, **kwargs):
         return op(*args, **kwargs)
     except RuntimeError as e:  # torch.distributed.DistBackendError, gloo's timeouts and closed connections
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise RanksLost(f"rank {dist.get_rank()}: the other ranks did not answer within KIT_DIST_TIMEOUT_S="
-                        f"{DIST_TIMEOUT_S:g} s ({first[:200]}); a rank died or waits elsewhere: start the job again "
-                        "and the fold resumes from last.pt") from None
+        raise RanksLost(f"rank {dist.get_rank()}: lost the other ranks ({first[:200]}); a rank died, or waited "
+                        f"elsewhere for over KIT_DIST_TIMEOUT_S={DIST_TIMEOUT_S:g} s: start the job again and the "
+                        "fold resumes from last.pt") from None
 
 
 def barrier(d: Dist) -> None:

@@ -19,8 +19,9 @@ from pathlib import Path
 
 
 from kit import formats, leaderboard
-from kit.config import Config, shaping
+from kit.config import Config, shaping, shaping_key
 from kit.ensemble import Result
+from kit.experiment import Experiment
 from kit.io import atomic_path, atomic_write_bytes, atomic_write_text, locked
 
 
@@ -89,13 +90,19 @@ def save(data: bytes, name: str, out_dir: Path, run: dict, zip: bool) -> tuple[P
     return path, number
 
 
+def _found_lrs(r: Result) -> dict:
+    """{experiment: its stage1_lr} for the experiments trained with stage1_lr=auto (kit/lr_find.py)."""
+    return {c.name: Experiment.of(c).found_lr(shaping_key(c, "weights", r.fingerprint)) for c in r.cfgs if c.stage1_lr == "auto"}
+
+
 def write(r: Result) -> Path:
     """The submission of a Result (predict, blend, export): its CSV, manifest and leaderboard row."""
     cfg = r.cfgs[0]
     data = formats.to_bytes(formats.table(r.layout, *r.submitted(r.test_scores)), r.layout)
     extra = {"last_epoch_score": r.last_epoch_score, "holdout_score": r.holdout_score, "post": r.post,
-             "data_fingerprint": r.fingerprint, **({"blend": r.blend} if r.blend else {}),
-             **({"tta_auto": r.tta_choice} if r.tta_choice else {})}
+             "data_fingerprint": r.fingerprint, "trained_on": r.trained_on, **({"blend": r.blend} if r.blend else {}),
+             **({"tta_auto": r.tta_choice} if r.tta_choice else {}),
+             **({"stage1_lr_auto": found} if (found := _found_lrs(r)) else {})}
     path, number = save(data, r.name, Path(cfg.submissions_dir), run_record(r.cfgs, r.checkpoints, r.folds, r.cv, **extra),
                         cfg.zip)
     leaderboard.record(leaderboard.path_of(cfg), r, path, number)

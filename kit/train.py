@@ -15,8 +15,10 @@ killed at any point and resumed from last.pt ends with the same weights as one t
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
+import socket
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -28,18 +30,19 @@ from timm.scheduler import CosineLRScheduler
 from timm.utils import ModelEmaV3
 
 from kit import folds as folds_command
-from kit import alarm, pseudo, report
+from kit import alarm, budget, lr_find, pseudo, report
 from kit.allocator import release_memory
-from kit.config import Config, record, save_config
+from kit.claim import claim
+from kit.config import Config, record, save_config, shaping, shaping_key
 from kit.data import fold_loaders
 from kit.engine import (criterion, epoch_steps, load_checkpoint, predict_logits, save_checkpoint, train_one_epoch,
                         validate)
 from kit.experiment import Experiment
 from kit.folds import Folds
-from kit.io import atomic_write_text, claimed, save_npz
+from kit.io import atomic_write_text, save_npz
 from kit.layout import Layout
 from kit.metrics import Metric, chance
-from kit.model import from_config
+from kit.model import from_config, reachable
 from kit.progress import Progress
 from kit.runtime import (Dist, autocast, barrier, describe, from_main, grad_scaler, mean_over_ranks, num_workers,
                          pick_device, seed_everything, setup_distributed, sync_batchnorm)
@@ -56,8 +59,12 @@ class FoldRun:
     """Holds one fold's model, data and files; `fit()` runs both stages, resuming from last.pt."""
 
     def __init__(self, cfg: Config, fold: int, table: pd.DataFrame, layout: Layout, metric: Metric, device,
-                 dist: Dist = Dist(), progress: Progress | None = None):
+                 dist: Dist = Dist(), progress: Progress | None = None, found_lr: float | None = None,
+                 pretrained: bool | None = None, epochs: tuple[int, int] | None = None):
         self.cfg, self.fold, self.classes, self.device, self.dist = cfg, fold, layout.classes, device, dist
+        self.found_lr = found_lr  # stage1_lr=auto's value (kit/lr_find.py)
+        self.pretrained = cfg.pretrained if pretrained is None else pretrained  # pretrained=auto, decided
+        self.epochs = epochs or (cfg.stage1_epochs, cfg.stage2_epochs)  # time_budget's, or the config's
         self.metric, self.multilabel = metric, layout.task == "multilabel"
         self.progress = progress or Progress({})
         self.saved_at = time.monotonic()  # of last.pt: checkpoint_every_s counts from here
@@ -84,7 +91,7 @@ class FoldRun:
 
     def _model(self):
         seed_everything(_epoch_seed(self.cfg.seed, self.fold, 0, 0))  # the head's (and any unloaded layer's) init
-        model = from_config(self.cfg, len(self.classes)).to(self.device)
+        model = from_config(self.cfg, len(self.classes), pretrained=self.pretrained).to(self.device)
         if self.cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self._new_ema(model)
@@ -156,7 +163,7 @@ class FoldRun:
 
     def _stage_params(self, stage: int) -> tuple[float, int]:
         c = self.cfg
-        return c.stage_lr(stage), (c.stage1_epochs if stage == 1 else c.stage2_epochs)
+        return c.stage_lr(stage, self.found_lr), self.epochs[stage - 1]
 
     def _run_stage(self, model, trained, state: FoldState, opt_state: dict | None) -> None:
         lr, epochs = self._stage_params(state.stage)
@@ -164,7 +171,8 @@ class FoldRun:
         optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=c.momentum, weight_decay=c.weight_decay)
         if opt_state is not None:
             optimizer.load_state_dict(opt_state)
-        warmup = c.warmup if state.stage == 1 else 0  # stage 2 starts from trained weights at a 10x lower lr
+        warmup = min(c.warmup, epochs - 1) if state.stage == 1 else 0  # stage 2 starts from trained weights at a
+        # 10x lower lr; a time budget may leave fewer epochs than the warm-up
         # stepped per epoch from 0: `warmup` epochs rise linearly from lr/10, then the cosine runs over the rest
         # t_initial >= 2: timm warns that a 1-epoch cosine does nothing; its one epoch runs at lr either way
         scheduler = CosineLRScheduler(optimizer, t_initial=max(epochs - warmup, 2), warmup_t=warmup,
@@ -198,14 +206,15 @@ class FoldRun:
                         self.dist)
         release_memory()
         row = {"epoch": len(state.history) + 1, "stage": state.stage, "lr": optimizer.param_groups[0]["lr"],
-               "train_loss": loss, "train_top1": acc, **val, "seconds": time.perf_counter() - t0, "img_per_s": ips}
+               "train_loss": loss, "train_top1": acc, **val, "seconds": time.perf_counter() - t0, "img_per_s": ips,
+               "host": socket.gethostname()}  # where each epoch ran: a fold may resume on another node
         improved = self._update(model, scored, optimizer, state, row)
         self.progress.update((c.name, self.fold), self._epochs_left(state))
         top = f" top-1 {val['val_top1']:.4f} top-5 {val['val_top5']:.4f}" if "val_top1" in val else ""
         log.info("%s %s: lr %.2e loss %.4f val_loss %.4f %s %.4f%s %.0fs %.0f img/s%s%s", c.name, where, row["lr"],
                  loss, val["val_loss"], self.metric.name, val["val_score"], top, row["seconds"], ips,
                  " *" if improved else "", str(self.progress))  # formatted now: progress changes
-        if state.stage == 1 and state.epoch == min(c.warmup + 2, c.stage1_epochs):  # two epochs at the full lr
+        if state.stage == 1 and state.epoch == min(c.warmup + 2, self.epochs[0]):  # two epochs at the full lr
             self._check_learning(state.stage_best, loss)
         if state.stopped:
             log.info("fold %d stage %d: early stop, no better %s for %d epochs", self.fold, state.stage,
@@ -214,7 +223,7 @@ class FoldRun:
     def _epochs_left(self, state: FoldState) -> int:
         """At most this many epochs of this fold to go (early stopping may end them sooner)."""
         this = 0 if state.stopped else self._stage_params(state.stage)[1] - state.epoch
-        return this + (self.cfg.stage2_epochs if state.stage == 1 else 0)
+        return this + (self.epochs[1] if state.stage == 1 else 0)
 
     def _check_learning(self, best: float, train_loss: float) -> None:
         """The chance-level alarm: one warning when, after the warm-up, nothing has been learnt yet."""
@@ -303,9 +312,82 @@ def train_fold(cfg: Config, fold: int, folds: Folds, device, dist: Dist = Dist()
         table = pd.concat([table, rows], ignore_index=True)  # fold -1 role pseudo: trained on, never validated
         log.info("fold %d: + %d pseudo-labelled test images (%s fold %d, probability >= %.2f)", fold, len(rows),
                  cfg.pseudo_from, fold, cfg.pseudo_threshold)
-    FoldRun(cfg, fold, table, folds.layout, folds.metric, device, dist, progress).fit()
+    FoldRun(cfg, fold, table, folds.layout, folds.metric, device, dist, progress, found_lr(cfg, folds, device, dist),
+            start_weights(cfg, dist), budgeted_epochs(cfg, folds, device, dist)).fit()
     barrier(dist)
     return files.dir
+
+
+def _once(path: Path, key: str, decide, dist: Dist) -> dict:
+    """A decision every fold of an experiment shares: the record kept in `path` under `key`, or `decide()`'s,
+    made now by one process (rank 0, holding the file's claim) while other trainers and ranks wait for it."""
+    def kept() -> dict | None:
+        record = json.loads(path.read_text()) if path.is_file() else {}
+        return record if record.get("key") == key else None
+
+    if dist.main and kept() is None:
+        with claim(path.with_name(f".{path.stem}.lock"), wait=True):
+            if kept() is None:  # not decided meanwhile by another trainer
+                atomic_write_text(path, json.dumps({"key": key, **decide()}, indent=2) + "\n")
+    barrier(dist)
+    return kept()
+
+
+def start_weights(cfg: Config, dist: Dist = Dist()) -> bool:
+    """pretrained=auto: ImageNet weights if they can be had now (pretrained_file, the hub or its cache), else from
+    scratch; decided once per experiment (start.json, under the backbone and the weights file), so every fold
+    starts alike even if the hub comes or goes between them."""
+    if cfg.pretrained != "auto":
+        return cfg.pretrained
+    exp = Experiment.of(cfg)
+
+    def decide() -> dict:
+        ok, whence = reachable(cfg.backbone, cfg.pretrained_file)
+        log.info("%s: pretrained=auto: %s", cfg.name, f"ImageNet weights from {whence}" if ok else
+                 f"from scratch ({whence}); {exp.start} keeps this choice for every fold")
+        return {"pretrained": ok, "from": whence}
+
+    return _once(exp.start, f"{cfg.backbone} {shaping(cfg, 'weights')['pretrained_file']}", decide, dist)["pretrained"]
+
+
+def _fold0(cfg: Config, folds: Folds, device) -> tuple[FoldRun, torch.nn.Module]:
+    """Fold 0's data and a fresh model, as its training would start: what the probes of the auto keys run on."""
+    run = FoldRun(cfg, 0, folds.table, folds.layout, folds.metric, device, pretrained=start_weights(cfg))
+    return run, run._model()
+
+
+def budgeted_epochs(cfg: Config, folds: Folds, device, dist: Dist = Dist()) -> tuple[int, int] | None:
+    """time_budget's epochs per stage: kept in budget.json, or sized now from a probe of fold 0 (kit/budget.py)."""
+    if not cfg.time_budget:
+        return None
+
+    def decide() -> dict:
+        run, model = _fold0(cfg, folds, device)
+        step_s, image_s = budget.probe(model, run.train_dl, run.val_dl, run.mixup, run.criterion, run.amp_ctx, device)
+        n_train = int((folds.table["role"] != "holdout").sum())
+        return budget.record(budget.plan(cfg, folds.n_folds, epoch_steps(run.train_dl, cfg.max_steps),
+                                         len(run.val_ids), n_train, len(folds.layout.test), step_s, image_s))
+
+    record = _once(Experiment.of(cfg).budget, shaping_key(cfg, "weights", folds.fingerprint), decide, dist)
+    return record["stage1_epochs"], record["stage2_epochs"]
+
+
+def found_lr(cfg: Config, folds: Folds, device, dist: Dist = Dist()) -> float | None:
+    """stage1_lr=auto's value: kept in lr_find.json, or found now by the range test (kit/lr_find.py) on fold 0's
+    training part, seeded as fold 0's first epoch."""
+    if cfg.stage1_lr != "auto":
+        return None
+    exp = Experiment.of(cfg)
+
+    def decide() -> dict:
+        run, model = _fold0(cfg, folds, device)
+        seed_everything(_epoch_seed(cfg.seed, 0, 0, 0))
+        run.train_dl.sampler.set_epoch(_epoch_seed(cfg.seed, 0, 0, 0))
+        found = lr_find.sweep(model, run.train_dl, run.mixup, run.criterion, run.amp_ctx,
+                              grad_scaler(device, cfg.amp), device, cfg.momentum, cfg.weight_decay)
+        return lr_find.record(found, exp.lr_find.with_suffix(".png"))
+
+    return _once(exp.lr_find, shaping_key(cfg, "weights", folds.fingerprint), decide, dist)["lr"]
 
 
 CLAIM_POLL_S = 5.0  # under torchrun, how often the ranks ask again for a fold another trainer holds
@@ -315,15 +397,16 @@ def _claim_and_train(cfg: Config, fold: int, folds: Folds, device, dist: Dist, w
                      progress: Progress) -> bool:
     """Train a fold unless another process holds it (then False, at once; or, with wait, after it lets go).
 
-    The lock (fold<k>/.train.lock) makes the folds a work queue: GPU processes, a second `make train`,
-    or machines sharing the folder each take the next free fold; a dead process's lock is free again.
+    The claim (fold<k>/.train.lock and its owner file, kit/claim.py) makes the folds a work queue: GPU
+    processes, a second `make train`, or machines sharing the folder (NFS too) each take the next free
+    fold; a dead process's fold is free again (at once on its host, after the heartbeat's timeout elsewhere).
     Under torchrun rank 0 claims for all and broadcasts the answer; it never blocks on the lock while
     the other ranks sit in that broadcast (they would time out): they all sleep and ask again.
     """
     lock_file = Experiment.of(cfg).fold(fold).lock
     block = wait and dist.world == 1
     while True:
-        lock = claimed(lock_file, block) if dist.main else nullcontext(True)  # rank 0 claims for all
+        lock = claim(lock_file, block) if dist.main else nullcontext(True)  # rank 0 claims for all
         with lock as got:
             if from_main(got, dist):
                 train_fold(cfg, fold, folds, device, dist, progress)  # at once if finished meanwhile

@@ -7,8 +7,10 @@ difference between the runs is how the global batch's gradient is summed: result
 to float tolerance.
 """
 import os
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -24,21 +26,56 @@ ARGS = ["backbone=test_vit", "head=linear", "head_dropout=0", "resize=160", "img
         "stage1_lr=0.05", "eval_batch_size=16", "pretrained=false"]
 
 
-def _train(cmd_prefix, data, work_dir):
+def _train(cmd_prefix, data, work_dir, agents: int = 1):
+    """Train fold 0 with `agents` copies of the launcher started at once (several torchrun agents: nodes)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = ["-m", "kit", "train", "--exp", "demo", "--fold", "0", f"data={data}", f"work_dir={work_dir}", *ARGS]
-    subprocess.run([*cmd_prefix, *args], check=True, env=env, capture_output=True, timeout=600)
+    procs = [subprocess.Popen([*cmd_prefix, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for _ in range(agents)]
+    for p in procs:
+        out = p.communicate(timeout=600)[0]
+        assert p.returncode == 0, out[-3000:]
     fold = work_dir / "demo" / "fold0"
     return pd.read_csv(fold / "history.csv"), torch.load(fold / "best.pt", weights_only=True)
 
 
-def test_two_processes_match_one(tmp_path):
-    data = write_folder_data(tmp_path / "data", n_per_class=16, n_test=3)
-    for name in ("one", "two"):
-        folds.make_folds(load_config(PRESETS / "demo.yaml", {"data": str(data), "work_dir": str(tmp_path / name), "n_folds": 2}))
-    h1, b1 = _train([sys.executable], data, tmp_path / "one")
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    h2, b2 = _train(torchrun, data, tmp_path / "two")
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("one")
+    data = write_folder_data(tmp / "data", n_per_class=16, n_test=3)
+    folds.make_folds(load_config(PRESETS / "demo.yaml", {"data": str(data), "work_dir": str(tmp / "one"), "n_folds": 2}))
+    return data, _train([sys.executable], data, tmp / "one")
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("launch", ["one node, two processes", "two nodes (torchrun agents), one process each"])
+def test_two_processes_match_one(tmp_path, one_process, launch):
+    data, (h1, b1) = one_process
+    folds.make_folds(load_config(PRESETS / "demo.yaml", {"data": str(data), "work_dir": str(tmp_path / "two"), "n_folds": 2}))
+    torchrun = [sys.executable, "-m", "torch.distributed.run"]
+    if launch.startswith("one node"):
+        h2, b2 = _train([*torchrun, "--standalone", "--nproc_per_node=2"], data, tmp_path / "two")
+    else:  # what `torchrun --nnodes=2 ... --rdzv_endpoint=HOST:PORT` runs on each of two machines
+        h2, b2 = _train([*torchrun, "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d",
+                         f"--rdzv_endpoint=127.0.0.1:{_free_port()}", "--rdzv_id=kit-test"], data, tmp_path / "two",
+                        agents=2)
     assert len(h1) == len(h2) == 3
     pd.testing.assert_series_equal(h1["train_loss"], h2["train_loss"], rtol=1e-4, check_exact=False)
     pd.testing.assert_series_equal(h1["val_loss"], h2["val_loss"], rtol=1e-4, check_exact=False)
@@ -127,3 +164,44 @@ def test_a_fold_held_by_another_trainer_is_waited_for_outside_any_collective(tmp
         fcntl.flock(held, fcntl.LOCK_UN)
     assert proc.wait(timeout=180) == 0, log.read_text()[-3000:]
     assert (work / "demo" / "fold0" / "oof.npz").is_file()
+
+
+def test_a_node_that_dies_ends_the_others_in_one_line_and_the_fold_resumes(tmp_path):
+    """Two torchrun agents (nodes); one node's worker is killed after the first epoch: the job ends on both nodes,
+    not a hang, and the same command started again finishes the fold from last.pt. (A whole node gone, agent
+    and all, ends the others within torchrun's exit barrier, 300 s.)"""
+    import signal
+    import time
+
+    data = write_folder_data(tmp_path / "data", n_per_class=16, n_test=3)
+    work = tmp_path / "f"
+    folds.make_folds(load_config(PRESETS / "demo.yaml", {"data": str(data), "work_dir": str(work), "n_folds": 2}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "KIT_DIST_TIMEOUT_S": "20"}
+
+    def agents():
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d",
+               f"--rdzv_endpoint=127.0.0.1:{_free_port()}", "--rdzv_id=kit-death", "-m", "kit", "train", "--exp", "demo",
+               "--fold", "0", f"data={data}", f"work_dir={work}", *SMALL, "stage1_epochs=3", "stage2_epochs=0",
+               "patience=5", "checkpoint_every_s=0"]
+        return [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                 start_new_session=True) for _ in range(2)]
+
+    first, second = agents()
+    history = work / "demo" / "fold0" / "history.csv"
+    deadline = time.monotonic() + 180
+    while not history.is_file() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.kill(_children(second.pid)[0], signal.SIGKILL)  # the second node's worker dies (its agent reports it)
+    outs = []
+    for p in (first, second):
+        outs.append(p.communicate(timeout=120)[0])
+        assert p.returncode != 0, outs[-1][-3000:]
+    assert "kit train: error: rank 0: lost the other ranks" in outs[0], outs[0][-3000:]  # one line, no traceback
+    assert not (work / "demo" / "fold0" / "oof.npz").exists()
+    before = pd.read_csv(history)
+    for p in agents():
+        rest = p.communicate(timeout=300)[0]
+        assert p.returncode == 0, rest[-3000:]
+    after = pd.read_csv(history)
+    assert (work / "demo" / "fold0" / "oof.npz").is_file() and len(after) == 3 and len(before) >= 1
+    pd.testing.assert_frame_equal(after.iloc[:len(before)], before, check_dtype=False)  # resumed, not started over

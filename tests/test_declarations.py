@@ -32,7 +32,7 @@ ALT = {  # key -> another valid value than the base experiment's
     "resize_mode": "pad", "rotate": 5.0, "hflip": 0.0, "mean": (0.4, 0.4, 0.4), "std": (0.3, 0.3, 0.3),
     "cache_draft": True, "batch_size": 4, "mixup_alpha": 0.5, "cutmix_alpha": 0.5, "label_smoothing": 0.0,
     "momentum": 0.8, "weight_decay": 0.001, "stage1_lr": 0.02, "stage1_epochs": 2, "stage2_lr": 0.002,
-    "stage2_epochs": 1, "lr_reference_batch": 16, "warmup_epochs": 0, "min_epochs": 1, "ema_decay": 0.9,
+    "stage2_epochs": 1, "time_budget": 1000.0, "lr_reference_batch": 16, "warmup_epochs": 0, "min_epochs": 1, "ema_decay": 0.9,
     "pseudo_from": "other", "pseudo_threshold": 0.5, "patience": 2, "max_steps": 1, "amp": False,
     "metric": "f1_macro", "sampler": "balanced", "class_weight": "balanced",
     "tta": ("hflip",),

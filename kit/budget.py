@@ -1,0 +1,104 @@
+"""time_budget=MINUTES: the epochs that fit a whole run (every fold, then predict), from a measured probe.
+
+    python -m kit run --exp quick time_budget=30 data=...   # <work_dir>/<exp>/budget.json says what was chosen
+
+Before the first fold, a throwaway copy of fold 0's model takes PROBE_STEPS training steps on its
+data (after WARM_STEPS untimed ones) and predicts one batch of its validation images, timed. From
+them: one epoch (training steps + validation), and predict's share (every test and training image
+once per TTA pass; tta=auto scores its candidates on the training images). The epochs left per fold
+are split between the stages in the config's ratio (stage1_epochs : stage2_epochs); every fold gets
+the same, and early stopping still ends a stage that stops improving. The choice is kept under a key
+of every weight-shaping setting and the folds: a rerun or resume reuses it. Sized for one process
+training the folds one after another: with several GPU processes, give each its share.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import torch
+
+from kit.config import Config
+from kit.tta import AUTO_TTA
+from kit.tta import transforms as tta_transforms
+
+log = logging.getLogger(__name__)
+
+WARM_STEPS, PROBE_STEPS = 3, 10
+SAFETY = 0.9  # of the budget planned: the rest absorbs start-up, checkpoints and the timing's noise
+
+
+def passes(cfg: Config) -> tuple[int, int]:
+    """(forward passes per test image, per training image) that predict makes."""
+    if cfg.tta == ("auto",):
+        return max(len(tta_transforms(v, cfg.img_size)) for v in AUTO_TTA), sum(
+            len(tta_transforms(v, cfg.img_size)) for v in AUTO_TTA)
+    n = len(tta_transforms(cfg.tta, cfg.img_size))
+    return n, 2 * n  # the OOF images, and again with the last epoch's weights (cv_last)
+
+
+def probe(model, loader, val_loader, mixup, criterion, amp_ctx, device) -> tuple[float, float]:
+    """(seconds per training step, seconds per image predicted), measured on `model` (trained in place)."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    model.train()
+    batches = iter(_forever(loader))
+    t0 = None
+    for i in range(WARM_STEPS + PROBE_STEPS):
+        if i == WARM_STEPS:
+            _sync(device)
+            t0 = time.perf_counter()
+        x, y = next(batches)
+        x, target = mixup(x.to(device).float(), y.to(device))
+        with amp_ctx():
+            loss = criterion(model(x).float(), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    _sync(device)
+    step_s = (time.perf_counter() - t0) / PROBE_STEPS
+    model.eval()
+    x, _ = next(iter(val_loader))
+    with torch.inference_mode(), amp_ctx():
+        model(x.to(device).float())  # warm
+        _sync(device)
+        t0 = time.perf_counter()
+        model(x.to(device).float())
+        _sync(device)
+    return step_s, (time.perf_counter() - t0) / len(x)
+
+
+def _forever(loader):
+    while True:
+        yield from loader
+
+
+def _sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def plan(cfg: Config, n_folds: int, steps_per_epoch: int, n_val: int, n_train: int, n_test: int,
+         step_s: float, image_s: float) -> dict:
+    """The epochs per stage that fit time_budget minutes (see the module's docstring), and the figures behind them."""
+    test_passes, train_passes = passes(cfg)
+    predict_s = image_s * (n_test * test_passes * n_folds + n_train * train_passes)
+    epoch_s = steps_per_epoch * step_s + n_val * image_s
+    left = cfg.time_budget * 60 * SAFETY - predict_s
+    per_fold = math.floor(left / n_folds / epoch_s) if left > 0 else 0
+    if per_fold < 2:
+        raise ValueError(f"time_budget={cfg.time_budget:g} minutes fits {max(per_fold, 0)} epoch(s) a fold (an epoch "
+                         f"takes {epoch_s:.0f} s here, predict {predict_s / 60:.1f} min); give at least "
+                         f"{math.ceil((2 * n_folds * epoch_s + predict_s) / 60 / SAFETY)} minutes, or fewer folds")
+    ratio = cfg.stage1_epochs / max(cfg.stage1_epochs + cfg.stage2_epochs, 1)
+    stage1 = max(1, round(per_fold * ratio)) if cfg.stage2_epochs else per_fold
+    return {"stage1_epochs": stage1, "stage2_epochs": per_fold - stage1, "epoch_s": round(epoch_s, 3),
+            "predict_s": round(predict_s, 1), "step_s": step_s, "image_s": image_s, "budget_min": cfg.time_budget}
+
+
+def record(chosen: dict) -> dict:
+    """Say what the budget chose; returns `chosen` (the record kept in budget.json)."""
+    log.info("time_budget=%g min: %d + %d epochs a fold (an epoch %.1f s, predict %.1f min, measured)",
+             chosen["budget_min"], chosen["stage1_epochs"], chosen["stage2_epochs"], chosen["epoch_s"],
+             chosen["predict_s"] / 60)
+    return chosen

@@ -1,0 +1,138 @@
+"""Fold claims that hold on shared filesystems: an owner file with a heartbeat, flock as the fast path.
+
+    with claim(fold_dir / ".train.lock", wait=False) as got:   # got: this process owns the fold
+        ...
+
+Two guards, both taken:
+1. flock on the lock file: instant and released by the kernel when its process dies, but on a
+   network filesystem (NFS) it may hold only among the processes of one machine.
+2. the owner file (<lock>.owner), created atomically (O_EXCL, which NFS honours) with the owner's
+   host and pid and touched every HEARTBEAT_S seconds by a thread while the claim is held. Another
+   claimer takes it over only when it is stale: no heartbeat for STALE_S seconds (KIT_CLAIM_STALE_S,
+   default 300), or written on this host by a process that is gone. A stale file is renamed away
+   before the new one is created, so of two claimers racing for it, exactly one creates the file.
+A live owner's fold is never taken; a dead owner's is free again after STALE_S at most (at once on its
+own host). Clocks: staleness compares the file's modification time with the filesystem's own clock,
+read from a file touched just before, so nodes whose clocks drift do not matter.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+
+HEARTBEAT_S = 30.0
+STALE_S = float(os.environ.get("KIT_CLAIM_STALE_S", "300"))
+POLL_S = 2.0  # how often a waiting claimer looks again
+
+
+def _owner(path: Path) -> Path:
+    return path.with_name(path.name + ".owner")
+
+
+def _now_on(folder: Path) -> float:
+    """The filesystem's clock: the modification time of a file touched now (a server's clock, on NFS)."""
+    probe = folder / f".clock.{socket.gethostname()}.{os.getpid()}"
+    probe.touch()
+    try:
+        return probe.stat().st_mtime
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def stale(owner: Path, stale_s: float = STALE_S) -> bool:
+    """Whether an owner file can be taken over: no heartbeat for stale_s, or its process on this host is gone."""
+    try:
+        st = owner.stat()
+        info = json.loads(owner.read_text() or "{}")
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError):  # half-written by a claimer that died at once: judged by its age alone
+        info = {}
+    if info.get("host") == socket.gethostname() and isinstance(info.get("pid"), int) and not _alive(info["pid"]):
+        return True
+    return _now_on(owner.parent) - st.st_mtime > stale_s
+
+
+def _create(owner: Path, token: str) -> bool:
+    """Create the owner file atomically; False if it exists."""
+    try:
+        fd = os.open(owner, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as f:
+        json.dump({"host": socket.gethostname(), "pid": os.getpid(), "token": token}, f)
+    return True
+
+
+def _take(owner: Path, token: str, stale_s: float) -> bool:
+    if _create(owner, token):
+        return True
+    if not stale(owner, stale_s):
+        return False
+    with contextlib.suppress(FileNotFoundError):  # another claimer moved it first: O_EXCL decides between us
+        os.rename(owner, owner.with_name(f"{owner.name}.stale.{token}"))
+        owner.with_name(f"{owner.name}.stale.{token}").unlink()
+    return _create(owner, token)
+
+
+def _mine(owner: Path, token: str) -> bool:
+    try:
+        return json.loads(owner.read_text()).get("token") == token
+    except (OSError, ValueError):
+        return False
+
+
+def _heartbeat(owner: Path, token: str, stop: threading.Event) -> None:
+    while not stop.wait(HEARTBEAT_S):
+        if _mine(owner, token):
+            with contextlib.suppress(OSError):
+                os.utime(owner)
+
+
+@contextlib.contextmanager
+def claim(path: str | Path, wait: bool, stale_s: float = STALE_S):
+    """Yield True owning `path` (flock and owner file), or False at once if another process owns it and not wait;
+    with wait, poll until it is free."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    owner, token = _owner(path), uuid.uuid4().hex
+    with open(path, "w") as f:
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if _take(owner, token, stale_s):
+                    break
+                fcntl.flock(f, fcntl.LOCK_UN)  # another machine owns it: let local claimers look too
+            except BlockingIOError:
+                pass
+            if not wait:
+                yield False
+                return
+            time.sleep(POLL_S)
+        stop = threading.Event()
+        beat = threading.Thread(target=_heartbeat, args=(owner, token, stop), daemon=True)
+        beat.start()
+        try:
+            yield True
+        finally:
+            stop.set()
+            beat.join()
+            if _mine(owner, token):
+                owner.unlink(missing_ok=True)

@@ -1,0 +1,71 @@
+"""stage1_lr=auto: the learning rate from a range test on the data (Smith 2017; fastai's lr_find).
+
+    python -m kit train --exp quick stage1_lr=auto data=...   # <work_dir>/<exp>/lr_find.json and lr_find.png
+
+Before stage 1 of the first fold, the freshly initialised model takes STEPS SGD steps on fold 0's
+training part (its augmentation, mixup and loss), the learning rate rising exponentially from
+START to END; the loss is smoothed, and the test ends once it passes 4x its minimum. The choice
+is the rate at the smoothed minimum, divided by 10 (fastai's "minimum/10": the loss still falls
+steeply there, far from divergence). Every fold uses that one value, so the folds stay comparable.
+The result is kept under a key of every weight-shaping setting and the folds: a rerun reuses it,
+any other setting computes it again. Seeded like an epoch of fold 0: the same on the CPU each time.
+"""
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import torch
+
+from kit import report
+
+log = logging.getLogger(__name__)
+
+START, END, STEPS = 1e-5, 1.0, 100
+SMOOTHING = 0.98  # of the loss's exponential moving average
+DIVERGED = 4.0  # the test stops once the smoothed loss passes this multiple of its minimum
+
+
+def sweep(model, loader, mixup, criterion, amp_ctx, scaler, device, momentum: float, weight_decay: float,
+          steps: int = STEPS) -> dict:
+    """The range test on `model` (trained in place: pass a copy you can discard). Returns {lr, lrs, losses}."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=START, momentum=momentum, weight_decay=weight_decay)
+    model.train()
+    lrs, losses, mean, lowest = [], [], 0.0, math.inf
+
+    def batches():
+        while True:
+            yield from loader
+
+    for i, (x, y) in zip(range(steps), batches()):
+        lr = START * (END / START) ** (i / max(steps - 1, 1))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        x, target = mixup(x.to(device).float(), y.to(device))
+        with amp_ctx():
+            loss = criterion(model(x).float(), target)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        mean = SMOOTHING * mean + (1 - SMOOTHING) * loss.item()
+        smoothed = mean / (1 - SMOOTHING ** (i + 1))  # bias-corrected
+        if not math.isfinite(smoothed) or smoothed > DIVERGED * lowest:
+            break
+        lrs.append(lr)
+        losses.append(smoothed)
+        lowest = min(lowest, smoothed)
+    if not losses:
+        raise ValueError(f"stage1_lr=auto: the loss was not finite at lr={START:g}; check the images and labels, "
+                         "or set stage1_lr= to a number")
+    at = int(np.argmin(losses))
+    return {"lr": lrs[at] / 10, "min_loss_lr": lrs[at], "lrs": lrs, "losses": losses}
+
+
+def record(found: dict, png_path) -> dict:
+    """Plot the range test beside lr_find.json and say what it chose; returns `found` (the record to keep)."""
+    report.plot_lr_find(found, png_path)
+    log.info("stage1_lr=auto: %.3g (loss lowest at %.3g, %d steps of the range test): %s", found["lr"],
+             found["min_loss_lr"], len(found["lrs"]), png_path)
+    return found
