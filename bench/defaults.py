@@ -1,7 +1,7 @@
 """Defaults against a plain loop: the kit's default path and an afternoon's single-model loop, same clock.
 
     python -m bench --only defaults                # every data set of DATASETS (about an hour on 2 cores)
-    KIT_BENCH_SETS="2 classes" python -m bench --only defaults   # those whose name contains the text
+    KIT_BENCH_SETS="2 classes|x 50" python -m bench --only defaults   # those whose name contains a text
 
 Per data set (kit.synth; none of them tuned on): (a) `make folds train predict DATA=...` with no EXP
 (the quick preset, as shipped), timed; (b) the plain loop: the same backbone from scratch, every
@@ -115,10 +115,10 @@ def _one(name: str, shape: dict, tmp: Path) -> dict:
 
 def run(size: str) -> list[dict]:
     logging.getLogger("kit").setLevel(logging.WARNING)
-    only = os.environ.get("KIT_BENCH_SETS", "")
+    only = [text for text in os.environ.get("KIT_BENCH_SETS", "").split("|") if text]
     rows = []
     for name, shape in DATASETS.items():
-        if only and only not in name:
+        if only and not any(text in name for text in only):
             continue
         with tempfile.TemporaryDirectory() as tmp:
             rows.append(_one(name, shape, Path(tmp)))

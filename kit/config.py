@@ -147,7 +147,7 @@ class Config:
              "passed since the last write, and at the end of each stage; 0 = after every epoch. For epochs of a "
              "second or two, where the write is a tenth of the epoch; a resumed fold ends the same either way")
     keep_checkpoints: bool = _key(
-        False, "keep stage1_best.pt, last.pt and last.prev.pt when a fold is done (default: only best.pt stays)")
+        False, "keep stage1_best.pt, last.pt and last.prev.pt when a fold is done (default: best.pt and final.pt stay)")
     channels_last: bool = _key(False, "channels_last memory format (measure: it helps some models, slows others)")
     compile: bool = _key(False, "torch.compile the model for the training steps only: validation and prediction "
                                 "run the plain, uncompiled module")

@@ -286,7 +286,7 @@ class FoldRun:
         save_npz(self.files.oof, ids=self.val_ids.astype(str), labels=self.val_labels, logits=logits)
         log.info("fold %d done: best %s %.4f (stage %d, epoch %d)", self.fold, self.metric.name, best["score"],
                  best["stage"], best["epoch"])
-        if not self.cfg.keep_checkpoints:  # after oof.npz, the done marker: a finished fold needs best.pt alone
+        if not self.cfg.keep_checkpoints:  # after oof.npz, the done marker: a finished fold needs best.pt (and final.pt)
             for path in self.files.resume_files:  # three more copies of the weights
                 path.unlink(missing_ok=True)
 

@@ -166,7 +166,7 @@ def test_a_fold_held_by_another_trainer_is_waited_for_outside_any_collective(tmp
     assert (work / "demo" / "fold0" / "oof.npz").is_file()
 
 
-def test_a_node_that_dies_ends_the_others_in_one_line_and_the_fold_resumes(tmp_path):
+def test_a_node_that_dies_ends_the_job_and_the_fold_resumes(tmp_path):
     """Two torchrun agents (nodes); one node's worker is killed after the first epoch: the job ends on both nodes,
     not a hang, and the same command started again finishes the fold from last.pt. (A whole node gone, agent
     and all, ends the others within torchrun's exit barrier, 300 s.)"""
@@ -196,7 +196,8 @@ def test_a_node_that_dies_ends_the_others_in_one_line_and_the_fold_resumes(tmp_p
     for p in (first, second):
         outs.append(p.communicate(timeout=120)[0])
         assert p.returncode != 0, outs[-1][-3000:]
-    assert "kit train: error: rank 0: lost the other ranks" in outs[0], outs[0][-3000:]  # one line, no traceback
+    # the surviving worker says "kit train: error: rank 0: lost the other ranks (...)" in one line when its next
+    # collective fails before its agent tears it down; which comes first depends on timing, so it is not asserted
     assert not (work / "demo" / "fold0" / "oof.npz").exists()
     before = pd.read_csv(history)
     for p in agents():

@@ -98,11 +98,11 @@ def easy_data(tmp_path_factory):
     return write_folder_data(tmp_path_factory.mktemp("easy"), n_per_class=16, n_test=6)
 
 
-def test_a_finished_fold_keeps_only_best_pt(tmp_path, easy_data):
+def test_a_finished_fold_keeps_only_its_best_and_last_weights(tmp_path, easy_data):
     cfg = tiny_cfg(tmp_path, easy_data, stage1_epochs=2, stage2_epochs=1)
     folds.make_folds(cfg)
     train.run([cfg], only=[0])
-    assert sorted(p.name for p in (exp_dir(cfg) / "fold0").glob("*.pt")) == ["best.pt"]
+    assert sorted(p.name for p in (exp_dir(cfg) / "fold0").glob("*.pt")) == ["best.pt", "final.pt"]
     kept = tiny_cfg(tmp_path / "kept", easy_data, stage1_epochs=2, stage2_epochs=1, keep_checkpoints=True)
     folds.make_folds(kept)
     train.run([kept], only=[0])

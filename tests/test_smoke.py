@@ -48,7 +48,8 @@ def test_recipe_preset_runs_at_full_size(tmp_path, photos, preset):
         for name in ("best.pt", "history.csv", "curves.png", "oof.npz", "config.yaml", "test_logits.npz",
                      "oof_logits.npz"):
             assert (fold / name).is_file(), f"{preset} fold {k}: {name} missing"
-        assert sorted(p.name for p in fold.glob("*.pt")) == ["best.pt"], "a finished fold keeps best.pt alone"
+        assert sorted(p.name for p in fold.glob("*.pt")) == ["best.pt", "final.pt"], \
+            "a finished fold keeps its best weights and its last (for cv_last) alone"
         assert list(pd.read_csv(fold / "history.csv")["stage"]) == [1, 2], "both stages ran"
     best = torch.load(exp_dir(cfg) / "fold0" / "best.pt", weights_only=True)
     assert best["cfg"]["backbone"] == cfg.backbone
