@@ -35,7 +35,7 @@ def test_fold_auto_outside_an_array_says_what_to_set():
 @pytest.mark.slow
 def test_a_submitit_array_trains_what_train_does(tmp_path, folder_data):
     """Every fold as one task of a local submitit array, then predict: the same submission bytes as train + predict."""
-    keys = dict(stage1_epochs=2, stage2_epochs=0)
+    keys = dict(stage1_epochs=1, stage2_epochs=0)
     array = tiny_cfg(tmp_path / "array", folder_data, **keys)
     (got,) = cluster.submit_jobs([array], "local", 0, 10, 0, "")
     plain = tiny_cfg(tmp_path / "plain", folder_data, **keys)

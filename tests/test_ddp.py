@@ -138,7 +138,7 @@ def test_a_nan_on_one_rank_stops_every_rank_with_the_clear_error(tmp_path):
 
 def test_a_fold_held_by_another_trainer_is_waited_for_outside_any_collective(tmp_path):
     """Rank 0 must not block on the fold lock while rank 1 waits in a broadcast: with collectives timing out after
-    3 s, a lock held three times that long is waited out by polling, and the fold is trained once it is free."""
+    2 s, a lock held over three times that long is waited out by polling, and the fold is trained once it is free."""
     import fcntl
     import time
 
@@ -148,7 +148,7 @@ def test_a_fold_held_by_another_trainer_is_waited_for_outside_any_collective(tmp
     lock = work / "demo" / "fold0" / ".train.lock"
     lock.parent.mkdir(parents=True)
     log = tmp_path / "log.txt"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "KIT_DIST_TIMEOUT_S": "3"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "KIT_DIST_TIMEOUT_S": "2"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "kit", "train",
            "--exp", "demo", "--fold", "0", f"data={data}", f"work_dir={work}", *SMALL, "stage1_epochs=1",
            "stage2_epochs=0"]
@@ -159,7 +159,7 @@ def test_a_fold_held_by_another_trainer_is_waited_for_outside_any_collective(tmp
         while "another process is training it" not in log.read_text() and time.monotonic() < deadline:
             assert proc.poll() is None, log.read_text()[-3000:]
             time.sleep(0.5)
-        time.sleep(9)  # three collective timeouts
+        time.sleep(7)  # three collective timeouts
         assert proc.poll() is None, log.read_text()[-3000:]
         fcntl.flock(held, fcntl.LOCK_UN)
     assert proc.wait(timeout=180) == 0, log.read_text()[-3000:]
@@ -181,7 +181,7 @@ def test_a_node_that_dies_ends_the_job_and_the_fold_resumes(tmp_path):
     def agents():
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d",
                f"--rdzv_endpoint=127.0.0.1:{_free_port()}", "--rdzv_id=kit-death", "-m", "kit", "train", "--exp", "demo",
-               "--fold", "0", f"data={data}", f"work_dir={work}", *SMALL, "stage1_epochs=3", "stage2_epochs=0",
+               "--fold", "0", f"data={data}", f"work_dir={work}", *SMALL, "stage1_epochs=2", "stage2_epochs=0",
                "patience=5", "checkpoint_every_s=0"]
         return [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                  start_new_session=True) for _ in range(2)]
@@ -204,5 +204,5 @@ def test_a_node_that_dies_ends_the_job_and_the_fold_resumes(tmp_path):
         rest = p.communicate(timeout=300)[0]
         assert p.returncode == 0, rest[-3000:]
     after = pd.read_csv(history)
-    assert (work / "demo" / "fold0" / "oof.npz").is_file() and len(after) == 3 and len(before) >= 1
+    assert (work / "demo" / "fold0" / "oof.npz").is_file() and len(after) == 2 and len(before) >= 1
     pd.testing.assert_frame_equal(after.iloc[:len(before)], before, check_dtype=False)  # resumed, not started over
