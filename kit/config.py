@@ -259,7 +259,8 @@ def _check_values(cfg: Config) -> None:
         problems.append(f"resize={cfg.resize} < img_size={cfg.img_size}: the random crop needs resize >= img_size")
     bad_views = [v for v in cfg.tta if v not in TTA_VIEWS] if cfg.tta != ("auto",) else []
     if bad_views:
-        problems.append(f"tta={list(cfg.tta)}: unknown {bad_views}; choose from {list(TTA_VIEWS)}")
+        alone = "; auto stands alone (tta=auto)" if "auto" in bad_views else ""
+        problems.append(f"tta={list(cfg.tta)}: unknown {bad_views}; choose from {list(TTA_VIEWS)}{alone}")
     if problems:
         raise ValueError("; ".join(problems))
 

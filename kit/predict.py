@@ -30,7 +30,7 @@ from kit.inference import fold_logits, start
 from kit.io import load_npz, save_npz, sha256_file
 from kit.layout import Layout, find_bad_images, summarize
 from kit.metrics import probs_of
-from kit.tta import AUTO_TTA, tag
+from kit.tta import AUTO_TTA, tag, untag
 from kit.tta import transforms as tta_transforms
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def predict_experiment(cfg: Config, device) -> ens.Result:
     if cfg.tta == ("auto",):
         choice, cfg = _choose_tta(cfg, f, done, val, logits)
         oof = [Experiment.of(cfg).fold(k).logits(f"oof-{choice['per_fold'][str(k)]}") for k in done]
-        views = {k: _views(choice["per_fold"][str(k)]) for k in done}
+        views = {k: untag(choice["per_fold"][str(k)]) for k in done}
     else:
         oof = [logits(cfg, k, val[k], "oof") for k in done]
         views = {k: cfg.tta for k in done}
@@ -124,10 +124,6 @@ def predict_experiment(cfg: Config, device) -> ens.Result:
         exp.fold(k).final.is_file() for k in done) else []
     r = ens.from_folds(cfg, layout, f.metric, f.meta, done, test, oof, holdout, last)
     return dataclasses.replace(r, tta_choice=choice) if choice else r
-
-
-def _views(name: str) -> tuple[str, ...]:
-    return () if name == "none" else tuple(name.split("+"))
 
 
 def _choose_tta(cfg: Config, f, done: list[int], val: dict, logits) -> tuple[dict, Config]:
@@ -144,7 +140,7 @@ def _choose_tta(cfg: Config, f, done: list[int], val: dict, logits) -> tuple[dic
              ", ".join(f"{n} {v:.4f}" for n, v in choice["cv"].items()), choice["chosen"],
              " ".join(f"{k}:{n}" for k, n in choice["per_fold"].items()))
     Experiment.of(cfg).record_tta(choice)
-    return choice, dataclasses.replace(cfg, tta=_views(choice["chosen"]))
+    return choice, dataclasses.replace(cfg, tta=untag(choice["chosen"]))
 
 
 def run(cfgs: list[Config], ensemble: bool = False) -> list[Path]:

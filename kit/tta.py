@@ -27,6 +27,11 @@ def tag(views: tuple[str, ...]) -> str:
     return "+".join(views) or "none"
 
 
+def untag(word: str) -> tuple[str, ...]:
+    """The view set `tag` made this word of."""
+    return () if word == "none" else tuple(word.split("+"))
+
+
 def transforms(views: tuple[str, ...], img_size: int):
     """The named views composed (their product); () is the identity alone. A ttach.Compose."""
     import ttach
