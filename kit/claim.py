@@ -9,8 +9,11 @@ Two guards, both taken:
 2. the owner file (<lock>.owner), created atomically (O_EXCL, which NFS honours) with the owner's
    host and pid and touched every HEARTBEAT_S seconds by a thread while the claim is held. Another
    claimer takes it over only when it is stale: no heartbeat for STALE_S seconds (KIT_CLAIM_STALE_S,
-   default 300), or written on this host by a process that is gone. A stale file is renamed away
-   before the new one is created, so of two claimers racing for it, exactly one creates the file.
+   default 300), or written on this host by a process that is gone. To take a stale file over, a claimer
+   first creates `<owner>.takeover.<its token>` (O_EXCL): of claimers racing for one stale owner exactly
+   one creates it, checks that the owner file is still that owner's, and replaces it (rename). Tokens are
+   never reused, so a claimer that judged an owner stale long ago and comes late finds another token
+   there and backs off.
 A live owner's fold is never taken; a dead owner's is free again after STALE_S at most (at once on its
 own host). Clocks: staleness compares the file's modification time with the filesystem's own clock,
 read from a file touched just before, so nodes whose clocks drift do not matter.
@@ -56,40 +59,77 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def stale(owner: Path, stale_s: float = STALE_S) -> bool:
-    """Whether an owner file can be taken over: no heartbeat for stale_s, or its process on this host is gone."""
+def _read(owner: Path) -> tuple[os.stat_result, dict]:
+    """The owner file's stat and contents ({} when half-written by a claimer that died at once)."""
+    st = owner.stat()
     try:
-        st = owner.stat()
         info = json.loads(owner.read_text() or "{}")
-    except FileNotFoundError:
-        return True
-    except (OSError, ValueError):  # half-written by a claimer that died at once: judged by its age alone
+    except (OSError, ValueError):
         info = {}
+    return st, info if isinstance(info, dict) else {}
+
+
+def _identity(st: os.stat_result, info: dict) -> str:
+    """Which owner a file is: its token, or for a half-written file its inode and birth."""
+    return str(info.get("token") or f"i{st.st_ino}.{st.st_ctime_ns}")
+
+
+def _is_stale(owner: Path, st: os.stat_result, info: dict, stale_s: float) -> bool:
     if info.get("host") == socket.gethostname() and isinstance(info.get("pid"), int) and not _alive(info["pid"]):
         return True
     return _now_on(owner.parent) - st.st_mtime > stale_s
 
 
-def _create(owner: Path, token: str) -> bool:
-    """Create the owner file atomically; False if it exists."""
+def stale(owner: Path, stale_s: float = STALE_S) -> bool:
+    """Whether an owner file can be taken over: no heartbeat for stale_s, or its process on this host is gone."""
     try:
-        fd = os.open(owner, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        return _is_stale(owner, *_read(owner), stale_s)
+    except FileNotFoundError:
+        return True
+
+
+def _record(token: str) -> str:
+    return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "token": token})
+
+
+def _create(path: Path, text: str) -> bool:
+    """Create `path` holding `text` atomically; False if it exists."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
         return False
     with os.fdopen(fd, "w") as f:
-        json.dump({"host": socket.gethostname(), "pid": os.getpid(), "token": token}, f)
+        f.write(text)
     return True
 
 
 def _take(owner: Path, token: str, stale_s: float) -> bool:
-    if _create(owner, token):
+    """Own `owner`: create it, or take it over from a stale owner. Of claimers racing, one gets True."""
+    if _create(owner, _record(token)):
         return True
-    if not stale(owner, stale_s):
+    try:
+        st, info = _read(owner)
+    except FileNotFoundError:  # released meanwhile
+        return _create(owner, _record(token))
+    if not _is_stale(owner, st, info, stale_s):
         return False
-    with contextlib.suppress(FileNotFoundError):  # another claimer moved it first: O_EXCL decides between us
-        os.rename(owner, owner.with_name(f"{owner.name}.stale.{token}"))
-        owner.with_name(f"{owner.name}.stale.{token}").unlink()
-    return _create(owner, token)
+    dead = _identity(st, info)
+    marker = owner.with_name(f"{owner.name}.takeover.{dead}")
+    if not _create(marker, token):
+        return False  # another claimer is taking this owner over
+    try:
+        try:
+            now = _identity(*_read(owner))
+        except FileNotFoundError:
+            return _create(owner, _record(token))
+        if now != dead:
+            return False  # taken over (or released and claimed) since we looked
+        tmp = owner.with_name(f"{owner.name}.{token}.tmp")
+        tmp.write_text(_record(token))
+        os.replace(tmp, owner)
+        return True
+    finally:
+        marker.unlink(missing_ok=True)  # a late claimer that creates it again finds another token in the owner file
 
 
 def _mine(owner: Path, token: str) -> bool:
