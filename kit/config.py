@@ -104,8 +104,10 @@ class Config:
     mixup_alpha: float = _key(1.0, "mixup Beta(alpha, alpha); 0 turns mixup off", "weights")
     cutmix_alpha: float = _key(0.0, "cutmix alpha; 0 = no cutmix", "weights")
     label_smoothing: float = _key(0.1, "label smoothing of the soft targets", "weights")
+    optimizer: str = _key("sgd", "sgd (the recipe's: momentum, weight decay on every parameter) or a timm "
+                                 "optimizer name (adamw, lamb, ...: no decay on biases and norms)", "weights")
     momentum: float = _key(0.9, "SGD momentum", "weights")
-    weight_decay: float = _key(1e-4, "SGD weight decay", "weights")
+    weight_decay: float = _key(1e-4, "weight decay", "weights")
     stage1_lr: float = _key(0.01, "stage 1 learning rate (cosine-annealed over stage1_epochs); auto = from a range "
                                   "test on fold 0's training part (kit/lr_find.py), the same for every fold", "weights")
     stage1_epochs: int = _key(40, "stage 1 epochs", "weights")
@@ -236,6 +238,11 @@ def _check_values(cfg: Config) -> None:
             get(cfg.metric)
         except ValueError as e:
             problems.append(str(e))
+    if cfg.optimizer != "sgd":
+        from timm.optim import list_optimizers  # timm: imported only when another optimizer is named
+        if cfg.optimizer not in list_optimizers():
+            problems.append(f"optimizer={cfg.optimizer}: not sgd or a timm optimizer (adamw, lamb, nadamw, ...; "
+                            "timm.optim.list_optimizers())")
     if not 0 <= cfg.ema_decay < 1:
         problems.append(f"ema_decay={cfg.ema_decay}: must be in [0, 1) (0 turns the EMA off; try 0.999)")
     for key in ("stage1_lr", "stage2_lr", "weight_decay", "momentum", "label_smoothing",

@@ -9,6 +9,7 @@ and neither imports the other.
 """
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import time
@@ -24,6 +25,8 @@ from tqdm import tqdm
 from kit.io import atomic_path
 from kit.metrics import Metric, probs_of, topk
 from kit.runtime import Dist, sum_over_ranks
+
+log = logging.getLogger(__name__)
 
 SYNC_EVERY = 25  # steps between host syncs (loss check, progress bar): each .item() stalls a GPU's queue
 
@@ -57,6 +60,15 @@ def criterion(targets: np.ndarray, n_classes: int, class_weight: str) -> torch.n
     return SoftTargetCrossEntropy()
 
 
+def make_optimizer(model, name: str, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+    """sgd: the recipe's (momentum, weight decay on every parameter); any other name is timm's optimizer factory
+    (adamw, lamb, ...; no weight decay on biases and norms, as timm does)."""
+    if name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    from timm.optim import create_optimizer_v2
+    return create_optimizer_v2(model, opt=name, lr=lr, weight_decay=weight_decay, momentum=momentum)
+
+
 def epoch_steps(loader, max_steps: int) -> int:
     """Optimizer steps in one epoch: the whole loader, or max_steps when set (smoke tests)."""
     return min(len(loader), max_steps) if max_steps else len(loader)
@@ -64,18 +76,24 @@ def epoch_steps(loader, max_steps: int) -> int:
 
 def train_one_epoch(model, loader, optimizer, scaler, mixup, criterion, amp_ctx, device, max_steps, where,
                     dist: Dist = Dist(), after_step=None):
-    """One pass over loader. Returns (mean loss, train top-1 against the dominant mixed label, img/s).
+    """One pass over loader. Returns (mean loss over every rank, this rank's train top-1 against the dominant mixed
+    label, this rank's img/s).
 
     Loss and accuracy add up on the device; the host reads them every SYNC_EVERY steps and at the
-    end, which is also when a non-finite loss is caught (last.pt still holds the last good epoch).
+    end, which is also when a non-finite loss is caught (last.pt still holds the last good epoch). With
+    fp16 loss scaling, a step whose loss overflowed is skipped as GradScaler skips it (no update, the
+    scale halved) and left out of the mean; only steps that all overflowed since the last check stop
+    training. Without it (fp32, bf16) any non-finite loss stops it: its update has already run.
     `after_step(step)` runs after each optimizer step (the EMA update).
     Under torchrun the check reads the sum over all ranks, so every rank stops at the same step
     instead of one raising while the others wait in the next all-reduce.
     """
     model.train()
-    total_loss = torch.zeros((), device=device, dtype=torch.float64)
+    # summed loss, images it counts, steps skipped (fp16 overflow): one tensor, read with one host sync
+    sums = torch.zeros(3, device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
-    seen, t0, checked = 0, time.perf_counter(), 0
+    seen, t0, checked, skipped, total, counted = 0, time.perf_counter(), 0, 0.0, 0.0, 0.0
+    scaled = scaler.is_enabled()
     steps = epoch_steps(loader, max_steps)
     bar = tqdm(loader, total=steps, desc=where, leave=False, disable=not sys.stderr.isatty())
     for step, (x, y) in enumerate(bar):
@@ -92,18 +110,29 @@ def train_one_epoch(model, loader, optimizer, scaler, mixup, criterion, amp_ctx,
         scaler.update()
         if after_step is not None:
             after_step(step)
-        total_loss += loss.detach() * len(x)
+        loss = loss.detach().double()
+        if scaled:  # GradScaler skipped this step if it overflowed: leave it out of the mean
+            finite = torch.isfinite(loss)
+            sums += torch.stack([torch.where(finite, loss, 0.0) * len(x), finite.double() * len(x), (~finite).double()])
+        else:
+            sums[0] += loss * len(x)
         correct += (logits.argmax(1) == target.argmax(1)).sum()
         seen += len(x)
         if (step + 1) % SYNC_EVERY == 0 or step + 1 == steps:
-            mean = sum_over_ranks(total_loss, dist).item() / (seen * dist.world)  # the one host sync in SYNC_EVERY
-            if not math.isfinite(mean):
-                raise ValueError(f"{where} step {checked}-{step}: loss is {mean}; stopped, last.pt keeps the last good "
+            total, counted, now_skipped = sum_over_ranks(sums, dist).tolist()  # the one host sync in SYNC_EVERY
+            counted = counted if scaled else seen * dist.world
+            mean = total / counted if counted else math.nan
+            if not math.isfinite(mean) or now_skipped - skipped == (step + 1 - checked) * dist.world:
+                what = "overflowed in every step (fp16; GradScaler skipped them all)" if scaled else f"is {mean}"
+                raise ValueError(f"{where} step {checked}-{step}: loss {what}; stopped, last.pt keeps the last good "
                                  "epoch (lower the learning rate, or check the images and labels)")
-            checked = step + 1
+            checked, skipped = step + 1, now_skipped
             bar.set_postfix(loss=f"{mean:.3f}", acc=f"{correct.item() / seen:.3f}",
                             ips=f"{seen / (time.perf_counter() - t0):.0f}")
-    return total_loss.item() / max(seen, 1), correct.item() / max(seen, 1), seen / (time.perf_counter() - t0)
+    if skipped:
+        log.warning("%s: %d of %d steps skipped: the fp16 loss overflowed (GradScaler lowered its scale to %g)",
+                    where, skipped, steps * dist.world, scaler.get_scale())
+    return total / max(counted, 1), correct.item() / max(seen, 1), seen / (time.perf_counter() - t0)
 
 
 @torch.inference_mode()

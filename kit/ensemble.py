@@ -77,7 +77,7 @@ def scored(r: Result) -> Result:
     rows, each fold's rows processed by what the other folds fitted; per fold too, and top-1/top-5 (single-label)."""
     cfg, y, probs = r.cfgs[0], r.oof_labels, r.probs(r.oof_scores)
     post = calibrate.fit(r.metric, r.layout.task, y, probs, cfg.threshold, cfg.temperature)
-    held, t = calibrate.nested(r.metric, r.layout.task, y, probs, r.oof_folds, cfg.threshold, cfg.temperature)
+    held, t = _held(r, probs)
     folds = fold_scores(r.metric, y, held, r.oof_folds, t)
     cv = {"metric": r.metric.name, "score": cv_score(r.metric, y, held, r.oof_folds, t, folds),
           "fold_std": float(np.std(folds[0])), "folds": [float(s) for s in folds[0]]}
@@ -86,11 +86,15 @@ def scored(r: Result) -> Result:
     return dataclasses.replace(r, post=post, cv=cv)
 
 
+def _held(r: Result, probs: np.ndarray):
+    """(OOF probabilities, thresholds) with each fold's rows processed by what the other folds fitted."""
+    cfg = r.cfgs[0]
+    return calibrate.nested(r.metric, r.layout.task, r.oof_labels, probs, r.oof_folds, cfg.threshold, cfg.temperature)
+
+
 def nested_cv(r: Result, probs: np.ndarray) -> float:
     """The CV `scored` gives, of other OOF probabilities of r's rows (the last epochs' weights)."""
-    cfg = r.cfgs[0]
-    held, t = calibrate.nested(r.metric, r.layout.task, r.oof_labels, probs, r.oof_folds, cfg.threshold,
-                               cfg.temperature)
+    held, t = _held(r, probs)
     return cv_score(r.metric, r.oof_labels, held, r.oof_folds, t)
 
 

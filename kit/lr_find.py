@@ -16,9 +16,9 @@ import logging
 import math
 
 import numpy as np
-import torch
 
 from kit import report
+from kit.engine import make_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +27,11 @@ SMOOTHING = 0.98  # of the loss's exponential moving average
 DIVERGED = 4.0  # the test stops once the smoothed loss passes this multiple of its minimum
 
 
-def sweep(model, loader, mixup, criterion, amp_ctx, scaler, device, momentum: float, weight_decay: float,
+def sweep(model, loader, mixup, criterion, amp_ctx, scaler, device, opt: str, momentum: float, weight_decay: float,
           steps: int = STEPS) -> dict:
-    """The range test on `model` (trained in place: pass a copy you can discard). Returns {lr, lrs, losses}."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=START, momentum=momentum, weight_decay=weight_decay)
+    """The range test on `model` (trained in place: pass a copy you can discard) with optimizer `opt` (an engine
+    name). Returns {lr, lrs, losses}."""
+    optimizer = make_optimizer(model, opt, START, momentum, weight_decay)
     model.train()
     lrs, losses, mean, lowest = [], [], 0.0, math.inf
 

@@ -35,8 +35,8 @@ from kit.allocator import release_memory
 from kit.claim import claim
 from kit.config import Config, record, save_config, shaping, shaping_key
 from kit.data import fold_loaders
-from kit.engine import (criterion, epoch_steps, load_checkpoint, predict_logits, save_checkpoint, train_one_epoch,
-                        validate)
+from kit.engine import (criterion, epoch_steps, load_checkpoint, make_optimizer, predict_logits, save_checkpoint,
+                        train_one_epoch, validate)
 from kit.experiment import Experiment
 from kit.folds import Folds
 from kit.io import atomic_write_text, save_npz
@@ -168,7 +168,7 @@ class FoldRun:
     def _run_stage(self, model, trained, state: FoldState, opt_state: dict | None) -> None:
         lr, epochs = self._stage_params(state.stage)
         c = self.cfg
-        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=c.momentum, weight_decay=c.weight_decay)
+        optimizer = make_optimizer(model, c.optimizer, lr, c.momentum, c.weight_decay)
         if opt_state is not None:
             optimizer.load_state_dict(opt_state)
         warmup = min(c.warmup, epochs - 1) if state.stage == 1 else 0  # stage 2 starts from trained weights at a
@@ -198,7 +198,7 @@ class FoldRun:
         loss, acc, ips = train_one_epoch(trained, self.train_dl, optimizer, self.scaler, self.mixup, self.criterion,
                                          self.amp_ctx, self.device, c.max_steps, where, self.dist, after_step)
         state.ema_steps += epoch_steps(self.train_dl, c.max_steps)
-        loss, acc = mean_over_ranks(loss, self.dist), mean_over_ranks(acc, self.dist)
+        acc = mean_over_ranks(acc, self.dist)  # the loss is over every rank already
         ips *= self.dist.world
         scored = self._evaluated(model)
         release_memory()  # training's blocks go back before evaluation's (other sizes) are taken
@@ -363,7 +363,8 @@ def budgeted_epochs(cfg: Config, folds: Folds, device, dist: Dist = Dist()) -> t
 
     def decide() -> dict:
         run, model = _fold0(cfg, folds, device)
-        step_s, image_s = budget.probe(model, run.train_dl, run.val_dl, run.mixup, run.criterion, run.amp_ctx, device)
+        step_s, image_s = budget.probe(model, run.train_dl, run.val_dl, run.mixup, run.criterion, run.amp_ctx, device,
+                                       cfg.optimizer)
         n_train = int((folds.table["role"] != "holdout").sum())
         return budget.record(budget.plan(cfg, folds.n_folds, epoch_steps(run.train_dl, cfg.max_steps),
                                          len(run.val_ids), n_train, len(folds.layout.test), step_s, image_s))
@@ -384,7 +385,8 @@ def found_lr(cfg: Config, folds: Folds, device, dist: Dist = Dist()) -> float | 
         seed_everything(_epoch_seed(cfg.seed, 0, 0, 0))
         run.train_dl.sampler.set_epoch(_epoch_seed(cfg.seed, 0, 0, 0))
         found = lr_find.sweep(model, run.train_dl, run.mixup, run.criterion, run.amp_ctx,
-                              grad_scaler(device, cfg.amp), device, cfg.momentum, cfg.weight_decay)
+                              grad_scaler(device, cfg.amp), device, cfg.optimizer, cfg.momentum,
+                              cfg.weight_decay)
         return lr_find.record(found, exp.lr_find.with_suffix(".png"))
 
     return _once(exp.lr_find, shaping_key(cfg, "weights", folds.fingerprint), decide, dist)["lr"]

@@ -104,5 +104,5 @@ def test_the_budget_probe_measures_positive_times():
     mixup = Mixup(mixup_alpha=0.2, num_classes=3)
     from timm.loss import SoftTargetCrossEntropy
     step_s, image_s = budget.probe(model, loader, loader, mixup, SoftTargetCrossEntropy(),
-                                   autocast(torch.device("cpu"), False), torch.device("cpu"))
+                                   autocast(torch.device("cpu"), False), torch.device("cpu"), "adamw")
     assert 0 < image_s < step_s < 10

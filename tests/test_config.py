@@ -18,10 +18,10 @@ def test_presets_load(path):
 def test_recipe_preset_matches_the_write_up():
     cfg = load_config(PRESETS / "resnest50d_spinalnet.yaml")
     got = (cfg.backbone, cfg.head, cfg.spinal_width, cfg.resize, cfg.img_size, cfg.rotate, cfg.mean, cfg.std,
-           cfg.mixup_alpha, cfg.label_smoothing, cfg.momentum, cfg.weight_decay, cfg.batch_size,
+           cfg.mixup_alpha, cfg.label_smoothing, cfg.optimizer, cfg.momentum, cfg.weight_decay, cfg.batch_size,
            cfg.stage1_lr, cfg.stage1_epochs, cfg.stage2_lr, cfg.stage2_epochs, cfg.patience, cfg.pretrained)
     want = ("resnest50d", "spinal", 540, 460, 448, 15.0, (0.507, 0.487, 0.441), (0.267, 0.256, 0.276),
-            1.0, 0.1, 0.9, 1e-4, 16, 0.01, 40, 0.001, 20, 7, True)
+            1.0, 0.1, "sgd", 0.9, 1e-4, 16, 0.01, 40, 0.001, 20, 7, True)
     assert got == want, f"recipe preset drifted from the write-up: {got}"
 
 
@@ -41,6 +41,7 @@ def test_overrides_win_and_int_becomes_float():
     ({"mean": [0.5, 0.5]}, "'mean'"),
     ({"memory_cache_mb": -1}, "memory_cache_mb=-1"),
     ({"checkpoint_every_s": -5}, "checkpoint_every_s=-5"),
+    ({"optimizer": "adamm"}, "optimizer=adamm"),
 ])
 def test_bad_values_name_the_key(overrides, needle):
     with pytest.raises(ValueError, match=None) as e:

@@ -174,3 +174,14 @@ def test_an_auc_cv_is_the_folds_own_auc_not_the_pooled_rows():
     assert get("roc_auc")(y, probs) == pytest.approx(0.75), "pooled: fold 0's positive ranks below fold 1's negative"
     assert cv_score(get("roc_auc"), y, probs, fold_of) == pytest.approx(1.0), "each fold's own AUC"
     assert cv_score(get("log_loss"), y, probs, fold_of) == pytest.approx(get("log_loss")(y, probs)), "others pool"
+
+
+def test_scoring_many_classes_on_few_images_warns_nothing():
+    """100 classes in 120 validation images: scikit-learn's "could represent a regression problem" guess is noise
+    on every epoch of such data; the kit silences that one warning."""
+    import subprocess
+    import sys
+    code = ("import kit, numpy as np\nfrom sklearn.metrics import accuracy_score\n"
+            "y = np.arange(120) % 100\naccuracy_score(y, y)")
+    proc = subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]

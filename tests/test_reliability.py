@@ -1,6 +1,6 @@
 """Reliability: kills, truncated checkpoints, reproducible submissions.  pytest tests/test_reliability.py -q
 
-The full kill test (10 trials x 2 kills) is `make reliability`; CI runs 2 trials here.
+The full kill test (10 trials x 2 kills) is `make reliability`; the suite runs one trial of 3 kills here.
 """
 import hashlib
 import json
@@ -26,7 +26,7 @@ def easy_data(tmp_path_factory):
 
 @pytest.mark.slow
 def test_sigkill_anywhere_then_resume_gives_the_same_results(tmp_path):
-    problems = killtest.killtest(tmp_path, trials=2, seed=1)
+    problems = killtest.killtest(tmp_path, trials=1, seed=1, kills=3)
     assert not problems, "\n".join(problems)
 
 

@@ -170,12 +170,20 @@ def test_a_lock_file_left_by_a_dead_process_claims_nothing(tmp_path, easy_data):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine gpu-check runs for real")
-def test_gpu_check_says_in_one_line_that_it_needs_cuda():
+def test_gpu_check_measures_the_data_path_then_says_in_one_line_that_it_needs_cuda():
+    import ast
+    import os
     import subprocess
     import sys
-    proc = subprocess.run([sys.executable, "-m", "bench.gpu_check"], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0 and len(proc.stdout.strip().splitlines()) == 1, proc.stdout + proc.stderr
-    assert "needs a CUDA GPU" in proc.stdout
+    env = {**os.environ, "KIT_GPU_CHECK_IMAGES": "8"}
+    proc = subprocess.run([sys.executable, "-m", "bench.gpu_check"], capture_output=True, text=True, timeout=120,
+                          env=env)
+    lines = proc.stdout.strip().splitlines()
+    assert proc.returncode == 0 and len(lines) == 2, proc.stdout + proc.stderr
+    measured = ast.literal_eval(lines[0])["data path"]
+    assert measured["img_per_s"] > 0 and measured["cached_img_per_s"] > 0, measured
+    assert (measured["images"], measured["side"]) == (8, 448), measured
+    assert "stopped before its first CUDA step" in lines[1]
 
 
 @pytest.mark.parametrize("capability, name, runs", [

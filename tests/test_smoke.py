@@ -59,7 +59,9 @@ def test_recipe_preset_runs_at_full_size(tmp_path, photos, preset):
 
 
 def test_demo_pipeline_through_the_cli(tmp_path):
-    """`kit run` (what `make` runs) writes the submission the three stages write one by one, byte for byte."""
+    """`kit run` (what `make` runs) writes the submission the three stages write one by one, byte for byte.
+    The stages run in this process (cli.main, what `kit <stage>` calls), `kit run` as `make` starts it."""
+    from kit import cli
     env = dict(os.environ)
     kit = [sys.executable, "-m", "kit"]
     subprocess.run([*kit, "demo-data", "--out", str(tmp_path / "demo")], check=True, env=env)
@@ -69,7 +71,7 @@ def test_demo_pipeline_through_the_cli(tmp_path):
                 f"submissions_dir={tmp_path / out / 'subs'}", "n_folds=2", "stage1_epochs=1", "stage2_epochs=1",
                 "max_steps=4"]
     for stage in ("folds", "train", "predict"):
-        subprocess.run([*kit, stage, *args("staged")], check=True, env=env, capture_output=True)
+        assert cli.main([stage, *args("staged")]) == 0, stage
     out = subprocess.run([*kit, "run", *args("run")], check=True, env=env, capture_output=True, text=True).stdout
     board = pd.read_csv(tmp_path / "run" / "subs" / "leaderboard.csv", dtype=str)
     assert sorted(board["experiments"]) == ["demo", "demo_baseline"], board

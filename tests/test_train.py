@@ -138,6 +138,52 @@ def test_early_stopping_stops_after_patience(tmp_path, easy_data):
     assert len(top1) == last_gain + 1 + 2, f"must stop exactly patience=2 epochs after the last gain: {top1}"
 
 
+class _Overflows(torch.nn.Module):
+    """A linear model whose forward pass overflows (inf logits, as fp16 activations past 65504) at chosen steps."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.fc, self.at, self.step = torch.nn.Linear(4, 3), set(at), 0
+
+    def forward(self, x):
+        out = self.fc(x.flatten(1))
+        self.step += 1
+        return out * float("inf") if self.step in self.at else out
+
+
+def _epoch(model, scaled: bool, steps: int = 6):
+    from timm.loss import SoftTargetCrossEntropy
+    from kit.engine import train_one_epoch
+    from kit.runtime import autocast
+    torch.manual_seed(0)
+    data = torch.utils.data.TensorDataset(torch.randn(4 * steps, 4), torch.arange(4 * steps) % 3)
+    scaler = torch.amp.GradScaler("cpu", enabled=scaled)  # the fp16 path's scaler; the CPU has one too
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    mixup = lambda x, y: (x, torch.nn.functional.one_hot(y, 3).float())  # noqa: E731
+    loss = train_one_epoch(model, torch.utils.data.DataLoader(data, batch_size=4), optimizer, scaler, mixup,
+                           SoftTargetCrossEntropy(), autocast(torch.device("cpu"), False), torch.device("cpu"), 0,
+                           "fold 0 stage 1 epoch 1")[0]
+    return loss, scaler
+
+
+def test_an_fp16_overflow_is_skipped_and_one_that_persists_stops(caplog):
+    """With loss scaling (fp16) an overflowed step is skipped as GradScaler skips it: no update, the scale halved,
+    left out of the mean, a warning; every step overflowing stops training; without scaling any inf stops it."""
+    import logging
+    clean, overflow = _Overflows([]), _Overflows([3])
+    overflow.load_state_dict(clean.state_dict())
+    with caplog.at_level(logging.WARNING):
+        loss, scaler = _epoch(overflow, scaled=True)
+    assert np.isfinite(loss) and scaler.get_scale() == 2.0 ** 15, (loss, scaler.get_scale())
+    assert "1 of 6 steps skipped" in caplog.text, caplog.text
+    assert all(torch.isfinite(p).all() for p in overflow.parameters())
+    assert not torch.equal(overflow.fc.weight, clean.fc.weight), "the other steps trained"
+    with pytest.raises(ValueError, match=r"step 0-5: loss overflowed in every step \(fp16"):
+        _epoch(_Overflows(range(1, 7)), scaled=True)
+    with pytest.raises(ValueError, match=r"step 0-5: loss is (nan|inf)"):
+        _epoch(_Overflows([3]), scaled=False)
+
+
 def test_nan_loss_stops_with_epoch_and_step(tmp_path, easy_data):
     cfg = tiny_cfg(tmp_path, easy_data, stage1_lr=1e12, stage1_epochs=20, mixup_alpha=0.0)  # diverges
     folds.make_folds(cfg)
@@ -174,8 +220,10 @@ def ref_and_interrupted(tmp_path, data, settings: dict, epochs: int):
     return ref, cut
 
 
-def test_resume_between_epochs_matches_uninterrupted(tmp_path, easy_data):
-    ref, cut = ref_and_interrupted(tmp_path, easy_data, EASY, epochs=3)
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_resume_between_epochs_matches_uninterrupted(tmp_path, easy_data, optimizer):
+    """Resumed from last.pt, the same run: the weights and the optimizer's state (momentum; Adam's moments)."""
+    ref, cut = ref_and_interrupted(tmp_path, easy_data, {**EASY, "optimizer": optimizer}, epochs=3)
     assert len(pd.read_csv(exp_dir(cut) / "fold0" / "history.csv")) == 3
     train.run([cut], only=[0])
     _assert_same_run(_fold_result(ref), _fold_result(cut))
