@@ -13,7 +13,8 @@ Two guards, both taken:
    first creates `<owner>.takeover.<its token>` (O_EXCL): of claimers racing for one stale owner exactly
    one creates it, checks that the owner file is still that owner's, and replaces it (rename). Tokens are
    never reused, so a claimer that judged an owner stale long ago and comes late finds another token
-   there and backs off.
+   there and backs off. A marker left by a claimer killed mid-takeover is removed once it is older
+   than MARKER_STALE_S (a takeover takes milliseconds).
 A live owner's fold is never taken; a dead owner's is free again after STALE_S at most (at once on its
 own host). Clocks: staleness compares the file's modification time with the filesystem's own clock,
 read from a file touched just before, so nodes whose clocks drift do not matter.
@@ -33,6 +34,7 @@ from pathlib import Path
 HEARTBEAT_S = 30.0
 STALE_S = float(os.environ.get("KIT_CLAIM_STALE_S", "300"))
 POLL_S = 2.0  # how often a waiting claimer looks again
+MARKER_STALE_S = 60.0  # a takeover takes milliseconds: a marker this old was left by a claimer that was killed
 
 
 def _owner(path: Path) -> Path:
@@ -115,7 +117,7 @@ def _take(owner: Path, token: str, stale_s: float) -> bool:
         return False
     dead = _identity(st, info)
     marker = owner.with_name(f"{owner.name}.takeover.{dead}")
-    if not _create(marker, token):
+    if not _create(marker, token) and not (_left_behind(marker) and _create(marker, token)):
         return False  # another claimer is taking this owner over
     try:
         try:
@@ -130,6 +132,18 @@ def _take(owner: Path, token: str, stale_s: float) -> bool:
         return True
     finally:
         marker.unlink(missing_ok=True)  # a late claimer that creates it again finds another token in the owner file
+
+
+def _left_behind(marker: Path) -> bool:
+    """Whether a takeover marker is one a claimer killed mid-takeover left (held longer than a takeover takes);
+    if so it is removed."""
+    try:
+        if _now_on(marker.parent) - marker.stat().st_mtime <= MARKER_STALE_S:
+            return False
+        marker.unlink()
+    except FileNotFoundError:
+        pass  # its claimer finished meanwhile
+    return True
 
 
 def _mine(owner: Path, token: str) -> bool:

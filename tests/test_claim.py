@@ -87,3 +87,20 @@ def test_of_claimers_racing_for_a_stale_owner_file_exactly_one_wins(tmp_path):
         p.join(30)
     assert results.count(True) == 1, results
     assert json.loads(owner.read_text())["pid"] != 1
+
+
+def test_a_takeover_marker_left_by_a_killed_claimer_does_not_block_the_fold(tmp_path):
+    """A claimer SIGKILLed between creating the takeover marker and replacing the owner file leaves the marker;
+    once it is older than a takeover takes, the next claimer removes it and takes the stale owner over."""
+    lock, owner = tmp_path / ".train.lock", tmp_path / ".train.lock.owner"
+    owner.write_text(json.dumps({"host": "node-7", "pid": 1, "token": "x"}))
+    marker = tmp_path / ".train.lock.owner.takeover.x"
+    marker.write_text("killed-claimer")
+    old = time.time() - claim.STALE_S - 60
+    os.utime(owner, (old, old))
+    with claim.claim(lock, wait=False) as got:
+        assert got is False, "a fresh marker: another claimer is taking it over now"
+    os.utime(marker, (old, old))
+    with claim.claim(lock, wait=False) as got:
+        assert got is True and json.loads(owner.read_text())["pid"] == os.getpid()
+    assert not marker.exists()
