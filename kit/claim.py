@@ -77,17 +77,10 @@ def _identity(st: os.stat_result, info: dict) -> str:
 
 
 def _is_stale(owner: Path, st: os.stat_result, info: dict, stale_s: float) -> bool:
+    """Whether an owner file can be taken over: no heartbeat for stale_s, or its process on this host is gone."""
     if info.get("host") == socket.gethostname() and isinstance(info.get("pid"), int) and not _alive(info["pid"]):
         return True
     return _now_on(owner.parent) - st.st_mtime > stale_s
-
-
-def stale(owner: Path, stale_s: float = STALE_S) -> bool:
-    """Whether an owner file can be taken over: no heartbeat for stale_s, or its process on this host is gone."""
-    try:
-        return _is_stale(owner, *_read(owner), stale_s)
-    except FileNotFoundError:
-        return True
 
 
 def _record(token: str) -> str:

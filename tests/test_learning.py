@@ -137,8 +137,8 @@ SHAPES = _suite_shapes()
 BAR = {
     # chance 0.5, luck up to 0.68 on 40 images
     "2 classes x 20, RGB, square, folder": 0.8,
-    # chance 0.01, luck up to 0.02 on 600 images: 5x chance is far beyond it
-    "100 classes x 6, RGB, 2:1, csv": 0.05,
+    # chance 0.01, luck up to 0.02 on 600 images: 10x chance is far beyond it
+    "100 classes x 6, RGB, 2:1, csv": 0.10,
     # chance 0.1, luck up to 0.14 on 300 images
     "10 classes x 30, grayscale, square, folder": 0.5,
     # chance 0.01, luck up to 0.022 on 500 images; 5 images a class, some pixels see-through
