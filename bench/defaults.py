@@ -3,7 +3,8 @@
     python -m bench --only defaults                # every data set of DATASETS (about an hour on 2 cores)
     KIT_BENCH_SETS="2 classes|x 50" python -m bench --only defaults   # those whose name contains a text
 
-Per data set (kit.synth; none of them tuned on): (a) `make folds train predict DATA=...` with no EXP
+Per data set (kit.synth: gratings, whose classes a flip changes, and photographs' regions, which
+it keeps; none of them tuned on): (a) `make folds train predict DATA=...` with no EXP
 (the quick preset, as shipped), timed; (b) the plain loop: the same backbone from scratch, every
 training image, Adam at 1e-3 with a cosine schedule, cross-entropy with label smoothing 0.1, resize
 to the preset's image size and a horizontal flip, epochs until (a)'s wall-clock time is spent, then
@@ -12,6 +13,7 @@ private.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -25,13 +27,15 @@ import torch
 
 from kit import folds, leaderboard, predict, train
 from kit.config import PRESETS, load_config
-from kit.synth import MATRIX, write_synthetic
+from kit.synth import MATRIX, write_photo_regions, write_synthetic
 
 DATASETS = {
     **{name: shape for name, (shape, _) in MATRIX.items()},
     "10 classes x 15, RGB, square, folder": dict(classes=10, per_class=15),
     "100 classes x 24, RGB, square, folder": dict(classes=100, per_class=24),
     "20 classes x 250, grayscale, 2:1, folder": dict(classes=20, per_class=250, mode="L", aspect=2.0),
+    # photographs' regions: classes a flip keeps (the gratings above are orientations, which a flip changes)
+    "16 photo regions x 30, RGB, square, folder": dict(classes=16, per_class=30, photo=True),
 }
 
 
@@ -94,7 +98,8 @@ def _score(sub: pd.DataFrame, solution: pd.DataFrame) -> tuple[float, float]:
 
 
 def _one(name: str, shape: dict, tmp: Path) -> dict:
-    data = write_synthetic(tmp / "data", side=64, **shape)
+    shape = dict(shape)
+    data = (write_photo_regions if shape.pop("photo", False) else write_synthetic)(tmp / "data", side=64, **shape)
     cfg = load_config(PRESETS / "quick.yaml", {"data": str(data), "work_dir": str(tmp / "folds"),
                                              "submissions_dir": str(tmp / "subs")})
     t0 = time.perf_counter()
@@ -109,8 +114,14 @@ def _one(name: str, shape: dict, tmp: Path) -> dict:
     return {"data": name, "images": int(sum(1 for _ in (data / "train").rglob("*.png"))),
             "minutes": round(seconds / 60, 1),
             "kit_cv": float(row["cv_top1"]), "kit_public": float(row["public"]), "kit_private": float(row["private"]),
-            "kit_tta": row["tta"], "plain_epochs": epochs, "plain_public": round(plain_public, 3),
+            "kit_tta": row["tta"], "kit_hflip": _hflip(tmp / "folds"), "plain_epochs": epochs, "plain_public": round(plain_public, 3),
             "plain_private": round(plain_private, 3), "warning": row["warning"] or "-"}
+
+
+def _hflip(work_dir: Path) -> str:
+    """hflip=auto's choice, as the run's hflip.json records it."""
+    found = list(work_dir.glob("*/hflip.json"))
+    return str(json.loads(found[0].read_text())["hflip"]) if found else "-"
 
 
 def run(size: str) -> list[dict]:

@@ -39,7 +39,8 @@ def build_for(cfg: Config) -> Path:
     table, layout = f.table, f.layout
     cache_dir, workers = Path(cfg.cache_dir), num_workers(cfg.workers)
     # the steps come from the transforms themselves (their first, sizing step), as the datasets read them
-    train_step, eval_step = cache_step(train_transform_of(cfg)), cache_step(eval_transform_of(cfg))
+    # (the flip comes after the sizing step: hflip=auto's choice does not change what is cached)
+    train_step, eval_step = cache_step(train_transform_of(cfg, hflip=0.0)), cache_step(eval_transform_of(cfg))
     build(layout.root, list(table["path"]), train_step, cache_dir, cfg.max_pixels, workers, cfg.cache_draft)
     build(layout.root, list(table["path"]) + list(layout.test["path"]), eval_step, cache_dir, cfg.max_pixels,
           workers, cfg.cache_draft)

@@ -88,7 +88,8 @@ class Config:
         "squash", "how images become square: squash (resize both sides, the recipe) or pad (longest side to size, "
                   "black bars: a 2:1 image keeps its shape)", "weights")
     rotate: float = _key(15.0, "train: rotate every image by a uniform angle in [-rotate, rotate] degrees", "weights")
-    hflip: float = _key(0.5, "train: horizontal flip probability", "weights")
+    hflip: float = _key(0.5, "train: horizontal flip probability; auto = 0.5, or 0 where fold 0's data shows that a "
+                             "flip changes the class (kit/flip.py: hflip.json), the same for every fold", "weights")
     mean: tuple[float, float, float] = _key((0.507, 0.487, 0.441), "normalisation mean (RGB, 0..1)", "weights")
     std: tuple[float, float, float] = _key((0.267, 0.256, 0.276), "normalisation std (RGB, 0..1)", "weights")
     cache: bool = _key(False, "read images from a cache resized once to what the transforms need (fast data path)")
@@ -250,6 +251,8 @@ def _check_values(cfg: Config) -> None:
                 "time_budget"):
         if getattr(cfg, key) != "auto" and getattr(cfg, key) < 0:
             problems.append(f"{key}={getattr(cfg, key)}: must be >= 0")
+    if cfg.hflip != "auto" and not 0 <= cfg.hflip <= 1:
+        problems.append(f"hflip={cfg.hflip}: a probability, from 0 to 1 (or auto)")
     if cfg.stage1_lr == 0:
         problems.append("stage1_lr=0: must be > 0")
     if cfg.lr_reference_batch < 0:
@@ -311,7 +314,7 @@ def _coerce(key: str, value, tp):
     return value
 
 
-AUTO_KEYS = ("stage1_lr", "stage2_lr", "pretrained")  # keys that also take "auto" (decided at train time)
+AUTO_KEYS = ("stage1_lr", "stage2_lr", "pretrained", "hflip")  # keys that also take "auto" (decided at train time)
 
 
 def _check_types(cfg: Config) -> None:

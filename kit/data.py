@@ -48,9 +48,13 @@ def eval_transform(img_size: int, mode: str = "squash") -> A.Compose:
     return A.Compose([*_to_size(img_size, mode), ToTensorV2()])
 
 
-def train_transform_of(cfg) -> A.Compose:
-    """The training transform a config describes (the one place its keys become a transform)."""
-    return train_transform(cfg.resize, cfg.img_size, cfg.rotate, cfg.hflip, cfg.resize_mode)
+def train_transform_of(cfg, hflip: float | None = None) -> A.Compose:
+    """The training transform a config describes (the one place its keys become a transform); `hflip`: hflip=auto's
+    decided probability (kit/flip.py)."""
+    p = cfg.hflip if hflip is None else hflip
+    if p == "auto":
+        raise ValueError("hflip=auto is decided before training (kit/flip.py); pass the decided probability")
+    return train_transform(cfg.resize, cfg.img_size, cfg.rotate, p, cfg.resize_mode)
 
 
 def eval_transform_of(cfg) -> A.Compose:
@@ -217,11 +221,12 @@ def eval_loader(ds: ImageDataset, batch_size: int, workers: int, pin: bool) -> D
 
 
 def fold_loaders(cfg, root: Path, train_paths, train_targets: np.ndarray, val_paths, val_targets: np.ndarray,
-                 pin: bool, rank: int = 0, world: int = 1, where: str = "") -> tuple[DataLoader, DataLoader]:
+                 pin: bool, rank: int = 0, world: int = 1, where: str = "",
+                 hflip: float | None = None) -> tuple[DataLoader, DataLoader]:
     """One fold's training loader (seeded shuffle or balanced draws, augmentation; this rank's share) and
-    validation loader. Targets are class indices, or 0/1 rows for multi-label."""
+    validation loader. Targets are class indices, or 0/1 rows for multi-label. hflip: as train_transform_of's."""
     workers = num_workers(cfg.workers)
-    train_ds = dataset_of(cfg, root, train_paths, train_targets, train_transform_of(cfg))
+    train_ds = dataset_of(cfg, root, train_paths, train_targets, train_transform_of(cfg, hflip))
     val_ds = dataset_of(cfg, root, val_paths, val_targets, eval_transform_of(cfg))
     if len(train_ds) < cfg.batch_size:
         most = max(2, len(train_ds) // 2 * 2)

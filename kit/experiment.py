@@ -148,12 +148,18 @@ class Experiment:
     def lr_find(self) -> Path:  # stage1_lr=auto's range test (kit/lr_find.py); lr_find.png beside it
         return self.dir / "lr_find.json"
 
-    def found_lr(self, key: str) -> float | None:
-        """stage1_lr=auto's value, if a range test under this key (kit/lr_find.key) was kept."""
-        if not self.lr_find.is_file():
+    @property
+    def flip(self) -> Path:  # hflip=auto's probe: the flip probability every fold trains with (kit/flip.py)
+        return self.dir / "hflip.json"
+
+    @staticmethod
+    def kept(path: Path, key: str) -> dict | None:
+        """A decision every fold shares (lr_find.json, hflip.json, ...), if it was made under this key
+        (config.shaping_key)."""
+        if not path.is_file():
             return None
-        found = json.loads(self.lr_find.read_text())
-        return found["lr"] if found.get("key") == key else None
+        found = json.loads(path.read_text())
+        return found if found.get("key") == key else None
 
     def fold(self, k: int) -> FoldFiles:
         return FoldFiles(self.dir / fold_name(k))
@@ -224,6 +230,8 @@ class Experiment:
             cv |= {"top1": accuracy_score(labels, logits.argmax(1)), "top5": topk(labels, logits, 5)}
         if self.lr_find.is_file():  # stage1_lr=auto: the value every fold trained with
             cv["stage1_lr_auto"] = json.loads(self.lr_find.read_text())["lr"]
+        if self.flip.is_file():  # hflip=auto: the flip every fold trained with
+            cv["hflip_auto"] = json.loads(self.flip.read_text())["hflip"]
         cv |= {  # the same folds scored with each fold's last weights: best-epoch selection on the validation fold
             # itself flatters the score by about score - last_epoch_score
             "last_epoch_score": self.last_epoch_score(list(range(n_folds)), [f["n"] for f in per_fold]),

@@ -90,9 +90,11 @@ def save(data: bytes, name: str, out_dir: Path, run: dict, zip: bool) -> tuple[P
     return path, number
 
 
-def _found_lrs(r: Result) -> dict:
-    """{experiment: its stage1_lr} for the experiments trained with stage1_lr=auto (kit/lr_find.py)."""
-    return {c.name: Experiment.of(c).found_lr(shaping_key(c, "weights", r.fingerprint)) for c in r.cfgs if c.stage1_lr == "auto"}
+def _decided(r: Result, key: str, path: str, field: str) -> dict:
+    """{experiment: the value it trained with} for the experiments that set `key` to auto (stage1_lr: its
+    lr_find.json's lr; hflip: its hflip.json's hflip)."""
+    return {c.name: (Experiment.kept(getattr(Experiment.of(c), path), shaping_key(c, "weights", r.fingerprint))
+                     or {}).get(field) for c in r.cfgs if getattr(c, key) == "auto"}
 
 
 def write(r: Result) -> Path:
@@ -102,7 +104,8 @@ def write(r: Result) -> Path:
     extra = {"last_epoch_score": r.last_epoch_score, "holdout_score": r.holdout_score, "post": r.post,
              "data_fingerprint": r.fingerprint, "trained_on": r.trained_on, **({"blend": r.blend} if r.blend else {}),
              **({"tta_auto": r.tta_choice} if r.tta_choice else {}),
-             **({"stage1_lr_auto": found} if (found := _found_lrs(r)) else {})}
+             **({"stage1_lr_auto": found} if (found := _decided(r, "stage1_lr", "lr_find", "lr")) else {}),
+             **({"hflip_auto": found} if (found := _decided(r, "hflip", "flip", "hflip")) else {})}
     path, number = save(data, r.name, Path(cfg.submissions_dir), run_record(r.cfgs, r.checkpoints, r.folds, r.cv, **extra),
                         cfg.zip)
     leaderboard.record(leaderboard.path_of(cfg), r, path, number)

@@ -6,7 +6,9 @@ Class c is a noisy sine grating: its orientation is one of 10 angles and its bri
 one of 10 levels (100 classes fill the grid; fewer are spread over it, as far apart as it allows);
 brightness alone tells the levels apart in grayscale. Any
 number of classes up to 100, images per class, colour mode (RGB, L, RGBA with partly transparent
-pixels), aspect ratio (square or 2:1), and either data layout (folder, or Kaggle CSV).
+pixels), aspect ratio (square or 2:1), and either data layout (folder, or Kaggle CSV). The gratings'
+classes are orientations, so a horizontal flip changes most of them (write_photo_regions: classes a
+flip keeps).
 """
 from __future__ import annotations
 
@@ -53,6 +55,44 @@ def _image(c: int, classes: int, width: int, height: int, mode: str, rng: np.ran
         alpha = np.where(rng.random((height, width)) < 0.1, 128, 255).astype(np.uint8)  # some see-through pixels
         return Image.fromarray(np.dstack([rgb, alpha]), mode="RGBA")
     return Image.fromarray(rgb, mode="RGB")
+
+
+def write_photo_regions(root: str | Path, classes: int = 8, per_class: int = 20, n_test: int = 0, side: int = 48,
+                        seed: int = 0) -> Path:
+    """Photographs' textures, a class a flip keeps: scikit-learn's two sample photos (a temple, a flower), each cut
+    into a grid of classes // 2 regions; an image is a random crop (60-90% of its region's height and width) of
+    its class's region, resized to side x side, with noise. Folder layout; test images (n_test, default 2 per
+    class) come with solution.csv."""
+    from sklearn.datasets import load_sample_images
+    assert classes % 2 == 0 and classes >= 2, f"classes={classes}: an even number (half from each photo)"
+    rng, root = np.random.default_rng(seed), Path(root)
+    photos = load_sample_images().images
+    rows = int(np.floor(np.sqrt(classes // 2)))
+    while (classes // 2) % rows:
+        rows -= 1
+    cols = classes // 2 // rows
+    names = [f"r{c:02d}" for c in range(classes)]
+
+    def draw(c: int) -> Image.Image:
+        photo = photos[c % 2]
+        r, q = divmod(c // 2, cols)
+        h, w = photo.shape[0] // rows, photo.shape[1] // cols
+        ch, cw = int(h * rng.uniform(0.6, 0.9)), int(w * rng.uniform(0.6, 0.9))
+        y, x = r * h + int(rng.integers(0, h - ch + 1)), q * w + int(rng.integers(0, w - cw + 1))
+        crop = Image.fromarray(photo[y:y + ch, x:x + cw]).resize((side, side), Image.BILINEAR)
+        return Image.fromarray(np.clip(np.asarray(crop) + rng.normal(0, 8, (side, side, 3)), 0, 255).astype(np.uint8))
+
+    for c in range(classes):
+        for i in range(per_class):
+            _save(draw(c), root / "train" / names[c] / f"{i}.png")
+    n_test = n_test or 2 * classes
+    labels = [names[i % classes] for i in range(n_test)]
+    for i, label in enumerate(labels):
+        _save(draw(names.index(label)), root / "test" / f"t{i:04d}.png")
+    pd.DataFrame({"image_name": [f"t{i:04d}" for i in range(n_test)], "label": labels,
+                  "Usage": np.where(np.arange(n_test) % 2, "Public", "Private")}).to_csv(root / "solution.csv",
+                                                                                      index=False)
+    return root
 
 
 def write_synthetic(root: str | Path, classes: int = 10, per_class: int = 20, n_test: int = 0, mode: str = "RGB",

@@ -30,7 +30,7 @@ from timm.scheduler import CosineLRScheduler
 from timm.utils import ModelEmaV3
 
 from kit import folds as folds_command
-from kit import alarm, budget, lr_find, pseudo, report
+from kit import alarm, budget, flip, lr_find, pseudo, report
 from kit.allocator import release_memory
 from kit.claim import claim
 from kit.config import Config, record, save_config, shaping, shaping_key
@@ -60,7 +60,7 @@ class FoldRun:
 
     def __init__(self, cfg: Config, fold: int, table: pd.DataFrame, layout: Layout, metric: Metric, device,
                  dist: Dist = Dist(), progress: Progress | None = None, found_lr: float | None = None,
-                 pretrained: bool | None = None, epochs: tuple[int, int] | None = None):
+                 pretrained: bool | None = None, epochs: tuple[int, int] | None = None, hflip: float | None = None):
         self.cfg, self.fold, self.classes, self.device, self.dist = cfg, fold, layout.classes, device, dist
         self.found_lr = found_lr  # stage1_lr=auto's value (kit/lr_find.py)
         self.pretrained = cfg.pretrained if pretrained is None else pretrained  # pretrained=auto, decided
@@ -76,7 +76,7 @@ class FoldRun:
         self.chance = chance(metric, self.val_labels, len(self.classes))  # a score no better is within noise of guessing
         self.train_dl, self.val_dl = fold_loaders(cfg, layout.root, train["path"], train_targets, val["path"],
                                                   self.val_labels, device.type == "cuda", dist.rank, dist.world,
-                                                  f"fold {fold}")
+                                                  f"fold {fold}", hflip)
         self.amp_ctx = autocast(device, cfg.amp)
         self.scaler = grad_scaler(device, cfg.amp)  # fp16 loss scaling (a pass-through otherwise); saved in last.pt
         # with both alphas 0, prob=0 keeps Mixup as the label-smoothed one-hot (or 0/1-row) target maker
@@ -312,8 +312,10 @@ def train_fold(cfg: Config, fold: int, folds: Folds, device, dist: Dist = Dist()
         table = pd.concat([table, rows], ignore_index=True)  # fold -1 role pseudo: trained on, never validated
         log.info("fold %d: + %d pseudo-labelled test images (%s fold %d, probability >= %.2f)", fold, len(rows),
                  cfg.pseudo_from, fold, cfg.pseudo_threshold)
-    FoldRun(cfg, fold, table, folds.layout, folds.metric, device, dist, progress, found_lr(cfg, folds, device, dist),
-            start_weights(cfg, dist), budgeted_epochs(cfg, folds, device, dist)).fit()
+    lr = found_lr(cfg, folds, device, dist)
+    hflip = found_flip(cfg, folds, device, lr, dist)
+    FoldRun(cfg, fold, table, folds.layout, folds.metric, device, dist, progress, lr, start_weights(cfg, dist),
+            budgeted_epochs(cfg, folds, device, dist, hflip), hflip).fit()
     barrier(dist)
     return files.dir
 
@@ -322,8 +324,7 @@ def _once(path: Path, key: str, decide, dist: Dist) -> dict:
     """A decision every fold of an experiment shares: the record kept in `path` under `key`, or `decide()`'s,
     made now by one process (rank 0, holding the file's claim) while other trainers and ranks wait for it."""
     def kept() -> dict | None:
-        record = json.loads(path.read_text()) if path.is_file() else {}
-        return record if record.get("key") == key else None
+        return Experiment.kept(path, key)
 
     if dist.main and kept() is None:
         with claim(path.with_name(f".{path.stem}.lock"), wait=True):
@@ -350,19 +351,21 @@ def start_weights(cfg: Config, dist: Dist = Dist()) -> bool:
     return _once(exp.start, f"{cfg.backbone} {shaping(cfg, 'weights')['pretrained_file']}", decide, dist)["pretrained"]
 
 
-def _fold0(cfg: Config, folds: Folds, device) -> tuple[FoldRun, torch.nn.Module]:
-    """Fold 0's data and a fresh model, as its training would start: what the probes of the auto keys run on."""
-    run = FoldRun(cfg, 0, folds.table, folds.layout, folds.metric, device, pretrained=start_weights(cfg))
+def _fold0(cfg: Config, folds: Folds, device, hflip: float | None) -> tuple[FoldRun, torch.nn.Module]:
+    """Fold 0's data and a fresh model, as its training would start: what the probes of the auto keys run on.
+    hflip: the flip probability of its training transform (hflip=auto's, or 0 before that is decided)."""
+    run = FoldRun(cfg, 0, folds.table, folds.layout, folds.metric, device, pretrained=start_weights(cfg), hflip=hflip)
     return run, run._model()
 
 
-def budgeted_epochs(cfg: Config, folds: Folds, device, dist: Dist = Dist()) -> tuple[int, int] | None:
+def budgeted_epochs(cfg: Config, folds: Folds, device, dist: Dist = Dist(),
+                    hflip: float | None = None) -> tuple[int, int] | None:
     """time_budget's epochs per stage: kept in budget.json, or sized now from a probe of fold 0 (kit/budget.py)."""
     if not cfg.time_budget:
         return None
 
     def decide() -> dict:
-        run, model = _fold0(cfg, folds, device)
+        run, model = _fold0(cfg, folds, device, hflip)
         step_s, image_s = budget.probe(model, run.train_dl, run.val_dl, run.mixup, run.criterion, run.amp_ctx, device,
                                        cfg.optimizer)
         n_train = int((folds.table["role"] != "holdout").sum())
@@ -375,13 +378,13 @@ def budgeted_epochs(cfg: Config, folds: Folds, device, dist: Dist = Dist()) -> t
 
 def found_lr(cfg: Config, folds: Folds, device, dist: Dist = Dist()) -> float | None:
     """stage1_lr=auto's value: kept in lr_find.json, or found now by the range test (kit/lr_find.py) on fold 0's
-    training part, seeded as fold 0's first epoch."""
+    training part, seeded as fold 0's first epoch (with hflip=auto, without flips: it is decided after)."""
     if cfg.stage1_lr != "auto":
         return None
     exp = Experiment.of(cfg)
 
     def decide() -> dict:
-        run, model = _fold0(cfg, folds, device)
+        run, model = _fold0(cfg, folds, device, 0.0 if cfg.hflip == "auto" else None)
         seed_everything(_epoch_seed(cfg.seed, 0, 0, 0))
         run.train_dl.sampler.set_epoch(_epoch_seed(cfg.seed, 0, 0, 0))
         found = lr_find.sweep(model, run.train_dl, run.mixup, run.criterion, run.amp_ctx,
@@ -390,6 +393,26 @@ def found_lr(cfg: Config, folds: Folds, device, dist: Dist = Dist()) -> float | 
         return lr_find.record(found, exp.lr_find.with_suffix(".png"))
 
     return _once(exp.lr_find, shaping_key(cfg, "weights", folds.fingerprint), decide, dist)["lr"]
+
+
+def found_flip(cfg: Config, folds: Folds, device, lr: float | None, dist: Dist = Dist()) -> float | None:
+    """hflip=auto's flip probability: kept in hflip.json, or measured now by a probe (kit/flip.py) trained without
+    flips on fold 0's training part at stage 1's rate (`lr`: stage1_lr=auto's), seeded as fold 0's first epoch."""
+    if cfg.hflip != "auto":
+        return None
+    exp = Experiment.of(cfg)
+
+    def decide() -> dict:
+        run, model = _fold0(cfg, folds, device, 0.0)
+        seed_everything(_epoch_seed(cfg.seed, 0, 0, 0))
+        run.train_dl.sampler.set_epoch(_epoch_seed(cfg.seed, 0, 0, 0))
+        steps = flip.steps_for(epoch_steps(run.train_dl, cfg.max_steps))
+        scores = flip.probe(model, run.train_dl, run.val_dl, run.mixup, run.criterion, run.amp_ctx,
+                            grad_scaler(device, cfg.amp), device, cfg.optimizer, cfg.stage_lr(1, lr), cfg.momentum,
+                            cfg.weight_decay, steps, run.multilabel)
+        return flip.record(flip.decide(*scores) | {"steps": steps}, exp.flip)
+
+    return _once(exp.flip, shaping_key(cfg, "weights", folds.fingerprint), decide, dist)["hflip"]
 
 
 CLAIM_POLL_S = 5.0  # under torchrun, how often the ranks ask again for a fold another trainer holds

@@ -67,6 +67,29 @@ def write_csv_data(root: Path, n_per_class: int = 6, n_test: int = 6, seed: int 
     return root
 
 
+def write_mirror_data(root: Path, n_per_class: int = 16, n_test: int = 8, split: str = "sides") -> Path:
+    """Two classes of two colour halves, red and blue, in either order. split="sides": left|right, mirror
+    images of each other (a horizontal flip changes the class); "rows": top over bottom (a flip keeps it)."""
+    rng = np.random.default_rng(3)
+    halves = {"0": ((220, 40, 40), (40, 40, 220)), "1": ((40, 40, 220), (220, 40, 40))}
+
+    def image(path, label):
+        first, second = halves[label]
+        if split == "sides":
+            arr = np.concatenate([np.broadcast_to(first, (32, 16, 3)), np.broadcast_to(second, (32, 16, 3))], axis=1)
+        else:
+            arr = np.concatenate([np.broadcast_to(first, (16, 32, 3)), np.broadcast_to(second, (16, 32, 3))], axis=0)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.clip(arr + rng.normal(0, 20, arr.shape), 0, 255).astype(np.uint8)).save(path)
+
+    for label in halves:
+        for i in range(n_per_class):
+            image(root / "train" / label / f"{label}_{i}.png", label)
+    for i in range(n_test):
+        image(root / "test" / f"t{i}.png", str(i % 2))
+    return root
+
+
 @pytest.fixture(scope="session")
 def folder_data(tmp_path_factory) -> Path:
     return write_folder_data(tmp_path_factory.mktemp("folder_data"))

@@ -1,16 +1,17 @@
-"""The keys the data decides at train time: stage1_lr=auto, pretrained=auto, time_budget.
+"""The keys the data decides at train time: stage1_lr=auto, hflip=auto, pretrained=auto, time_budget.
 
     pytest tests/test_auto.py -q
 """
 import dataclasses
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from conftest import tiny_cfg, write_folder_data
-from kit import folds, train
+from conftest import tiny_cfg, write_folder_data, write_mirror_data
+from kit import flip, folds, predict, train
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +107,73 @@ def test_the_budget_probe_measures_positive_times():
     step_s, image_s = budget.probe(model, loader, loader, mixup, SoftTargetCrossEntropy(),
                                    autocast(torch.device("cpu"), False), torch.device("cpu"), "adamw")
     assert 0 < image_s < step_s < 10
+
+
+@pytest.mark.parametrize("split, want", [("sides", 0.0), ("rows", 0.5)], ids=["flip-changes-class", "flip-keeps-class"])
+def test_hflip_auto_drops_the_flip_only_where_it_changes_the_class(tmp_path, monkeypatch, split, want):
+    """Left|right colour halves are mirror images (a flip swaps the classes): no flip. Top/bottom halves: the flip
+    stays. Decided once (hflip.json), every fold trains with it, and cv.json and the manifest say which."""
+    from kit.experiment import Experiment
+
+    data = write_mirror_data(tmp_path / "data", split=split)
+    cfg = tiny_cfg(tmp_path, data, hflip="auto", stage1_epochs=1, stage2_epochs=0, max_steps=1, rotate=0.0)
+    folds.make_folds(cfg)
+    used = []
+    loaders = train.fold_loaders
+    monkeypatch.setattr(train, "fold_loaders", lambda *a, **k: used.append(a[-1]) or loaders(*a, **k))
+    train.run([cfg])
+    exp = Experiment.of(cfg)
+    found = json.loads(exp.flip.read_text())
+    assert found["hflip"] == want, found
+    assert found["unflipped"] >= 0.9, f"the probe learns the task unflipped: {found}"
+    assert used == [0.0, want, want], "the probe without flips, then both folds with the choice"
+    assert json.loads(exp.cv_file.read_text())["hflip_auto"] == want
+    manifest = json.loads(predict.run([cfg])[0].with_suffix(".json").read_text())
+    assert manifest["runs"][-1]["hflip_auto"] == {"tiny": want}
+
+    monkeypatch.setattr(flip, "probe", lambda *a, **k: pytest.fail("a kept choice is not measured again"))
+    assert train.found_flip(cfg, folds.load(cfg), torch.device("cpu"), None) == want
+    again = dataclasses.replace(cfg, rotate=5.0)  # a weight-shaping key: the probe's data changed, measure again
+    with pytest.raises(pytest.fail.Exception, match="measured again"):
+        train.found_flip(again, folds.load(again), torch.device("cpu"), None)
+
+
+def test_hflip_auto_rule():
+    """The flip goes only when flipped images lose most of a significant skill; too little skill keeps it."""
+    def hits(right: int, n: int = 100):  # per-image scores: the first `right` images right
+        return (np.arange(n) < right).astype(float)
+
+    swapped = flip.decide(hits(100), hits(0), majority=0.5)  # two classes, every flip a class change
+    assert swapped["hflip"] == 0.0 and swapped["lost"] == pytest.approx(2.0), swapped
+    orientation = flip.decide(hits(30), hits(6), majority=0.01)  # 100 classes: 83% of the skill lost
+    assert orientation["hflip"] == 0.0, orientation
+    kept = flip.decide(hits(30), hits(26), majority=0.01)  # a flip that keeps the class costs a little
+    assert kept["hflip"] == flip.ON and kept["lost"] < 0.2, kept
+    few = flip.decide(hits(2, 8), hits(0, 8), majority=0.5)  # 2 of 8 right on two classes: no skill
+    assert few["hflip"] == flip.ON and "too little" in few["why"], few
+    noisy = flip.decide(hits(9), hits(3), majority=0.01)  # most of the skill lost, z 2.5: not by chance
+    assert noisy["hflip"] == 0.0, noisy
+    close = flip.decide(hits(4), hits(1), majority=0.01)  # all of it lost, but 3 images: z 1.7, within noise
+    assert close["hflip"] == flip.ON and close["lost"] > flip.LOST, close
+
+
+def test_hflip_must_be_a_probability_or_auto(tmp_path):
+    with pytest.raises(ValueError, match=r"hflip=1.5: a probability, from 0 to 1 \(or auto\)"):
+        tiny_cfg(tmp_path, tmp_path, hflip=1.5)
+    with pytest.raises(ValueError, match="'hflip'.*or auto"):
+        tiny_cfg(tmp_path, tmp_path, hflip="sometimes")
+    assert tiny_cfg(tmp_path, tmp_path, hflip="auto").hflip == "auto"
+
+
+def test_photo_regions_make_a_data_set_of_the_classes_asked(tmp_path):
+    """kit.synth.write_photo_regions (the bench's classes a flip keeps): folders, test images and their solution."""
+    from kit.layout import scan
+    from kit.synth import write_photo_regions
+
+    data = write_photo_regions(tmp_path / "photo", classes=6, per_class=3, side=24)
+    layout = scan(data)
+    assert len(layout.classes) == 6 and len(layout.train) == 18 and len(layout.test) == 12
+    solution = pd.read_csv(data / "solution.csv")
+    assert sorted(solution["label"].unique()) == list(layout.classes) and set(solution["Usage"]) == {"Public", "Private"}
+    with pytest.raises(AssertionError, match="even"):
+        write_photo_regions(tmp_path / "odd", classes=5)

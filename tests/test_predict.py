@@ -10,10 +10,9 @@ import pandas as pd
 import pytest
 import torch
 import ttach
-from PIL import Image
 from sklearn.metrics import accuracy_score
 
-from conftest import exp_dir, make_image, tiny_cfg
+from conftest import exp_dir, make_image, tiny_cfg, write_mirror_data
 from kit import ensemble, folds, formats, leaderboard, predict, train
 from kit.cli import main
 from kit.config import save_config
@@ -269,25 +268,6 @@ def test_oof_through_identity_tta_equals_the_training_oof(folder_run):
         predicted = load_npz(exp_dir(cfg) / f"fold{k}" / "oof_logits.npz")
         assert np.array_equal(trained["ids"], predicted["ids"]) and np.array_equal(trained["labels"], predicted["labels"])
         np.testing.assert_allclose(predicted["logits"], trained["logits"], rtol=0, atol=1e-5)
-
-
-def write_mirror_data(root: Path, n_per_class: int = 16, n_test: int = 8) -> Path:
-    """Two classes that are mirror images of each other (red|blue and blue|red): a flip changes the class."""
-    rng = np.random.default_rng(3)
-    halves = {"0": ((220, 40, 40), (40, 40, 220)), "1": ((40, 40, 220), (220, 40, 40))}
-
-    def image(path, label):
-        left, right = halves[label]
-        arr = np.concatenate([np.broadcast_to(left, (32, 16, 3)), np.broadcast_to(right, (32, 16, 3))], axis=1)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.clip(arr + rng.normal(0, 20, arr.shape), 0, 255).astype(np.uint8)).save(path)
-
-    for label in halves:
-        for i in range(n_per_class):
-            image(root / "train" / label / f"{label}_{i}.png", label)
-    for i in range(n_test):
-        image(root / "test" / f"t{i}.png", str(i % 2))
-    return root
 
 
 def test_cv_goes_through_the_same_tta_as_the_submission(tmp_path):

@@ -1,0 +1,118 @@
+"""hflip=auto: whether a horizontal flip keeps an image's class, measured on the data before training.
+
+    python -m kit train --exp quick data=...   # the quick preset sets hflip: auto; <work_dir>/<exp>/hflip.json
+
+A random flip is the default augmentation of image classification, and right for photographs of
+things. It is wrong where the class lies in the orientation (digits and letters, left and right
+hands, arrows, kit.synth's gratings): there every flipped training image is a mislabelled one, and
+on 100 orientation-coded classes it cost more than half the accuracy (docs/BENCHMARKS.md).
+
+Before the first fold, a throwaway copy of fold 0's model trains without flips for 4 epochs of
+fold 0's training part (MIN_STEPS to MAX_STEPS steps, at stage 1's rate with a warm-up over the
+first half), then predicts fold 0's validation images as they are and flipped. A flip that keeps
+the class costs such a model little: its flipped images are images of the same classes. One that
+changes the class costs it most of what it learnt (a class-swapping flip, more than all). The flip
+is left out (hflip 0) when the flipped images lose more than LOST of the model's skill above the
+majority class, by a paired z above Z; otherwise it stays (hflip 0.5, the recipe's), also when the
+model learnt too little to tell, which the log line and hflip.json say. Every fold uses the choice;
+it is kept under a key of every weight-shaping setting and the folds, as lr_find.json is.
+"""
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import torch
+
+from kit.engine import make_optimizer
+
+log = logging.getLogger(__name__)
+
+ON = 0.5  # the flip probability when the flip stays (the recipe's)
+MIN_STEPS, MAX_STEPS, EPOCHS = 100, 400, 4
+LOST = 0.5  # of the skill above the majority class that flipped images may lose before the flip goes
+Z = 2.0  # paired z of that loss (and of the skill itself) needed to act on it
+
+
+def steps_for(epoch_steps: int) -> int:
+    """The probe's training steps: EPOCHS epochs, within [MIN_STEPS, MAX_STEPS]."""
+    return min(MAX_STEPS, max(MIN_STEPS, EPOCHS * epoch_steps))
+
+
+def probe(model, loader, val_loader, mixup, criterion, amp_ctx, scaler, device, opt: str, lr: float,
+          momentum: float, weight_decay: float, steps: int, multilabel: bool) -> tuple[np.ndarray, np.ndarray, float]:
+    """Train `model` (in place: pass a copy you can discard) for `steps` steps on `loader` (no flips in its
+    transform), then score `val_loader`'s images as they are and flipped: (per-image score unflipped, flipped,
+    the majority's score). A score is 1/0 for the top class, or the share of tags right (multi-label)."""
+    optimizer = make_optimizer(model, opt, lr, momentum, weight_decay)
+    model.train()
+
+    def batches():
+        while True:
+            yield from loader
+
+    for i, (x, y) in zip(range(steps), batches()):
+        for group in optimizer.param_groups:  # from lr/10 to lr over the first half, as stage 1's warm-up does
+            group["lr"] = lr * min(1.0, 0.1 + 0.9 * i / max(steps // 2, 1))
+        x, target = mixup(x.to(device).float(), y.to(device))
+        with amp_ctx():
+            loss = criterion(model(x).float(), target)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    model.eval()
+    plain, flipped, labels = [], [], []
+    with torch.inference_mode(), amp_ctx():
+        for x, y in val_loader:
+            x = x.to(device).float()
+            plain.append(model(x).float().cpu())
+            flipped.append(model(x.flip(-1)).float().cpu())
+            labels.append(y)
+    y = torch.cat(labels).numpy()
+    return _hits(torch.cat(plain), y, multilabel), _hits(torch.cat(flipped), y, multilabel), _majority(y, multilabel)
+
+
+def _hits(logits: torch.Tensor, y: np.ndarray, multilabel: bool) -> np.ndarray:
+    if multilabel:
+        return ((logits.sigmoid().numpy() >= 0.5) == (y >= 0.5)).mean(1)
+    return (logits.argmax(1).numpy() == y).astype(np.float64)
+
+
+def _majority(y: np.ndarray, multilabel: bool) -> float:
+    if multilabel:
+        p = (y >= 0.5).mean(0)
+        return float(np.maximum(p, 1 - p).mean())
+    return float(np.bincount(y).max() / len(y))
+
+
+def decide(plain: np.ndarray, flipped: np.ndarray, majority: float) -> dict:
+    """The flip probability from the probe's per-image scores (see the module's docstring), and the figures."""
+    n = len(plain)
+    skill = float(plain.mean()) - majority
+    noise = math.sqrt(max(majority * (1 - majority), 1 / n) / n)  # the majority score's standard error
+    d = plain - flipped
+    spread = float(d.std(ddof=1)) if n > 1 else 0.0
+    z = float(d.mean()) / (spread / math.sqrt(n)) if spread > 0 else (math.inf if d.mean() > 0 else 0.0)
+    z = min(z, 99.0)  # a finite number for hflip.json (every image lost by the flip, none gained)
+    lost = float(d.mean()) / skill if skill > 0 else 0.0
+    figures = {"unflipped": round(float(plain.mean()), 4), "flipped": round(float(flipped.mean()), 4),
+               "majority": round(majority, 4), "images": n}
+    if skill <= Z * noise:
+        return {"hflip": ON, "why": "the probe learnt too little to tell (no skill above the majority class): "
+                                    "the flip stays", **figures}
+    if lost > LOST and z > Z:
+        return {"hflip": 0.0, "why": f"flipped, fold 0's validation images lose {lost:.0%} of the skill above the "
+                                     "majority class: a flip changes the class here", **figures,
+                "lost": round(lost, 3), "z": round(z, 2)}
+    return {"hflip": ON, "why": f"flipped, fold 0's validation images lose {max(lost, 0):.0%} of the skill above "
+                                "the majority class: a flip keeps the class", **figures,
+            "lost": round(lost, 3), "z": round(z, 2)}
+
+
+def record(found: dict, path) -> dict:
+    """Say what the probe chose; returns `found` (the record kept in hflip.json)."""
+    log.info("hflip=auto: %g (%s; unflipped %.3f, flipped %.3f, majority %.3f): %s", found["hflip"], found["why"],
+             found["unflipped"], found["flipped"], found["majority"], path)
+    return found
