@@ -20,7 +20,7 @@ import time
 import torch
 
 from kit.config import Config
-from kit.engine import make_optimizer
+from kit.engine import forever, make_optimizer
 from kit.tta import AUTO_TTA
 from kit.tta import transforms as tta_transforms
 
@@ -44,7 +44,7 @@ def probe(model, loader, val_loader, mixup, criterion, amp_ctx, device, opt: str
     optimizer `opt` (an engine name: Adam-like ones cost more a step)."""
     optimizer = make_optimizer(model, opt, 1e-4, 0.9, 0.0)
     model.train()
-    batches = iter(_forever(loader))
+    batches = forever(loader)
     t0 = None
     for i in range(WARM_STEPS + PROBE_STEPS):
         if i == WARM_STEPS:
@@ -68,11 +68,6 @@ def probe(model, loader, val_loader, mixup, criterion, amp_ctx, device, opt: str
         model(x.to(device).float())
         _sync(device)
     return step_s, (time.perf_counter() - t0) / len(x)
-
-
-def _forever(loader):
-    while True:
-        yield from loader
 
 
 def _sync(device) -> None:

@@ -69,6 +69,24 @@ def make_optimizer(model, name: str, lr: float, momentum: float, weight_decay: f
     return create_optimizer_v2(model, opt=name, lr=lr, weight_decay=weight_decay, momentum=momentum)
 
 
+def forever(loader):
+    """The loader's batches, epoch after epoch (the probes count steps, not epochs)."""
+    while True:
+        yield from loader
+
+
+def probe_step(model, optimizer, scaler, mixup, criterion, amp_ctx, device, x, y) -> torch.Tensor:
+    """One training step of a probe (kit/lr_find.py, kit/flip.py): mixup, the loss, a scaled step; the loss."""
+    x, target = mixup(x.to(device).float(), y.to(device))
+    with amp_ctx():
+        loss = criterion(model(x).float(), target)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss
+
+
 def epoch_steps(loader, max_steps: int) -> int:
     """Optimizer steps in one epoch: the whole loader, or max_steps when set (smoke tests)."""
     return min(len(loader), max_steps) if max_steps else len(loader)

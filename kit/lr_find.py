@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from kit import report
-from kit.engine import make_optimizer
+from kit.engine import forever, make_optimizer, probe_step
 
 log = logging.getLogger(__name__)
 
@@ -34,22 +34,11 @@ def sweep(model, loader, mixup, criterion, amp_ctx, scaler, device, opt: str, mo
     optimizer = make_optimizer(model, opt, START, momentum, weight_decay)
     model.train()
     lrs, losses, mean, lowest = [], [], 0.0, math.inf
-
-    def batches():
-        while True:
-            yield from loader
-
-    for i, (x, y) in zip(range(steps), batches()):
+    for i, (x, y) in zip(range(steps), forever(loader)):
         lr = START * (END / START) ** (i / max(steps - 1, 1))
         for group in optimizer.param_groups:
             group["lr"] = lr
-        x, target = mixup(x.to(device).float(), y.to(device))
-        with amp_ctx():
-            loss = criterion(model(x).float(), target)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        loss = probe_step(model, optimizer, scaler, mixup, criterion, amp_ctx, device, x, y)
         mean = SMOOTHING * mean + (1 - SMOOTHING) * loss.item()
         smoothed = mean / (1 - SMOOTHING ** (i + 1))  # bias-corrected
         if not math.isfinite(smoothed) or smoothed > DIVERGED * lowest:
