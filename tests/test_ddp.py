@@ -26,15 +26,27 @@ ARGS = ["backbone=test_vit", "head=linear", "head_dropout=0", "resize=160", "img
         "stage1_lr=0.05", "eval_batch_size=16", "pretrained=false"]
 
 
-def _train(cmd_prefix, data, work_dir, agents: int = 1):
-    """Train fold 0 with `agents` copies of the launcher started at once (several torchrun agents: nodes)."""
+def _nodes(n: int, job: str) -> list[list[str]]:
+    """torchrun's arguments for n nodes of one process each, as on n machines: node 0 hosts the rendezvous store.
+
+    On one machine every agent matches the endpoint's host, and which one hosts is left to a race for the port;
+    on n machines only the endpoint's does, which `is_host` says here.
+    """
+    endpoint = f"--rdzv_endpoint=127.0.0.1:{_free_port()}"
+    return [[sys.executable, "-m", "torch.distributed.run", f"--nnodes={n}", "--nproc_per_node=1", "--rdzv_backend=c10d",
+             endpoint, f"--rdzv_id={job}", f"--rdzv_conf=is_host={int(i == 0)}"] for i in range(n)]
+
+
+def _train(prefixes, data, work_dir):
+    """Train fold 0 under each launcher prefix, started at once (several torchrun agents: nodes)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = ["-m", "kit", "train", "--exp", "demo", "--fold", "0", f"data={data}", f"work_dir={work_dir}", *ARGS]
-    procs = [subprocess.Popen([*cmd_prefix, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True) for _ in range(agents)]
-    for p in procs:
-        out = p.communicate(timeout=600)[0]
-        assert p.returncode == 0, out[-3000:]
+    procs = [subprocess.Popen([*prefix, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for prefix in prefixes]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    # every launcher's output: the one that failed first is not always the first
+    assert all(p.returncode == 0 for p in procs), "\n".join(
+        f"--- launcher {i}, exit {p.returncode}:\n{out[-2500:]}" for i, (p, out) in enumerate(zip(procs, outs)))
     fold = work_dir / "demo" / "fold0"
     return pd.read_csv(fold / "history.csv"), torch.load(fold / "best.pt", weights_only=True)
 
@@ -44,7 +56,7 @@ def one_process(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("one")
     data = write_folder_data(tmp / "data", n_per_class=16, n_test=3)
     folds.make_folds(load_config(PRESETS / "demo.yaml", {"data": str(data), "work_dir": str(tmp / "one"), "n_folds": 2}))
-    return data, _train([sys.executable], data, tmp / "one")
+    return data, _train([[sys.executable]], data, tmp / "one")
 
 
 def _children(pid: int) -> list[int]:
@@ -69,13 +81,11 @@ def _free_port() -> int:
 def test_two_processes_match_one(tmp_path, one_process, launch):
     data, (h1, b1) = one_process
     folds.make_folds(load_config(PRESETS / "demo.yaml", {"data": str(data), "work_dir": str(tmp_path / "two"), "n_folds": 2}))
-    torchrun = [sys.executable, "-m", "torch.distributed.run"]
     if launch.startswith("one node"):
-        h2, b2 = _train([*torchrun, "--standalone", "--nproc_per_node=2"], data, tmp_path / "two")
+        h2, b2 = _train([[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]], data,
+                        tmp_path / "two")
     else:  # what `torchrun --nnodes=2 ... --rdzv_endpoint=HOST:PORT` runs on each of two machines
-        h2, b2 = _train([*torchrun, "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d",
-                         f"--rdzv_endpoint=127.0.0.1:{_free_port()}", "--rdzv_id=kit-test"], data, tmp_path / "two",
-                        agents=2)
+        h2, b2 = _train(_nodes(2, "kit-test"), data, tmp_path / "two")
     assert len(h1) == len(h2) == 3
     pd.testing.assert_series_equal(h1["train_loss"], h2["train_loss"], rtol=1e-4, check_exact=False)
     pd.testing.assert_series_equal(h1["val_loss"], h2["val_loss"], rtol=1e-4, check_exact=False)
@@ -179,12 +189,10 @@ def test_a_node_that_dies_ends_the_job_and_the_fold_resumes(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "KIT_DIST_TIMEOUT_S": "20"}
 
     def agents():
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d",
-               f"--rdzv_endpoint=127.0.0.1:{_free_port()}", "--rdzv_id=kit-death", "-m", "kit", "train", "--exp", "demo",
-               "--fold", "0", f"data={data}", f"work_dir={work}", *SMALL, "stage1_epochs=6", "stage2_epochs=0",
-               "patience=9", "checkpoint_every_s=0"]
-        return [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                 start_new_session=True) for _ in range(2)]
+        args = ["-m", "kit", "train", "--exp", "demo", "--fold", "0", f"data={data}", f"work_dir={work}", *SMALL,
+                "stage1_epochs=6", "stage2_epochs=0", "patience=9", "checkpoint_every_s=0"]
+        return [subprocess.Popen([*prefix, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                 start_new_session=True) for prefix in _nodes(2, "kit-death")]
 
     first, second = agents()
     history = work / "demo" / "fold0" / "history.csv"
@@ -200,9 +208,9 @@ def test_a_node_that_dies_ends_the_job_and_the_fold_resumes(tmp_path):
     # collective fails before its agent tears it down; which comes first depends on timing, so it is not asserted
     assert not (work / "demo" / "fold0" / "oof.npz").exists()
     before = pd.read_csv(history)
-    for p in agents():
-        rest = p.communicate(timeout=300)[0]
-        assert p.returncode == 0, rest[-3000:]
+    again = agents()
+    rest = [p.communicate(timeout=300)[0] for p in again]
+    assert all(p.returncode == 0 for p in again), "\n---\n".join(out[-2500:] for out in rest)
     after = pd.read_csv(history)
     assert (work / "demo" / "fold0" / "oof.npz").is_file() and len(after) == 6 and len(before) >= 1
     pd.testing.assert_frame_equal(after.iloc[:len(before)], before, check_dtype=False)  # resumed, not started over
