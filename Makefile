@@ -16,8 +16,8 @@ ifeq ($(DATA),data/demo)
 EXP := demo demo_baseline
 else
 EXP := quick
-QUICK_NOTE := EXP not set: using the quick preset (kit/configs/quick.yaml: small model from scratch, 64 px, for your \
-  own data on a CPU); set EXP= to choose, see README
+QUICK_NOTE := EXP not set: using the quick preset (kit/configs/quick.yaml: a small model at 64 px, the whole run in at \
+  most 30 minutes, for your own data on a CPU); set EXP= to choose, see README
 $(if $(filter folds train predict cache submit leaderboard,$(MAKECMDGOALS)),$(info $(QUICK_NOTE)))
 endif
 endif

@@ -2,6 +2,7 @@
 
     python -m bench --only defaults                # every data set of DATASETS (about an hour on 2 cores)
     KIT_BENCH_SETS="2 classes|x 50" python -m bench --only defaults   # those whose name contains a text
+    KIT_BENCH_KEYS="time_budget=30" python -m bench --only defaults   # the default path with keys set
 
 Per data set (kit.synth: gratings, whose classes a flip changes, and photographs' regions, which
 it keeps; none of them tuned on): (a) `make folds train predict DATA=...` with no EXP
@@ -26,7 +27,7 @@ import pandas as pd
 import torch
 
 from kit import folds, leaderboard, predict, train
-from kit.config import PRESETS, load_config
+from kit.config import PRESETS, load_config, parse_overrides
 from kit.synth import MATRIX, write_photo_regions, write_synthetic
 
 DATASETS = {
@@ -100,8 +101,9 @@ def _score(sub: pd.DataFrame, solution: pd.DataFrame) -> tuple[float, float]:
 def _one(name: str, shape: dict, tmp: Path) -> dict:
     shape = dict(shape)
     data = (write_photo_regions if shape.pop("photo", False) else write_synthetic)(tmp / "data", side=64, **shape)
+    keys = parse_overrides(os.environ.get("KIT_BENCH_KEYS", "").split())
     cfg = load_config(PRESETS / "quick.yaml", {"data": str(data), "work_dir": str(tmp / "folds"),
-                                             "submissions_dir": str(tmp / "subs")})
+                                             "submissions_dir": str(tmp / "subs"), **keys})
     t0 = time.perf_counter()
     folds.make_folds(cfg)
     train.run([cfg])

@@ -1,15 +1,17 @@
-"""time_budget=MINUTES: the epochs that fit a whole run (every fold, then predict), from a measured probe.
+"""time_budget=MINUTES: a whole run (every fold, then predict) that fits, from a measured probe.
 
     python -m kit run --exp quick time_budget=30 data=...   # <work_dir>/<exp>/budget.json says what was chosen
 
-Before the first fold, a throwaway copy of fold 0's model takes PROBE_STEPS training steps on its
-data (after WARM_STEPS untimed ones) and predicts one batch of its validation images, timed. From
-them: one epoch (training steps + validation), and predict's share (every test and training image
-once per TTA pass; tta=auto scores its candidates on the training images). The epochs left per fold
-are split between the stages in the config's ratio (stage1_epochs : stage2_epochs); every fold gets
-the same, and early stopping still ends a stage that stops improving. The choice is kept under a key
-of every weight-shaping setting and the folds: a rerun or resume reuses it. Sized for one process
-training the folds one after another: with several GPU processes, give each its share.
+The config's epochs (stage1_epochs, stage2_epochs) are the most a fold trains; the budget trims them
+where they do not fit, never adds. Before the first fold, a throwaway copy of fold 0's model takes
+PROBE_STEPS training steps on its data (after WARM_STEPS untimed ones) and predicts one batch of its
+validation images, timed. From them: one epoch (training steps + validation), and predict's share
+(every test and training image once per TTA pass; tta=auto scores its candidates on the training
+images). What the run's probes already spent (hflip=auto's, stage1_lr=auto's) comes off first. The
+epochs left per fold are split between the stages in the config's ratio; every fold gets the same,
+and early stopping still ends a stage that stops improving. The choice is kept under a key of every
+weight-shaping setting and the folds: a rerun or resume reuses it. Sized for one process training
+the folds one after another: with several GPU processes, give each its share.
 """
 from __future__ import annotations
 
@@ -76,26 +78,36 @@ def _sync(device) -> None:
 
 
 def plan(cfg: Config, n_folds: int, steps_per_epoch: int, n_val: int, n_train: int, n_test: int,
-         step_s: float, image_s: float) -> dict:
-    """The epochs per stage that fit time_budget minutes (see the module's docstring), and the figures behind them."""
+         step_s: float, image_s: float, spent_s: float = 0.0) -> dict:
+    """The epochs per stage that fit time_budget minutes, at most the config's (see the module's docstring), and
+    the figures behind them. `spent_s`: what the run has spent already (its probes)."""
     test_passes, train_passes = passes(cfg)
     predict_s = image_s * (n_test * test_passes * n_folds + n_train * train_passes)
     epoch_s = steps_per_epoch * step_s + n_val * image_s
-    left = cfg.time_budget * 60 * SAFETY - predict_s
-    per_fold = math.floor(left / n_folds / epoch_s) if left > 0 else 0
-    if per_fold < 2:
-        raise ValueError(f"time_budget={cfg.time_budget:g} minutes fits {max(per_fold, 0)} epoch(s) a fold (an epoch "
+    left = cfg.time_budget * 60 * SAFETY - predict_s - spent_s
+    fits = math.floor(left / n_folds / epoch_s) if left > 0 else 0
+    asked = cfg.stage1_epochs + cfg.stage2_epochs
+    least = min(2, asked)  # two epochs a fold at the least, unless the config asks for fewer
+    if fits < least:
+        raise ValueError(f"time_budget={cfg.time_budget:g} minutes fits {max(fits, 0)} epoch(s) a fold (an epoch "
                          f"takes {epoch_s:.0f} s here, predict {predict_s / 60:.1f} min); give at least "
-                         f"{math.ceil((2 * n_folds * epoch_s + predict_s) / 60 / SAFETY)} minutes, or fewer folds")
-    ratio = cfg.stage1_epochs / max(cfg.stage1_epochs + cfg.stage2_epochs, 1)
-    stage1 = max(1, round(per_fold * ratio)) if cfg.stage2_epochs else per_fold
-    return {"stage1_epochs": stage1, "stage2_epochs": per_fold - stage1, "epoch_s": round(epoch_s, 3),
-            "predict_s": round(predict_s, 1), "step_s": step_s, "image_s": image_s, "budget_min": cfg.time_budget}
+                         f"{math.ceil((least * n_folds * epoch_s + predict_s + spent_s) / 60 / SAFETY)} minutes "
+                         "(time_budget=MINUTES), fewer folds, or time_budget=0 for the config's epochs")
+    if fits >= asked:
+        stage1, per_fold = cfg.stage1_epochs, asked
+    else:
+        per_fold = fits
+        stage1 = max(1, round(per_fold * cfg.stage1_epochs / asked)) if cfg.stage2_epochs else per_fold
+    return {"stage1_epochs": stage1, "stage2_epochs": per_fold - stage1, "fits": fits, "epoch_s": round(epoch_s, 3),
+            "predict_s": round(predict_s, 1), "spent_s": round(spent_s, 1), "step_s": step_s, "image_s": image_s,
+            "budget_min": cfg.time_budget}
 
 
-def record(chosen: dict) -> dict:
+def record(chosen: dict, cfg: Config) -> dict:
     """Say what the budget chose; returns `chosen` (the record kept in budget.json)."""
-    log.info("time_budget=%g min: %d + %d epochs a fold (an epoch %.1f s, predict %.1f min, measured)",
-             chosen["budget_min"], chosen["stage1_epochs"], chosen["stage2_epochs"], chosen["epoch_s"],
-             chosen["predict_s"] / 60)
+    trimmed = (chosen["stage1_epochs"], chosen["stage2_epochs"]) != (cfg.stage1_epochs, cfg.stage2_epochs)
+    log.info("time_budget=%g min: %d + %d epochs a fold (%s %d + %d; an epoch %.1f s, predict %.1f min, probes "
+             "%.1f min, measured)", chosen["budget_min"], chosen["stage1_epochs"], chosen["stage2_epochs"],
+             "trimmed from the config's" if trimmed else "the config's, which fit:", cfg.stage1_epochs,
+             cfg.stage2_epochs, chosen["epoch_s"], chosen["predict_s"] / 60, chosen["spent_s"] / 60)
     return chosen

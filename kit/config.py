@@ -115,9 +115,9 @@ class Config:
     stage2_lr: float = _key(0.001, "stage 2 learning rate; stage 2 starts from the stage-1 best weights; auto = a "
                                    "tenth of stage 1's (the recipe's ratio)", "weights")
     stage2_epochs: int = _key(20, "stage 2 epochs; 0 skips stage 2", "weights")
-    time_budget: float = _key(0.0, "minutes for the whole run (every fold, then predict): the epochs are sized "
-                                   "from a measured probe (kit/budget.py: budget.json) in the ratio of stage1_epochs "
-                                   "to stage2_epochs; 0 = the epochs as set", "weights")
+    time_budget: float = _key(0.0, "minutes for the whole run (every fold, then predict): the epochs as set, "
+                                   "trimmed where a measured probe says they do not fit (kit/budget.py: budget.json), "
+                                   "in the ratio of stage1_epochs to stage2_epochs; 0 = the epochs as set", "weights")
     lr_reference_batch: int = _key(
         0, "linear lr scaling: lr x batch_size / this (e.g. 16 for the recipe); 0 = off", "weights")
     warmup_epochs: int = _key(

@@ -312,10 +312,12 @@ def train_fold(cfg: Config, fold: int, folds: Folds, device, dist: Dist = Dist()
         table = pd.concat([table, rows], ignore_index=True)  # fold -1 role pseudo: trained on, never validated
         log.info("fold %d: + %d pseudo-labelled test images (%s fold %d, probability >= %.2f)", fold, len(rows),
                  cfg.pseudo_from, fold, cfg.pseudo_threshold)
+    probes_from = time.monotonic()
     lr = found_lr(cfg, folds, device, dist)
     hflip = found_flip(cfg, folds, device, lr, dist)
+    epochs = budgeted_epochs(cfg, folds, device, dist, hflip, spent_s=time.monotonic() - probes_from)
     FoldRun(cfg, fold, table, folds.layout, folds.metric, device, dist, progress, lr, start_weights(cfg, dist),
-            budgeted_epochs(cfg, folds, device, dist, hflip), hflip).fit()
+            epochs, hflip).fit()
     barrier(dist)
     return files.dir
 
@@ -358,9 +360,10 @@ def _fold0(cfg: Config, folds: Folds, device, hflip: float | None) -> tuple[Fold
     return run, run._model()
 
 
-def budgeted_epochs(cfg: Config, folds: Folds, device, dist: Dist = Dist(),
-                    hflip: float | None = None) -> tuple[int, int] | None:
-    """time_budget's epochs per stage: kept in budget.json, or sized now from a probe of fold 0 (kit/budget.py)."""
+def budgeted_epochs(cfg: Config, folds: Folds, device, dist: Dist = Dist(), hflip: float | None = None,
+                    spent_s: float = 0.0) -> tuple[int, int] | None:
+    """time_budget's epochs per stage: kept in budget.json, or sized now from a probe of fold 0 (kit/budget.py);
+    `spent_s`: what this run's other probes took."""
     if not cfg.time_budget:
         return None
 
@@ -370,7 +373,8 @@ def budgeted_epochs(cfg: Config, folds: Folds, device, dist: Dist = Dist(),
                                        cfg.optimizer)
         n_train = int((folds.table["role"] != "holdout").sum())
         return budget.record(budget.plan(cfg, folds.n_folds, epoch_steps(run.train_dl, cfg.max_steps),
-                                         len(run.val_ids), n_train, len(folds.layout.test), step_s, image_s))
+                                         len(run.val_ids), n_train, len(folds.layout.test), step_s, image_s, spent_s),
+                             cfg)
 
     record = _once(Experiment.of(cfg).budget, shaping_key(cfg, "weights", folds.fingerprint), decide, dist)
     return record["stage1_epochs"], record["stage2_epochs"]

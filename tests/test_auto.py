@@ -12,6 +12,7 @@ import torch
 
 from conftest import tiny_cfg, write_folder_data, write_mirror_data
 from kit import flip, folds, predict, train
+from kit.config import PRESETS, load_config
 
 
 @pytest.fixture(scope="module")
@@ -74,22 +75,42 @@ def test_time_budget_sizes_every_fold_from_the_probe_and_keeps_the_choice(tmp_pa
     from kit.experiment import Experiment
 
     monkeypatch.setattr(budget, "probe", lambda *a: (0.05, 0.001))  # 0.05 s a step, 1 ms an image
-    cfg = tiny_cfg(tmp_path, easy_data, time_budget=0.03, stage1_epochs=3, stage2_epochs=1, patience=50, min_epochs=0)
+    cfg = tiny_cfg(tmp_path, easy_data, time_budget=0.03, stage1_epochs=4, stage2_epochs=2, patience=50, min_epochs=0)
     folds.make_folds(cfg)
     train.run([cfg])
     chosen = json.loads(Experiment.of(cfg).budget.read_text())
-    # an epoch: fold 0's training steps and validation images; 1.8 s planned less predict's share, over 2 folds, 3:1
+    # an epoch: fold 0's training steps and validation images; 1.8 s planned less predict's share, over 2 folds, 2:1
     n_val = int((folds.load(cfg).table["fold"] == 0).sum())
     steps = (chosen["epoch_s"] - n_val * 0.001) / 0.05
     assert steps == pytest.approx(round(steps), abs=1e-6) and steps >= 1
-    per_fold = int((0.03 * 60 * budget.SAFETY - chosen["predict_s"]) / 2 / chosen["epoch_s"])
-    assert (chosen["stage1_epochs"], chosen["stage2_epochs"]) == (round(per_fold * 0.75), per_fold - round(per_fold * 0.75))
+    per_fold = int((0.03 * 60 * budget.SAFETY - chosen["predict_s"] - chosen["spent_s"]) / 2 / chosen["epoch_s"])
+    assert 2 <= per_fold < 6, f"the case of a budget that trims the config's 4 + 2 epochs: {chosen}"
+    assert (chosen["stage1_epochs"], chosen["stage2_epochs"]) == (round(per_fold * 2 / 3), per_fold - round(per_fold * 2 / 3))
     for k in range(2):
         h = pd.read_csv(Experiment.of(cfg).fold(k).history)
         assert (h["stage"] == 1).sum() == chosen["stage1_epochs"] and (h["stage"] == 2).sum() == chosen["stage2_epochs"]
 
-    with pytest.raises(ValueError, match=r"time_budget=0.001 minutes fits 0 epoch\(s\).*give at least"):
+    with pytest.raises(ValueError, match=r"time_budget=0.001 minutes fits 0 epoch\(s\).*give at least.*"
+                                         r"time_budget=0 for the config's epochs"):
         budget.plan(dataclasses.replace(cfg, time_budget=0.001), 2, 2, 16, 32, 6, 0.05, 0.001)
+
+
+def test_the_budget_trims_the_configs_epochs_and_never_adds(tmp_path):
+    """The config's epochs are the most a fold trains: kept where they fit, trimmed in their ratio where they do not;
+    what the run's probes spent comes off the budget first."""
+    from kit import budget
+    cfg = load_config(PRESETS / "quick.yaml", {"data": str(tmp_path), "stage1_epochs": 15, "stage2_epochs": 5,
+                                                "tta": ["hflip"]})
+    # 5 folds, an epoch of 100 steps at 0.1 s (+ 100 val images at 1 ms): 10.1 s; predict 10 + 20 images x 2 passes
+
+    def plan(minutes, spent=0.0):
+        return budget.plan(dataclasses.replace(cfg, time_budget=minutes), 5, 100, 100, 20, 10, 0.1, 0.001, spent)
+
+    roomy = plan(60)
+    assert (roomy["stage1_epochs"], roomy["stage2_epochs"]) == (15, 5) and roomy["fits"] > 20, "never more"
+    tight = plan(10)  # (600 x 0.9 - predict) / 5 folds / 10.1 s: 10 epochs of the 20
+    assert tight["fits"] == 10 and (tight["stage1_epochs"], tight["stage2_epochs"]) == (8, 2)
+    assert plan(10, spent=101)["fits"] == 8, "the probes' 101 s: two epochs less in each of 5 folds (5 x 2 x 10.1 s)"
 
 
 def test_the_budget_probe_measures_positive_times():
