@@ -22,7 +22,7 @@ import time
 import torch
 
 from kit.config import Config
-from kit.engine import forever, make_optimizer
+from kit.engine import forever, make_optimizer, probe_step
 from kit.tta import AUTO_TTA
 from kit.tta import transforms as tta_transforms
 
@@ -41,9 +41,9 @@ def passes(cfg: Config) -> tuple[int, int]:
     return n, 2 * n  # the OOF images, and again with the last epoch's weights (cv_last)
 
 
-def probe(model, loader, val_loader, mixup, criterion, amp_ctx, device, opt: str) -> tuple[float, float]:
+def probe(model, loader, val_loader, mixup, criterion, amp_ctx, scaler, device, opt: str) -> tuple[float, float]:
     """(seconds per training step, seconds per image predicted), measured on `model` (trained in place) with
-    optimizer `opt` (an engine name: Adam-like ones cost more a step)."""
+    optimizer `opt` (an engine name: Adam-like ones cost more a step), each step as the other probes take it."""
     optimizer = make_optimizer(model, opt, 1e-4, 0.9, 0.0)
     model.train()
     batches = forever(loader)
@@ -52,13 +52,7 @@ def probe(model, loader, val_loader, mixup, criterion, amp_ctx, device, opt: str
         if i == WARM_STEPS:
             _sync(device)
             t0 = time.perf_counter()
-        x, y = next(batches)
-        x, target = mixup(x.to(device).float(), y.to(device))
-        with amp_ctx():
-            loss = criterion(model(x).float(), target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        probe_step(model, optimizer, scaler, mixup, criterion, amp_ctx, device, *next(batches))
     _sync(device)
     step_s = (time.perf_counter() - t0) / PROBE_STEPS
     model.eval()

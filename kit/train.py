@@ -369,8 +369,8 @@ def budgeted_epochs(cfg: Config, folds: Folds, device, dist: Dist = Dist(), hfli
 
     def decide() -> dict:
         run, model = _fold0(cfg, folds, device, hflip)
-        step_s, image_s = budget.probe(model, run.train_dl, run.val_dl, run.mixup, run.criterion, run.amp_ctx, device,
-                                       cfg.optimizer)
+        step_s, image_s = budget.probe(model, run.train_dl, run.val_dl, run.mixup, run.criterion, run.amp_ctx,
+                                       grad_scaler(device, cfg.amp), device, cfg.optimizer)
         n_train = int((folds.table["role"] != "holdout").sum())
         return budget.record(budget.plan(cfg, folds.n_folds, epoch_steps(run.train_dl, cfg.max_steps),
                                          len(run.val_ids), n_train, len(folds.layout.test), step_s, image_s, spent_s),

@@ -118,7 +118,7 @@ def test_the_budget_probe_measures_positive_times():
 
     from kit import budget
     from kit.model import create_model
-    from kit.runtime import autocast
+    from kit.runtime import autocast, grad_scaler
 
     model = create_model("test_resnet", "linear", 3)
     data = torch.utils.data.TensorDataset(torch.randint(0, 255, (8, 3, 32, 32), dtype=torch.uint8), torch.arange(8) % 3)
@@ -126,7 +126,8 @@ def test_the_budget_probe_measures_positive_times():
     mixup = Mixup(mixup_alpha=0.2, num_classes=3)
     from timm.loss import SoftTargetCrossEntropy
     step_s, image_s = budget.probe(model, loader, loader, mixup, SoftTargetCrossEntropy(),
-                                   autocast(torch.device("cpu"), False), torch.device("cpu"), "adamw")
+                                   autocast(torch.device("cpu"), False), grad_scaler(torch.device("cpu"), False),
+                                   torch.device("cpu"), "adamw")
     assert 0 < image_s < step_s < 10
 
 
