@@ -1,17 +1,20 @@
-"""time_budget=MINUTES: a whole run (every fold, then predict) that fits, from a measured probe.
+"""A fold's epochs from the data: min_steps raises them on small data, time_budget=MINUTES trims them to fit.
 
     python -m kit run --exp quick time_budget=30 data=...   # <work_dir>/<exp>/budget.json says what was chosen
 
-The config's epochs (stage1_epochs, stage2_epochs) are the most a fold trains; the budget trims them
-where they do not fit, never adds. Before the first fold, a throwaway copy of fold 0's model takes
-PROBE_STEPS training steps on its data (after WARM_STEPS untimed ones) and predicts one batch of its
-validation images, timed. From them: one epoch (training steps + validation), and predict's share
-(every test and training image once per TTA pass; tta=auto scores its candidates on the training
-images). What the run's probes already spent (hflip=auto's, stage1_lr=auto's) comes off first. The
-epochs left per fold are split between the stages in the config's ratio; every fold gets the same,
-and early stopping still ends a stage that stops improving. The choice is kept under a key of every
-weight-shaping setting and the folds: a rerun or resume reuses it. Sized for one process training
-the folds one after another: with several GPU processes, give each its share.
+min_steps: an epoch of a small data set is a few optimizer steps, so the config's epochs leave its
+model far from trained; where they give a fold fewer than min_steps steps, they are raised (in the
+config's ratio of stage 1 to stage 2, at most MAX_SCALE times); early stopping still ends a stage
+that stops improving. These are the most a fold trains: the budget trims them where they do not
+fit, never adds. Before the first fold, a throwaway copy of fold 0's model takes PROBE_STEPS
+training steps on its data (after WARM_STEPS untimed ones) and predicts one batch of its validation
+images, timed. From them: one epoch (training steps + validation), and predict's share (every test
+and training image once per TTA pass; tta=auto scores its candidates on the training images). What
+the run's probes already spent (hflip=auto's, stage1_lr=auto's) comes off first. The epochs left
+per fold are split between the stages in the config's ratio; every fold gets the same. The choice
+is kept under a key of every weight-shaping setting and the folds: a rerun or resume reuses it.
+Sized for one process training the folds one after another: with several GPU processes, give each
+its share.
 """
 from __future__ import annotations
 
@@ -30,6 +33,17 @@ log = logging.getLogger(__name__)
 
 WARM_STEPS, PROBE_STEPS = 3, 10
 SAFETY = 0.9  # of the budget planned: the rest absorbs start-up, checkpoints and the timing's noise
+MAX_SCALE = 4  # min_steps raises the config's epochs at most this many times (a set of a few images a class)
+
+
+def scaled(cfg: Config, steps_per_epoch: int) -> tuple[int, int]:
+    """(stage 1, stage 2) epochs: the config's, raised in their ratio where they give fewer than min_steps steps."""
+    asked = cfg.stage1_epochs + cfg.stage2_epochs
+    want = min(math.ceil(cfg.min_steps / steps_per_epoch), MAX_SCALE * asked)
+    if want <= asked:
+        return cfg.stage1_epochs, cfg.stage2_epochs
+    stage1 = round(want * cfg.stage1_epochs / asked)
+    return stage1, want - stage1
 
 
 def passes(cfg: Config) -> tuple[int, int]:
@@ -73,35 +87,49 @@ def _sync(device) -> None:
 
 def plan(cfg: Config, n_folds: int, steps_per_epoch: int, n_val: int, n_train: int, n_test: int,
          step_s: float, image_s: float, spent_s: float = 0.0) -> dict:
-    """The epochs per stage that fit time_budget minutes, at most the config's (see the module's docstring), and
-    the figures behind them. `spent_s`: what the run has spent already (its probes)."""
+    """The epochs per stage that fit time_budget minutes, at most the config's as min_steps scales them (see the
+    module's docstring), and the figures behind them. `spent_s`: what the run has spent already (its probes)."""
     test_passes, train_passes = passes(cfg)
     predict_s = image_s * (n_test * test_passes * n_folds + n_train * train_passes)
     epoch_s = steps_per_epoch * step_s + n_val * image_s
     left = cfg.time_budget * 60 * SAFETY - predict_s - spent_s
     fits = math.floor(left / n_folds / epoch_s) if left > 0 else 0
-    asked = cfg.stage1_epochs + cfg.stage2_epochs
+    asked1, asked2 = scaled(cfg, steps_per_epoch)
+    asked = asked1 + asked2
     least = min(2, asked)  # two epochs a fold at the least, unless the config asks for fewer
     if fits < least:
         raise ValueError(f"time_budget={cfg.time_budget:g} minutes fits {max(fits, 0)} epoch(s) a fold (an epoch "
                          f"takes {epoch_s:.0f} s here, predict {predict_s / 60:.1f} min); give at least "
                          f"{math.ceil((least * n_folds * epoch_s + predict_s + spent_s) / 60 / SAFETY)} minutes "
-                         "(time_budget=MINUTES), fewer folds, or time_budget=0 for the config's epochs")
+                         "(time_budget=MINUTES), fewer folds, or time_budget=0 for no limit")
     if fits >= asked:
-        stage1, per_fold = cfg.stage1_epochs, asked
+        stage1, per_fold = asked1, asked
     else:
         per_fold = fits
-        stage1 = max(1, round(per_fold * cfg.stage1_epochs / asked)) if cfg.stage2_epochs else per_fold
-    return {"stage1_epochs": stage1, "stage2_epochs": per_fold - stage1, "fits": fits, "epoch_s": round(epoch_s, 3),
+        stage1 = max(1, round(per_fold * asked1 / asked)) if asked2 else per_fold
+    return {"stage1_epochs": stage1, "stage2_epochs": per_fold - stage1, "asked": [asked1, asked2],
+            "steps_per_epoch": steps_per_epoch, "fits": fits, "epoch_s": round(epoch_s, 3),
             "predict_s": round(predict_s, 1), "spent_s": round(spent_s, 1), "step_s": step_s, "image_s": image_s,
             "budget_min": cfg.time_budget}
 
 
+def unbudgeted(cfg: Config, steps_per_epoch: int) -> dict:
+    """The record of a run without time_budget: min_steps's epochs alone."""
+    stage1, stage2 = scaled(cfg, steps_per_epoch)
+    return {"stage1_epochs": stage1, "stage2_epochs": stage2, "asked": [stage1, stage2],
+            "steps_per_epoch": steps_per_epoch, "budget_min": 0}
+
+
 def record(chosen: dict, cfg: Config) -> dict:
-    """Say what the budget chose; returns `chosen` (the record kept in budget.json)."""
-    trimmed = (chosen["stage1_epochs"], chosen["stage2_epochs"]) != (cfg.stage1_epochs, cfg.stage2_epochs)
-    log.info("time_budget=%g min: %d + %d epochs a fold (%s %d + %d; an epoch %.1f s, predict %.1f min, probes "
-             "%.1f min, measured)", chosen["budget_min"], chosen["stage1_epochs"], chosen["stage2_epochs"],
-             "trimmed from the config's" if trimmed else "the config's, which fit:", cfg.stage1_epochs,
-             cfg.stage2_epochs, chosen["epoch_s"], chosen["predict_s"] / 60, chosen["spent_s"] / 60)
+    """Say what min_steps and the budget chose; returns `chosen` (the record kept in budget.json)."""
+    asked = tuple(chosen["asked"])
+    if asked != (cfg.stage1_epochs, cfg.stage2_epochs):
+        log.info("min_steps=%d: %d + %d epochs a fold at most (the config's %d + %d raised: an epoch is %d steps)",
+                 cfg.min_steps, *asked, cfg.stage1_epochs, cfg.stage2_epochs, chosen["steps_per_epoch"])
+    if chosen["budget_min"]:
+        trimmed = (chosen["stage1_epochs"], chosen["stage2_epochs"]) != asked
+        log.info("time_budget=%g min: %d + %d epochs a fold (%s %d + %d; an epoch %.1f s, predict %.1f min, probes "
+                 "%.1f min, measured)", chosen["budget_min"], chosen["stage1_epochs"], chosen["stage2_epochs"],
+                 "trimmed from" if trimmed else "all that were asked, which fit:", *asked, chosen["epoch_s"],
+                 chosen["predict_s"] / 60, chosen["spent_s"] / 60)
     return chosen

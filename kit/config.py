@@ -115,9 +115,13 @@ class Config:
     stage2_lr: float = _key(0.001, "stage 2 learning rate; stage 2 starts from the stage-1 best weights; auto = a "
                                    "tenth of stage 1's (the recipe's ratio)", "weights")
     stage2_epochs: int = _key(20, "stage 2 epochs; 0 skips stage 2", "weights")
-    time_budget: float = _key(0.0, "minutes for the whole run (every fold, then predict): the epochs as set, "
-                                   "trimmed where a measured probe says they do not fit (kit/budget.py: budget.json), "
-                                   "in the ratio of stage1_epochs to stage2_epochs; 0 = the epochs as set", "weights")
+    time_budget: float = _key(0.0, "minutes for the whole run (every fold, then predict): the epochs as set (or as "
+                                   "min_steps raises them), trimmed where a measured probe says they do not fit "
+                                   "(kit/budget.py: budget.json), in the ratio of stage1_epochs to stage2_epochs; "
+                                   "0 = no limit", "weights")
+    min_steps: int = _key(0, "optimizer steps a fold takes at the least (both stages): where the epochs as set give "
+                             "fewer (small data), they are raised in their ratio, at most 4 times (kit/budget.py: "
+                             "budget.json); time_budget still trims; 0 = the epochs as set", "weights")
     lr_reference_batch: int = _key(
         0, "linear lr scaling: lr x batch_size / this (e.g. 16 for the recipe); 0 = off", "weights")
     warmup_epochs: int = _key(
@@ -260,8 +264,8 @@ def _check_values(cfg: Config) -> None:
     for key in ("stage1_epochs", "img_size", "resize", "spinal_width", "eval_batch_size", "patience", "tta_max_images"):
         if getattr(cfg, key) < 1:
             problems.append(f"{key}={getattr(cfg, key)}: must be >= 1")
-    if cfg.stage2_epochs < 0 or cfg.max_steps < 0 or cfg.min_epochs < 0:
-        problems.append("stage2_epochs, max_steps and min_epochs must be >= 0")
+    if cfg.stage2_epochs < 0 or cfg.max_steps < 0 or cfg.min_epochs < 0 or cfg.min_steps < 0:
+        problems.append("stage2_epochs, max_steps, min_epochs and min_steps must be >= 0")
     if cfg.warmup_epochs < -1 or cfg.warmup >= cfg.stage1_epochs:
         problems.append(f"warmup_epochs={cfg.warmup_epochs}: must be -1 (auto) or from 0 to stage1_epochs - 1 "
                         f"({cfg.stage1_epochs - 1})")

@@ -57,6 +57,12 @@ def _image(c: int, classes: int, width: int, height: int, mode: str, rng: np.ran
     return Image.fromarray(rgb, mode="RGB")
 
 
+def _usage(n_test: int, classes: int) -> np.ndarray:
+    """Public or Private for test image i, whose class is i % classes: in blocks of one image a class, so that every
+    class is on both sides (alternate images would put the odd classes on one side, the even on the other)."""
+    return np.where(np.arange(n_test) // classes % 2, "Public", "Private")
+
+
 def write_photo_regions(root: str | Path, classes: int = 8, per_class: int = 20, n_test: int = 0, side: int = 48,
                         seed: int = 0) -> Path:
     """Photographs' textures, a class a flip keeps: scikit-learn's two sample photos (a temple, a flower), each cut
@@ -90,7 +96,7 @@ def write_photo_regions(root: str | Path, classes: int = 8, per_class: int = 20,
     for i, label in enumerate(labels):
         _save(draw(names.index(label)), root / "test" / f"t{i:04d}.png")
     pd.DataFrame({"image_name": [f"t{i:04d}" for i in range(n_test)], "label": labels,
-                  "Usage": np.where(np.arange(n_test) % 2, "Public", "Private")}).to_csv(root / "solution.csv",
+                  "Usage": _usage(n_test, classes)}).to_csv(root / "solution.csv",
                                                                                       index=False)
     return root
 
@@ -113,7 +119,7 @@ def write_synthetic(root: str | Path, classes: int = 10, per_class: int = 20, n_
     test = [{"id": f"t{i:04d}", "label": names[i % classes]} for i in range(n_test)]
     for row in test:
         _save(_image(names.index(row["label"]), classes, width, height, mode, rng), root / "test" / f"{row['id']}.png")
-    usage = np.where(np.arange(n_test) % 2, "Public", "Private")
+    usage = _usage(n_test, classes)
     if layout == "csv":
         pd.DataFrame(train_rows).to_csv(root / "train.csv", index=False)
         sample = pd.DataFrame({"id": [r["id"] for r in test], "label": names[0]})

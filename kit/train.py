@@ -64,7 +64,7 @@ class FoldRun:
         self.cfg, self.fold, self.classes, self.device, self.dist = cfg, fold, layout.classes, device, dist
         self.found_lr = found_lr  # stage1_lr=auto's value (kit/lr_find.py)
         self.pretrained = cfg.pretrained if pretrained is None else pretrained  # pretrained=auto, decided
-        self.epochs = epochs or (cfg.stage1_epochs, cfg.stage2_epochs)  # time_budget's, or the config's
+        self.epochs = epochs or (cfg.stage1_epochs, cfg.stage2_epochs)  # min_steps's and time_budget's, or as set
         self.metric, self.multilabel = metric, layout.task == "multilabel"
         self.progress = progress or Progress({})
         self.saved_at = time.monotonic()  # of last.pt: checkpoint_every_s counts from here
@@ -315,7 +315,7 @@ def train_fold(cfg: Config, fold: int, folds: Folds, device, dist: Dist = Dist()
     probes_from = time.monotonic()
     lr = found_lr(cfg, folds, device, dist)
     hflip = found_flip(cfg, folds, device, lr, dist)
-    epochs = budgeted_epochs(cfg, folds, device, dist, hflip, spent_s=time.monotonic() - probes_from)
+    epochs = fold_epochs(cfg, folds, device, dist, hflip, spent_s=time.monotonic() - probes_from)
     FoldRun(cfg, fold, table, folds.layout, folds.metric, device, dist, progress, lr, start_weights(cfg, dist),
             epochs, hflip).fit()
     barrier(dist)
@@ -360,21 +360,25 @@ def _fold0(cfg: Config, folds: Folds, device, hflip: float | None) -> tuple[Fold
     return run, run._model()
 
 
-def budgeted_epochs(cfg: Config, folds: Folds, device, dist: Dist = Dist(), hflip: float | None = None,
-                    spent_s: float = 0.0) -> tuple[int, int] | None:
-    """time_budget's epochs per stage: kept in budget.json, or sized now from a probe of fold 0 (kit/budget.py);
-    `spent_s`: what this run's other probes took."""
-    if not cfg.time_budget:
+def fold_epochs(cfg: Config, folds: Folds, device, dist: Dist = Dist(), hflip: float | None = None,
+                spent_s: float = 0.0) -> tuple[int, int] | None:
+    """min_steps's and time_budget's epochs per stage (None: the config's): kept in budget.json, or decided now
+    from fold 0's steps per epoch and, with a budget, a probe of its model (kit/budget.py); `spent_s`: what this
+    run's other probes took."""
+    if not cfg.time_budget and not cfg.min_steps:
         return None
 
     def decide() -> dict:
-        run, model = _fold0(cfg, folds, device, hflip)
-        step_s, image_s = budget.probe(model, run.train_dl, run.val_dl, run.mixup, run.criterion, run.amp_ctx,
+        run = FoldRun(cfg, 0, folds.table, folds.layout, folds.metric, device, pretrained=start_weights(cfg),
+                      hflip=hflip)
+        steps = epoch_steps(run.train_dl, cfg.max_steps)
+        if not cfg.time_budget:
+            return budget.record(budget.unbudgeted(cfg, steps), cfg)
+        step_s, image_s = budget.probe(run._model(), run.train_dl, run.val_dl, run.mixup, run.criterion, run.amp_ctx,
                                        grad_scaler(device, cfg.amp), device, cfg.optimizer)
         n_train = int((folds.table["role"] != "holdout").sum())
-        return budget.record(budget.plan(cfg, folds.n_folds, epoch_steps(run.train_dl, cfg.max_steps),
-                                         len(run.val_ids), n_train, len(folds.layout.test), step_s, image_s, spent_s),
-                             cfg)
+        return budget.record(budget.plan(cfg, folds.n_folds, steps, len(run.val_ids), n_train,
+                                         len(folds.layout.test), step_s, image_s, spent_s), cfg)
 
     record = _once(Experiment.of(cfg).budget, shaping_key(cfg, "weights", folds.fingerprint), decide, dist)
     return record["stage1_epochs"], record["stage2_epochs"]

@@ -1,4 +1,4 @@
-"""The keys the data decides at train time: stage1_lr=auto, hflip=auto, pretrained=auto, time_budget.
+"""The keys the data decides at train time: stage1_lr=auto, hflip=auto, pretrained=auto, min_steps, time_budget.
 
     pytest tests/test_auto.py -q
 """
@@ -91,7 +91,7 @@ def test_time_budget_sizes_every_fold_from_the_probe_and_keeps_the_choice(tmp_pa
         assert (h["stage"] == 1).sum() == chosen["stage1_epochs"] and (h["stage"] == 2).sum() == chosen["stage2_epochs"]
 
     with pytest.raises(ValueError, match=r"time_budget=0.001 minutes fits 0 epoch\(s\).*give at least.*"
-                                         r"time_budget=0 for the config's epochs"):
+                                         r"time_budget=0 for no limit"):
         budget.plan(dataclasses.replace(cfg, time_budget=0.001), 2, 2, 16, 32, 6, 0.05, 0.001)
 
 
@@ -111,6 +111,46 @@ def test_the_budget_trims_the_configs_epochs_and_never_adds(tmp_path):
     tight = plan(10)  # (600 x 0.9 - predict) / 5 folds / 10.1 s: 10 epochs of the 20
     assert tight["fits"] == 10 and (tight["stage1_epochs"], tight["stage2_epochs"]) == (8, 2)
     assert plan(10, spent=101)["fits"] == 8, "the probes' 101 s: two epochs less in each of 5 folds (5 x 2 x 10.1 s)"
+
+
+def test_min_steps_raises_the_epochs_of_small_data_in_their_ratio_up_to_a_cap(tmp_path):
+    from kit import budget
+    cfg = load_config(PRESETS / "quick.yaml", {"data": str(tmp_path), "stage1_epochs": 15, "stage2_epochs": 5,
+                                                "min_steps": 1000})
+    assert budget.scaled(cfg, 25) == (30, 10), "25 steps an epoch: 40 epochs for 1,000 steps, 3:1 as configured"
+    assert budget.scaled(cfg, 40) == (19, 6), "25 epochs (1,000 / 40), 18.75 of them in stage 1, rounded"
+    assert budget.scaled(cfg, 50) == (15, 5) and budget.scaled(cfg, 400) == (15, 5), "enough steps: as configured"
+    assert budget.scaled(cfg, 1) == (60, 20), f"at most {budget.MAX_SCALE} times the config's epochs"
+    assert budget.scaled(dataclasses.replace(cfg, stage2_epochs=0), 25) == (40, 0)
+    assert budget.scaled(dataclasses.replace(cfg, min_steps=0), 1) == (15, 5), "0: the epochs as set"
+    # with a budget, the raised epochs are the most it keeps (5 folds, 100 val images at 1 ms, 0.1 s a step)
+    raised = budget.plan(dataclasses.replace(cfg, time_budget=60), 5, 25, 100, 20, 10, 0.1, 0.001)
+    assert (raised["stage1_epochs"], raised["stage2_epochs"]) == (30, 10) and raised["asked"] == [30, 10]
+    tight = budget.plan(dataclasses.replace(cfg, time_budget=5), 5, 25, 100, 20, 10, 0.1, 0.001)
+    assert tight["fits"] < 40 and tight["stage1_epochs"] + tight["stage2_epochs"] == tight["fits"]
+    assert tight["stage1_epochs"] == round(tight["fits"] * 3 / 4), "trimmed in the raised epochs' ratio"
+    with pytest.raises(ValueError, match=r"min_steps.*must be >= 0"):
+        load_config(PRESETS / "quick.yaml", {"data": str(tmp_path), "min_steps": -1})
+
+
+def test_min_steps_trains_every_fold_the_raised_epochs_and_keeps_the_choice(tmp_path, easy_data, caplog):
+    from kit.experiment import Experiment
+    cfg = tiny_cfg(tmp_path, easy_data, stage1_epochs=2, stage2_epochs=1, min_steps=18, patience=50, min_epochs=0)
+    folds.make_folds(cfg)
+    table = folds.load(cfg).table
+    steps = int(((table["fold"] != 0) & (table["role"] != "holdout")).sum()) // cfg.batch_size  # drop_last
+    want = -(-18 // steps)  # ceil: the epochs that give 18 steps
+    assert 3 < want <= 12, f"the case of a config (2 + 1 epochs of {steps} steps) that min_steps=18 raises"
+    with caplog.at_level("INFO", logger="kit"):
+        train.run([cfg])
+    chosen = json.loads(Experiment.of(cfg).budget.read_text())
+    assert chosen["steps_per_epoch"] == steps and chosen["budget_min"] == 0
+    assert chosen["stage1_epochs"] + chosen["stage2_epochs"] == want
+    assert chosen["stage1_epochs"] == round(want * 2 / 3)
+    assert f"min_steps=18: {chosen['stage1_epochs']} + {chosen['stage2_epochs']} epochs a fold" in caplog.text
+    for k in range(2):
+        h = pd.read_csv(Experiment.of(cfg).fold(k).history)
+        assert (h["stage"] == 1).sum() == chosen["stage1_epochs"] and (h["stage"] == 2).sum() == chosen["stage2_epochs"]
 
 
 def test_the_budget_probe_measures_positive_times():
@@ -199,3 +239,15 @@ def test_photo_regions_make_a_data_set_of_the_classes_asked(tmp_path):
     assert sorted(solution["label"].unique()) == list(layout.classes) and set(solution["Usage"]) == {"Public", "Private"}
     with pytest.raises(AssertionError, match="even"):
         write_photo_regions(tmp_path / "odd", classes=5)
+
+
+@pytest.mark.parametrize("classes", [2, 6])
+def test_synthetic_test_images_put_every_class_on_both_sides_of_the_leaderboard(tmp_path, classes):
+    """Public and private each score every class (alternating images would give the odd classes to one side)."""
+    from kit.synth import write_photo_regions, write_synthetic
+
+    for data in (write_synthetic(tmp_path / "g", classes=classes, per_class=1, side=16),
+                 write_photo_regions(tmp_path / "p", classes=classes, per_class=1, side=16)):
+        solution = pd.read_csv(data / "solution.csv")
+        sides = solution.groupby("Usage")["label"].agg(lambda labels: sorted(set(labels)))
+        assert sides["Public"] == sides["Private"] == sorted(set(solution["label"])), data
