@@ -316,6 +316,8 @@ def train_fold(cfg: Config, fold: int, folds: Folds, device, dist: Dist = Dist()
     lr = found_lr(cfg, folds, device, dist)
     hflip = found_flip(cfg, folds, device, lr, dist)
     epochs = fold_epochs(cfg, folds, device, dist, hflip, spent_s=time.monotonic() - probes_from)
+    if epochs and progress is not None:
+        progress.plan(cfg.name, sum(epochs))
     FoldRun(cfg, fold, table, folds.layout, folds.metric, device, dist, progress, lr, start_weights(cfg, dist),
             epochs, hflip).fit()
     barrier(dist)

@@ -9,7 +9,7 @@ from sklearn.metrics import accuracy_score
 from conftest import exp_dir, tiny_cfg, write_folder_data
 from kit import folds, train
 from kit.io import load_npz
-from kit.progress import duration
+from kit.progress import Progress, duration
 from test_train import _assert_same_run, _fold_result, ref_and_interrupted
 
 EMA = dict(stage1_epochs=4, stage2_epochs=2, n_folds=2, keep_checkpoints=True, ema_decay=0.99)
@@ -82,6 +82,12 @@ def test_every_epoch_line_says_how_much_is_left(tmp_path, data, caplog):
     assert len(lines) == 6 and all("left" in line for line in lines), lines
     assert lines[0].startswith("tiny fold 0 stage 1 epoch 1") and "2 fold(s) to go" in lines[0], lines[0]
     assert lines[-1].endswith("0 fold(s) to go, at most 0 s left"), lines[-1]
+
+
+def test_the_folds_to_go_count_the_epochs_decided_for_their_experiment():
+    progress = Progress({("a", 0): 0, ("a", 1): 20, ("a", 2): 20, ("b", 0): 20})  # a's fold 0 already trained
+    progress.plan("a", 80)  # min_steps raised a's 15 + 5 to 60 + 20
+    assert progress.left == {("a", 0): 0, ("a", 1): 80, ("a", 2): 80, ("b", 0): 20}
 
 
 def test_durations_read_as_a_person_would_say_them():
