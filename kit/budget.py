@@ -7,17 +7,18 @@ model far from trained; where they give a fold fewer than min_steps steps, they 
 config's ratio of stage 1 to stage 2, at most MAX_SCALE times); early stopping still ends a stage
 that stops improving. These are the most a fold trains: the budget trims them where they do not
 fit, never adds. Before the first fold, a throwaway copy of fold 0's model takes PROBE_STEPS
-training steps on its data (after WARM_STEPS untimed ones) and predicts one batch of its validation
-images, timed. From them: one epoch (training steps + validation), and predict's share (every test
-and training image once per TTA pass; tta=auto scores its candidates on the training images). What
-the run's probes already spent (hflip=auto's, stage1_lr=auto's) comes off first. The epochs left
-per fold are split between the stages in the config's ratio; every fold gets the same. The choice
-is kept under a key of every weight-shaping setting and the folds: a rerun or resume reuses it.
-Sized for one process training the folds one after another: with several GPU processes, give each
-its share.
+training steps on its data (after WARM_STEPS untimed ones and the batches its loader fetched ahead)
+and predicts PROBE_VAL_BATCHES batches of its validation images, loading included, timed. From them:
+one epoch (training steps + validation), and predict's share (every test and training image once
+per TTA pass; tta=auto scores its candidates on the training images). What the run's probes spent
+(hflip=auto's, stage1_lr=auto's) comes off first. The epochs left per fold are split between the
+stages in the config's ratio; every fold gets the same. The choice is kept under a key of every
+weight-shaping setting and the folds: a rerun or resume reuses it. Sized for one process training
+the folds one after another: with several GPU processes, give each its share.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -31,7 +32,7 @@ from kit.tta import transforms as tta_transforms
 
 log = logging.getLogger(__name__)
 
-WARM_STEPS, PROBE_STEPS = 3, 10
+WARM_STEPS, PROBE_STEPS, PROBE_VAL_BATCHES = 3, 20, 2  # untimed steps (+ the loader's prefetched batches), timed
 SAFETY = 0.9  # of the budget planned: the rest absorbs start-up, checkpoints and the timing's noise
 MAX_SCALE = 4  # min_steps raises the config's epochs at most this many times (a set of a few images a class)
 
@@ -57,27 +58,35 @@ def passes(cfg: Config) -> tuple[int, int]:
 
 def probe(model, loader, val_loader, mixup, criterion, amp_ctx, scaler, device, opt: str) -> tuple[float, float]:
     """(seconds per training step, seconds per image predicted), measured on `model` (trained in place) with
-    optimizer `opt` (an engine name: Adam-like ones cost more a step), each step as the other probes take it."""
+    optimizer `opt` (an engine name: Adam-like ones cost more a step), each step as the other probes take it.
+
+    Both as an epoch meets them: the steps are timed once the batches the loader's workers fetched ahead are
+    used up (or a loader slower than the model looks as fast as the model), and the images predicted are timed
+    with their loading, after a first batch that starts the (persistent) workers.
+    """
     optimizer = make_optimizer(model, opt, 1e-4, 0.9, 0.0)
     model.train()
     batches = forever(loader)
+    warm = WARM_STEPS + loader.num_workers * (loader.prefetch_factor or 0)
     t0 = None
-    for i in range(WARM_STEPS + PROBE_STEPS):
-        if i == WARM_STEPS:
+    for i in range(warm + PROBE_STEPS):
+        if i == warm:
             _sync(device)
             t0 = time.perf_counter()
         probe_step(model, optimizer, scaler, mixup, criterion, amp_ctx, device, *next(batches))
     _sync(device)
     step_s = (time.perf_counter() - t0) / PROBE_STEPS
     model.eval()
-    x, _ = next(iter(val_loader))
     with torch.inference_mode(), amp_ctx():
-        model(x.to(device).float())  # warm
+        for x, _ in itertools.islice(val_loader, 1):  # starts the workers; warms the model
+            model(x.to(device).float())
         _sync(device)
-        t0 = time.perf_counter()
-        model(x.to(device).float())
+        t0, seen = time.perf_counter(), 0
+        for x, _ in itertools.islice(val_loader, PROBE_VAL_BATCHES):
+            model(x.to(device).float())
+            seen += len(x)
         _sync(device)
-    return step_s, (time.perf_counter() - t0) / len(x)
+    return step_s, (time.perf_counter() - t0) / seen
 
 
 def _sync(device) -> None:

@@ -4,6 +4,7 @@
 """
 import dataclasses
 import json
+import time
 
 import numpy as np
 import pandas as pd
@@ -169,6 +170,41 @@ def test_the_budget_probe_measures_positive_times():
                                    autocast(torch.device("cpu"), False), grad_scaler(torch.device("cpu"), False),
                                    torch.device("cpu"), "adamw")
     assert 0 < image_s < step_s < 10
+
+
+class _SlowImages(torch.utils.data.Dataset):
+    """Images that take `seconds` each to load, as PNGs a loader must decode."""
+
+    def __init__(self, n: int, seconds: float):
+        self.n, self.seconds = n, seconds
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        time.sleep(self.seconds)
+        return torch.full((3, 32, 32), i % 255, dtype=torch.uint8), i % 3
+
+
+def test_the_budget_probe_counts_the_time_images_take_to_load():
+    """An epoch waits for its images: a probe that timed the model alone (or the batches fetched ahead) would plan
+    epochs that overrun the budget."""
+    from timm.data import Mixup
+    from timm.loss import SoftTargetCrossEntropy
+
+    from kit import budget
+    from kit.model import create_model
+    from kit.runtime import autocast, grad_scaler
+
+    cpu = torch.device("cpu")
+    loader = torch.utils.data.DataLoader(_SlowImages(16, 0.01), batch_size=4, num_workers=1, prefetch_factor=2,
+                                         persistent_workers=True)
+    val_loader = torch.utils.data.DataLoader(_SlowImages(16, 0.01), batch_size=4)
+    step_s, image_s = budget.probe(create_model("test_resnet", "linear", 3), loader, val_loader,
+                                   Mixup(mixup_alpha=0.2, num_classes=3), SoftTargetCrossEntropy(),
+                                   autocast(cpu, False), grad_scaler(cpu, False), cpu, "adamw")
+    assert image_s >= 0.01, f"validation's images load at 10 ms each; the probe said {image_s * 1000:.1f} ms"
+    assert step_s >= 0.9 * 4 * 0.01, f"a batch of 4 loads in 40 ms with one worker; the probe said {step_s:.3f} s"
 
 
 @pytest.mark.parametrize("split, want", [("sides", 0.0), ("rows", 0.5)], ids=["flip-changes-class", "flip-keeps-class"])
