@@ -355,11 +355,10 @@ def start_weights(cfg: Config, dist: Dist = Dist()) -> bool:
     return _once(exp.start, f"{cfg.backbone} {shaping(cfg, 'weights')['pretrained_file']}", decide, dist)["pretrained"]
 
 
-def _fold0(cfg: Config, folds: Folds, device, hflip: float | None) -> tuple[FoldRun, torch.nn.Module]:
-    """Fold 0's data and a fresh model, as its training would start: what the probes of the auto keys run on.
-    hflip: the flip probability of its training transform (hflip=auto's, or 0 before that is decided)."""
-    run = FoldRun(cfg, 0, folds.table, folds.layout, folds.metric, device, pretrained=start_weights(cfg), hflip=hflip)
-    return run, run._model()
+def _fold0(cfg: Config, folds: Folds, device, hflip: float | None) -> FoldRun:
+    """Fold 0's data, as its training would start (`_model()` gives a fresh model): what the probes of the auto
+    keys run on. hflip: the flip probability of its training transform (hflip=auto's, or 0 before it is decided)."""
+    return FoldRun(cfg, 0, folds.table, folds.layout, folds.metric, device, pretrained=start_weights(cfg), hflip=hflip)
 
 
 def fold_epochs(cfg: Config, folds: Folds, device, dist: Dist = Dist(), hflip: float | None = None,
@@ -371,8 +370,7 @@ def fold_epochs(cfg: Config, folds: Folds, device, dist: Dist = Dist(), hflip: f
         return None
 
     def decide() -> dict:
-        run = FoldRun(cfg, 0, folds.table, folds.layout, folds.metric, device, pretrained=start_weights(cfg),
-                      hflip=hflip)
+        run = _fold0(cfg, folds, device, hflip)
         steps = epoch_steps(run.train_dl, cfg.max_steps)
         if not cfg.time_budget:
             return budget.record(budget.unbudgeted(cfg, steps), cfg)
@@ -394,7 +392,8 @@ def found_lr(cfg: Config, folds: Folds, device, dist: Dist = Dist()) -> float | 
     exp = Experiment.of(cfg)
 
     def decide() -> dict:
-        run, model = _fold0(cfg, folds, device, 0.0 if cfg.hflip == "auto" else None)
+        run = _fold0(cfg, folds, device, 0.0 if cfg.hflip == "auto" else None)
+        model = run._model()
         seed_everything(_epoch_seed(cfg.seed, 0, 0, 0))
         run.train_dl.sampler.set_epoch(_epoch_seed(cfg.seed, 0, 0, 0))
         found = lr_find.sweep(model, run.train_dl, run.mixup, run.criterion, run.amp_ctx,
@@ -413,7 +412,8 @@ def found_flip(cfg: Config, folds: Folds, device, lr: float | None, dist: Dist =
     exp = Experiment.of(cfg)
 
     def decide() -> dict:
-        run, model = _fold0(cfg, folds, device, 0.0)
+        run = _fold0(cfg, folds, device, 0.0)
+        model = run._model()
         seed_everything(_epoch_seed(cfg.seed, 0, 0, 0))
         run.train_dl.sampler.set_epoch(_epoch_seed(cfg.seed, 0, 0, 0))
         steps = flip.steps_for(epoch_steps(run.train_dl, cfg.max_steps))
