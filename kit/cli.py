@@ -233,7 +233,10 @@ def logging_setup() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; argv defaults to sys.argv[1:]. Returns the exit status."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse exits on bad arguments (and --help): a caller in Python gets the status
+        return e.code if isinstance(e.code, int) else 2
     if args.help_config:
         from kit.config import help_text
         print("config keys (set in a preset YAML or as key=value):\n" + help_text())

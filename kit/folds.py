@@ -22,7 +22,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from kit.config import Config, changed, shaping
 from kit.io import atomic_write_text
-from kit.layout import Layout, find_bad_images, natural_key, scan, summarize
+from kit.layout import Layout, describe_bad, find_bad_images, natural_key, scan, summarize
 from kit.metrics import Metric, resolve
 
 log = logging.getLogger(__name__)
@@ -111,16 +111,15 @@ def _drop_bad(layout: Layout, cfg: Config) -> pd.DataFrame:
     # test images are checked now, not at predict: better to learn of a broken file before hours of training
     bad_test = find_bad_images(layout.root, list(layout.test["path"]), cfg.max_pixels)
     if bad_test:
-        raise ValueError(f"{len(bad_test)} unreadable test image(s): {summarize(bad_test)}; "
+        raise ValueError(f"{len(bad_test)} unreadable test image(s): {describe_bad(bad_test)}; "
                          "every test image needs a prediction, so replace them")
     bad = find_bad_images(layout.root, list(train["path"]), cfg.max_pixels)
     if bad and not cfg.skip_bad_images:
-        raise ValueError(f"{len(bad)} unreadable training image(s): {summarize(bad)}; "
+        raise ValueError(f"{len(bad)} unreadable training image(s): {describe_bad(bad)}; "
                          "fix them or set skip_bad_images=true to leave them out")
     if bad:
-        log.warning("skipping %d unreadable training image(s): %s", len(bad), summarize(bad))
-        bad_paths = {b.rsplit(" (", 1)[0] for b in bad}
-        train = train[~train["path"].isin(bad_paths)].reset_index(drop=True)
+        log.warning("skipping %d unreadable training image(s): %s", len(bad), describe_bad(bad))
+        train = train[~train["path"].isin(bad)].reset_index(drop=True)
     return train
 
 

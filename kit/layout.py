@@ -231,10 +231,31 @@ def _train_labels(train_csv: pd.DataFrame, columns: list[str], task: str, path: 
         return [TAG_SEP.join(c for c, on in zip(columns, row) if on) for row in hot], task
     values = train_csv[columns[0]]
     tags = values.str.split()
-    task = task if task != "auto" else "multilabel" if (tags.str.len() > 1).any() else "single"
+    task = task if task != "auto" else _tags_or_names(values, path)
     if task == "single":
         return list(values), task
     return [TAG_SEP.join(t) for t in tags], task
+
+
+def _tags_or_names(values: pd.Series, path: Path) -> str:
+    """task=auto on a label column: multilabel where its values are sets of space-separated tags, single where
+    each value is one whole class name, spaces and all ("Common Chickweed", "Loose Silky-bent").
+
+    Tags show themselves by combining: some row's tags are a part of another row's ("clear primary" beside
+    "clear primary water"), or there are more distinct values than distinct words (17 tags make hundreds of
+    sets). Class names that hold spaces do neither: each value is one of a fixed set of whole strings.
+    """
+    sets = {frozenset(v.split()) for v in values.unique()}
+    spaced = [s for s in sets if len(s) > 1]
+    if not spaced:
+        return "single"
+    words = set().union(*sets)
+    if len(sets) > len(words) or any(t < s for s in spaced for t in sets):
+        return "multilabel"
+    names = sorted(v for v in values.unique() if len(v.split()) > 1)
+    log.info("%s: labels with spaces read as whole class names (%s); task=multilabel reads them as space-separated "
+             "tags", path, summarize(names))
+    return "single"
 
 
 def _classes(labels: list[str], task: str, columns: list[str]) -> tuple[str, ...]:
@@ -261,8 +282,10 @@ def _format(sample: pd.DataFrame | None, classes: tuple[str, ...], task: str, su
         raise ValueError(f"submission={fmt} does not fit a {task} task; set task= or submission=")
     spaced = [c for c in classes if any(ch.isspace() for ch in c)]
     if fmt in ("tags", "topk") and spaced:  # they would read back as two classes
+        fix = ("submission=label (the one class a row that the sample's column holds)"
+               if task == "single" and (sample is None or sample.shape[1] == 2) else "submission=probs")
         raise ValueError(f"submission={fmt} separates classes by spaces, and {summarize(spaced)} hold spaces; set "
-                         "submission=probs")
+                         f"{fix}")
     k = top_k or (max(len(v.split()) for v in sample.iloc[:, 1]) if sample is not None and fmt == "topk" else 5)
     return fmt, header, (k if fmt == "topk" else 0)
 
@@ -281,8 +304,8 @@ def _detect_format(sample: pd.DataFrame | None, classes: tuple[str, ...], task: 
     values = sample.iloc[:, 1]
     if task == "multilabel":
         return "tags"
-    if (values.str.split().str.len() > 1).any():
-        return "topk"
+    if (values.str.split().str.len() > 1).any() and not values.isin(classes).all():
+        return "topk"  # several classes a row; a placeholder that is one class with a space in its name is a label
     numbers = pd.to_numeric(values, errors="coerce")
     if len(classes) == 2 and numbers.notna().all():
         if (numbers != numbers.round()).any():
@@ -310,12 +333,32 @@ def _scan_csv(root: Path, id_col: str, label_col: str, task: str, submission: st
         rows = [str(i + 2) for i in empty]  # 1-based, after the header line
         raise ValueError(f"{path}: empty id or label in line(s) {summarize(rows)}")
     paths = _resolve_ids(root, root / "train", train_csv[id_col], str(path))
+    _check_unique(train_csv[id_col], paths, labels, task, path)
     train = pd.DataFrame({"path": paths, "label": labels, "source": "train"})
     classes = _classes(labels, task, columns)
     test = _sample_test(root, sample, sample_path) if sample is not None else _flat_test(root)
     fmt, header, k = _format(sample, classes, task, submission, top_k,
                              (id_col, columns[0] if len(columns) == 1 else "tags"), sample_path)
     return Layout(root, "csv", classes, train, test, header, task, fmt, k)
+
+
+def _check_unique(ids: pd.Series, paths: list[str], labels: list[str], task: str, path: Path) -> None:
+    """One row per training image: an image listed twice could land in two folds, and a fold would then validate
+    images its model trained on."""
+    rows = pd.DataFrame({"id": ids.to_numpy(), "path": paths, "label": labels})
+    twice = rows[rows["path"].duplicated(keep=False)]
+    if twice.empty:
+        return
+    groups = [g for _, g in twice.groupby("path", sort=False)]
+    same_id = [g for g in groups if g["id"].nunique() == 1]
+    if same_id and task == "single" and any(g["label"].nunique() > 1 for g in same_id):
+        named = [f"{g['id'].iloc[0]} ({', '.join(g['label'])})" for g in same_id if g["label"].nunique() > 1]
+        raise ValueError(f"{path}: id(s) on several rows with other labels: {summarize(named)}; if the file has one "
+                         "row per tag, merge them into one row per image with its tags space-separated (pandas: "
+                         "df.groupby(id)[label].agg(' '.join)), else keep one row each")
+    named = [" = ".join(dict.fromkeys(g["id"])) + f" -> {g['path'].iloc[0]}" for g in groups]
+    raise ValueError(f"{path}: {len(groups)} image(s) listed on more than one row: {summarize(named)}; each row must "
+                     "name one image once (with or without its extension), so keep one row each")
 
 
 def _sample_test(root: Path, sample: pd.DataFrame, sample_path: Path) -> pd.DataFrame:
@@ -395,11 +438,18 @@ def scan_test(data: str | Path, trained: dict, id_col: str = "", label_col: str 
                   trained["top_k"])
 
 
-def find_bad_images(root: Path, paths: list[str], max_pixels: int, workers: int = 8) -> list[str]:
-    """Decode every image (threads: PIL releases the GIL) and return 'path (reason)' for each failure."""
+def find_bad_images(root: Path, paths: list[str], max_pixels: int, workers: int = 8) -> dict[str, str]:
+    """Decode every image (threads: PIL releases the GIL) and return {path: why it can't be used} for each failure.
+    A dict, not 'path (reason)' strings: PIL's reasons hold parentheses of their own ("image file is truncated
+    (5 bytes not processed)"), so such a string cannot be split back into its path."""
     with ThreadPoolExecutor(workers) as pool:
         reasons = list(pool.map(lambda p: check_image(root / p, max_pixels), paths))
-    return [f"{p} ({r})" for p, r in zip(paths, reasons) if r is not None]
+    return {p: r for p, r in zip(paths, reasons) if r is not None}
 
 
-__all__ = ["Layout", "scan", "scan_test", "find_bad_images", "natural_key", "summarize", "IMAGE_EXTENSIONS"]
+def describe_bad(bad: dict[str, str]) -> str:
+    """'path (reason); ...' for a one-line message."""
+    return summarize([f"{p} ({r})" for p, r in bad.items()])
+
+
+__all__ = ["Layout", "scan", "scan_test", "find_bad_images", "describe_bad", "natural_key", "summarize", "IMAGE_EXTENSIONS"]

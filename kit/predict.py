@@ -28,7 +28,7 @@ from kit.config import Config, shaping
 from kit.experiment import Experiment, FoldFiles
 from kit.inference import fold_logits, start
 from kit.io import load_npz, save_npz, sha256_file
-from kit.layout import Layout, find_bad_images, summarize
+from kit.layout import Layout, describe_bad, find_bad_images
 from kit.metrics import probs_of
 from kit.tta import AUTO_TTA, tag, untag
 from kit.tta import transforms as tta_transforms
@@ -86,7 +86,7 @@ def check_test(layout: Layout, cfg: Config) -> None:
         raise ValueError(f"no test images in {layout.root / 'test'}; predict needs them")
     bad = find_bad_images(layout.root, list(layout.test["path"]), cfg.max_pixels)
     if bad:
-        raise ValueError(f"{len(bad)} unreadable test image(s): {summarize(bad)}; no submission written")
+        raise ValueError(f"{len(bad)} unreadable test image(s): {describe_bad(bad)}; no submission written")
 
 
 def predict_experiment(cfg: Config, device) -> ens.Result:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import re
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
@@ -162,14 +163,26 @@ def check_arch(capability: tuple[int, int], arch_list: list[str], name: str) -> 
     T4, A10, A100, L4, H100, H200, RTX 30/40/50; not the P100 or V100.
     """
     major, minor = capability
-    cubins = [divmod(int(a[3:]), 10) for a in arch_list if a.startswith("sm_")]
-    ptx = [divmod(int(a[8:]), 10) for a in arch_list if a.startswith("compute_")]
-    if any(m == major and n <= minor for m, n in cubins) or any((m, n) <= (major, minor) for m, n in ptx):
+    if any(_runs_on(arch, major, minor) for arch in arch_list):
         return
     raise ValueError(f"{name} (sm_{major}{minor}) is not a GPU this torch {torch.__version__} was built for "
                      f"({', '.join(arch_list) or 'no CUDA architectures'}): install a torch built for it (PyTorch's "
                      "CUDA 12.6 wheels still cover sm_50 to sm_90: pip install torch --index-url "
                      "https://download.pytorch.org/whl/cu126), or set device=cpu")
+
+
+def _runs_on(arch: str, major: int, minor: int) -> bool:
+    """Whether one entry of a build's arch list runs on a GPU of capability major.minor. sm_90a and sm_120a
+    (arch-specific, e.g. aarch64 GH200 builds) run on exactly that capability; sm_100f on its family (10.x,
+    minor >= 0); names this does not know run nowhere, rather than end every command."""
+    found = re.fullmatch(r"(sm|compute)_(\d+)([af]?)", arch)
+    if not found:
+        return False
+    kind, digits, suffix = found.groups()
+    m, n = divmod(int(digits), 10)
+    if kind == "compute":  # PTX: compiled at load for any GPU at least as new (arch-specific PTX: that one only)
+        return (m, n) == (major, minor) if suffix == "a" else (m, n) <= (major, minor)
+    return m == major and (n == minor if suffix == "a" else n <= minor)
 
 
 def dtype_for(capability: tuple[int, int] | None, amp: bool) -> torch.dtype:

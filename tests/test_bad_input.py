@@ -193,3 +193,35 @@ def test_unwritable_output_folder_is_one_line_before_any_work(tmp_path, data, ca
     blocker.write_text("")  # nothing can be created under a file, as root or not (a read-only /kaggle/input alike)
     rc = main([stage, "--exp", "demo", f"data={data}", f"work_dir={tmp_path / 'out'}", f"{key}={blocker / 'x'}"])
     assert_one_line_error(rc, capsys.readouterr().err.strip(), f"{key}={blocker / 'x'}", "not writable")
+
+
+def test_skipped_images_whose_reason_holds_parentheses_leave_the_folds(tmp_path, data, capsys):
+    rng = np.random.default_rng(0)
+    arr = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+    from PIL import Image
+    Image.fromarray(arr).save(tmp_path / "full.jpg")
+    jpeg = (tmp_path / "full.jpg").read_bytes()
+    (data / "train" / "0" / "cut (1).jpg").write_bytes(jpeg[: len(jpeg) // 2])  # "image file is truncated (N bytes ...)"
+    assert main(["folds", "--exp", "demo", f"data={data}", f"work_dir={tmp_path / 'out'}", "skip_bad_images=true"]) == 0
+    table = pd.read_csv(tmp_path / "out" / "folds.csv")
+    assert "train/0/cut (1).jpg" not in set(table["path"]), "a skipped image must leave folds.csv"
+    assert len(table) == 24
+
+
+def test_main_returns_the_exit_status_of_bad_arguments(capsys):
+    assert main(["train", "--no-such-option"]) == 2, "argparse's exit becomes a return value"
+    assert main(["--help"]) == 0
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("rows, needles", [
+    ([("cat000", "cat"), ("cat000", "dog")], ["cat000", "one row per tag", "space-separated"]),
+    ([("cat000", "cat"), ("cat000.jpg", "cat")], ["cat000", "cat000.jpg", "one image"]),
+])
+def test_duplicate_training_ids_are_refused(tmp_path, capsys, rows, needles):
+    data = write_csv_data(tmp_path / "data")
+    train = pd.read_csv(data / "train.csv", dtype=str)
+    extra = pd.DataFrame(rows[1:], columns=["id", "breed"])
+    train = pd.concat([train, extra], ignore_index=True)
+    train.to_csv(data / "train.csv", index=False)
+    assert_one_line_error(*run_folds(tmp_path, data, capsys=capsys), "train.csv", *needles, tmp_path=tmp_path)

@@ -73,3 +73,40 @@ def test_exif_orientation_is_applied(tmp_path):
     exif[0x0112] = 6  # rotate 90 degrees when displayed
     img.save(tmp_path / "rot.jpg", exif=exif)
     assert load_rgb(tmp_path / "rot.jpg").shape == (8, 4, 3), "EXIF-rotated image must come out upright (H=8, W=4)"
+
+
+SEEDLINGS = ["Common Chickweed", "Common wheat", "Loose Silky-bent", "Fat Hen", "Maize"]  # Plant Seedlings' names
+
+
+def write_spaced_labels(root, placeholder: str, species=SEEDLINGS, per_class: int = 3):
+    rng, rows = np.random.default_rng(0), []
+    for c, name in enumerate(species):
+        for i in range(per_class):
+            make_image(root / "train" / f"s{c}_{i}.png", (40 * c, 200 - 30 * c, 90), rng)
+            rows.append({"file": f"s{c}_{i}.png", "species": name})
+    pd.DataFrame(rows).to_csv(root / "train.csv", index=False)
+    make_image(root / "test" / "t0.png", (0, 0, 0), rng)
+    pd.DataFrame({"file": ["t0.png"], "species": [placeholder]}).to_csv(root / "sample_submission.csv", index=False)
+    return root
+
+
+def test_labels_with_spaces_are_whole_class_names(tmp_path):
+    layout = scan(write_spaced_labels(tmp_path / "d", "Fat Hen"))
+    assert layout.task == "single", "'Common Chickweed' is one class, not the tags 'Common' and 'Chickweed'"
+    assert set(layout.classes) == set(SEEDLINGS), layout.classes
+    assert (layout.submission, layout.header) == ("label", ("file", "species")), (layout.submission, layout.header)
+
+
+def test_space_separated_tags_still_read_as_tags(tmp_path):
+    rng, rows = np.random.default_rng(0), []
+    for i, tags in enumerate(["clear primary", "clear primary water", "haze primary", "cloudy", "clear", "haze"]):
+        make_image(tmp_path / "train" / f"p{i}.png", (i * 30, 0, 0), rng)
+        rows.append({"image_name": f"p{i}", "tags": tags})
+    pd.DataFrame(rows).to_csv(tmp_path / "train.csv", index=False)
+    assert scan(tmp_path).task == "multilabel"
+
+
+def test_a_spaced_placeholder_that_is_no_class_with_spaced_classes_names_submission_label(tmp_path):
+    data = write_spaced_labels(tmp_path / "d", "Maize Fat")  # neither one class nor classes without spaces
+    with pytest.raises(ValueError, match="set submission=label"):
+        scan(data, task="single")

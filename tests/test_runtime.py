@@ -197,3 +197,17 @@ def test_a_gpu_the_build_has_no_kernels_for_is_refused_in_one_line(capability, n
     with pytest.raises(ValueError, match=rf"{name} \(sm_{capability[0]}{capability[1]}\) is not a GPU .* device=cpu"):
         runtime.check_arch(capability, built, name)
     runtime.check_arch(capability, [*built, "compute_60"], name)  # PTX for an older GPU: compiled at load, runs
+
+
+@pytest.mark.parametrize("built, capability, runs", [
+    (["sm_90a", "sm_100", "sm_120a"], (9, 0), True),  # aarch64 GH200 builds list arch-specific cubins
+    (["sm_90a", "sm_100", "sm_120a"], (12, 0), True),
+    (["sm_90a"], (9, 1), False),  # an arch-specific cubin runs on that capability alone
+    (["sm_100f"], (10, 3), True),  # a family cubin: every 10.x
+    (["sm_80", "sm_custom"], (8, 6), True)])  # an entry it cannot read is passed over, not a crash
+def test_arch_lists_with_suffixed_entries_are_read(built, capability, runs):
+    if runs:
+        runtime.check_arch(capability, built, "GPU")
+    else:
+        with pytest.raises(ValueError, match=r"is not a GPU this torch .* was built for"):
+            runtime.check_arch(capability, built, "GPU")
