@@ -101,16 +101,19 @@ def train_one_epoch(model, loader, optimizer, scaler, mixup, criterion, amp_ctx,
     end, which is also when a non-finite loss is caught (last.pt still holds the last good epoch). With
     fp16 loss scaling, a step whose loss overflowed is skipped as GradScaler skips it (no update, the
     scale halved) and left out of the mean; only steps that all overflowed since the last check stop
-    training. Without it (fp32, bf16) any non-finite loss stops it: its update has already run.
+    training. A step whose gradients overflowed under a finite loss is skipped by GradScaler too: the
+    warning counts every skipped step, read from the scale it lowered. Without loss scaling (fp32, bf16)
+    any non-finite loss stops training: its update has already run.
     `after_step(step)` runs after each optimizer step (the EMA update).
     Under torchrun the check reads the sum over all ranks, so every rank stops at the same step
     instead of one raising while the others wait in the next all-reduce.
     """
     model.train()
-    # summed loss, images it counts, steps skipped (fp16 overflow): one tensor, read with one host sync
-    sums = torch.zeros(3, device=device, dtype=torch.float64)
+    # summed loss, images it counts, steps whose loss overflowed, steps GradScaler skipped (an overflowed loss or
+    # gradient): one tensor, read with one host sync
+    sums = torch.zeros(4, device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
-    seen, t0, checked, skipped, total, counted = 0, time.perf_counter(), 0, 0.0, 0.0, 0.0
+    seen, t0, checked, skipped, total, counted, skipped_steps = 0, time.perf_counter(), 0, 0.0, 0.0, 0.0, 0.0
     scaled = scaler.is_enabled()
     steps = epoch_steps(loader, max_steps)
     bar = tqdm(loader, total=steps, desc=where, leave=False, disable=not sys.stderr.isatty())
@@ -124,20 +127,23 @@ def train_one_epoch(model, loader, optimizer, scaler, mixup, criterion, amp_ctx,
             loss = criterion(logits.float(), target)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        scale = scaler._scale.clone() if scaled else None  # GradScaler lowers its scale exactly when it skips a step
         scaler.step(optimizer)
         scaler.update()
         if after_step is not None:
             after_step(step)
         loss = loss.detach().double()
-        if scaled:  # GradScaler skipped this step if it overflowed: leave it out of the mean
+        if scaled:  # a step with an overflowed loss is skipped and left out of the mean; so is one whose gradients
+            # overflowed with a finite loss (its loss still counts: it was computed, only the update was not made)
             finite = torch.isfinite(loss)
-            sums += torch.stack([torch.where(finite, loss, 0.0) * len(x), finite.double() * len(x), (~finite).double()])
+            sums += torch.stack([torch.where(finite, loss, 0.0) * len(x), finite.double() * len(x), (~finite).double(),
+                                 (scaler._scale < scale).double().reshape(())])
         else:
             sums[0] += loss * len(x)
         correct += (logits.argmax(1) == target.argmax(1)).sum()
         seen += len(x)
         if (step + 1) % SYNC_EVERY == 0 or step + 1 == steps:
-            total, counted, now_skipped = sum_over_ranks(sums, dist).tolist()  # the one host sync in SYNC_EVERY
+            total, counted, now_skipped, skipped_steps = sum_over_ranks(sums, dist).tolist()  # the one host sync
             counted = counted if scaled else seen * dist.world
             mean = total / counted if counted else math.nan
             if not math.isfinite(mean) or now_skipped - skipped == (step + 1 - checked) * dist.world:
@@ -147,9 +153,9 @@ def train_one_epoch(model, loader, optimizer, scaler, mixup, criterion, amp_ctx,
             checked, skipped = step + 1, now_skipped
             bar.set_postfix(loss=f"{mean:.3f}", acc=f"{correct.item() / seen:.3f}",
                             ips=f"{seen / (time.perf_counter() - t0):.0f}")
-    if skipped:
-        log.warning("%s: %d of %d steps skipped: the fp16 loss overflowed (GradScaler lowered its scale to %g)",
-                    where, skipped, steps * dist.world, scaler.get_scale())
+    if scaled and skipped_steps:
+        log.warning("%s: %d of %d steps skipped: the fp16 loss or gradients overflowed (GradScaler lowered its scale "
+                    "to %g)", where, skipped_steps, steps * dist.world, scaler.get_scale())
     return total / max(counted, 1), correct.item() / max(seen, 1), seen / (time.perf_counter() - t0)
 
 

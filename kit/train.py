@@ -117,8 +117,8 @@ class FoldRun:
         if self.cfg.compile:
             trained = torch.compile(trained)  # checkpoints still save the plain module's weights
         for stage in (1, 2):
-            if stage < state.stage:
-                continue
+            if stage < state.stage or stage == 2 and not self.epochs[1]:
+                continue  # no stage 2: the weights in memory stay the last epoch's (final.pt, cv_last)
             if stage > state.stage:
                 state = self._enter_stage(model, state, stage)
             self._run_stage(model, trained, state, opt_state)

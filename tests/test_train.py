@@ -184,6 +184,33 @@ def test_an_fp16_overflow_is_skipped_and_one_that_persists_stops(caplog):
         _epoch(_Overflows([3]), scaled=False)
 
 
+class _InfGrad(torch.autograd.Function):
+    """The identity, whose gradient overflows: a finite loss with inf gradients (fp16 backward past 65504)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * float("inf")
+
+
+class _GradOverflows(_Overflows):
+    def forward(self, x):
+        out = self.fc(x.flatten(1))
+        self.step += 1
+        return _InfGrad.apply(out) if self.step in self.at else out
+
+
+def test_steps_skipped_for_overflowed_gradients_under_a_finite_loss_are_counted(caplog):
+    import logging
+    with caplog.at_level(logging.WARNING):
+        loss, scaler = _epoch(_GradOverflows([2, 5]), scaled=True)
+    assert np.isfinite(loss) and scaler.get_scale() == 2.0 ** 14, (loss, scaler.get_scale())
+    assert "2 of 6 steps skipped" in caplog.text, caplog.text
+
+
 def test_nan_loss_stops_with_epoch_and_step(tmp_path, easy_data):
     cfg = tiny_cfg(tmp_path, easy_data, stage1_lr=1e12, stage1_epochs=20, mixup_alpha=0.0)  # diverges
     folds.make_folds(cfg)
@@ -326,3 +353,30 @@ def test_pretrained_file_is_its_content_not_its_path(tmp_path, easy_data):
     save_file({k: v + 1 for k, v in weights.items()}, moved)
     with pytest.raises(ValueError, match=r"pretrained_file=.*other content"):
         Experiment.of(again).check_trained(again, 2)
+
+
+def test_without_stage2_final_pt_holds_the_last_epochs_weights(tmp_path, easy_data):
+    """stage2_epochs=0 (a time budget may trim stage 2 away): final.pt, what cv_last scores, is the last epoch's
+    model, not stage 1's best loaded back for a stage that never runs."""
+    from kit.engine import load_checkpoint
+    cfg = tiny_cfg(tmp_path, easy_data, stage1_epochs=3, stage2_epochs=0, n_folds=2)
+    folds.make_folds(cfg)
+    scores, after = iter([0.9, 0.6, 0.5] * 2), []  # epoch 1 is the best, epoch 3 the last
+    original_validate, original_epoch = train.validate, train.FoldRun._run_epoch
+
+    def validate(*args):
+        return original_validate(*args) | {"val_score": next(scores)}
+
+    def run_epoch(self, model, *args):
+        original_epoch(self, model, *args)
+        if self.fold == 0:
+            after.append({k: v.clone() for k, v in model.state_dict().items()})
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train, "validate", validate)
+        mp.setattr(train.FoldRun, "_run_epoch", run_epoch)
+        train.run([cfg], only=[0])
+    final, best = (load_checkpoint(exp_dir(cfg) / "fold0" / f) for f in ("final.pt", "best.pt"))
+    assert (best["epoch"], final["epoch"]) == (1, 3), (best["epoch"], final["epoch"])
+    assert all(torch.equal(final["model"][k], after[-1][k]) for k in after[-1]), "final.pt is not the last epoch's"
+    assert not all(torch.equal(final["model"][k], best["model"][k]) for k in best["model"]), "final.pt is best.pt"
