@@ -125,4 +125,4 @@ clean:
 clean-all:
 	@echo "removing every experiment, fold, submission and bundle (folds/, submissions/, bundle/; not DATA)"
 	rm -rf data/demo folds/*/ folds/folds.csv folds/folds.json bundle bundle.zip
-	rm -f submissions/*.csv submissions/*.json submissions/*.png submissions/*.zip submissions/*.lock
+	rm -f submissions/*.csv submissions/*.json submissions/*.png submissions/*.zip

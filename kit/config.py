@@ -392,15 +392,17 @@ def preset_names() -> list[str]:
 
 def find_preset(exp: str, trained: Path | None = None) -> Path:
     """--exp takes a YAML path (my.yaml, ./dir/x.yml) or a name, looked for in this order: configs/NAME.yaml
-    under the current directory (your own presets), `trained` (the config.yaml of an experiment of that name
-    trained in work_dir: kit/experiment.py knows where), the preset shipped in kit/configs/."""
+    under the current directory (your own presets), the preset shipped in kit/configs/, `trained` (the config.yaml
+    of an experiment of that name trained in work_dir: kit/experiment.py knows where). A shipped preset's name
+    always means the preset, so a smoke run's overrides (`--exp quick stage1_epochs=1`) never outlive it: a run
+    of your own keeps its settings under its own name= (train then refuses a preset whose keys differ from it)."""
     path = Path(exp)
     if path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
         if not path.is_file():
             raise ValueError(f"--exp {exp}: no such config file; give a YAML path or a preset name "
                              f"({', '.join(preset_names())})")
         return path
-    for candidate in (Path("configs") / f"{exp}.yaml", trained, PRESETS / f"{exp}.yaml"):
+    for candidate in (Path("configs") / f"{exp}.yaml", PRESETS / f"{exp}.yaml", trained):
         if candidate is not None and candidate.is_file():
             return candidate
     raise ValueError(f"--exp {exp}: no preset or trained experiment of that name; presets: "

@@ -49,10 +49,19 @@ def atomic_path(path: str | Path):
 
 @contextlib.contextmanager
 def locked(path: str | Path):
-    """Hold an exclusive lock on `path`.lock: serialises read-modify-write of a shared file between processes."""
-    path = Path(path)
-    with claimed(path.with_suffix(path.suffix + ".lock"), wait=True):
+    """Hold an exclusive lock for `path`: serialises read-modify-write of a shared file between processes."""
+    with claimed(lock_file(path), wait=True):
         yield
+
+
+def lock_file(path: str | Path) -> Path:
+    """The lock file of `path`: in the machine's temporary folder, named by the file's absolute path, so that none
+    is left in the folders users open and upload from (submissions/). The files it guards (leaderboard.csv, a
+    submission's manifest) are written by the commands of one machine: a lock there serialises all of them."""
+    path = Path(path).absolute()
+    folder = Path(tempfile.gettempdir()) / f"kit-locks-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder / f"{hashlib.sha256(str(path).encode()).hexdigest()[:16]}-{path.name}.lock"
 
 
 @contextlib.contextmanager

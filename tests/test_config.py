@@ -84,3 +84,16 @@ def test_every_key_declares_what_it_shapes_and_help_shows_it():
     assert set(keys_shaping("split")) < set(keys_shaping("weights")) < set(keys_shaping("predictions")), \
         "a key that shapes an earlier stage makes every later one stale"
     assert {"img_size", "mean", "std", "backbone"} <= set(keys_shaping("weights")) and "tta" not in keys_shaping("weights")
+
+
+def test_a_shipped_presets_name_means_the_preset_not_a_run_trained_under_it(tmp_path, monkeypatch):
+    """`--exp quick stage1_epochs=1` once (a smoke run) must not make `--exp quick` mean stage1_epochs=1 later."""
+    from kit.cli import _configs, _parser
+    monkeypatch.chdir(tmp_path)
+    smoke = load_config(PRESETS / "quick.yaml", {"stage1_epochs": 1, "work_dir": str(tmp_path / "folds")})
+    save_config(smoke, tmp_path / "folds" / "quick" / "config.yaml")  # what `kit train` keeps of the smoke run
+    save_config(dataclasses.replace(smoke, name="mine"), tmp_path / "folds" / "mine" / "config.yaml")
+    args = _parser().parse_args(["train", "--exp", "quick", "mine", f"work_dir={tmp_path / 'folds'}"])
+    quick, mine = _configs(args, None)
+    assert quick.stage1_epochs == load_config(PRESETS / "quick.yaml").stage1_epochs, "the smoke run's key lived on"
+    assert mine.stage1_epochs == 1, "a run of your own is still found by its name"

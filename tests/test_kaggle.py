@@ -123,6 +123,15 @@ def test_readable_kaggle_json_gets_the_fix(env, caplog):
     assert f"chmod 600 {creds}" in caplog.text
 
 
+def test_no_lock_file_is_left_in_the_submissions_folder(env):
+    """submissions/ is the folder users open and upload from: its locks live elsewhere."""
+    _, cfg, _, _ = env
+    leaderboard.submit([cfg], "digits")
+    leaderboard.sync(Path(cfg.submissions_dir) / "leaderboard.csv", "digits")
+    left = sorted(p.name for p in Path(cfg.submissions_dir).rglob("*") if ".lock" in p.name)
+    assert not left, left
+
+
 def _add_row(cfg, name: str, cv: str, experiments: str = "tiny", answer: str = "b") -> Path:
     path = Path(cfg.submissions_dir) / name
     path.write_text("id,label\n" + "".join(f"{i},{answer}\n" for i in IDS))
