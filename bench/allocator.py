@@ -116,7 +116,7 @@ def fold_memory(mode: str, tmp: Path) -> dict:
     if not data.is_dir():
         write_synthetic(data, classes=4, per_class=34, side=448, aspect=1.25)  # 560 x 448 PNGs
     keys = [f"data={data}", f"work_dir={tmp / mode}", "pretrained=false", "n_folds=2", "stage1_epochs=2",
-            "stage2_epochs=0", "max_steps=2", "workers=2", "eval_batch_size=64", "warmup_epochs=0"]
+            "stage2_epochs=0", "max_epoch_steps=2", "workers=2", "eval_batch_size=64", "warmup_epochs=0"]
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "GLIBC_TUNABLES", "KIT_ALLOCATOR_APPLIED")}
     env["KIT_ALLOCATOR"] = mode
     subprocess.run([sys.executable, "-m", "kit", "folds", "--exp", "resnest50d_spinalnet", *keys], env=env,

@@ -1,9 +1,9 @@
-"""A fold's epochs from the data: min_steps raises them on small data, time_budget=MINUTES trims them to fit.
+"""A fold's epochs from the data: min_fold_steps raises them on small data, time_budget=MINUTES trims them to fit.
 
     python -m kit run --exp quick time_budget=30 data=...   # <work_dir>/<exp>/budget.json says what was chosen
 
-min_steps: an epoch of a small data set is a few optimizer steps, so the config's epochs leave its
-model far from trained; where they give a fold fewer than min_steps steps, they are raised (in the
+min_fold_steps: an epoch of a small data set is a few optimizer steps, so the config's epochs leave its
+model far from trained; where they give a fold fewer than min_fold_steps steps, they are raised (in the
 config's ratio of stage 1 to stage 2, at most MAX_SCALE times); early stopping still ends a stage
 that stops improving. These are the most a fold trains: the budget trims them where they do not
 fit, never adds. Before the first fold, a throwaway copy of fold 0's model takes PROBE_STEPS
@@ -34,13 +34,13 @@ log = logging.getLogger(__name__)
 
 WARM_STEPS, PROBE_STEPS, PROBE_VAL_BATCHES = 3, 20, 2  # untimed steps (+ the loader's prefetched batches), timed
 SAFETY = 0.9  # of the budget planned: the rest absorbs start-up, checkpoints and the timing's noise
-MAX_SCALE = 4  # min_steps raises the config's epochs at most this many times (a set of a few images a class)
+MAX_SCALE = 4  # min_fold_steps raises the config's epochs at most this many times (a set of a few images a class)
 
 
 def scaled(cfg: Config, steps_per_epoch: int) -> tuple[int, int]:
-    """(stage 1, stage 2) epochs: the config's, raised in their ratio where they give fewer than min_steps steps."""
+    """(stage 1, stage 2) epochs: the config's, raised in their ratio where they give fewer than min_fold_steps steps."""
     asked = cfg.stage1_epochs + cfg.stage2_epochs
-    want = min(math.ceil(cfg.min_steps / steps_per_epoch), MAX_SCALE * asked)
+    want = min(math.ceil(cfg.min_fold_steps / steps_per_epoch), MAX_SCALE * asked)
     if want <= asked:
         return cfg.stage1_epochs, cfg.stage2_epochs
     stage1 = round(want * cfg.stage1_epochs / asked)
@@ -96,7 +96,7 @@ def _sync(device) -> None:
 
 def plan(cfg: Config, n_folds: int, steps_per_epoch: int, n_val: int, n_train: int, n_test: int,
          step_s: float, image_s: float, spent_s: float = 0.0) -> dict:
-    """The epochs per stage that fit time_budget minutes, at most the config's as min_steps scales them (see the
+    """The epochs per stage that fit time_budget minutes, at most the config's as min_fold_steps scales them (see the
     module's docstring), and the figures behind them. `spent_s`: what the run has spent already (its probes)."""
     test_passes, train_passes = passes(cfg)
     predict_s = image_s * (n_test * test_passes * n_folds + n_train * train_passes)
@@ -123,18 +123,18 @@ def plan(cfg: Config, n_folds: int, steps_per_epoch: int, n_val: int, n_train: i
 
 
 def unbudgeted(cfg: Config, steps_per_epoch: int) -> dict:
-    """The record of a run without time_budget: min_steps's epochs alone."""
+    """The record of a run without time_budget: min_fold_steps's epochs alone."""
     stage1, stage2 = scaled(cfg, steps_per_epoch)
     return {"stage1_epochs": stage1, "stage2_epochs": stage2, "asked": [stage1, stage2],
             "steps_per_epoch": steps_per_epoch, "budget_min": 0}
 
 
 def record(chosen: dict, cfg: Config) -> dict:
-    """Say what min_steps and the budget chose; returns `chosen` (the record kept in budget.json)."""
+    """Say what min_fold_steps and the budget chose; returns `chosen` (the record kept in budget.json)."""
     asked = tuple(chosen["asked"])
     if asked != (cfg.stage1_epochs, cfg.stage2_epochs):
-        log.info("min_steps=%d: %d + %d epochs a fold at most (the config's %d + %d raised: an epoch is %d steps)",
-                 cfg.min_steps, *asked, cfg.stage1_epochs, cfg.stage2_epochs, chosen["steps_per_epoch"])
+        log.info("min_fold_steps=%d: %d + %d epochs a fold at most (the config's %d + %d raised: an epoch is %d steps)",
+                 cfg.min_fold_steps, *asked, cfg.stage1_epochs, cfg.stage2_epochs, chosen["steps_per_epoch"])
     if chosen["budget_min"]:
         trimmed = (chosen["stage1_epochs"], chosen["stage2_epochs"]) != asked
         log.info("time_budget=%g min: %d + %d epochs a fold (%s %d + %d; an epoch %.1f s, predict %.1f min, probes "

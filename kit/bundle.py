@@ -25,7 +25,7 @@ from pathlib import Path
 from kit import __version__
 from kit import ensemble as ens
 from kit import calibrate, formats, predict, submission
-from kit.config import Config, check_known, shapes, to_dict
+from kit.config import Config, check_known, shapes, to_dict, upgrade
 from kit.experiment import Experiment, fold_name
 from kit.inference import fold_logits, start
 from kit.io import atomic_path, atomic_write_bytes, check_writable, sha256_file
@@ -132,7 +132,7 @@ def bundle_configs(spec: dict, overrides: dict, name: str) -> list[Config]:
         raise ValueError(f"{name} fixes {fixed}: they shape the weights or predictions it reproduces; "
                          "change them before `kit export`")
     try:
-        return [Config(**{**e["config"], **overrides}) for e in spec["experiments"]]
+        return [Config(**{**upgrade(e["config"]), **overrides}) for e in spec["experiments"]]
     except TypeError as e:  # keys this kit does not know: written by another version
         raise ValueError(f"{name}: config not readable by kit {__version__} ({e}); export it again") from None
 

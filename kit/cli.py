@@ -8,7 +8,7 @@
     python -m kit blend   --exp demo demo_baseline   # weights fitted on OOF, nested CV
     python -m kit pseudo  --from demo --name demo_pl # + test images demo's folds label confidently
     python -m kit export  --exp demo --out bundle    # bundle/ + bundle.zip: weights and settings for inference
-    python -m kit submit-jobs --exp A B              # every (experiment, fold) as a SLURM or local job array
+    python -m kit jobs    --exp A B                  # every (experiment, fold) as a SLURM or local job, then predict
     python -m kit predict --bundle bundle data=DIR   # ... from the bundle alone: + submissions/submission.csv
     python -m kit --help-config                      # every config key
 
@@ -55,9 +55,10 @@ COMMANDS = {
                      "logits; --fold auto: the (experiment, fold) of this job-array task (kit/cluster.py)",
                      lambda a: (_kit("cluster").train_task(a.cfgs) if a.fold == ["auto"]
                                 else _kit("train").run(a.cfgs, a.fold, a.shard)), ("work_dir",)),
-    "submit-jobs": Command("folds here, then every (experiment, fold) as one task of a job array through submitit "
-                           "(SLURM, or local processes), wait, predict", lambda a: _kit("cluster").submit_jobs(
-                               a.cfgs, a.cluster, a.parallel, a.timeout_min, a.gpus, a.partition), BOTH),
+    "jobs": Command("folds here, then every (experiment, fold) as one task of a job array through submitit "
+                    "(SLURM, or local processes: one per GPU at a time), wait, predict",
+                    lambda a: _kit("cluster").submit_jobs(a.cfgs, a.cluster, a.parallel, a.timeout_min, a.gpus,
+                                                          a.partition, a.cpus, a.mem_gb), BOTH),
     "predict": Command("TTA on the test images with each fold's best weights, fold ensemble, submission CSV, "
                        "leaderboard",
                        lambda a: (_kit("bundle").predict_bundle(a.bundle, a.overrides) if a.bundle
@@ -118,13 +119,17 @@ def _options(name: str, s: argparse.ArgumentParser) -> None:
         s.add_argument("--shard", default="", metavar="I/N",
                        help="train only folds k with k %% N == I (without it, parallel processes share the folds "
                             "through lock files: make train GPUS=...)")
-    if name == "submit-jobs":
+    if name == "jobs":
         s.add_argument("--cluster", default="auto", choices=["auto", "slurm", "local", "debug"],
                        help="auto: SLURM where sbatch is found, else local processes")
-        s.add_argument("--parallel", type=int, default=0, help="at most this many tasks at once (default: all)")
+        s.add_argument("--parallel", type=int, default=0, help="at most this many tasks at once (default: SLURM, "
+                       "all; locally, one per GPU, or one at a time on a CPU)")
         s.add_argument("--timeout-min", type=int, default=24 * 60, help="each task's time limit; a task that reaches "
                        "it is requeued and resumes from last.pt")
-        s.add_argument("--gpus", type=int, default=0, help="GPUs per task (one fold each; default: the cluster's)")
+        s.add_argument("--gpus", type=int, default=-1, help="GPUs per task (default: one on SLURM; locally one where "
+                       "the machine has GPUs, else none); 0: CPU tasks")
+        s.add_argument("--cpus", type=int, default=8, help="SLURM: CPU cores per task (data loading; default 8)")
+        s.add_argument("--mem-gb", type=int, default=32, help="SLURM: memory per task in GB (default 32)")
         s.add_argument("--partition", default="", help="SLURM partition")
     if name in ("predict", "run"):
         s.add_argument("--ensemble", action="store_true", help="also ensemble all the named experiments into one submission")

@@ -3,10 +3,10 @@
     python -m kit folds --exp A B data=...                       # once, before the array
     sbatch --array=0-9 cluster/slurm.sbatch                       # 2 experiments x 5 folds: one task each
     python -m kit train --exp A B --fold auto data=...           # what each task runs: its pair from its index
-    python -m kit submit-jobs --exp A B data=... --cluster slurm # the same array through submitit, then predict
+    python -m kit jobs --exp A B data=... --cluster slurm        # the same array through submitit, then predict
 
-A task's index comes from its scheduler (INDEX_VARS: SLURM_ARRAY_TASK_ID counted from
-SLURM_ARRAY_TASK_MIN, Kubernetes Indexed Jobs' JOB_COMPLETION_INDEX, AWS Batch's
+A task's index comes from its scheduler (INDEX_VARS: SLURM_ARRAY_TASK_ID as it is, so that resubmitting
+the failed tasks alone, `sbatch --array=3,7`, trains pairs 3 and 7; Kubernetes Indexed Jobs' JOB_COMPLETION_INDEX, AWS Batch's
 AWS_BATCH_JOB_ARRAY_INDEX, or KIT_TASK_INDEX set by hand). Index i is pair i in this order: every
 fold of the first --exp, then every fold of the next, i = experiment * n_folds + fold; an array of
 len(exps) x n_folds tasks trains each fold once, and the fold locks stay as a guard. A task that is
@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from pathlib import Path
 
 from kit.config import Config
@@ -32,10 +33,9 @@ def task_index(env=os.environ) -> tuple[int, str]:
     for var in INDEX_VARS:
         if env.get(var, "") != "":
             value = env[var]
-            first = env.get("SLURM_ARRAY_TASK_MIN", "0") if var == "SLURM_ARRAY_TASK_ID" else "0"
-            if not (value.isdigit() and first.isdigit()):
+            if not value.isdigit():
                 raise ValueError(f"--fold auto: {var}={value!r} is not a task index")
-            return int(value) - int(first), var
+            return int(value), var  # the index itself: `sbatch --array=3,7` trains pairs 3 and 7, whatever the subset
     raise ValueError(f"--fold auto takes the fold from a job array's index, and none of {', '.join(INDEX_VARS)} is "
                      "set; give --fold K, or set KIT_TASK_INDEX")
 
@@ -85,23 +85,86 @@ class TrainTask:
         return submitit.helpers.DelayedSubmission(self, index)
 
 
-def submit_jobs(cfgs: list[Config], cluster: str, parallel: int, timeout_min: int, gpus: int,
-                partition: str) -> list[Path]:
-    """`kit submit-jobs`: folds here, an array of every (experiment, fold) through submitit, wait, then predict."""
-    import submitit
+def _submitit():
+    try:
+        import submitit
+    except ModuleNotFoundError:
+        raise ValueError("kit jobs needs submitit: pip install 'kit[cluster]' (in a checkout of the kit, make "
+                         "install)") from None
+    return submitit
 
+
+def local_gpus() -> list[int]:
+    """The GPUs this machine's tasks can use: those CUDA sees (under CUDA_VISIBLE_DEVICES, their indices there)."""
+    import torch
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+
+
+def _slots(cluster: str, gpus: int, parallel: int) -> tuple[int, list[int | None]]:
+    """(GPUs each task asks for, the local run's slots: a GPU each, or None for a CPU task).
+
+    gpus=-1 (auto): on SLURM one GPU a task (a fold each); locally one a task where this machine has GPUs, else
+    none. Locally the slots are what runs at once: one task per GPU (or per asked group of GPUs), or on a CPU
+    one task at a time (a training run uses every core), --parallel capping either.
+    """
+    if cluster != "local":
+        return (1 if gpus < 0 else gpus), []
+    visible = local_gpus()
+    each = (1 if visible else 0) if gpus < 0 else gpus
+    if each > len(visible):
+        raise ValueError(f"--gpus {each}: this machine has {len(visible)} GPU(s) CUDA can use; give --gpus "
+                         f"{len(visible) or 0} (or leave it out)")
+    slots = [visible[i:i + each] for i in range(0, len(visible) - each + 1, each)] if each else [None]
+    if not each and parallel > 1:
+        slots = [None] * parallel
+    return each, slots[:parallel] if parallel else slots
+
+
+def _run_local(executor, task, indices: list[int], slots: list, poll_s: float = 0.5) -> list:
+    """Local jobs, at most one per slot at a time, each seeing its slot's GPUs alone (CUDA_VISIBLE_DEVICES): submitit's
+    local executor would start them all at once, on the same GPUs. Returns the jobs in index order."""
+    pending, running, jobs = list(indices), {}, {}
+    while pending or running:
+        for slot in [s for s in range(len(slots)) if s not in running]:
+            if not pending:
+                break
+            i, gpus = pending.pop(0), slots[slot]
+            executor.update_parameters(gpus_per_node=len(gpus or ()), visible_gpus=tuple(gpus or ()))
+            jobs[i] = running[slot] = executor.submit(task, i)
+        for slot, job in list(running.items()):
+            if job.done():
+                del running[slot]
+        time.sleep(poll_s if running else 0)
+    return [jobs[i] for i in indices]
+
+
+def submit_jobs(cfgs: list[Config], cluster: str, parallel: int, timeout_min: int, gpus: int,
+                partition: str, cpus: int = 8, mem_gb: int = 32) -> list[Path]:
+    """`kit jobs`: folds here, a task for every (experiment, fold) through submitit, wait, then predict.
+
+    On SLURM an array (each task asks for `gpus` GPUs, `cpus` cores and `mem_gb` GB: cluster/slurm.sbatch's
+    figures, not the partition's defaults, which are often one core); locally, one task per free slot (_slots)."""
+    submitit = _submitit()
     from kit import folds, predict
     folds.run(cfgs)
     n_folds = folds.load(cfgs[0]).n_folds
     tasks = len(pairs(cfgs, n_folds))
     logs = Path(cfgs[0].work_dir) / ".jobs"
     executor = submitit.AutoExecutor(folder=logs / "%j", cluster=None if cluster == "auto" else cluster)
-    executor.update_parameters(timeout_min=timeout_min, name="kit-train", slurm_array_parallelism=parallel or tasks,
-                               **({"gpus_per_node": gpus} if gpus else {}),
-                               **({"slurm_partition": partition} if partition and executor.cluster == "slurm" else {}))
-    jobs = executor.map_array(TrainTask(cfgs), list(range(tasks)))
-    log.info("submit-jobs: %d task(s) on %s (%s), logs in %s", tasks, executor.cluster,
-             " ".join(j.job_id for j in jobs[:3]) + (" ..." if tasks > 3 else ""), logs)
+    each, slots = _slots(executor.cluster, gpus, parallel)
+    if executor.cluster == "local":
+        executor = submitit.LocalExecutor(folder=logs / "%j")  # its own: AutoExecutor does not pass visible_gpus on
+        executor.update_parameters(timeout_min=timeout_min)
+        jobs = _run_local(executor, TrainTask(cfgs), list(range(tasks)), slots)
+        where = f"local, {len(slots)} at a time" + (f", {each} GPU(s) each" if each else " on the CPU")
+    else:
+        executor.update_parameters(timeout_min=timeout_min, name="kit-train", slurm_array_parallelism=parallel or tasks, gpus_per_node=each,
+                                   cpus_per_task=cpus, mem_gb=mem_gb,
+                                   **({"slurm_partition": partition} if partition and executor.cluster == "slurm"
+                                      else {}))
+        jobs = executor.map_array(TrainTask(cfgs), list(range(tasks)))
+        where = f"{executor.cluster}, {each} GPU(s), {cpus} CPUs and {mem_gb} GB each"
+    log.info("jobs: %d task(s) (%s), logs in %s", tasks, where, logs)
     failed = []
     for i, job in enumerate(jobs):
         try:
@@ -110,6 +173,6 @@ def submit_jobs(cfgs: list[Config], cluster: str, parallel: int, timeout_min: in
             first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
             failed.append(f"task {i} ({job.job_id}: {first[:160]})")
     if failed:
-        raise ValueError(f"submit-jobs: {len(failed)} of {tasks} task(s) failed: {'; '.join(failed[:3])}; logs in "
-                         f"{logs}; submit again and finished folds are skipped, the others resume")
+        raise ValueError(f"jobs: {len(failed)} of {tasks} task(s) failed: {'; '.join(failed[:3])}; logs in "
+                         f"{logs}; run it again and finished folds are skipped, the others resume")
     return predict.run(cfgs)

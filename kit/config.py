@@ -116,10 +116,10 @@ class Config:
                                    "tenth of stage 1's (the recipe's ratio)", "weights")
     stage2_epochs: int = _key(20, "stage 2 epochs; 0 skips stage 2", "weights")
     time_budget: float = _key(0.0, "minutes for the whole run (every fold, then predict): the epochs as set (or as "
-                                   "min_steps raises them), trimmed where a measured probe says they do not fit "
+                                   "min_fold_steps raises them), trimmed where a measured probe says they do not fit "
                                    "(kit/budget.py: budget.json), in the ratio of stage1_epochs to stage2_epochs; "
                                    "0 = no limit", "weights")
-    min_steps: int = _key(0, "optimizer steps a fold takes at the least (both stages): where the epochs as set give "
+    min_fold_steps: int = _key(0, "optimizer steps a fold takes at the least (both stages): where the epochs as set give "
                              "fewer (small data), they are raised in their ratio, at most 4 times (kit/budget.py: "
                              "budget.json); time_budget still trims; 0 = the epochs as set", "weights")
     lr_reference_batch: int = _key(
@@ -140,7 +140,8 @@ class Config:
     pseudo_threshold: float = _key(0.9, "pseudo-labels: keep test images labelled with at least this probability",
                                    "weights")
     patience: int = _key(7, "early stopping: epochs without a better val top-1 before a stage stops", "weights")
-    max_steps: int = _key(0, "limit training steps per epoch (0 = whole epoch; for smoke tests)", "weights")
+    max_epoch_steps: int = _key(0, "at most this many training steps in each epoch (0 = the whole epoch; for smoke "
+                                   "tests)", "weights")
     amp: bool = _key(
         True, "mixed precision on CUDA (bf16 where supported, else fp16), for training and predict; CPU runs fp32",
         "weights")
@@ -264,8 +265,8 @@ def _check_values(cfg: Config) -> None:
     for key in ("stage1_epochs", "img_size", "resize", "spinal_width", "eval_batch_size", "patience", "tta_max_images"):
         if getattr(cfg, key) < 1:
             problems.append(f"{key}={getattr(cfg, key)}: must be >= 1")
-    if cfg.stage2_epochs < 0 or cfg.max_steps < 0 or cfg.min_epochs < 0 or cfg.min_steps < 0:
-        problems.append("stage2_epochs, max_steps, min_epochs and min_steps must be >= 0")
+    if cfg.stage2_epochs < 0 or cfg.max_epoch_steps < 0 or cfg.min_epochs < 0 or cfg.min_fold_steps < 0:
+        problems.append("stage2_epochs, max_epoch_steps, min_epochs and min_fold_steps must be >= 0")
     if cfg.warmup_epochs < -1 or cfg.warmup >= cfg.stage1_epochs:
         problems.append(f"warmup_epochs={cfg.warmup_epochs}: must be -1 (auto) or from 0 to stage1_epochs - 1 "
                         f"({cfg.stage1_epochs - 1})")
@@ -362,6 +363,7 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
         if not isinstance(values, dict):
             raise ValueError(f"config file {path}: expected key: value pairs at the top level")
         values.setdefault("name", path.stem)
+        values = upgrade(values)  # a trained experiment's config.yaml from before a key was renamed
         values = {k: v for k, v in values.items() if k.removesuffix("_sha256") not in FILE_KEYS or k in FILE_KEYS}
     check_known(values, f" in {path}")
     check_known(overrides or {}, " on the command line")
@@ -372,8 +374,10 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
 def check_known(values: dict, where: str) -> None:
     """Raise ValueError naming every key of `values` that is not a config key."""
     unknown = sorted(set(values) - {f.name for f in dataclasses.fields(Config)})
+    renamed = [f"{k} is now {FORMER_NAMES[k]}" for k in unknown if k in FORMER_NAMES]
     if unknown:
-        raise ValueError(f"unknown config key(s) {unknown}{where}; `python -m kit --help-config` lists them")
+        raise ValueError(f"unknown config key(s) {unknown}{where}{' (' + '; '.join(renamed) + ')' if renamed else ''}; "
+                         "`python -m kit --help-config` lists them")
 
 
 def default(key: str):
@@ -445,7 +449,18 @@ def changed(recorded: dict, cfg: Config, what: str) -> list[str]:
     return diff
 
 
-RENAMED = {"split_seed": "seed"}  # key -> the key that held its value in configs written before it existed
+# key -> the key that held its value in configs written before it existed (or before it had its name)
+RENAMED = {"split_seed": "seed", "max_epoch_steps": "max_steps", "min_fold_steps": "min_steps"}
+FORMER_NAMES = {"max_steps": "max_epoch_steps", "min_steps": "min_fold_steps"}  # renamed keys: old -> new
+
+
+def upgrade(values: dict) -> dict:
+    """A recorded config (config.yaml, a checkpoint's cfg, bundle.json) written under former key names, in today's."""
+    out = dict(values)
+    for old, new in FORMER_NAMES.items():
+        if old in out:
+            out.setdefault(new, out.pop(old))
+    return out
 
 
 # Keys naming a file: identified by its content, so the same weights under another path (a new notebook

@@ -87,12 +87,12 @@ def probe_step(model, optimizer, scaler, mixup, criterion, amp_ctx, device, x, y
     return loss
 
 
-def epoch_steps(loader, max_steps: int) -> int:
-    """Optimizer steps in one epoch: the whole loader, or max_steps when set (smoke tests)."""
-    return min(len(loader), max_steps) if max_steps else len(loader)
+def epoch_steps(loader, max_epoch_steps: int) -> int:
+    """Optimizer steps in one epoch: the whole loader, or max_epoch_steps when set (smoke tests)."""
+    return min(len(loader), max_epoch_steps) if max_epoch_steps else len(loader)
 
 
-def train_one_epoch(model, loader, optimizer, scaler, mixup, criterion, amp_ctx, device, max_steps, where,
+def train_one_epoch(model, loader, optimizer, scaler, mixup, criterion, amp_ctx, device, max_epoch_steps, where,
                     dist: Dist = Dist(), after_step=None):
     """One pass over loader. Returns (mean loss over every rank, this rank's train top-1 against the dominant mixed
     label, this rank's img/s).
@@ -115,7 +115,7 @@ def train_one_epoch(model, loader, optimizer, scaler, mixup, criterion, amp_ctx,
     correct = torch.zeros((), device=device, dtype=torch.int64)
     seen, t0, checked, skipped, total, counted, skipped_steps = 0, time.perf_counter(), 0, 0.0, 0.0, 0.0, 0.0
     scaled = scaler.is_enabled()
-    steps = epoch_steps(loader, max_steps)
+    steps = epoch_steps(loader, max_epoch_steps)
     bar = tqdm(loader, total=steps, desc=where, leave=False, disable=not sys.stderr.isatty())
     for step, (x, y) in enumerate(bar):
         if step >= steps:

@@ -141,7 +141,7 @@ class Experiment:
         return self.dir / "start.json"
 
     @property
-    def budget(self) -> Path:  # min_steps, time_budget: the epochs chosen and the figures behind them (kit/budget.py)
+    def budget(self) -> Path:  # min_fold_steps, time_budget: the epochs chosen and the figures behind them (kit/budget.py)
         return self.dir / "budget.json"
 
     @property

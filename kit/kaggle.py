@@ -100,7 +100,8 @@ def run_cli(args: list[str], what: str, program: list[str] | None = None) -> str
         proc = subprocess.run((program or _cli()) + args, capture_output=True, text=True, timeout=TIMEOUT_S,
                               env={**os.environ, "PYTHONIOENCODING": "utf-8"})
     except FileNotFoundError:
-        raise ValueError("the kaggle CLI is not installed; run `make install`") from None
+        raise ValueError("the kaggle CLI is not installed: pip install 'kit[kaggle]' (in a checkout of the kit, "
+                         "make install)") from None
     except subprocess.TimeoutExpired:
         raise ValueError(f"kaggle {what}: no answer in {TIMEOUT_S} s (network?)") from None
     stdout = scrub(proc.stdout)

@@ -22,7 +22,7 @@ class Progress:
         self.done += ran
 
     def plan(self, name: str, epochs: int) -> None:
-        """Experiment `name` trains `epochs` a fold (min_steps's or time_budget's, decided before its first fold):
+        """Experiment `name` trains `epochs` a fold (min_fold_steps's or time_budget's, decided before its first fold):
         every fold of it still to go counts that many. Called between folds, when none of this process is midway."""
         for key, left in self.left.items():
             if key[0] == name and left:

@@ -136,6 +136,12 @@ def pick_device(requested: str = "auto", deterministic: bool = False) -> torch.d
         return torch.device("cpu")
     if not torch.cuda.is_available():
         driver = _nvidia_driver()
+        hidden = os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1")  # GPUs hidden on purpose (a CPU task)
+        if hidden and requested == "cuda":
+            raise ValueError(f"device=cuda, but CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']!r} hides "
+                             "every GPU: unset it, or name the GPU (CUDA_VISIBLE_DEVICES=0)")
+        if hidden:
+            return torch.device("cpu")
         if requested == "cuda" or driver:
             build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "CPU-only"
             cause = ("the driver is likely too old for it: update the driver or install a torch built for an older "

@@ -64,7 +64,7 @@ class FoldRun:
         self.cfg, self.fold, self.classes, self.device, self.dist = cfg, fold, layout.classes, device, dist
         self.found_lr = found_lr  # stage1_lr=auto's value (kit/lr_find.py)
         self.pretrained = cfg.pretrained if pretrained is None else pretrained  # pretrained=auto, decided
-        self.epochs = epochs or (cfg.stage1_epochs, cfg.stage2_epochs)  # min_steps's and time_budget's, or as set
+        self.epochs = epochs or (cfg.stage1_epochs, cfg.stage2_epochs)  # min_fold_steps's and time_budget's, or as set
         self.metric, self.multilabel = metric, layout.task == "multilabel"
         self.progress = progress or Progress({})
         self.saved_at = time.monotonic()  # of last.pt: checkpoint_every_s counts from here
@@ -196,8 +196,8 @@ class FoldRun:
         ema, first = self.ema, state.ema_steps
         after_step = None if ema is None else lambda i: ema.update(model, step=first + i + 1)
         loss, acc, ips = train_one_epoch(trained, self.train_dl, optimizer, self.scaler, self.mixup, self.criterion,
-                                         self.amp_ctx, self.device, c.max_steps, where, self.dist, after_step)
-        state.ema_steps += epoch_steps(self.train_dl, c.max_steps)
+                                         self.amp_ctx, self.device, c.max_epoch_steps, where, self.dist, after_step)
+        state.ema_steps += epoch_steps(self.train_dl, c.max_epoch_steps)
         acc = mean_over_ranks(acc, self.dist)  # the loss is over every rank already
         ips *= self.dist.world
         scored = self._evaluated(model)
@@ -363,15 +363,15 @@ def _fold0(cfg: Config, folds: Folds, device, hflip: float | None) -> FoldRun:
 
 def fold_epochs(cfg: Config, folds: Folds, device, dist: Dist = Dist(), hflip: float | None = None,
                 spent_s: float = 0.0) -> tuple[int, int] | None:
-    """min_steps's and time_budget's epochs per stage (None: the config's): kept in budget.json, or decided now
+    """min_fold_steps's and time_budget's epochs per stage (None: the config's): kept in budget.json, or decided now
     from fold 0's steps per epoch and, with a budget, a probe of its model (kit/budget.py); `spent_s`: what this
     run's other probes took."""
-    if not cfg.time_budget and not cfg.min_steps:
+    if not cfg.time_budget and not cfg.min_fold_steps:
         return None
 
     def decide() -> dict:
         run = _fold0(cfg, folds, device, hflip)
-        steps = epoch_steps(run.train_dl, cfg.max_steps)
+        steps = epoch_steps(run.train_dl, cfg.max_epoch_steps)
         if not cfg.time_budget:
             return budget.record(budget.unbudgeted(cfg, steps), cfg)
         step_s, image_s = budget.probe(run._model(), run.train_dl, run.val_dl, run.mixup, run.criterion, run.amp_ctx,
@@ -416,7 +416,7 @@ def found_flip(cfg: Config, folds: Folds, device, lr: float | None, dist: Dist =
         model = run._model()
         seed_everything(_epoch_seed(cfg.seed, 0, 0, 0))
         run.train_dl.sampler.set_epoch(_epoch_seed(cfg.seed, 0, 0, 0))
-        steps = flip.steps_for(epoch_steps(run.train_dl, cfg.max_steps))
+        steps = flip.steps_for(epoch_steps(run.train_dl, cfg.max_epoch_steps))
         scores = flip.probe(model, run.train_dl, run.val_dl, run.mixup, run.criterion, run.amp_ctx,
                             grad_scaler(device, cfg.amp), device, cfg.optimizer, cfg.stage_lr(1, lr), cfg.momentum,
                             cfg.weight_decay, steps, run.multilabel)

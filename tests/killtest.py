@@ -27,7 +27,7 @@ import yaml
 
 # A tiny model on the demo digits: the whole pipeline runs in seconds, so kills land in every stage.
 TINY = ["backbone=test_resnet", "spinal_width=16", "n_folds=3", "stage1_epochs=3", "stage2_epochs=2",
-        "workers=0", "max_steps=6", "batch_size=16", "eval_batch_size=128", "tta=[hflip]"]
+        "workers=0", "max_epoch_steps=6", "batch_size=16", "eval_batch_size=128", "tta=[hflip]"]
 PYTHON = sys.executable
 
 

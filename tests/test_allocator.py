@@ -35,7 +35,7 @@ def test_unknown_mode_and_missing_library_are_one_line_errors(monkeypatch):
 @pytest.mark.parametrize("mode", ["auto", "off"])
 def test_python_m_kit_runs_under_the_chosen_allocator(tmp_path, folder_data, mode):
     keys = [f"{k}={'[]' if v == [] else v}" for k, v in TINY.items() if not isinstance(v, list) or v == []]
-    keys += [f"data={folder_data}", f"work_dir={tmp_path}", "stage1_epochs=1", "stage2_epochs=0", "max_steps=1"]
+    keys += [f"data={folder_data}", f"work_dir={tmp_path}", "stage1_epochs=1", "stage2_epochs=0", "max_epoch_steps=1"]
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "GLIBC_TUNABLES", allocator.MARK)}
     env["KIT_ALLOCATOR"] = mode
     subprocess.run([sys.executable, "-m", "kit", "folds", *keys], env=env, check=True, capture_output=True)

@@ -1,4 +1,4 @@
-"""The keys the data decides at train time: stage1_lr=auto, hflip=auto, pretrained=auto, min_steps, time_budget.
+"""The keys the data decides at train time: stage1_lr=auto, hflip=auto, pretrained=auto, min_fold_steps, time_budget.
 
     pytest tests/test_auto.py -q
 """
@@ -52,7 +52,7 @@ def test_pretrained_auto_starts_every_fold_alike_from_what_can_be_had(tmp_path, 
     backbone = model_module._backbone
     monkeypatch.setattr(model_module, "_backbone", lambda name, pre, file: asked.append((pre, file)) or backbone(
         name, pre, file))
-    keys = dict(pretrained="auto", stage1_epochs=1, stage2_epochs=0, max_steps=1)
+    keys = dict(pretrained="auto", stage1_epochs=1, stage2_epochs=0, max_epoch_steps=1)
     offline = tiny_cfg(tmp_path / "offline", easy_data, **keys)
     folds.make_folds(offline)
     train.run([offline])
@@ -117,38 +117,38 @@ def test_the_budget_trims_the_configs_epochs_and_never_adds(tmp_path):
 def test_min_steps_raises_the_epochs_of_small_data_in_their_ratio_up_to_a_cap(tmp_path):
     from kit import budget
     cfg = load_config(PRESETS / "quick.yaml", {"data": str(tmp_path), "stage1_epochs": 15, "stage2_epochs": 5,
-                                                "min_steps": 1000})
+                                                "min_fold_steps": 1000})
     assert budget.scaled(cfg, 25) == (30, 10), "25 steps an epoch: 40 epochs for 1,000 steps, 3:1 as configured"
     assert budget.scaled(cfg, 40) == (19, 6), "25 epochs (1,000 / 40), 18.75 of them in stage 1, rounded"
     assert budget.scaled(cfg, 50) == (15, 5) and budget.scaled(cfg, 400) == (15, 5), "enough steps: as configured"
     assert budget.scaled(cfg, 1) == (60, 20), f"at most {budget.MAX_SCALE} times the config's epochs"
     assert budget.scaled(dataclasses.replace(cfg, stage2_epochs=0), 25) == (40, 0)
-    assert budget.scaled(dataclasses.replace(cfg, min_steps=0), 1) == (15, 5), "0: the epochs as set"
+    assert budget.scaled(dataclasses.replace(cfg, min_fold_steps=0), 1) == (15, 5), "0: the epochs as set"
     # with a budget, the raised epochs are the most it keeps (5 folds, 100 val images at 1 ms, 0.1 s a step)
     raised = budget.plan(dataclasses.replace(cfg, time_budget=60), 5, 25, 100, 20, 10, 0.1, 0.001)
     assert (raised["stage1_epochs"], raised["stage2_epochs"]) == (30, 10) and raised["asked"] == [30, 10]
     tight = budget.plan(dataclasses.replace(cfg, time_budget=5), 5, 25, 100, 20, 10, 0.1, 0.001)
     assert tight["fits"] < 40 and tight["stage1_epochs"] + tight["stage2_epochs"] == tight["fits"]
     assert tight["stage1_epochs"] == round(tight["fits"] * 3 / 4), "trimmed in the raised epochs' ratio"
-    with pytest.raises(ValueError, match=r"min_steps.*must be >= 0"):
-        load_config(PRESETS / "quick.yaml", {"data": str(tmp_path), "min_steps": -1})
+    with pytest.raises(ValueError, match=r"min_fold_steps.*must be >= 0"):
+        load_config(PRESETS / "quick.yaml", {"data": str(tmp_path), "min_fold_steps": -1})
 
 
 def test_min_steps_trains_every_fold_the_raised_epochs_and_keeps_the_choice(tmp_path, easy_data, caplog):
     from kit.experiment import Experiment
-    cfg = tiny_cfg(tmp_path, easy_data, stage1_epochs=2, stage2_epochs=1, min_steps=18, patience=50, min_epochs=0)
+    cfg = tiny_cfg(tmp_path, easy_data, stage1_epochs=2, stage2_epochs=1, min_fold_steps=18, patience=50, min_epochs=0)
     folds.make_folds(cfg)
     table = folds.load(cfg).table
     steps = int(((table["fold"] != 0) & (table["role"] != "holdout")).sum()) // cfg.batch_size  # drop_last
     want = -(-18 // steps)  # ceil: the epochs that give 18 steps
-    assert 3 < want <= 12, f"the case of a config (2 + 1 epochs of {steps} steps) that min_steps=18 raises"
+    assert 3 < want <= 12, f"the case of a config (2 + 1 epochs of {steps} steps) that min_fold_steps=18 raises"
     with caplog.at_level("INFO", logger="kit"):
         train.run([cfg])
     chosen = json.loads(Experiment.of(cfg).budget.read_text())
     assert chosen["steps_per_epoch"] == steps and chosen["budget_min"] == 0
     assert chosen["stage1_epochs"] + chosen["stage2_epochs"] == want
     assert chosen["stage1_epochs"] == round(want * 2 / 3)
-    assert f"min_steps=18: {chosen['stage1_epochs']} + {chosen['stage2_epochs']} epochs a fold" in caplog.text
+    assert f"min_fold_steps=18: {chosen['stage1_epochs']} + {chosen['stage2_epochs']} epochs a fold" in caplog.text
     for k in range(2):
         h = pd.read_csv(Experiment.of(cfg).fold(k).history)
         assert (h["stage"] == 1).sum() == chosen["stage1_epochs"] and (h["stage"] == 2).sum() == chosen["stage2_epochs"]
@@ -214,7 +214,7 @@ def test_hflip_auto_drops_the_flip_only_where_it_changes_the_class(tmp_path, mon
     from kit.experiment import Experiment
 
     data = write_mirror_data(tmp_path / "data", split=split)
-    cfg = tiny_cfg(tmp_path, data, hflip="auto", stage1_epochs=1, stage2_epochs=0, max_steps=1, rotate=0.0)
+    cfg = tiny_cfg(tmp_path, data, hflip="auto", stage1_epochs=1, stage2_epochs=0, max_epoch_steps=1, rotate=0.0)
     folds.make_folds(cfg)
     used = []
     loaders = train.fold_loaders

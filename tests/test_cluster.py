@@ -1,5 +1,8 @@
 """Beyond one machine: job-array indices, submitit arrays.  pytest tests/test_cluster.py -q"""
 import itertools
+import json
+import os
+import time
 
 import pytest
 
@@ -18,7 +21,8 @@ def test_the_array_covers_every_experiment_and_fold_exactly_once(tmp_path, folde
 
 
 @pytest.mark.parametrize("env,want", [
-    ({"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "5"}, (2, "SLURM_ARRAY_TASK_ID")),  # --array=5-9
+    # `sbatch --array=3,7` resubmits the failed pairs 3 and 7: the index is the pair, whatever the array's first
+    ({"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "3"}, (7, "SLURM_ARRAY_TASK_ID")),
     ({"SLURM_ARRAY_TASK_ID": "3"}, (3, "SLURM_ARRAY_TASK_ID")),
     ({"JOB_COMPLETION_INDEX": "4"}, (4, "JOB_COMPLETION_INDEX")),  # Kubernetes Indexed Job
     ({"KIT_TASK_INDEX": "0"}, (0, "KIT_TASK_INDEX")),
@@ -37,7 +41,7 @@ def test_a_submitit_array_trains_what_train_does(tmp_path, folder_data):
     """Every fold as one task of a local submitit array, then predict: the same submission bytes as train + predict."""
     keys = dict(stage1_epochs=1, stage2_epochs=0)
     array = tiny_cfg(tmp_path / "array", folder_data, **keys)
-    (got,) = cluster.submit_jobs([array], "local", 0, 10, 0, "")
+    (got,) = cluster.submit_jobs([array], "local", 0, 10, -1, "")
     plain = tiny_cfg(tmp_path / "plain", folder_data, **keys)
     folds.make_folds(plain)
     train.run([plain])
@@ -54,3 +58,65 @@ def test_fold_auto_trains_the_pair_of_its_index(tmp_path, folder_data, monkeypat
     cluster.train_task(cfgs)
     done = sorted(p.parent.relative_to(tmp_path / "folds").as_posix() for p in (tmp_path / "folds").glob("*/fold*/oof.npz"))
     assert done == ["b/fold0"]
+
+
+class _Record:
+    """A task that writes when it ran and which GPUs it saw (picklable: submitit's local jobs are processes)."""
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    def __call__(self, i):
+        start = time.time()
+        time.sleep(0.5)
+        (self.folder / f"{i}.json").write_text(json.dumps({"gpus": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                                                           "start": start, "end": time.time()}))
+        return i
+
+
+def _local_run(tmp_path, slots, tasks, monkeypatch):
+    import submitit
+    here = os.path.dirname(__file__)  # the jobs unpickle _Record from this module
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
+    executor = submitit.LocalExecutor(folder=tmp_path / "logs" / "%j")
+    executor.update_parameters(timeout_min=5)
+    jobs = cluster._run_local(executor, _Record(tmp_path), list(range(tasks)), slots, poll_s=0.05)
+    assert [j.result() for j in jobs] == list(range(tasks))
+    runs = [json.loads((tmp_path / f"{i}.json").read_text()) for i in range(tasks)]
+    most = max(sum(r["start"] < s["end"] and s["start"] < r["end"] for r in runs) for s in runs)
+    return runs, most
+
+
+def test_local_jobs_run_one_per_gpu_at_a_time_each_on_its_own(tmp_path, monkeypatch):
+    monkeypatch.setattr(cluster, "local_gpus", lambda: [0, 1])
+    each, slots = cluster._slots("local", -1, 0)
+    assert (each, slots) == (1, [[0], [1]]), "auto: one GPU a task, one task per GPU"
+    runs, most = _local_run(tmp_path, slots, 4, monkeypatch)
+    assert most <= 2, f"{most} tasks ran at once on 2 GPUs"
+    assert sorted(r["gpus"] for r in runs) == ["0", "0", "1", "1"], [r["gpus"] for r in runs]
+
+
+def test_local_jobs_on_a_cpu_run_one_at_a_time_and_slurm_asks_for_a_gpu(tmp_path, monkeypatch):
+    monkeypatch.setattr(cluster, "local_gpus", lambda: [])
+    each, slots = cluster._slots("local", -1, 0)
+    assert (each, slots) == (0, [None]), "a CPU machine: no GPU asked for, one task at a time"
+    assert cluster._slots("local", -1, 2)[1] == [None, None], "--parallel 2: two at once"
+    runs, most = _local_run(tmp_path, slots, 2, monkeypatch)
+    assert most == 1
+    assert cluster._slots("slurm", -1, 0)[0] == 1, "on SLURM the default asks for one GPU a task"
+    with pytest.raises(ValueError, match="--gpus 1: this machine has 0 GPU"):
+        cluster._slots("local", 1, 0)
+
+
+def test_without_submitit_jobs_names_the_extra(monkeypatch):
+    import builtins
+    real = builtins.__import__
+
+    def no_submitit(name, *args, **kwargs):
+        if name == "submitit":
+            raise ModuleNotFoundError("No module named 'submitit'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_submitit)
+    with pytest.raises(ValueError, match=r"pip install 'kit\[cluster\]'"):
+        cluster._submitit()

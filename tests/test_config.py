@@ -97,3 +97,13 @@ def test_a_shipped_presets_name_means_the_preset_not_a_run_trained_under_it(tmp_
     quick, mine = _configs(args, None)
     assert quick.stage1_epochs == load_config(PRESETS / "quick.yaml").stage1_epochs, "the smoke run's key lived on"
     assert mine.stage1_epochs == 1, "a run of your own is still found by its name"
+
+
+def test_renamed_keys_say_their_new_name_and_old_records_still_load(tmp_path):
+    """max_steps counted steps per epoch, min_steps a fold's steps: renamed to say so."""
+    with pytest.raises(ValueError, match="max_steps is now max_epoch_steps"):
+        load_config(None, {"max_steps": 2})
+    old = tmp_path / "config.yaml"  # a trained experiment's config.yaml written under the old names
+    old.write_text("name: old\nmax_steps: 3\nmin_steps: 500\n")
+    cfg = load_config(old)
+    assert (cfg.max_epoch_steps, cfg.min_fold_steps) == (3, 500), (cfg.max_epoch_steps, cfg.min_fold_steps)

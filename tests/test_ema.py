@@ -86,7 +86,7 @@ def test_every_epoch_line_says_how_much_is_left(tmp_path, data, caplog):
 
 def test_the_folds_to_go_count_the_epochs_decided_for_their_experiment():
     progress = Progress({("a", 0): 0, ("a", 1): 20, ("a", 2): 20, ("b", 0): 20})  # a's fold 0 already trained
-    progress.plan("a", 80)  # min_steps raised a's 15 + 5 to 60 + 20
+    progress.plan("a", 80)  # min_fold_steps raised a's 15 + 5 to 60 + 20
     assert progress.left == {("a", 0): 0, ("a", 1): 80, ("a", 2): 80, ("b", 0): 20}
 
 

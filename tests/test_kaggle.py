@@ -115,6 +115,11 @@ def test_no_credentials_says_how(env, capsys):
     assert rc == 2 and "no Kaggle credentials" in err and "KAGGLE_API_TOKEN" in err and len(err.splitlines()) == 1, err
 
 
+def test_a_missing_kaggle_cli_names_the_extra_that_installs_it(env):
+    with pytest.raises(ValueError, match=r"pip install 'kit\[kaggle\]'"):
+        kaggle.run_cli(["competitions", "list"], "list", program=["/nonexistent/kaggle"])
+
+
 def test_readable_kaggle_json_gets_the_fix(env, caplog):
     _, cfg, _, creds = env
     creds.chmod(0o644)

@@ -147,9 +147,9 @@ BAR = {
 # tta=[]: this is the preset's learning; its tta=auto (18 forward passes over every training image) is tested in
 # tests/test_predict.py and measured in docs/BENCHMARKS.md. Batch 32 (16 where a fold has 20 training images) and
 # 6 + 1 epochs: on the matrix's full sets CV 0.53 (100 x 10) and 0.29 (100 x 5) with the preset's AdamW (2026-11-29),
-# each far above its bar. time_budget=0 min_steps=0: the test's epochs, without the preset's 30-minute probe and
+# each far above its bar. time_budget=0 min_fold_steps=0: the test's epochs, without the preset's 30-minute probe and
 # without its raising the epochs of small data (kit/budget.py)
-BUDGET = dict(n_folds=2, img_size=32, resize=36, stage1_epochs=6, stage2_epochs=1, time_budget=0, min_steps=0,
+BUDGET = dict(n_folds=2, img_size=32, resize=36, stage1_epochs=6, stage2_epochs=1, time_budget=0, min_fold_steps=0,
               workers=0, eval_batch_size=256, tta=[])
 
 

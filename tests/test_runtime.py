@@ -30,6 +30,7 @@ def test_precision_by_compute_capability(capability, amp, want):
 
 
 def test_a_driver_without_working_cuda_is_an_error_not_a_cpu_run(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(runtime, "_nvidia_driver", lambda: "NVRM version: NVIDIA UNIX x86_64 Kernel Module  470.82.01")
     with pytest.raises(ValueError, match=r"CUDA does not start \(driver: NVRM.*470\.82\.01.*device=cpu"):
@@ -38,6 +39,16 @@ def test_a_driver_without_working_cuda_is_an_error_not_a_cpu_run(monkeypatch):
     monkeypatch.setattr(runtime, "_nvidia_driver", lambda: "")
     assert runtime.pick_device("auto").type == "cpu", "no driver, no GPU: the CPU, silently"
     with pytest.raises(ValueError, match="CUDA does not start"):
+        runtime.pick_device("cuda")
+
+
+def test_gpus_hidden_on_purpose_mean_the_cpu_not_an_old_driver(monkeypatch):
+    """A CPU task beside GPUs (kit jobs --gpus 0) runs with CUDA_VISIBLE_DEVICES="": the CPU, not "driver too old"."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(runtime, "_nvidia_driver", lambda: "NVRM version: NVIDIA UNIX x86_64 Kernel Module  570.1")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert runtime.pick_device("auto").type == "cpu"
+    with pytest.raises(ValueError, match="CUDA_VISIBLE_DEVICES='' hides every GPU"):
         runtime.pick_device("cuda")
 
 

@@ -19,7 +19,7 @@ from kit.config import PRESETS, load_config
 from kit.io import load_npz
 
 pytestmark = pytest.mark.slow
-SMALL_RUN = dict(pretrained=False, n_folds=2, stage1_epochs=1, stage2_epochs=1, max_steps=1, batch_size=2,
+SMALL_RUN = dict(pretrained=False, n_folds=2, stage1_epochs=1, stage2_epochs=1, max_epoch_steps=1, batch_size=2,
                  workers=0, eval_batch_size=4)
 
 
@@ -69,7 +69,7 @@ def test_demo_pipeline_through_the_cli(tmp_path):
     def args(out: str) -> list[str]:
         return ["--exp", "demo", "demo_baseline", f"data={tmp_path / 'demo'}", f"work_dir={tmp_path / out / 'folds'}",
                 f"submissions_dir={tmp_path / out / 'subs'}", "n_folds=2", "stage1_epochs=1", "stage2_epochs=1",
-                "max_steps=4"]
+                "max_epoch_steps=4"]
     for stage in ("folds", "train", "predict"):
         assert cli.main([stage, *args("staged")]) == 0, stage
     out = subprocess.run([*kit, "run", *args("run")], check=True, env=env, capture_output=True, text=True).stdout

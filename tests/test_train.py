@@ -335,7 +335,7 @@ def test_pretrained_file_is_its_content_not_its_path(tmp_path, easy_data):
     first.parent.mkdir(), moved.parent.mkdir()
     save_file(weights, first)
     cfg = tiny_cfg(tmp_path, easy_data, pretrained=True, pretrained_file=str(first), stage1_epochs=1,
-                   stage2_epochs=0, max_steps=1)
+                   stage2_epochs=0, max_epoch_steps=1)
     folds.make_folds(cfg)
     train.run([cfg])
     predict.run([cfg])
@@ -345,7 +345,7 @@ def test_pretrained_file_is_its_content_not_its_path(tmp_path, easy_data):
 
     first.rename(moved)
     again = tiny_cfg(tmp_path, easy_data, pretrained=True, pretrained_file=str(moved), stage1_epochs=1,
-                     stage2_epochs=0, max_steps=1)
+                     stage2_epochs=0, max_epoch_steps=1)
     Experiment.of(again).check_trained(again, 2)  # training resumes
     predict.run([again])
     assert fold0.logits("test").stat().st_mtime_ns == logits, "the same weights elsewhere: the logits still hold"
