@@ -22,8 +22,10 @@ read from a file touched just before, so nodes whose clocks drift do not matter.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
+import logging
 import os
 import socket
 import threading
@@ -31,6 +33,7 @@ import time
 import uuid
 from pathlib import Path
 
+log = logging.getLogger(__name__)
 HEARTBEAT_S = 30.0
 STALE_S = float(os.environ.get("KIT_CLAIM_STALE_S", "300"))
 POLL_S = 2.0  # how often a waiting claimer looks again
@@ -153,22 +156,72 @@ def _heartbeat(owner: Path, token: str, stop: threading.Event) -> None:
                 os.utime(owner)
 
 
+class ClaimLost(ValueError):
+    """This process's claim was taken over (its heartbeat looked stale from elsewhere): it must stop writing."""
+
+
+_held: dict[Path, str] = {}  # lock path -> this process's token, while it holds the claim
+NO_FLOCK = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL)  # NFSv3 without lockd, Lustre `noflock`
+_said_no_flock: set[str] = set()
+
+
+def check(path: str | Path) -> None:
+    """Raise ClaimLost if this process held the claim on `path` and another has since taken it over (no-op if
+    this process never claimed it). Called before every checkpoint write: two writers of one fold would
+    interleave their files."""
+    path = Path(path)
+    token = _held.get(path)
+    if token is not None and not _mine(_owner(path), token):
+        raise ClaimLost(f"{path.parent}: another process took this claim over (it saw no heartbeat for "
+                        f"{STALE_S:g} s: a stalled filesystem?); this process stops without writing, the other "
+                        "goes on (KIT_CLAIM_STALE_S sets the wait)")
+
+
+def _flock(f, path: Path) -> bool:
+    """Take the flock without blocking: True if taken or if this filesystem has none (the owner file then guards
+    alone, said once), False if another process holds it."""
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    except OSError as e:
+        if e.errno not in NO_FLOCK:
+            raise
+        if str(path.parent) not in _said_no_flock:
+            _said_no_flock.add(str(path.parent))
+            log.warning("%s: this filesystem has no flock (%s); claims there rest on the owner files alone", path.parent,
+                        os.strerror(e.errno))
+        return True
+
+
+def _release(owner: Path, token: str) -> None:
+    """Remove the owner file if it is still this process's. A takeover of it needs the marker of this token
+    (see _take), so holding that marker while checking and removing means no takeover can land in between."""
+    marker = owner.with_name(f"{owner.name}.takeover.{token}")
+    if not _create(marker, token):
+        return  # a takeover of this owner is under way: the file is, or is about to be, another's
+    try:
+        if _mine(owner, token):
+            owner.unlink(missing_ok=True)
+    finally:
+        marker.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def claim(path: str | Path, wait: bool, stale_s: float = STALE_S):
     """Yield True owning `path` (flock and owner file), or False at once if another process owns it and not wait;
-    with wait, poll until it is free."""
+    with wait, poll until it is free. While held, `check(path)` says whether it still is."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     owner, token = _owner(path), uuid.uuid4().hex
     with open(path, "w") as f:
         while True:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if _flock(f, path):
                 if _take(owner, token, stale_s):
                     break
-                fcntl.flock(f, fcntl.LOCK_UN)  # another machine owns it: let local claimers look too
-            except BlockingIOError:
-                pass
+                with contextlib.suppress(OSError):
+                    fcntl.flock(f, fcntl.LOCK_UN)  # another machine owns it: let local claimers look too
             if not wait:
                 yield False
                 return
@@ -176,10 +229,11 @@ def claim(path: str | Path, wait: bool, stale_s: float = STALE_S):
         stop = threading.Event()
         beat = threading.Thread(target=_heartbeat, args=(owner, token, stop), daemon=True)
         beat.start()
+        _held[path] = token
         try:
             yield True
         finally:
+            _held.pop(path, None)
             stop.set()
             beat.join()
-            if _mine(owner, token):
-                owner.unlink(missing_ok=True)
+            _release(owner, token)

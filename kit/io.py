@@ -6,7 +6,6 @@ kill at any moment leaves either the old file or the new one, never half of one.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import hashlib
 import os
@@ -49,8 +48,10 @@ def atomic_path(path: str | Path):
 
 @contextlib.contextmanager
 def locked(path: str | Path):
-    """Hold an exclusive lock for `path`: serialises read-modify-write of a shared file between processes."""
-    with claimed(lock_file(path), wait=True):
+    """Hold an exclusive lock for `path`: serialises read-modify-write of a shared file between processes
+    (kit/claim.py: flock, and an owner file where the filesystem has no flock)."""
+    from kit.claim import claim
+    with claim(lock_file(path), wait=True):
         yield
 
 
@@ -62,23 +63,6 @@ def lock_file(path: str | Path) -> Path:
     folder = Path(tempfile.gettempdir()) / f"kit-locks-{os.getuid()}"
     folder.mkdir(mode=0o700, exist_ok=True)
     return folder / f"{hashlib.sha256(str(path).encode()).hexdigest()[:16]}-{path.name}.lock"
-
-
-@contextlib.contextmanager
-def claimed(path: str | Path, wait: bool):
-    """Yield True holding an exclusive lock on `path`, or False at once if another process holds it and not wait.
-
-    A lock of a process that died is released with it (flock), so a stale lock file claims nothing.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
-        yield True
 
 
 def check_writable(folder: str | Path, key: str) -> None:

@@ -32,6 +32,7 @@ from timm.utils import ModelEmaV3
 from kit import folds as folds_command
 from kit import alarm, budget, flip, lr_find, pseudo, report
 from kit.allocator import release_memory
+from kit import claim as claims
 from kit.claim import claim
 from kit.config import Config, record, save_config, shaping, shaping_key
 from kit.data import fold_loaders
@@ -258,12 +259,14 @@ class FoldRun:
     def _save(self, path: Path, model, **extra) -> None:
         """The fold's only checkpoint writer: under torchrun, rank 0 writes and the others wait at the barrier."""
         if self.dist.main:
+            claims.check(self.files.lock)  # a process whose claim was taken over writes nothing more
             save_checkpoint(path, model, **extra)
 
     def _save_last(self, model, optimizer, state: FoldState) -> None:
         self.saved_at = time.monotonic()
         if not self.dist.main:
             return
+        claims.check(self.files.lock)
         last = self.files.last
         if last.is_file():
             os.replace(last, self.files.last_prev)  # one good state survives even a corrupted last.pt
@@ -276,6 +279,7 @@ class FoldRun:
         """OOF logits with the best weights (not the last epoch's), curves, then the done marker."""
         if not self.dist.main:  # under torchrun, rank 0 writes the fold's results alone
             return
+        claims.check(self.files.lock)
         last = state.history[-1]  # the weights in memory: the last epoch's, kept for cv_last (kit/ensemble.py)
         save_checkpoint(self.files.final, self._evaluated(model), cfg=record(self.cfg), classes=list(self.classes),
                         stage=state.stage, epoch=last["epoch"], score=last["val_score"])
@@ -283,6 +287,7 @@ class FoldRun:
         model.load_state_dict(best["model"])
         logits = predict_logits(model, self.val_dl, self.amp_ctx, self.device)
         report.plot_curves(pd.DataFrame(state.history), self.files.curves)
+        claims.check(self.files.lock)  # the done marker last: never for a fold another process now trains
         save_npz(self.files.oof, ids=self.val_ids.astype(str), labels=self.val_labels, logits=logits)
         log.info("fold %d done: best %s %.4f (stage %d, epoch %d)", self.fold, self.metric.name, best["score"],
                  best["stage"], best["epoch"])

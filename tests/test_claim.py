@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from kit import claim
 
 HOLD = """
@@ -104,3 +106,68 @@ def test_a_takeover_marker_left_by_a_killed_claimer_does_not_block_the_fold(tmp_
     with claim.claim(lock, wait=False) as got:
         assert got is True and json.loads(owner.read_text())["pid"] == os.getpid()
     assert not marker.exists()
+
+
+TAKE_OVER = """
+import sys
+from kit import claim
+claim.fcntl.flock = lambda f, op: None  # another machine: the flock of this one does not reach it (NFS)
+with claim.claim(sys.argv[1], wait=False, stale_s=0.0) as got:
+    print(got, flush=True)
+    sys.stdin.readline()  # hold it until told
+"""
+
+
+def test_an_owner_whose_claim_was_taken_over_stops_writing_and_leaves_the_new_claim(tmp_path, monkeypatch):
+    """A stalled owner (its heartbeat looked stale from elsewhere) is taken over while still running: it must not
+    write the fold again, and its release must not remove the new owner's file."""
+    monkeypatch.setattr(claim, "HEARTBEAT_S", 1000.0)  # the heartbeat stalls (an NFS stall, say)
+    lock, owner = tmp_path / ".train.lock", tmp_path / ".train.lock.owner"
+    with claim.claim(lock, wait=False) as got:
+        assert got is True
+        claim.check(lock)  # still ours
+        info = json.loads(owner.read_text())
+        owner.write_text(json.dumps({**info, "pid": 2 ** 22 + 1, "host": "elsewhere"}))  # as a remote owner's looks
+        old = time.time() - 10
+        os.utime(owner, (old, old))
+        other = subprocess.Popen([sys.executable, "-c", TAKE_OVER, str(lock)], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True)
+        try:
+            assert other.stdout.readline().strip() == "True", "the other machine takes the stale claim over"
+            taken = json.loads(owner.read_text())["token"]
+            assert taken != info["token"]
+            with pytest.raises(claim.ClaimLost, match="another process took this claim over"):
+                claim.check(lock)
+        except BaseException:
+            other.kill()
+            raise
+    try:
+        assert owner.is_file() and json.loads(owner.read_text())["token"] == taken, "release removed another's claim"
+    finally:
+        other.communicate("\n", timeout=30)
+
+
+def test_release_during_a_takeover_leaves_the_file_to_the_takeover(tmp_path):
+    lock, owner = tmp_path / ".train.lock", tmp_path / ".train.lock.owner"
+    with claim.claim(lock, wait=False):
+        token = json.loads(owner.read_text())["token"]
+        marker = owner.with_name(f"{owner.name}.takeover.{token}")
+        marker.write_text("someone")  # a claimer is between its check and its replace of this owner
+    assert owner.is_file(), "released mid-takeover: the file is about to be the other claimer's, not ours to remove"
+
+
+def test_a_filesystem_without_flock_falls_back_to_the_owner_file_in_one_line(tmp_path, monkeypatch, caplog):
+    import errno
+    import logging
+
+    def no_flock(f, op):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))  # NFSv3 without lockd; Lustre noflock: ENOSYS
+
+    monkeypatch.setattr(claim.fcntl, "flock", no_flock)
+    lock = tmp_path / "nfs" / ".train.lock"
+    with caplog.at_level(logging.WARNING):
+        with claim.claim(lock, wait=False) as got:
+            assert got is True, "the owner file still claims"
+            with claim.claim(lock, wait=False) as second:
+                assert second is False, "a second claimer is refused by the owner file alone"
+    assert caplog.text.count("has no flock") == 1, caplog.text

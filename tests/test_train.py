@@ -380,3 +380,24 @@ def test_without_stage2_final_pt_holds_the_last_epochs_weights(tmp_path, easy_da
     assert (best["epoch"], final["epoch"]) == (1, 3), (best["epoch"], final["epoch"])
     assert all(torch.equal(final["model"][k], after[-1][k]) for k in after[-1]), "final.pt is not the last epoch's"
     assert not all(torch.equal(final["model"][k], best["model"][k]) for k in best["model"]), "final.pt is best.pt"
+
+
+def test_a_fold_whose_claim_is_taken_over_stops_before_its_next_write(tmp_path, easy_data):
+    from kit import claim
+    cfg = tiny_cfg(tmp_path, easy_data, stage1_epochs=3, stage2_epochs=0, n_folds=2)
+    folds.make_folds(cfg)
+    original = train.FoldRun._run_epoch
+
+    def taken_over_after_one_epoch(self, model, trained, optimizer, state):
+        owner = self.files.lock.with_name(self.files.lock.name + ".owner")
+        if state.epoch == 1:  # another machine judged the heartbeat stale and took the fold over
+            owner.write_text(json.dumps({"host": "elsewhere", "pid": 1, "token": "theirs"}))
+        original(self, model, trained, optimizer, state)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train.FoldRun, "_run_epoch", taken_over_after_one_epoch)
+        with pytest.raises(claim.ClaimLost, match="another process took this claim over"):
+            train.run([cfg], only=[0])
+    fold = exp_dir(cfg) / "fold0"
+    assert not (fold / "oof.npz").exists(), "the fold is the other process's now: no done marker from this one"
+    assert json.loads((fold / ".train.lock.owner").read_text())["token"] == "theirs", "its claim is left alone"
