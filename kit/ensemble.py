@@ -48,7 +48,8 @@ class Result:
     warning: str = ""  # e.g. folds whose stage 1 ended at chance level
     blend: dict = field(default_factory=dict)  # a blend's weights and how they were fitted (kit/blend.py)
     trained_on: dict = field(default_factory=dict)  # "experiment/fold" -> the hosts its epochs ran on
-    tta_choice: dict = field(default_factory=dict)  # tta=auto: candidates' CVs and the choice (ensemble.choose)
+    # tta=auto: experiment name -> its candidates' CVs and choice (ensemble.choose), for each member that chose
+    tta_choice: dict = field(default_factory=dict)
     scores_are_probs: bool = False  # test/oof/holdout scores are probabilities already (merge=probs, blends)
     post: dict = field(default_factory=dict)  # thresholds, temperature: fitted on every OOF row (kit/calibrate.py)
     cv: dict = field(default_factory=dict)  # the CV of what the submission holds (see `scored`)
@@ -173,6 +174,7 @@ def combined_fields(results: list[Result], name: str) -> dict:
                 checkpoints={k: v for r in results for k, v in r.checkpoints.items()},
                 epochs=float(np.mean([r.epochs for r in results])), last_epoch_score=None,
                 trained_on={k: v for r in results for k, v in r.trained_on.items()},
+                tta_choice={k: v for r in results for k, v in r.tta_choice.items()},  # every member's, not the first's
                 warning="; ".join(f"{r.name}: {r.warning}" for r in results if r.warning))
 
 

@@ -129,6 +129,17 @@ def local_scores(r, sub: pd.DataFrame) -> tuple[str, str]:
     return out[0], out[1]
 
 
+def tta_of(cfgs, choices: dict) -> str:
+    """Each experiment's TTA, in --exp order: its views, or auto:<the views tta=auto chose for it>."""
+    return " ".join(f"auto:{choices[c.name]['chosen']}" if c.name in choices else tag(c.tta) for c in cfgs)
+
+
+def tta_cv(choices: dict) -> str:
+    """tta=auto's candidates' CVs: 'none=0.91 hflip=0.93' for one experiment; 'A: ...; B: ...' for several."""
+    cvs = {name: " ".join(f"{n}={v:.5f}" for n, v in c.get("cv", {}).items()) for name, c in choices.items()}
+    return next(iter(cvs.values())) if len(cvs) == 1 else "; ".join(f"{name}: {cv}" for name, cv in cvs.items())
+
+
 def record(path: Path, r, sub_path: Path, run: int) -> None:
     """Add or refresh the row of one submission file, as made by run `run` of its manifest."""
     cfg = r.cfgs[0]
@@ -138,9 +149,8 @@ def record(path: Path, r, sub_path: Path, run: int) -> None:
     row = {
         "file": sub_path.name, "run": run, "experiments": " ".join(c.name for c in r.cfgs),
         "backbone": " ".join(c.backbone for c in r.cfgs), "head": " ".join(c.head for c in r.cfgs),
-        "folds": len(r.folds), "tta": f"auto:{r.tta_choice['chosen']}" if r.tta_choice else " ".join(
-            tag(c.tta) for c in r.cfgs),
-        "tta_cv": " ".join(f"{n}={v:.5f}" for n, v in r.tta_choice.get("cv", {}).items()),
+        "folds": len(r.folds), "tta": tta_of(r.cfgs, r.tta_choice),
+        "tta_cv": tta_cv(r.tta_choice),
         "merge": " ".join(c.merge for c in r.cfgs),
         "image_size": " ".join(str(c.img_size) for c in r.cfgs), "epochs": f"{r.epochs:.1f}",
         "metric": r.metric.name, "cv": number(cv["score"]), "cv_last": number(r.last_epoch_score),

@@ -123,7 +123,7 @@ def predict_experiment(cfg: Config, device) -> ens.Result:
     last = [logits(dataclasses.replace(cfg, tta=views[k]), k, val[k], "oof_last") for k in done] if all(
         exp.fold(k).final.is_file() for k in done) else []
     r = ens.from_folds(cfg, layout, f.metric, f.meta, done, test, oof, holdout, last)
-    return dataclasses.replace(r, tta_choice=choice) if choice else r
+    return dataclasses.replace(r, tta_choice={cfg.name: choice}) if choice else r
 
 
 def _choose_tta(cfg: Config, f, done: list[int], val: dict, logits) -> tuple[dict, Config]:

@@ -287,7 +287,7 @@ def test_cv_goes_through_the_same_tta_as_the_submission(tmp_path):
 
     # tta=auto scores every candidate on the OOF images and keeps one that does not flip
     auto = predict.run([dataclasses.replace(cfg, tta=("auto",))])[0]
-    choice = json.loads(auto.with_suffix(".json").read_text())["runs"][-1]["tta_auto"]
+    choice = json.loads(auto.with_suffix(".json").read_text())["runs"][-1]["tta_auto"][cfg.name]
     assert "hflip" not in choice["chosen"] and choice["cv"]["hflip"] < choice["cv"][choice["chosen"]], choice
     assert json.loads((exp_dir(cfg) / "cv.json").read_text())["tta_auto"] == choice
     row = _board(cfg).set_index("file").loc[auto.name]
@@ -347,3 +347,19 @@ def test_cv_last_goes_through_the_same_tta_merge_and_calibration_as_cv(tmp_path,
     row = _board(cfg).set_index("file").loc[path.name]
     assert float(row["cv_last"]) == pytest.approx(float(row["cv"]), abs=1e-6), row
     assert (exp_dir(cfg) / "fold0" / "oof_last_logits.npz").is_file()
+
+
+def test_an_ensemble_describes_every_members_tta_choice_not_the_firsts():
+    from types import SimpleNamespace
+
+    from kit import leaderboard
+    a = SimpleNamespace(name="a", cfgs=[SimpleNamespace(name="a", tta=("hflip",))], checkpoints={}, epochs=3.0,
+                        trained_on={}, warning="", tta_choice={"a": {"chosen": "hflip", "cv": {"none": 0.8, "hflip": 0.9}}})
+    b = SimpleNamespace(name="b", cfgs=[SimpleNamespace(name="b", tta=())], checkpoints={}, epochs=3.0,
+                        trained_on={}, warning="", tta_choice={"b": {"chosen": "none", "cv": {"none": 0.7, "hflip": 0.6}}})
+    c = SimpleNamespace(name="c", cfgs=[SimpleNamespace(name="c", tta=("vflip",))], checkpoints={}, epochs=3.0,
+                        trained_on={}, warning="", tta_choice={})  # tta as set, no choice
+    both = ensemble.combined_fields([a, b, c], "a+b+c")
+    assert set(both["tta_choice"]) == {"a", "b"}, both["tta_choice"]
+    assert leaderboard.tta_of(both["cfgs"], both["tta_choice"]) == "auto:hflip auto:none vflip"
+    assert leaderboard.tta_cv(both["tta_choice"]) == "a: none=0.80000 hflip=0.90000; b: none=0.70000 hflip=0.60000"
