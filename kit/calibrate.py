@@ -3,7 +3,8 @@
     thresholds   multi-label: a tag is predicted where its probability >= its class's threshold, fitted
                  for the metric (threshold=0), or one fixed value (threshold=0.3)
     temperature  single-label: the logits divided by T before the softmax, T fitted to lower the log
-                 loss (temperature=fit); mixup and label smoothing train models less sure than they could be
+                 loss (temperature=fit); mixup and label smoothing train models less sure than they could be.
+                 Not fitted where it would change a ranking metric (a one-vs-rest AUC: `changes_ranking`)
 
 Each is fitted twice: on every out-of-fold row, for the test images (`fit`), and nested for the
 CV (`nested`): fold k's rows get what was fitted on the other folds only, so a CV never scores
@@ -51,9 +52,19 @@ def fit(metric: Metric, task: str, y: np.ndarray, probs: np.ndarray, threshold: 
         objective = metric if metric.decides else METRICS["f1_samples"]  # tags need decisions even for an AUC
         post["thresholds"] = ([threshold] * probs.shape[1] if threshold > 0
                               else fit_thresholds(objective, y, probs).tolist())
-    elif temperature == "fit":
+    elif temperature == "fit" and not changes_ranking(metric, probs.shape[1]):
         post["temperature"] = fit_temperature(y, probs)
     return post
+
+
+def changes_ranking(metric: Metric, n_classes: int) -> bool:
+    """Whether a temperature could change this metric's score other than through the probabilities' values.
+
+    It keeps every image's top class and order of classes (accuracy, F1, QWK, MAP@k), and, with two classes,
+    the order of images by the second's probability (a binary AUC). A one-vs-rest AUC over more classes ranks
+    each class's probability across images, and that order a temperature changes: it is not fitted there.
+    """
+    return metric.per_fold and n_classes > 2
 
 
 def apply(post: dict, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray | float]:

@@ -194,7 +194,8 @@ class Config:
     temperature: Literal["off", "fit"] = _key(
         "fit", "single-label probabilities: fit = divide the ensemble's logits by a temperature fitted on the "
                "out-of-fold predictions to lower the log loss (nested like threshold; it changes no top class, only "
-               "the probabilities a probs or prob submission holds); off = as the ensemble gives them", "ensemble")
+               "the probabilities a probs or prob submission holds; not fitted for a roc_auc of more than two classes, "
+               "whose one-vs-rest ranking it would change); off = as the ensemble gives them", "ensemble")
     solution: str = _key("", "solution CSV (id, label, Usage) for local scoring; default DATA/solution.csv")
 
     def __post_init__(self):

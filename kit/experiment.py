@@ -232,6 +232,9 @@ class Experiment:
             cv["stage1_lr_auto"] = json.loads(self.lr_find.read_text())["lr"]
         if self.flip.is_file():  # hflip=auto: the flip every fold trained with
             cv["hflip_auto"] = json.loads(self.flip.read_text())["hflip"]
+            # its probe scored flipped images of fold 0's validation part: the fold whose best epoch and CV those
+            # images then pick (one yes/no decision, not a model: a small leak, but not a clean fold)
+            cv["not_clean"] = [{"fold": 0, "why": f"hflip=auto was decided on its validation images ({self.flip.name})"}]
         cv |= {  # the same folds scored with each fold's last weights: best-epoch selection on the validation fold
             # itself flatters the score by about score - last_epoch_score
             "last_epoch_score": self.last_epoch_score(list(range(n_folds)), [f["n"] for f in per_fold]),

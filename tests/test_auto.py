@@ -225,7 +225,9 @@ def test_hflip_auto_drops_the_flip_only_where_it_changes_the_class(tmp_path, mon
     assert found["hflip"] == want, found
     assert found["unflipped"] >= 0.9, f"the probe learns the task unflipped: {found}"
     assert used == [0.0, want, want], "the probe without flips, then both folds with the choice"
-    assert json.loads(exp.cv_file.read_text())["hflip_auto"] == want
+    cv = json.loads(exp.cv_file.read_text())
+    assert cv["hflip_auto"] == want
+    assert [f["fold"] for f in cv["not_clean"]] == [0], "fold 0's validation images decided the flip: cv.json says so"
     manifest = json.loads(predict.run([cfg])[0].with_suffix(".json").read_text())
     assert manifest["runs"][-1]["hflip_auto"] == {"tiny": want}
 

@@ -206,3 +206,18 @@ def test_scoring_many_classes_on_few_images_warns_nothing():
             "y = np.arange(120) % 100\naccuracy_score(y, y)")
     proc = subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_temperature_is_not_fitted_where_it_would_change_a_one_vs_rest_auc():
+    from scipy.special import softmax as sm
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 200)
+    probs = sm(rng.normal(0, 1, (200, 3)) + 2 * np.eye(3)[y], axis=1)
+    auc = get("roc_auc")
+    hot = calibrate.temper(probs, 3.0)
+    assert auc(y, hot) != pytest.approx(auc(y, probs), abs=1e-6), "the case: a temperature moves a 3-class AUC"
+    assert calibrate.fit(auc, "single", y, probs, 0.0, "fit")["temperature"] is None
+    assert calibrate.fit(get("log_loss"), "single", y, probs, 0.0, "fit")["temperature"] is not None
+    two = np.c_[probs[:, 0], 1 - probs[:, 0]]
+    assert calibrate.fit(auc, "single", (y == 1).astype(int), two, 0.0, "fit")["temperature"] is not None, \
+        "a binary AUC keeps its order under any temperature: fitted for the log loss as before"
