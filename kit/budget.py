@@ -48,10 +48,15 @@ def scaled(cfg: Config, steps_per_epoch: int) -> tuple[int, int]:
 
 
 def passes(cfg: Config) -> tuple[int, int]:
-    """(forward passes per test image, per training image) that predict makes."""
+    """(forward passes per test or holdout image and fold, per training image) that predict makes.
+
+    A training image is predicted by the fold it validates: through every TTA it scores (tta=auto: each
+    candidate), then again with the last epoch's weights through the views chosen (cv_last). With tta=auto
+    the chosen views are not known before training: the costliest candidate is planned for.
+    """
     if cfg.tta == ("auto",):
-        return max(len(tta_transforms(v, cfg.img_size)) for v in AUTO_TTA), sum(
-            len(tta_transforms(v, cfg.img_size)) for v in AUTO_TTA)
+        views = [len(tta_transforms(v, cfg.img_size)) for v in AUTO_TTA]
+        return max(views), sum(views) + max(views)
     n = len(tta_transforms(cfg.tta, cfg.img_size))
     return n, 2 * n  # the OOF images, and again with the last epoch's weights (cv_last)
 
@@ -95,11 +100,12 @@ def _sync(device) -> None:
 
 
 def plan(cfg: Config, n_folds: int, steps_per_epoch: int, n_val: int, n_train: int, n_test: int,
-         step_s: float, image_s: float, spent_s: float = 0.0) -> dict:
+         step_s: float, image_s: float, spent_s: float = 0.0, n_holdout: int = 0) -> dict:
     """The epochs per stage that fit time_budget minutes, at most the config's as min_fold_steps scales them (see the
     module's docstring), and the figures behind them. `spent_s`: what the run has spent already (its probes)."""
     test_passes, train_passes = passes(cfg)
-    predict_s = image_s * (n_test * test_passes * n_folds + n_train * train_passes)
+    # every fold predicts the test images and the holdout (val_mode=holdout) through the chosen views
+    predict_s = image_s * ((n_test + n_holdout) * test_passes * n_folds + n_train * train_passes)
     epoch_s = steps_per_epoch * step_s + n_val * image_s
     left = cfg.time_budget * 60 * SAFETY - predict_s - spent_s
     fits = math.floor(left / n_folds / epoch_s) if left > 0 else 0

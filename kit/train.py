@@ -381,9 +381,9 @@ def fold_epochs(cfg: Config, folds: Folds, device, dist: Dist = Dist(), hflip: f
             return budget.record(budget.unbudgeted(cfg, steps), cfg)
         step_s, image_s = budget.probe(run._model(), run.train_dl, run.val_dl, run.mixup, run.criterion, run.amp_ctx,
                                        grad_scaler(device, cfg.amp), device, cfg.optimizer)
-        n_train = int((folds.table["role"] != "holdout").sum())
-        return budget.record(budget.plan(cfg, folds.n_folds, steps, len(run.val_ids), n_train,
-                                         len(folds.layout.test), step_s, image_s, spent_s), cfg)
+        n_holdout = int((folds.table["role"] == "holdout").sum())
+        return budget.record(budget.plan(cfg, folds.n_folds, steps, len(run.val_ids), len(folds.table) - n_holdout,
+                                         len(folds.layout.test), step_s, image_s, spent_s, n_holdout), cfg)
 
     record = _once(Experiment.of(cfg).budget, shaping_key(cfg, "weights", folds.fingerprint), decide, dist)
     return record["stage1_epochs"], record["stage2_epochs"]

@@ -96,6 +96,19 @@ def test_time_budget_sizes_every_fold_from_the_probe_and_keeps_the_choice(tmp_pa
         budget.plan(dataclasses.replace(cfg, time_budget=0.001), 2, 2, 16, 32, 6, 0.05, 0.001)
 
 
+def test_the_budget_plans_every_pass_predict_makes_with_tta_auto_and_a_holdout(tmp_path):
+    """tta=auto: each candidate on the OOF images, the cv_last pass through the views chosen, and the holdout
+    images through them in every fold, beside the test images."""
+    from kit import budget
+    from kit.tta import AUTO_TTA, transforms
+    cfg = load_config(PRESETS / "quick.yaml", {"data": str(tmp_path), "tta": "auto", "time_budget": 600})
+    views = [len(transforms(v, cfg.img_size)) for v in AUTO_TTA]
+    n_folds, n_train, n_test, n_holdout, image_s = 5, 100, 40, 30, 0.01
+    got = budget.plan(cfg, n_folds, 10, 20, n_train, n_test, 0.1, image_s, 0.0, n_holdout)["predict_s"]
+    want = image_s * (n_train * (sum(views) + max(views)) + (n_test + n_holdout) * max(views) * n_folds)
+    assert got == pytest.approx(want, abs=0.1), (got, want)
+
+
 def test_the_budget_trims_the_configs_epochs_and_never_adds(tmp_path):
     """The config's epochs are the most a fold trains: kept where they fit, trimmed in their ratio where they do not;
     what the run's probes spent comes off the budget first."""
