@@ -10,17 +10,9 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 DATA ?= data/demo
-# Without EXP: the demo pair on the demo data; on your own data, the quick preset (said in one line).
-ifeq ($(origin EXP),undefined)
-ifeq ($(DATA),data/demo)
-EXP := demo demo_baseline
-else
-EXP := quick
-QUICK_NOTE := EXP not set: using the quick preset (kit/configs/quick.yaml: a small model at 64 px, the whole run in at \
-  most 30 minutes, for your own data on a CPU); set EXP= to choose, see README
-$(if $(filter folds train predict cache submit leaderboard,$(MAKECMDGOALS)),$(info $(QUICK_NOTE)))
-endif
-endif
+# Without EXP the kit decides, as for every entry point (kit/cli.py default_experiments, said in one line):
+# the demo pair on the demo data, the quick preset on your own.
+EXP ?=
 ARGS ?=
 GPUS ?=
 COMP ?=
@@ -28,7 +20,7 @@ FILE ?=
 OUT ?= bundle
 THRESHOLD ?= 0.9
 KIT = $(PY) -m kit
-RUN_ARGS = --exp $(EXP) data=$(DATA) $(ARGS)
+RUN_ARGS = $(if $(strip $(EXP)),--exp $(EXP)) data=$(DATA) $(ARGS)
 # The CPU allocator: python -m kit restarts itself under mimalloc (faster training on the CPU, measured in
 # docs/BENCHMARKS.md); KIT_ALLOCATOR=off make ... keeps glibc (kit/allocator.py).
 

@@ -166,7 +166,7 @@ def _configs(args, parser) -> list:
     if getattr(args, "source", ""):  # pseudo --from EXP
         paths.append(find(args.source))
     if not paths:
-        paths = [PRESETS / "demo.yaml"]
+        paths = [PRESETS / f"{name}.yaml" for name in default_experiments(overrides.get("data") or default("data"))]
     cfgs = [load_config(p, overrides) for p in paths]
     names = [c.name for c in cfgs]
     twice = sorted({n for n in names if names.count(n) > 1})
@@ -175,6 +175,22 @@ def _configs(args, parser) -> list:
                          f"{' with name=' + str(overrides['name']) if 'name' in overrides else ''}); each needs "
                          "its own name: name= applies to every --exp, so give one at a time")
     return cfgs
+
+
+DEMO_PAIR, OWN_DATA = ("demo", "demo_baseline"), ("quick",)
+
+
+def default_experiments(data: str) -> tuple[str, ...]:
+    """What every entry point (`make`, `kit <command>`) runs without --exp, said in one line: the demo's two
+    experiments on the demo data, the quick preset on any other."""
+    from kit.config import default
+    if Path(data).resolve() == Path(default("data")).resolve():
+        logging.getLogger("kit").info("no --exp: the demo's experiments (%s) on the demo data", " ".join(DEMO_PAIR))
+        return DEMO_PAIR
+    logging.getLogger("kit").info(
+        "no --exp: the quick preset on data=%s (kit/configs/quick.yaml: a small model at 64 px, the whole run in at "
+        "most 30 minutes on a CPU); --exp NAME chooses another (README)", data)
+    return OWN_DATA
 
 
 def _fold(text: str):

@@ -45,7 +45,8 @@ def _key(default, help: str, shapes: str = "nothing"):
 @dataclass(frozen=True)
 class Config:
     # --- data and folds -------------------------------------------------------------
-    name: str = _key("demo", "experiment name: outputs go to <work_dir>/<name>/")
+    name: str = _key("resnest50d_spinalnet", "experiment name: outputs go to <work_dir>/<name>/ (the defaults of "
+                                             "every key are the write-up's recipe, kit/configs/resnest50d_spinalnet.yaml)")
     data: str = _key("data/demo", "data folder (folder layout or Kaggle CSV layout, see README)")
     work_dir: str = _key("folds", "where folds.csv, checkpoints and logits are written")
     submissions_dir: str = _key("submissions", "where submission CSVs and leaderboard.csv go")

@@ -52,13 +52,13 @@ def path_of_dir(submissions_dir: str | Path) -> Path:
     return Path(submissions_dir) / "leaderboard.csv"
 
 
-def drop(path: Path, made_by) -> list[str]:
-    """Remove the rows whose `experiments` made_by(...) accepts; return their files."""
+def drop_rows(path: Path, which) -> list[str]:
+    """Remove the rows that which(row) accepts; return their files."""
     if not path.is_file():
         return []
     with locked(path):
         board = load(path)
-        gone = board["experiments"].map(made_by).astype(bool)
+        gone = board.apply(which, axis=1).astype(bool) if len(board) else board["file"].astype(bool)
         save(board[~gone], path)
         return list(board.loc[gone, "file"])
 

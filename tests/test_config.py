@@ -107,3 +107,19 @@ def test_renamed_keys_say_their_new_name_and_old_records_still_load(tmp_path):
     old.write_text("name: old\nmax_steps: 3\nmin_steps: 500\n")
     cfg = load_config(old)
     assert (cfg.max_epoch_steps, cfg.min_fold_steps) == (3, 500), (cfg.max_epoch_steps, cfg.min_fold_steps)
+
+
+def test_without_exp_every_entry_point_takes_one_default_said_in_one_line(tmp_path, monkeypatch, caplog):
+    """The demo's pair on the demo data, the quick preset on any other: `kit folds data=X` as `make` does."""
+    import logging
+
+    from kit.cli import _configs, _parser
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.INFO):
+        own = _configs(_parser().parse_args(["folds", f"data={tmp_path / 'plants'}"]), None)
+        demo = _configs(_parser().parse_args(["folds", "data=data/demo"]), None)
+    assert [c.name for c in own] == ["quick"], "your data: the quick preset, not the 16 px digits demo"
+    assert [c.name for c in demo] == ["demo", "demo_baseline"]
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("no --exp")]
+    assert len(said) == 2 and "quick preset" in said[0], said
+    assert Config().name == "resnest50d_spinalnet", "Config()'s defaults are the recipe, and its name says so"

@@ -116,3 +116,26 @@ def test_clean_removes_the_demo_and_nothing_else(tmp_path, monkeypatch):
     assert (tmp_path / "folds" / "mine" / "fold0").is_dir(), "another experiment stays"
     assert sorted(p.name for p in subs.iterdir() if p.suffix != ".lock") == ["leaderboard.csv", "mine-3.csv", "mine-3.json"]
     assert leaderboard.load(subs / "leaderboard.csv")["file"].tolist() == ["mine-3.csv"]
+
+
+def test_clean_keeps_a_run_of_your_own_named_demo_and_its_rows(tmp_path, monkeypatch):
+    """An experiment named demo trained on your data is not the demo's: make clean leaves it and its rows."""
+    import yaml
+
+    from kit import demo, leaderboard
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data" / "demo").mkdir(parents=True)
+    mine = tmp_path / "folds" / "demo"
+    (mine / "fold0").mkdir(parents=True)
+    (mine / "config.yaml").write_text(yaml.safe_dump({"name": "demo", "data": "data/plants"}))
+    (tmp_path / "folds" / "folds.json").write_text('{"data": "data/plants", "fingerprint": "abcdef0123456789"}')
+    subs = tmp_path / "submissions"
+    subs.mkdir()
+    (subs / "demo-1.csv").write_text("x\n")
+    board = leaderboard.upsert(leaderboard.load(subs / "leaderboard.csv"),
+                               {"file": "demo-1.csv", "experiments": "demo", "data": "abcdef012345"})
+    leaderboard.save(board, subs / "leaderboard.csv")
+    demo.clean()
+    assert (mine / "fold0").is_dir() and (tmp_path / "folds" / "folds.json").is_file(), "your run and its folds stay"
+    assert leaderboard.load(subs / "leaderboard.csv")["file"].tolist() == ["demo-1.csv"], "its row stays"
+    assert (subs / "demo-1.csv").is_file()
