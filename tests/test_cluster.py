@@ -120,3 +120,11 @@ def test_without_submitit_jobs_names_the_extra(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_submitit)
     with pytest.raises(ValueError, match=r"pip install 'kit\[cluster\]'"):
         cluster._submitit()
+
+
+def test_the_cluster_command_has_a_verb_of_its_own(capsys):
+    """`kit submit` uploads to Kaggle; the job array is `kit jobs`."""
+    from kit.cli import COMMANDS, main
+    assert "jobs" in COMMANDS and "submit-jobs" not in COMMANDS
+    assert main(["submit-jobs"]) == 2
+    capsys.readouterr()
