@@ -63,7 +63,7 @@ def shaped_run(request, tmp_path_factory):
     shape = request.param
     tmp = tmp_path_factory.mktemp(shape)
     data = write_competition(tmp / "data", shape, classes=4, per_class=10, n_test=20, side=32)
-    keys = [f"{k}={v}" for k, v in FAST.items()]
+    keys = ["--exp", "demo", *(f"{k}={v}" for k, v in FAST.items())]  # the demo's keys under FAST
     keys += [f"data={data}", f"work_dir={tmp / 'folds'}", f"submissions_dir={tmp / 'subs'}"]
     for command in ("folds", "train", "predict"):
         assert main([command, *keys]) == 0, f"{shape}: kit {command} failed"

@@ -5,7 +5,9 @@ aspect-keeping resize, the quick preset on a matrix of data set shapes, and the 
 """
 import json
 import logging
+import os
 import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -111,11 +113,13 @@ def test_pad_keeps_the_aspect_ratio():
     assert torch.all(squashed == 1), "squash (the recipe) stretches it over the whole square"
 
 
-def test_make_without_exp_on_your_data_names_the_quick_preset():
+def test_make_without_exp_on_your_data_names_the_quick_preset(tmp_path):
     out = subprocess.run(["make", "-n", "folds", "DATA=/some/data"], capture_output=True, text=True, check=True).stdout
-    assert "using the quick preset" in out and "--exp quick data=/some/data" in out, out
-    demo = subprocess.run(["make", "-n", "folds"], capture_output=True, text=True, check=True).stdout
-    assert "--exp demo demo_baseline" in demo and "quick" not in demo, demo
+    assert "--exp" not in out and "data=/some/data" in out, f"make leaves the choice to the kit: {out}"
+    missing = tmp_path / "plants"
+    run = subprocess.run([sys.executable, "-m", "kit", "folds", f"data={missing}", f"work_dir={tmp_path / 'f'}"],
+                         capture_output=True, text=True, env={**os.environ, "KIT_ALLOCATOR": "off"})
+    assert f"no --exp: the quick preset on data={missing}" in run.stderr, run.stderr
 
 
 # The shapes of the robustness matrix (kit.synth.MATRIX; two of its sets with fewer images a class, for the
