@@ -10,7 +10,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 DATA ?= data/demo
-# Without EXP the kit decides, as for every entry point (kit/cli.py default_experiments, said in one line):
+# Without EXP the kit decides, as for every entry point (kit/jobs/cli.py default_experiments, said in one line):
 # the demo pair on the demo data, the quick preset on your own.
 EXP ?=
 ARGS ?=

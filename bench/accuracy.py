@@ -29,9 +29,13 @@ from sklearn.datasets import load_digits
 from sklearn.metrics import accuracy_score
 from sklearn.model_selection import train_test_split
 
-from kit import blend, folds, pipeline, predict, train
+from kit.predict import blend
+from kit.data import folds
+from kit.jobs import pipeline
+from kit.predict import predict
+from kit.train import loop as train
 from kit.config import PRESETS, load_config
-from kit.experiment import Experiment
+from kit.train.experiment import Experiment
 from kit.io import load_npz
 
 SIDE = 32

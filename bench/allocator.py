@@ -111,7 +111,7 @@ def _tree_pss(pid: int) -> int:
 
 def fold_memory(mode: str, tmp: Path) -> dict:
     """`kit train` at 448 px (2 workers, eval_batch_size 64): seconds and peak PSS of it and its workers."""
-    from kit.synth import write_synthetic
+    from kit.data.synth import write_synthetic
     data = tmp / "data"
     if not data.is_dir():
         write_synthetic(data, classes=4, per_class=34, side=448, aspect=1.25)  # 560 x 448 PNGs

@@ -18,7 +18,7 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from bench.common import rate
-from kit.data import ImageDataset, load_resized, train_transform
+from kit.data.loaders import ImageDataset, load_resized, train_transform
 
 
 

@@ -82,7 +82,7 @@ def data_path(n: int, side: int = 448, batch: int = 64) -> dict:
     decoding every image (the preset as shipped) and from the resized-image cache (cache=true)."""
     from bench.data_pipeline import make_jpegs
     from kit.config import PRESETS, load_config
-    from kit.data import fold_loaders
+    from kit.data.loaders import fold_loaders
     from kit.runtime import num_workers
     with tempfile.TemporaryDirectory() as tmp:
         names = make_jpegs(Path(tmp), (500, 375), n)
@@ -146,7 +146,7 @@ def tta_speed() -> dict:
     import ttach
 
     from kit.model import create_model
-    from kit.inference import BatchedTTA
+    from kit.predict.inference import BatchedTTA
     from kit.tta import transforms as tta_transforms
     from kit.runtime import autocast
     device = torch.device("cuda")

@@ -9,7 +9,7 @@ import ttach
 
 from bench.common import rate
 from kit.model import create_model
-from kit.inference import BatchedTTA
+from kit.predict.inference import BatchedTTA
 from kit.tta import transforms as tta_transforms
 from kit.runtime import autocast, pick_device
 

@@ -1,6 +1,6 @@
-"""`python -m kit ...`: see kit/cli.py."""
+"""`python -m kit ...`: see kit/jobs/cli.py."""
 import sys
 
-from kit.cli import console
+from kit.jobs.cli import console
 
 sys.exit(console())

@@ -16,7 +16,7 @@ hands it back at each switch between training and evaluation. The speed and memo
 choice, measured side by side, are in docs/BENCHMARKS.md (`python -m bench.allocator`): mimalloc
 trained fastest for little more memory; glibc tuned never to give memory back was as fast but far
 larger. Linux only; elsewhere, and when
-called as a library (`kit.cli.main()`, in a notebook), nothing changes: only the console entry
+called as a library (`kit.jobs.cli.main()`, in a notebook), nothing changes: only the console entry
 points (`kit`, `python -m kit`, `python -m bench`) restart, with the interpreter's own flags. On a
 machine with an NVIDIA driver nothing changes either (its benefit there is unmeasured; the host's
 share of a GPU step is small). The restarted process takes the preload out of its environment at

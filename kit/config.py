@@ -90,7 +90,7 @@ class Config:
                   "black bars: a 2:1 image keeps its shape)", "weights")
     rotate: float = _key(15.0, "train: rotate every image by a uniform angle in [-rotate, rotate] degrees", "weights")
     hflip: float = _key(0.5, "train: horizontal flip probability; auto = 0.5, or 0 where fold 0's data shows that a "
-                             "flip changes the class (kit/flip.py: hflip.json), the same for every fold", "weights")
+                             "flip changes the class (kit/train/flip.py: hflip.json), the same for every fold", "weights")
     mean: tuple[float, float, float] = _key((0.507, 0.487, 0.441), "normalisation mean (RGB, 0..1)", "weights")
     std: tuple[float, float, float] = _key((0.267, 0.256, 0.276), "normalisation std (RGB, 0..1)", "weights")
     cache: bool = _key(False, "read images from a cache resized once to what the transforms need (fast data path)")
@@ -111,17 +111,17 @@ class Config:
     momentum: float = _key(0.9, "SGD momentum", "weights")
     weight_decay: float = _key(1e-4, "weight decay", "weights")
     stage1_lr: float = _key(0.01, "stage 1 learning rate (cosine-annealed over stage1_epochs); auto = from a range "
-                                  "test on fold 0's training part (kit/lr_find.py), the same for every fold", "weights")
+                                  "test on fold 0's training part (kit/train/lr_find.py), the same for every fold", "weights")
     stage1_epochs: int = _key(40, "stage 1 epochs", "weights")
     stage2_lr: float = _key(0.001, "stage 2 learning rate; stage 2 starts from the stage-1 best weights; auto = a "
                                    "tenth of stage 1's (the recipe's ratio)", "weights")
     stage2_epochs: int = _key(20, "stage 2 epochs; 0 skips stage 2", "weights")
     time_budget: float = _key(0.0, "minutes for the whole run (every fold, then predict): the epochs as set (or as "
                                    "min_fold_steps raises them), trimmed where a measured probe says they do not fit "
-                                   "(kit/budget.py: budget.json), in the ratio of stage1_epochs to stage2_epochs; "
+                                   "(kit/train/budget.py: budget.json), in the ratio of stage1_epochs to stage2_epochs; "
                                    "0 = no limit", "weights")
     min_fold_steps: int = _key(0, "optimizer steps a fold takes at the least (both stages): where the epochs as set give "
-                             "fewer (small data), they are raised in their ratio, at most 4 times (kit/budget.py: "
+                             "fewer (small data), they are raised in their ratio, at most 4 times (kit/train/budget.py: "
                              "budget.json); time_budget still trims; 0 = the epochs as set", "weights")
     lr_reference_batch: int = _key(
         0, "linear lr scaling: lr x batch_size / this (e.g. 16 for the recipe); 0 = off", "weights")
@@ -200,7 +200,7 @@ class Config:
     solution: str = _key("", "solution CSV (id, label, Usage) for local scoring; default DATA/solution.csv")
 
     def __post_init__(self):
-        if self.tta in ("auto", ["auto"]):  # tta=auto: chosen per experiment by its out-of-fold score (kit/predict.py)
+        if self.tta in ("auto", ["auto"]):  # tta=auto: chosen per experiment by its out-of-fold score (kit/predict/predict.py)
             object.__setattr__(self, "tta", ("auto",))
         _check_types(self)
         _check_values(self)
@@ -214,9 +214,9 @@ class Config:
 
     def stage_lr(self, stage: int, found: float | None = None) -> float:
         """The stage's learning rate, scaled linearly with the batch when lr_reference_batch is set.
-        `found`: stage1_lr=auto's value (kit/lr_find.py; found at this batch size, so never scaled)."""
+        `found`: stage1_lr=auto's value (kit/train/lr_find.py; found at this batch size, so never scaled)."""
         if self.stage1_lr == "auto":
-            assert found is not None, "stage1_lr=auto: kit/lr_find.py finds the value before training"
+            assert found is not None, "stage1_lr=auto: kit/train/lr_find.py finds the value before training"
             if stage == 1:
                 return found
         if stage == 2 and self.stage2_lr == "auto":
@@ -399,7 +399,7 @@ def preset_names() -> list[str]:
 def find_preset(exp: str, trained: Path | None = None) -> Path:
     """--exp takes a YAML path (my.yaml, ./dir/x.yml) or a name, looked for in this order: configs/NAME.yaml
     under the current directory (your own presets), the preset shipped in kit/configs/, `trained` (the config.yaml
-    of an experiment of that name trained in work_dir: kit/experiment.py knows where). A shipped preset's name
+    of an experiment of that name trained in work_dir: kit/train/experiment.py knows where). A shipped preset's name
     always means the preset, so a smoke run's overrides (`--exp quick stage1_epochs=1`) never outlive it: a run
     of your own keeps its settings under its own name= (train then refuses a preset whose keys differ from it)."""
     path = Path(exp)

@@ -4,7 +4,7 @@
     from kit.engine import train_one_epoch, validate           # what train adds
 
 Nothing here knows folds, files or configs: callers pass the model, the loader and the settings.
-Training (kit/train.py) and inference (kit/predict.py, kit/inference.py) both import this module
+Training (kit/train/loop.py) and inference (kit/predict/predict.py, kit/predict/inference.py) both import this module
 and neither imports the other.
 """
 from __future__ import annotations
@@ -76,7 +76,7 @@ def forever(loader):
 
 
 def probe_step(model, optimizer, scaler, mixup, criterion, amp_ctx, device, x, y) -> torch.Tensor:
-    """One training step of a probe (kit/lr_find.py, kit/flip.py): mixup, the loss, a scaled step; the loss."""
+    """One training step of a probe (kit/train/lr_find.py, kit/train/flip.py): mixup, the loss, a scaled step; the loss."""
     x, target = mixup(x.to(device).float(), y.to(device))
     with amp_ctx():
         loss = criterion(model(x).float(), target)

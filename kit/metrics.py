@@ -80,7 +80,7 @@ def probs_of(logits: np.ndarray, task: str) -> np.ndarray:
 def decide(probs: np.ndarray, thresholds=0.5) -> np.ndarray:
     """Multi-label decisions (N, classes) 0/1: probs >= thresholds, and every image's most likely tag at least.
 
-    The one rule for a tag decision: what a tags submission holds (kit/formats.py), so the CV, the
+    The one rule for a tag decision: what a tags submission holds (kit/board/formats.py), so the CV, the
     thresholds fitted for it and early stopping all score exactly what the file will say.
     """
     chosen = (probs >= thresholds).astype(np.int64)
@@ -166,7 +166,7 @@ def get(name: str) -> Metric:
 
 def resolve(name: str, task: str, submission: str, top_k: int, named: str = "") -> Metric:
     """The metric= key for data of this task and submission format: auto is the metric the competition names
-    (`named`, from competition.json, see kit/kaggle.py) where it fits the task, else the format's usual one."""
+    (`named`, from competition.json, see kit/board/kaggle.py) where it fits the task, else the format's usual one."""
     if name == "auto" and named and task in get(named).tasks:
         name = named
     if name == "auto":

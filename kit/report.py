@@ -39,7 +39,7 @@ def plot_curves(history: pd.DataFrame, path: Path) -> None:
 
 
 def plot_lr_find(found: dict, path: Path) -> None:
-    """The learning-rate range test (kit/lr_find.py): smoothed loss against the rate, the choice marked."""
+    """The learning-rate range test (kit/train/lr_find.py): smoothed loss against the rate, the choice marked."""
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(found["lrs"], found["losses"], label="smoothed training loss")
     ax.axvline(found["lr"], color="tab:red", linestyle="--", label=f"chosen stage1_lr {found['lr']:.2g}")

@@ -2,7 +2,7 @@
 
     python -c "from kit.tta import transforms; print(len(transforms(('hflip', 'scales'), 448)))"   # 6 views
 
-This module is the vocabulary: config.py checks `tta` against VIEWS, and kit/inference.py wraps a
+This module is the vocabulary: config.py checks `tta` against VIEWS, and kit/predict/inference.py wraps a
 model in the views' composition. Nothing heavy is imported until `transforms` runs.
 """
 from __future__ import annotations

@@ -121,7 +121,7 @@ def exp_dir(cfg: Config) -> Path:
 
 def train_interrupted(cfg: Config, epochs: int, fold: int = 0) -> None:
     """Train one fold and stop it with KeyboardInterrupt (as Ctrl-C would) after `epochs` epochs."""
-    from kit import train
+    from kit.train import loop as train
     original, calls = train.FoldRun._run_epoch, {"n": 0}
 
     def stop_after(self, *args):

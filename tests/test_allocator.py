@@ -49,8 +49,8 @@ def test_python_m_kit_runs_under_the_chosen_allocator(tmp_path, folder_data, mod
 
 
 def test_a_library_call_never_replaces_the_calling_process(monkeypatch, capsys):
-    """In a notebook, `from kit.cli import main; main()` must not exec: only the console entry points restart."""
-    from kit import cli
+    """In a notebook, `from kit.jobs.cli import main; main()` must not exec: only the console entry points restart."""
+    from kit.jobs import cli
     monkeypatch.delenv(allocator.MARK, raising=False)
     monkeypatch.setenv("KIT_ALLOCATOR", "auto")
     monkeypatch.setattr(sys, "argv", ["kit", "--help-config"])

@@ -12,7 +12,10 @@ import pytest
 import torch
 
 from conftest import tiny_cfg, write_folder_data, write_mirror_data
-from kit import flip, folds, predict, train
+from kit.train import flip
+from kit.data import folds
+from kit.predict import predict
+from kit.train import loop as train
 from kit.config import PRESETS, load_config
 
 
@@ -22,7 +25,7 @@ def easy_data(tmp_path_factory):
 
 
 def test_stage1_lr_auto_is_found_once_and_every_fold_trains_with_it(tmp_path, easy_data):
-    from kit.experiment import Experiment
+    from kit.train.experiment import Experiment
 
     cfg = tiny_cfg(tmp_path, easy_data, stage1_lr="auto", stage1_epochs=2, stage2_epochs=0, warmup_epochs=0)
     folds.make_folds(cfg)
@@ -46,7 +49,7 @@ def test_pretrained_auto_starts_every_fold_alike_from_what_can_be_had(tmp_path, 
     from safetensors.torch import save_file
 
     from kit import model as model_module
-    from kit.experiment import Experiment
+    from kit.train.experiment import Experiment
 
     asked = []
     backbone = model_module._backbone
@@ -72,8 +75,8 @@ def test_pretrained_auto_starts_every_fold_alike_from_what_can_be_had(tmp_path, 
 
 
 def test_time_budget_sizes_every_fold_from_the_probe_and_keeps_the_choice(tmp_path, easy_data, monkeypatch):
-    from kit import budget
-    from kit.experiment import Experiment
+    from kit.train import budget
+    from kit.train.experiment import Experiment
 
     monkeypatch.setattr(budget, "probe", lambda *a: (0.05, 0.001))  # 0.05 s a step, 1 ms an image
     cfg = tiny_cfg(tmp_path, easy_data, time_budget=0.03, stage1_epochs=4, stage2_epochs=2, patience=50, min_epochs=0)
@@ -99,7 +102,7 @@ def test_time_budget_sizes_every_fold_from_the_probe_and_keeps_the_choice(tmp_pa
 def test_the_budget_plans_every_pass_predict_makes_with_tta_auto_and_a_holdout(tmp_path):
     """tta=auto: each candidate on the OOF images, the cv_last pass through the views chosen, and the holdout
     images through them in every fold, beside the test images."""
-    from kit import budget
+    from kit.train import budget
     from kit.tta import AUTO_TTA, transforms
     cfg = load_config(PRESETS / "quick.yaml", {"data": str(tmp_path), "tta": "auto", "time_budget": 600})
     views = [len(transforms(v, cfg.img_size)) for v in AUTO_TTA]
@@ -112,7 +115,7 @@ def test_the_budget_plans_every_pass_predict_makes_with_tta_auto_and_a_holdout(t
 def test_the_budget_trims_the_configs_epochs_and_never_adds(tmp_path):
     """The config's epochs are the most a fold trains: kept where they fit, trimmed in their ratio where they do not;
     what the run's probes spent comes off the budget first."""
-    from kit import budget
+    from kit.train import budget
     cfg = load_config(PRESETS / "quick.yaml", {"data": str(tmp_path), "stage1_epochs": 15, "stage2_epochs": 5,
                                                 "tta": ["hflip"]})
     # 5 folds, an epoch of 100 steps at 0.1 s (+ 100 val images at 1 ms): 10.1 s; predict 10 + 20 images x 2 passes
@@ -128,7 +131,7 @@ def test_the_budget_trims_the_configs_epochs_and_never_adds(tmp_path):
 
 
 def test_min_steps_raises_the_epochs_of_small_data_in_their_ratio_up_to_a_cap(tmp_path):
-    from kit import budget
+    from kit.train import budget
     cfg = load_config(PRESETS / "quick.yaml", {"data": str(tmp_path), "stage1_epochs": 15, "stage2_epochs": 5,
                                                 "min_fold_steps": 1000})
     assert budget.scaled(cfg, 25) == (30, 10), "25 steps an epoch: 40 epochs for 1,000 steps, 3:1 as configured"
@@ -148,7 +151,7 @@ def test_min_steps_raises_the_epochs_of_small_data_in_their_ratio_up_to_a_cap(tm
 
 
 def test_min_steps_trains_every_fold_the_raised_epochs_and_keeps_the_choice(tmp_path, easy_data, caplog):
-    from kit.experiment import Experiment
+    from kit.train.experiment import Experiment
     cfg = tiny_cfg(tmp_path, easy_data, stage1_epochs=2, stage2_epochs=1, min_fold_steps=18, patience=50, min_epochs=0)
     folds.make_folds(cfg)
     table = folds.load(cfg).table
@@ -170,7 +173,7 @@ def test_min_steps_trains_every_fold_the_raised_epochs_and_keeps_the_choice(tmp_
 def test_the_budget_probe_measures_positive_times():
     from timm.data import Mixup
 
-    from kit import budget
+    from kit.train import budget
     from kit.model import create_model
     from kit.runtime import autocast, grad_scaler
 
@@ -205,7 +208,7 @@ def test_the_budget_probe_counts_the_time_images_take_to_load():
     from timm.data import Mixup
     from timm.loss import SoftTargetCrossEntropy
 
-    from kit import budget
+    from kit.train import budget
     from kit.model import create_model
     from kit.runtime import autocast, grad_scaler
 
@@ -224,7 +227,7 @@ def test_the_budget_probe_counts_the_time_images_take_to_load():
 def test_hflip_auto_drops_the_flip_only_where_it_changes_the_class(tmp_path, monkeypatch, split, want):
     """Left|right colour halves are mirror images (a flip swaps the classes): no flip. Top/bottom halves: the flip
     stays. Decided once (hflip.json), every fold trains with it, and cv.json and the manifest say which."""
-    from kit.experiment import Experiment
+    from kit.train.experiment import Experiment
 
     data = write_mirror_data(tmp_path / "data", split=split)
     cfg = tiny_cfg(tmp_path, data, hflip="auto", stage1_epochs=1, stage2_epochs=0, max_epoch_steps=1, rotate=0.0)
@@ -280,8 +283,8 @@ def test_hflip_must_be_a_probability_or_auto(tmp_path):
 
 def test_photo_regions_make_a_data_set_of_the_classes_asked(tmp_path):
     """kit.synth.write_photo_regions (the bench's classes a flip keeps): folders, test images and their solution."""
-    from kit.layout import scan
-    from kit.synth import write_photo_regions
+    from kit.data.layout import scan
+    from kit.data.synth import write_photo_regions
 
     data = write_photo_regions(tmp_path / "photo", classes=6, per_class=3, side=24)
     layout = scan(data)
@@ -295,7 +298,7 @@ def test_photo_regions_make_a_data_set_of_the_classes_asked(tmp_path):
 @pytest.mark.parametrize("classes", [2, 6])
 def test_synthetic_test_images_put_every_class_on_both_sides_of_the_leaderboard(tmp_path, classes):
     """Public and private each score every class (alternating images would give the odd classes to one side)."""
-    from kit.synth import write_photo_regions, write_synthetic
+    from kit.data.synth import write_photo_regions, write_synthetic
 
     for data in (write_synthetic(tmp_path / "g", classes=classes, per_class=1, side=16),
                  write_photo_regions(tmp_path / "p", classes=classes, per_class=1, side=16)):

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from conftest import make_image, write_csv_data, write_folder_data
-from kit.cli import main
+from kit.jobs.cli import main
 
 
 def run_folds(tmp_path, data, *extra, capsys):

@@ -9,9 +9,12 @@ from scipy.special import softmax
 from sklearn.metrics import accuracy_score
 
 from conftest import exp_dir, tiny_cfg
-from kit import blend, folds, predict, train
-from kit.cli import main
-from kit.experiment import Experiment
+from kit.predict import blend
+from kit.data import folds
+from kit.predict import predict
+from kit.train import loop as train
+from kit.jobs.cli import main
+from kit.train.experiment import Experiment
 from kit.io import load_npz
 
 
@@ -84,7 +87,7 @@ def test_blend_needs_two_experiments(two_experiments):
 
 @pytest.fixture(scope="module")
 def pseudo_run(two_experiments):
-    from kit import pipeline
+    from kit.jobs import pipeline
     source = two_experiments[0]
     return source, pipeline.pseudo_label(source, threshold=0.34, name="tiny_pseudo")  # 3 classes: above uniform
 
@@ -123,7 +126,7 @@ def test_two_experiments_with_one_name_are_refused(tmp_path, capsys):
 
 
 def test_a_finished_pseudo_experiment_outlives_a_new_prediction_of_its_source(pseudo_run):
-    from kit import pseudo
+    from kit.train import pseudo
     source, _ = pseudo_run
     new = pseudo.derive(source, 0.34, "tiny_pseudo")
     predict.run([dataclasses.replace(source, tta=("hflip",))])  # the source's test_logits.npz: other bytes now

@@ -7,7 +7,10 @@ import time
 import pytest
 
 from conftest import tiny_cfg
-from kit import cluster, folds, predict, train
+from kit.jobs import cluster
+from kit.data import folds
+from kit.predict import predict
+from kit.train import loop as train
 
 
 @pytest.mark.parametrize("n_exps,n_folds", [(1, 2), (2, 5), (3, 4)])
@@ -124,7 +127,7 @@ def test_without_submitit_jobs_names_the_extra(monkeypatch):
 
 def test_the_cluster_command_has_a_verb_of_its_own(capsys):
     """`kit submit` uploads to Kaggle; the job array is `kit jobs`."""
-    from kit.cli import COMMANDS, main
+    from kit.jobs.cli import COMMANDS, main
     assert "jobs" in COMMANDS and "submit-jobs" not in COMMANDS
     assert main(["submit-jobs"]) == 2
     capsys.readouterr()

@@ -88,7 +88,7 @@ def test_every_key_declares_what_it_shapes_and_help_shows_it():
 
 def test_a_shipped_presets_name_means_the_preset_not_a_run_trained_under_it(tmp_path, monkeypatch):
     """`--exp quick stage1_epochs=1` once (a smoke run) must not make `--exp quick` mean stage1_epochs=1 later."""
-    from kit.cli import _configs, _parser
+    from kit.jobs.cli import _configs, _parser
     monkeypatch.chdir(tmp_path)
     smoke = load_config(PRESETS / "quick.yaml", {"stage1_epochs": 1, "work_dir": str(tmp_path / "folds")})
     save_config(smoke, tmp_path / "folds" / "quick" / "config.yaml")  # what `kit train` keeps of the smoke run
@@ -113,7 +113,7 @@ def test_without_exp_every_entry_point_takes_one_default_said_in_one_line(tmp_pa
     """The demo's pair on the demo data, the quick preset on any other: `kit folds data=X` as `make` does."""
     import logging
 
-    from kit.cli import _configs, _parser
+    from kit.jobs.cli import _configs, _parser
     monkeypatch.chdir(tmp_path)
     with caplog.at_level(logging.INFO):
         own = _configs(_parser().parse_args(["folds", f"data={tmp_path / 'plants'}"]), None)

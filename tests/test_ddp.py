@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from conftest import write_folder_data
-from kit import folds
+from kit.data import folds
 from kit.config import PRESETS, load_config
 
 pytestmark = pytest.mark.slow
@@ -96,8 +96,8 @@ def test_two_processes_match_one(tmp_path, one_process, launch):
 
 RANK_SCRIPT = """
 import os, sys
-from kit import train
-from kit.cli import main
+from kit.train import loop as train
+from kit.jobs.cli import main
 rank, mode = int(os.environ["RANK"]), sys.argv[1]
 if mode == "skew":  # rank 0 sees no gain after epoch 1 (patience 1 stops it); rank 1 sees a gain every epoch
     validate, calls = train.validate, [0]

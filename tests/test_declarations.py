@@ -17,9 +17,11 @@ import json
 import pytest
 
 from conftest import tiny_cfg
-from kit import folds, predict, train
+from kit.data import folds
+from kit.predict import predict
+from kit.train import loop as train
 from kit.config import Config
-from kit.experiment import Experiment
+from kit.train.experiment import Experiment
 from kit.io import load_npz
 
 pytestmark = pytest.mark.slow

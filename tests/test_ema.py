@@ -7,9 +7,10 @@ import torch
 from sklearn.metrics import accuracy_score
 
 from conftest import exp_dir, tiny_cfg, write_folder_data
-from kit import folds, train
+from kit.data import folds
+from kit.train import loop as train
 from kit.io import load_npz
-from kit.progress import Progress, duration
+from kit.train.progress import Progress, duration
 from test_train import _assert_same_run, _fold_result, ref_and_interrupted
 
 EMA = dict(stage1_epochs=4, stage2_epochs=2, n_folds=2, keep_checkpoints=True, ema_decay=0.99)
@@ -76,7 +77,7 @@ def test_resume_with_ema_matches_uninterrupted(tmp_path, data):
 def test_every_epoch_line_says_how_much_is_left(tmp_path, data, caplog):
     cfg = tiny_cfg(tmp_path, data, stage1_epochs=2, stage2_epochs=1, n_folds=2)
     folds.make_folds(cfg)
-    with caplog.at_level(logging.INFO, logger="kit.train"):
+    with caplog.at_level(logging.INFO, logger="kit.train.loop"):
         train.run([cfg])
     lines = [r.getMessage() for r in caplog.records if " epoch " in r.getMessage() and "img/s" in r.getMessage()]
     assert len(lines) == 6 and all("left" in line for line in lines), lines

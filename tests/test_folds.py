@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from conftest import make_image, tiny_cfg, write_folder_data
-from kit import folds
+from kit.data import folds
 
 
 def test_every_image_in_one_fold_and_classes_balanced(tmp_path, folder_data):

@@ -2,7 +2,7 @@
 
     pytest tests/test_formats.py -q
 
-One small data set per shape (kit/synth.py SHAPES: the files of a real competition of that shape),
+One small data set per shape (kit/data/synth.py SHAPES: the files of a real competition of that shape),
 run through `kit folds`, `train` and `predict` with no task, submission or metric key. The local
 scores on the leaderboard are checked against scikit-learn's computation on the written file.
 """
@@ -16,10 +16,12 @@ from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 from sklearn.preprocessing import MultiLabelBinarizer
 
 from conftest import TINY
-from kit import blend, leaderboard, train
-from kit.cli import main
+from kit.predict import blend
+from kit.board import leaderboard
+from kit.train import loop as train
+from kit.jobs.cli import main
 from kit.config import PRESETS, load_config
-from kit.synth import write_competition
+from kit.data.synth import write_competition
 
 FAST = {**TINY, "stage1_epochs": 3, "stage2_epochs": 0, "mixup_alpha": 0.0, "stage1_lr": 0.1}
 EXPECTED = {  # shape -> (metric, the sample's columns after the id)
@@ -147,7 +149,7 @@ def test_blend_fits_its_weights_to_the_metric_in_its_direction(shaped_run):
 
 
 def test_a_sample_that_fits_two_formats_is_a_one_line_error_naming_the_key(tmp_path):
-    from kit.layout import scan
+    from kit.data.layout import scan
     data = write_competition(tmp_path / "d", "prob", per_class=3, n_test=4)
     pd.read_csv(data / "sample_submission.csv").assign(has_cactus=0).to_csv(data / "sample_submission.csv", index=False)
     with pytest.raises(ValueError, match=r"the class \(submission=label\) or the probability of class 1 \(submission="
@@ -157,7 +159,7 @@ def test_a_sample_that_fits_two_formats_is_a_one_line_error_naming_the_key(tmp_p
 
 
 def test_sample_columns_that_are_not_the_classes_are_refused(tmp_path):
-    from kit.layout import scan
+    from kit.data.layout import scan
     data = write_competition(tmp_path / "d", "probs", per_class=3, n_test=4)
     pd.read_csv(data / "sample_submission.csv").rename(columns={"c001": "zebra"}).to_csv(
         data / "sample_submission.csv", index=False)
@@ -166,7 +168,7 @@ def test_sample_columns_that_are_not_the_classes_are_refused(tmp_path):
 
 
 def test_task_key_overrides_what_the_labels_suggest(tmp_path):
-    from kit.layout import scan
+    from kit.data.layout import scan
     data = write_competition(tmp_path / "d", "onehot", per_class=3, n_test=4)
     layout = scan(data, task="multilabel")
     assert layout.task == "multilabel" and layout.submission == "probs"
@@ -177,7 +179,7 @@ def test_task_key_overrides_what_the_labels_suggest(tmp_path):
 
 def test_the_metric_a_download_recorded_is_the_default(tmp_path):
     from conftest import tiny_cfg
-    from kit import folds
+    from kit.data import folds
     data = write_competition(tmp_path / "d", "label", per_class=3, n_test=4)
     (data / "competition.json").write_text(json.dumps({"competition": "x", "evaluation_metric": "Macro F1",
                                                        "metric": "f1_macro"}))
@@ -189,7 +191,7 @@ def test_the_metric_a_download_recorded_is_the_default(tmp_path):
 
 def test_a_multi_label_fold_resumed_after_a_kill_ends_as_one_that_never_stopped(tmp_path):
     from conftest import exp_dir, tiny_cfg
-    from kit import folds
+    from kit.data import folds
     from test_train import _fold_result, ref_and_interrupted
     data = write_competition(tmp_path / "d", "tags", classes=4, per_class=6, n_test=4)
     settings = {"stage1_epochs": 2, "stage2_epochs": 1, "n_folds": 2, "keep_checkpoints": True}

@@ -4,8 +4,10 @@ import torch
 import ttach
 
 from conftest import exp_dir, tiny_cfg
-from kit import folds, predict, train
-from kit.inference import BatchedTTA
+from kit.data import folds
+from kit.predict import predict
+from kit.train import loop as train
+from kit.predict.inference import BatchedTTA
 from kit.model import create_model
 from kit.tta import transforms as tta_transforms
 

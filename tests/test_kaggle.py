@@ -16,8 +16,9 @@ import pytest
 
 import kaggle_server
 from conftest import tiny_cfg
-from kit import kaggle, leaderboard
-from kit.cli import main
+from kit.board import kaggle
+from kit.board import leaderboard
+from kit.jobs.cli import main
 
 pytestmark = pytest.mark.slow  # each CLI call starts a Python process (~2 s)
 IDS = [f"t{i:02d}" for i in range(10)]

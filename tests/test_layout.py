@@ -6,7 +6,7 @@ from PIL import Image
 
 from conftest import make_image
 from kit.io import load_rgb
-from kit.layout import natural_key, scan
+from kit.data.layout import natural_key, scan
 
 
 def test_folder_layout(folder_data):

@@ -15,10 +15,14 @@ import pytest
 import torch
 
 from conftest import exp_dir, tiny_cfg, write_folder_data
-from kit import folds, leaderboard, predict, stopping, train
+from kit.data import folds
+from kit.board import leaderboard
+from kit.predict import predict
+from kit.train import stopping
+from kit.train import loop as train
 from kit.config import PRESETS, load_config
-from kit.data import eval_transform
-from kit.synth import MATRIX, write_synthetic
+from kit.data.loaders import eval_transform
+from kit.data.synth import MATRIX, write_synthetic
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +156,7 @@ BAR = {
 # tests/test_predict.py and measured in docs/BENCHMARKS.md. Batch 32 (16 where a fold has 20 training images) and
 # 6 + 1 epochs: on the matrix's full sets CV 0.53 (100 x 10) and 0.29 (100 x 5) with the preset's AdamW (2026-11-29),
 # each far above its bar. time_budget=0 min_fold_steps=0: the test's epochs, without the preset's 30-minute probe and
-# without its raising the epochs of small data (kit/budget.py)
+# without its raising the epochs of small data (kit/train/budget.py)
 BUDGET = dict(n_folds=2, img_size=32, resize=36, stage1_epochs=6, stage2_epochs=1, time_budget=0, min_fold_steps=0,
               workers=0, eval_batch_size=256, tta=[])
 

@@ -5,7 +5,8 @@ import pytest
 from sklearn.metrics import (accuracy_score, balanced_accuracy_score, cohen_kappa_score, f1_score, fbeta_score,
                              log_loss, roc_auc_score)
 
-from kit import calibrate, leaderboard
+from kit.board import calibrate
+from kit.board import leaderboard
 from kit.metrics import METRICS, chance, get, map_at_k, resolve
 
 
@@ -68,8 +69,8 @@ def test_multi_label_metrics_equal_scikit_learn():
 def test_a_tags_cv_scores_exactly_what_the_submission_file_holds():
     """An image with no tag above its threshold still gets its most likely tag in the file: the metric (CV,
     threshold fitting, early stopping) must count it too."""
-    from kit import formats
-    from kit.layout import Layout
+    from kit.board import formats
+    from kit.data.layout import Layout
     y = np.array([[1, 0, 0], [0, 1, 1], [0, 0, 1]])
     p = np.array([[0.40, 0.10, 0.05], [0.20, 0.90, 0.30], [0.10, 0.20, 0.45]])  # rows 0 and 2: nothing >= 0.5
     test = pd.DataFrame({"id": ["a", "b", "c"], "path": ["a", "b", "c"]})
@@ -141,7 +142,7 @@ def test_old_boards_read_as_accuracy(tmp_path):
 
 
 def test_balanced_sampler_draws_every_class_equally_often():
-    from kit.data import SeededSampler
+    from kit.data.loaders import SeededSampler
     targets = np.array([0] * 90 + [1] * 10)
     sampler = SeededSampler(len(targets), seed=0, weights=1.0 / np.bincount(targets)[targets])
     drawn = targets[[i for i, _ in sampler]]
@@ -162,10 +163,10 @@ def test_balanced_class_weights_weigh_rare_classes_more():
 
 def test_multi_label_pseudo_labels_take_only_images_sure_of_every_tag(tmp_path):
     from kit.config import Config
-    from kit.experiment import Experiment
+    from kit.train.experiment import Experiment
     from kit.io import save_npz
-    from kit.layout import Layout
-    from kit.pseudo import select
+    from kit.data.layout import Layout
+    from kit.train.pseudo import select
     test = pd.DataFrame({"id": ["a", "b", "c"], "path": ["test/a.png", "test/b.png", "test/c.png"]})
     layout = Layout(tmp_path, "csv", ("x", "y"), pd.DataFrame(), test, ("id", "tags"), "multilabel", "tags")
     logit = lambda p: np.log(p / (1 - p))  # noqa: E731

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from kit.synth import write_synthetic
+from kit.data.synth import write_synthetic
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

@@ -13,12 +13,17 @@ import ttach
 from sklearn.metrics import accuracy_score
 
 from conftest import exp_dir, make_image, tiny_cfg, write_mirror_data
-from kit import ensemble, folds, formats, leaderboard, predict, train
-from kit.cli import main
+from kit.predict import ensemble
+from kit.data import folds
+from kit.board import formats
+from kit.board import leaderboard
+from kit.predict import predict
+from kit.train import loop as train
+from kit.jobs.cli import main
 from kit.config import save_config
 from kit.io import load_npz
 from kit.tta import transforms as tta_transforms
-from kit.layout import scan
+from kit.data.layout import scan
 from kit.model import create_model
 
 QUICK = dict(stage1_epochs=2, stage2_epochs=1, n_folds=2)
@@ -352,7 +357,7 @@ def test_cv_last_goes_through_the_same_tta_merge_and_calibration_as_cv(tmp_path,
 def test_an_ensemble_describes_every_members_tta_choice_not_the_firsts():
     from types import SimpleNamespace
 
-    from kit import leaderboard
+    from kit.board import leaderboard
     a = SimpleNamespace(name="a", cfgs=[SimpleNamespace(name="a", tta=("hflip",))], checkpoints={}, epochs=3.0,
                         trained_on={}, warning="", tta_choice={"a": {"chosen": "hflip", "cv": {"none": 0.8, "hflip": 0.9}}})
     b = SimpleNamespace(name="b", cfgs=[SimpleNamespace(name="b", tta=())], checkpoints={}, epochs=3.0,

@@ -12,7 +12,9 @@ import torch
 
 import killtest
 from conftest import exp_dir, tiny_cfg, write_folder_data
-from kit import folds, predict, train
+from kit.data import folds
+from kit.predict import predict
+from kit.train import loop as train
 from kit.config import shaping
 from test_train import _assert_same_run, _fold_result, ref_and_interrupted
 

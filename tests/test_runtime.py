@@ -11,9 +11,11 @@ import torch
 import ttach
 
 from conftest import exp_dir, tiny_cfg, train_interrupted, write_folder_data
-from kit import folds, runtime, train
+from kit.data import folds
+from kit import runtime
+from kit.train import loop as train
 from kit.model import create_model
-from kit.inference import BatchedTTA
+from kit.predict.inference import BatchedTTA
 from kit.tta import transforms as tta_transforms
 
 
@@ -69,7 +71,7 @@ def test_the_first_line_names_device_precision_workers_and_batch(tmp_path, folde
     folds.make_folds(cfg)
     with caplog.at_level(logging.INFO):
         train.run([cfg], only=[0])
-    first = next(r.getMessage() for r in caplog.records if r.name == "kit.train")
+    first = next(r.getMessage() for r in caplog.records if r.name == "kit.train.loop")
     assert first.startswith("train: device cpu (") and "precision float32, workers 0, batch 8, allocator " in first, first
 
 

@@ -14,7 +14,9 @@ import pytest
 import torch
 
 from conftest import exp_dir, make_image
-from kit import folds, predict, train
+from kit.data import folds
+from kit.predict import predict
+from kit.train import loop as train
 from kit.config import PRESETS, load_config
 from kit.io import load_npz
 
@@ -61,7 +63,7 @@ def test_recipe_preset_runs_at_full_size(tmp_path, photos, preset):
 def test_demo_pipeline_through_the_cli(tmp_path):
     """`kit run` (what `make` runs) writes the submission the three stages write one by one, byte for byte.
     The stages run in this process (cli.main, what `kit <stage>` calls), `kit run` as `make` starts it."""
-    from kit import cli
+    from kit.jobs import cli
     env = dict(os.environ)
     kit = [sys.executable, "-m", "kit"]
     subprocess.run([*kit, "demo-data", "--out", str(tmp_path / "demo")], check=True, env=env)
@@ -95,7 +97,8 @@ def test_compiled_training_saves_plain_weights(tmp_path, photos):
 
 def test_clean_removes_the_demo_and_nothing_else(tmp_path, monkeypatch):
     """make clean: the demo's data, folds, experiments, submissions and rows go; another experiment's stay."""
-    from kit import demo, leaderboard
+    from kit.board import leaderboard
+    from kit.jobs import clean
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data" / "demo").mkdir(parents=True)
     (tmp_path / "folds" / "demo" / "fold0").mkdir(parents=True)
@@ -110,7 +113,7 @@ def test_clean_removes_the_demo_and_nothing_else(tmp_path, monkeypatch):
         (subs / file).with_suffix(".json").write_text("{}")
         board = leaderboard.upsert(board, {"file": file, "experiments": exps})
     leaderboard.save(board, subs / "leaderboard.csv")
-    demo.clean()
+    clean.demo()
     assert not (tmp_path / "data" / "demo").exists() and not (tmp_path / "folds" / "demo").exists()
     assert not (tmp_path / "folds" / "folds.json").exists(), "folds made from the demo data go"
     assert (tmp_path / "folds" / "mine" / "fold0").is_dir(), "another experiment stays"
@@ -122,7 +125,8 @@ def test_clean_keeps_a_run_of_your_own_named_demo_and_its_rows(tmp_path, monkeyp
     """An experiment named demo trained on your data is not the demo's: make clean leaves it and its rows."""
     import yaml
 
-    from kit import demo, leaderboard
+    from kit.board import leaderboard
+    from kit.jobs import clean
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data" / "demo").mkdir(parents=True)
     mine = tmp_path / "folds" / "demo"
@@ -135,7 +139,7 @@ def test_clean_keeps_a_run_of_your_own_named_demo_and_its_rows(tmp_path, monkeyp
     board = leaderboard.upsert(leaderboard.load(subs / "leaderboard.csv"),
                                {"file": "demo-1.csv", "experiments": "demo", "data": "abcdef012345"})
     leaderboard.save(board, subs / "leaderboard.csv")
-    demo.clean()
+    clean.demo()
     assert (mine / "fold0").is_dir() and (tmp_path / "folds" / "folds.json").is_file(), "your run and its folds stay"
     assert leaderboard.load(subs / "leaderboard.csv")["file"].tolist() == ["demo-1.csv"], "its row stays"
     assert (subs / "demo-1.csv").is_file()

@@ -9,12 +9,12 @@ import ttach
 
 from conftest import make_image
 from kit.config import Config
-from kit.data import (ImageDataset, cache_step, dataset_of, eval_transform, eval_transform_of, train_transform,
+from kit.data.loaders import (ImageDataset, cache_step, dataset_of, eval_transform, eval_transform_of, train_transform,
                       train_transform_of)
 from kit.model import create_model
-from kit.inference import BatchedTTA
+from kit.predict.inference import BatchedTTA
 from kit.tta import transforms as tta_transforms
-from kit.synth import write_synthetic
+from kit.data.synth import write_synthetic
 
 
 @pytest.mark.parametrize("views", [("hflip",), ("hflip", "vflip"), ("hflip", "scales"), ("five_crops",)])
@@ -94,7 +94,7 @@ def test_unwritable_cache_falls_back_to_decoding_with_one_warning(tmp_path, fold
 
 
 def test_rank_slices_rebuild_the_one_process_batches():
-    from kit.data import SeededSampler
+    from kit.data.loaders import SeededSampler
     one = SeededSampler(20, seed=3, batch=8)
     ranks = [SeededSampler(20, seed=3, batch=8, rank=r, world=2) for r in range(2)]
     for s in [one, *ranks]:
@@ -109,7 +109,7 @@ def test_rank_slices_rebuild_the_one_process_batches():
 def test_draft_cache_is_close_and_kept_apart(tmp_path):
     from PIL import Image
 
-    from kit.data import cache_path, load_resized
+    from kit.data.loaders import cache_path, load_resized
     yy, xx = np.mgrid[0:1000, 0:1400]
     Image.fromarray(np.stack([xx % 256, yy % 256, (xx // 6) % 256], -1).astype(np.uint8)).save(tmp_path / "big.jpg")
     step = A.Resize(200, 200)

@@ -13,7 +13,8 @@ import torch
 from sklearn.metrics import accuracy_score
 
 from conftest import exp_dir, tiny_cfg, train_interrupted, write_folder_data
-from kit import folds, train
+from kit.data import folds
+from kit.train import loop as train
 from kit.io import load_npz
 
 EASY = dict(stage1_epochs=5, stage2_epochs=3, n_folds=2, keep_checkpoints=True)
@@ -325,8 +326,8 @@ def test_pretrained_file_is_its_content_not_its_path(tmp_path, easy_data):
     import timm
     from safetensors.torch import save_file
 
-    from kit import predict
-    from kit.experiment import Experiment
+    from kit.predict import predict
+    from kit.train.experiment import Experiment
     from kit.engine import load_checkpoint
 
     ref = timm.create_model("test_resnet", pretrained=False, num_classes=0)

@@ -3,7 +3,7 @@
     python -m kit train --exp demo                 # every fold of configs/demo.yaml
     python -m kit train --exp demo --fold 3        # one fold (spread folds over GPUs or machines)
 
-Per fold (kit/experiment.py names the files): stage1_best.pt (stage 2 starts from it), best.pt
+Per fold (kit/train/experiment.py names the files): stage1_best.pt (stage 2 starts from it), best.pt
 (the best weights over both stages), last.pt (everything resuming needs), history.csv,
 curves.png, config.yaml, final.pt (the last epoch's weights: predict scores them as cv_last) and oof.npz (out-of-fold logits of best.pt, written last: the fold's
 done marker); then stage1_best.pt, last.pt and last.prev.pt are removed (keep_checkpoints=true
@@ -29,25 +29,30 @@ from timm.data import Mixup
 from timm.scheduler import CosineLRScheduler
 from timm.utils import ModelEmaV3
 
-from kit import folds as folds_command
-from kit import alarm, budget, flip, lr_find, pseudo, report
+from kit.data import folds as folds_command
+from kit.train import alarm
+from kit.train import budget
+from kit.train import flip
+from kit.train import lr_find
+from kit.train import pseudo
+from kit import report
 from kit.allocator import release_memory
 from kit import claim as claims
 from kit.claim import claim
 from kit.config import Config, record, save_config, shaping, shaping_key
-from kit.data import fold_loaders
+from kit.data.loaders import fold_loaders
 from kit.engine import (criterion, epoch_steps, load_checkpoint, make_optimizer, predict_logits, save_checkpoint,
                         train_one_epoch, validate)
-from kit.experiment import Experiment
-from kit.folds import Folds
+from kit.train.experiment import Experiment
+from kit.data.folds import Folds
 from kit.io import atomic_write_text, save_npz
-from kit.layout import Layout
+from kit.data.layout import Layout
 from kit.metrics import Metric, chance
 from kit.model import from_config, reachable
-from kit.progress import Progress
+from kit.train.progress import Progress
 from kit.runtime import (Dist, autocast, barrier, describe, from_main, grad_scaler, mean_over_ranks, num_workers,
                          pick_device, seed_everything, setup_distributed, sync_batchnorm)
-from kit.stopping import FoldState, early_stopping
+from kit.train.stopping import FoldState, early_stopping
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +68,7 @@ class FoldRun:
                  dist: Dist = Dist(), progress: Progress | None = None, found_lr: float | None = None,
                  pretrained: bool | None = None, epochs: tuple[int, int] | None = None, hflip: float | None = None):
         self.cfg, self.fold, self.classes, self.device, self.dist = cfg, fold, layout.classes, device, dist
-        self.found_lr = found_lr  # stage1_lr=auto's value (kit/lr_find.py)
+        self.found_lr = found_lr  # stage1_lr=auto's value (kit/train/lr_find.py)
         self.pretrained = cfg.pretrained if pretrained is None else pretrained  # pretrained=auto, decided
         self.epochs = epochs or (cfg.stage1_epochs, cfg.stage2_epochs)  # min_fold_steps's and time_budget's, or as set
         self.metric, self.multilabel = metric, layout.task == "multilabel"
@@ -280,7 +285,7 @@ class FoldRun:
         if not self.dist.main:  # under torchrun, rank 0 writes the fold's results alone
             return
         claims.check(self.files.lock)
-        last = state.history[-1]  # the weights in memory: the last epoch's, kept for cv_last (kit/ensemble.py)
+        last = state.history[-1]  # the weights in memory: the last epoch's, kept for cv_last (kit/predict/ensemble.py)
         save_checkpoint(self.files.final, self._evaluated(model), cfg=record(self.cfg), classes=list(self.classes),
                         stage=state.stage, epoch=last["epoch"], score=last["val_score"])
         best = load_checkpoint(self.files.best)
@@ -369,7 +374,7 @@ def _fold0(cfg: Config, folds: Folds, device, hflip: float | None) -> FoldRun:
 def fold_epochs(cfg: Config, folds: Folds, device, dist: Dist = Dist(), hflip: float | None = None,
                 spent_s: float = 0.0) -> tuple[int, int] | None:
     """min_fold_steps's and time_budget's epochs per stage (None: the config's): kept in budget.json, or decided now
-    from fold 0's steps per epoch and, with a budget, a probe of its model (kit/budget.py); `spent_s`: what this
+    from fold 0's steps per epoch and, with a budget, a probe of its model (kit/train/budget.py); `spent_s`: what this
     run's other probes took."""
     if not cfg.time_budget and not cfg.min_fold_steps:
         return None
@@ -390,7 +395,7 @@ def fold_epochs(cfg: Config, folds: Folds, device, dist: Dist = Dist(), hflip: f
 
 
 def found_lr(cfg: Config, folds: Folds, device, dist: Dist = Dist()) -> float | None:
-    """stage1_lr=auto's value: kept in lr_find.json, or found now by the range test (kit/lr_find.py) on fold 0's
+    """stage1_lr=auto's value: kept in lr_find.json, or found now by the range test (kit/train/lr_find.py) on fold 0's
     training part, seeded as fold 0's first epoch (with hflip=auto, without flips: it is decided after)."""
     if cfg.stage1_lr != "auto":
         return None
@@ -410,7 +415,7 @@ def found_lr(cfg: Config, folds: Folds, device, dist: Dist = Dist()) -> float | 
 
 
 def found_flip(cfg: Config, folds: Folds, device, lr: float | None, dist: Dist = Dist()) -> float | None:
-    """hflip=auto's flip probability: kept in hflip.json, or measured now by a probe (kit/flip.py) trained without
+    """hflip=auto's flip probability: kept in hflip.json, or measured now by a probe (kit/train/flip.py) trained without
     flips on fold 0's training part at stage 1's rate (`lr`: stage1_lr=auto's), seeded as fold 0's first epoch."""
     if cfg.hflip != "auto":
         return None

@@ -4,7 +4,7 @@
     prob    P(second of two classes)        tags    space-separated classes at or above their thresholds
     topk    the top_k classes, best first
 
-kit/layout.py detects the format of a data set (FORMATS there); kit/submission.py writes the file;
+kit/data/layout.py detects the format of a data set (FORMATS there); kit/board/submission.py writes the file;
 leaderboard.py reads a submission back (`read`) to score it against a solution file.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from kit.layout import Layout, summarize
+from kit.data.layout import Layout, summarize
 from kit.metrics import clip_probs, decide
 
 

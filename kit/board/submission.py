@@ -1,11 +1,11 @@
-"""Submission files: the CSV a competition expects (kit/formats.py makes it), its manifest, and its leaderboard row.
+"""Submission files: the CSV a competition expects (kit/board/formats.py makes it), its manifest, and its leaderboard row.
 
     submissions/<name>-<sha8>.csv    never overwritten: the same predictions give the same file
     submissions/<name>-<sha8>.json   the manifest: one entry ("run") per command that made these bytes
     submissions/<name>-<sha8>.zip    with zip=true (Codabench-style platforms)
 
 Every submission, from predict, blend, export or a bundle, is written here, checked first
-(kit/formats.py): every test id once and no other, in the order and format of sample_submission.csv.
+(kit/board/formats.py): every test id once and no other, in the order and format of sample_submission.csv.
 """
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ from importlib import metadata
 from pathlib import Path
 
 
-from kit import formats, leaderboard
+from kit.board import formats
+from kit.board import leaderboard
 from kit.config import Config, shaping, shaping_key
-from kit.ensemble import Result
-from kit.experiment import Experiment
+from kit.board.result import Result
+from kit.train.experiment import Experiment
 from kit.io import atomic_path, atomic_write_bytes, atomic_write_text, locked
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
@@ -56,41 +55,6 @@ def write_demo(out: Path, test_size: float = 0.2, seed: int = 0) -> Path:
 
 
 DEMO = ("demo", "demo_baseline")  # the demo's experiments (kit/configs/)
-
-
-def clean(out: str | Path = "data/demo", work_dir: str | Path = "folds", submissions_dir: str | Path = "submissions") -> None:
-    """Remove the demo's data and outputs and nothing else: its experiments' folders, the folds when they were
-    made from the demo data, its submissions and their leaderboard rows (`make clean`; `make clean-all` is all)."""
-    from kit import folds, leaderboard
-    from kit.experiment import Experiment
-    from kit.layout import scan
-    out, work_dir, subs = Path(out), Path(work_dir), Path(submissions_dir)
-    demo_data = {str(out), str(out.resolve())}
-    tags = {leaderboard.data_tag(folds.fingerprint(work_dir))} if folds.made_from(work_dir) in demo_data else set()
-    if (out / "solution.csv").is_file():
-        tags.add(leaderboard.data_tag(scan(out).fingerprint()))
-    kept = []
-    for name in DEMO:
-        exp = Experiment.at(work_dir, name)
-        trained_on = (yaml.safe_load(exp.config.read_text()) or {}).get("data") if exp.config.is_file() else None
-        if trained_on is None or trained_on in demo_data or str(Path(trained_on).resolve()) in demo_data:
-            shutil.rmtree(exp.dir, ignore_errors=True)
-        else:  # your own run under the demo's name: not the demo's to remove
-            kept.append(f"{exp.dir} (data={trained_on})")
-    if folds.made_from(work_dir) in demo_data:
-        folds.remove(work_dir)
-    board = leaderboard.path_of_dir(subs)
-
-    def the_demos(row) -> bool:  # made by the demo's experiments from the demo data (rows older than `data`: "")
-        return bool(row["experiments"]) and set(row["experiments"].split()) <= set(DEMO) and row["data"] in tags | {""}
-
-    ours = leaderboard.drop_rows(board, the_demos)
-    for file in ours:
-        for suffix in (".csv", ".json", ".zip"):
-            (subs / file).with_suffix(suffix).unlink(missing_ok=True)
-    shutil.rmtree(out, ignore_errors=True)
-    log.info("removed the demo's data, folds, experiments %s and %d submission(s); everything else is as it was%s",
-             " and ".join(DEMO), len(ours), f" (kept, trained on other data: {'; '.join(kept)})" if kept else "")
 
 
 def run(out: str | Path = "data/demo") -> Path:

@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 
 from kit.config import Config
-from kit.experiment import Experiment, FoldFiles
+from kit.train.experiment import Experiment, FoldFiles
 from kit.io import atomic_write_text, load_npz, sha256_file
-from kit.layout import TAG_SEP, Layout
+from kit.data.layout import TAG_SEP, Layout
 from kit.metrics import probs_of
 
 

@@ -50,10 +50,10 @@ def eval_transform(img_size: int, mode: str = "squash") -> A.Compose:
 
 def train_transform_of(cfg, hflip: float | None = None) -> A.Compose:
     """The training transform a config describes (the one place its keys become a transform); `hflip`: hflip=auto's
-    decided probability (kit/flip.py)."""
+    decided probability (kit/train/flip.py)."""
     p = cfg.hflip if hflip is None else hflip
     if p == "auto":
-        raise ValueError("hflip=auto is decided before training (kit/flip.py); pass the decided probability")
+        raise ValueError("hflip=auto is decided before training (kit/train/flip.py); pass the decided probability")
     return train_transform(cfg.resize, cfg.img_size, cfg.rotate, p, cfg.resize_mode)
 
 

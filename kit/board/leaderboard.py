@@ -26,12 +26,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import folds, formats, report
+from kit.data import folds
+from kit.board import formats
+from kit import report
 from kit.config import Config
-from kit.experiment import Experiment
+from kit.train.experiment import Experiment
 from kit.io import atomic_write_text, locked, sha256_file
 from kit.tta import tag
-from kit.layout import TAG_SEP, Layout, summarize
+from kit.data.layout import TAG_SEP, Layout, summarize
 from kit.metrics import Metric, get
 
 log = logging.getLogger(__name__)
@@ -217,7 +219,7 @@ def merge_kaggle(board: pd.DataFrame, subs: pd.DataFrame) -> pd.DataFrame:
 
 def sync(path: Path, comp: str) -> None:
     """Merge Kaggle's scores of competition `comp` into the leaderboard at `path`."""
-    from kit import kaggle
+    from kit.board import kaggle
     subs = kaggle.scores(comp)
     with locked(path):
         save(merge_kaggle(load(path), subs), path)
@@ -317,7 +319,7 @@ def describe(row: pd.Series) -> str:
 
 def submit(cfgs: list[Config], comp: str, file: str = "") -> str:
     """Upload FILE, or the best-CV submission of these experiments (named before it goes); record the ref."""
-    from kit import kaggle
+    from kit.board import kaggle
     if not comp:
         raise ValueError("no competition: pass COMP=slug (make) or --comp slug")
     submissions_dir = Path(cfgs[0].submissions_dir)

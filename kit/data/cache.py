@@ -13,9 +13,9 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from kit import folds as folds_command
+from kit.data import folds as folds_command
 from kit.config import Config
-from kit.data import cache_step, eval_transform_of, load_resized, train_transform_of
+from kit.data.loaders import cache_step, eval_transform_of, load_resized, train_transform_of
 from kit.runtime import num_workers
 
 log = logging.getLogger(__name__)

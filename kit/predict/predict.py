@@ -9,7 +9,7 @@ computed under: best.pt's hash, every config key that shapes predictions (config
 the images (path, size, modification time). An up-to-date file is reused, a stale one
 recomputed. Keys that shape the weights come from the checkpoints; a config that contradicts
 them is refused.
-Submissions: <submissions_dir>/<exp>-<sha8>.csv (+ .json manifest), never overwritten (kit/submission.py).
+Submissions: <submissions_dir>/<exp>-<sha8>.csv (+ .json manifest), never overwritten (kit/board/submission.py).
 """
 from __future__ import annotations
 
@@ -21,14 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from kit import ensemble as ens
-from kit import folds as folds_command
-from kit import leaderboard, submission
+from kit.predict import ensemble as ens
+from kit.data import folds as folds_command
+from kit.board import leaderboard
+from kit.board import submission
 from kit.config import Config, shaping
-from kit.experiment import Experiment, FoldFiles
-from kit.inference import fold_logits, start
+from kit.train.experiment import Experiment, FoldFiles
+from kit.predict.inference import fold_logits, start
 from kit.io import load_npz, save_npz, sha256_file
-from kit.layout import Layout, describe_bad, find_bad_images
+from kit.data.layout import Layout, describe_bad, find_bad_images
 from kit.metrics import probs_of
 from kit.tta import AUTO_TTA, tag, untag
 from kit.tta import transforms as tta_transforms

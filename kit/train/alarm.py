@@ -6,7 +6,7 @@ A fold's validation score is "at chance" when it is no better than guessing coul
 always answering the most common class plus luck; for any other metric, a constant predictor
 (kit/metrics.py, chance). Training warns once after the warm-up when nothing has been learnt yet,
 early stopping never ends a stage still at chance, and a fold whose stage 1 ends there is listed
-in cv.json and on the leaderboard (kit/experiment.py).
+in cv.json and on the leaderboard (kit/train/experiment.py).
 """
 from __future__ import annotations
 

@@ -24,10 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from kit import ensemble as ens
-from kit import leaderboard, predict, submission
+from kit.predict import ensemble as ens
+from kit.board import leaderboard
+from kit.predict import predict
+from kit.board import submission
 from kit.config import Config
-from kit.inference import start
+from kit.predict.inference import start
 from kit.metrics import METRICS, Metric, cv_score
 
 log = logging.getLogger(__name__)

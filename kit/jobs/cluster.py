@@ -57,7 +57,8 @@ def pick(cfgs: list[Config], n_folds: int, index: int, source: str = "index") ->
 
 def train_task(cfgs: list[Config], index: int | None = None) -> Path:
     """`kit train --fold auto`: train the pair of this task's index (from the environment unless given)."""
-    from kit import folds, train
+    from kit.data import folds
+    from kit.train import loop as train
     source = "the index"
     if index is None:
         index, source = task_index()
@@ -75,7 +76,7 @@ class TrainTask:
         self.cfgs = cfgs
 
     def __call__(self, index: int) -> int:
-        from kit.cli import logging_setup
+        from kit.jobs.cli import logging_setup
         logging_setup()
         train_task(self.cfgs, index)
         return index
@@ -145,7 +146,8 @@ def submit_jobs(cfgs: list[Config], cluster: str, parallel: int, timeout_min: in
     On SLURM an array (each task asks for `gpus` GPUs, `cpus` cores and `mem_gb` GB: cluster/slurm.sbatch's
     figures, not the partition's defaults, which are often one core); locally, one task per free slot (_slots)."""
     submitit = _submitit()
-    from kit import folds, predict
+    from kit.data import folds
+    from kit.predict import predict
     folds.run(cfgs)
     n_folds = folds.load(cfgs[0]).n_folds
     tasks = len(pairs(cfgs, n_folds))

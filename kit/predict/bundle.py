@@ -23,13 +23,16 @@ import zipfile
 from pathlib import Path
 
 from kit import __version__
-from kit import ensemble as ens
-from kit import calibrate, formats, predict, submission
+from kit.predict import ensemble as ens
+from kit.board import calibrate
+from kit.board import formats
+from kit.predict import predict
+from kit.board import submission
 from kit.config import Config, check_known, shapes, to_dict, upgrade
-from kit.experiment import Experiment, fold_name
-from kit.inference import fold_logits, start
+from kit.train.experiment import Experiment, fold_name
+from kit.predict.inference import fold_logits, start
 from kit.io import atomic_path, atomic_write_bytes, check_writable, sha256_file
-from kit.layout import scan_test, summarize
+from kit.data.layout import scan_test, summarize
 from kit.metrics import probs_of
 
 log = logging.getLogger(__name__)
@@ -159,7 +162,7 @@ def predict_bundle(bundle: str | Path, overrides: dict) -> Path:
 
 
 def _write(data: bytes, spec: dict, cfgs: list[Config], bundle: Path) -> Path:
-    """<name>-<sha8>.csv with its manifest (kit/submission.py), and the same bytes as submission.csv."""
+    """<name>-<sha8>.csv with its manifest (kit/board/submission.py), and the same bytes as submission.csv."""
     out_dir = Path(cfgs[0].submissions_dir)
     run = submission.run_record(
         cfgs, {f["file"]: f["sha256"] for e in spec["experiments"] for f in e["folds"]},

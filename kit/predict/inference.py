@@ -1,7 +1,7 @@
 """A trained fold's weights as a model, wrapped in test-time augmentation, run over images.
 
-    python -m kit predict --exp demo          # kit/predict.py: every fold, cached logits, submission
-    python -m kit predict --bundle bundle     # kit/bundle.py: the same from an exported bundle
+    python -m kit predict --exp demo          # kit/predict/predict.py: every fold, cached logits, submission
+    python -m kit predict --bundle bundle     # kit/predict/bundle.py: the same from an exported bundle
 
 What predict, blend and bundle share to turn a checkpoint and a list of images into logits. It
 imports the engine (kit/engine.py), never training.
@@ -17,9 +17,9 @@ import ttach
 from torch import nn
 
 from kit.config import Config, changed
-from kit.data import dataset_of, eval_loader, eval_transform_of
+from kit.data.loaders import dataset_of, eval_loader, eval_transform_of
 from kit.engine import load_checkpoint, predict_logits
-from kit.layout import summarize
+from kit.data.layout import summarize
 from kit.model import from_config
 from kit.runtime import autocast, describe, num_workers, pick_device
 from kit.tta import transforms as tta_transforms

@@ -25,11 +25,12 @@ import pandas as pd
 import yaml
 from sklearn.metrics import accuracy_score
 
-from kit import alarm, report
-from kit.alarm import stage1_at_chance
+from kit.train import alarm
+from kit import report
+from kit.train.alarm import stage1_at_chance
 from kit.config import changed
 from kit.io import atomic_write_text, load_npz
-from kit.layout import Layout
+from kit.data.layout import Layout
 from kit.metrics import Metric, cv_score, decide, probs_of, topk
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ class FoldFiles:
         return self.dir / "oof.npz"
 
     @property
-    def pseudo(self) -> Path:  # which pseudo-labels the fold trained on (kit/pseudo.py)
+    def pseudo(self) -> Path:  # which pseudo-labels the fold trained on (kit/train/pseudo.py)
         return self.dir / "pseudo.json"
 
     @property
@@ -141,15 +142,15 @@ class Experiment:
         return self.dir / "start.json"
 
     @property
-    def budget(self) -> Path:  # min_fold_steps, time_budget: the epochs chosen and the figures behind them (kit/budget.py)
+    def budget(self) -> Path:  # min_fold_steps, time_budget: the epochs chosen and the figures behind them (kit/train/budget.py)
         return self.dir / "budget.json"
 
     @property
-    def lr_find(self) -> Path:  # stage1_lr=auto's range test (kit/lr_find.py); lr_find.png beside it
+    def lr_find(self) -> Path:  # stage1_lr=auto's range test (kit/train/lr_find.py); lr_find.png beside it
         return self.dir / "lr_find.json"
 
     @property
-    def flip(self) -> Path:  # hflip=auto's probe: the flip probability every fold trains with (kit/flip.py)
+    def flip(self) -> Path:  # hflip=auto's probe: the flip probability every fold trains with (kit/train/flip.py)
         return self.dir / "hflip.json"
 
     @staticmethod
@@ -202,7 +203,7 @@ class Experiment:
         return [json.loads(f.pseudo.read_text())["images"] for k in folds if (f := self.fold(k)).pseudo.is_file()]
 
     def record_tta(self, choice: dict) -> None:
-        """tta=auto's candidates and choice (kit/predict.py), kept in cv.json beside the plain CV."""
+        """tta=auto's candidates and choice (kit/predict/predict.py), kept in cv.json beside the plain CV."""
         if self.cv_file.is_file():
             cv = json.loads(self.cv_file.read_text())
             if cv.get("tta_auto") != choice:

@@ -18,13 +18,14 @@ A user mistake ends in one line on stderr and exit status 2, never a traceback
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from kit.jobs import commands
 
 
 
@@ -38,49 +39,40 @@ class Command:
     configs: bool = True  # takes --exp/--config and key=value overrides
 
 
-def _kit(module: str):
-    return importlib.import_module(f"kit.{module}")  # torch is slow to import: only the command's own modules
-
-
 BOTH = ("work_dir", "submissions_dir")
 COMMANDS = {
     "demo-data": Command("write the embedded demo data set (scikit-learn digits as PNGs) to data/demo; --clean "
-                         "removes it and the demo's outputs", lambda a: (_kit("demo").clean(a.out) if a.clean
-                                                                         else _kit("demo").run(a.out)), configs=False),
+                         "removes it and the demo's outputs", commands.demo_data, configs=False),
     "folds": Command("assign every training image to one of n_folds stratified folds -> folds/folds.csv",
-                     lambda a: _kit("folds").run(a.cfgs), ("work_dir",)),
+                     commands.folds, ("work_dir",)),
     "cache": Command("resize every image once to what the transforms need (the fast data path; then cache=true)",
-                     lambda a: _kit("cache").run(a.cfgs), ("cache_dir",)),
+                     commands.cache, ("cache_dir",)),
     "train": Command("train every fold (or --fold K) of each experiment: two stages, best and last checkpoints, OOF "
-                     "logits; --fold auto: the (experiment, fold) of this job-array task (kit/cluster.py)",
-                     lambda a: (_kit("cluster").train_task(a.cfgs) if a.fold == ["auto"]
-                                else _kit("train").run(a.cfgs, a.fold, a.shard)), ("work_dir",)),
+                     "logits; --fold auto: the (experiment, fold) of this job-array task (kit/jobs/cluster.py)",
+                     commands.train, ("work_dir",)),
     "jobs": Command("folds here, then every (experiment, fold) as one task of a job array through submitit "
                     "(SLURM, or local processes: one per GPU at a time), wait, predict",
-                    lambda a: _kit("cluster").submit_jobs(a.cfgs, a.cluster, a.parallel, a.timeout_min, a.gpus,
-                                                          a.partition, a.cpus, a.mem_gb), BOTH),
+                    commands.jobs, BOTH),
     "predict": Command("TTA on the test images with each fold's best weights, fold ensemble, submission CSV, "
                        "leaderboard",
-                       lambda a: (_kit("bundle").predict_bundle(a.bundle, a.overrides) if a.bundle
-                                  else _kit("predict").run(a.cfgs, a.ensemble)), BOTH),
+                       commands.predict, BOTH),
     "run": Command("folds, train and predict in one process: the same files as the three commands, one start-up "
                    "(what `make` runs on the demo)",
-                   lambda a: _kit("pipeline").run(a.cfgs, a.fold, a.shard, a.ensemble), BOTH),
+                   commands.run, BOTH),
     "blend": Command("weights for several experiments fitted on their OOF predictions (greedy selection), nested "
-                     "CV, submission and leaderboard row", lambda a: _kit("blend").run(a.cfgs, a.steps), BOTH),
+                     "CV, submission and leaderboard row", commands.blend, BOTH),
     "pseudo": Command("a new experiment (--name) whose folds also train on the test images the source's (--from) "
                       "fold models label with probability >= --threshold; trained, predicted, its gain on the "
-                      "leaderboard", lambda a: _kit("pipeline").pseudo_label(a.cfgs[0], a.threshold, a.name), BOTH),
+                      "leaderboard", commands.pseudo, BOTH),
     "export": Command("write an inference bundle (--out DIR, and DIR.zip): each fold's best weights, the resolved "
                       "configs, classes, TTA and merge; `predict --bundle DIR` writes the submission from it alone",
-                      lambda a: _kit("bundle").export(a.cfgs, a.out), BOTH),
+                      commands.export, BOTH),
     "leaderboard": Command("print submissions/leaderboard.csv; with --comp, first merge Kaggle's public/private "
-                           "scores", lambda a: _kit("leaderboard").run(a.cfgs, a.comp), ("submissions_dir",)),
+                           "scores", commands.leaderboard, ("submissions_dir",)),
     "submit": Command("upload --file F, or the best-CV submission of --exp, with the kaggle CLI (--comp SLUG); "
-                      "record its ref", lambda a: _kit("leaderboard").submit(a.cfgs, a.comp, a.file),
-                      ("submissions_dir",)),
+                      "record its ref", commands.submit, ("submissions_dir",)),
     "download": Command("download and safely unzip a competition's data into data/<slug>/ (--comp SLUG)",
-                        lambda a: _kit("kaggle").download(a.comp), configs=False),
+                        commands.download, configs=False),
 }
 EPILOG = "config keys: python -m kit --help-config; make targets wrap these commands (see README)."
 
@@ -153,7 +145,7 @@ def _options(name: str, s: argparse.ArgumentParser) -> None:
 
 def _configs(args, parser) -> list:
     from kit.config import PRESETS, default, find_preset, load_config, parse_overrides
-    from kit.experiment import Experiment
+    from kit.train.experiment import Experiment
 
     # --exp/--config take several names, so they also swallow the key=value items after them (argparse's
     # parse_intermixed_args does not stop a nargs="+" option at them either)

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kit import folds, predict, pseudo, train
+from kit.data import folds
+from kit.predict import predict
+from kit.train import pseudo
+from kit.train import loop as train
 from kit.config import Config
 
 
@@ -23,7 +26,7 @@ def run(cfgs: list[Config], only: list[int] | None = None, shard: tuple[int, int
 
 def pseudo_label(source: Config, threshold: float, name: str) -> Path:
     """`kit pseudo`: the source's test logits per fold (reused when up to date), then experiment `name` trained
-    on them too (kit/pseudo.py), and its submission."""
+    on them too (kit/train/pseudo.py), and its submission."""
     new = pseudo.derive(source, threshold, name)
     predict.run([source])
     train.run([new])

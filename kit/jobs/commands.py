@@ -1,0 +1,83 @@
+"""The doors: one function per `kit` command, each importing the stage that does the work.
+
+    python -m kit folds --exp demo      # -> commands.folds(args) -> kit.data.folds.run(cfgs)
+
+The imports sit inside the functions so that `kit --help` and a command's start-up load only what
+that command needs (torch takes seconds); each names its module plainly, so the import graph and a
+grep both show where a command goes. `args.cfgs` holds the resolved configs (kit/jobs/cli.py).
+"""
+from __future__ import annotations
+
+
+def demo_data(a):
+    if a.clean:
+        from kit.jobs import clean
+        return clean.demo(a.out)
+    from kit.data import demo
+    return demo.run(a.out)
+
+
+def folds(a):
+    from kit.data import folds
+    return folds.run(a.cfgs)
+
+
+def cache(a):
+    from kit.data import cache
+    return cache.run(a.cfgs)
+
+
+def train(a):
+    if a.fold == ["auto"]:
+        from kit.jobs import cluster
+        return cluster.train_task(a.cfgs)
+    from kit.train import loop
+    return loop.run(a.cfgs, a.fold, a.shard)
+
+
+def jobs(a):
+    from kit.jobs import cluster
+    return cluster.submit_jobs(a.cfgs, a.cluster, a.parallel, a.timeout_min, a.gpus, a.partition, a.cpus, a.mem_gb)
+
+
+def predict(a):
+    if a.bundle:
+        from kit.predict import bundle
+        return bundle.predict_bundle(a.bundle, a.overrides)
+    from kit.predict import predict
+    return predict.run(a.cfgs, a.ensemble)
+
+
+def run(a):
+    from kit.jobs import pipeline
+    return pipeline.run(a.cfgs, a.fold, a.shard, a.ensemble)
+
+
+def blend(a):
+    from kit.predict import blend
+    return blend.run(a.cfgs, a.steps)
+
+
+def pseudo(a):
+    from kit.jobs import pipeline
+    return pipeline.pseudo_label(a.cfgs[0], a.threshold, a.name)
+
+
+def export(a):
+    from kit.predict import bundle
+    return bundle.export(a.cfgs, a.out)
+
+
+def leaderboard(a):
+    from kit.board import leaderboard
+    return leaderboard.run(a.cfgs, a.comp)
+
+
+def submit(a):
+    from kit.board import leaderboard
+    return leaderboard.submit(a.cfgs, a.comp, a.file)
+
+
+def download(a):
+    from kit.board import kaggle
+    return kaggle.download(a.comp)

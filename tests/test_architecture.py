@@ -1,0 +1,47 @@
+"""The floors of the package: each imports only its own and earlier ones.  pytest tests/test_architecture.py -q
+
+    core (kit/*.py) -> kit/data -> kit/train -> kit/board -> kit/predict -> kit/jobs
+
+Read from the source (every `import`, at the top or inside a function), so that no import is hidden.
+"""
+import ast
+from pathlib import Path
+
+import pytest
+
+KIT = Path(__file__).resolve().parent.parent / "kit"
+FLOORS = ["core", "data", "train", "board", "predict", "jobs"]
+
+
+def floor_of(module: str) -> str:
+    """'kit.train.loop' -> 'train'; 'kit.config' -> 'core'."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 and parts[1] in FLOORS else "core"
+
+
+def imports_of(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("kit"):
+            found |= {f"{node.module}.{a.name}" if node.module in {f"kit.{f}" for f in FLOORS} else node.module
+                      for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("kit")}
+    return found
+
+
+MODULES = sorted(p for p in KIT.rglob("*.py") if p.name != "__main__.py")
+
+
+@pytest.mark.parametrize("path", MODULES, ids=[str(p.relative_to(KIT)) for p in MODULES])
+def test_no_module_imports_a_later_floor(path):
+    module = "kit." + ".".join(path.relative_to(KIT).with_suffix("").parts)
+    here = FLOORS.index(floor_of(module))
+    later = sorted(m for m in imports_of(path) if FLOORS.index(floor_of(m)) > here)
+    assert not later, f"{path.relative_to(KIT)} (floor {FLOORS[here]}) imports later floors: {later}"
+
+
+def test_every_floor_says_what_it_owns():
+    for floor in FLOORS[1:]:
+        doc = ast.get_docstring(ast.parse((KIT / floor / "__init__.py").read_text())) or ""
+        assert "May import" in doc, f"kit/{floor}/__init__.py must say what it may import"
