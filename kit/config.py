@@ -47,7 +47,7 @@ class Config:
     # --- data and folds -------------------------------------------------------------
     name: str = _key("resnest50d_spinalnet", "experiment name: outputs go to <work_dir>/<name>/ (the defaults of "
                                              "every key are the write-up's recipe, kit/configs/resnest50d_spinalnet.yaml)")
-    data: str = _key("data/demo", "data folder (folder layout or Kaggle CSV layout, see README)")
+    data: str = _key("data/demo", "data folder (folder layout or Kaggle CSV layout, see docs/DATA.md)")
     work_dir: str = _key("folds", "where folds.csv, checkpoints and logits are written")
     submissions_dir: str = _key("submissions", "where submission CSVs and leaderboard.csv go")
     n_folds: int = _key(5, "number of stratified cross-validation folds (>= 2)", "split")

@@ -388,7 +388,7 @@ def scan(data: str | Path, id_col: str = "", label_col: str = "", task: str = "a
     elif (root / "train").is_dir():
         layout = _scan_folder(root, task, submission, top_k)
     else:
-        raise ValueError(f"{root}: no train/<class>/ folders and no train.csv; see README 'Data layouts'")
+        raise ValueError(f"{root}: no train/<class>/ folders and no train.csv; see docs/DATA.md")
     record = root / "competition.json"  # written by `make download`
     if record.is_file():
         layout = dataclasses.replace(layout, named_metric=json.loads(record.read_text()).get("metric", ""))

@@ -74,7 +74,7 @@ COMMANDS = {
     "download": Command("download and safely unzip a competition's data into data/<slug>/ (--comp SLUG)",
                         commands.download, configs=False),
 }
-EPILOG = "config keys: python -m kit --help-config; make targets wrap these commands (see README)."
+EPILOG = "config keys: python -m kit --help-config; make targets wrap these commands (docs/REFERENCE.md)."
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -181,7 +181,7 @@ def default_experiments(data: str) -> tuple[str, ...]:
         return DEMO_PAIR
     logging.getLogger("kit").info(
         "no --exp: the quick preset on data=%s (kit/configs/quick.yaml: a small model at 64 px, the whole run in at "
-        "most 30 minutes on a CPU); --exp NAME chooses another (README)", data)
+        "most 30 minutes on a CPU); --exp NAME chooses another (docs/TRAINING.md)", data)
     return OWN_DATA
 
 

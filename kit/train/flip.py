@@ -14,11 +14,9 @@ the class costs such a model little: its flipped images are images of the same c
 changes the class costs it most of what it learnt (a class-swapping flip, more than all). The flip
 is left out (hflip 0) when the flipped images lose more than LOST of the model's skill above the
 majority class, by a paired z above Z; otherwise it stays (hflip 0.5, the recipe's), also when the
-model learnt too little to tell, which the log line and hflip.json say. Measured (docs/BENCHMARKS.md):
-flipped images lost 64% of the skill on 100 orientation-coded gratings, 41% on photographs' regions
-(whose flipped crops partly look like the mirrored region's). The errors cost unequally: a flip wrongly
-kept mislabels half the images (0.94 -> 0.36 on the gratings), one wrongly dropped loses an
-augmentation. Every fold uses the choice; it is kept under a key of every weight-shaping setting and
+model learnt too little to tell, which the log line and hflip.json say. The errors cost unequally: a
+flip wrongly kept mislabels half the images, one wrongly dropped loses an augmentation; hence the
+rule's lean towards keeping it (the figures: docs/BENCHMARKS.md, "Defaults chosen from the data"). Every fold uses the choice; it is kept under a key of every weight-shaping setting and
 the folds, as lr_find.json is.
 """
 from __future__ import annotations
