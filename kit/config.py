@@ -9,14 +9,18 @@ prints them. Unknown keys and wrong types raise `ValueError` naming the key and 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
+from annotated_types import Ge, Gt, Le, Lt
+from pydantic import BeforeValidator, ConfigDict, TypeAdapter, ValidationError
 
 from kit.io import MAX_PIXELS, atomic_write_text, sha256_file
 from kit.tta import AUTO_TTA, VIEWS
@@ -36,6 +40,30 @@ PRESETS = Path(__file__).parent / "configs"  # shipped inside the package: `kit`
 SHAPES = ("split", "weights", "predictions", "ensemble", "nothing")
 
 
+def _yaml_number(value):
+    """YAML 1.1 reads `1e-4` as a string: a number in a string is the number."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _as_tuple(value):
+    return tuple(value) if isinstance(value, list) else value  # YAML and the command line give lists
+
+
+Auto = Literal["auto"]  # the one spelling of a value the kit decides at train or predict time
+Number = Annotated[float, BeforeValidator(_yaml_number)]  # an int becomes a float (YAML's `lr: 1`)
+NonNeg = Annotated[Number, Ge(0)]
+Count = Annotated[int, Ge(1)]
+Whole = Annotated[int, Ge(0)]
+Str = Annotated[str, BeforeValidator(lambda v: "" if v is None else v)]  # an empty YAML value
+RGB = Annotated[tuple[Number, Number, Number], BeforeValidator(_as_tuple)]
+Views = Annotated[tuple[str, ...], BeforeValidator(_as_tuple)]
+
+
 def _key(default, help: str, shapes: str = "nothing"):
     """A config field with its help text (--help-config) and what it shapes (one of SHAPES)."""
     assert shapes in SHAPES, f"shapes={shapes!r} is not one of {SHAPES}"
@@ -43,14 +71,15 @@ def _key(default, help: str, shapes: str = "nothing"):
 
 
 @dataclass(frozen=True)
-class Config:
-    # --- data and folds -------------------------------------------------------------
-    name: str = _key("resnest50d_spinalnet", "experiment name: outputs go to <work_dir>/<name>/ (the defaults of "
+class DataKeys:
+    """The data folder, the folds, and the submission's shape."""
+
+    name: Str = _key("resnest50d_spinalnet", "experiment name: outputs go to <work_dir>/<name>/ (the defaults of "
                                              "every key are the write-up's recipe, kit/configs/resnest50d_spinalnet.yaml)")
-    data: str = _key("data/demo", "data folder (folder layout or Kaggle CSV layout, see docs/DATA.md)")
-    work_dir: str = _key("folds", "where folds.csv, checkpoints and logits are written")
-    submissions_dir: str = _key("submissions", "where submission CSVs and leaderboard.csv go")
-    n_folds: int = _key(5, "number of stratified cross-validation folds (>= 2)", "split")
+    data: Str = _key("data/demo", "data folder (folder layout or Kaggle CSV layout, see docs/DATA.md)")
+    work_dir: Str = _key("folds", "where folds.csv, checkpoints and logits are written")
+    submissions_dir: Str = _key("submissions", "where submission CSVs and leaderboard.csv go")
+    n_folds: Annotated[int, Ge(2)] = _key(5, "number of stratified cross-validation folds (>= 2)", "split")
     split_seed: int = _key(42, "seed of the stratified folds", "split")
     seed: int = _key(42, "seed of training: initialisation, shuffling, augmentation (several seeds on the same folds, "
                          "each under its own name=, make a seed ensemble)", "weights")
@@ -59,8 +88,8 @@ class Config:
     rare_classes: Literal["error", "train_only"] = _key(
         "error", "classes with fewer images than n_folds: fail, or always train on them", "split")
     skip_bad_images: bool = _key(False, "skip unreadable images with a warning instead of failing", "split")
-    id_col: str = _key("", "Kaggle CSV layout: id column of train.csv (default: from sample_submission.csv)", "split")
-    label_col: str = _key(
+    id_col: Str = _key("", "Kaggle CSV layout: id column of train.csv (default: from sample_submission.csv)", "split")
+    label_col: Str = _key(
         "", "Kaggle CSV layout: label column of train.csv (default: from sample_submission.csv)", "split")
     task: Literal["auto", "single", "multilabel"] = _key(
         "auto", "single: one class per image; multilabel: any number of tags per image; auto = from train.csv "
@@ -69,79 +98,94 @@ class Config:
         "auto", "what a submission row holds: label (the class), probs (a probability column per class), prob (the "
                 "probability of the second of two classes), tags (space-separated classes above their threshold), "
                 "topk (the top_k most likely classes); auto = from sample_submission.csv", "split")
-    top_k: int = _key(0, "classes per row of a topk submission; 0 = as many as sample_submission.csv shows (else 5)",
+    top_k: Whole = _key(0, "classes per row of a topk submission; 0 = as many as sample_submission.csv shows (else 5)",
                       "split")
-    max_pixels: int = _key(MAX_PIXELS, "largest image accepted, in pixels (decompression-bomb guard)")
-    # --- model ----------------------------------------------------------------------
-    backbone: str = _key("resnest50d", "any timm model name; created with num_classes=0 (pooled features)", "weights")
+    max_pixels: Count = _key(MAX_PIXELS, "largest image accepted, in pixels (decompression-bomb guard)")
+
+
+@dataclass(frozen=True)
+class ModelKeys:
+    """The backbone, its head and its start weights."""
+
+    backbone: Str = _key("resnest50d", "any timm model name; created with num_classes=0 (pooled features)", "weights")
     head: Literal["spinal", "linear"] = _key(
         "spinal", "classifier head: SpinalNet or a single Linear layer", "weights")
-    spinal_width: int = _key(540, "width of each of the four SpinalNet layers", "weights")
-    head_dropout: float = _key(0.5, "dropout before every head layer", "weights")
-    pretrained: bool = _key(True, "start from ImageNet weights (Hugging Face hub, or pretrained_file); auto = when "
+    spinal_width: Count = _key(540, "width of each of the four SpinalNet layers", "weights")
+    head_dropout: Annotated[Number, Ge(0), Le(1)] = _key(0.5, "dropout before every head layer", "weights")
+    pretrained: bool | Auto = _key(True, "start from ImageNet weights (Hugging Face hub, or pretrained_file); auto = when "
                                   "they can be had, else from scratch (decided once per experiment: start.json)",
                             "weights")
-    pretrained_file: str = _key("", "local weights file (.safetensors or .pth) used instead of the hub", "weights")
-    # --- transforms -----------------------------------------------------------------
-    resize: int = _key(460, "train: resize to resize x resize before the random crop", "weights")
-    img_size: int = _key(448, "train crop size; val/test images are resized to this", "weights")
+    pretrained_file: Str = _key("", "local weights file (.safetensors or .pth) used instead of the hub", "weights")
+
+
+@dataclass(frozen=True)
+class TransformKeys:
+    """What an image goes through before the model, in training and at inference."""
+
+    resize: Count = _key(460, "train: resize to resize x resize before the random crop", "weights")
+    img_size: Count = _key(448, "train crop size; val/test images are resized to this", "weights")
     resize_mode: Literal["squash", "pad"] = _key(
         "squash", "how images become square: squash (resize both sides, the recipe) or pad (longest side to size, "
                   "black bars: a 2:1 image keeps its shape)", "weights")
-    rotate: float = _key(15.0, "train: rotate every image by a uniform angle in [-rotate, rotate] degrees", "weights")
-    hflip: float = _key(0.5, "train: horizontal flip probability; auto = 0.5, or 0 where fold 0's data shows that a "
+    rotate: NonNeg = _key(15.0, "train: rotate every image by a uniform angle in [-rotate, rotate] degrees", "weights")
+    hflip: Annotated[Annotated[float, Ge(0), Le(1)] | Auto, BeforeValidator(_yaml_number)] = _key(0.5, "train: horizontal flip probability; auto = 0.5, or 0 where fold 0's data shows that a "
                              "flip changes the class (kit/train/flip.py: hflip.json), the same for every fold", "weights")
-    mean: tuple[float, float, float] = _key((0.507, 0.487, 0.441), "normalisation mean (RGB, 0..1)", "weights")
-    std: tuple[float, float, float] = _key((0.267, 0.256, 0.276), "normalisation std (RGB, 0..1)", "weights")
+    mean: RGB = _key((0.507, 0.487, 0.441), "normalisation mean (RGB, 0..1)", "weights")
+    std: RGB = _key((0.267, 0.256, 0.276), "normalisation std (RGB, 0..1)", "weights")
     cache: bool = _key(False, "read images from a cache resized once to what the transforms need (fast data path)")
-    cache_dir: str = _key("cache", "where the resized-image cache lives (shared by every fold and experiment)")
+    cache_dir: Str = _key("cache", "where the resized-image cache lives (shared by every fold and experiment)")
     cache_draft: bool = _key(
         False, "build the cache from reduced-size JPEG decodes of large photos: faster, not exact", "weights")
-    memory_cache_mb: int = _key(
+    memory_cache_mb: Whole = _key(
         0, "keep decoded images in memory, up to this many MB in each loading process (every worker holds its "
            "own): for small data sets, where decoding is a large part of an epoch; 0 = off")
-    # --- training -------------------------------------------------------------------
-    batch_size: int = _key(16, "training batch size (even: mixup pairs images within a batch)", "weights")
-    workers: int = _key(-1, "DataLoader workers; -1 = one per CPU core")
-    mixup_alpha: float = _key(1.0, "mixup Beta(alpha, alpha); 0 turns mixup off", "weights")
-    cutmix_alpha: float = _key(0.0, "cutmix alpha; 0 = no cutmix", "weights")
-    label_smoothing: float = _key(0.1, "label smoothing of the soft targets", "weights")
-    optimizer: str = _key("sgd", "sgd (the recipe's: momentum, weight decay on every parameter) or a timm "
+
+
+@dataclass(frozen=True)
+class TrainKeys:
+    """Optimisation, the two stages, early stopping, and how a fold runs."""
+
+    batch_size: Annotated[int, Ge(2)] = _key(16, "training batch size (even: mixup pairs images within a batch)", "weights")
+    workers: Annotated[int, Ge(-1)] = _key(-1, "DataLoader workers; -1 = one per CPU core")
+    mixup_alpha: NonNeg = _key(1.0, "mixup Beta(alpha, alpha); 0 turns mixup off", "weights")
+    cutmix_alpha: NonNeg = _key(0.0, "cutmix alpha; 0 = no cutmix", "weights")
+    label_smoothing: NonNeg = _key(0.1, "label smoothing of the soft targets", "weights")
+    optimizer: Str = _key("sgd", "sgd (the recipe's: momentum, weight decay on every parameter) or a timm "
                                  "optimizer name (adamw, lamb, ...: no decay on biases and norms)", "weights")
-    momentum: float = _key(0.9, "SGD momentum", "weights")
-    weight_decay: float = _key(1e-4, "weight decay", "weights")
-    stage1_lr: float = _key(0.01, "stage 1 learning rate (cosine-annealed over stage1_epochs); auto = from a range "
+    momentum: NonNeg = _key(0.9, "SGD momentum", "weights")
+    weight_decay: NonNeg = _key(1e-4, "weight decay", "weights")
+    stage1_lr: Annotated[Annotated[float, Gt(0)] | Auto, BeforeValidator(_yaml_number)] = _key(0.01, "stage 1 learning rate (cosine-annealed over stage1_epochs); auto = from a range "
                                   "test on fold 0's training part (kit/train/lr_find.py), the same for every fold", "weights")
-    stage1_epochs: int = _key(40, "stage 1 epochs", "weights")
-    stage2_lr: float = _key(0.001, "stage 2 learning rate; stage 2 starts from the stage-1 best weights; auto = a "
+    stage1_epochs: Count = _key(40, "stage 1 epochs", "weights")
+    stage2_lr: Annotated[Annotated[float, Ge(0)] | Auto, BeforeValidator(_yaml_number)] = _key(0.001, "stage 2 learning rate; stage 2 starts from the stage-1 best weights; auto = a "
                                    "tenth of stage 1's (the recipe's ratio)", "weights")
-    stage2_epochs: int = _key(20, "stage 2 epochs; 0 skips stage 2", "weights")
-    time_budget: float = _key(0.0, "minutes for the whole run (every fold, then predict): the epochs as set (or as "
+    stage2_epochs: Whole = _key(20, "stage 2 epochs; 0 skips stage 2", "weights")
+    time_budget: NonNeg = _key(0.0, "minutes for the whole run (every fold, then predict): the epochs as set (or as "
                                    "min_fold_steps raises them), trimmed where a measured probe says they do not fit "
                                    "(kit/train/budget.py: budget.json), in the ratio of stage1_epochs to stage2_epochs; "
                                    "0 = no limit", "weights")
-    min_fold_steps: int = _key(0, "optimizer steps a fold takes at the least (both stages): where the epochs as set give "
+    min_fold_steps: Whole = _key(0, "optimizer steps a fold takes at the least (both stages): where the epochs as set give "
                              "fewer (small data), they are raised in their ratio, at most 4 times (kit/train/budget.py: "
                              "budget.json); time_budget still trims; 0 = the epochs as set", "weights")
-    lr_reference_batch: int = _key(
+    lr_reference_batch: Whole = _key(
         0, "linear lr scaling: lr x batch_size / this (e.g. 16 for the recipe); 0 = off", "weights")
-    warmup_epochs: int = _key(
+    warmup_epochs: Annotated[int, Ge(-1)] = _key(
         -1, "stage 1: linear warm-up from lr/10 over this many epochs, then cosine; -1 = auto: 0 from pretrained "
             "weights (the recipe), min(3, stage1_epochs // 5) from scratch or pretrained=auto", "weights")
-    min_epochs: int = _key(
+    min_epochs: Whole = _key(
         0, "early stopping counts patience only after this many epochs of a stage (and never before stage 1's "
            "warm-up ends), and never stops a stage whose best val top-1 is still within noise of chance", "weights")
-    ema_decay: float = _key(
+    ema_decay: Annotated[Number, Ge(0), Lt(1)] = _key(
         0.0, "exponential moving average of the weights (timm ModelEmaV3), its decay warming up to this value "
              "(e.g. 0.999); validation, best.pt, OOF and predict then use the EMA weights. 0 = off (the recipe)",
         "weights")
-    pseudo_from: str = _key(
+    pseudo_from: Str = _key(
         "", "pseudo-labels: an experiment (same work_dir, predicted) whose fold-k model labels the test images that "
             "fold k also trains on, never validates on; '' = off. `kit pseudo` sets it", "weights")
-    pseudo_threshold: float = _key(0.9, "pseudo-labels: keep test images labelled with at least this probability",
+    pseudo_threshold: Annotated[Number, Gt(0), Le(1)] = _key(0.9, "pseudo-labels: keep test images labelled with at least this probability",
                                    "weights")
-    patience: int = _key(7, "early stopping: epochs without a better val top-1 before a stage stops", "weights")
-    max_epoch_steps: int = _key(0, "at most this many training steps in each epoch (0 = the whole epoch; for smoke "
+    patience: Count = _key(7, "early stopping: epochs without a better val top-1 before a stage stops", "weights")
+    max_epoch_steps: Whole = _key(0, "at most this many training steps in each epoch (0 = the whole epoch; for smoke "
                                    "tests)", "weights")
     amp: bool = _key(
         True, "mixed precision on CUDA (bf16 where supported, else fp16), for training and predict; CPU runs fp32",
@@ -151,7 +195,7 @@ class Config:
     deterministic: bool = _key(
         False, "GPU: deterministic kernels, no cuDNN autotuning: a resumed fold ends bit-equal to an uninterrupted "
                "one, at a cost in speed. Without it resume on a GPU is close, not exact (on the CPU: always exact)")
-    checkpoint_every_s: float = _key(
+    checkpoint_every_s: NonNeg = _key(
         0.0, "write last.pt (the point a killed run resumes from) after an epoch only once this many seconds have "
              "passed since the last write, and at the end of each stage; 0 = after every epoch. For epochs of a "
              "second or two, where the write is a tenth of the epoch; a resumed fold ends the same either way")
@@ -160,23 +204,28 @@ class Config:
     channels_last: bool = _key(False, "channels_last memory format (measure: it helps some models, slows others)")
     compile: bool = _key(False, "torch.compile the model for the training steps only: validation and prediction "
                                 "run the plain, uncompiled module")
-    # --- prediction -----------------------------------------------------------------
-    tta: tuple[str, ...] = _key(
+
+
+@dataclass(frozen=True)
+class PredictKeys:
+    """TTA, the fold ensemble, its post-processing, and the metric everything is ranked by."""
+
+    tta: Views = _key(
         ("hflip",), f"test-time augmentation transforms, composed; from {TTA_VIEWS}; [] = none; auto = the set of "
                     f"{AUTO_TTA_NAMES} with the best out-of-fold score (chosen on the other folds for the CV)",
         "predictions")
     batched_tta: Literal["auto", "on", "off"] = _key(
         "auto", "all TTA views of a batch in one forward pass (same result as ttach's loop); auto = on CUDA only, "
                 "where it pays (on the CPU it measured slower: docs/BENCHMARKS.md)")
-    tta_max_images: int = _key(
+    tta_max_images: Count = _key(
         256, "batched TTA: at most this many images (views x batch) in one forward pass; 256 at 448 px fits a "
              "16 GB GPU")
-    eval_batch_size: int = _key(64, "batch size for validation and test inference")
+    eval_batch_size: Count = _key(64, "batch size for validation and test inference")
     merge: Literal["logits", "probs"] = _key(
         "logits", "fold ensemble: average logits or softmax probabilities", "ensemble")
     allow_missing_folds: bool = _key(False, "predict with the folds that finished instead of failing", "ensemble")
     zip: bool = _key(False, "also write the submission CSV inside a .zip (Codabench-style platforms)")
-    metric: str = _key(
+    metric: Str = _key(
         "auto", "the metric the competition ranks by: it picks each fold's best epoch, early-stops, scores the CV, "
                 "fits blends and thresholds, orders the leaderboard and picks what `make submit` uploads. One of "
                 "accuracy, balanced_accuracy, f1_macro, f1_micro, log_loss, roc_auc, qwk, f1_samples, f2_samples, "
@@ -188,7 +237,7 @@ class Config:
     class_weight: Literal["none", "balanced"] = _key(
         "none", "loss weights: none, or balanced (single-label: each class n / (classes x its count); multi-label: "
                 "each class's positives weighted by its negatives / positives)", "weights")
-    threshold: float = _key(
+    threshold: Annotated[Number, Ge(0), Lt(1)] = _key(
         0.0, "multi-label decisions: a class is predicted where its probability >= this; 0 = one threshold per "
              "class fitted on the out-of-fold predictions for the metric (nested: a fold's CV never sees "
              "thresholds fitted on itself)", "ensemble")
@@ -197,7 +246,13 @@ class Config:
                "out-of-fold predictions to lower the log loss (nested like threshold; it changes no top class, only "
                "the probabilities a probs or prob submission holds; not fitted for a roc_auc of more than two classes, "
                "whose one-vs-rest ranking it would change); off = as the ensemble gives them", "ensemble")
-    solution: str = _key("", "solution CSV (id, label, Usage) for local scoring; default DATA/solution.csv")
+    solution: Str = _key("", "solution CSV (id, label, Usage) for local scoring; default DATA/solution.csv")
+
+
+@dataclass(frozen=True)
+class Config(PredictKeys, TrainKeys, TransformKeys, ModelKeys, DataKeys):
+    """One experiment's every key (the groups above, in pipeline order), checked at construction: types, choices
+    and ranges by pydantic (each key's annotation), then what involves several keys (_check_values)."""
 
     def __post_init__(self):
         if self.tta in ("auto", ["auto"]):  # tta=auto: chosen per experiment by its out-of-fold score (kit/predict/predict.py)
@@ -226,20 +281,13 @@ class Config:
 
 
 def _check_values(cfg: Config) -> None:
+    """What involves several keys, or a name only a library knows (a metric, a timm optimizer, a TTA view)."""
     problems = []
-    if cfg.n_folds < 2:
-        problems.append(f"n_folds={cfg.n_folds}: need at least 2 folds for cross-validation")
-    if cfg.batch_size < 2 or cfg.batch_size % 2:
-        problems.append(f"batch_size={cfg.batch_size}: must be even and >= 2 (mixup pairs images)")
-    if not 0 < cfg.pseudo_threshold <= 1:
-        problems.append(f"pseudo_threshold={cfg.pseudo_threshold}: must be in (0, 1]")
+    if cfg.batch_size % 2:
+        problems.append(f"batch_size={cfg.batch_size}: must be even (mixup pairs images)")
     if cfg.pseudo_from and cfg.pseudo_from == cfg.name:
         problems.append(f"pseudo_from={cfg.pseudo_from}: an experiment cannot label its own training data; "
                         "give the new experiment another name=")
-    if not 0 <= cfg.threshold < 1:
-        problems.append(f"threshold={cfg.threshold}: must be in [0, 1) (0 fits one per class)")
-    if cfg.top_k < 0:
-        problems.append(f"top_k={cfg.top_k}: must be >= 0 (0 = from sample_submission.csv)")
     if cfg.metric != "auto":
         from kit.metrics import get  # scikit-learn: imported only when a metric is named
         try:
@@ -251,25 +299,7 @@ def _check_values(cfg: Config) -> None:
         if cfg.optimizer not in list_optimizers():
             problems.append(f"optimizer={cfg.optimizer}: not sgd or a timm optimizer (adamw, lamb, nadamw, ...; "
                             "timm.optim.list_optimizers())")
-    if not 0 <= cfg.ema_decay < 1:
-        problems.append(f"ema_decay={cfg.ema_decay}: must be in [0, 1) (0 turns the EMA off; try 0.999)")
-    for key in ("stage1_lr", "stage2_lr", "weight_decay", "momentum", "label_smoothing",
-                "mixup_alpha", "cutmix_alpha", "head_dropout", "rotate", "memory_cache_mb", "checkpoint_every_s",
-                "time_budget"):
-        if getattr(cfg, key) != "auto" and getattr(cfg, key) < 0:
-            problems.append(f"{key}={getattr(cfg, key)}: must be >= 0")
-    if cfg.hflip != "auto" and not 0 <= cfg.hflip <= 1:
-        problems.append(f"hflip={cfg.hflip}: a probability, from 0 to 1 (or auto)")
-    if cfg.stage1_lr == 0:
-        problems.append("stage1_lr=0: must be > 0")
-    if cfg.lr_reference_batch < 0:
-        problems.append(f"lr_reference_batch={cfg.lr_reference_batch}: must be >= 0 (0 turns scaling off)")
-    for key in ("stage1_epochs", "img_size", "resize", "spinal_width", "eval_batch_size", "patience", "tta_max_images"):
-        if getattr(cfg, key) < 1:
-            problems.append(f"{key}={getattr(cfg, key)}: must be >= 1")
-    if cfg.stage2_epochs < 0 or cfg.max_epoch_steps < 0 or cfg.min_epochs < 0 or cfg.min_fold_steps < 0:
-        problems.append("stage2_epochs, max_epoch_steps, min_epochs and min_fold_steps must be >= 0")
-    if cfg.warmup_epochs < -1 or cfg.warmup >= cfg.stage1_epochs:
+    if cfg.warmup >= cfg.stage1_epochs:
         problems.append(f"warmup_epochs={cfg.warmup_epochs}: must be -1 (auto) or from 0 to stage1_epochs - 1 "
                         f"({cfg.stage1_epochs - 1})")
     if cfg.resize < cfg.img_size:
@@ -283,57 +313,56 @@ def _check_values(cfg: Config) -> None:
 
 
 def _describe(tp) -> str:
-    if typing.get_origin(tp) is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if typing.get_origin(tp) is tuple:
-        args = typing.get_args(tp)
-        inner = args[0].__name__
+    """A key's type as --help-config and the errors say it: 'int >= 2', "one of 'pool', 'holdout'", 'float or auto'."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Annotated:
+        bounds = [f"{op} {getattr(m, name)}" for m in args[1:] for name, op in
+                  (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")) if hasattr(m, name)]
+        return " ".join([_describe(args[0]), ", ".join(bounds)]).strip() if bounds else _describe(args[0])
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("auto" if a == Auto else _describe(a) for a in args)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin is tuple:
+        inner = _describe(args[0])
         return f"a list of {inner}" if args[-1] is Ellipsis else f"a list of {len(args)} {inner}"
     return tp.__name__
 
 
-def _coerce(key: str, value, tp):
-    """Return value as type tp, or raise ValueError naming the key and what it accepts."""
-    bad = ValueError(f"config key {key!r}: got {value!r}, expected {_describe(tp)}")
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        if value not in typing.get_args(tp):
-            raise bad
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise bad
-        args = typing.get_args(tp)
-        if args[-1] is not Ellipsis and len(value) != len(args):
-            raise bad
-        return tuple(_coerce(key, v, args[0]) for v in value)
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)  # YAML `lr: 1` means 1.0
-    if tp is float and isinstance(value, str):
-        try:
-            return float(value)  # YAML 1.1 reads `1e-4` as a string
-        except ValueError:
-            raise bad from None
-    if tp is str and value is None:
-        return ""
-    if type(value) is not tp:
-        raise bad
-    return value
+@functools.cache
+def _hints() -> dict:
+    return typing.get_type_hints(Config, include_extras=True)
 
 
-AUTO_KEYS = ("stage1_lr", "stage2_lr", "pretrained", "hflip")  # keys that also take "auto" (decided at train time)
+@functools.cache
+def _adapter(key: str) -> TypeAdapter:
+    # strict: "16" or 1.0 for an int key, 1 for a bool, are refused (the annotations' validators take YAML's
+    # strings for numbers, YAML lists for tuples, an empty YAML value for a string)
+    return TypeAdapter(_hints()[key], config=ConfigDict(strict=True))
+
+
+BOUNDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"), "less_than_equal": ("<=", "le"),
+          "less_than": ("<", "lt")}
+
+
+def _one_line(key: str, value, e: ValidationError) -> str:
+    """pydantic's error as the kit says it: the key, the value given, what it accepts."""
+    for error in e.errors():
+        if error["type"] in BOUNDS:
+            op, name = BOUNDS[error["type"]]
+            auto = ", or auto" if "auto" in _describe(_hints()[key]).split(" or ") else ""
+            return f"{key}={value}: must be {op} {error['ctx'][name]:g}{auto}"
+    return f"config key {key!r}: got {value!r}, expected {_describe(_hints()[key])}"
 
 
 def _check_types(cfg: Config) -> None:
-    hints = typing.get_type_hints(Config)
     for f in dataclasses.fields(cfg):
-        if f.name in AUTO_KEYS and getattr(cfg, f.name) == "auto":
-            continue
+        value = getattr(cfg, f.name)
         try:
-            value = _coerce(f.name, getattr(cfg, f.name), hints[f.name])
-        except ValueError as e:
-            raise ValueError(f"{e}, or auto" if f.name in AUTO_KEYS else str(e)) from None
-        object.__setattr__(cfg, f.name, value)  # frozen: set the coerced value once, at construction
+            checked = _adapter(f.name).validate_python(value)
+        except ValidationError as e:
+            raise ValueError(_one_line(f.name, value, e)) from None
+        object.__setattr__(cfg, f.name, checked)  # frozen: set the checked value once, at construction
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -495,8 +524,29 @@ def save_config(cfg: Config, path: Path) -> None:
     atomic_write_text(path, yaml.safe_dump(record(cfg), sort_keys=False))
 
 
+CHANGED = {  # what changing a key of each level does once there are outputs (docs/REFERENCE.md shows this table)
+    "split": "`folds`, `train` and `predict` refuse the existing folds: set `work_dir=` for a new split",
+    "weights": "`train` refuses trained folds and `predict` their checkpoints, naming the key, the trained value and "
+               "the fix: another `name=` (several `seed`s on the same folds, each under its own name, make a seed "
+               "ensemble)",
+    "predictions": "free: each fold's test and out-of-fold logits are recomputed for the new values",
+    "ensemble": "free: a new submission, with its own CV",
+    "nothing": "free",
+}
+
+
+def shapes_table() -> str:
+    """The markdown table of what may change after training, from each key's declaration (docs/REFERENCE.md):
+    python -c "from kit.config import shapes_table; print(shapes_table())" """
+    rows = ["| shapes | keys | change it and |", "|---|---|---|"]
+    for level in SHAPES:
+        keys = [f"`{f.name}`" for f in dataclasses.fields(Config) if f.metadata["shapes"] == level]
+        rows.append(f"| {level} | {', '.join(keys)} | {CHANGED[level]} |")
+    return "\n".join(rows)
+
+
 def help_text() -> str:
-    hints = typing.get_type_hints(Config)
+    hints = _hints()
     lines = ["  'shapes' is what a change of the key makes stale: split (folds.csv, and all after it), weights",
              "  (trained folds, and all after them), predictions (test and OOF logits), ensemble (the submission),",
              "  or nothing. After training, only predictions, ensemble and nothing keys may change.", ""]

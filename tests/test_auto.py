@@ -274,7 +274,7 @@ def test_hflip_auto_rule():
 
 
 def test_hflip_must_be_a_probability_or_auto(tmp_path):
-    with pytest.raises(ValueError, match=r"hflip=1.5: a probability, from 0 to 1 \(or auto\)"):
+    with pytest.raises(ValueError, match=r"hflip=1.5: must be <= 1, or auto"):
         tiny_cfg(tmp_path, tmp_path, hflip=1.5)
     with pytest.raises(ValueError, match="'hflip'.*or auto"):
         tiny_cfg(tmp_path, tmp_path, hflip="sometimes")

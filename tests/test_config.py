@@ -123,3 +123,17 @@ def test_without_exp_every_entry_point_takes_one_default_said_in_one_line(tmp_pa
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("no --exp")]
     assert len(said) == 2 and "quick preset" in said[0], said
     assert Config().name == "resnest50d_spinalnet", "Config()'s defaults are the recipe, and its name says so"
+
+
+@pytest.mark.parametrize("key, value, ok", [
+    ("batch_size", "16", False), ("batch_size", 16.0, False), ("amp", 1, False), ("amp", True, True),
+    ("weight_decay", "1e-4", True),  # YAML 1.1 reads 1e-4 as a string
+    ("stage1_lr", 1, True), ("stage1_lr", "auto", True), ("stage1_lr", "soon", False),
+    ("n_folds", 1, False), ("head", "mlp", False), ("mean", [0.5, 0.5, 0.5], True)])
+def test_types_choices_and_ranges_are_checked_strictly(key, value, ok):
+    if ok:
+        load_config(None, {key: value})
+        return
+    with pytest.raises(ValueError, match=rf"{key}") as e:
+        load_config(None, {key: value})
+    assert len(str(e.value).splitlines()) == 1, str(e.value)

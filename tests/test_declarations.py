@@ -99,3 +99,12 @@ def test_later_keys_recompute_exactly_what_they_shape(trained, key):
     if SHAPES[key] == "nothing":
         assert written == path and _runs(path) == runs, f"{key}: the same submission, the same run"
     predict.run([cfg])  # back to the base experiment's logits for the next key
+
+
+def test_the_docs_table_of_what_may_change_after_training_is_the_declarations():
+    """docs/REFERENCE.md's table is generated from the config's fields: a key added or moved shows there."""
+    from pathlib import Path
+
+    from kit.config import shapes_table
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "REFERENCE.md").read_text()
+    assert shapes_table() in doc, "regenerate it: python -c 'from kit.config import shapes_table; print(shapes_table())'"
