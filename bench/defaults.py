@@ -129,8 +129,8 @@ def _one(name: str, shape: dict, tmp: Path) -> dict:
 
 
 def _hflip(work_dir: Path) -> str:
-    """hflip=auto's choice, as the run's hflip.json records it."""
-    found = list(work_dir.glob("*/hflip.json"))
+    """hflip=auto's choice, as the run's plan.json records it."""
+    found = list(work_dir.glob("*/plan.json"))
     return str(json.loads(found[0].read_text())["hflip"]) if found else "-"
 
 

@@ -113,7 +113,7 @@ class ModelKeys:
     spinal_width: Count = _key(540, "width of each of the four SpinalNet layers", "weights")
     head_dropout: Annotated[Number, Ge(0), Le(1)] = _key(0.5, "dropout before every head layer", "weights")
     pretrained: bool | Auto = _key(True, "start from ImageNet weights (Hugging Face hub, or pretrained_file); auto = when "
-                                  "they can be had, else from scratch (decided once per experiment: start.json)",
+                                  "they can be had, else from scratch (decided once per experiment: plan.json)",
                             "weights")
     pretrained_file: Str = _key("", "local weights file (.safetensors or .pth) used instead of the hub", "weights")
 
@@ -129,7 +129,7 @@ class TransformKeys:
                   "black bars: a 2:1 image keeps its shape)", "weights")
     rotate: NonNeg = _key(15.0, "train: rotate every image by a uniform angle in [-rotate, rotate] degrees", "weights")
     hflip: Annotated[Annotated[float, Ge(0), Le(1)] | Auto, BeforeValidator(_yaml_number)] = _key(0.5, "train: horizontal flip probability; auto = 0.5, or 0 where fold 0's data shows that a "
-                             "flip changes the class (kit/train/flip.py: hflip.json), the same for every fold", "weights")
+                             "flip changes the class (kit/train/flip.py; plan.json), the same for every fold", "weights")
     mean: RGB = _key((0.507, 0.487, 0.441), "normalisation mean (RGB, 0..1)", "weights")
     std: RGB = _key((0.267, 0.256, 0.276), "normalisation std (RGB, 0..1)", "weights")
     cache: bool = _key(False, "read images from a cache resized once to what the transforms need (fast data path)")
@@ -162,11 +162,11 @@ class TrainKeys:
     stage2_epochs: Whole = _key(20, "stage 2 epochs; 0 skips stage 2", "weights")
     time_budget: NonNeg = _key(0.0, "minutes for the whole run (every fold, then predict): the epochs as set (or as "
                                    "min_fold_steps raises them), trimmed where a measured probe says they do not fit "
-                                   "(kit/train/budget.py: budget.json), in the ratio of stage1_epochs to stage2_epochs; "
+                                   "(kit/train/budget.py; plan.json), in the ratio of stage1_epochs to stage2_epochs; "
                                    "0 = no limit", "weights")
     min_fold_steps: Whole = _key(0, "optimizer steps a fold takes at the least (both stages): where the epochs as set give "
                              "fewer (small data), they are raised in their ratio, at most 4 times (kit/train/budget.py: "
-                             "budget.json); time_budget still trims; 0 = the epochs as set", "weights")
+                             "plan.json); time_budget still trims; 0 = the epochs as set", "weights")
     lr_reference_batch: Whole = _key(
         0, "linear lr scaling: lr x batch_size / this (e.g. 16 for the recipe); 0 = off", "weights")
     warmup_epochs: Annotated[int, Ge(-1)] = _key(

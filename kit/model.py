@@ -111,8 +111,8 @@ def create_model(backbone: str, head: str, num_classes: int, *, pretrained: bool
 
 def from_config(cfg, num_classes: int, pretrained: bool | None = None) -> Classifier:
     """Build the model a config describes (pretrained=False when loading a checkpoint anyway; pretrained=auto
-    is decided by the caller, kit/train/loop.py's start_weights)."""
-    assert pretrained is not None or cfg.pretrained != "auto", "pretrained=auto: decide it first (train.start_weights)"
+    is decided by the caller, kit/train/plan.py)."""
+    assert pretrained is not None or cfg.pretrained != "auto", "pretrained=auto: decide it first (kit/train/plan.py)"
     return create_model(cfg.backbone, cfg.head, num_classes,
                         pretrained=cfg.pretrained if pretrained is None else pretrained,
                         pretrained_file=cfg.pretrained_file if pretrained is not False else "",

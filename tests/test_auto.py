@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import tiny_cfg, write_folder_data, write_mirror_data
-from kit.train import flip
+from kit.train import flip, plan
 from kit.data import folds
 from kit.predict import predict
 from kit.train import loop as train
@@ -31,20 +31,20 @@ def test_stage1_lr_auto_is_found_once_and_every_fold_trains_with_it(tmp_path, ea
     folds.make_folds(cfg)
     train.run([cfg])
     exp = Experiment.of(cfg)
-    found = json.loads(exp.lr_find.read_text())
+    found = json.loads(exp.plan.read_text())["lr"]
     assert 1e-5 < found["lr"] < 1.0 and found["lr"] == pytest.approx(found["min_loss_lr"] / 10)
-    assert exp.lr_find.with_suffix(".png").stat().st_size > 0
+    assert (exp.dir / "lr_find.png").stat().st_size > 0
     for k in range(2):  # no warm-up: the cosine starts at the found rate in every fold
         h = pd.read_csv(exp.fold(k).history)
         assert h.loc[h["stage"] == 1, "lr"].iloc[0] == pytest.approx(found["lr"]), (k, h["lr"].tolist())
     assert json.loads(exp.cv_file.read_text())["stage1_lr_auto"] == found["lr"]
     # deterministic on the CPU: found again from scratch, the same value
-    exp.lr_find.unlink()
-    assert train.found_lr(cfg, folds.load(cfg), torch.device("cpu")) == found["lr"]
+    exp.plan.unlink()
+    assert plan.decide(cfg, folds.load(cfg), torch.device("cpu")).lr == found["lr"]
 
 
 def test_pretrained_auto_starts_every_fold_alike_from_what_can_be_had(tmp_path, easy_data, monkeypatch):
-    """Offline without a file: from scratch, and says why; with pretrained_file: from it. Decided once (start.json)."""
+    """Offline without a file: from scratch, and says why; with pretrained_file: from it. Decided once (plan.json)."""
     import timm
     from safetensors.torch import save_file
 
@@ -59,7 +59,7 @@ def test_pretrained_auto_starts_every_fold_alike_from_what_can_be_had(tmp_path, 
     offline = tiny_cfg(tmp_path / "offline", easy_data, **keys)
     folds.make_folds(offline)
     train.run([offline])
-    start = json.loads(Experiment.of(offline).start.read_text())
+    start = json.loads(Experiment.of(offline).plan.read_text())["start"]
     assert start["pretrained"] is False and "timm/test_resnet" in start["from"], start
     assert asked[1:] == [(False, "")] * 2, "both folds from scratch"
 
@@ -70,7 +70,7 @@ def test_pretrained_auto_starts_every_fold_alike_from_what_can_be_had(tmp_path, 
     local = tiny_cfg(tmp_path / "local", easy_data, pretrained_file=str(weights), **keys)
     folds.make_folds(local)
     train.run([local])
-    assert json.loads(Experiment.of(local).start.read_text())["pretrained"] is True
+    assert json.loads(Experiment.of(local).plan.read_text())["start"]["pretrained"] is True
     assert asked[1:] == [(True, str(weights))] * 2, "both folds from the file"
 
 
@@ -82,7 +82,7 @@ def test_time_budget_sizes_every_fold_from_the_probe_and_keeps_the_choice(tmp_pa
     cfg = tiny_cfg(tmp_path, easy_data, time_budget=0.03, stage1_epochs=4, stage2_epochs=2, patience=50, min_epochs=0)
     folds.make_folds(cfg)
     train.run([cfg])
-    chosen = json.loads(Experiment.of(cfg).budget.read_text())
+    chosen = json.loads(Experiment.of(cfg).plan.read_text())["epochs"]
     # an epoch: fold 0's training steps and validation images; 1.8 s planned less predict's share, over 2 folds, 2:1
     n_val = int((folds.load(cfg).table["fold"] == 0).sum())
     steps = (chosen["epoch_s"] - n_val * 0.001) / 0.05
@@ -160,7 +160,7 @@ def test_min_steps_trains_every_fold_the_raised_epochs_and_keeps_the_choice(tmp_
     assert 3 < want <= 12, f"the case of a config (2 + 1 epochs of {steps} steps) that min_fold_steps=18 raises"
     with caplog.at_level("INFO", logger="kit"):
         train.run([cfg])
-    chosen = json.loads(Experiment.of(cfg).budget.read_text())
+    chosen = json.loads(Experiment.of(cfg).plan.read_text())["epochs"]
     assert chosen["steps_per_epoch"] == steps and chosen["budget_min"] == 0
     assert chosen["stage1_epochs"] + chosen["stage2_epochs"] == want
     assert chosen["stage1_epochs"] == round(want * 2 / 3)
@@ -170,21 +170,32 @@ def test_min_steps_trains_every_fold_the_raised_epochs_and_keeps_the_choice(tmp_
         assert (h["stage"] == 1).sum() == chosen["stage1_epochs"] and (h["stage"] == 2).sum() == chosen["stage2_epochs"]
 
 
-def test_the_budget_probe_measures_positive_times():
-    from timm.data import Mixup
+def _probe_trainer(loader, val_loader):
+    """The trainer protocol the plan's probes act on (kit/train/trainer.py), over loaders of a test's own."""
+    from types import SimpleNamespace
 
-    from kit.train import budget
+    from timm.data import Mixup
+    from timm.loss import SoftTargetCrossEntropy
+
+    from kit.engine import make_optimizer, probe_step
     from kit.model import create_model
     from kit.runtime import autocast, grad_scaler
+    cpu = torch.device("cpu")
+    parts = dict(mixup=Mixup(mixup_alpha=0.2, num_classes=3), criterion=SoftTargetCrossEntropy(),
+                 amp_ctx=autocast(cpu, False), scaler=grad_scaler(cpu, False))
+    return SimpleNamespace(
+        device=cpu, train_dl=loader, val_dl=val_loader, amp_ctx=parts["amp_ctx"],
+        model=lambda: create_model("test_resnet", "linear", 3),
+        optimizer=lambda model, lr: make_optimizer(model, "adamw", lr, 0.9, 0.05),
+        step=lambda model, opt, x, y: probe_step(model, opt, parts["scaler"], parts["mixup"], parts["criterion"],
+                                                 parts["amp_ctx"], cpu, x, y))
 
-    model = create_model("test_resnet", "linear", 3)
+
+def test_the_budget_probe_measures_positive_times():
+    from kit.train import budget
     data = torch.utils.data.TensorDataset(torch.randint(0, 255, (8, 3, 32, 32), dtype=torch.uint8), torch.arange(8) % 3)
     loader = torch.utils.data.DataLoader(data, batch_size=4)
-    mixup = Mixup(mixup_alpha=0.2, num_classes=3)
-    from timm.loss import SoftTargetCrossEntropy
-    step_s, image_s = budget.probe(model, loader, loader, mixup, SoftTargetCrossEntropy(),
-                                   autocast(torch.device("cpu"), False), grad_scaler(torch.device("cpu"), False),
-                                   torch.device("cpu"), "adamw")
+    step_s, image_s = budget.probe(_probe_trainer(loader, loader))
     assert 0 < image_s < step_s < 10
 
 
@@ -205,20 +216,11 @@ class _SlowImages(torch.utils.data.Dataset):
 def test_the_budget_probe_counts_the_time_images_take_to_load():
     """An epoch waits for its images: a probe that timed the model alone (or the batches fetched ahead) would plan
     epochs that overrun the budget."""
-    from timm.data import Mixup
-    from timm.loss import SoftTargetCrossEntropy
-
     from kit.train import budget
-    from kit.model import create_model
-    from kit.runtime import autocast, grad_scaler
-
-    cpu = torch.device("cpu")
     loader = torch.utils.data.DataLoader(_SlowImages(16, 0.01), batch_size=4, num_workers=1, prefetch_factor=2,
                                          persistent_workers=True)
     val_loader = torch.utils.data.DataLoader(_SlowImages(16, 0.01), batch_size=4)
-    step_s, image_s = budget.probe(create_model("test_resnet", "linear", 3), loader, val_loader,
-                                   Mixup(mixup_alpha=0.2, num_classes=3), SoftTargetCrossEntropy(),
-                                   autocast(cpu, False), grad_scaler(cpu, False), cpu, "adamw")
+    step_s, image_s = budget.probe(_probe_trainer(loader, val_loader))
     assert image_s >= 0.01, f"validation's images load at 10 ms each; the probe said {image_s * 1000:.1f} ms"
     assert step_s >= 0.9 * 4 * 0.01, f"a batch of 4 loads in 40 ms with one worker; the probe said {step_s:.3f} s"
 
@@ -226,18 +228,19 @@ def test_the_budget_probe_counts_the_time_images_take_to_load():
 @pytest.mark.parametrize("split, want", [("sides", 0.0), ("rows", 0.5)], ids=["flip-changes-class", "flip-keeps-class"])
 def test_hflip_auto_drops_the_flip_only_where_it_changes_the_class(tmp_path, monkeypatch, split, want):
     """Left|right colour halves are mirror images (a flip swaps the classes): no flip. Top/bottom halves: the flip
-    stays. Decided once (hflip.json), every fold trains with it, and cv.json and the manifest say which."""
+    stays. Decided once (plan.json), every fold trains with it, and cv.json and the manifest say which."""
+    from kit.train import trainer
     from kit.train.experiment import Experiment
 
     data = write_mirror_data(tmp_path / "data", split=split)
     cfg = tiny_cfg(tmp_path, data, hflip="auto", stage1_epochs=1, stage2_epochs=0, max_epoch_steps=1, rotate=0.0)
     folds.make_folds(cfg)
     used = []
-    loaders = train.fold_loaders
-    monkeypatch.setattr(train, "fold_loaders", lambda *a, **k: used.append(a[-1]) or loaders(*a, **k))
+    loaders = trainer.fold_loaders
+    monkeypatch.setattr(trainer, "fold_loaders", lambda *a, **k: used.append(a[-1]) or loaders(*a, **k))
     train.run([cfg])
     exp = Experiment.of(cfg)
-    found = json.loads(exp.flip.read_text())
+    found = json.loads(exp.plan.read_text())["flip"]
     assert found["hflip"] == want, found
     assert found["unflipped"] >= 0.9, f"the probe learns the task unflipped: {found}"
     assert used == [0.0, want, want], "the probe without flips, then both folds with the choice"
@@ -248,10 +251,37 @@ def test_hflip_auto_drops_the_flip_only_where_it_changes_the_class(tmp_path, mon
     assert manifest["runs"][-1]["hflip_auto"] == {"tiny": want}
 
     monkeypatch.setattr(flip, "probe", lambda *a, **k: pytest.fail("a kept choice is not measured again"))
-    assert train.found_flip(cfg, folds.load(cfg), torch.device("cpu"), None) == want
+    assert plan.decide(cfg, folds.load(cfg), torch.device("cpu")).hflip == want
     again = dataclasses.replace(cfg, rotate=5.0)  # a weight-shaping key: the probe's data changed, measure again
     with pytest.raises(pytest.fail.Exception, match="measured again"):
-        train.found_flip(again, folds.load(again), torch.device("cpu"), None)
+        plan.decide(again, folds.load(again), torch.device("cpu"))
+
+
+def test_the_plan_is_decided_once_in_its_order_and_kept_in_one_record(tmp_path, easy_data, monkeypatch):
+    """start, lr, flip, epochs: one plan.json under one key; each step sees the ones before it (the flip probe
+    at the lr found, the budget less the probes' seconds); a kept plan is not decided again."""
+    from kit.train import budget, lr_find
+    from kit.train.experiment import Experiment
+    seen = {}
+    monkeypatch.setattr(lr_find, "sweep", lambda t: seen.setdefault("lr", {"hflip": t.train_dl.dataset}) and {
+        "lr": 0.02, "min_loss_lr": 0.2, "lrs": [0.2], "losses": [1.0]})
+    monkeypatch.setattr(flip, "probe", lambda t, lr, steps: seen.setdefault("flip_lr", lr) and (
+        np.ones(8), np.ones(8), 0.5))
+    monkeypatch.setattr(budget, "probe", lambda t: (0.01, 0.001))
+    cfg = tiny_cfg(tmp_path, easy_data, pretrained="auto", stage1_lr="auto", hflip="auto", time_budget=5,
+                   stage1_epochs=2, stage2_epochs=1, warmup_epochs=0)
+    folds.make_folds(cfg)
+    decided = plan.decide(cfg, folds.load(cfg), torch.device("cpu"))
+    record = json.loads(Experiment.of(cfg).plan.read_text())
+    assert [k for k in record if k != "key"] == ["start", "lr", "flip", "epochs"], list(record)
+    assert seen["flip_lr"] == pytest.approx(0.02), "the flip probe runs at the rate the range test found"
+    assert record["epochs"]["spent_s"] == round(record["lr"]["seconds"] + record["flip"]["seconds"], 1)
+    assert (decided.pretrained, decided.lr, decided.hflip) == (False, 0.02, flip.ON)
+    assert decided.epochs == (record["epochs"]["stage1_epochs"], record["epochs"]["stage2_epochs"])
+    monkeypatch.setattr(lr_find, "sweep", lambda t: pytest.fail("a kept plan is not decided again"))
+    assert plan.decide(cfg, folds.load(cfg), torch.device("cpu")) == decided
+    assert Experiment.of(cfg).decided(plan.key(cfg, folds.load(cfg).fingerprint)) == {
+        "pretrained": False, "stage1_lr": 0.02, "hflip": flip.ON, "epochs": list(decided.epochs)}
 
 
 def test_hflip_auto_rule():

@@ -139,7 +139,8 @@ def test_resume_never_overwrites_a_better_best_pt(tmp_path, easy_data):
 
 def test_loss_scaler_state_resumes(tmp_path, easy_data, monkeypatch):
     """An fp16 run's loss scale lives in last.pt: a resumed fold goes on with it, as if never stopped."""
-    monkeypatch.setattr(train, "grad_scaler", lambda device, amp: torch.amp.GradScaler(
+    from kit.train import trainer as trainer_module
+    monkeypatch.setattr(trainer_module, "grad_scaler", lambda device, amp: torch.amp.GradScaler(
         "cpu", init_scale=2.0**8, growth_interval=2))  # the scale doubles every 2 finite steps
     states = []
     for name, stop in (("straight", None), ("resumed", 2)):

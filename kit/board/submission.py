@@ -91,11 +91,16 @@ def save(data: bytes, name: str, out_dir: Path, run: dict, zip: bool) -> tuple[P
     return path, number
 
 
-def _decided(r: Result, key: str, path: str, field: str) -> dict:
-    """{experiment: the value it trained with} for the experiments that set `key` to auto (stage1_lr: its
-    lr_find.json's lr; hflip: its hflip.json's hflip)."""
-    return {c.name: (Experiment.kept(getattr(Experiment.of(c), path), shaping_key(c, "weights", r.fingerprint))
-                     or {}).get(field) for c in r.cfgs if getattr(c, key) == "auto"}
+def plans(cfgs, fingerprint: str) -> dict:
+    """{experiment: its plan (kit/train/plan.py), as Experiment.decided reads it} for those that have one: what the
+    manifest and the bundle record."""
+    found = {c.name: Experiment.of(c).decided(shaping_key(c, "weights", fingerprint)) for c in cfgs}
+    return {name: decided for name, decided in found.items() if decided}
+
+
+def _decided(plan: dict, field: str) -> dict:
+    """{experiment: the value it trained with} for those whose plan decided `field` (stage1_lr, hflip)."""
+    return {name: p[field] for name, p in plan.items() if field in p}
 
 
 def write(r: Result) -> Path:
@@ -105,8 +110,9 @@ def write(r: Result) -> Path:
     extra = {"last_epoch_score": r.last_epoch_score, "holdout_score": r.holdout_score, "post": r.post,
              "data_fingerprint": r.fingerprint, "trained_on": r.trained_on, **({"blend": r.blend} if r.blend else {}),
              **({"tta_auto": r.tta_choice} if r.tta_choice else {}),
-             **({"stage1_lr_auto": found} if (found := _decided(r, "stage1_lr", "lr_find", "lr")) else {}),
-             **({"hflip_auto": found} if (found := _decided(r, "hflip", "flip", "hflip")) else {})}
+             **({"plan": plan} if (plan := plans(r.cfgs, r.fingerprint)) else {}),
+             **({"stage1_lr_auto": found} if (found := _decided(plan, "stage1_lr")) else {}),
+             **({"hflip_auto": found} if (found := _decided(plan, "hflip")) else {})}
     path, number = save(data, r.name, Path(cfg.submissions_dir), run_record(r.cfgs, r.checkpoints, r.folds, r.cv, **extra),
                         cfg.zip)
     leaderboard.record(leaderboard.path_of(cfg), r, path, number)

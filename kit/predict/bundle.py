@@ -74,7 +74,8 @@ def _copy_weights(r: ens.Result, folder: Path) -> dict:
         dst = folder / cfg.name / f"{fold_name(k)}.pt"
         shutil.copyfile(Experiment.of(cfg).fold(k).best, dst)
         folds.append({"fold": k, "file": dst.relative_to(folder).as_posix(), "sha256": sha256_file(dst)})
-    return {"name": cfg.name, "config": to_dict(cfg), "folds": folds}
+    return {"name": cfg.name, "config": to_dict(cfg), "folds": folds,
+            **({"plan": plan} if (plan := submission.plans([cfg], r.fingerprint).get(cfg.name)) else {})}
 
 
 def _replace_dir(new: Path, out: Path) -> None:

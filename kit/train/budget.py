@@ -1,6 +1,6 @@
 """A fold's epochs from the data: min_fold_steps raises them on small data, time_budget=MINUTES trims them to fit.
 
-    python -m kit run --exp quick time_budget=30 data=...   # <work_dir>/<exp>/budget.json says what was chosen
+    python -m kit run --exp quick time_budget=30 data=...   # <work_dir>/<exp>/plan.json (its epochs) says what was chosen
 
 min_fold_steps: an epoch of a small data set is a few optimizer steps, so the config's epochs leave its
 model far from trained; where they give a fold fewer than min_fold_steps steps, they are raised (in the
@@ -26,7 +26,7 @@ import time
 import torch
 
 from kit.config import Config
-from kit.engine import forever, make_optimizer, probe_step
+from kit.engine import forever
 from kit.tta import AUTO_TTA
 from kit.tta import transforms as tta_transforms
 
@@ -61,15 +61,17 @@ def passes(cfg: Config) -> tuple[int, int]:
     return n, 2 * n  # the OOF images, and again with the last epoch's weights (cv_last)
 
 
-def probe(model, loader, val_loader, mixup, criterion, amp_ctx, scaler, device, opt: str) -> tuple[float, float]:
-    """(seconds per training step, seconds per image predicted), measured on `model` (trained in place) with
-    optimizer `opt` (an engine name: Adam-like ones cost more a step), each step as the other probes take it.
+def probe(trainer) -> tuple[float, float]:
+    """(seconds per training step, seconds per image predicted), measured on a fresh model of `trainer`
+    (kit/train/trainer.py) with the experiment's optimizer (Adam-like ones cost more a step), each step as the
+    other probes take it.
 
     Both as an epoch meets them: the steps are timed once the batches the loader's workers fetched ahead are
     used up (or a loader slower than the model looks as fast as the model), and the images predicted are timed
     with their loading, after a first batch that starts the (persistent) workers.
     """
-    optimizer = make_optimizer(model, opt, 1e-4, 0.9, 0.0)
+    model, device, loader, val_loader = trainer.model(), trainer.device, trainer.train_dl, trainer.val_dl
+    optimizer = trainer.optimizer(model, 1e-4)
     model.train()
     batches = forever(loader)
     warm = WARM_STEPS + loader.num_workers * (loader.prefetch_factor or 0)
@@ -78,11 +80,11 @@ def probe(model, loader, val_loader, mixup, criterion, amp_ctx, scaler, device, 
         if i == warm:
             _sync(device)
             t0 = time.perf_counter()
-        probe_step(model, optimizer, scaler, mixup, criterion, amp_ctx, device, *next(batches))
+        trainer.step(model, optimizer, *next(batches))
     _sync(device)
     step_s = (time.perf_counter() - t0) / PROBE_STEPS
     model.eval()
-    with torch.inference_mode(), amp_ctx():
+    with torch.inference_mode(), trainer.amp_ctx():
         for x, _ in itertools.islice(val_loader, 1):  # starts the workers; warms the model
             model(x.to(device).float())
         _sync(device)
@@ -136,7 +138,7 @@ def unbudgeted(cfg: Config, steps_per_epoch: int) -> dict:
 
 
 def record(chosen: dict, cfg: Config) -> dict:
-    """Say what min_fold_steps and the budget chose; returns `chosen` (the record kept in budget.json)."""
+    """Say what min_fold_steps and the budget chose; returns `chosen` (the record plan.json keeps)."""
     asked = tuple(chosen["asked"])
     if asked != (cfg.stage1_epochs, cfg.stage2_epochs):
         log.info("min_fold_steps=%d: %d + %d epochs a fold at most (the config's %d + %d raised: an epoch is %d steps)",

@@ -138,25 +138,22 @@ class Experiment:
         return self.dir / "cv.json"
 
     @property
-    def start(self) -> Path:  # pretrained=auto: whether the folds start from ImageNet weights, and whence
-        return self.dir / "start.json"
+    def plan(self) -> Path:  # what every fold trains with beyond the config, decided once (kit/train/plan.py)
+        return self.dir / "plan.json"
 
-    @property
-    def budget(self) -> Path:  # min_fold_steps, time_budget: the epochs chosen and the figures behind them (kit/train/budget.py)
-        return self.dir / "budget.json"
-
-    @property
-    def lr_find(self) -> Path:  # stage1_lr=auto's range test (kit/train/lr_find.py); lr_find.png beside it
-        return self.dir / "lr_find.json"
-
-    @property
-    def flip(self) -> Path:  # hflip=auto's probe: the flip probability every fold trains with (kit/train/flip.py)
-        return self.dir / "hflip.json"
+    def decided(self, key: str) -> dict:
+        """The plan's decisions under this key (kit/train/plan.py), as cv.json, the manifest and the bundle record
+        them: {"pretrained", "stage1_lr", "hflip", "epochs"}, each where it was decided; {} without a plan."""
+        found = self.kept(self.plan, key) or {}
+        out = {"pretrained": found.get("start", {}).get("pretrained"), "stage1_lr": found.get("lr", {}).get("lr"),
+               "hflip": found.get("flip", {}).get("hflip"),
+               "epochs": [found["epochs"]["stage1_epochs"], found["epochs"]["stage2_epochs"]] if "epochs" in found
+               else None}
+        return {k: v for k, v in out.items() if v is not None}
 
     @staticmethod
     def kept(path: Path, key: str) -> dict | None:
-        """A decision every fold shares (lr_find.json, hflip.json, ...), if it was made under this key
-        (config.shaping_key)."""
+        """A record every fold shares (plan.json), if it was made under this key (config.shaping_key)."""
         if not path.is_file():
             return None
         found = json.loads(path.read_text())
@@ -209,7 +206,7 @@ class Experiment:
             if cv.get("tta_auto") != choice:
                 atomic_write_text(self.cv_file, json.dumps(cv | {"tta_auto": choice}, indent=2) + "\n")
 
-    def write_cv(self, layout: Layout, metric: Metric, n_folds: int) -> Path:
+    def write_cv(self, layout: Layout, metric: Metric, n_folds: int, decided: dict | None = None) -> Path:
         """cv.json from the plain OOF logits of every fold (decisions at 0.5 for multi-label); beside it the
         confusion matrix and the error analysis."""
         n_classes = len(layout.classes)
@@ -229,13 +226,16 @@ class Experiment:
                                                         folds=folds)}
         if layout.task == "single":
             cv |= {"top1": accuracy_score(labels, logits.argmax(1)), "top5": topk(labels, logits, 5)}
-        if self.lr_find.is_file():  # stage1_lr=auto: the value every fold trained with
-            cv["stage1_lr_auto"] = json.loads(self.lr_find.read_text())["lr"]
-        if self.flip.is_file():  # hflip=auto: the flip every fold trained with
-            cv["hflip_auto"] = json.loads(self.flip.read_text())["hflip"]
+        decided = decided or {}
+        if decided:  # the plan every fold trained with (kit/train/plan.py), read under the folds' own key
+            cv["plan"] = decided
+        if "stage1_lr" in decided:
+            cv["stage1_lr_auto"] = decided["stage1_lr"]
+        if "hflip" in decided:
+            cv["hflip_auto"] = decided["hflip"]
             # its probe scored flipped images of fold 0's validation part: the fold whose best epoch and CV those
             # images then pick (one yes/no decision, not a model: a small leak, but not a clean fold)
-            cv["not_clean"] = [{"fold": 0, "why": f"hflip=auto was decided on its validation images ({self.flip.name})"}]
+            cv["not_clean"] = [{"fold": 0, "why": f"hflip=auto was decided on its validation images ({self.plan.name})"}]
         cv |= {  # the same folds scored with each fold's last weights: best-epoch selection on the validation fold
             # itself flatters the score by about score - last_epoch_score
             "last_epoch_score": self.last_epoch_score(list(range(n_folds)), [f["n"] for f in per_fold]),

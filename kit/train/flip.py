@@ -1,6 +1,6 @@
 """hflip=auto: whether a horizontal flip keeps an image's class, measured on the data before training.
 
-    python -m kit train --exp quick data=...   # the quick preset sets hflip: auto; <work_dir>/<exp>/hflip.json
+    python -m kit train --exp quick data=...   # the quick preset sets hflip: auto; <work_dir>/<exp>/plan.json (its flip)
 
 A random flip is the default augmentation of image classification, and right for photographs of
 things. It is wrong where the class lies in the orientation (digits and letters, left and right
@@ -14,10 +14,10 @@ the class costs such a model little: its flipped images are images of the same c
 changes the class costs it most of what it learnt (a class-swapping flip, more than all). The flip
 is left out (hflip 0) when the flipped images lose more than LOST of the model's skill above the
 majority class, by a paired z above Z; otherwise it stays (hflip 0.5, the recipe's), also when the
-model learnt too little to tell, which the log line and hflip.json say. The errors cost unequally: a
+model learnt too little to tell, which the log line and plan.json say. The errors cost unequally: a
 flip wrongly kept mislabels half the images, one wrongly dropped loses an augmentation; hence the
 rule's lean towards keeping it (the figures: docs/BENCHMARKS.md, "Defaults chosen from the data"). Every fold uses the choice; it is kept under a key of every weight-shaping setting and
-the folds, as lr_find.json is.
+the folds, in the experiment's plan (kit/train/plan.py).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import math
 import numpy as np
 import torch
 
-from kit.engine import forever, make_optimizer, probe_step
+from kit.engine import forever
 
 log = logging.getLogger(__name__)
 
@@ -42,22 +42,23 @@ def steps_for(epoch_steps: int) -> int:
     return min(MAX_STEPS, max(MIN_STEPS, EPOCHS * epoch_steps))
 
 
-def probe(model, loader, val_loader, mixup, criterion, amp_ctx, scaler, device, opt: str, lr: float,
-          momentum: float, weight_decay: float, steps: int, multilabel: bool) -> tuple[np.ndarray, np.ndarray, float]:
-    """Train `model` (in place: pass a copy you can discard) for `steps` steps on `loader` (no flips in its
-    transform), then score `val_loader`'s images as they are and flipped: (per-image score unflipped, flipped,
-    the majority's score). A score is 1/0 for the top class, or the share of tags right (multi-label)."""
-    optimizer = make_optimizer(model, opt, lr, momentum, weight_decay)
+def probe(trainer, lr: float, steps: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Train a fresh model of `trainer` (kit/train/trainer.py; no flips in its transform) for `steps` steps at `lr`,
+    then score its validation images as they are and flipped: (per-image score unflipped, flipped, the
+    majority's score). A score is 1/0 for the top class, or the share of tags right (multi-label)."""
+    model = trainer.model()
+    optimizer = trainer.optimizer(model, lr)
+    trainer.seed_epoch(0, 0)
     model.train()
-    for i, (x, y) in zip(range(steps), forever(loader)):
+    for i, (x, y) in zip(range(steps), forever(trainer.train_dl)):
         for group in optimizer.param_groups:  # from lr/10 to lr over the first half, as stage 1's warm-up does
             group["lr"] = lr * min(1.0, 0.1 + 0.9 * i / max(steps // 2, 1))
-        probe_step(model, optimizer, scaler, mixup, criterion, amp_ctx, device, x, y)
+        trainer.step(model, optimizer, x, y)
     model.eval()
-    plain, flipped, labels = [], [], []
-    with torch.inference_mode(), amp_ctx():
-        for x, y in val_loader:
-            x = x.to(device).float()
+    plain, flipped, labels, multilabel = [], [], [], trainer.multilabel
+    with torch.inference_mode(), trainer.amp_ctx():
+        for x, y in trainer.val_dl:
+            x = x.to(trainer.device).float()
             plain.append(model(x).float().cpu())
             flipped.append(model(x.flip(-1)).float().cpu())
             labels.append(y)
@@ -86,7 +87,7 @@ def decide(plain: np.ndarray, flipped: np.ndarray, majority: float) -> dict:
     d = plain - flipped
     spread = float(d.std(ddof=1)) if n > 1 else 0.0
     z = float(d.mean()) / (spread / math.sqrt(n)) if spread > 0 else (math.inf if d.mean() > 0 else 0.0)
-    z = min(z, 99.0)  # a finite number for hflip.json (every image lost by the flip, none gained)
+    z = min(z, 99.0)  # a finite number for plan.json (every image lost by the flip, none gained)
     lost = float(d.mean()) / skill if skill > 0 else 0.0
     figures = {"unflipped": round(float(plain.mean()), 4), "flipped": round(float(flipped.mean()), 4),
                "majority": round(majority, 4), "images": n}
@@ -103,7 +104,7 @@ def decide(plain: np.ndarray, flipped: np.ndarray, majority: float) -> dict:
 
 
 def record(found: dict, path) -> dict:
-    """Say what the probe chose; returns `found` (the record kept in hflip.json)."""
+    """Say what the probe chose; returns `found` (the record plan.json keeps)."""
     log.info("hflip=auto: %g (%s; unflipped %.3f, flipped %.3f, majority %.3f): %s", found["hflip"], found["why"],
              found["unflipped"], found["flipped"], found["majority"], path)
     return found

@@ -15,7 +15,6 @@ killed at any point and resumed from last.pt ends with the same weights as one t
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import socket
@@ -25,81 +24,54 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from timm.data import Mixup
 from timm.scheduler import CosineLRScheduler
 from timm.utils import ModelEmaV3
 
-from kit.data import folds as folds_command
-from kit.train import alarm
-from kit.train import budget
-from kit.train import flip
-from kit.train import lr_find
-from kit.train import pseudo
+from kit import claim as claims
 from kit import report
 from kit.allocator import release_memory
-from kit import claim as claims
 from kit.claim import claim
-from kit.config import Config, record, save_config, shaping, shaping_key
-from kit.data.loaders import fold_loaders
-from kit.engine import (criterion, epoch_steps, load_checkpoint, make_optimizer, predict_logits, save_checkpoint,
-                        train_one_epoch, validate)
-from kit.train.experiment import Experiment
+from kit.config import Config, record, save_config
+from kit.data import folds as folds_command
 from kit.data.folds import Folds
+from kit.engine import (epoch_steps, load_checkpoint, make_optimizer, predict_logits, save_checkpoint, train_one_epoch,
+                        validate)
 from kit.io import atomic_write_text, save_npz
-from kit.data.layout import Layout
-from kit.metrics import Metric, chance
-from kit.model import from_config, reachable
+from kit.metrics import Metric
+from kit.runtime import (Dist, barrier, describe, from_main, mean_over_ranks, num_workers, pick_device,
+                         setup_distributed, sync_batchnorm)
+from kit.train import alarm, plan, pseudo
+from kit.train.experiment import Experiment
+from kit.train.plan import Plan
 from kit.train.progress import Progress
-from kit.runtime import (Dist, autocast, barrier, describe, from_main, grad_scaler, mean_over_ranks, num_workers,
-                         pick_device, seed_everything, setup_distributed, sync_batchnorm)
 from kit.train.stopping import FoldState, early_stopping
+from kit.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
-
-
-def _epoch_seed(seed: int, fold: int, stage: int, epoch: int) -> int:
-    return ((seed * 1000 + fold) * 10 + stage) * 1000 + epoch
 
 
 class FoldRun:
     """Holds one fold's model, data and files; `fit()` runs both stages, resuming from last.pt."""
 
-    def __init__(self, cfg: Config, fold: int, table: pd.DataFrame, layout: Layout, metric: Metric, device,
-                 dist: Dist = Dist(), progress: Progress | None = None, found_lr: float | None = None,
-                 pretrained: bool | None = None, epochs: tuple[int, int] | None = None, hflip: float | None = None):
-        self.cfg, self.fold, self.classes, self.device, self.dist = cfg, fold, layout.classes, device, dist
-        self.found_lr = found_lr  # stage1_lr=auto's value (kit/train/lr_find.py)
-        self.pretrained = cfg.pretrained if pretrained is None else pretrained  # pretrained=auto, decided
-        self.epochs = epochs or (cfg.stage1_epochs, cfg.stage2_epochs)  # min_fold_steps's and time_budget's, or as set
-        self.metric, self.multilabel = metric, layout.task == "multilabel"
+    def __init__(self, cfg: Config, trainer: Trainer, metric: Metric, plan: Plan, dist: Dist = Dist(),
+                 progress: Progress | None = None):
+        t = trainer  # the fold's data, loss, precision and fresh models (kit/train/trainer.py)
+        self.cfg, self.trainer, self.metric, self.dist = cfg, t, metric, dist
+        self.fold, self.classes, self.device, self.multilabel = t.fold, t.classes, t.device, t.multilabel
+        self.found_lr = plan.lr  # stage1_lr=auto's value (kit/train/plan.py)
+        self.epochs = plan.epochs or (cfg.stage1_epochs, cfg.stage2_epochs)  # min_fold_steps's and time_budget's
+        self.train_dl, self.val_dl, self.val_ids, self.val_labels = t.train_dl, t.val_dl, t.val_ids, t.val_labels
+        self.chance, self.amp_ctx, self.scaler, self.mixup, self.criterion = (t.chance, t.amp_ctx, t.scaler, t.mixup,
+                                                                               t.criterion)
         self.progress = progress or Progress({})
         self.saved_at = time.monotonic()  # of last.pt: checkpoint_every_s counts from here
-        self.files = Experiment.of(cfg).fold(fold)
-        train = table[(table["fold"] != fold) & (table["role"] != "holdout")]
-        val = table[table["fold"] == fold]
-        train_targets = layout.targets(train["label"])
-        self.val_ids, self.val_labels = val["path"].to_numpy(), layout.targets(val["label"])
-        self.chance = chance(metric, self.val_labels, len(self.classes))  # a score no better is within noise of guessing
-        self.train_dl, self.val_dl = fold_loaders(cfg, layout.root, train["path"], train_targets, val["path"],
-                                                  self.val_labels, device.type == "cuda", dist.rank, dist.world,
-                                                  f"fold {fold}", hflip)
-        self.amp_ctx = autocast(device, cfg.amp)
-        self.scaler = grad_scaler(device, cfg.amp)  # fp16 loss scaling (a pass-through otherwise); saved in last.pt
-        # with both alphas 0, prob=0 keeps Mixup as the label-smoothed one-hot (or 0/1-row) target maker
-        mixing = cfg.mixup_alpha > 0 or cfg.cutmix_alpha > 0
-        self.mixup = Mixup(mixup_alpha=cfg.mixup_alpha, cutmix_alpha=cfg.cutmix_alpha, prob=1.0 if mixing else 0.0,
-                           label_smoothing=cfg.label_smoothing, num_classes=len(self.classes),
-                           multi_label=self.multilabel)
-        self.criterion = criterion(train_targets, len(self.classes), cfg.class_weight).to(device)
+        self.files = Experiment.of(cfg).fold(self.fold)
 
     def _better(self, score: float, than: float | None) -> bool:
         return than is None or self.metric.better(score, than)
 
     def _model(self):
-        seed_everything(_epoch_seed(self.cfg.seed, self.fold, 0, 0))  # the head's (and any unloaded layer's) init
-        model = from_config(self.cfg, len(self.classes), pretrained=self.pretrained).to(self.device)
-        if self.cfg.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+        model = self.trainer.model()  # seeded: the head's (and any unloaded layer's) init is the fold's
         self._new_ema(model)
         return model
 
@@ -196,8 +168,7 @@ class FoldRun:
 
     def _run_epoch(self, model, trained, optimizer, state: FoldState) -> None:
         c, t0 = self.cfg, time.perf_counter()
-        seed_everything(_epoch_seed(c.seed, self.fold, state.stage, state.epoch))
-        self.train_dl.sampler.set_epoch(_epoch_seed(c.seed, self.fold, state.stage, state.epoch))
+        self.trainer.seed_epoch(state.stage, state.epoch)
         where = f"fold {self.fold} stage {state.stage} epoch {state.epoch + 1}"
         ema, first = self.ema, state.ema_steps
         after_step = None if ema is None else lambda i: ema.update(model, step=first + i + 1)
@@ -302,8 +273,9 @@ class FoldRun:
 
 
 def train_fold(cfg: Config, fold: int, folds: Folds, device, dist: Dist = Dist(),
-               progress: Progress | None = None) -> Path:
-    """Train one fold (resuming it, or at once if it is done); with pseudo_from, on its pseudo-labels too."""
+               progress: Progress | None = None, decided: Plan | None = None) -> Path:
+    """Train one fold (resuming it, or at once if it is done); with pseudo_from, on its pseudo-labels too.
+    `decided`: the experiment's plan (decided now if not given: kit/train/plan.py)."""
     files = Experiment.of(cfg).fold(fold)
     table = folds.table
     if files.done:  # finished: nothing it was trained on is checked again (the source may have moved on)
@@ -322,124 +294,19 @@ def train_fold(cfg: Config, fold: int, folds: Folds, device, dist: Dist = Dist()
         table = pd.concat([table, rows], ignore_index=True)  # fold -1 role pseudo: trained on, never validated
         log.info("fold %d: + %d pseudo-labelled test images (%s fold %d, probability >= %.2f)", fold, len(rows),
                  cfg.pseudo_from, fold, cfg.pseudo_threshold)
-    probes_from = time.monotonic()
-    lr = found_lr(cfg, folds, device, dist)
-    hflip = found_flip(cfg, folds, device, lr, dist)
-    epochs = fold_epochs(cfg, folds, device, dist, hflip, spent_s=time.monotonic() - probes_from)
-    if epochs and progress is not None:
-        progress.plan(cfg.name, sum(epochs))
-    FoldRun(cfg, fold, table, folds.layout, folds.metric, device, dist, progress, lr, start_weights(cfg, dist),
-            epochs, hflip).fit()
+    decided = decided or plan.decide(cfg, folds, device, dist)
+    trainer = Trainer.for_fold(cfg, fold, table, folds.layout, folds.metric, device, dist, decided.hflip,
+                               decided.pretrained)
+    FoldRun(cfg, trainer, folds.metric, decided, dist, progress).fit()
     barrier(dist)
     return files.dir
-
-
-def _once(path: Path, key: str, decide, dist: Dist) -> dict:
-    """A decision every fold of an experiment shares: the record kept in `path` under `key`, or `decide()`'s,
-    made now by one process (rank 0, holding the file's claim) while other trainers and ranks wait for it."""
-    def kept() -> dict | None:
-        return Experiment.kept(path, key)
-
-    if dist.main and kept() is None:
-        with claim(path.with_name(f".{path.stem}.lock"), wait=True):
-            if kept() is None:  # not decided meanwhile by another trainer
-                atomic_write_text(path, json.dumps({"key": key, **decide()}, indent=2) + "\n")
-    barrier(dist)
-    return kept()
-
-
-def start_weights(cfg: Config, dist: Dist = Dist()) -> bool:
-    """pretrained=auto: ImageNet weights if they can be had now (pretrained_file, the hub or its cache), else from
-    scratch; decided once per experiment (start.json, under the backbone and the weights file), so every fold
-    starts alike even if the hub comes or goes between them."""
-    if cfg.pretrained != "auto":
-        return cfg.pretrained
-    exp = Experiment.of(cfg)
-
-    def decide() -> dict:
-        ok, whence = reachable(cfg.backbone, cfg.pretrained_file)
-        log.info("%s: pretrained=auto: %s", cfg.name, f"ImageNet weights from {whence}" if ok else
-                 f"from scratch ({whence}); {exp.start} keeps this choice for every fold")
-        return {"pretrained": ok, "from": whence}
-
-    return _once(exp.start, f"{cfg.backbone} {shaping(cfg, 'weights')['pretrained_file']}", decide, dist)["pretrained"]
-
-
-def _fold0(cfg: Config, folds: Folds, device, hflip: float | None) -> FoldRun:
-    """Fold 0's data, as its training would start (`_model()` gives a fresh model): what the probes of the auto
-    keys run on. hflip: the flip probability of its training transform (hflip=auto's, or 0 before it is decided)."""
-    return FoldRun(cfg, 0, folds.table, folds.layout, folds.metric, device, pretrained=start_weights(cfg), hflip=hflip)
-
-
-def fold_epochs(cfg: Config, folds: Folds, device, dist: Dist = Dist(), hflip: float | None = None,
-                spent_s: float = 0.0) -> tuple[int, int] | None:
-    """min_fold_steps's and time_budget's epochs per stage (None: the config's): kept in budget.json, or decided now
-    from fold 0's steps per epoch and, with a budget, a probe of its model (kit/train/budget.py); `spent_s`: what this
-    run's other probes took."""
-    if not cfg.time_budget and not cfg.min_fold_steps:
-        return None
-
-    def decide() -> dict:
-        run = _fold0(cfg, folds, device, hflip)
-        steps = epoch_steps(run.train_dl, cfg.max_epoch_steps)
-        if not cfg.time_budget:
-            return budget.record(budget.unbudgeted(cfg, steps), cfg)
-        step_s, image_s = budget.probe(run._model(), run.train_dl, run.val_dl, run.mixup, run.criterion, run.amp_ctx,
-                                       grad_scaler(device, cfg.amp), device, cfg.optimizer)
-        n_holdout = int((folds.table["role"] == "holdout").sum())
-        return budget.record(budget.plan(cfg, folds.n_folds, steps, len(run.val_ids), len(folds.table) - n_holdout,
-                                         len(folds.layout.test), step_s, image_s, spent_s, n_holdout), cfg)
-
-    record = _once(Experiment.of(cfg).budget, shaping_key(cfg, "weights", folds.fingerprint), decide, dist)
-    return record["stage1_epochs"], record["stage2_epochs"]
-
-
-def found_lr(cfg: Config, folds: Folds, device, dist: Dist = Dist()) -> float | None:
-    """stage1_lr=auto's value: kept in lr_find.json, or found now by the range test (kit/train/lr_find.py) on fold 0's
-    training part, seeded as fold 0's first epoch (with hflip=auto, without flips: it is decided after)."""
-    if cfg.stage1_lr != "auto":
-        return None
-    exp = Experiment.of(cfg)
-
-    def decide() -> dict:
-        run = _fold0(cfg, folds, device, 0.0 if cfg.hflip == "auto" else None)
-        model = run._model()
-        seed_everything(_epoch_seed(cfg.seed, 0, 0, 0))
-        run.train_dl.sampler.set_epoch(_epoch_seed(cfg.seed, 0, 0, 0))
-        found = lr_find.sweep(model, run.train_dl, run.mixup, run.criterion, run.amp_ctx,
-                              grad_scaler(device, cfg.amp), device, cfg.optimizer, cfg.momentum,
-                              cfg.weight_decay)
-        return lr_find.record(found, exp.lr_find.with_suffix(".png"))
-
-    return _once(exp.lr_find, shaping_key(cfg, "weights", folds.fingerprint), decide, dist)["lr"]
-
-
-def found_flip(cfg: Config, folds: Folds, device, lr: float | None, dist: Dist = Dist()) -> float | None:
-    """hflip=auto's flip probability: kept in hflip.json, or measured now by a probe (kit/train/flip.py) trained without
-    flips on fold 0's training part at stage 1's rate (`lr`: stage1_lr=auto's), seeded as fold 0's first epoch."""
-    if cfg.hflip != "auto":
-        return None
-    exp = Experiment.of(cfg)
-
-    def decide() -> dict:
-        run = _fold0(cfg, folds, device, 0.0)
-        model = run._model()
-        seed_everything(_epoch_seed(cfg.seed, 0, 0, 0))
-        run.train_dl.sampler.set_epoch(_epoch_seed(cfg.seed, 0, 0, 0))
-        steps = flip.steps_for(epoch_steps(run.train_dl, cfg.max_epoch_steps))
-        scores = flip.probe(model, run.train_dl, run.val_dl, run.mixup, run.criterion, run.amp_ctx,
-                            grad_scaler(device, cfg.amp), device, cfg.optimizer, cfg.stage_lr(1, lr), cfg.momentum,
-                            cfg.weight_decay, steps, run.multilabel)
-        return flip.record(flip.decide(*scores) | {"steps": steps}, exp.flip)
-
-    return _once(exp.flip, shaping_key(cfg, "weights", folds.fingerprint), decide, dist)["hflip"]
 
 
 CLAIM_POLL_S = 5.0  # under torchrun, how often the ranks ask again for a fold another trainer holds
 
 
 def _claim_and_train(cfg: Config, fold: int, folds: Folds, device, dist: Dist, wait: bool,
-                     progress: Progress) -> bool:
+                     progress: Progress, decided: Plan) -> bool:
     """Train a fold unless another process holds it (then False, at once; or, with wait, after it lets go).
 
     The claim (fold<k>/.train.lock and its owner file, kit/claim.py) makes the folds a work queue: GPU
@@ -454,7 +321,7 @@ def _claim_and_train(cfg: Config, fold: int, folds: Folds, device, dist: Dist, w
         lock = claim(lock_file, block) if dist.main else nullcontext(True)  # rank 0 claims for all
         with lock as got:
             if from_main(got, dist):
-                train_fold(cfg, fold, folds, device, dist, progress)  # at once if finished meanwhile
+                train_fold(cfg, fold, folds, device, dist, progress, decided)  # at once if finished meanwhile
                 break
         if not wait:
             log.info("fold %d of %s: another process is training it; taking the next free fold", fold, cfg.name)
@@ -489,12 +356,17 @@ def run(cfgs: list[Config], only: list[int] | None = None, shard: tuple[int, int
             save_config(cfg, Experiment.of(cfg).config)
     progress = Progress({(cfg.name, k): 0 if Experiment.of(cfg).fold(k).done
                          else cfg.stage1_epochs + cfg.stage2_epochs for cfg, k in jobs})
+    plans = {}  # decided once per experiment, before its first fold, where any fold is left to train
+    for cfg in {c.name: c for c, k in jobs if not Experiment.of(c).fold(k).done}.values():
+        plans[cfg.name] = plan.decide(cfg, loaded[cfg.name], device, dist)
+        if plans[cfg.name].epochs:
+            progress.plan(cfg.name, sum(plans[cfg.name].epochs))
     busy = [(cfg, k) for cfg, k in jobs
-            if not _claim_and_train(cfg, k, loaded[cfg.name], device, dist, False, progress)]
+            if not _claim_and_train(cfg, k, loaded[cfg.name], device, dist, False, progress, plans.get(cfg.name))]
     for cfg, k in busy:
-        _claim_and_train(cfg, k, loaded[cfg.name], device, dist, True, progress)
+        _claim_and_train(cfg, k, loaded[cfg.name], device, dist, True, progress, plans.get(cfg.name))
     for cfg in cfgs:
         folds, exp = loaded[cfg.name], Experiment.of(cfg)
         if len(exp.done_folds(folds.n_folds)) == folds.n_folds and dist.main:
-            exp.write_cv(folds.layout, folds.metric, folds.n_folds)
+            exp.write_cv(folds.layout, folds.metric, folds.n_folds, exp.decided(plan.key(cfg, folds.fingerprint)))
     return [Experiment.of(cfg).dir for cfg in cfgs]

@@ -1,6 +1,6 @@
 """stage1_lr=auto: the learning rate from a range test on the data (Smith 2017; fastai's lr_find).
 
-    python -m kit train --exp quick stage1_lr=auto data=...   # <work_dir>/<exp>/lr_find.json and lr_find.png
+    python -m kit train --exp quick stage1_lr=auto data=...   # <work_dir>/<exp>/plan.json (its lr) and lr_find.png
 
 Before stage 1 of the first fold, the freshly initialised model takes STEPS SGD steps on fold 0's
 training part (its augmentation, mixup and loss), the learning rate rising exponentially from
@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from kit import report
-from kit.engine import forever, make_optimizer, probe_step
+from kit.engine import forever
 
 log = logging.getLogger(__name__)
 
@@ -27,18 +27,19 @@ SMOOTHING = 0.98  # of the loss's exponential moving average
 DIVERGED = 4.0  # the test stops once the smoothed loss passes this multiple of its minimum
 
 
-def sweep(model, loader, mixup, criterion, amp_ctx, scaler, device, opt: str, momentum: float, weight_decay: float,
-          steps: int = STEPS) -> dict:
-    """The range test on `model` (trained in place: pass a copy you can discard) with optimizer `opt` (an engine
-    name). Returns {lr, lrs, losses}."""
-    optimizer = make_optimizer(model, opt, START, momentum, weight_decay)
+def sweep(trainer, steps: int = STEPS) -> dict:
+    """The range test on a fresh model of `trainer` (kit/train/trainer.py), with the experiment's optimizer, as
+    its fold's first epoch draws its batches. Returns {lr, lrs, losses}."""
+    model = trainer.model()
+    optimizer = trainer.optimizer(model, START)
+    trainer.seed_epoch(0, 0)
     model.train()
     lrs, losses, mean, lowest = [], [], 0.0, math.inf
-    for i, (x, y) in zip(range(steps), forever(loader)):
+    for i, (x, y) in zip(range(steps), forever(trainer.train_dl)):
         lr = START * (END / START) ** (i / max(steps - 1, 1))
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss = probe_step(model, optimizer, scaler, mixup, criterion, amp_ctx, device, x, y)
+        loss = trainer.step(model, optimizer, x, y)
         mean = SMOOTHING * mean + (1 - SMOOTHING) * loss.item()
         smoothed = mean / (1 - SMOOTHING ** (i + 1))  # bias-corrected
         if not math.isfinite(smoothed) or smoothed > DIVERGED * lowest:
@@ -54,7 +55,7 @@ def sweep(model, loader, mixup, criterion, amp_ctx, scaler, device, opt: str, mo
 
 
 def record(found: dict, png_path) -> dict:
-    """Plot the range test beside lr_find.json and say what it chose; returns `found` (the record to keep)."""
+    """Plot the range test (lr_find.png) and say what it chose; returns `found` (the record to keep)."""
     report.plot_lr_find(found, png_path)
     log.info("stage1_lr=auto: %.3g (loss lowest at %.3g, %d steps of the range test): %s", found["lr"],
              found["min_loss_lr"], len(found["lrs"]), png_path)
