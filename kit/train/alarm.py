@@ -10,12 +10,15 @@ in cv.json and on the leaderboard (kit/train/experiment.py).
 """
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
 import pandas as pd
 
 from kit.metrics import Metric, chance
+
+log = logging.getLogger(__name__)
 
 
 def guess_loss(n_classes: int, multilabel: bool) -> float:
@@ -50,3 +53,19 @@ def causes(cfg) -> str:
             f"too short a warm-up (warmup_epochs={cfg.warmup}), images too small to tell the classes apart "
             f"(img_size={cfg.img_size}, resize_mode={cfg.resize_mode}), or mixup too strong for this data "
             f"(mixup_alpha={cfg.mixup_alpha}; try {weaker})")
+
+
+def check_learning(fold: int, metric: Metric, best: float, chance_score: float, train_loss: float, n_classes: int,
+                   multilabel: bool, cfg) -> None:
+    """One warning when, two epochs after the warm-up, nothing has been learnt yet, naming the keys to change."""
+    if not learning(metric, best, chance_score, train_loss, n_classes, multilabel):
+        log.warning("fold %d: not learning after the warm-up: best val %s %.4f (chance %.4f), train loss %.3f "
+                    "(guessing: %.3f). %s", fold, metric.name, best, chance_score, train_loss,
+                    guess_loss(n_classes, multilabel), causes(cfg))
+
+
+def check_stage1(fold: int, metric: Metric, stage_best: float, chance_score: float, cfg) -> None:
+    """One warning when stage 1 ended no better than chance: the CV and the leaderboard row will say so too."""
+    if not (stage_best is not None and metric.better(stage_best, chance_score)):
+        log.warning("fold %d: stage 1 ended at chance level (best val %s %.4f, chance %.4f); the CV and the "
+                    "leaderboard row will say so. %s", fold, metric.name, stage_best, chance_score, causes(cfg))

@@ -14,9 +14,7 @@ killed at any point and resumed from last.pt ends with the same weights as one t
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
-import os
 import socket
 import time
 from contextlib import nullcontext
@@ -25,22 +23,20 @@ from pathlib import Path
 import pandas as pd
 import torch
 from timm.scheduler import CosineLRScheduler
-from timm.utils import ModelEmaV3
 
 from kit import claim as claims
-from kit import report
 from kit.allocator import release_memory
 from kit.claim import claim
 from kit.config import Config, record, save_config
 from kit.data import folds as folds_command
 from kit.data.folds import Folds
-from kit.engine import (epoch_steps, load_checkpoint, make_optimizer, predict_logits, save_checkpoint, train_one_epoch,
+from kit.engine import (epoch_steps, load_checkpoint, save_checkpoint, train_one_epoch,
                         validate)
-from kit.io import atomic_write_text, save_npz
+
 from kit.metrics import Metric
 from kit.runtime import (Dist, barrier, describe, from_main, mean_over_ranks, num_workers, pick_device,
                          setup_distributed, sync_batchnorm)
-from kit.train import alarm, plan, pseudo
+from kit.train import alarm, checkpoints, plan, pseudo
 from kit.train.experiment import Experiment
 from kit.train.plan import Plan
 from kit.train.progress import Progress
@@ -60,14 +56,13 @@ class FoldRun:
         self.fold, self.classes, self.device, self.multilabel = t.fold, t.classes, t.device, t.multilabel
         self.found_lr = plan.lr  # stage1_lr=auto's value (kit/train/plan.py)
         self.epochs = plan.epochs or (cfg.stage1_epochs, cfg.stage2_epochs)  # min_fold_steps's and time_budget's
-        self.train_dl, self.val_dl, self.val_ids, self.val_labels = t.train_dl, t.val_dl, t.val_ids, t.val_labels
-        self.chance, self.amp_ctx, self.scaler, self.mixup, self.criterion = (t.chance, t.amp_ctx, t.scaler, t.mixup,
-                                                                               t.criterion)
+        self.train_dl, self.val_dl, self.val_labels, self.chance = t.train_dl, t.val_dl, t.val_labels, t.chance
+        self.amp_ctx, self.scaler, self.mixup, self.criterion = t.amp_ctx, t.scaler, t.mixup, t.criterion
         self.progress = progress or Progress({})
         self.saved_at = time.monotonic()  # of last.pt: checkpoint_every_s counts from here
         self.files = Experiment.of(cfg).fold(self.fold)
 
-    def _better(self, score: float, than: float | None) -> bool:
+    def _better(self, score: float, than: float | None) -> bool:  # the metric's direction; None: nothing yet
         return than is None or self.metric.better(score, than)
 
     def _model(self):
@@ -75,20 +70,15 @@ class FoldRun:
         self._new_ema(model)
         return model
 
-    def _new_ema(self, model) -> None:
-        """An EMA of `model`'s weights (timm's ModelEmaV3, decay warming up to ema_decay), or None when off.
-
-        With it, validation, best.pt (hence OOF and predict) and stage 2's start are the EMA weights.
-        """
-        c = self.cfg
-        self.ema = ModelEmaV3(model, decay=c.ema_decay, use_warmup=True) if c.ema_decay > 0 else None
+    def _new_ema(self, model) -> None:  # with it, validation, best.pt and stage 2's start are the EMA weights
+        self.ema = self.trainer.ema_of(model)
 
     def _evaluated(self, model):
         return self.ema.module if self.ema is not None else model
 
     def fit(self) -> None:
         model = self._model()
-        state, opt_state = self._resume(model)  # also restores self.ema
+        state, opt_state = checkpoints.resume(self.files, model, self.scaler, self.ema, self._better)
         # under torchrun, gradients are averaged over ranks; eval and checkpoints use the plain module
         trained = model if self.dist.world == 1 else torch.nn.parallel.DistributedDataParallel(
             sync_batchnorm(model, self.device))
@@ -103,33 +93,6 @@ class FoldRun:
             opt_state = None
         self._finish(model, state)
 
-    def _resume(self, model) -> tuple[FoldState, dict | None]:
-        """From last.pt; if it is unreadable (a truncated copy, a full disk), from the epoch before it."""
-        ckpt = None
-        for path in (self.files.last, self.files.last_prev):
-            if not path.is_file():
-                continue
-            try:
-                ckpt = load_checkpoint(path)
-                break
-            except ValueError as e:
-                log.warning("%s; falling back to the state before it", e)
-        if ckpt is None:
-            return FoldState(), None
-        model.load_state_dict(ckpt["model"])
-        if ckpt.get("scaler"):
-            self.scaler.load_state_dict(ckpt["scaler"])
-        if self.ema is not None and ckpt.get("ema"):
-            self.ema.module.load_state_dict(ckpt["ema"])
-        state = FoldState(**ckpt["state"])
-        if self.files.best.is_file():
-            # killed between writing best.pt and last.pt, best.pt is ahead of last.pt: a rerun epoch that scores
-            # lower (on a GPU, reruns are close, not exact) must not overwrite it
-            on_disk = load_checkpoint(self.files.best)["score"]
-            state.best = on_disk if self._better(on_disk, state.best) else state.best
-        log.info("fold %d: resuming stage %d after epoch %d (best %s)", self.fold, state.stage, state.epoch, state.best)
-        return state, ckpt["optimizer"]
-
     def _enter_stage(self, model, state: FoldState, stage: int) -> FoldState:
         """Stage 2 starts from the stage-1 best weights with a fresh optimizer and schedule."""
         best1 = load_checkpoint(self.files.stage1_best)
@@ -139,32 +102,23 @@ class FoldRun:
                  self.fold, stage, best1["epoch"], self.metric.name, best1["score"])
         return FoldState(stage=stage, best=state.best, stage_best=state.best, history=state.history)
 
-    def _stage_params(self, stage: int) -> tuple[float, int]:
-        c = self.cfg
-        return c.stage_lr(stage, self.found_lr), self.epochs[stage - 1]
+    def _stage_params(self, stage: int) -> tuple[float, int]:  # (its learning rate, its epochs)
+        return self.cfg.stage_lr(stage, self.found_lr), self.epochs[stage - 1]
 
     def _run_stage(self, model, trained, state: FoldState, opt_state: dict | None) -> None:
-        lr, epochs = self._stage_params(state.stage)
-        c = self.cfg
-        optimizer = make_optimizer(model, c.optimizer, lr, c.momentum, c.weight_decay)
+        (lr, epochs), c = self._stage_params(state.stage), self.cfg
+        optimizer = self.trainer.optimizer(model, lr)
         if opt_state is not None:
             optimizer.load_state_dict(opt_state)
-        warmup = min(c.warmup, epochs - 1) if state.stage == 1 else 0  # stage 2 starts from trained weights at a
-        # 10x lower lr; a time budget may leave fewer epochs than the warm-up
-        # stepped per epoch from 0: `warmup` epochs rise linearly from lr/10, then the cosine runs over the rest
-        # t_initial >= 2: timm warns that a 1-epoch cosine does nothing; its one epoch runs at lr either way
-        scheduler = CosineLRScheduler(optimizer, t_initial=max(epochs - warmup, 2), warmup_t=warmup,
-                                      warmup_lr_init=lr / 10, warmup_prefix=True)
+        scheduler = schedule(optimizer, lr, epochs, min(c.warmup, epochs - 1) if state.stage == 1 else 0)
         while state.epoch < epochs and not state.stopped:
             scheduler.step(state.epoch)
             self._run_epoch(model, trained, optimizer, state)
         if not state.stopped:
             state.stopped = True
             self._save_last(model, optimizer, state)
-        if state.stage == 1 and not self._better(state.stage_best, self.chance):
-            log.warning("fold %d: stage 1 ended at chance level (best val %s %.4f, chance %.4f); the CV and the "
-                        "leaderboard row will say so. %s", self.fold, self.metric.name, state.stage_best, self.chance,
-                        alarm.causes(c))
+        if state.stage == 1:
+            alarm.check_stage1(self.fold, self.metric, state.stage_best, self.chance, c)
 
     def _run_epoch(self, model, trained, optimizer, state: FoldState) -> None:
         c, t0 = self.cfg, time.perf_counter()
@@ -187,36 +141,22 @@ class FoldRun:
                "host": socket.gethostname()}  # where each epoch ran: a fold may resume on another node
         improved = self._update(model, scored, optimizer, state, row)
         self.progress.update((c.name, self.fold), self._epochs_left(state))
-        top = f" top-1 {val['val_top1']:.4f} top-5 {val['val_top5']:.4f}" if "val_top1" in val else ""
-        log.info("%s %s: lr %.2e loss %.4f val_loss %.4f %s %.4f%s %.0fs %.0f img/s%s%s", c.name, where, row["lr"],
-                 loss, val["val_loss"], self.metric.name, val["val_score"], top, row["seconds"], ips,
-                 " *" if improved else "", str(self.progress))  # formatted now: progress changes
+        log.info("%s", _epoch_line(c.name, where, row, self.metric.name, improved, self.progress))
         if state.stage == 1 and state.epoch == min(c.warmup + 2, self.epochs[0]):  # two epochs at the full lr
-            self._check_learning(state.stage_best, loss)
+            alarm.check_learning(self.fold, self.metric, state.stage_best, self.chance, loss, len(self.classes),
+                                 self.multilabel, c)
         if state.stopped:
             log.info("fold %d stage %d: early stop, no better %s for %d epochs", self.fold, state.stage,
                      self.metric.name, state.bad_epochs)
 
-    def _epochs_left(self, state: FoldState) -> int:
-        """At most this many epochs of this fold to go (early stopping may end them sooner)."""
+    def _epochs_left(self, state: FoldState) -> int:  # at most (early stopping may end them sooner)
         this = 0 if state.stopped else self._stage_params(state.stage)[1] - state.epoch
         return this + (self.epochs[1] if state.stage == 1 else 0)
 
-    def _check_learning(self, best: float, train_loss: float) -> None:
-        """The chance-level alarm: one warning when, after the warm-up, nothing has been learnt yet."""
-        n = len(self.classes)
-        if not alarm.learning(self.metric, best, self.chance, train_loss, n, self.multilabel):
-            log.warning("fold %d: not learning after the warm-up: best val %s %.4f (chance %.4f), train loss %.3f "
-                        "(guessing: %.3f). %s", self.fold, self.metric.name, best, self.chance, train_loss,
-                        alarm.guess_loss(n, self.multilabel), alarm.causes(self.cfg))
-
     def _update(self, model, scored, optimizer, state: FoldState, row: dict) -> bool:
-        """Early stopping and checkpoints; best files first, so last.pt never claims a best that isn't on disk.
-
-        The best files hold `scored` (the EMA weights, or the model itself); last.pt the model and its EMA.
-
-        Returns whether this epoch improved the stage's best.
-        """
+        """Early stopping and checkpoints; best files first, so last.pt never claims a best that isn't on disk. The
+        best files hold `scored` (the EMA weights, or the model itself); last.pt the model and its EMA. Returns
+        whether this epoch improved the stage's best."""
         score, c = row["val_score"], self.cfg
         state.history.append(row)
         meta = {"cfg": record(c), "classes": list(self.classes), "stage": state.stage,
@@ -243,33 +183,34 @@ class FoldRun:
         if not self.dist.main:
             return
         claims.check(self.files.lock)
-        last = self.files.last
-        if last.is_file():
-            os.replace(last, self.files.last_prev)  # one good state survives even a corrupted last.pt
-        ema = {"ema": self.ema.module.state_dict()} if self.ema is not None else {}
-        save_checkpoint(last, model, optimizer=optimizer.state_dict(), scaler=self.scaler.state_dict(),
-                        state=dataclasses.asdict(state), **ema)
-        atomic_write_text(self.files.history, pd.DataFrame(state.history).to_csv(index=False))
+        checkpoints.save_last(self.files, model, optimizer, self.scaler, self.ema, state)
 
     def _finish(self, model, state: FoldState) -> None:
         """OOF logits with the best weights (not the last epoch's), curves, then the done marker."""
         if not self.dist.main:  # under torchrun, rank 0 writes the fold's results alone
             return
         claims.check(self.files.lock)
-        last = state.history[-1]  # the weights in memory: the last epoch's, kept for cv_last (kit/predict/ensemble.py)
-        save_checkpoint(self.files.final, self._evaluated(model), cfg=record(self.cfg), classes=list(self.classes),
-                        stage=state.stage, epoch=last["epoch"], score=last["val_score"])
-        best = load_checkpoint(self.files.best)
-        model.load_state_dict(best["model"])
-        logits = predict_logits(model, self.val_dl, self.amp_ctx, self.device)
-        report.plot_curves(pd.DataFrame(state.history), self.files.curves)
-        claims.check(self.files.lock)  # the done marker last: never for a fold another process now trains
-        save_npz(self.files.oof, ids=self.val_ids.astype(str), labels=self.val_labels, logits=logits)
+        best = checkpoints.finish(self.files, self.trainer, self.cfg, self._evaluated(model), model, state,
+                                  lambda: claims.check(self.files.lock))
         log.info("fold %d done: best %s %.4f (stage %d, epoch %d)", self.fold, self.metric.name, best["score"],
                  best["stage"], best["epoch"])
-        if not self.cfg.keep_checkpoints:  # after oof.npz, the done marker: a finished fold needs best.pt (and final.pt)
-            for path in self.files.resume_files:  # three more copies of the weights
-                path.unlink(missing_ok=True)
+
+
+def schedule(optimizer, lr: float, epochs: int, warmup: int) -> CosineLRScheduler:
+    """A stage's schedule, stepped per epoch from 0: `warmup` epochs rising linearly from lr/10 (stage 1 only:
+    stage 2 starts from trained weights at a 10x lower lr; a time budget may leave fewer epochs than the warm-up),
+    then the cosine over the rest. t_initial >= 2: timm warns that a 1-epoch cosine does nothing; its one epoch
+    runs at lr either way."""
+    return CosineLRScheduler(optimizer, t_initial=max(epochs - warmup, 2), warmup_t=warmup, warmup_lr_init=lr / 10,
+                             warmup_prefix=True)
+
+
+def _epoch_line(name: str, where: str, row: dict, metric: str, improved: bool, progress: Progress) -> str:
+    """The log line of an epoch: its rate, losses, score (and top-1/top-5), speed, a * when best, the time left."""
+    top = f" top-1 {row['val_top1']:.4f} top-5 {row['val_top5']:.4f}" if "val_top1" in row else ""
+    return (f"{name} {where}: lr {row['lr']:.2e} loss {row['train_loss']:.4f} val_loss {row['val_loss']:.4f} "
+            f"{metric} {row['val_score']:.4f}{top} {row['seconds']:.0f}s {row['img_per_s']:.0f} img/s"
+            f"{' *' if improved else ''}{progress}")  # formatted now: progress changes
 
 
 def train_fold(cfg: Config, fold: int, folds: Folds, device, dist: Dist = Dist(),

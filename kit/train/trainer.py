@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 from timm.data import Mixup
+from timm.utils import ModelEmaV3
 
 from kit.config import Config
 from kit.data.layout import Layout
@@ -77,6 +78,11 @@ class Trainer:
         seed_everything(epoch_seed(self.cfg.seed, self.fold, 0, 0))
         model = from_config(self.cfg, len(self.classes), pretrained=self.pretrained).to(self.device)
         return model.to(memory_format=torch.channels_last) if self.cfg.channels_last else model
+
+    def ema_of(self, model) -> ModelEmaV3 | None:
+        """An EMA of `model`'s weights (timm's ModelEmaV3, its decay warming up to ema_decay), or None when off."""
+        decay = self.cfg.ema_decay
+        return ModelEmaV3(model, decay=decay, use_warmup=True) if decay > 0 else None
 
     def optimizer(self, model, lr: float) -> torch.optim.Optimizer:
         c = self.cfg

@@ -1,0 +1,11 @@
+"""The data floor: a data folder -> the images, labels and test ids it holds -> folds.csv.
+
+    layout.scan(data)         the layout, task and submission format of a data folder (Layout)
+    folds.run(cfgs)           the `folds` command: folds.csv and folds.json; folds.load(cfg) reads them
+    loaders.fold_loaders(...) a fold's training and validation DataLoaders (albumentations transforms)
+    cache.run(cfgs)           the `cache` command: every image resized once
+    demo.run(out)             the embedded demo data (scikit-learn's digits); synth: the bench's data sets
+
+May import the core (kit/*.py) alone; no later floor. Modules are imported by name (`from kit.data
+import folds`): this file loads none of them, so that a command pays only for what it uses.
+"""

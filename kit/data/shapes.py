@@ -1,0 +1,165 @@
+"""The shape of a competition: its task and its submission format, read from the label file and the sample.
+
+    task        single: one class per image (a label column, or one 0/1 column per class with a single 1 a row);
+                multilabel: any number of tags (space-separated tags, or 0/1 columns)
+    submission  one of FORMATS, from sample_submission.csv's columns and placeholder values: label (the
+                class), probs (a probability column per class), prob (two classes: the second's
+                probability), tags (space-separated classes), topk (k classes, best first)
+
+kit/data/layout.py finds the files; this module reads what they say. Each rule is a function of the
+columns and values alone, so the keys task=, submission=, label_col= override exactly one decision.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+SHOW = 5  # bad items named in a one-line error before "... and N more"
+TAG_SEP = "|"  # between a multi-label image's tags in folds.csv (class names from 0/1 columns may hold spaces)
+FORMATS = {  # submission format -> what one row holds (and a Kaggle competition of that shape)
+    "label": "the class (Dog vs cat folders, Cassava)",
+    "probs": "one probability column per class (Dog Breed Identification, Plant Pathology 2020, RANZCR CLiP)",
+    "prob": "the probability of the second class (Aerial Cactus, Histopathologic Cancer Detection)",
+    "tags": "space-separated classes (Planet: Understanding the Amazon from Space, iMet)",
+    "topk": "the k most likely classes, best first (Humpback Whale Identification)",
+}
+
+
+def natural_key(s: str):
+    """'img10' after 'img9'; all-numeric labels sort as numbers ('2' < '10'), ties by the string."""
+    parts = re.split(r"(\d+)", s)
+    return tuple((0, int(p), p) if p.isdigit() else (1, 0, p) for p in parts if p), s
+
+
+def summarize(items: list[str]) -> str:
+    more = f" ... and {len(items) - SHOW} more" if len(items) > SHOW else ""
+    return "; ".join(items[:SHOW]) + more
+
+
+def label_columns(train_csv: pd.DataFrame, sample: pd.DataFrame | None, id_col: str, label_col: str,
+                   path: Path) -> list[str]:
+    """train.csv's label column (one name), or its 0/1 class columns (several)."""
+    others = [c for c in train_csv.columns if c != id_col]
+    if label_col or (sample is not None and sample.shape[1] == 2):
+        label_col = label_col or sample.columns[1]
+        if label_col not in train_csv.columns:
+            raise ValueError(f"{path}: missing column(s) {[label_col]} (has {list(train_csv.columns)}); "
+                             "set id_col= and label_col= to the right names")
+        return [label_col]
+    if sample is not None:  # one column per class: those of train.csv are 0/1 class columns, or one holds the label
+        shared = [c for c in sample.columns[1:] if c in train_csv.columns]
+        if shared:
+            return shared
+    if len(others) == 1:
+        return others
+    if len(others) >= 2 and all(train_csv[c].isin(["0", "1"]).all() for c in others):
+        return others
+    raise ValueError(f"{path}: cannot tell which column holds the labels among {others}; set label_col=")
+
+
+def train_labels(train_csv: pd.DataFrame, columns: list[str], task: str, path: Path) -> tuple[list[str], str]:
+    """(one label string per row, task): tags joined by TAG_SEP for multi-label."""
+    if len(columns) > 1:  # 0/1 class columns
+        bad = [c for c in columns if not train_csv[c].isin(["0", "1"]).all()]
+        if bad:
+            raise ValueError(f"{path}: class column(s) {summarize(bad)} hold values other than 0 and 1; set label_col= "
+                             "to the one label column")
+        if any(TAG_SEP in c for c in columns):
+            raise ValueError(f"{path}: class names may not contain {TAG_SEP!r}: {summarize(columns)}")
+        hot = train_csv[columns].to_numpy() == "1"
+        task = task if task != "auto" else "single" if (hot.sum(1) == 1).all() else "multilabel"
+        if task == "single" and (hot.sum(1) != 1).any():
+            rows = [str(i + 2) for i in np.flatnonzero(hot.sum(1) != 1)]
+            raise ValueError(f"{path}: task=single needs exactly one 1 per row; line(s) {summarize(rows)} differ")
+        return [TAG_SEP.join(c for c, on in zip(columns, row) if on) for row in hot], task
+    values = train_csv[columns[0]]
+    tags = values.str.split()
+    task = task if task != "auto" else tags_or_names(values, path)
+    if task == "single":
+        return list(values), task
+    return [TAG_SEP.join(t) for t in tags], task
+
+
+def tags_or_names(values: pd.Series, path: Path) -> str:
+    """task=auto on a label column: multilabel where its values are sets of space-separated tags, single where
+    each value is one whole class name, spaces and all ("Common Chickweed", "Loose Silky-bent").
+
+    Tags show themselves by combining: some row's tags are a part of another row's ("clear primary" beside
+    "clear primary water"), or there are more distinct values than distinct words (17 tags make hundreds of
+    sets). Class names that hold spaces do neither: each value is one of a fixed set of whole strings.
+    """
+    sets = {frozenset(v.split()) for v in values.unique()}
+    spaced = [s for s in sets if len(s) > 1]
+    if not spaced:
+        return "single"
+    words = set().union(*sets)
+    if len(sets) > len(words) or any(t < s for s in spaced for t in sets):
+        return "multilabel"
+    names = sorted(v for v in values.unique() if len(v.split()) > 1)
+    log.info("%s: labels with spaces read as whole class names (%s); task=multilabel reads them as space-separated "
+             "tags", path, summarize(names))
+    return "single"
+
+
+def classes_of(labels: list[str], task: str, columns: list[str]) -> tuple[str, ...]:
+    if len(columns) > 1:
+        return tuple(sorted(columns, key=natural_key))
+    found = {t for v in labels for t in (v.split(TAG_SEP) if task == "multilabel" else [v]) if t}
+    return tuple(sorted(found, key=natural_key))
+
+
+def submission_format(sample: pd.DataFrame | None, classes: tuple[str, ...], task: str, submission: str, top_k: int,
+            header: tuple[str, ...], path: Path) -> tuple[str, tuple[str, ...], int]:
+    """(submission format, header, k): from the sample's shape and values, or the submission= key."""
+    fmt = submission if submission != "auto" else detect_format(sample, classes, task, header, path)
+    if fmt == "probs" and sample is not None and sample.shape[1] > 2:
+        header = tuple(sample.columns)
+    elif fmt == "probs":
+        header = (header[0], *classes)
+    else:
+        header = header[:2]
+    if fmt == "prob" and (task != "single" or len(classes) != 2):
+        raise ValueError(f"submission=prob needs a single-label task with two classes; this one is {task} with "
+                         f"{len(classes)}: set submission= to one of {', '.join(FORMATS)}")
+    if fmt == "tags" and task != "multilabel" or fmt == "topk" and task != "single":
+        raise ValueError(f"submission={fmt} does not fit a {task} task; set task= or submission=")
+    spaced = [c for c in classes if any(ch.isspace() for ch in c)]
+    if fmt in ("tags", "topk") and spaced:  # they would read back as two classes
+        fix = ("submission=label (the one class a row that the sample's column holds)"
+               if task == "single" and (sample is None or sample.shape[1] == 2) else "submission=probs")
+        raise ValueError(f"submission={fmt} separates classes by spaces, and {summarize(spaced)} hold spaces; set "
+                         f"{fix}")
+    k = top_k or (max(len(v.split()) for v in sample.iloc[:, 1]) if sample is not None and fmt == "topk" else 5)
+    return fmt, header, (k if fmt == "topk" else 0)
+
+
+def detect_format(sample: pd.DataFrame | None, classes: tuple[str, ...], task: str, header: tuple[str, ...],
+                   path: Path) -> str:
+    if sample is None:
+        return "label" if task == "single" else "tags"
+    if sample.shape[1] > 2:
+        missing = summarize(sorted(set(classes) - set(sample.columns[1:]))) or "none"
+        extra = summarize(sorted(set(sample.columns[1:]) - set(classes))) or "none"
+        if missing != "none" or extra != "none":
+            raise ValueError(f"{path}: its columns are not the classes of train.csv (missing {missing}; not classes "
+                             f"{extra}); check the data, or set submission=")
+        return "probs"
+    values = sample.iloc[:, 1]
+    if task == "multilabel":
+        return "tags"
+    if (values.str.split().str.len() > 1).any() and not values.isin(classes).all():
+        return "topk"  # several classes a row; a placeholder that is one class with a space in its name is a label
+    numbers = pd.to_numeric(values, errors="coerce")
+    if len(classes) == 2 and numbers.notna().all():
+        if (numbers != numbers.round()).any():
+            return "prob"  # a placeholder like 0.5: a probability
+        if set(classes) == {"0", "1"}:
+            raise ValueError(f"{path}: its {header[1]} column holds whole numbers for a two-class task: the class "
+                             "(submission=label) or the probability of class 1 (submission=prob)? Set submission=")
+    return "label"
