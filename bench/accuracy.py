@@ -29,14 +29,13 @@ from sklearn.datasets import load_digits
 from sklearn.metrics import accuracy_score
 from sklearn.model_selection import train_test_split
 
-from kit.predict import blend
-from kit.data import folds
-from kit.jobs import pipeline
-from kit.predict import predict
-from kit.train import loop as train
 from kit.config import PRESETS, load_config
-from kit.train.experiment import Experiment
+from kit.data import folds
 from kit.io import load_npz
+from kit.jobs import pipeline
+from kit.predict import blend, predict
+from kit.train import loop as train
+from kit.train.experiment import Experiment
 
 SIDE = 32
 # the demo presets' models; mixup 0.2 and lr 0.05, as the chance alarm advised on this noisier task

@@ -21,7 +21,6 @@ from bench.common import rate
 from kit.data.loaders import ImageDataset, load_resized, train_transform
 
 
-
 def make_jpegs(folder: Path, size: tuple[int, int], n: int) -> list[str]:
     """Photo-like JPEGs: smooth gradients plus texture, quality 90."""
     rng = np.random.default_rng(0)

@@ -26,12 +26,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kit.data import folds
 from kit.board import leaderboard
+from kit.config import PRESETS, load_config, parse_overrides
+from kit.data import folds
+from kit.data.synth import MATRIX, write_photo_regions, write_synthetic
 from kit.predict import predict
 from kit.train import loop as train
-from kit.config import PRESETS, load_config, parse_overrides
-from kit.data.synth import MATRIX, write_photo_regions, write_synthetic
 
 DATASETS = {
     **{name: shape for name, (shape, _) in MATRIX.items()},

@@ -20,12 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from kit.data import folds
 from kit.board import leaderboard
+from kit.config import PRESETS, load_config
+from kit.data import folds
+from kit.data.synth import SHAPES, write_competition
 from kit.predict import predict
 from kit.train import loop as train
-from kit.config import PRESETS, load_config
-from kit.data.synth import SHAPES, write_competition
 
 SIZE = dict(classes=6, per_class=30, n_test=120, side=64)
 HARD = dict(classes=40, per_class=10, n_test=200, side=32)  # the temperature's test: a task with mistakes left

@@ -147,8 +147,8 @@ def tta_speed() -> dict:
 
     from kit.model import create_model
     from kit.predict.inference import BatchedTTA
-    from kit.tta import transforms as tta_transforms
     from kit.runtime import autocast
+    from kit.tta import transforms as tta_transforms
     device = torch.device("cuda")
     model = create_model("resnest50d", "spinal", 100).to(device).eval()
     x = torch.randn(64, 3, 448, 448, device=device)

@@ -10,8 +10,8 @@ import ttach
 from bench.common import rate
 from kit.model import create_model
 from kit.predict.inference import BatchedTTA
-from kit.tta import transforms as tta_transforms
 from kit.runtime import autocast, pick_device
+from kit.tta import transforms as tta_transforms
 
 
 def run(size: str) -> list[dict]:

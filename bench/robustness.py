@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from kit.data import folds
 from kit.board import leaderboard
+from kit.config import PRESETS, load_config
+from kit.data import folds
+from kit.data.synth import MATRIX, write_synthetic
+from kit.metrics import chance_top1
 from kit.predict import predict
 from kit.train import loop as train
-from kit.config import PRESETS, load_config
-from kit.metrics import chance_top1
-from kit.data.synth import MATRIX, write_synthetic
 
 
 def _one(name: str, shape: dict, overrides: dict, tmp: Path) -> dict:

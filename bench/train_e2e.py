@@ -17,9 +17,9 @@ from timm.loss import SoftTargetCrossEntropy
 from bench.common import rate, train_step
 from bench.data_pipeline import make_jpegs
 from kit.data.loaders import ImageDataset, train_loader, train_transform
+from kit.engine import train_one_epoch
 from kit.model import create_model
 from kit.runtime import autocast, grad_scaler, pick_device
-from kit.engine import train_one_epoch
 
 
 def _ceiling_step(model, opt, loader, mix, criterion, amp_ctx, scaler, device):

@@ -12,11 +12,12 @@ import pytest
 import torch
 
 from conftest import tiny_cfg, write_folder_data, write_mirror_data
-from kit.train import flip, plan
+from kit.config import PRESETS, load_config
 from kit.data import folds
 from kit.predict import predict
+from kit.train import flip
 from kit.train import loop as train
-from kit.config import PRESETS, load_config
+from kit.train import plan
 
 
 @pytest.fixture(scope="module")

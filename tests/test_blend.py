@@ -9,13 +9,12 @@ from scipy.special import softmax
 from sklearn.metrics import accuracy_score
 
 from conftest import exp_dir, tiny_cfg
-from kit.predict import blend
 from kit.data import folds
-from kit.predict import predict
-from kit.train import loop as train
-from kit.jobs.cli import main
-from kit.train.experiment import Experiment
 from kit.io import load_npz
+from kit.jobs.cli import main
+from kit.predict import blend, predict
+from kit.train import loop as train
+from kit.train.experiment import Experiment
 
 
 def _onehot(pred, classes=3, sure=0.9):

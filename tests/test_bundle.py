@@ -7,11 +7,10 @@ import pandas as pd
 import pytest
 
 from conftest import make_image, tiny_cfg, write_csv_data
-from kit.predict import bundle
 from kit.data import folds
-from kit.predict import predict
-from kit.train import loop as train
 from kit.jobs.cli import main
+from kit.predict import bundle, predict
+from kit.train import loop as train
 
 QUICK = dict(stage1_epochs=2, stage2_epochs=0, n_folds=2, tta=["hflip"])
 

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from conftest import tiny_cfg
-from kit.jobs import cluster
 from kit.data import folds
+from kit.jobs import cluster
 from kit.predict import predict
 from kit.train import loop as train
 

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from conftest import write_folder_data
-from kit.data import folds
 from kit.config import PRESETS, load_config
+from kit.data import folds
 
 pytestmark = pytest.mark.slow
 ARGS = ["backbone=test_vit", "head=linear", "head_dropout=0", "resize=160", "img_size=160", "rotate=0",

@@ -17,12 +17,12 @@ import json
 import pytest
 
 from conftest import tiny_cfg
+from kit.config import Config
 from kit.data import folds
+from kit.io import load_npz
 from kit.predict import predict
 from kit.train import loop as train
-from kit.config import Config
 from kit.train.experiment import Experiment
-from kit.io import load_npz
 
 pytestmark = pytest.mark.slow
 

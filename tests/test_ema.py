@@ -5,13 +5,13 @@ import pandas as pd
 import pytest
 import torch
 from sklearn.metrics import accuracy_score
+from test_train import _assert_same_run, _fold_result, ref_and_interrupted
 
 from conftest import exp_dir, tiny_cfg, write_folder_data
 from kit.data import folds
-from kit.train import loop as train
 from kit.io import load_npz
+from kit.train import loop as train
 from kit.train.progress import Progress, duration
-from test_train import _assert_same_run, _fold_result, ref_and_interrupted
 
 EMA = dict(stage1_epochs=4, stage2_epochs=2, n_folds=2, keep_checkpoints=True, ema_decay=0.99)
 

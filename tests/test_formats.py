@@ -16,12 +16,12 @@ from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 from sklearn.preprocessing import MultiLabelBinarizer
 
 from conftest import TINY
-from kit.predict import blend
 from kit.board import leaderboard
-from kit.train import loop as train
-from kit.jobs.cli import main
 from kit.config import PRESETS, load_config
 from kit.data.synth import write_competition
+from kit.jobs.cli import main
+from kit.predict import blend
+from kit.train import loop as train
 
 FAST = {**TINY, "stage1_epochs": 3, "stage2_epochs": 0, "mixup_alpha": 0.0, "stage1_lr": 0.1}
 EXPECTED = {  # shape -> (metric, the sample's columns after the id)
@@ -190,9 +190,10 @@ def test_the_metric_a_download_recorded_is_the_default(tmp_path):
 
 
 def test_a_multi_label_fold_resumed_after_a_kill_ends_as_one_that_never_stopped(tmp_path):
+    from test_train import _fold_result, ref_and_interrupted
+
     from conftest import exp_dir, tiny_cfg
     from kit.data import folds
-    from test_train import _fold_result, ref_and_interrupted
     data = write_competition(tmp_path / "d", "tags", classes=4, per_class=6, n_test=4)
     settings = {"stage1_epochs": 2, "stage2_epochs": 1, "n_folds": 2, "keep_checkpoints": True}
     ref, cut = ref_and_interrupted(tmp_path, data, settings, epochs=1)

@@ -5,10 +5,10 @@ import ttach
 
 from conftest import exp_dir, tiny_cfg
 from kit.data import folds
-from kit.predict import predict
-from kit.train import loop as train
-from kit.predict.inference import BatchedTTA
 from kit.model import create_model
+from kit.predict import predict
+from kit.predict.inference import BatchedTTA
+from kit.train import loop as train
 from kit.tta import transforms as tta_transforms
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

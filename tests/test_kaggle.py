@@ -16,8 +16,7 @@ import pytest
 
 import kaggle_server
 from conftest import tiny_cfg
-from kit.board import kaggle
-from kit.board import leaderboard
+from kit.board import kaggle, leaderboard
 from kit.jobs.cli import main
 
 pytestmark = pytest.mark.slow  # each CLI call starts a Python process (~2 s)

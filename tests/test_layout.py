@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 
 from conftest import make_image
-from kit.io import load_rgb
 from kit.data.layout import natural_key, scan
+from kit.io import load_rgb
 
 
 def test_folder_layout(folder_data):

@@ -15,14 +15,14 @@ import pytest
 import torch
 
 from conftest import exp_dir, tiny_cfg, write_folder_data
-from kit.data import folds
 from kit.board import leaderboard
-from kit.predict import predict
-from kit.train import stopping
-from kit.train import loop as train
 from kit.config import PRESETS, load_config
+from kit.data import folds
 from kit.data.loaders import eval_transform
 from kit.data.synth import MATRIX, write_synthetic
+from kit.predict import predict
+from kit.train import loop as train
+from kit.train import stopping
 
 
 @pytest.fixture(scope="module")

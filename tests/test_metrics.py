@@ -5,8 +5,7 @@ import pytest
 from sklearn.metrics import (accuracy_score, balanced_accuracy_score, cohen_kappa_score, f1_score, fbeta_score,
                              log_loss, roc_auc_score)
 
-from kit.board import calibrate
-from kit.board import leaderboard
+from kit.board import calibrate, leaderboard
 from kit.metrics import METRICS, chance, get, map_at_k, resolve
 
 
@@ -153,6 +152,7 @@ def test_balanced_sampler_draws_every_class_equally_often():
 
 def test_balanced_class_weights_weigh_rare_classes_more():
     import torch
+
     from kit.engine import criterion
     loss = criterion(np.array([0] * 9 + [1]), 2, "balanced")
     assert loss.weight[1] / loss.weight[0] == pytest.approx(9), "n / (classes x count)"
@@ -163,9 +163,9 @@ def test_balanced_class_weights_weigh_rare_classes_more():
 
 def test_multi_label_pseudo_labels_take_only_images_sure_of_every_tag(tmp_path):
     from kit.config import Config
-    from kit.train.experiment import Experiment
-    from kit.io import save_npz
     from kit.data.layout import Layout
+    from kit.io import save_npz
+    from kit.train.experiment import Experiment
     from kit.train.pseudo import select
     test = pd.DataFrame({"id": ["a", "b", "c"], "path": ["test/a.png", "test/b.png", "test/c.png"]})
     layout = Layout(tmp_path, "csv", ("x", "y"), pd.DataFrame(), test, ("id", "tags"), "multilabel", "tags")

@@ -13,18 +13,16 @@ import ttach
 from sklearn.metrics import accuracy_score
 
 from conftest import exp_dir, make_image, tiny_cfg, write_mirror_data
-from kit.predict import ensemble
-from kit.data import folds
-from kit.board import formats
-from kit.board import leaderboard
-from kit.predict import predict
-from kit.train import loop as train
-from kit.jobs.cli import main
+from kit.board import formats, leaderboard
 from kit.config import save_config
-from kit.io import load_npz
-from kit.tta import transforms as tta_transforms
+from kit.data import folds
 from kit.data.layout import scan
+from kit.io import load_npz
+from kit.jobs.cli import main
 from kit.model import create_model
+from kit.predict import ensemble, predict
+from kit.train import loop as train
+from kit.tta import transforms as tta_transforms
 
 QUICK = dict(stage1_epochs=2, stage2_epochs=1, n_folds=2)
 

@@ -6,17 +6,17 @@ import hashlib
 import json
 import logging
 
+import killtest
 import pandas as pd
 import pytest
 import torch
+from test_train import _assert_same_run, _fold_result, ref_and_interrupted
 
-import killtest
 from conftest import exp_dir, tiny_cfg, write_folder_data
+from kit.config import shaping
 from kit.data import folds
 from kit.predict import predict
 from kit.train import loop as train
-from kit.config import shaping
-from test_train import _assert_same_run, _fold_result, ref_and_interrupted
 
 EASY = dict(stage1_epochs=4, stage2_epochs=2, n_folds=2)
 

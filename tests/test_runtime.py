@@ -11,11 +11,11 @@ import torch
 import ttach
 
 from conftest import exp_dir, tiny_cfg, train_interrupted, write_folder_data
-from kit.data import folds
 from kit import runtime
-from kit.train import loop as train
+from kit.data import folds
 from kit.model import create_model
 from kit.predict.inference import BatchedTTA
+from kit.train import loop as train
 from kit.tta import transforms as tta_transforms
 
 

@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from conftest import exp_dir, make_image
+from kit.config import PRESETS, load_config
 from kit.data import folds
+from kit.io import load_npz
 from kit.predict import predict
 from kit.train import loop as train
-from kit.config import PRESETS, load_config
-from kit.io import load_npz
 
 pytestmark = pytest.mark.slow
 SMALL_RUN = dict(pretrained=False, n_folds=2, stage1_epochs=1, stage2_epochs=1, max_epoch_steps=1, batch_size=2,

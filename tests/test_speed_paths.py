@@ -10,11 +10,11 @@ import ttach
 from conftest import make_image
 from kit.config import Config
 from kit.data.loaders import (ImageDataset, cache_step, dataset_of, eval_transform, eval_transform_of, train_transform,
-                      train_transform_of)
+                              train_transform_of)
+from kit.data.synth import write_synthetic
 from kit.model import create_model
 from kit.predict.inference import BatchedTTA
 from kit.tta import transforms as tta_transforms
-from kit.data.synth import write_synthetic
 
 
 @pytest.mark.parametrize("views", [("hflip",), ("hflip", "vflip"), ("hflip", "scales"), ("five_crops",)])

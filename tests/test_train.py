@@ -14,8 +14,8 @@ from sklearn.metrics import accuracy_score
 
 from conftest import exp_dir, tiny_cfg, train_interrupted, write_folder_data
 from kit.data import folds
-from kit.train import loop as train
 from kit.io import load_npz
+from kit.train import loop as train
 
 EASY = dict(stage1_epochs=5, stage2_epochs=3, n_folds=2, keep_checkpoints=True)
 
@@ -154,6 +154,7 @@ class _Overflows(torch.nn.Module):
 
 def _epoch(model, scaled: bool, steps: int = 6):
     from timm.loss import SoftTargetCrossEntropy
+
     from kit.engine import train_one_epoch
     from kit.runtime import autocast
     torch.manual_seed(0)
@@ -326,9 +327,9 @@ def test_pretrained_file_is_its_content_not_its_path(tmp_path, easy_data):
     import timm
     from safetensors.torch import save_file
 
+    from kit.engine import load_checkpoint
     from kit.predict import predict
     from kit.train.experiment import Experiment
-    from kit.engine import load_checkpoint
 
     ref = timm.create_model("test_resnet", pretrained=False, num_classes=0)
     weights = {k: v.contiguous() for k, v in ref.state_dict().items()}

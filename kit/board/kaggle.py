@@ -25,7 +25,6 @@ from pathlib import Path
 
 import pandas as pd
 
-
 log = logging.getLogger(__name__)
 PAGE_SIZE = 200  # the CLI's maximum; it does not expose later pages (Kaggle/kaggle-cli#166)
 TIMEOUT_S = 600

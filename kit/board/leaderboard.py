@@ -26,15 +26,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit.data import folds
-from kit.board import formats
 from kit import report
+from kit.board import formats
 from kit.config import Config
-from kit.train.experiment import Experiment
-from kit.io import atomic_write_text, locked, sha256_file
-from kit.tta import tag
+from kit.data import folds
 from kit.data.layout import TAG_SEP, Layout, summarize
+from kit.io import atomic_write_text, locked, sha256_file
 from kit.metrics import Metric, get
+from kit.train.experiment import Experiment
+from kit.tta import tag
 
 log = logging.getLogger(__name__)
 COLUMNS = ["file", "run", "experiments", "backbone", "head", "folds", "tta", "merge", "image_size", "epochs", "metric",

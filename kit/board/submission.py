@@ -17,13 +17,11 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-
-from kit.board import formats
-from kit.board import leaderboard
-from kit.config import Config, shaping, shaping_key
+from kit.board import formats, leaderboard
 from kit.board.result import Result
-from kit.train.experiment import Experiment
+from kit.config import Config, shaping, shaping_key
 from kit.io import atomic_path, atomic_write_bytes, atomic_write_text, locked
+from kit.train.experiment import Experiment
 
 
 def _git() -> dict:

@@ -13,8 +13,8 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from kit.data import folds as folds_command
 from kit.config import Config
+from kit.data import folds as folds_command
 from kit.data.loaders import cache_step, eval_transform_of, load_resized, train_transform_of
 from kit.runtime import num_workers
 

@@ -21,8 +21,8 @@ from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 from sklearn.model_selection import StratifiedKFold
 
 from kit.config import Config, changed, shaping
-from kit.io import atomic_write_text
 from kit.data.layout import Layout, describe_bad, find_bad_images, natural_key, scan, summarize
+from kit.io import atomic_write_text
 from kit.metrics import Metric, resolve
 
 log = logging.getLogger(__name__)

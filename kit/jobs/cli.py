@@ -28,7 +28,6 @@ from pathlib import Path
 from kit.jobs import commands
 
 
-
 @dataclass(frozen=True)
 class Command:
     """One `kit` command: what it does, and the call that does it (modules are imported only when it runs)."""

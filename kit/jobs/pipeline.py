@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kit.config import Config
 from kit.data import folds
 from kit.predict import predict
-from kit.train import pseudo
 from kit.train import loop as train
-from kit.config import Config
+from kit.train import pseudo
 
 
 def run(cfgs: list[Config], only: list[int] | None = None, shard: tuple[int, int] | None = None,

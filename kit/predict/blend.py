@@ -24,13 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from kit.predict import ensemble as ens
-from kit.board import leaderboard
-from kit.predict import predict
-from kit.board import submission
+from kit.board import leaderboard, submission
 from kit.config import Config
-from kit.predict.inference import start
 from kit.metrics import METRICS, Metric, cv_score
+from kit.predict import ensemble as ens
+from kit.predict import predict
+from kit.predict.inference import start
 
 log = logging.getLogger(__name__)
 

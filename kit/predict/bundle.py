@@ -23,17 +23,15 @@ import zipfile
 from pathlib import Path
 
 from kit import __version__
-from kit.predict import ensemble as ens
-from kit.board import calibrate
-from kit.board import formats
-from kit.predict import predict
-from kit.board import submission
+from kit.board import calibrate, formats, submission
 from kit.config import Config, check_known, shapes, to_dict, upgrade
-from kit.train.experiment import Experiment, fold_name
-from kit.predict.inference import fold_logits, start
-from kit.io import atomic_path, atomic_write_bytes, check_writable, sha256_file
 from kit.data.layout import scan_test, summarize
+from kit.io import atomic_path, atomic_write_bytes, check_writable, sha256_file
 from kit.metrics import probs_of
+from kit.predict import ensemble as ens
+from kit.predict import predict
+from kit.predict.inference import fold_logits, start
+from kit.train.experiment import Experiment, fold_name
 
 log = logging.getLogger(__name__)
 FORMAT = 2  # bundle.json's schema version (2: the layout's task and submission format, the post-processing)

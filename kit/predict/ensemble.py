@@ -16,10 +16,10 @@ from sklearn.metrics import accuracy_score
 from kit.board import calibrate
 from kit.board.result import Result
 from kit.config import Config
-from kit.train.experiment import Experiment
-from kit.io import load_npz, sha256_file
 from kit.data.layout import Layout
+from kit.io import load_npz, sha256_file
 from kit.metrics import Metric, cv_score, fold_scores, probs_of, topk
+from kit.train.experiment import Experiment
 
 
 def scored(r: Result) -> Result:

@@ -17,9 +17,9 @@ import ttach
 from torch import nn
 
 from kit.config import Config, changed
+from kit.data.layout import summarize
 from kit.data.loaders import dataset_of, eval_loader, eval_transform_of
 from kit.engine import load_checkpoint, predict_logits
-from kit.data.layout import summarize
 from kit.model import from_config
 from kit.runtime import autocast, describe, num_workers, pick_device
 from kit.tta import transforms as tta_transforms

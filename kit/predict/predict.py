@@ -21,18 +21,18 @@ from pathlib import Path
 
 import numpy as np
 
-from kit.predict import ensemble as ens
-from kit.data import folds as folds_command
-from kit.board import leaderboard
-from kit.board import submission
+from kit.board import leaderboard, submission
 from kit.config import Config, shaping
-from kit.train.experiment import Experiment, FoldFiles
-from kit.predict.inference import fold_logits, start
-from kit.io import load_npz, save_npz, sha256_file
+from kit.data import folds as folds_command
 from kit.data.layout import Layout, describe_bad, find_bad_images
+from kit.io import load_npz, save_npz, sha256_file
 from kit.metrics import probs_of
-from kit.tta import AUTO_TTA, tag, untag
+from kit.predict import ensemble as ens
+from kit.predict.inference import fold_logits, start
+from kit.train.experiment import Experiment, FoldFiles
+from kit.tta import AUTO_TTA, tag
 from kit.tta import transforms as tta_transforms
+from kit.tta import untag
 
 log = logging.getLogger(__name__)
 

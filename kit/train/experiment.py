@@ -25,13 +25,13 @@ import pandas as pd
 import yaml
 from sklearn.metrics import accuracy_score
 
-from kit.train import alarm
 from kit import report
-from kit.train.alarm import stage1_at_chance
 from kit.config import changed
-from kit.io import atomic_write_text, load_npz
 from kit.data.layout import Layout
+from kit.io import atomic_write_text, load_npz
 from kit.metrics import Metric, cv_score, decide, probs_of, topk
+from kit.train import alarm
+from kit.train.alarm import stage1_at_chance
 
 log = logging.getLogger(__name__)
 

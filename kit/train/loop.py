@@ -30,9 +30,7 @@ from kit.claim import claim
 from kit.config import Config, record, save_config
 from kit.data import folds as folds_command
 from kit.data.folds import Folds
-from kit.engine import (epoch_steps, load_checkpoint, save_checkpoint, train_one_epoch,
-                        validate)
-
+from kit.engine import epoch_steps, load_checkpoint, save_checkpoint, train_one_epoch, validate
 from kit.metrics import Metric
 from kit.runtime import (Dist, barrier, describe, from_main, mean_over_ranks, num_workers, pick_device,
                          setup_distributed, sync_batchnorm)
