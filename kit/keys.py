@@ -79,9 +79,18 @@ class DataKeys:
     rare_classes: Literal["error", "train_only"] = _key(
         "error", "classes with fewer images than n_folds: fail, or always train on them", "split")
     skip_bad_images: bool = _key(False, "skip unreadable images with a warning instead of failing", "split")
-    id_col: Str = _key("", "Kaggle CSV layout: id column of train.csv (default: from sample_submission.csv)", "split")
+    id_col: Str = _key("", "the label file's id column (default: the sample's first column, else the one whose "
+                           "values name images)", "split")
     label_col: Str = _key(
-        "", "Kaggle CSV layout: label column of train.csv (default: from sample_submission.csv)", "split")
+        "", "the label file's label column (default: the column(s) the sample asks for)", "split")
+    train_csv: Str = _key("", "the label file, relative to data (default: the CSV whose ids name training images; "
+                              "docs/DATA.md)", "split")
+    sample_csv: Str = _key("", "the sample submission, relative to data (default: the CSV named like "
+                               "sample_submission)", "split")
+    images: Str = _key("", "the folder under data that holds the images (default: every folder; where two images "
+                           "share an id)", "split")
+    group: Str = _key("auto", "a label-file column whose values (patients) each stay in one fold; auto = a column "
+                              "named like patient_id whose values repeat; none = no grouping", "split")
     task: Literal["auto", "single", "multilabel"] = _key(
         "auto", "single: one class per image; multilabel: any number of tags per image; auto = from train.csv "
                 "(space-separated tags, or 0/1 class columns with more or less than one 1 in a row)", "split")

@@ -17,6 +17,7 @@ import pytest
 import kaggle_server
 from conftest import tiny_cfg
 from kit.board import kaggle, leaderboard
+from kit.data import unpack
 from kit.jobs.cli import main
 
 pytestmark = pytest.mark.slow  # each CLI call starts a Python process (~2 s)
@@ -244,7 +245,7 @@ def test_zip_slip_is_refused(tmp_path):
         z.writestr("ok.txt", "fine")
         z.writestr("../../escaped.txt", "bad")
     with pytest.raises(ValueError, match="outside"):
-        kaggle.safe_extract(evil, tmp_path / "dest")
+        unpack.unpack(evil)
     assert not (tmp_path / "escaped.txt").exists() and not os.path.exists(tmp_path.parent / "escaped.txt")
 
 

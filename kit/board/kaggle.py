@@ -1,6 +1,6 @@
 """Kaggle through its own CLI: download data, submit a file, read the scores of submissions.
 
-    python -m kit download --comp SLUG      # kaggle competitions download SLUG -p data/SLUG, then a safe unzip
+    python -m kit download --comp SLUG      # kaggle competitions download SLUG -p data/SLUG, every archive unpacked
     python -m kit submit --comp SLUG        # kaggle competitions submit SLUG -f FILE -m "<exp> cv=... metric=... folds=... sha=..."
     python -m kit leaderboard --comp SLUG   # kaggle competitions submissions SLUG --csv --page-size 200
 
@@ -20,10 +20,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
 import pandas as pd
+
+from kit.data import unpack
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 200  # the CLI's maximum; it does not expose later pages (Kaggle/kaggle-cli#166)
@@ -164,18 +165,6 @@ def evaluation_metric(comp: str) -> str:
     return next((metric or "" for ref, metric in rows if ref.rstrip("/").rsplit("/", 1)[-1] == comp), "")
 
 
-def safe_extract(archive: Path, dest: Path) -> None:
-    """Unzip without letting any member (absolute path, '..', symlink) land outside dest."""
-    root = dest.resolve()
-    with zipfile.ZipFile(archive) as z:
-        for info in z.infolist():
-            target = (dest / info.filename).resolve()
-            is_link = (info.external_attr >> 16) & 0o170000 == 0o120000
-            if is_link or not target.is_relative_to(root):
-                raise ValueError(f"{archive}: member {info.filename!r} would land outside {dest}; not extracted")
-        z.extractall(dest)
-
-
 def _record_metric(comp: str, folder: Path) -> None:
     """competition.json beside the data: the metric Kaggle ranks by, and the kit's name for it (metric=auto uses it)."""
     from kit.metrics import from_kaggle
@@ -192,22 +181,22 @@ def _record_metric(comp: str, folder: Path) -> None:
 
 
 def download(comp: str, out_root: str | Path = "data") -> Path:
-    """Download and unzip a competition's files into data/<slug>/ (built beside it, then renamed)."""
+    """Download a competition's files into data/<slug>/ (built beside it, then renamed), every archive in them
+    unpacked (kit/data/unpack.py); a folder already there only has its archives still packed unpacked."""
     if not comp:
         raise ValueError("no competition: pass COMP=slug (make) or --comp slug")
     out = Path(out_root) / comp
     if out.is_dir() and any(out.iterdir()):
+        unpack.unpack_all(out)
         log.info("%s already has the data of %s", out, comp)
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{comp}."))
     try:
-        # no --unzip: the CLI's own extraction doesn't check member paths; safe_extract does
+        # no --unzip: the CLI's own extraction checks neither member paths nor sizes; unpack_all does
         run_cli(["competitions", "download", comp, "-p", str(tmp), "-q"], "download")
         _record_metric(comp, tmp)
-        for archive in sorted(tmp.glob("*.zip")):
-            safe_extract(archive, tmp)
-            archive.unlink()
+        unpack.unpack_all(tmp)
         if out.exists():
             out.rmdir()
         tmp.rename(out)

@@ -110,7 +110,8 @@ def write(r: Result) -> Path:
              **({"tta_auto": r.tta_choice} if r.tta_choice else {}),
              **({"plan": plan} if (plan := plans(r.cfgs, r.fingerprint)) else {}),
              **({"stage1_lr_auto": found} if (found := _decided(plan, "stage1_lr")) else {}),
-             **({"hflip_auto": found} if (found := _decided(plan, "hflip")) else {})}
+             **({"hflip_auto": found} if (found := _decided(plan, "hflip")) else {}),
+             **({"grouped_by": r.layout.group} if r.layout.group else {})}
     path, number = save(data, r.name, Path(cfg.submissions_dir), run_record(r.cfgs, r.checkpoints, r.folds, r.cv, **extra),
                         cfg.zip)
     leaderboard.record(leaderboard.path_of(cfg), r, path, number)

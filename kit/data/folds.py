@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from kit.config import Config, changed, shaping
 from kit.data.layout import Layout, describe_bad, find_bad_images, natural_key, scan, summarize
@@ -71,16 +71,39 @@ def remove(work_dir: str | Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def stratify(labels, n_folds: int, seed: int) -> np.ndarray:
+def stratify(labels, n_folds: int, seed: int, groups=None) -> np.ndarray:
     """Fold index per row, stratified by label: (N,) labels (every class needs at least n_folds rows), or
-    (N, classes) 0/1 multi-label rows, split by iterative stratification (Sechidis et al., 2011)."""
+    (N, classes) 0/1 multi-label rows, split by iterative stratification (Sechidis et al., 2011). With groups
+    (a patient per row), every group's rows fall in one fold: StratifiedGroupKFold, or for multi-label the
+    iterative split of the groups, each group's row its images' tags together."""
     # shuffled + seeded: the same data and seed give the same folds, byte for byte
+    if groups is not None:
+        return _grouped(labels, n_folds, seed, np.asarray(groups))
     if np.ndim(labels) == 2:
         skf = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     else:
         skf = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     fold = np.full(len(labels), -1, dtype=np.int64)  # -1: never validated (train_only, holdout)
     for k, (_, val_idx) in enumerate(skf.split(np.zeros(len(labels)), labels)):
+        fold[val_idx] = k
+    return fold
+
+
+def _grouped(labels, n_folds: int, seed: int, groups: np.ndarray) -> np.ndarray:
+    names, group_of = np.unique(groups, return_inverse=True)
+    if len(names) < n_folds:
+        raise ValueError(f"{len(names)} group(s) for n_folds={n_folds}: every fold needs a group of its own; use fewer "
+                         "folds (n_folds=...) or group=none")
+    fold = np.full(len(groups), -1, dtype=np.int64)
+    if np.ndim(labels) == 2:
+        per_group = np.zeros((len(names), labels.shape[1]), dtype=np.int64)
+        np.maximum.at(per_group, group_of, np.asarray(labels))
+        skf = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        for k, (_, val_idx) in enumerate(skf.split(np.zeros(len(names)), per_group)):
+            fold[np.isin(group_of, val_idx)] = k
+        return fold
+    sgkf = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    for k, (_, val_idx) in enumerate(sgkf.split(np.zeros(len(labels)), np.asarray(labels), group_of)):
         fold[val_idx] = k
     return fold
 
@@ -128,13 +151,19 @@ def _meta(layout: Layout, cfg: Config, train: pd.DataFrame) -> dict:
         "data": str(layout.root), "layout": layout.kind, "fingerprint": layout.fingerprint(),
         "n_folds": cfg.n_folds, "classes": list(layout.classes), "n_images": len(train),
         "task": layout.task, "submission": layout.submission, "header": list(layout.header),
+        **({"group": layout.group, "n_groups": int(train["group"].nunique())} if layout.group else {}),
         "config": shaping(cfg, "split"),  # every key that shapes the split (config.SHAPES), and nothing else
     }
 
 
 def scan_data(cfg: Config) -> Layout:
     """The data folder cfg names, with the task and submission format its keys ask for (or the data shows)."""
-    return scan(cfg.data, cfg.id_col, cfg.label_col, cfg.task, cfg.submission, cfg.top_k)
+    return scan(cfg.data, cfg.id_col, cfg.label_col, cfg.task, cfg.submission, cfg.top_k, **layout_keys(cfg))
+
+
+def layout_keys(cfg: Config) -> dict:
+    """The keys that pick between two readings of a data folder (kit/data/discover.py), for scan and scan_test."""
+    return {"train_csv": cfg.train_csv, "images": cfg.images, "group": cfg.group, "sample_csv": cfg.sample_csv}
 
 
 def run(cfgs: list[Config]) -> list[Path]:
@@ -148,6 +177,8 @@ def make_folds(cfg: Config) -> Path:
     layout = scan_data(cfg)
     metric = resolve(cfg.metric, layout.task, layout.submission, layout.top_k, layout.named_metric)  # refused now
     found = f"{layout.describe()}; metric {metric.name}"
+    for line in layout.found:  # what the rules found (kit/data/discover.py), a line each
+        log.info("%s: %s", cfg.data, line)
     if out.is_file() and meta_path.is_file():
         # folds feed every checkpoint: silently re-splitting would mix folds of two splits in one ensemble
         old = json.loads(meta_path.read_text())
@@ -163,8 +194,9 @@ def make_folds(cfg: Config) -> Path:
     role = _roles(train, cfg, layout)
     fold = np.full(len(train), -1, dtype=np.int64)
     cv = train.loc[role == "cv", "label"]  # single-label: the strings, so that folds stay those of earlier versions
+    groups = train.loc[role == "cv", "group"].to_numpy() if layout.group else None
     fold[(role == "cv").to_numpy()] = stratify(cv if layout.task == "single" else layout.targets(cv), cfg.n_folds,
-                                               cfg.split_seed)
+                                               cfg.split_seed, groups)
     table = train.assign(fold=fold, role=role.to_numpy())
     atomic_write_text(out, table.to_csv(index=False, lineterminator="\n"))  # "\n": same bytes on every OS
     atomic_write_text(meta_path, json.dumps(_meta(layout, cfg, train), indent=2) + "\n")
@@ -187,6 +219,7 @@ def load(cfg: Config) -> Folds:
         raise ValueError(f"{path} was made with other split settings ({'; '.join(diff)}); use the values it was "
                          f"made with, or set work_dir= and run `make folds` to keep both splits")
     # labels stay strings ("07", "NA" and "1.0" are class names, not numbers or missing values)
-    table = pd.read_csv(path, dtype={"path": str, "label": str, "source": str, "role": str}, keep_default_na=False)
+    table = pd.read_csv(path, dtype={"path": str, "label": str, "source": str, "role": str, "group": str},
+                        keep_default_na=False)
     return Folds(table, meta, layout, resolve(cfg.metric, layout.task, layout.submission, layout.top_k,
                                               layout.named_metric))

@@ -1,16 +1,15 @@
-"""Find the images, labels and test ids in a data folder, whichever of the two layouts it uses, and the shape
-of the competition: its task and the submission it wants.
+"""The images, labels and test ids of a data folder, and the shape of the competition: its task and the
+submission it wants.
 
-Folder layout:     DATA/train/<class>/*   [DATA/val/<class>/*]   DATA/test/*
-Kaggle CSV layout: DATA/train.csv   DATA/train/   DATA/test/   DATA/sample_submission.csv
+Where the parts lie is found by kit/data/discover.py's rules (a Kaggle download as it comes, class folders
+DATA/train/<class>/, labels in file names); this module builds the Layout from them. The task and the
+submission format (FORMATS) are read from the files by kit/data/shapes.py: the keys task= and
+submission= override what is found; a sample that fits no format, or more than one, is a one-line error
+naming the key to set.
 
-The task and the submission format (FORMATS) are read from the files this module finds by
-kit/data/shapes.py: the keys task= and submission= override what is found; a sample that fits no
-format, or more than one, is a one-line error naming the key to set.
-
-Nothing here writes; DATA may be read-only. Paths are kept relative to DATA (posix), so folds.csv
-and its fingerprint do not depend on where DATA is mounted. A multi-label image's tags are kept
-in folds.csv's label column joined by TAG_SEP.
+Nothing here writes (but discover's pixel rule); DATA may be read-only. Paths are kept relative to DATA
+(posix), so folds.csv and its fingerprint do not depend on where DATA is mounted. A multi-label image's
+tags are kept in folds.csv's label column joined by TAG_SEP.
 """
 from __future__ import annotations
 
@@ -25,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kit.data.discover import (Images, find_group, find_label_file, find_sample, label_from_names, passed_over,
+                                pixels_to_images, read_csv)
 from kit.data.shapes import (FORMATS, TAG_SEP, classes_of, label_columns, natural_key, submission_format, summarize,
                              train_labels)
 from kit.io import IMAGE_EXTENSIONS, check_image, is_image_file
@@ -42,6 +43,8 @@ class Layout:
     submission: str = "label"  # one of FORMATS
     top_k: int = 0  # classes per row of a topk submission
     named_metric: str = ""  # the metric the competition ranks by, as `make download` recorded it (competition.json)
+    group: str = ""  # the label file's column whose values stay in one fold (train holds it as "group")
+    found: tuple[str, ...] = ()  # what the rules found, a line each (`kit folds` says them)
 
     def describe(self) -> str:
         """One line: the task, the classes and the submission format (what `folds` says it found)."""
@@ -64,6 +67,8 @@ class Layout:
         h = hashlib.sha256()
         for path, label, source in self.train[["path", "label", "source"]].itertuples(index=False):
             h.update(f"{path}\t{(self.root / path).stat().st_size}\t{label}\t{source}\n".encode())
+        if self.group:  # the groups shape the split: other groups, other folds
+            h.update(f"group {self.group}\t".encode() + "\t".join(self.train["group"]).encode())
         return h.hexdigest()
 
 
@@ -106,93 +111,6 @@ def _class_folders(root: Path, split: str) -> list[dict]:
     return rows
 
 
-def _flat_test(root: Path) -> pd.DataFrame:
-    folder = root / "test"
-    if not folder.is_dir():
-        return pd.DataFrame({"id": pd.Series(dtype=str), "path": pd.Series(dtype=str)})
-    images = _images_in(folder)
-    stems = pd.Series([p.stem for p in images], dtype=str)
-    dup = sorted(set(stems[stems.duplicated()]))
-    if dup:
-        raise ValueError(f"{folder}: several test images share the name(s) {summarize(dup)}; "
-                         "submission ids are file stems, so rename them")
-    return pd.DataFrame({"id": stems, "path": [p.relative_to(root).as_posix() for p in images]})
-
-
-def _scan_folder(root: Path, task: str, submission: str, top_k: int) -> Layout:
-    if task == "multilabel":
-        raise ValueError(f"{root}: class folders hold one class per image; task=multilabel needs the CSV layout "
-                         "(train.csv with space-separated tags or 0/1 class columns)")
-    rows = _class_folders(root, "train")
-    if (root / "val").is_dir():
-        rows += _class_folders(root, "val")
-    train = pd.DataFrame(rows)
-    classes = tuple(sorted(train["label"].unique(), key=natural_key))
-    fmt, header, k = submission_format(None, classes, "single", submission, top_k, ("image_name", "pred_label"), root)
-    return Layout(root, "folder", classes, train, _flat_test(root), header, "single", fmt, k)
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})") from None
-
-
-def _index_files(folder: Path) -> dict[str, Path]:
-    """Map both 'name.ext' and 'name' to each image in folder, so ids with or without extension resolve."""
-    index = {}
-    if folder.is_dir():
-        for p in _images_in(folder):
-            index.setdefault(p.stem, p)  # first file wins for a bare stem; exact names below always win
-            index[p.name] = p
-    return index
-
-
-def _resolve_ids(root: Path, folder: Path, ids: pd.Series, what: str) -> list[str]:
-    index = _index_files(folder)
-    paths, missing, outside = [], [], []
-    for i in ids:
-        p = index.get(i)
-        if p is None:
-            missing.append(i)
-        elif not _inside(root, p):
-            outside.append(f"{i} -> {p.resolve()}")
-        else:
-            paths.append(p.relative_to(root).as_posix())
-    if outside:
-        raise ValueError(f"{what}: image(s) point outside {root}: {summarize(outside)}; copy the files into {folder}")
-    if missing:
-        raise ValueError(f"{what}: {len(missing)} id(s) have no image in {folder}: {summarize(missing)}")
-    return paths
-
-
-def _scan_csv(root: Path, id_col: str, label_col: str, task: str, submission: str, top_k: int) -> Layout:
-    path = root / "train.csv"
-    train_csv = _read_csv(path)
-    sample_path = root / "sample_submission.csv"
-    sample = _read_csv(sample_path) if sample_path.is_file() else None
-    id_col = id_col or (sample.columns[0] if sample is not None else train_csv.columns[0])
-    if id_col not in train_csv.columns:
-        raise ValueError(f"{path}: missing column(s) {[id_col]} (has {list(train_csv.columns)}); "
-                         "set id_col= and label_col= to the right names")
-    columns = label_columns(train_csv, sample, id_col, label_col, path)
-    labels, task = train_labels(train_csv, columns, task, path)
-    empty = [i for i, (key, label) in enumerate(zip(train_csv[id_col], labels)) if key == "" or
-             label == "" and task == "single"]
-    if empty:
-        rows = [str(i + 2) for i in empty]  # 1-based, after the header line
-        raise ValueError(f"{path}: empty id or label in line(s) {summarize(rows)}")
-    paths = _resolve_ids(root, root / "train", train_csv[id_col], str(path))
-    _check_unique(train_csv[id_col], paths, labels, task, path)
-    train = pd.DataFrame({"path": paths, "label": labels, "source": "train"})
-    classes = classes_of(labels, task, columns)
-    test = _sample_test(root, sample, sample_path) if sample is not None else _flat_test(root)
-    fmt, header, k = submission_format(sample, classes, task, submission, top_k,
-                             (id_col, columns[0] if len(columns) == 1 else "tags"), sample_path)
-    return Layout(root, "csv", classes, train, test, header, task, fmt, k)
-
-
 def _check_unique(ids: pd.Series, paths: list[str], labels: list[str], task: str, path: Path) -> None:
     """One row per training image: an image listed twice could land in two folds, and a fold would then validate
     images its model trained on."""
@@ -212,37 +130,163 @@ def _check_unique(ids: pd.Series, paths: list[str], labels: list[str], task: str
                      "name one image once (with or without its extension), so keep one row each")
 
 
-def _sample_test(root: Path, sample: pd.DataFrame, sample_path: Path) -> pd.DataFrame:
-    """The test set as sample_submission.csv lists it: its ids, in its order, each resolved in DATA/test."""
+def _flat_test(images: Images) -> pd.DataFrame:
+    """Without a sample: the images of the folders named test* (test/, test_images/), ids their stems."""
+    paths = sorted((p for ps in images.by_name.values() for p in ps
+                    if "/" in p and p.rsplit("/", 2)[-2].lower().startswith("test")), key=natural_key)
+    stems = pd.Series([Path(p).stem for p in paths], dtype=str)
+    dup = sorted(set(stems[stems.duplicated()]))
+    if dup:
+        raise ValueError(f"{images.root}: several test images share the name(s) {summarize(dup)}; "
+                         "submission ids are file stems, so rename them")
+    return pd.DataFrame({"id": stems, "path": pd.Series(paths, dtype=str)})
+
+
+def _sample_test(images: Images, sample: pd.DataFrame, sample_path: Path) -> pd.DataFrame:
+    """The test set as the sample lists it: its ids, in its order and spelling, each naming one image."""
     test_ids = sample.iloc[:, 0]
     dup = sorted(set(test_ids[test_ids.duplicated()]))
     if dup:
         raise ValueError(f"{sample_path}: id(s) listed more than once: {summarize(dup)}; each test id needs one row")
-    return pd.DataFrame({"id": test_ids.to_numpy(), "path": _resolve_ids(root, root / "test", test_ids, str(sample_path))})
+    return pd.DataFrame({"id": test_ids.to_numpy(), "path": images.resolve(test_ids, "test", str(sample_path))})
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The keys that pick a reading of a data folder where the rules find two (kit/data/discover.py)."""
+
+    id_col: str = ""
+    label_col: str = ""
+    task: str = "auto"
+    submission: str = "auto"
+    top_k: int = 0
+    train_csv: str = ""
+    images: str = ""
+    group: str = "auto"
+    sample_csv: str = ""
+
+
+def _test_of(images: Images, sample: pd.DataFrame | None, sample_path: Path | None) -> pd.DataFrame:
+    return _sample_test(images, sample, sample_path) if sample is not None else _flat_test(images)
+
+
+def _header(sample: pd.DataFrame | None, fallback: tuple[str, str]) -> tuple[str, ...]:
+    """The sample's header, exactly; the label file's names without a sample."""
+    return tuple(sample.columns[:2]) if sample is not None and sample.shape[1] >= 2 else fallback
+
+
+def _from_label_file(root: Path, images: Images, found: tuple[Path, pd.DataFrame, str], sample, sample_path,
+                     keys: Keys, metric: str) -> Layout:
+    path, train_csv, id_col = found
+    if train_csv.empty:
+        raise ValueError(f"{path}: no training images listed; add rows (id, label) or images")
+    columns = label_columns(train_csv, sample, id_col, keys.label_col, path)
+    labels, task = train_labels(train_csv, columns, keys.task, path)
+    empty = [i for i, (key, label) in enumerate(zip(train_csv[id_col], labels)) if key == "" or
+             label == "" and task == "single"]
+    if empty:
+        rows = [str(i + 2) for i in empty]  # 1-based, after the header line
+        raise ValueError(f"{path}: empty id or label in line(s) {summarize(rows)}")
+    paths = images.resolve(train_csv[id_col], "train", str(path))
+    _check_unique(train_csv[id_col], paths, labels, task, path)
+    group = find_group(train_csv, keys.group, path)
+    train = pd.DataFrame({"path": paths, "label": labels, "source": "train"})
+    if group:
+        train["group"] = train_csv[group].to_numpy()
+    classes = classes_of(labels, task, columns)
+    test = _test_of(images, sample, sample_path)
+    fmt, header, k = submission_format(sample, classes, task, keys.submission, keys.top_k,
+                                       _header(sample, (id_col, columns[0] if len(columns) == 1 else "tags")),
+                                       sample_path or path, metric)
+    rel = path.relative_to(root).as_posix()
+    said = [f"label file {rel} (id column {id_col}; label{'s' if len(columns) > 1 else ''} "
+            f"{summarize(columns)}): {len(train)} images, {images.describe(paths)}"]
+    return Layout(root, "csv", classes, train, test, header, task, fmt, k, group=group, found=tuple(said))
+
+
+def _from_folders(root: Path, images: Images, sample, sample_path, keys: Keys, metric: str) -> Layout:
+    if keys.task == "multilabel":
+        raise ValueError(f"{root}: class folders hold one class per image; task=multilabel needs a label file "
+                         "(train.csv with space-separated tags or 0/1 class columns)")
+    if keys.group not in ("auto", "none"):
+        raise ValueError(f"group={keys.group}: class folders have no columns; group= needs a label file")
+    rows = _class_folders(root, "train")
+    if (root / "val").is_dir():
+        rows += _class_folders(root, "val")
+    train = pd.DataFrame(rows)
+    classes = tuple(sorted(train["label"].unique(), key=natural_key))
+    fmt, header, k = submission_format(sample, classes, "single", keys.submission, keys.top_k,
+                                       _header(sample, ("image_name", "pred_label")), sample_path or root, metric)
+    said = (f"class folders {root.name}/train/<class>/: {len(train)} images",)
+    return Layout(root, "folder", classes, train, _test_of(images, sample, sample_path), header, "single", fmt, k,
+                  found=said)
+
+
+def _from_names(root: Path, images: Images, named: tuple[list[str], list[str]], sample, sample_path, keys: Keys,
+                metric: str) -> Layout:
+    paths, labels = named
+    train = pd.DataFrame({"path": paths, "label": labels, "source": "train"})
+    classes = tuple(sorted(set(labels), key=natural_key))
+    fmt, header, k = submission_format(sample, classes, "single", keys.submission, keys.top_k,
+                                       _header(sample, ("id", "label")), sample_path or root, metric)
+    said = (f"labels in file names (<class>.<n>): {len(train)} images, {images.describe(paths)}",)
+    return Layout(root, "names", classes, train, _test_of(images, sample, sample_path), header, "single", fmt, k,
+                  found=said)
+
+
+def _no_labels(root: Path, images: Images, sample, keys: Keys) -> ValueError:
+    """Why no rule found the labels: a train*.csv whose ids name no image says so; else what was looked for."""
+    for path in images.csvs:
+        if path.name.lower().startswith(("train", "label")) and "sample" not in path.name.lower():
+            table = read_csv(path)
+            if table.empty:
+                return ValueError(f"{path}: no training images listed; add rows (id, label) or images")
+            id_col = keys.id_col or (sample.columns[0] if sample is not None else table.columns[0])
+            if id_col not in table.columns:
+                return ValueError(f"{path}: missing column(s) {[id_col]} (has {list(table.columns)}); "
+                                  "set id_col= and label_col= to the right names")
+            try:
+                images.resolve(table[id_col], "train", str(path))
+            except ValueError as e:
+                return e
+    return ValueError(f"{root}: no train/<class>/ folders, no label file whose ids name images, no labelled file "
+                      "names; see docs/DATA.md (train_csv=, images=, id_col=)")
 
 
 def scan(data: str | Path, id_col: str = "", label_col: str = "", task: str = "auto", submission: str = "auto",
-         top_k: int = 0) -> Layout:
-    """Detect the layout of `data`, its task and submission format, and list its images.
+         top_k: int = 0, **more) -> Layout:
+    """Find the layout of `data` by the rules of kit/data/discover.py, its task and submission format, and list
+    its images.
 
-    Raises ValueError saying what is missing. task, submission and top_k override what is detected
-    ("auto", "auto", 0: from the data).
+    Raises ValueError saying what is missing or which key picks between two readings. task, submission and top_k
+    override what is found ("auto", "auto", 0: from the data); `more` are the other Keys.
     """
+    keys = Keys(id_col, label_col, task, submission, top_k, **more)
     root = Path(data)
     if root.exists() and not root.is_dir():
         raise ValueError(f"data={root} is a file, not a folder; pass the folder that holds train/ (DATA=path)")
     if not root.is_dir():
         raise ValueError(f"data folder {root} does not exist; pass DATA=path (or data=path), "
                          "or run `python -m kit demo-data` for the demo")
-    if (root / "train.csv").is_file():
-        layout = _scan_csv(root, id_col, label_col, task, submission, top_k)
-    elif (root / "train").is_dir():
-        layout = _scan_folder(root, task, submission, top_k)
-    else:
-        raise ValueError(f"{root}: no train/<class>/ folders and no train.csv; see docs/DATA.md")
     record = root / "competition.json"  # written by `make download`
-    if record.is_file():
-        layout = dataclasses.replace(layout, named_metric=json.loads(record.read_text()).get("metric", ""))
+    metric = json.loads(record.read_text()).get("metric", "") if record.is_file() else ""
+    pixels_to_images(root, sorted(root.glob("*.csv")), find_sample(root, sorted(root.glob("*.csv")), keys.sample_csv))
+    images = Images(root, keys.images)
+    sample_path = find_sample(root, images.csvs, keys.sample_csv)
+    sample = read_csv(sample_path) if sample_path is not None else None
+    said: list[str] = []
+    label_file = find_label_file(root, images, sample_path, sample, keys.train_csv, keys.id_col, said)
+    if label_file is not None:
+        layout = _from_label_file(root, images, label_file, sample, sample_path, keys, metric)
+        used = {label_file[0]}
+    elif (root / "train").is_dir() and any(d.is_dir() for d in (root / "train").iterdir()):
+        layout = _from_folders(root, images, sample, sample_path, keys, metric)
+        used = set()
+    elif (named := label_from_names(images)) is not None:
+        layout = _from_names(root, images, named, sample, sample_path, keys, metric)
+        used = set()
+    else:
+        raise _no_labels(root, images, sample, keys)
     if layout.train.empty:
         where = root / "train.csv" if layout.kind == "csv" else root / "train"
         raise ValueError(f"{where}: no training images listed; add rows (id, label) or images")
@@ -250,21 +294,35 @@ def scan(data: str | Path, id_col: str = "", label_col: str = "", task: str = "a
     outside += [p for p in layout.test["path"] if not _inside(root, root / p)]
     if outside:
         raise ValueError(f"image(s) point outside {root}: {summarize(outside)}; copy the files into the data folder")
-    return layout
+    test_from = (f"{len(layout.test)} test ids from {sample_path.relative_to(root).as_posix()}" if sample_path
+                 else f"{len(layout.test)} test images") + (f", {images.describe(layout.test['path'])}"
+                                                          if len(layout.test) else "")
+    said = [*layout.found, test_from, *said]
+    if layout.group:
+        said.append(f"folds keep each {layout.group} whole ({layout.train['group'].nunique()} groups; group=none "
+                    "splits them)")
+    line = passed_over(images, used | ({sample_path} if sample_path else set()))
+    said += [line] if line else []
+    return dataclasses.replace(layout, named_metric=metric, found=tuple(said))
 
 
-def scan_test(data: str | Path, trained: dict, id_col: str = "", label_col: str = "") -> Layout:
+def scan_test(data: str | Path, trained: dict, id_col: str = "", label_col: str = "", **more) -> Layout:
     """The test images of `data` as a trained model's layout saw them, for inference without training data.
 
     `trained` is that layout's `as_record()`. With a training part in `data`, the full scan (whose
-    classes and submission must then match); without one, the test set alone: sample_submission.csv's
-    ids (CSV layout; its header must match) or DATA/test/*.
+    classes and submission must then match); without one, the test set alone: the sample's ids (its
+    header must match) or the images of DATA/test*/.
     """
     root = Path(data)
     header, classes = tuple(trained["header"]), tuple(trained["classes"])
-    if (root / "train.csv").is_file() or (root / "train").is_dir():
+    if not root.is_dir():
+        raise ValueError(f"data folder {root} does not exist; pass data= the folder that holds test/")
+    try:
         layout = scan(root, id_col=id_col, label_col=label_col, task=trained["task"],
-                      submission=trained["submission"], top_k=trained["top_k"])
+                      submission=trained["submission"], top_k=trained["top_k"], **more)
+    except ValueError:
+        layout = None  # no training part (or none that reads): the test set alone, below
+    if layout is not None:
         if layout.header != header:
             raise ValueError(f"{root}: submission header {list(layout.header)}, the model was trained for "
                              f"{list(header)}; point data= at the competition it was trained for")
@@ -273,17 +331,17 @@ def scan_test(data: str | Path, trained: dict, id_col: str = "", label_col: str 
                              f"model {len(classes)} ({summarize(list(classes))}); point data= at the competition it "
                              "was trained for")
         return layout
-    if not root.is_dir():
-        raise ValueError(f"data folder {root} does not exist; pass data= the folder that holds test/")
-    sample_path = root / "sample_submission.csv"
-    if trained["kind"] == "csv" and sample_path.is_file():
-        sample = _read_csv(sample_path)
-        if tuple(sample.columns) != header:
+    images = Images(root, more.get("images", ""))
+    sample_path = find_sample(root, images.csvs, more.get("sample_csv", ""))
+    if sample_path is not None:
+        sample = read_csv(sample_path)
+        if tuple(sample.columns[: len(header)]) != header and not (trained["submission"] != "probs"
+                                                                   and tuple(sample.columns[:2]) == header):
             raise ValueError(f"{sample_path}: header {list(sample.columns)}, the model was trained for "
                              f"{list(header)}; point data= at the competition it was trained for")
-        test = _sample_test(root, sample, sample_path)
+        test = _sample_test(images, sample, sample_path)
     else:
-        test = _flat_test(root)
+        test = _flat_test(images)
     empty = pd.DataFrame({"path": pd.Series(dtype=str), "label": pd.Series(dtype=str), "source": pd.Series(dtype=str)})
     return Layout(root, trained["kind"], classes, empty, test, header, trained["task"], trained["submission"],
                   trained["top_k"])

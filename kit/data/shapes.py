@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 SHOW = 5  # bad items named in a one-line error before "... and N more"
 TAG_SEP = "|"  # between a multi-label image's tags in folds.csv (class names from 0/1 columns may hold spaces)
+RANKED = ("roc_auc", "log_loss")  # metrics that score a probability: a two-class competition ranked so wants one
 FORMATS = {  # submission format -> what one row holds (and a Kaggle competition of that shape)
     "label": "the class (Dog vs cat folders, Cassava)",
     "probs": "one probability column per class (Dog Breed Identification, Plant Pathology 2020, RANZCR CLiP)",
@@ -48,6 +49,8 @@ def label_columns(train_csv: pd.DataFrame, sample: pd.DataFrame | None, id_col: 
     others = [c for c in train_csv.columns if c != id_col]
     if label_col or (sample is not None and sample.shape[1] == 2):
         label_col = label_col or sample.columns[1]
+        if label_col not in train_csv.columns:  # the sample's `Label` is the label file's `label`
+            label_col = {c.lower(): c for c in train_csv.columns}.get(label_col.lower(), label_col)
         if label_col not in train_csv.columns:
             raise ValueError(f"{path}: missing column(s) {[label_col]} (has {list(train_csv.columns)}); "
                              "set id_col= and label_col= to the right names")
@@ -115,9 +118,10 @@ def classes_of(labels: list[str], task: str, columns: list[str]) -> tuple[str, .
 
 
 def submission_format(sample: pd.DataFrame | None, classes: tuple[str, ...], task: str, submission: str, top_k: int,
-            header: tuple[str, ...], path: Path) -> tuple[str, tuple[str, ...], int]:
-    """(submission format, header, k): from the sample's shape and values, or the submission= key."""
-    fmt = submission if submission != "auto" else detect_format(sample, classes, task, header, path)
+                      header: tuple[str, ...], path: Path, metric: str = "") -> tuple[str, tuple[str, ...], int]:
+    """(submission format, header, k): from the sample's shape and values (and the metric the competition ranks by,
+    where they fit two), or the submission= key."""
+    fmt = submission if submission != "auto" else detect_format(sample, classes, task, header, path, metric)
     if fmt == "probs" and sample is not None and sample.shape[1] > 2:
         header = tuple(sample.columns)
     elif fmt == "probs":
@@ -140,7 +144,7 @@ def submission_format(sample: pd.DataFrame | None, classes: tuple[str, ...], tas
 
 
 def detect_format(sample: pd.DataFrame | None, classes: tuple[str, ...], task: str, header: tuple[str, ...],
-                   path: Path) -> str:
+                  path: Path, metric: str = "") -> str:
     if sample is None:
         return "label" if task == "single" else "tags"
     if sample.shape[1] > 2:
@@ -159,7 +163,9 @@ def detect_format(sample: pd.DataFrame | None, classes: tuple[str, ...], task: s
     if len(classes) == 2 and numbers.notna().all():
         if (numbers != numbers.round()).any():
             return "prob"  # a placeholder like 0.5: a probability
-        if set(classes) == {"0", "1"}:
+        if set(classes) == {"0", "1"} and metric in RANKED:
+            return "prob"  # a 0 placeholder where the competition ranks by AUC or log loss (Histopathologic, ISIC)
+        if set(classes) == {"0", "1"} and metric not in ("accuracy", "balanced_accuracy", "f1_macro", "f1_micro", "qwk"):
             raise ValueError(f"{path}: its {header[1]} column holds whole numbers for a two-class task: the class "
                              "(submission=label) or the probability of class 1 (submission=prob)? Set submission=")
     return "label"

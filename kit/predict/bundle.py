@@ -25,6 +25,7 @@ from pathlib import Path
 from kit import __version__
 from kit.board import calibrate, formats, submission
 from kit.config import Config, check_known, shapes, to_dict, upgrade
+from kit.data.folds import layout_keys
 from kit.data.layout import scan_test, summarize
 from kit.io import atomic_path, atomic_write_bytes, check_writable, sha256_file
 from kit.metrics import probs_of
@@ -147,7 +148,8 @@ def predict_bundle(bundle: str | Path, overrides: dict) -> Path:
         cfgs = bundle_configs(spec, overrides, f"--bundle {bundle}")
         check_writable(cfgs[0].submissions_dir, "submissions_dir")
         device = start(cfgs[0], "predict")
-        layout = scan_test(cfgs[0].data, spec["layout"], cfgs[0].id_col, cfgs[0].label_col)
+        layout = scan_test(cfgs[0].data, spec["layout"], cfgs[0].id_col, cfgs[0].label_col,
+                           **layout_keys(cfgs[0]))
         predict.check_test(layout, cfgs[0])
         paths = list(layout.test["path"])
         task, classes = layout.task, list(layout.classes)
