@@ -9,7 +9,9 @@
 #   make export [OUT=bundle]           # inference bundle: python -m kit predict --bundle bundle data=...
 SHELL := /bin/bash
 PY := .venv/bin/python
-DATA ?= data/demo
+# COMP carries the flow: after `make download COMP=slug`, every target reads data/<slug> (its outputs in folds/<slug>/
+# and submissions/<slug>/, apart from every other data set's)
+DATA ?= $(if $(COMP),data/$(COMP),data/demo)
 # Without EXP the kit decides, as for every entry point (kit/jobs/cli.py default_experiments, said in one line):
 # the demo pair on the demo data, the quick preset on your own.
 EXP ?=
@@ -118,3 +120,4 @@ clean-all:
 	@echo "removing every experiment, fold, submission and bundle (folds/, submissions/, bundle/; not DATA)"
 	rm -rf data/demo folds/*/ folds/folds.csv folds/folds.json bundle bundle.zip
 	rm -f submissions/*.csv submissions/*.json submissions/*.png submissions/*.zip
+	rm -rf submissions/*/

@@ -34,11 +34,16 @@ def make_demo(rev: str, where: Path) -> Path:
 
 def outputs(root: Path) -> dict[str, bytes]:
     """Relative path -> bytes of every compared output."""
-    files = sorted(root.glob("submissions/*.csv")) + [root / "folds/folds.csv"]
+    # the demo's outputs: folds/ and submissions/ before each data set had its own folder, folds/demo/ and
+    # submissions/demo/ since; compared under one name, so that a commit of either kind compares with the other
+    subs = root / "submissions" / "demo" if (root / "submissions" / "demo").is_dir() else root / "submissions"
+    work = root / "folds" / "demo" if (root / "folds" / "demo" / "folds.csv").is_file() else root / "folds"
+    files = [(f, f"submissions/{f.name}") for f in sorted(subs.glob("*.csv")) if f.name != "leaderboard.csv"]
+    files += [(work / "folds.csv", "folds/folds.csv")]
     for name in ("cv.json", "per_class.csv", "confused_pairs.csv"):
-        files += sorted(root.glob(f"folds/*/{name}"))
-    out = {str(f.relative_to(root)): f.read_bytes() for f in files if f.name != "leaderboard.csv"}
-    board = pd.read_csv(root / "submissions/leaderboard.csv", dtype=str, keep_default_na=False)
+        files += [(f, f"folds/{f.parent.name}/{name}") for f in sorted(work.glob(f"*/{name}"))]
+    out = {label: f.read_bytes() for f, label in files}
+    board = pd.read_csv(subs / "leaderboard.csv", dtype=str, keep_default_na=False)
     out["submissions/leaderboard.csv (without created_at)"] = board.drop(columns="created_at").to_csv(index=False).encode()
     return out
 

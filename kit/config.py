@@ -33,6 +33,9 @@ class Config(PredictKeys, TrainKeys, TransformKeys, ModelKeys, DataKeys):
     and ranges by pydantic (each key's annotation), then what involves several keys (_check_values)."""
 
     def __post_init__(self):
+        for key, root in (("work_dir", "folds"), ("submissions_dir", "submissions")):
+            if getattr(self, key) == "auto":  # each data set's outputs apart: folds/<data>/, submissions/<data>/
+                object.__setattr__(self, key, output_dir(root, self.data))
         if self.tta in ("auto", ["auto"]):  # tta=auto: chosen per experiment by its out-of-fold score (kit/predict/predict.py)
             object.__setattr__(self, "tta", ("auto",))
         _check_types(self)
@@ -56,6 +59,11 @@ class Config(PredictKeys, TrainKeys, TransformKeys, ModelKeys, DataKeys):
             return self.stage_lr(1, found) / 10
         lr = self.stage1_lr if stage == 1 else self.stage2_lr
         return lr * self.batch_size / self.lr_reference_batch if self.lr_reference_batch else lr
+
+
+def output_dir(root: str, data: str) -> str:
+    """work_dir=auto and submissions_dir=auto: <root>/<the data folder's name> (folds/demo, submissions/<slug>)."""
+    return f"{root}/{Path(str(data)).name or 'data'}"
 
 
 def _check_values(cfg: Config) -> None:

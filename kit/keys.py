@@ -68,8 +68,10 @@ class DataKeys:
     name: Str = _key("resnest50d_spinalnet", "experiment name: outputs go to <work_dir>/<name>/ (the defaults of "
                                              "every key are the write-up's recipe, kit/configs/resnest50d_spinalnet.yaml)")
     data: Str = _key("data/demo", "data folder (folder layout or Kaggle CSV layout, see docs/DATA.md)")
-    work_dir: Str = _key("folds", "where folds.csv, checkpoints and logits are written")
-    submissions_dir: Str = _key("submissions", "where submission CSVs and leaderboard.csv go")
+    work_dir: Str = _key("auto", "where folds.csv, checkpoints and logits are written; auto = folds/<the data "
+                                 "folder's name> (each data set's apart)")
+    submissions_dir: Str = _key("auto", "where submission CSVs and leaderboard.csv go; auto = submissions/<the data "
+                                        "folder's name>")
     n_folds: Annotated[int, Ge(2)] = _key(5, "number of stratified cross-validation folds (>= 2)", "split")
     split_seed: int = _key(42, "seed of the stratified folds", "split")
     seed: int = _key(42, "seed of training: initialisation, shuffling, augmentation (several seeds on the same folds, "

@@ -113,7 +113,7 @@ def test_clean_removes_the_demo_and_nothing_else(tmp_path, monkeypatch):
         (subs / file).with_suffix(".json").write_text("{}")
         board = leaderboard.upsert(board, {"file": file, "experiments": exps})
     leaderboard.save(board, subs / "leaderboard.csv")
-    clean.demo()
+    clean.demo(work_dir="folds", submissions_dir="submissions")  # where an earlier version wrote
     assert not (tmp_path / "data" / "demo").exists() and not (tmp_path / "folds" / "demo").exists()
     assert not (tmp_path / "folds" / "folds.json").exists(), "folds made from the demo data go"
     assert (tmp_path / "folds" / "mine" / "fold0").is_dir(), "another experiment stays"
@@ -139,7 +139,7 @@ def test_clean_keeps_a_run_of_your_own_named_demo_and_its_rows(tmp_path, monkeyp
     board = leaderboard.upsert(leaderboard.load(subs / "leaderboard.csv"),
                                {"file": "demo-1.csv", "experiments": "demo", "data": "abcdef012345"})
     leaderboard.save(board, subs / "leaderboard.csv")
-    clean.demo()
+    clean.demo(work_dir="folds", submissions_dir="submissions")  # where an earlier version wrote
     assert (mine / "fold0").is_dir() and (tmp_path / "folds" / "folds.json").is_file(), "your run and its folds stay"
     assert leaderboard.load(subs / "leaderboard.csv")["file"].tolist() == ["demo-1.csv"], "its row stays"
     assert (subs / "demo-1.csv").is_file()

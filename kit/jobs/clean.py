@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from kit.board import leaderboard
+from kit.config import output_dir
 from kit.data import folds
 from kit.data.demo import DEMO
 from kit.data.layout import scan
@@ -22,9 +23,12 @@ from kit.train.experiment import Experiment
 log = logging.getLogger(__name__)
 
 
-def demo(out: str | Path = "data/demo", work_dir: str | Path = "folds", submissions_dir: str | Path = "submissions") -> None:
+def demo(out: str | Path = "data/demo", work_dir: str | Path = "", submissions_dir: str | Path = "") -> None:
     """Remove the demo's data and outputs and nothing else: its experiments' folders, the folds when they were
-    made from the demo data, its submissions and their leaderboard rows (`make clean`; `make clean-all` is all)."""
+    made from the demo data, its submissions and their leaderboard rows (`make clean`; `make clean-all` is all).
+    work_dir and submissions_dir: where the demo wrote (default: its own, folds/demo and submissions/demo)."""
+    work_dir = work_dir or output_dir("folds", str(out))
+    submissions_dir = submissions_dir or output_dir("submissions", str(out))
     out, work_dir, subs = Path(out), Path(work_dir), Path(submissions_dir)
     demo_data = {str(out), str(out.resolve())}
     tags = {leaderboard.data_tag(folds.fingerprint(work_dir))} if folds.made_from(work_dir) in demo_data else set()

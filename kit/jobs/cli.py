@@ -138,19 +138,27 @@ def _options(name: str, s: argparse.ArgumentParser) -> None:
         s.add_argument("--out", default="bundle", metavar="DIR", help="bundle folder (default bundle; the zip beside it)")
     if name in ("leaderboard", "submit", "download"):
         s.add_argument("--comp", default=os.environ.get("COMP", ""), help="Kaggle competition slug")
+    elif name not in ("demo-data",):
+        s.add_argument("--comp", default=os.environ.get("COMP", ""), help="Kaggle competition slug: data= defaults to "
+                       "its download, data/<slug>")
     if name == "submit":
         s.add_argument("--file", default="", help="submission CSV (default: the best-CV row of --exp in leaderboard.csv)")
 
 
 def _configs(args, parser) -> list:
-    from kit.config import PRESETS, default, find_preset, load_config, parse_overrides
+    from kit.config import PRESETS, default, find_preset, load_config, output_dir, parse_overrides
     from kit.train.experiment import Experiment
 
     # --exp/--config take several names, so they also swallow the key=value items after them (argparse's
     # parse_intermixed_args does not stop a nargs="+" option at them either)
     swallowed = [a for a in args.config + args.exp if "=" in a]
     overrides = parse_overrides(swallowed + args.overrides)
+    comp = getattr(args, "comp", "")
+    if comp and "data" not in overrides:  # COMP carries the whole flow: its download is data/<slug>
+        overrides["data"] = f"data/{comp}"
     work_dir = overrides.get("work_dir") or default("work_dir")
+    if work_dir == "auto":
+        work_dir = output_dir("folds", overrides.get("data") or default("data"))
     find = lambda name: find_preset(name, Experiment.at(work_dir, name).config)  # noqa: E731
     paths = [Path(c) for c in args.config if "=" not in c]
     paths += [find(e) for e in args.exp if "=" not in e]

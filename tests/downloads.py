@@ -1,0 +1,298 @@
+"""Thirteen real Kaggle image competitions' downloads, laid out file for file as `kaggle competitions download`
+hands them over (the real names of files, folders, columns and ids; archives where the real download has
+them), with a few small stand-in images per class.
+
+    zip_bytes, competition = build("dog-breed-identification", tmp_path / "src")
+
+`competition` says what Kaggle would accept: the sample's header, its ids, the kind of value a row holds
+(label, probs, prob, tags, topk), the metric Kaggle names, and the column that groups patients.
+"""
+from __future__ import annotations
+
+import io
+import shutil
+import tarfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+PALETTE = [(220, 40, 40), (40, 220, 40), (40, 40, 220), (220, 220, 40), (40, 220, 220), (220, 40, 220)]
+
+
+@dataclass
+class Competition:
+    slug: str
+    values: str  # label, probs, prob, tags or topk
+    metric: str  # as Kaggle names it
+    group: str = ""  # the column whose patients may not share two folds
+
+
+def _img(path: Path, k: int, rng, size: int = 32) -> None:
+    arr = np.clip(np.array(PALETTE[k % len(PALETTE)]) + rng.normal(0, 20, (size, size, 3)), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+
+
+def _csv(path: Path, table: pd.DataFrame) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, index=False)
+
+
+def _zip_folder(folder: Path, out: Path, under: str = "") -> None:
+    """folder's files into out.zip, named under/<relative path> (under="" : bare names)."""
+    with zipfile.ZipFile(out, "w") as z:
+        for p in sorted(folder.rglob("*")):
+            if p.is_file():
+                z.write(p, (Path(under) / p.relative_to(folder)).as_posix())
+
+
+def _tar_7z(folder: Path, out: Path) -> None:
+    """Planet's .tar.7z: a tar of folder/ inside a 7z."""
+    import py7zr
+    tar = out.with_suffix("")  # x.tar
+    with tarfile.open(tar, "w") as t:
+        t.add(folder, arcname=folder.name)
+    with py7zr.SevenZipFile(out, "w") as z:
+        z.write(tar, tar.name)
+    tar.unlink()
+
+
+def _pack(src: Path) -> bytes:
+    """The download itself: one zip of every file of the competition (what the CLI saves as <slug>.zip)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for p in sorted(src.rglob("*")):
+            if p.is_file():
+                z.write(p, p.relative_to(src).as_posix())
+    return buf.getvalue()
+
+
+def dog_breed(src, rng):
+    breeds = ["affenpinscher", "afghan_hound", "boston_bull"]
+    rows = [(f"{k:02d}{i:030x}", b) for k, b in enumerate(breeds) for i in range(4)]
+    for id_, b in rows:
+        _img(src / "train" / f"{id_}.jpg", breeds.index(b), rng)
+    _csv(src / "labels.csv", pd.DataFrame(rows, columns=["id", "breed"]))
+    test = [f"f{i:031x}" for i in range(5)]
+    for i, t in enumerate(test):
+        _img(src / "test" / f"{t}.jpg", i, rng)
+    _csv(src / "sample_submission.csv", pd.DataFrame({"id": test, **{b: 1 / len(breeds) for b in breeds}}))
+    return Competition("dog-breed-identification", "probs", "Multi Class Log Loss")
+
+
+def cassava(src, rng):
+    rows = [(f"{1000015157 + 7 * i + k}.jpg", str(k)) for k in range(3) for i in range(4)]
+    for name, k in rows:
+        _img(src / "train_images" / name, int(k), rng)
+    _csv(src / "train.csv", pd.DataFrame(rows, columns=["image_id", "label"]))
+    _img(src / "test_images" / "2216849948.jpg", 0, rng)
+    _csv(src / "sample_submission.csv", pd.DataFrame({"image_id": ["2216849948.jpg"], "label": [4]}))
+    (src / "label_num_to_disease_map.json").write_text('{"0": "Cassava Bacterial Blight (CBB)", "1": "Healthy"}')
+    for side in ("train", "test"):
+        (src / f"{side}_tfrecords").mkdir()
+        (src / f"{side}_tfrecords" / f"ld_{side}00-1.tfrec").write_bytes(b"\0" * 64)
+    return Competition("cassava-leaf-disease-classification", "label", "Categorization Accuracy")
+
+
+def plant_pathology(src, rng):
+    classes = ["healthy", "multiple_diseases", "rust", "scab"]
+    rows = [{"image_id": f"Train_{i}", **{c: int(i % 4 == k) for k, c in enumerate(classes)}} for i in range(16)]
+    for i, r in enumerate(rows):
+        _img(src / "images" / f"{r['image_id']}.jpg", i % 4, rng)
+    _csv(src / "train.csv", pd.DataFrame(rows))
+    test = [f"Test_{i}" for i in range(5)]
+    for i, t in enumerate(test):
+        _img(src / "images" / f"{t}.jpg", i, rng)
+    _csv(src / "test.csv", pd.DataFrame({"image_id": test}))
+    _csv(src / "sample_submission.csv", pd.DataFrame({"image_id": test, **{c: 0.25 for c in classes}}))
+    return Competition("plant-pathology-2020-fgvc7", "probs", "Mean Column-Wise ROC AUC")
+
+
+def aerial_cactus(src, rng):
+    rows = [(f"{k}{i:031x}.jpg", k) for k in range(2) for i in range(6)]
+    bare, test = src.parent / "cactus-train", src.parent / "cactus-test"
+    for name, k in rows:
+        _img(bare / name, k, rng)
+    _csv(src / "train.csv", pd.DataFrame(rows, columns=["id", "has_cactus"]))
+    ids = [f"{i:032x}.jpg" for i in range(5)]
+    for i, t in enumerate(ids):
+        _img(test / t, i % 2, rng)
+    src.mkdir(parents=True, exist_ok=True)
+    _zip_folder(bare, src / "train.zip")  # bare images: they get a train/ of their own
+    _zip_folder(test, src / "test.zip", "test")  # test/<id>.jpg inside
+    _csv(src / "sample_submission.csv", pd.DataFrame({"id": ids, "has_cactus": 0.5}))
+    return Competition("aerial-cactus-identification", "prob", "Area Under Receiver Operating Characteristic Curve")
+
+
+def planet(src, rng):
+    tags = ["clear primary", "clear primary water", "haze primary", "haze primary agriculture", "cloudy",
+            "clear primary agriculture road"]
+    rows = [(f"train_{i}", tags[i % len(tags)]) for i in range(18)]
+    work = src.parent / "planet-work"
+    for i, (name, _) in enumerate(rows):
+        _img(work / "train-jpg" / f"{name}.jpg", i % len(tags), rng)
+    test = [f"test_{i}" for i in range(3)] + [f"file_{i}" for i in range(2)]
+    for i, t in enumerate(test):
+        _img(work / ("test-jpg" if t.startswith("test") else "test-jpg-additional") / f"{t}.jpg", i, rng)
+    src.mkdir(parents=True, exist_ok=True)
+    _csv(work / "train_v2.csv", pd.DataFrame(rows, columns=["image_name", "tags"]))
+    _csv(work / "sample_submission_v2.csv",
+         pd.DataFrame({"image_name": test, "tags": "primary clear agriculture road water"}))
+    for name in ("train_v2.csv", "sample_submission_v2.csv"):
+        with zipfile.ZipFile(src / f"{name}.zip", "w") as z:
+            z.write(work / name, name)
+    for folder in ("train-jpg", "test-jpg", "test-jpg-additional"):
+        _tar_7z(work / folder, src / f"{folder}.tar.7z")
+    return Competition("planet-understanding-the-amazon-from-space", "tags", "F2 Score")
+
+
+def aptos(src, rng):
+    rows = [(f"{k}{i:011x}", str(k)) for k in range(3) for i in range(4)]
+    for id_, k in rows:
+        _img(src / "train_images" / f"{id_}.png", int(k), rng)
+    _csv(src / "train.csv", pd.DataFrame(rows, columns=["id_code", "diagnosis"]))
+    test = [f"f{i:011x}" for i in range(5)]
+    for i, t in enumerate(test):
+        _img(src / "test_images" / f"{t}.png", i, rng)
+    _csv(src / "test.csv", pd.DataFrame({"id_code": test}))
+    _csv(src / "sample_submission.csv", pd.DataFrame({"id_code": test, "diagnosis": 0}))
+    return Competition("aptos2019-blindness-detection", "label", "Quadratic Weighted Kappa")
+
+
+def humpback(src, rng):
+    whales = ["new_whale", "w_0369a5c", "w_23a388d", "w_9b5109b", "w_9c506f6", "w_f48451c"]
+    rows = [(f"{k:02x}{i:06x}.jpg", w) for k, w in enumerate(whales) for i in range(3)]
+    for name, w in rows:
+        _img(src / "train" / name, whales.index(w), rng)
+    _csv(src / "train.csv", pd.DataFrame(rows, columns=["Image", "Id"]))
+    test = [f"ff{i:06x}.jpg" for i in range(5)]
+    for i, t in enumerate(test):
+        _img(src / "test" / t, i, rng)
+    _csv(src / "sample_submission.csv",
+         pd.DataFrame({"Image": test, "Id": "new_whale w_23a388d w_9b5109b w_9c506f6 w_0369a5c"}))
+    return Competition("humpback-whale-identification", "topk", "MAP@5")
+
+
+RANZCR = ["ETT - Abnormal", "ETT - Borderline", "ETT - Normal", "NGT - Abnormal", "NGT - Borderline",
+          "NGT - Incompletely Imaged", "NGT - Normal", "CVC - Abnormal", "CVC - Borderline", "CVC - Normal",
+          "Swan Ganz Catheter Present"]
+
+
+def ranzcr(src, rng):
+    rows = []
+    for n in range(24):  # 8 patients, 3 films each
+        hot = {c: int((n + k) % 4 == 0 or k == n % len(RANZCR)) for k, c in enumerate(RANZCR)}
+        rows.append({"StudyInstanceUID": f"1.2.826.0.1.3680043.8.498.{10000 + n}", **hot,
+                     "PatientID": f"ec{n // 3:07x}"})
+    for n, r in enumerate(rows):
+        _img(src / "train" / f"{r['StudyInstanceUID']}.jpg", n, rng)
+    _csv(src / "train.csv", pd.DataFrame(rows))
+    _csv(src / "train_annotations.csv", pd.DataFrame({"StudyInstanceUID": [rows[0]["StudyInstanceUID"]] * 2,
+                                                      "label": ["CVC - Normal", "ETT - Normal"],
+                                                      "data": ["[[1, 2], [3, 4]]"] * 2}))
+    test = [f"1.2.826.0.1.3680043.8.498.{90000 + i}" for i in range(4)]
+    for i, t in enumerate(test):
+        _img(src / "test" / f"{t}.jpg", i, rng)
+    _csv(src / "sample_submission.csv", pd.DataFrame({"StudyInstanceUID": test, **{c: 0 for c in RANZCR}}))
+    (src / "train_tfrecords").mkdir()
+    (src / "train_tfrecords" / "00-1881.tfrec").write_bytes(b"\0" * 64)
+    return Competition("ranzcr-clip-catheter-line-classification", "probs", "AUC", group="PatientID")
+
+
+def dogs_vs_cats(src, rng):
+    work = src.parent / "dvc-work"
+    for k, animal in enumerate(("cat", "dog")):
+        for i in range(6):
+            _img(work / "train" / f"{animal}.{i}.jpg", k, rng)
+    for i in range(1, 6):
+        _img(work / "test" / f"{i}.jpg", i, rng)
+    src.mkdir(parents=True, exist_ok=True)
+    _zip_folder(work / "train", src / "train.zip", "train")
+    _zip_folder(work / "test", src / "test.zip", "test")
+    _csv(src / "sample_submission.csv", pd.DataFrame({"id": range(1, 6), "label": 0.5}))
+    return Competition("dogs-vs-cats-redux-kernels-edition", "prob", "Log Loss")
+
+
+def histopathologic(src, rng):
+    rows = [(f"{k}{i:039x}", k) for k in range(2) for i in range(6)]
+    for id_, k in rows:
+        _img(src / "train" / f"{id_}.tif", k, rng)
+    _csv(src / "train_labels.csv", pd.DataFrame(rows, columns=["id", "label"]))
+    test = [f"f{i:039x}" for i in range(5)]
+    for i, t in enumerate(test):
+        _img(src / "test" / f"{t}.tif", i, rng)
+    _csv(src / "sample_submission.csv", pd.DataFrame({"id": test, "label": 0}))
+    return Competition("histopathologic-cancer-detection", "prob", "Area Under ROC Curve")
+
+
+def plant_seedlings(src, rng):
+    species = ["Black-grass", "Common Chickweed", "Sugar beet"]
+    for k, s in enumerate(species):
+        for i in range(4):
+            _img(src / "train" / s / f"{k}{i:08x}.png", k, rng)
+    test = [f"f{i:08x}.png" for i in range(5)]
+    for i, t in enumerate(test):
+        _img(src / "test" / t, i, rng)
+    _csv(src / "sample_submission.csv", pd.DataFrame({"file": test, "species": "Sugar beet"}))
+    return Competition("plant-seedlings-classification", "label", "Micro-averaged F1-Score")
+
+
+def digit_recognizer(src, rng):
+    digits = np.repeat(np.arange(3), 4)
+    pixels = (rng.random((len(digits), 784)) * 40 + digits[:, None] * 90).astype(int)
+    train = pd.DataFrame(pixels, columns=[f"pixel{i}" for i in range(784)])
+    train.insert(0, "label", digits)
+    _csv(src / "train.csv", train)
+    test = (rng.random((5, 784)) * 255).astype(int)
+    _csv(src / "test.csv", pd.DataFrame(test, columns=[f"pixel{i}" for i in range(784)]))
+    _csv(src / "sample_submission.csv", pd.DataFrame({"ImageId": range(1, 6), "Label": 0}))
+    return Competition("digit-recognizer", "label", "Categorization Accuracy")
+
+
+def isic(src, rng):
+    rows = []
+    for n in range(16):  # 8 patients, 2 images each
+        target = n % 2
+        rows.append({"image_name": f"ISIC_{2637011 + n:07d}", "patient_id": f"IP_{7279968 + n // 2:07d}",
+                     "sex": "male", "age_approx": "45.0", "anatom_site_general_challenge": "head/neck",
+                     "diagnosis": "melanoma" if target else "nevus",
+                     "benign_malignant": "malignant" if target else "benign", "target": target})
+    for r in rows:
+        _img(src / "jpeg" / "train" / f"{r['image_name']}.jpg", r["target"], rng)
+        (src / "train").mkdir(parents=True, exist_ok=True)
+        (src / "train" / f"{r['image_name']}.dcm").write_bytes(b"\0" * 128 + b"DICM")
+    _csv(src / "train.csv", pd.DataFrame(rows))
+    test = [f"ISIC_{52060 + i:07d}" for i in range(4)]
+    for i, t in enumerate(test):
+        _img(src / "jpeg" / "test" / f"{t}.jpg", i, rng)
+        (src / "test").mkdir(parents=True, exist_ok=True)
+        (src / "test" / f"{t}.dcm").write_bytes(b"\0" * 128 + b"DICM")
+    _csv(src / "test.csv", pd.DataFrame({"image_name": test, "patient_id": "IP_3579794", "sex": "male",
+                                         "age_approx": "70.0", "anatom_site_general_challenge": "torso"}))
+    _csv(src / "sample_submission.csv", pd.DataFrame({"image_name": test, "target": 0}))
+    (src / "tfrecords").mkdir()
+    (src / "tfrecords" / "train00-2182.tfrec").write_bytes(b"\0" * 64)
+    return Competition("siim-isic-melanoma-classification", "prob", "AUC", group="patient_id")
+
+
+BUILDERS = {f.__name__: f for f in (dog_breed, cassava, plant_pathology, aerial_cactus, planet, aptos, humpback,
+                                    ranzcr, dogs_vs_cats, histopathologic, plant_seedlings, digit_recognizer, isic)}
+
+
+def build(name: str, where: Path) -> tuple[bytes, Competition, pd.DataFrame]:
+    """(the download's zip, what Kaggle accepts, the sample) of competition `name` (a BUILDERS key)."""
+    src = where / "src"
+    comp = BUILDERS[name](src, np.random.default_rng(sorted(BUILDERS).index(name)))
+    sample_zip = next(src.glob("sample_submission*.csv.zip"), None)
+    if sample_zip is not None:
+        with zipfile.ZipFile(sample_zip) as z:
+            sample = pd.read_csv(io.BytesIO(z.read(z.namelist()[0])), dtype=str, keep_default_na=False)
+    else:
+        sample = pd.read_csv(src / "sample_submission.csv", dtype=str, keep_default_na=False)
+    data = _pack(src)
+    shutil.rmtree(where)
+    return data, comp, sample

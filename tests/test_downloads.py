@@ -1,0 +1,182 @@
+"""Thirteen real competitions as Kaggle hands them over (tests/downloads.py), each served to the real `kaggle`
+CLI from a loopback server and taken through download -> folds -> train -> predict with COMP alone: the
+written file checked as Kaggle would (the sample's header, every id once, values of the right kind), and no
+patient in two folds."""
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import downloads
+import kaggle_server
+from conftest import TINY
+from kit.jobs.cli import main
+
+FAST = {**TINY, "stage1_epochs": 1, "stage2_epochs": 0, "mixup_alpha": 0.0, "name": "tiny", "batch_size": 4}
+
+
+@pytest.fixture
+def kaggle_env(tmp_path, monkeypatch):
+    """A home with credentials, the CLI pointed at a loopback server, and the working directory a fresh one."""
+    state = kaggle_server.FakeKaggle(pd.DataFrame(columns=["id", "label", "Usage"]))
+    httpd, port = kaggle_server.start(state)
+    home = tmp_path / "home"
+    (home / ".kaggle").mkdir(parents=True)
+    creds = home / ".kaggle" / "kaggle.json"
+    creds.write_text(json.dumps({"username": kaggle_server.USER, "key": kaggle_server.KEY}))
+    creds.chmod(0o600)
+    for var in ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    proxy = f"http://127.0.0.1:{port}"
+    for k, v in {"HOME": str(home), "KAGGLE_CONFIG_DIR": str(home / ".kaggle"), "KAGGLE_API_ENVIRONMENT": "LOCALHOST",
+                 "HTTP_PROXY": proxy, "http_proxy": proxy, "NO_PROXY": "", "no_proxy": ""}.items():
+        monkeypatch.setenv(k, v)
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    yield state
+    httpd.shutdown()
+
+
+def _check_values(comp, sample: pd.DataFrame, sub: pd.DataFrame, classes: set[str]) -> None:
+    values = sub.iloc[:, 1:]
+    if comp.values in ("probs", "prob"):
+        numbers = values.apply(pd.to_numeric, errors="coerce")
+        assert numbers.notna().all().all() and ((numbers >= 0) & (numbers <= 1)).all().all(), values.head()
+    elif comp.values == "label":
+        assert sub.iloc[:, 1].isin(classes).all(), (sub.iloc[:, 1].unique(), classes)
+    elif comp.values == "tags":
+        assert all(v.split() and set(v.split()) <= classes for v in sub.iloc[:, 1]), sub.iloc[:, 1].unique()
+    else:  # topk: five classes, best first, none twice
+        assert all(len(v.split()) == 5 == len(set(v.split())) and set(v.split()) <= classes for v in sub.iloc[:, 1])
+
+
+def _through(name, tmp_path, kaggle_env, capsys):
+    data_zip, comp, sample = downloads.build(name, tmp_path / "build")
+    kaggle_env.data_zip, kaggle_env.metric = data_zip, comp.metric
+    assert main(["download", "--comp", comp.slug]) == 0
+    keys = ["--comp", comp.slug, *(f"{k}={v}" for k, v in FAST.items())]
+    for command in ("folds", "train", "predict"):
+        assert main([command, *keys]) == 0, f"{comp.slug}: kit {command} failed: {capsys.readouterr().err[-2000:]}"
+    return comp, sample
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(downloads.BUILDERS))
+def test_a_real_download_goes_from_download_to_a_submission_kaggle_accepts(name, tmp_path, kaggle_env, capsys):
+    comp, sample = _through(name, tmp_path, kaggle_env, capsys)
+    data = tmp_path / "work" / "data" / comp.slug
+    assert not [p for p in data.rglob("*") if p.suffix in (".zip", ".7z", ".tar")], "every archive is unpacked"
+    written = sorted((tmp_path / "work" / "submissions" / comp.slug).glob("tiny-*.csv"))
+    assert len(written) == 1, written
+    sub = pd.read_csv(written[0], dtype=str, keep_default_na=False)
+    assert list(sub.columns) == list(sample.columns), "the sample's header, exactly"
+    assert list(sub.iloc[:, 0]) == list(sample.iloc[:, 0]), "every sample id once, in its order and spelling"
+    folds_dir = tmp_path / "work" / "folds" / comp.slug
+    meta = json.loads((folds_dir / "folds.json").read_text())
+    table = pd.read_csv(folds_dir / "folds.csv", dtype=str, keep_default_na=False)
+    classes = set(meta["classes"])
+    _check_values(comp, sample, sub, classes)
+    if comp.group:
+        assert meta["group"] == comp.group
+        cv = table[table["role"] == "cv"]
+        assert (cv.groupby("group")["fold"].nunique() == 1).all(), "a patient's images in two folds"
+        manifest = json.loads(written[0].with_suffix(".json").read_text())
+        assert manifest["runs"][-1]["grouped_by"] == comp.group
+    else:
+        assert "group" not in meta
+
+
+def test_the_sample_decides_the_label_column_and_the_header(tmp_path, kaggle_env, capsys):
+    """ISIC: target is the label (diagnosis and benign_malignant restate it); Plant Seedlings: file,species."""
+    from kit.data.layout import scan
+    for name, header, label in (("isic", ("image_name", "target"), {"0", "1"}),
+                                ("plant_seedlings", ("file", "species"), {"Black-grass", "Common Chickweed",
+                                                                          "Sugar beet"})):
+        data_zip, comp, _ = downloads.build(name, tmp_path / name)
+        (tmp_path / f"{name}.zip").write_bytes(data_zip)
+        with zipfile.ZipFile(tmp_path / f"{name}.zip") as z:
+            z.extractall(tmp_path / "d" / name)
+        layout = scan(tmp_path / "d" / name, submission="prob" if name == "isic" else "auto")  # no competition.json
+        assert layout.header == header and set(layout.classes) == label, (layout.header, layout.classes)
+
+
+def test_two_label_files_that_both_fit_name_the_key(tmp_path):
+    from kit.data.layout import scan
+    data_zip, _, _ = downloads.build("histopathologic", tmp_path / "b")
+    (tmp_path / "h.zip").write_bytes(data_zip)
+    with zipfile.ZipFile(tmp_path / "h.zip") as z:
+        z.extractall(tmp_path / "d")
+    pd.read_csv(tmp_path / "d" / "train_labels.csv").to_csv(tmp_path / "d" / "labels_copy.csv", index=False)
+    with pytest.raises(ValueError, match="train_csv="):
+        scan(tmp_path / "d", submission="prob")
+    assert len(scan(tmp_path / "d", submission="prob", train_csv="train_labels.csv").train) == 12
+
+
+def _unzipped(name, tmp_path):
+    data_zip, _, _ = downloads.build(name, tmp_path / "b")
+    with zipfile.ZipFile(io.BytesIO(data_zip)) as z:
+        z.extractall(tmp_path / "d")
+    return tmp_path / "d"
+
+
+def test_patients_never_share_two_folds_and_group_none_turns_it_off(tmp_path):
+    from kit.data import folds
+    from kit.data.layout import scan
+    groups = np.repeat(np.arange(10), 3)
+    labels = np.array([str(g % 2) for g in groups])
+    fold = folds.stratify(labels, 3, 0, groups)
+    assert all(len(set(fold[groups == g])) == 1 for g in range(10))
+    multi = np.eye(4, dtype=int)[groups % 4]
+    fold = folds.stratify(multi, 3, 0, groups)
+    assert all(len(set(fold[groups == g])) == 1 for g in range(10)), "the grouped iterative split too"
+    data = _unzipped("ranzcr", tmp_path)
+    assert scan(data).group == "PatientID", "found by its name"
+    assert scan(data, group="none").group == "" and "group" not in scan(data, group="none").train
+    with pytest.raises(ValueError, match="group=Nope"):
+        scan(data, group="Nope")
+
+
+def test_bad_downloads_get_one_line_each(tmp_path):
+    from kit.data import unpack
+    (tmp_path / "cut.zip").write_bytes(downloads.build("aptos", tmp_path / "b")[0][:500])
+    with pytest.raises(ValueError, match="cut.zip.*download it again"):
+        unpack.unpack_all(tmp_path)
+    (tmp_path / "cut.zip").unlink()
+    with zipfile.ZipFile(tmp_path / "link.zip", "w") as z:
+        info = zipfile.ZipInfo("train/x.jpg")
+        info.external_attr = 0o120777 << 16  # a symlink member
+        z.writestr(info, "/etc/passwd")
+    with pytest.raises(ValueError, match="link"):
+        unpack.unpack_all(tmp_path)
+    (tmp_path / "link.zip").unlink()
+    with zipfile.ZipFile(tmp_path / "big.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("zeros.bin", b"\0" * 2_000_000)
+    with pytest.raises(ValueError, match="KIT_UNPACK_MAX_GB"):
+        unpack.unpack_all(tmp_path, limit=1_000_000)
+    assert not (tmp_path / "zeros.bin").exists(), "nothing written before the checks pass"
+    data = _unzipped("cassava", tmp_path / "c")
+    (data / "test_images" / "2216849948.jpg").unlink()
+    with pytest.raises(ValueError, match="2216849948.jpg"):
+        scan_data(data)
+
+
+def scan_data(data):
+    from kit.data.layout import scan
+    return scan(data)
+
+
+def test_a_rerun_of_download_unpacks_only_what_is_still_packed(tmp_path, kaggle_env):
+    from kit.board import kaggle
+    data_zip, comp, _ = downloads.build("planet", tmp_path / "b")
+    kaggle_env.data_zip = data_zip
+    out = kaggle.download(comp.slug)
+    first = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    assert "train-jpg/train_0.jpg" in first and "train_v2.csv" in first and "test-jpg-additional/file_0.jpg" in first
+    stamp = (out / "train-jpg" / "train_0.jpg").stat().st_mtime_ns
+    assert kaggle.download(comp.slug) == out
+    assert (out / "train-jpg" / "train_0.jpg").stat().st_mtime_ns == stamp, "nothing unpacked twice"
