@@ -8,7 +8,8 @@ import importlib
 
 from bench.common import record, table
 
-NAMES = ["model_ceiling", "data_pipeline", "train_e2e", "inference", "robustness", "accuracy", "formats", "defaults"]
+NAMES = ["model_ceiling", "data_pipeline", "train_e2e", "inference", "robustness", "accuracy", "formats", "defaults",
+         "discovery"]
 
 
 def main() -> None:

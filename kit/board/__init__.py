@@ -1,7 +1,7 @@
 """The board floor: a result -> the submission file, its manifest and its leaderboard row; Kaggle.
 
     submission.write(result)      the submission CSV (formats.table: the competition's shape) and manifest
-    leaderboard                   owns submissions/leaderboard.csv (record, show, sync, submit)
+    leaderboard                   owns submissions/<data>/leaderboard.csv (record, show, sync, submit)
     kaggle                        the kaggle CLI: download, submit, scores (hands the leaderboard a table)
     calibrate                     thresholds and temperature: what turns probabilities into the file's values
     result.Result                 what the predict floor hands over: test, out-of-fold and holdout scores

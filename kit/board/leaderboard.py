@@ -1,4 +1,4 @@
-"""submissions/leaderboard.csv: one row per submission file, merged, never losing a row.
+"""submissions/<data>/leaderboard.csv: one row per submission file, merged, never losing a row.
 
     python -m kit leaderboard                      # print the table and write leaderboard.png
     python -m kit leaderboard --comp SLUG          # first merge Kaggle's public/private scores

@@ -95,7 +95,7 @@ class Images:
                 elif path.suffix.lower() == ".csv":
                     if depth < MAX_DEPTH and rel.split("/")[0] != PIXELS_DIR or rel == PIXELS_DIR:
                         self.csvs.append(Path(dirpath) / name)
-                elif path.suffix.lower() not in (".zip", ".7z", ".tar", ".gz", ".tgz"):
+                elif path.suffix.lower() not in (".zip", ".7z", ".tar", ".gz", ".tgz") and rel != PIXELS_DIR:
                     self.passed[KINDS.get(path.suffix.lower(), "other")] += 1
         self.csvs.sort()
 
@@ -328,6 +328,9 @@ def passed_over(images: Images, used: set[Path]) -> str:
     """One line: what the kit cannot read or does not need, passed over."""
     kinds = [f"{n} {kind}" for kind, n in images.passed.most_common() if kind != "other"]
     other = images.passed.get("other", 0)
-    csvs = [p.relative_to(images.root).as_posix() for p in images.csvs if p not in used and p.parent.name != PIXELS_DIR]
+    done = images.root / PIXELS_DIR / "done.json"  # the pixel CSVs it was made from were read
+    read = set(json.loads(done.read_text())) if done.is_file() else set()
+    csvs = [p.relative_to(images.root).as_posix() for p in images.csvs
+            if p not in used and p.parent.name != PIXELS_DIR and not (p.parent == images.root and p.name in read)]
     parts = kinds + ([f"{other} other file(s)"] if other else []) + ([", ".join(csvs)] if csvs else [])
     return f"passed over: {'; '.join(parts)}" if parts else ""

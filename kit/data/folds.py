@@ -1,6 +1,6 @@
 """The `folds` command: assign every training image to one of K stratified folds.
 
-    python -m kit folds --exp demo          # -> folds/folds.csv, folds/folds.json
+    python -m kit folds --exp demo          # -> folds/<data>/folds.csv, folds/<data>/folds.json
 
 folds.csv has one row per training image: path (relative to DATA), label, source, fold, role.
 role is "cv" (validated in its fold), "train_only" (a class too rare to split; fold -1) or

@@ -1,8 +1,8 @@
 """The one entry point: `python -m kit <command> [--exp NAME ... | --config FILE ...] [key=value ...]`.
 
     python -m kit demo-data                          # data/demo from scikit-learn's digits
-    python -m kit folds   --exp demo                 # folds/folds.csv
-    python -m kit train   --exp demo demo_baseline   # folds/<exp>/fold<k>/...
+    python -m kit folds   --exp demo                 # folds/<data>/folds.csv
+    python -m kit train   --exp demo demo_baseline   # folds/<data>/<exp>/fold<k>/...
     python -m kit predict --exp demo demo_baseline   # submissions/<exp>-<hash>.csv + leaderboard
     python -m kit run     --exp demo demo_baseline   # folds, train, predict in one process (what `make` runs)
     python -m kit blend   --exp demo demo_baseline   # weights fitted on OOF, nested CV
@@ -42,7 +42,7 @@ BOTH = ("work_dir", "submissions_dir")
 COMMANDS = {
     "demo-data": Command("write the embedded demo data set (scikit-learn digits as PNGs) to data/demo; --clean "
                          "removes it and the demo's outputs", commands.demo_data, configs=False),
-    "folds": Command("assign every training image to one of n_folds stratified folds -> folds/folds.csv",
+    "folds": Command("assign every training image to one of n_folds stratified folds -> folds/<data>/folds.csv",
                      commands.folds, ("work_dir",)),
     "cache": Command("resize every image once to what the transforms need (the fast data path; then cache=true)",
                      commands.cache, ("cache_dir",)),
@@ -66,7 +66,7 @@ COMMANDS = {
     "export": Command("write an inference bundle (--out DIR, and DIR.zip): each fold's best weights, the resolved "
                       "configs, classes, TTA and merge; `predict --bundle DIR` writes the submission from it alone",
                       commands.export, BOTH),
-    "leaderboard": Command("print submissions/leaderboard.csv; with --comp, first merge Kaggle's public/private "
+    "leaderboard": Command("print submissions/<data>/leaderboard.csv; with --comp, first merge Kaggle's public/private "
                            "scores", commands.leaderboard, ("submissions_dir",)),
     "submit": Command("upload --file F, or the best-CV submission of --exp, with the kaggle CLI (--comp SLUG); "
                       "record its ref", commands.submit, ("submissions_dir",)),
