@@ -180,3 +180,19 @@ def test_a_rerun_of_download_unpacks_only_what_is_still_packed(tmp_path, kaggle_
     stamp = (out / "train-jpg" / "train_0.jpg").stat().st_mtime_ns
     assert kaggle.download(comp.slug) == out
     assert (out / "train-jpg" / "train_0.jpg").stat().st_mtime_ns == stamp, "nothing unpacked twice"
+
+
+@pytest.mark.parametrize("target", ["folds", "train", "predict", "submit", "leaderboard"])
+def test_comp_alone_carries_every_make_target_to_its_download(target):
+    import subprocess
+    out = subprocess.run(["make", "-n", "-o", ".venv/.installed", target, "COMP=some-comp"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "data=data/some-comp" in out, f"make {target} COMP= reads data/some-comp: {out}"
+
+
+def test_each_data_set_has_its_own_outputs(tmp_path):
+    from kit.config import load_config
+    a, b = load_config(None, {"data": "data/some-comp"}), load_config(None, {"data": "data/demo"})
+    assert (a.work_dir, a.submissions_dir) == ("folds/some-comp", "submissions/some-comp")
+    assert (b.work_dir, b.submissions_dir) == ("folds/demo", "submissions/demo")
+    assert load_config(None, {"data": "data/x", "work_dir": str(tmp_path)}).work_dir == str(tmp_path), "a key wins"

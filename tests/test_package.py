@@ -56,7 +56,7 @@ def test_wheel_installs_and_runs_every_stage_outside_the_repo(kit_command, tmp_p
             "img_size=32", "batch_size=4", "workers=0", "backbone=test_resnet", "warmup_epochs=0", "tta=[]"]
     for stage in ("folds", "train", "predict", "export"):
         _run([kit_command, stage, "--exp", "quick", *keys], work, env)  # a preset shipped inside the package
-    made = sorted((work / "submissions").glob("quick-*.csv"))
+    made = sorted((work / "submissions" / "data").glob("quick-*.csv"))  # submissions/<the data folder's name>/
     assert len(made) == 1 and (work / "bundle" / "bundle.json").is_file(), "outputs go under the current directory"
     shutil.rmtree(work / "folds")
     _run([kit_command, "predict", "--bundle", "bundle", f"data={data}", "submissions_dir=inference"], work, env)
