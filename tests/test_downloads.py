@@ -196,3 +196,14 @@ def test_each_data_set_has_its_own_outputs(tmp_path):
     assert (a.work_dir, a.submissions_dir) == ("folds/some-comp", "submissions/some-comp")
     assert (b.work_dir, b.submissions_dir) == ("folds/demo", "submissions/demo")
     assert load_config(None, {"data": "data/x", "work_dir": str(tmp_path)}).work_dir == str(tmp_path), "a key wins"
+
+
+def test_a_label_file_with_two_candidate_label_columns_names_label_col(tmp_path):
+    from kit.data.layout import scan
+    data = _unzipped("histopathologic", tmp_path)
+    labels = pd.read_csv(data / "train_labels.csv", dtype=str)
+    labels.assign(stain=["he"] * len(labels)).to_csv(data / "train_labels.csv", index=False)
+    (data / "sample_submission.csv").unlink()  # without the sample, nothing says which column is the label
+    with pytest.raises(ValueError, match="label_col="):
+        scan(data)
+    assert set(scan(data, label_col="label").classes) == {"0", "1"}
