@@ -9,6 +9,8 @@ several GPUs runs under torchrun, which `setup_distributed()` detects; nothing e
 """
 from __future__ import annotations
 
+import atexit
+import logging
 import math
 import os
 import random
@@ -22,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,18 @@ def setup_distributed() -> Dist:
             torch.cuda.set_device(local_rank)
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo",
                                 timeout=timedelta(seconds=DIST_TIMEOUT_S))
+        # left at exit, the group's threads are torn down while still running: a rank then ends in SIGABRT
+        # ("terminate called without an active exception") after its work is done, and torchrun fails the job
+        atexit.register(_leave)
     return Dist(rank, world, local_rank)
+
+
+def _leave() -> None:
+    if dist.is_initialized():
+        try:
+            dist.destroy_process_group()
+        except (RuntimeError, ValueError) as e:  # a group already broken by a lost rank: nothing left to close
+            log.debug("destroy_process_group: %s", e)
 
 
 def _collective(op, *args, **kwargs):
