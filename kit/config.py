@@ -36,15 +36,13 @@ class Config(PredictKeys, TrainKeys, TransformKeys, ModelKeys, DataKeys):
         for key, root in (("work_dir", "folds"), ("submissions_dir", "submissions")):
             if getattr(self, key) == "auto":  # each data set's outputs apart: folds/<data>/, submissions/<data>/
                 object.__setattr__(self, key, output_dir(root, self.data))
-        if self.tta in ("auto", ["auto"]):  # tta=auto: chosen per experiment by its out-of-fold score (kit/predict/predict.py)
-            object.__setattr__(self, "tta", ("auto",))
         _check_types(self)
         _check_values(self)
 
     @property
     def warmup(self) -> int:
-        """Stage 1's warm-up epochs, with auto (-1) resolved."""
-        if self.warmup_epochs >= 0:
+        """Stage 1's warm-up epochs, with auto resolved."""
+        if self.warmup_epochs != "auto":
             return self.warmup_epochs
         return 0 if self.pretrained is True else min(3, self.stage1_epochs // 5)  # auto may end from scratch
 
@@ -86,11 +84,11 @@ def _check_values(cfg: Config) -> None:
             problems.append(f"optimizer={cfg.optimizer}: not sgd or a timm optimizer (adamw, lamb, nadamw, ...; "
                             "timm.optim.list_optimizers())")
     if cfg.warmup >= cfg.stage1_epochs:
-        problems.append(f"warmup_epochs={cfg.warmup_epochs}: must be -1 (auto) or from 0 to stage1_epochs - 1 "
+        problems.append(f"warmup_epochs={cfg.warmup_epochs}: must be auto or from 0 to stage1_epochs - 1 "
                         f"({cfg.stage1_epochs - 1})")
     if cfg.resize < cfg.img_size:
         problems.append(f"resize={cfg.resize} < img_size={cfg.img_size}: the random crop needs resize >= img_size")
-    bad_views = [v for v in cfg.tta if v not in TTA_VIEWS] if cfg.tta != ("auto",) else []
+    bad_views = [v for v in cfg.tta if v not in TTA_VIEWS] if cfg.tta != "auto" else []
     if bad_views:
         alone = "; auto stands alone (tta=auto)" if "auto" in bad_views else ""
         problems.append(f"tta={list(cfg.tta)}: unknown {bad_views}; choose from {list(TTA_VIEWS)}{alone}")
@@ -236,9 +234,15 @@ def keys_shaping(what: str) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(Config) if SHAPES.index(f.metadata["shapes"]) <= upto)
 
 
+# auto's former spellings, which the records and cache keys of runs trained before the one spelling hold: they
+# are still hashed and recorded so, and those runs stay valid (their config.yaml reads as auto: keys._former_auto)
+FORMER_AUTO = {"warmup_epochs": -1, "tta": ["auto"]}
+
+
 def shaping(cfg: Config, what: str) -> dict:
     """{key: value} of the keys that shape `what`, as plain data (what caches and manifests record)."""
     values = _identity(to_dict(cfg))
+    values |= {k: v for k, v in FORMER_AUTO.items() if values.get(k) == "auto"}
     return {k: values[k] for k in keys_shaping(what)}
 
 
@@ -258,6 +262,7 @@ def changed(recorded: dict, cfg: Config, what: str) -> list[str]:
     diff = []
     for k in keys_shaping(what):
         old = _plain(recorded.get(k, recorded.get(RENAMED.get(k, k), defaults[k])))
+        old = "auto" if k in FORMER_AUTO and old == FORMER_AUTO[k] else old  # a record of before the one spelling
         if k in FILE_KEYS and now[k] and recorded.get(f"{k}_sha256") and Path(now[k]).is_file():
             if recorded[f"{k}_sha256"] != sha256_file(now[k]):  # the same file anywhere is the same weights
                 diff.append(f"{k}={old!r} (now {now[k]!r}, other content)")

@@ -46,6 +46,14 @@ def _as_tuple(value):
 
 
 Auto = Literal["auto"]  # the one spelling of a value the kit decides at train or predict time
+
+
+def _former_auto(value):
+    """Earlier versions spelt auto -1 (workers, warmup_epochs) and [auto] (tta): their records read as auto."""
+    return "auto" if value == -1 and not isinstance(value, bool) or value in (["auto"], ("auto",)) else value
+
+
+FormerAuto = BeforeValidator(_former_auto)
 Number = Annotated[float, BeforeValidator(_yaml_number)]  # an int becomes a float (YAML's `lr: 1`)
 NonNeg = Annotated[Number, Ge(0)]
 Count = Annotated[int, Ge(1)]
@@ -148,7 +156,8 @@ class TrainKeys:
     """Optimisation, the two stages, early stopping, and how a fold runs."""
 
     batch_size: Annotated[int, Ge(2)] = _key(16, "training batch size (even: mixup pairs images within a batch)", "weights")
-    workers: Annotated[int, Ge(-1)] = _key(-1, "DataLoader workers; -1 = one per CPU core")
+    workers: Annotated[Annotated[int, Ge(0)] | Auto, FormerAuto] = _key(
+        "auto", "DataLoader workers; auto = this process's share of the CPU cores")
     mixup_alpha: NonNeg = _key(1.0, "mixup Beta(alpha, alpha); 0 turns mixup off", "weights")
     cutmix_alpha: NonNeg = _key(0.0, "cutmix alpha; 0 = no cutmix", "weights")
     label_smoothing: NonNeg = _key(0.1, "label smoothing of the soft targets", "weights")
@@ -171,8 +180,8 @@ class TrainKeys:
                              "plan.json); time_budget still trims; 0 = the epochs as set", "weights")
     lr_reference_batch: Whole = _key(
         0, "linear lr scaling: lr x batch_size / this (e.g. 16 for the recipe); 0 = off", "weights")
-    warmup_epochs: Annotated[int, Ge(-1)] = _key(
-        -1, "stage 1: linear warm-up from lr/10 over this many epochs, then cosine; -1 = auto: 0 from pretrained "
+    warmup_epochs: Annotated[Whole | Auto, FormerAuto] = _key(
+        "auto", "stage 1: linear warm-up from lr/10 over this many epochs, then cosine; auto = 0 from pretrained "
             "weights (the recipe), min(3, stage1_epochs // 5) from scratch or pretrained=auto", "weights")
     min_epochs: Whole = _key(
         0, "early stopping counts patience only after this many epochs of a stage (and never before stage 1's "
@@ -212,7 +221,7 @@ class TrainKeys:
 class PredictKeys:
     """TTA, the fold ensemble, its post-processing, and the metric everything is ranked by."""
 
-    tta: Views = _key(
+    tta: Annotated[Views | Auto, FormerAuto] = _key(
         ("hflip",), f"test-time augmentation transforms, composed; from {TTA_VIEWS}; [] = none; auto = the set of "
                     f"{AUTO_TTA_NAMES} with the best out-of-fold score (chosen on the other folds for the CV)",
         "predictions")

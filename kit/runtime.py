@@ -266,13 +266,13 @@ def usable_cpus() -> int:
     return n
 
 
-def num_workers(requested: int) -> int:
-    """-1: this process's share of the usable CPUs, when several training processes share the machine.
+def num_workers(requested: int | str) -> int:
+    """auto: this process's share of the usable CPUs, when several training processes share the machine.
 
     torchrun sets LOCAL_WORLD_SIZE; `make train GPUS=...` sets KIT_LOCAL_PROCS.
     """
-    if requested >= 0:
-        return requested
+    if requested != "auto" and requested != -1:
+        return int(requested)
     procs = int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("KIT_LOCAL_PROCS") or 1)
     return max(usable_cpus() // max(procs, 1), 1)
 

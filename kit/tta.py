@@ -23,8 +23,8 @@ AUTO_TTA = ((), ("hflip",), ("vflip",), ("scales",), ("hflip", "vflip"), ("hflip
 
 
 def tag(views: tuple[str, ...]) -> str:
-    """A view set as one word: hflip+scales, or none."""
-    return "+".join(views) or "none"
+    """A view set as one word: hflip+scales, or none (auto: auto)."""
+    return views if views == "auto" else "+".join(views) or "none"
 
 
 def untag(word: str) -> tuple[str, ...]:

@@ -137,3 +137,17 @@ def test_types_choices_and_ranges_are_checked_strictly(key, value, ok):
     with pytest.raises(ValueError, match=rf"{key}") as e:
         load_config(None, {key: value})
     assert len(str(e.value).splitlines()) == 1, str(e.value)
+
+
+def test_auto_has_one_spelling_and_records_of_its_former_ones_stay_valid():
+    """auto is "auto" for every key the kit decides; -1 (workers, warmup_epochs) and [auto] (tta), which earlier
+    versions wrote into config.yaml and checkpoints, read as auto, and a fold trained under them is not stale."""
+    from kit.config import changed, shaping
+    now = load_config(None, {"tta": "auto"})
+    old = load_config(None, {"workers": -1, "warmup_epochs": -1, "tta": ["auto"]})
+    assert (now.workers, now.warmup_epochs, now.tta) == ("auto", "auto", "auto") == (old.workers, old.warmup_epochs,
+                                                                                      old.tta)
+    assert changed({"warmup_epochs": -1, "tta": ["auto"]}, now, "predictions") == [], "an earlier run is not stale"
+    assert shaping(now, "predictions") == shaping(old, "predictions"), "and its cache keys still match"
+    with pytest.raises(ValueError, match="workers=-2"):
+        load_config(None, {"workers": -2})

@@ -109,7 +109,7 @@ def predict_experiment(cfg: Config, device) -> ens.Result:
                             layout.targets(rows["label"]), split)
 
     choice = {}
-    if cfg.tta == ("auto",):
+    if cfg.tta == "auto":
         choice, cfg = _choose_tta(cfg, f, done, val, logits)
         oof = [Experiment.of(cfg).fold(k).logits(f"oof-{choice['per_fold'][str(k)]}") for k in done]
         views = {k: untag(choice["per_fold"][str(k)]) for k in done}

@@ -54,7 +54,7 @@ def passes(cfg: Config) -> tuple[int, int]:
     candidate), then again with the last epoch's weights through the views chosen (cv_last). With tta=auto
     the chosen views are not known before training: the costliest candidate is planned for.
     """
-    if cfg.tta == ("auto",):
+    if cfg.tta == "auto":
         views = [len(tta_transforms(v, cfg.img_size)) for v in AUTO_TTA]
         return max(views), sum(views) + max(views)
     n = len(tta_transforms(cfg.tta, cfg.img_size))
