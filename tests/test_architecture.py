@@ -45,3 +45,13 @@ def test_every_floor_says_what_it_owns():
     for floor in FLOORS[1:]:
         doc = ast.get_docstring(ast.parse((KIT / floor / "__init__.py").read_text())) or ""
         assert "May import" in doc, f"kit/{floor}/__init__.py must say what it may import"
+
+
+def test_rooms_a_reader_can_hold():
+    """No module over 400 lines, no class or function over 150: each fits a reading."""
+    big = [f"{p.relative_to(KIT)} ({n} lines)" for p in MODULES if (n := len(p.read_text().splitlines())) > 400]
+    long = [f"{p.relative_to(KIT)}:{node.name} ({node.end_lineno - node.lineno + 1} lines)" for p in MODULES
+            for node in ast.walk(ast.parse(p.read_text()))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+            and node.end_lineno - node.lineno + 1 > 150]
+    assert not big and not long, f"split: {big + long}"

@@ -111,6 +111,14 @@ class FoldFiles:
         return (yaml.safe_load(self.config.read_text()) or {}) if self.config.is_file() else None
 
 
+def kept(path: Path, key: str) -> dict | None:
+    """A record every fold shares (plan.json), if it was made under this key (config.shaping_key)."""
+    if not path.is_file():
+        return None
+    found = json.loads(path.read_text())
+    return found if found.get("key") == key else None
+
+
 @dataclass(frozen=True)
 class Experiment:
     """<work_dir>/<name>/."""
@@ -144,20 +152,13 @@ class Experiment:
     def decided(self, key: str) -> dict:
         """The plan's decisions under this key (kit/train/plan.py), as cv.json, the manifest and the bundle record
         them: {"pretrained", "stage1_lr", "hflip", "epochs"}, each where it was decided; {} without a plan."""
-        found = self.kept(self.plan, key) or {}
+        found = kept(self.plan, key) or {}
+        epochs = found.get("epochs", {})
         out = {"pretrained": found.get("start", {}).get("pretrained"), "stage1_lr": found.get("lr", {}).get("lr"),
                "hflip": found.get("flip", {}).get("hflip"),
-               "epochs": [found["epochs"]["stage1_epochs"], found["epochs"]["stage2_epochs"]] if "epochs" in found
-               else None}
+               "epochs": [epochs["stage1_epochs"], epochs["stage2_epochs"]] if epochs else None}
         return {k: v for k, v in out.items() if v is not None}
 
-    @staticmethod
-    def kept(path: Path, key: str) -> dict | None:
-        """A record every fold shares (plan.json), if it was made under this key (config.shaping_key)."""
-        if not path.is_file():
-            return None
-        found = json.loads(path.read_text())
-        return found if found.get("key") == key else None
 
     def fold(self, k: int) -> FoldFiles:
         return FoldFiles(self.dir / fold_name(k))

@@ -34,7 +34,7 @@ from kit.io import atomic_write_text
 from kit.model import reachable
 from kit.runtime import Dist, barrier
 from kit.train import budget, flip, lr_find
-from kit.train.experiment import Experiment
+from kit.train.experiment import Experiment, kept
 from kit.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -83,13 +83,13 @@ def decide(cfg: Config, folds: Folds, device, dist: Dist = Dist()) -> Plan:
 
 def _kept(exp: Experiment, cfg: Config, k: str) -> dict:
     """The steps decided under key k: plan.json's, or the separate records of earlier versions."""
-    found = Experiment.kept(exp.plan, k)
+    found = kept(exp.plan, k)
     if found is not None:
         return {s: v for s, v in found.items() if s in STEPS}
     legacy = {}
     for step, name in LEGACY.items():
         old_key = f"{cfg.backbone} {shaping(cfg, 'weights')['pretrained_file']}" if step == "start" else k
-        if (old := Experiment.kept(exp.dir / name, old_key)) is not None:
+        if (old := kept(exp.dir / name, old_key)) is not None:
             legacy[step] = old
     return legacy
 
