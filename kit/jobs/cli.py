@@ -70,6 +70,8 @@ COMMANDS = {
                            "scores", commands.leaderboard, ("submissions_dir",)),
     "submit": Command("upload --file F, or the best-CV submission of --exp, with the kaggle CLI (--comp SLUG); "
                       "record its ref", commands.submit, ("submissions_dir",)),
+    "notebook": Command("a code competition's Kaggle dataset (the bundle, the wheels Kaggle lacks) and kernel (a "
+                        "notebook that predicts offline) under notebook/<slug>/ (--comp SLUG)", commands.notebook, BOTH),
     "download": Command("download and safely unzip a competition's data into data/<slug>/ (--comp SLUG)",
                         commands.download, configs=False),
 }
@@ -134,6 +136,13 @@ def _options(name: str, s: argparse.ArgumentParser) -> None:
         s.add_argument("--from", dest="source", required=True, metavar="EXP", help="source experiment (name or YAML)")
         s.add_argument("--threshold", type=float, default=0.9, help="keep labels with at least this probability")
         s.add_argument("--name", required=True, help="the new experiment's name")
+    if name == "notebook":
+        s.add_argument("--user", default="", help="the Kaggle user owning the dataset and kernel (default: the "
+                       "credentials' user)")
+        s.add_argument("--gpu", action="store_true", help="the kernel runs on a GPU (enable_gpu)")
+        s.add_argument("--wheels", default="", metavar="DIR", help="take the wheels Kaggle lacks from DIR (offline) "
+                       "instead of pip download")
+        s.add_argument("--out", default="notebook", metavar="DIR", help="where notebook/<slug>/ goes")
     if name == "export":
         s.add_argument("--out", default="bundle", metavar="DIR", help="bundle folder (default bundle; the zip beside it)")
     if name in ("leaderboard", "submit", "download"):

@@ -81,3 +81,8 @@ def submit(a):
 def download(a):
     from kit.board import kaggle
     return kaggle.download(a.comp)
+
+
+def notebook(a):
+    from kit.jobs import notebook
+    return notebook.write(a.cfgs, a.comp, a.user, a.gpu, a.wheels, a.out)

@@ -1,0 +1,109 @@
+"""`kit notebook`: a code competition's dataset and kernel folders in Kaggle's formats, and the notebook itself
+run by a real Jupyter kernel with its input root pointed at a stand-in of /kaggle/input: it writes the
+bundle's submission, byte for byte."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY, write_csv_data
+from kit.jobs import notebook
+from kit.jobs.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+SLUG = "some-code-competition"
+
+
+def test_every_requirement_is_on_kaggle_or_travels_as_a_wheel():
+    pins = notebook.pinned(REPO / "requirements.txt")
+    named = set(notebook.KAGGLE_LACKS) | set(notebook.KAGGLE_HAS) | set(notebook.TOOLING)
+    assert set(pins) <= named, f"say whether Kaggle's image has them: {sorted(set(pins) - named)}"
+    assert set(notebook.KAGGLE_LACKS) <= set(pins), "what the dataset carries is pinned in requirements.txt"
+
+
+def _fake_wheels(folder: Path) -> Path:
+    folder.mkdir()
+    pins = notebook.pinned(REPO / "requirements.txt")
+    for name in notebook.KAGGLE_LACKS:
+        (folder / f"{name.replace('-', '_')}-{pins[name]}-py3-none-any.whl").write_bytes(b"PK")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("nb")
+    data = write_csv_data(tmp / SLUG)
+    keys = [f"{k}={v}" for k, v in {**TINY, "stage1_epochs": 1, "stage2_epochs": 0, "batch_size": 4}.items()]
+    keys += [f"data={data}", f"work_dir={tmp / 'folds'}", f"submissions_dir={tmp / 'subs'}"]
+    for command in ("folds", "train"):
+        assert main([command, "--exp", "demo", *keys]) == 0
+    wheels = _fake_wheels(tmp / "wheels")
+    assert main(["notebook", "--exp", "demo", "--comp", SLUG, "--user", "someone", "--wheels", str(wheels),
+                 "--out", str(tmp / "notebook"), *keys]) == 0
+    return tmp, data, tmp / "notebook" / SLUG
+
+
+def test_the_folders_are_in_kaggles_formats(written):
+    _, _, folder = written
+    kernel = json.loads((folder / "kernel" / "kernel-metadata.json").read_text())
+    assert kernel["code_file"] == "notebook.ipynb" and (folder / "kernel" / kernel["code_file"]).is_file()
+    assert kernel["competition_sources"] == [SLUG] and kernel["enable_internet"] is False
+    dataset = json.loads((folder / "dataset" / "dataset-metadata.json").read_text())
+    assert kernel["dataset_sources"] == [dataset["id"]] and dataset["id"].startswith("someone/")
+    assert 6 <= len(dataset["title"]) <= 50 and dataset["licenses"]
+    wheels = sorted(p.name for p in (folder / "dataset" / "wheels").glob("*.whl"))
+    assert any(w.startswith("kit-") for w in wheels) and any(w.startswith("ttach-") for w in wheels), wheels
+    assert (folder / "dataset" / "bundle" / "bundle.json").is_file()
+
+
+@pytest.mark.slow
+def test_the_notebook_run_by_a_kernel_writes_the_bundles_submission(written, tmp_path):
+    import nbclient
+    import nbformat
+    _, data, folder = written
+    root = tmp_path / "kaggle" / "input"
+    shutil.copytree(data, root / SLUG)  # the competition, mounted read-only on Kaggle
+    dataset_slug = json.loads((folder / "dataset" / "dataset-metadata.json").read_text())["id"].split("/")[1]
+    shutil.copytree(folder / "dataset", root / "datasets" / "someone" / dataset_slug)  # a deeper mount path
+    working = tmp_path / "kaggle" / "working"
+    working.mkdir()
+    nb = nbformat.read(str(folder / "kernel" / "notebook.ipynb"), as_version=4)
+    env = {"KIT_KAGGLE_INPUT": str(root), "KIT_KAGGLE_WORKING": str(working), "PYTHONPATH": str(REPO),
+           "KIT_ALLOCATOR": "off"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the kernel and the predict it starts inherit them
+    try:
+        nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                                resources={"metadata": {"path": str(tmp_path)}}).execute()
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    spec = json.loads((folder / "dataset" / "bundle" / "bundle.json").read_text())
+    from kit.io import sha256_file
+    assert sha256_file(working / "submission.csv") == spec["submission"]["sha256"], "the bundle's bytes"
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "images/s" in printed and "min" in printed, printed[-500:]
+
+
+def test_a_wheel_that_cannot_be_found_offline_names_the_fix(written, tmp_path, capsys):
+    tmp, data, _ = written
+    empty = tmp_path / "wheels"
+    empty.mkdir()
+    rc = main(["notebook", "--exp", "demo", "--comp", SLUG, "--user", "someone", "--wheels", str(empty),
+               "--out", str(tmp_path / "nb"), f"data={data}", f"work_dir={tmp / 'folds'}",
+               f"submissions_dir={tmp / 'subs'}", *[f"{k}={v}" for k, v in {**TINY, "stage1_epochs": 1,
+                                                                           "stage2_epochs": 0, "batch_size": 4}.items()]])
+    err = capsys.readouterr().err
+    assert rc == 2 and "pip download --no-deps ttach" in err and "Traceback" not in err, err[-1000:]
+    assert not (tmp_path / "nb" / SLUG).exists(), "nothing half-written"
+
+
+def test_no_user_is_one_line(monkeypatch, tmp_path):
+    monkeypatch.delenv("KAGGLE_USERNAME", raising=False)
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path))
+    with pytest.raises(ValueError, match="--user"):
+        notebook._user("")
