@@ -7,6 +7,7 @@
 #   make blend EXP="A B"               # weights fitted on the experiments' OOF predictions, nested CV
 #   make pseudo FROM=A NAME=B          # B: A + confidently pseudo-labelled test images (THRESHOLD=0.9)
 #   make notebook COMP=slug            # code competitions: a Kaggle dataset + kernel that predict offline
+#   make notebook-push COMP=slug       # datasets create/version + kernels push; make notebook-status COMP=slug
 #   make export [OUT=bundle]           # inference bundle: python -m kit predict --bundle bundle data=...
 SHELL := /bin/bash
 PY := .venv/bin/python
@@ -28,7 +29,7 @@ RUN_ARGS = $(if $(strip $(EXP)),--exp $(EXP)) data=$(DATA) $(ARGS)
 # docs/BENCHMARKS.md); KIT_ALLOCATOR=off make ... keeps glibc (kit/allocator.py).
 
 .DEFAULT_GOAL := demo
-.PHONY: demo install folds train predict blend pseudo export leaderboard submit download notebook test test-fast bench cache reliability clean clean-all gpu-check gpu-wheels
+.PHONY: demo install folds train predict blend pseudo export leaderboard submit download notebook notebook-push notebook-status test test-fast bench cache reliability clean clean-all gpu-check gpu-wheels
 
 # folds, train and predict in one process (kit run): one start-up of torch instead of three
 demo: install $(if $(filter data/demo,$(DATA)),data/demo/solution.csv)
@@ -87,6 +88,13 @@ download: install
 # a code competition: notebook/<slug>/dataset (bundle + wheels) and kernel (offline notebook), Kaggle's formats
 notebook: install
 	$(KIT) notebook $(RUN_ARGS) --comp $(COMP)
+
+# kaggle datasets create (or version) and kernels push of notebook/<slug>/; then the kernel's run status
+notebook-push: install
+	$(KIT) notebook-push --comp $(COMP)
+
+notebook-status: install
+	$(KIT) notebook-status --comp $(COMP)
 
 # one worker per core, a torch thread each (tests/conftest.py); a module's tests share a worker (its fixtures)
 test: install

@@ -4,7 +4,9 @@ The CLI, run with KAGGLE_API_ENVIRONMENT=LOCALHOST and HTTP_PROXY=http://127.0.0
 `POST http://localhost/api/v1/competitions.CompetitionApiService/<Method>` (JSON) through this
 "proxy". Implemented: StartSubmissionUpload, the blob PUT, CreateSubmission (scored against a
 solution with a Public/Private split), ListSubmissions (paged), GetSubmissionLimits,
-DownloadDataFiles (a 302 redirect to the zip) and ListCompetitions (the competition and its metric).
+DownloadDataFiles (a 302 redirect to the zip), ListCompetitions (the competition and its metric), and for
+code competitions StartBlobUpload, GetDatasetStatus, CreateDataset(Version), SaveKernel,
+GetKernelSessionStatus and CreateCodeSubmission.
 """
 from __future__ import annotations
 
@@ -33,6 +35,10 @@ class FakeKaggle:
         self.requests: list[str] = []
         self.lock = threading.Lock()
         self.metric = "Categorization Accuracy"  # the evaluation metric ListCompetitions names
+        self.blobs: dict[str, dict] = {}  # dataset file uploads
+        self.datasets: dict[str, list[list[str]]] = {}  # ref -> each version's file names
+        self.kernels: dict[str, list[dict]] = {}  # slug -> each pushed version's SaveKernel request
+        self.code_submissions: list[dict] = []
 
     def score(self, csv: bytes) -> tuple[str, str]:
         sub = pd.read_csv(io.BytesIO(csv), dtype=str)
@@ -86,6 +92,9 @@ def make_handler(state: FakeKaggle):
             body = self._body()
             state.requests.append(f"PUT {path}")
             token = path.rsplit("/", 1)[-1]
+            if token in state.blobs:  # a dataset file (StartBlobUpload)
+                state.blobs[token]["data"] = body
+                return self._json({})
             if state.fail_upload or token not in state.uploads:
                 return self._send(500, b"upload failed", "text/plain")
             state.uploads[token]["data"] = body
@@ -101,7 +110,7 @@ def make_handler(state: FakeKaggle):
         def do_POST(self):
             path = urlsplit(self.path).path
             req = json.loads(self._body() or b"{}")
-            method = path[len(SERVICE):] if path.startswith(SERVICE) else path
+            method = path.rsplit("/", 1)[-1] if path.startswith("/api/v1/") else path  # <service>/<Method>
             state.requests.append(f"POST {method}")
             if not _authorized(self.headers):
                 return self._json({"code": 401, "message": "Unauthenticated"}, 401)
@@ -139,6 +148,43 @@ def make_handler(state: FakeKaggle):
             found = [{"ref": f"https://www.kaggle.com/competitions/{req.get('search', '')}",
                       "evaluationMetric": state.metric}]
             self._json({"competitions": found})
+
+        def _StartBlobUpload(self, req):
+            token = f"blob{len(state.blobs)}"
+            state.blobs[token] = {"name": req.get("name", ""), "data": None}
+            self._json({"token": token, "createUrl": f"http://localhost/upload/{token}"})
+
+        def _GetDatasetStatus(self, req):
+            ref = f"{req.get('ownerSlug')}/{req.get('datasetSlug')}"
+            if ref not in state.datasets:
+                return self._json({"code": 404, "message": "not found"}, 404)
+            self._json({"status": "ready"})
+
+        def _dataset(self, req, ref):
+            files = [state.blobs[f["token"]]["name"] for f in req.get("files", []) if f.get("token") in state.blobs]
+            state.datasets.setdefault(ref, []).append(files)
+            self._json({"ref": ref, "url": f"https://www.kaggle.com/datasets/{ref}", "status": "ok"})
+
+        def _CreateDataset(self, req):
+            self._dataset(req, f"{req.get('ownerSlug')}/{req.get('slug')}")
+
+        def _CreateDatasetVersion(self, req):
+            self._dataset(req, f"{req.get('ownerSlug')}/{req.get('datasetSlug')}")
+
+        def _SaveKernel(self, req):
+            slug = req.get("slug", "")
+            state.kernels.setdefault(slug, []).append(req)
+            self._json({"ref": f"/code/{slug}", "url": f"https://www.kaggle.com/code/{slug}",
+                        "versionNumber": len(state.kernels[slug])})
+
+        def _GetKernelSessionStatus(self, req):
+            self._json({"status": "COMPLETE" if state.kernels else "QUEUED"})
+
+        def _CreateCodeSubmission(self, req):
+            ref = state.add(req.get("fileName", "submission.csv"), req.get("submissionDescription", ""), None,
+                            "PENDING")
+            state.code_submissions.append(req)
+            self._json({"message": "Successfully submitted", "ref": ref})
 
         def _DownloadDataFiles(self, req):
             self._send(302, b"", headers={"Location": f"http://localhost/files/{req.get('competitionName')}.zip"})

@@ -61,14 +61,20 @@ def test_the_folders_are_in_kaggles_formats(written):
 
 
 @pytest.mark.slow
-def test_the_notebook_run_by_a_kernel_writes_the_bundles_submission(written, tmp_path):
+@pytest.mark.parametrize("packed", [False, True], ids=["unpacked by Kaggle", "still zipped"])
+def test_the_notebook_run_by_a_kernel_writes_the_bundles_submission(written, tmp_path, packed):
     import nbclient
     import nbformat
     _, data, folder = written
     root = tmp_path / "kaggle" / "input"
     shutil.copytree(data, root / SLUG)  # the competition, mounted read-only on Kaggle
     dataset_slug = json.loads((folder / "dataset" / "dataset-metadata.json").read_text())["id"].split("/")[1]
-    shutil.copytree(folder / "dataset", root / "datasets" / "someone" / dataset_slug)  # a deeper mount path
+    mounted = root / "datasets" / "someone" / dataset_slug  # a deeper mount path
+    shutil.copytree(folder / "dataset", mounted)
+    if packed:  # as `datasets create --dir-mode zip` uploads the folders
+        for what in ("bundle", "wheels"):
+            shutil.make_archive(str(mounted / what), "zip", mounted / what)
+            shutil.rmtree(mounted / what)
     working = tmp_path / "kaggle" / "working"
     working.mkdir()
     nb = nbformat.read(str(folder / "kernel" / "notebook.ipynb"), as_version=4)
@@ -107,3 +113,50 @@ def test_no_user_is_one_line(monkeypatch, tmp_path):
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path))
     with pytest.raises(ValueError, match="--user"):
         notebook._user("")
+
+
+@pytest.fixture
+def kaggle_env(tmp_path, monkeypatch):
+    import pandas as pd
+
+    import kaggle_server
+    state = kaggle_server.FakeKaggle(pd.DataFrame(columns=["id", "label", "Usage"]))
+    httpd, port = kaggle_server.start(state)
+    home = tmp_path / "home"
+    (home / ".kaggle").mkdir(parents=True)
+    creds = home / ".kaggle" / "kaggle.json"
+    creds.write_text(json.dumps({"username": kaggle_server.USER, "key": kaggle_server.KEY}))
+    creds.chmod(0o600)
+    for var in ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    proxy = f"http://127.0.0.1:{port}"
+    for k, v in {"HOME": str(home), "KAGGLE_CONFIG_DIR": str(home / ".kaggle"), "KAGGLE_API_ENVIRONMENT": "LOCALHOST",
+                 "HTTP_PROXY": proxy, "http_proxy": proxy, "NO_PROXY": "", "no_proxy": ""}.items():
+        monkeypatch.setenv(k, v)
+    yield state
+    httpd.shutdown()
+
+
+def test_push_creates_the_dataset_then_versions_it_and_pushes_the_kernel(written, kaggle_env, capsys):
+    _, _, folder = written
+    out = str(folder.parent)
+    assert main(["notebook-push", "--comp", SLUG, "--out", out]) == 0, capsys.readouterr().err[-2000:]
+    dataset = json.loads((folder / "dataset" / "dataset-metadata.json").read_text())["id"]
+    kernel = json.loads((folder / "kernel" / "kernel-metadata.json").read_text())
+    assert list(kaggle_env.datasets) == [dataset] and len(kaggle_env.datasets[dataset]) == 1
+    uploaded = set(kaggle_env.datasets[dataset][0])
+    assert {"bundle.zip", "wheels.zip"} <= uploaded, f"the folders travel zipped: {uploaded}"
+    pushed = kaggle_env.kernels[kernel["id"]][-1]
+    assert pushed["enableInternet"] is False and pushed["competitionDataSources"] == [SLUG]
+    assert pushed["datasetDataSources"] == [dataset] and json.loads(pushed["text"])["cells"], "the notebook itself"
+    assert main(["notebook-push", "--comp", SLUG, "--out", out]) == 0, capsys.readouterr().err[-2000:]
+    assert len(kaggle_env.datasets[dataset]) == 2, "a second push makes a new version, not a second dataset"
+    assert main(["notebook-status", "--comp", SLUG, "--out", out]) == 0
+    from kit.board import kaggle
+    assert kaggle.notebook_status(folder) == "complete", "the kernel's status as Kaggle reports it"
+
+
+def test_push_before_the_notebook_is_written_says_how(tmp_path, kaggle_env, capsys):
+    assert main(["notebook-push", "--comp", SLUG, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "make notebook COMP=slug" in err and "Traceback" not in err

@@ -205,3 +205,46 @@ def download(comp: str, out_root: str | Path = "data") -> Path:
             shutil.rmtree(tmp)
     log.info("downloaded %s into %s", comp, out)
     return out
+
+
+def _meta(folder: Path, name: str) -> dict:
+    path = folder / name
+    if not path.is_file():
+        raise ValueError(f"{path} not found: write the notebook first (make notebook COMP=slug)")
+    return json.loads(path.read_text())
+
+
+def push_notebook(folder: str | Path) -> dict:
+    """notebook/<slug>/ (kit notebook) to Kaggle through its CLI: `datasets create` of dataset/ (`datasets version`
+    once it exists; its folders zipped, which Kaggle unpacks), then `kernels push` of kernel/. Returns the refs."""
+    folder = Path(folder)
+    dataset, kernel = _meta(folder / "dataset", "dataset-metadata.json"), _meta(folder / "kernel", "kernel-metadata.json")
+    try:
+        run_cli(["datasets", "status", dataset["id"]], "datasets status")
+        exists = True
+    except ValueError:
+        exists = False
+    if exists:
+        run_cli(["datasets", "version", "-p", str(folder / "dataset"), "-m", "kit notebook", "--dir-mode", "zip", "-q"],
+                "datasets version")
+    else:
+        out = run_cli(["datasets", "create", "-p", str(folder / "dataset"), "--dir-mode", "zip", "-q"], "datasets create")
+        if "error" in out.lower() and "already in use" not in out:
+            raise ValueError(f"kaggle datasets create failed: {_reason(out)}")
+    out = run_cli(["kernels", "push", "-p", str(folder / "kernel")], "kernels push")
+    if "error" in out.lower():
+        raise ValueError(f"kaggle kernels push failed: {_reason(out)}")
+    version = re.search(r"[Vv]ersion\s*(?:number)?\s*:?\s*(\d+)", out)
+    log.info("pushed dataset %s (%s) and kernel %s%s", dataset["id"], "new version" if exists else "created",
+             kernel["id"], f" version {version.group(1)}" if version else "")
+    return {"dataset": dataset["id"], "kernel": kernel["id"], "version": version.group(1) if version else ""}
+
+
+def notebook_status(folder: str | Path) -> str:
+    """The kernel's run status as Kaggle reports it (queued, running, complete, error)."""
+    kernel = _meta(Path(folder) / "kernel", "kernel-metadata.json")
+    out = run_cli(["kernels", "status", kernel["id"]], "kernels status")
+    found = re.search(r"status\s+\"?([A-Za-z_.]+)", out)
+    status = found.group(1).rsplit(".", 1)[-1].lower() if found else out.strip().splitlines()[-1] if out.strip() else ""
+    log.info("%s: %s", kernel["id"], status)
+    return status

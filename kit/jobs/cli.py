@@ -72,6 +72,9 @@ COMMANDS = {
                       "record its ref", commands.submit, ("submissions_dir",)),
     "notebook": Command("a code competition's Kaggle dataset (the bundle, the wheels Kaggle lacks) and kernel (a "
                         "notebook that predicts offline) under notebook/<slug>/ (--comp SLUG)", commands.notebook, BOTH),
+    "notebook-push": Command("kaggle datasets create (or version) and kernels push of notebook/<slug>/ (--comp SLUG)",
+                             commands.notebook_push, configs=False),
+    "notebook-status": Command("the pushed kernel's run status (--comp SLUG)", commands.notebook_status, configs=False),
     "download": Command("download and safely unzip a competition's data into data/<slug>/ (--comp SLUG)",
                         commands.download, configs=False),
 }
@@ -145,7 +148,9 @@ def _options(name: str, s: argparse.ArgumentParser) -> None:
         s.add_argument("--out", default="notebook", metavar="DIR", help="where notebook/<slug>/ goes")
     if name == "export":
         s.add_argument("--out", default="bundle", metavar="DIR", help="bundle folder (default bundle; the zip beside it)")
-    if name in ("leaderboard", "submit", "download"):
+    if name in ("notebook-push", "notebook-status"):
+        s.add_argument("--out", default="notebook", metavar="DIR", help="where kit notebook wrote notebook/<slug>/")
+    if name in ("leaderboard", "submit", "download", "notebook-push", "notebook-status"):
         s.add_argument("--comp", default=os.environ.get("COMP", ""), help="Kaggle competition slug")
     elif name not in ("demo-data",):
         s.add_argument("--comp", default=os.environ.get("COMP", ""), help="Kaggle competition slug: data= defaults to "

@@ -8,6 +8,8 @@ grep both show where a command goes. `args.cfgs` holds the resolved configs (kit
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def demo_data(a):
     if a.clean:
@@ -86,3 +88,13 @@ def download(a):
 def notebook(a):
     from kit.jobs import notebook
     return notebook.write(a.cfgs, a.comp, a.user, a.gpu, a.wheels, a.out)
+
+
+def notebook_push(a):
+    from kit.board import kaggle
+    return kaggle.push_notebook(Path(a.out) / a.comp)
+
+
+def notebook_status(a):
+    from kit.board import kaggle
+    return kaggle.notebook_status(Path(a.out) / a.comp)
