@@ -156,6 +156,23 @@ def test_push_creates_the_dataset_then_versions_it_and_pushes_the_kernel(written
     assert kaggle.notebook_status(folder) == "complete", "the kernel's status as Kaggle reports it"
 
 
+def test_submit_of_a_code_competition_submits_the_pushed_kernel_version(written, kaggle_env, capsys):
+    tmp, data, folder = written
+    out = str(folder.parent)
+    assert main(["notebook-push", "--comp", SLUG, "--out", out]) == 0, capsys.readouterr().err[-2000:]
+    keys = [f"{k}={v}" for k, v in {**TINY, "stage1_epochs": 1, "stage2_epochs": 0, "batch_size": 4}.items()]
+    keys += [f"data={data}", f"work_dir={tmp / 'folds'}", f"submissions_dir={tmp / 'subs'}"]
+    assert main(["submit", "--exp", "demo", "--comp", SLUG, "--notebook", out, *keys]) == 0, capsys.readouterr().err
+    (sent,) = kaggle_env.code_submissions
+    kernel = json.loads((folder / "kernel" / "kernel-metadata.json").read_text())["id"]
+    assert sent["kernelSlug"] == kernel.split("/")[1] and sent["kernelVersion"] == 1 and sent["fileName"] == \
+        "submission.csv", sent
+    from kit.board import leaderboard
+    spec = json.loads((folder / "dataset" / "bundle" / "bundle.json").read_text())
+    row = leaderboard.load(tmp / "subs" / "leaderboard.csv").set_index("file").loc[spec["submission"]["file"]]
+    assert row["kaggle_ref"] and row["kaggle_status"] == "pending", "Kaggle's scores will join the bundle's row"
+
+
 def test_push_before_the_notebook_is_written_says_how(tmp_path, kaggle_env, capsys):
     assert main(["notebook-push", "--comp", SLUG, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err

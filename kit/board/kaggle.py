@@ -234,10 +234,24 @@ def push_notebook(folder: str | Path) -> dict:
     out = run_cli(["kernels", "push", "-p", str(folder / "kernel")], "kernels push")
     if "error" in out.lower():
         raise ValueError(f"kaggle kernels push failed: {_reason(out)}")
-    version = re.search(r"[Vv]ersion\s*(?:number)?\s*:?\s*(\d+)", out)
-    log.info("pushed dataset %s (%s) and kernel %s%s", dataset["id"], "new version" if exists else "created",
-             kernel["id"], f" version {version.group(1)}" if version else "")
-    return {"dataset": dataset["id"], "kernel": kernel["id"], "version": version.group(1) if version else ""}
+    version = re.search(r"Kernel version (\d+)", out)
+    spec = json.loads((folder / "dataset" / "bundle" / "bundle.json").read_text())
+    pushed = {"dataset": dataset["id"], "kernel": kernel["id"], "version": version.group(1) if version else "",
+              "file": spec["submission"]["file"]}  # the file the kernel writes, byte for byte: its leaderboard row
+    (folder / "pushed.json").write_text(json.dumps(pushed, indent=2) + "\n")
+    log.info("pushed dataset %s (%s) and kernel %s%s; `make submit COMP=...` submits that version", dataset["id"],
+             "new version" if exists else "created", kernel["id"], f" version {pushed['version']}" if version else "")
+    return pushed
+
+
+def submit_kernel(comp: str, kernel: str, version: str, message: str) -> str:
+    """A code competition's submission: the output submission.csv of a pushed kernel version; its ref."""
+    if not version:
+        raise ValueError(f"no version of kernel {kernel} is recorded: push it again (make notebook-push COMP={comp})")
+    out = run_cli(["competitions", "submit", comp, "-k", kernel, "-v", version, "-f", "submission.csv", "-m", message],
+                  "submit")
+    found = re.search(r"Submission ref:\s*(\d+)", out) or re.search(r"\bref\D*(\d+)", out)
+    return found.group(1) if found else ""
 
 
 def notebook_status(folder: str | Path) -> str:

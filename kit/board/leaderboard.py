@@ -19,6 +19,7 @@ metric's direction (kit/metrics.py); cv_top1 and cv_top5 are beside it for singl
 """
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
@@ -317,20 +318,33 @@ def describe(row: pd.Series) -> str:
             f"sha={row['sha256'][:8]}")
 
 
-def submit(cfgs: list[Config], comp: str, file: str = "") -> str:
-    """Upload FILE, or the best-CV submission of these experiments (named before it goes); record the ref."""
+def submit(cfgs: list[Config], comp: str, file: str = "", notebook: str = "notebook") -> str:
+    """Upload FILE, or the best-CV submission of these experiments (named before it goes); record the ref. A code
+    competition whose kernel was pushed (<notebook>/<slug>/pushed.json) submits that kernel version instead, and
+    the row is that of the file the kernel writes (the bundle's submission, byte for byte)."""
     from kit.board import kaggle
     if not comp:
         raise ValueError("no competition: pass COMP=slug (make) or --comp slug")
     submissions_dir = Path(cfgs[0].submissions_dir)
     path = path_of(cfgs[0])
     board = load(path)
-    sub = Path(file) if file else pick(board, [c.name for c in cfgs], submissions_dir, data_of(cfgs[0]), cfgs[0].metric)
+    pushed = Path(notebook) / comp / "pushed.json"
+    kernel = json.loads(pushed.read_text()) if pushed.is_file() and not file else None
+    if kernel is not None:
+        sub = submissions_dir / kernel["file"]
+    else:
+        sub = Path(file) if file else pick(board, [c.name for c in cfgs], submissions_dir, data_of(cfgs[0]),
+                                           cfgs[0].metric)
     rows = board[board["file"] == sub.name]
     message = describe(rows.iloc[0]) if len(rows) else sub.stem
-    if not file:
-        log.info("submitting %s, the best CV of %s: %s", sub.name, " ".join(c.name for c in cfgs), message)
-    ref = kaggle.submit(comp, sub, message)
+    if kernel is not None:
+        log.info("submitting kernel %s version %s (it writes %s): %s", kernel["kernel"], kernel["version"], sub.name,
+                 message)
+        ref = kaggle.submit_kernel(comp, kernel["kernel"], kernel["version"], message)
+    else:
+        if not file:
+            log.info("submitting %s, the best CV of %s: %s", sub.name, " ".join(c.name for c in cfgs), message)
+        ref = kaggle.submit(comp, sub, message)
     with locked(path):
         save(upsert(load(path), {"file": sub.name, "kaggle_ref": ref, "kaggle_status": "pending",
                                  "description": message}), path)

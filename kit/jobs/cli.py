@@ -156,6 +156,8 @@ def _options(name: str, s: argparse.ArgumentParser) -> None:
         s.add_argument("--comp", default=os.environ.get("COMP", ""), help="Kaggle competition slug: data= defaults to "
                        "its download, data/<slug>")
     if name == "submit":
+        s.add_argument("--notebook", default="notebook", metavar="DIR", help="where kit notebook wrote <slug>/: a "
+                       "pushed kernel (pushed.json) is submitted as its version, a code competition's submission")
         s.add_argument("--file", default="", help="submission CSV (default: the best-CV row of --exp in leaderboard.csv)")
 
 

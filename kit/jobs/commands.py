@@ -77,7 +77,7 @@ def leaderboard(a):
 
 def submit(a):
     from kit.board import leaderboard
-    return leaderboard.submit(a.cfgs, a.comp, a.file)
+    return leaderboard.submit(a.cfgs, a.comp, a.file, a.notebook)
 
 
 def download(a):
