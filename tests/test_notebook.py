@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY, write_csv_data
+from conftest import TINY, write_csv_data, write_folder_data
 from kit.jobs import notebook
 from kit.jobs.cli import main
 
@@ -177,3 +177,45 @@ def test_push_before_the_notebook_is_written_says_how(tmp_path, kaggle_env, caps
     assert main(["notebook-push", "--comp", SLUG, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "make notebook COMP=slug" in err and "Traceback" not in err
+
+
+def test_a_run_saved_as_a_notebooks_output_resumes_in_the_next_session(tmp_path):
+    """docs/NOTEBOOKS.md: /kaggle/working/folds kept as the version's output, attached to the next session and
+    copied back into /kaggle/working: finished epochs are not trained again, the fold ends as one that never
+    stopped (same epochs, same best score)."""
+    import pandas as pd
+    import torch
+
+    from conftest import tiny_cfg, train_interrupted
+    from kit.data import folds
+    from kit.train import loop
+    easy_data = write_folder_data(tmp_path / "data", n_per_class=16, n_test=6)
+    straight = tiny_cfg(tmp_path / "straight", easy_data, stage1_epochs=4, stage2_epochs=0)
+    folds.make_folds(straight)
+    loop.run([straight], only=[0])
+    first = tiny_cfg(tmp_path / "session1" / "working", easy_data, stage1_epochs=4, stage2_epochs=0)
+    folds.make_folds(first)
+    train_interrupted(first, epochs=2)  # the session's time ran out
+    saved = tmp_path / "session2" / "input" / "previous-version" / "folds"  # the output, attached read-only
+    shutil.copytree(first.work_dir, saved)
+    shutil.copytree(saved, tmp_path / "session2" / "working" / "folds")  # the documented step
+    second = tiny_cfg(tmp_path / "session2" / "working", easy_data, stage1_epochs=4, stage2_epochs=0)
+    loop.run([second], only=[0])
+    history = pd.read_csv(Path(second.work_dir) / "tiny" / "fold0" / "history.csv")
+    assert list(history["epoch"]) == [1, 2, 3, 4], "epochs 1 and 2 were not trained again"
+    ours = torch.load(Path(second.work_dir) / "tiny" / "fold0" / "best.pt", weights_only=True)["score"]
+    theirs = torch.load(Path(straight.work_dir) / "tiny" / "fold0" / "best.pt", weights_only=True)["score"]
+    assert ours == pytest.approx(theirs), "the same fold as a run that never stopped"
+
+
+def test_no_trained_experiment_is_one_line_and_writes_nothing(tmp_path, capsys):
+    data = write_csv_data(tmp_path / SLUG)
+    keys = [f"{k}={v}" for k, v in {**TINY, "batch_size": 4}.items()]
+    keys += [f"data={data}", f"work_dir={tmp_path / 'folds'}", f"submissions_dir={tmp_path / 'subs'}"]
+    assert main(["folds", "--exp", "demo", *keys]) == 0
+    rc = main(["notebook", "--exp", "demo", "--comp", SLUG, "--user", "someone", "--wheels", str(tmp_path),
+               "--out", str(tmp_path / "notebook"), *keys])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("kit ")]
+    assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err[-1500:]
+    assert not (tmp_path / "notebook" / SLUG).exists() and not list((tmp_path / "notebook").glob(".*"))
