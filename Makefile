@@ -97,10 +97,16 @@ notebook-status: install
 	$(KIT) notebook-status --comp $(COMP)
 
 # one worker per core, a torch thread each (tests/conftest.py); a module's tests share a worker (its fixtures)
-test: install
+test: install .whl/notebook/.done
 	$(PY) -m pytest -q -n auto --dist loadscope
 
-test-fast: install
+# the wheels a Kaggle notebook installs offline (kit/jobs/notebook.py KAGGLE_LACKS): tests/test_notebook.py runs the
+# generated notebook in an environment without them, as Kaggle's image is
+.whl/notebook/.done: requirements.txt
+	$(PY) -m pip download -q --no-deps -d .whl/notebook $$($(PY) -c "from kit.jobs.notebook import specs; print(*specs())")
+	touch $@
+
+test-fast: install .whl/notebook/.done
 	$(PY) -m pytest -q -n auto --dist loadscope -m "not slow"
 
 bench: install

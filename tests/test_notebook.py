@@ -219,3 +219,86 @@ def test_no_trained_experiment_is_one_line_and_writes_nothing(tmp_path, capsys):
     lines = [line for line in err.splitlines() if line.startswith("kit ")]
     assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err[-1500:]
     assert not (tmp_path / "notebook" / SLUG).exists() and not list((tmp_path / "notebook").glob(".*"))
+
+
+KAGGLE_ABSENT = ("ttach", "iterstrat", "iterative_stratification", "cmeel", "mimalloc", "kit")  # Kaggle lacks them
+
+
+def _kaggle_like(tmp: Path) -> tuple[Path, dict]:
+    """A Python with only what Kaggle's image has of the kit's dependencies: this venv's packages, less the kit,
+    ttach and iterative-stratification (and the CPU allocator), seen through a .pth; and a Jupyter kernel of it."""
+    import site
+    import subprocess
+    import sys
+    ours = Path(site.getsitepackages()[0])
+    shown = tmp / "site"
+    shown.mkdir(parents=True)
+    for entry in ours.iterdir():
+        if not entry.name.lower().startswith(KAGGLE_ABSENT):
+            (shown / entry.name).symlink_to(entry)
+    venv = tmp / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    purelib = next(venv.glob("lib/python*/site-packages"))
+    (purelib / "kaggle-image.pth").write_text(f"{shown}\n")
+    spec = tmp / "jupyter" / "kernels" / "kaggle"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({"argv": [str(venv / "bin" / "python"), "-m", "ipykernel_launcher",
+                                                           "-f", "{connection_file}"], "display_name": "kaggle",
+                                                  "language": "python"}))
+    dead = "http://127.0.0.1:9"  # the internet is off: every request fails
+    env = {"JUPYTER_PATH": str(tmp / "jupyter"), "PYTHONPATH": "", "PIP_NO_INDEX": "1", "HTTP_PROXY": dead,
+           "HTTPS_PROXY": dead, "http_proxy": dead, "https_proxy": dead, "HF_HUB_OFFLINE": "1"}
+    return venv / "bin" / "python", env
+
+
+@pytest.mark.slow
+def test_the_notebook_installs_offline_and_predicts_fewer_test_images_as_kit_predict_does(tmp_path):
+    """As on Kaggle: no kit and no ttach until the dataset's wheels are installed with no index, the internet off,
+    and a competition folder holding fewer test images than the kit trained beside (the hidden set's stand-in)."""
+    import subprocess
+    import sys
+
+    import nbclient
+    import nbformat
+    import pandas as pd
+    wheels = REPO / ".whl" / "notebook"
+    assert (wheels / ".done").is_file(), "make test fetches them first (make .whl/notebook/.done)"
+    data = write_csv_data(tmp_path / SLUG)
+    keys = [f"{k}={v}" for k, v in {**TINY, "stage1_epochs": 1, "stage2_epochs": 0, "batch_size": 4}.items()]
+    keys += [f"data={data}", f"work_dir={tmp_path / 'folds'}", f"submissions_dir={tmp_path / 'subs'}"]
+    for command in ("folds", "train"):
+        assert main([command, "--exp", "demo", *keys]) == 0
+    assert main(["notebook", "--exp", "demo", "--comp", SLUG, "--user", "someone", "--wheels", str(wheels),
+                 "--out", str(tmp_path / "notebook"), *keys]) == 0
+    folder = tmp_path / "notebook" / SLUG
+    root = tmp_path / "kaggle" / "input"
+    shutil.copytree(data, root / SLUG)
+    sample = pd.read_csv(root / SLUG / "sample_submission.csv", dtype=str)
+    for gone in sample["id"][:2]:  # the hidden set is another size than the public one
+        (root / SLUG / "test" / f"{gone}.jpg").unlink()
+    sample.iloc[2:].to_csv(root / SLUG / "sample_submission.csv", index=False)
+    dataset_slug = json.loads((folder / "dataset" / "dataset-metadata.json").read_text())["id"].split("/")[1]
+    shutil.copytree(folder / "dataset", root / dataset_slug)
+    python, env = _kaggle_like(tmp_path / "image")
+    probe = subprocess.run([str(python), "-c", "import importlib.util as u; print(u.find_spec('kit'), "
+                            "u.find_spec('ttach'), u.find_spec('torch') is not None)"], capture_output=True, text=True,
+                           env={**os.environ, **env}, cwd=tmp_path)
+    assert probe.stdout.split() == ["None", "None", "True"], probe.stdout + probe.stderr
+    working = tmp_path / "kaggle" / "working"
+    working.mkdir()
+    env |= {"KIT_KAGGLE_INPUT": str(root), "KIT_KAGGLE_WORKING": str(working)}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        nb = nbformat.read(str(folder / "kernel" / "notebook.ipynb"), as_version=4)
+        nbclient.NotebookClient(nb, timeout=300, kernel_name="kaggle",
+                                resources={"metadata": {"path": str(tmp_path)}}).execute()
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    theirs = tmp_path / "at-home"
+    assert main(["predict", "--bundle", str(folder / "dataset" / "bundle"), f"data={root / SLUG}",
+                 f"submissions_dir={theirs}"]) == 0
+    written = (working / "submission.csv").read_bytes()
+    assert written == (theirs / "submission.csv").read_bytes(), "the kit's predictions for the images present"
+    assert len(pd.read_csv(working / "submission.csv")) == len(sample) - 2

@@ -45,6 +45,13 @@ def pinned(requirements: Path) -> dict[str, str]:
     return out
 
 
+def specs() -> list[str]:
+    """KAGGLE_LACKS as pip specs, at requirements.txt's pins (make's .whl/notebook downloads these)."""
+    root = Path(__file__).resolve().parents[2]
+    pins = pinned(root / "requirements.txt") if (root / "requirements.txt").is_file() else {}
+    return [f"{n}=={pins[n]}" if n in pins else n for n in KAGGLE_LACKS]
+
+
 def _user(user: str) -> str:
     if user:
         return user
@@ -74,12 +81,11 @@ def _wheels(out: Path, source: str) -> list[str]:
                                  f"with: pip download --no-deps {name}{'==' + version if version else ''} -d {folder}")
             shutil.copy(found[0], out)
     else:
-        specs = [f"{n}=={v}" if v else n for n, v in wanted.items()]
-        proc = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(out), *specs],
+        proc = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(out), *specs()],
                               capture_output=True, text=True)
         if proc.returncode != 0:
-            raise ValueError(f"pip download {' '.join(specs)} failed (offline?): download them on a machine with the "
-                             "internet and pass --wheels DIR")
+            raise ValueError(f"pip download {' '.join(specs())} failed (offline?): download them on a machine with "
+                             "the internet and pass --wheels DIR")
     if not (root / "pyproject.toml").is_file():
         raise ValueError(f"the kit's wheel is built from its checkout, and {root} is none: run kit notebook from a "
                          "clone of the kit (or pass its wheel in --wheels)")
