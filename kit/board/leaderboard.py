@@ -330,21 +330,16 @@ def submit(cfgs: list[Config], comp: str, file: str = "", notebook: str = "noteb
     board = load(path)
     pushed = Path(notebook) / comp / "pushed.json"
     kernel = json.loads(pushed.read_text()) if pushed.is_file() and not file else None
-    if kernel is not None:
-        sub = submissions_dir / kernel["file"]
-    else:
-        sub = Path(file) if file else pick(board, [c.name for c in cfgs], submissions_dir, data_of(cfgs[0]),
-                                           cfgs[0].metric)
+    sub = (submissions_dir / kernel["file"] if kernel else Path(file) if file else
+           pick(board, [c.name for c in cfgs], submissions_dir, data_of(cfgs[0]), cfgs[0].metric))
     rows = board[board["file"] == sub.name]
     message = describe(rows.iloc[0]) if len(rows) else sub.stem
-    if kernel is not None:
-        log.info("submitting kernel %s version %s (it writes %s): %s", kernel["kernel"], kernel["version"], sub.name,
-                 message)
-        ref = kaggle.submit_kernel(comp, kernel["kernel"], kernel["version"], message)
-    else:
-        if not file:
-            log.info("submitting %s, the best CV of %s: %s", sub.name, " ".join(c.name for c in cfgs), message)
-        ref = kaggle.submit(comp, sub, message)
+    if not file:
+        log.info("submitting %s, %s: %s", f"kernel {kernel['kernel']} version {kernel['version']} (it writes "
+                 f"{sub.name})" if kernel else sub.name, "the bundle's" if kernel else "the best CV of " +
+                 " ".join(c.name for c in cfgs), message)
+    ref = kaggle.submit_kernel(comp, kernel["kernel"], kernel["version"], message) if kernel else \
+        kaggle.submit(comp, sub, message)
     with locked(path):
         save(upsert(load(path), {"file": sub.name, "kaggle_ref": ref, "kaggle_status": "pending",
                                  "description": message}), path)
