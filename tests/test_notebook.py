@@ -302,3 +302,31 @@ def test_the_notebook_installs_offline_and_predicts_fewer_test_images_as_kit_pre
     written = (working / "submission.csv").read_bytes()
     assert written == (theirs / "submission.csv").read_bytes(), "the kit's predictions for the images present"
     assert len(pd.read_csv(working / "submission.csv")) == len(sample) - 2
+
+
+def test_a_competition_folder_without_test_images_ends_the_notebook_in_one_line(written, tmp_path):
+    import nbclient
+    import nbformat
+    _, data, folder = written
+    root = tmp_path / "input"
+    shutil.copytree(data, root / SLUG)
+    (root / SLUG / "sample_submission.csv").unlink()
+    shutil.rmtree(root / SLUG / "test")
+    slug = json.loads((folder / "dataset" / "dataset-metadata.json").read_text())["id"].split("/")[1]
+    shutil.copytree(folder / "dataset", root / slug)
+    (tmp_path / "working").mkdir()
+    env = {"KIT_KAGGLE_INPUT": str(root), "KIT_KAGGLE_WORKING": str(tmp_path / "working"), "PYTHONPATH": str(REPO)}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    nb = nbformat.read(str(folder / "kernel" / "notebook.ipynb"), as_version=4)
+    try:
+        with pytest.raises(nbclient.exceptions.CellExecutionError):
+            nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                                    resources={"metadata": {"path": str(tmp_path)}}).execute()
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    said = [line for line in printed.splitlines() if line.startswith("kit predict: error")]
+    assert len(said) == 1 and "Traceback" not in printed.split("kit predict: error")[0][-2000:], printed[-2000:]
+    assert not (tmp_path / "working" / "submission.csv").exists()
