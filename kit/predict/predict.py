@@ -84,7 +84,8 @@ def _ready_folds(cfg: Config, n_folds: int) -> list[int]:
 
 def check_test(layout: Layout, cfg: Config) -> None:
     if layout.test.empty:
-        raise ValueError(f"no test images in {layout.root / 'test'}; predict needs them")
+        raise ValueError(f"no test images in {layout.root}: no sample submission lists any and no test*/ folder "
+                         "holds any; point data= at the competition folder (its sample_submission.csv and test images)")
     bad = find_bad_images(layout.root, list(layout.test["path"]), cfg.max_pixels)
     if bad:
         raise ValueError(f"{len(bad)} unreadable test image(s): {describe_bad(bad)}; no submission written")
