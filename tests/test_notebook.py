@@ -330,3 +330,24 @@ def test_a_competition_folder_without_test_images_ends_the_notebook_in_one_line(
     said = [line for line in printed.splitlines() if line.startswith("kit predict: error")]
     assert len(said) == 1 and "Traceback" not in printed.split("kit predict: error")[0][-2000:], printed[-2000:]
     assert not (tmp_path / "working" / "submission.csv").exists()
+
+
+def test_the_notebook_predicts_the_submission_make_submit_would_pick(tmp_path, monkeypatch):
+    """Two experiments predicted apart: the bundle holds the one of the best-CV row, as make submit uploads it."""
+    import pandas as pd
+
+    from kit.board import leaderboard
+    data = write_csv_data(tmp_path / SLUG)
+    keys = [f"{k}={v}" for k, v in {**TINY, "stage1_epochs": 1, "stage2_epochs": 0, "batch_size": 4}.items()
+            if k != "name"]
+    keys += [f"data={data}", f"work_dir={tmp_path / 'folds'}", f"submissions_dir={tmp_path / 'subs'}"]
+    for command in ("folds", "train", "predict"):
+        assert main([command, "--exp", "demo", "demo_baseline", *keys]) == 0
+    board = leaderboard.load(tmp_path / "subs" / "leaderboard.csv")
+    board.loc[board["experiments"] == "demo_baseline", "cv"] = "0.99999"  # make the baseline the best CV
+    leaderboard.save(board, tmp_path / "subs" / "leaderboard.csv")
+    assert main(["notebook", "--exp", "demo", "demo_baseline", "--comp", SLUG, "--user", "someone", "--wheels",
+                 str(_fake_wheels(tmp_path / "w")), "--out", str(tmp_path / "nb"), *keys]) == 0
+    spec = json.loads((tmp_path / "nb" / SLUG / "dataset" / "bundle" / "bundle.json").read_text())
+    assert [e["name"] for e in spec["experiments"]] == ["demo_baseline"], spec["experiments"]
+    assert pd.notna(spec["submission"]["cv"])

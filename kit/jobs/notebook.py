@@ -154,10 +154,27 @@ def _notebook(values: dict):
     return nb
 
 
+def submitted(cfgs: list) -> list:
+    """The experiments of the submission `make submit` would pick among cfgs' (the best CV of A, B or A+B); all of
+    cfgs before any was predicted."""
+    from kit.board import leaderboard
+    board = leaderboard.load(leaderboard.path_of(cfgs[0]))
+    try:
+        best = leaderboard.pick(board, [c.name for c in cfgs], Path(cfgs[0].submissions_dir),
+                                leaderboard.data_of(cfgs[0]), cfgs[0].metric)
+    except ValueError:  # nothing predicted yet: the bundle's export predicts them all
+        return cfgs
+    names = board.loc[board["file"] == best.name, "experiments"].iloc[0].split()
+    log.info("the notebook predicts as %s does (the best CV of %s)", best.name, " ".join(c.name for c in cfgs))
+    return [c for c in cfgs if c.name in names]
+
+
 def write(cfgs, comp: str, user: str = "", gpu: bool = False, wheels: str = "", out: str | Path = "notebook") -> Path:
-    """notebook/<slug>/dataset/ and kernel/ for the experiments cfgs name (see the module's docstring)."""
+    """notebook/<slug>/dataset/ and kernel/ for the submission `make submit` would pick among the experiments cfgs
+    name (see the module's docstring)."""
     if not comp:
         raise ValueError("no competition: pass COMP=slug (make) or --comp slug")
+    cfgs = submitted(cfgs)
     import nbformat
 
     from kit.predict import bundle
