@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 
 import downloads
-import kaggle_server
 from conftest import TINY
 from kit.jobs.cli import main
 
@@ -21,25 +20,11 @@ FAST = {**TINY, "stage1_epochs": 1, "stage2_epochs": 0, "mixup_alpha": 0.0, "nam
 
 
 @pytest.fixture
-def kaggle_env(tmp_path, monkeypatch):
-    """A home with credentials, the CLI pointed at a loopback server, and the working directory a fresh one."""
-    state = kaggle_server.FakeKaggle(pd.DataFrame(columns=["id", "label", "Usage"]))
-    httpd, port = kaggle_server.start(state)
-    home = tmp_path / "home"
-    (home / ".kaggle").mkdir(parents=True)
-    creds = home / ".kaggle" / "kaggle.json"
-    creds.write_text(json.dumps({"username": kaggle_server.USER, "key": kaggle_server.KEY}))
-    creds.chmod(0o600)
-    for var in ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "HTTPS_PROXY", "https_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    proxy = f"http://127.0.0.1:{port}"
-    for k, v in {"HOME": str(home), "KAGGLE_CONFIG_DIR": str(home / ".kaggle"), "KAGGLE_API_ENVIRONMENT": "LOCALHOST",
-                 "HTTP_PROXY": proxy, "http_proxy": proxy, "NO_PROXY": "", "no_proxy": ""}.items():
-        monkeypatch.setenv(k, v)
+def kaggle_env(kaggle_env, tmp_path, monkeypatch):
+    """conftest's loopback Kaggle, from a fresh working directory (downloads land in its data/)."""
     (tmp_path / "work").mkdir()
     monkeypatch.chdir(tmp_path / "work")
-    yield state
-    httpd.shutdown()
+    return kaggle_env
 
 
 def _check_values(comp, sample: pd.DataFrame, sub: pd.DataFrame, classes: set[str]) -> None:

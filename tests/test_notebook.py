@@ -115,28 +115,6 @@ def test_no_user_is_one_line(monkeypatch, tmp_path):
         notebook._user("")
 
 
-@pytest.fixture
-def kaggle_env(tmp_path, monkeypatch):
-    import pandas as pd
-
-    import kaggle_server
-    state = kaggle_server.FakeKaggle(pd.DataFrame(columns=["id", "label", "Usage"]))
-    httpd, port = kaggle_server.start(state)
-    home = tmp_path / "home"
-    (home / ".kaggle").mkdir(parents=True)
-    creds = home / ".kaggle" / "kaggle.json"
-    creds.write_text(json.dumps({"username": kaggle_server.USER, "key": kaggle_server.KEY}))
-    creds.chmod(0o600)
-    for var in ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "HTTPS_PROXY", "https_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    proxy = f"http://127.0.0.1:{port}"
-    for k, v in {"HOME": str(home), "KAGGLE_CONFIG_DIR": str(home / ".kaggle"), "KAGGLE_API_ENVIRONMENT": "LOCALHOST",
-                 "HTTP_PROXY": proxy, "http_proxy": proxy, "NO_PROXY": "", "no_proxy": ""}.items():
-        monkeypatch.setenv(k, v)
-    yield state
-    httpd.shutdown()
-
-
 def test_push_creates_the_dataset_then_versions_it_and_pushes_the_kernel(written, kaggle_env, capsys):
     _, _, folder = written
     out = str(folder.parent)
