@@ -29,7 +29,7 @@ RUN_ARGS = $(if $(strip $(EXP)),--exp $(EXP)) data=$(DATA) $(ARGS)
 # docs/BENCHMARKS.md); KIT_ALLOCATOR=off make ... keeps glibc (kit/allocator.py).
 
 .DEFAULT_GOAL := demo
-.PHONY: demo install folds train predict blend pseudo export leaderboard submit download notebook notebook-push notebook-status test test-fast bench cache reliability clean clean-all gpu-check gpu-wheels
+.PHONY: demo install folds train predict blend pseudo export leaderboard submit download report notebook notebook-push notebook-status test test-fast bench cache reliability clean clean-all gpu-check gpu-wheels
 
 # folds, train and predict in one process (kit run): one start-up of torch instead of three
 demo: install $(if $(filter data/demo,$(DATA)),data/demo/solution.csv)
@@ -75,6 +75,10 @@ blend: install
 
 export: install
 	$(KIT) export $(RUN_ARGS) --out $(OUT)
+
+# one self-contained page of the data set: the leaderboard, CV against public/private, each experiment's figures
+report: install
+	$(KIT) report $(RUN_ARGS)
 
 leaderboard: install
 	$(KIT) leaderboard $(RUN_ARGS) $(if $(COMP),--comp $(COMP))

@@ -70,6 +70,8 @@ COMMANDS = {
                            "scores", commands.leaderboard, ("submissions_dir",)),
     "submit": Command("upload --file F, or the best-CV submission of --exp, with the kaggle CLI (--comp SLUG); "
                       "record its ref", commands.submit, ("submissions_dir",)),
+    "report": Command("one self-contained page, <submissions_dir>/report.html: the leaderboard, CV against public "
+                      "and private, each experiment's curves and mistakes", commands.report, BOTH),
     "notebook": Command("a code competition's Kaggle dataset (the bundle, the wheels Kaggle lacks) and kernel (a "
                         "notebook that predicts offline) under notebook/<slug>/ (--comp SLUG)", commands.notebook, BOTH),
     "notebook-push": Command("kaggle datasets create (or version) and kernels push of notebook/<slug>/ (--comp SLUG)",

@@ -47,12 +47,12 @@ def predict(a):
         from kit.predict import bundle
         return bundle.predict_bundle(a.bundle, a.overrides)
     from kit.predict import predict
-    return predict.run(a.cfgs, a.ensemble)
+    return _and_report(a.cfgs, predict.run(a.cfgs, a.ensemble))
 
 
 def run(a):
     from kit.jobs import pipeline
-    return pipeline.run(a.cfgs, a.fold, a.shard, a.ensemble)
+    return _and_report(a.cfgs, pipeline.run(a.cfgs, a.fold, a.shard, a.ensemble))
 
 
 def blend(a):
@@ -72,12 +72,12 @@ def export(a):
 
 def leaderboard(a):
     from kit.board import leaderboard
-    return leaderboard.run(a.cfgs, a.comp)
+    return _and_report(a.cfgs, leaderboard.run(a.cfgs, a.comp))
 
 
 def submit(a):
     from kit.board import leaderboard
-    return leaderboard.submit(a.cfgs, a.comp, a.file, a.notebook)
+    return _and_report(a.cfgs, leaderboard.submit(a.cfgs, a.comp, a.file, a.notebook))
 
 
 def download(a):
@@ -98,3 +98,21 @@ def notebook_push(a):
 def notebook_status(a):
     from kit.board import kaggle
     return kaggle.notebook_status(Path(a.out) / a.comp)
+
+
+def report(a):
+    from kit.board import page
+    return page.write(a.cfgs[0])
+
+
+def _and_report(cfgs, result):
+    """predict, run, leaderboard and submit end by rewriting the report page (cheap: the figures exist); a page
+    that cannot be written costs a warning, never the command's result."""
+    import logging
+
+    from kit.board import page
+    try:
+        page.write(cfgs[0])
+    except (OSError, ValueError) as e:
+        logging.getLogger(__name__).warning("report page not written (%s); make report tries again", e)
+    return result

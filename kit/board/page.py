@@ -1,0 +1,96 @@
+"""A competition at a glance: one self-contained page, <submissions_dir>/report.html.
+
+    python -m kit report [--exp ...] data=...     # make report; opens from a file, fetches nothing
+
+The leaderboard of the data set of the folds (best CV first in the metric's direction, the final picks
+marked, sortable, each submission's manifest a link beside it), the CV against public and private plot,
+and per experiment its cv, each fold's curves, the lr finder where it ran, the confusion matrix and the
+mistakes, and the most confused pairs. Figures are the PNGs the kit already drew, inlined; the page is
+rendered from kit/board/templates/report.html.j2 (Jinja2, autoescaped) and written beside, then renamed.
+What is missing (a submission file, a figure) is a line on the page and a warning, never a stop.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from kit.board import leaderboard
+from kit.config import Config
+from kit.io import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+TEMPLATE = Path(__file__).with_name("templates") / "report.html.j2"
+FIGURES = ("lr_find.png", "confusion_matrix.png", "mistakes.png")  # per experiment; fold<k>/curves.png per fold
+
+
+def _png(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def _experiment(folder: Path) -> dict:
+    cv = json.loads((folder / "cv.json").read_text()) if (folder / "cv.json").is_file() else {}
+    figures, missing = [], []
+    folds = sorted((d for d in folder.glob("fold*") if d.is_dir()), key=lambda d: int(d.name[4:] or 0))
+    for d in folds:
+        curves = d / "curves.png"
+        if curves.is_file():
+            figures.append({"name": f"{d.name}: curves", "data": _png(curves)})
+        else:
+            missing.append(f"{d.name}: no curves.png (the fold has not finished an epoch)")
+    for name in FIGURES:
+        if (folder / name).is_file():
+            figures.append({"name": name, "data": _png(folder / name)})
+        elif name != "lr_find.png":  # the lr finder runs only with stage1_lr=auto
+            missing.append(f"no {name} (make train writes it after the last fold)")
+    confused = []
+    if (folder / "confused_pairs.csv").is_file():
+        confused = pd.read_csv(folder / "confused_pairs.csv", dtype=str, keep_default_na=False).head(10).to_dict("records")
+    scores = {k: v for k, v in cv.items() if k in ("metric", "score", "top1", "top5", "cv_last") and v is not None}
+    line = ", ".join(f"{k} {v:.5f}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items())
+    return {"name": folder.name, "cv_line": line or "no cv.json yet",
+            "figures": figures, "missing": missing, "confused": confused}
+
+
+def write(cfg: Config) -> Path:
+    """<submissions_dir>/report.html for cfg's data set (the experiments of its work_dir)."""
+    import jinja2
+    subs = Path(cfg.submissions_dir)
+    board, _ = leaderboard.one_data_set(leaderboard.load(leaderboard.path_of(cfg)), leaderboard.data_of(cfg))
+    metric = leaderboard.metric_of(board, "" if cfg.metric == "auto" else cfg.metric)
+    board = leaderboard.ranked(board, metric) if len(board) else board
+    rows, gone = [], []
+    for r in board.to_dict("records"):
+        manifest = Path(r["file"]).with_suffix(".json").name
+        r["manifest"] = manifest if (subs / manifest).is_file() else ""
+        if not (subs / r["file"]).is_file():
+            gone.append(f"{r['file']}: the submission file is gone (its row is kept)")
+        rows.append(r)
+    summary = leaderboard.summary(board, metric) if len(board) else []
+    picks = {line.split(": ", 1)[1] for line in summary if line.startswith("final pick")}
+    work = Path(cfg.work_dir)
+    experiments = [_experiment(d) for d in sorted(work.iterdir()) if d.is_dir() and (d / "config.yaml").is_file()] \
+        if work.is_dir() else []
+    for e in experiments:
+        for line in e["missing"]:
+            log.warning("report: %s: %s", e["name"], line)
+    for line in gone:
+        log.warning("report: %s", line)
+    plot = subs / "leaderboard.png"
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE.parent), autoescape=True)
+    html = env.get_template(TEMPLATE.name).render(
+        title=f"kit: {Path(cfg.data).name}", data=cfg.data, metric=metric.name, higher=metric.higher_is_better,
+        written=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), columns=leaderboard.SHOWN, rows=rows,
+        picks=picks, summary=summary, missing_rows=gone, board_png=_png(plot) if plot.is_file() else "",
+        experiments=experiments)
+    out = subs / "report.html"
+    subs.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, html)
+    log.info("the report page: %s (%d submissions, %d experiments; opens from the file)", out, len(rows),
+             len(experiments))
+    return out
