@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 ALT = {  # key -> another valid value than the base experiment's
     "n_folds": 3, "split_seed": 7, "val_mode": "holdout", "rare_classes": "train_only", "skip_bad_images": True,
-    "id_col": "x", "label_col": "y", "train_csv": "t.csv", "sample_csv": "s.csv", "images": "train", "group": "none",
+    "tracking": ["tensorboard"], "id_col": "x", "label_col": "y", "train_csv": "t.csv", "sample_csv": "s.csv", "images": "train", "group": "none",
     "task": "single", "submission": "label", "top_k": 3,
     "seed": 7, "backbone": "test_efficientnet", "head": "linear", "spinal_width": 8, "head_dropout": 0.1,
     "pretrained": True, "pretrained_file": "elsewhere.safetensors", "resize": 40, "img_size": 28,

@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 # those it has are used as they are. tests/test_notebook.py checks that every requirement is in one of the two.
 KAGGLE_LACKS = ("ttach", "iterative-stratification")
 KAGGLE_HAS = ("torch", "torchvision", "timm", "albumentations", "opencv-python-headless", "numpy", "scikit-learn",
-              "pandas", "pillow", "kaggle", "six", "matplotlib", "tqdm", "pyyaml", "pydantic", "safetensors", "jinja2")
+              "pandas", "pillow", "kaggle", "six", "matplotlib", "tqdm", "pyyaml", "pydantic", "safetensors", "jinja2",
+              "tensorboard")
 TOOLING = ("py7zr", "submitit", "cmeel-mimalloc", "setuptools", "pytest", "pytest-xdist", "nbformat", "nbclient",
            "ipykernel")  # the kit's own set-up and tests; never imported by a notebook's predict
 

@@ -34,7 +34,7 @@ from kit.engine import epoch_steps, load_checkpoint, save_checkpoint, train_one_
 from kit.metrics import Metric
 from kit.runtime import (Dist, barrier, describe, from_main, mean_over_ranks, num_workers, pick_device,
                          setup_distributed, sync_batchnorm)
-from kit.train import alarm, checkpoints, plan, pseudo
+from kit.train import alarm, checkpoints, plan, pseudo, tracking
 from kit.train.experiment import Experiment
 from kit.train.plan import Plan
 from kit.train.progress import Progress
@@ -138,6 +138,7 @@ class FoldRun:
                "train_loss": loss, "train_top1": acc, **val, "seconds": time.perf_counter() - t0, "img_per_s": ips,
                "host": socket.gethostname()}  # where each epoch ran: a fold may resume on another node
         improved = self._update(model, scored, optimizer, state, row)
+        tracking.epoch(c, self.files.dir, row, self.dist.main)
         self.progress.update((c.name, self.fold), self._epochs_left(state))
         log.info("%s", _epoch_line(c.name, where, row, self.metric.name, improved, self.progress))
         if state.stage == 1 and state.epoch == min(c.warmup + 2, self.epochs[0]):  # two epochs at the full lr
