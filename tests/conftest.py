@@ -144,21 +144,9 @@ def pytest_configure(config):
 def kaggle_env(tmp_path, monkeypatch):
     """The real kaggle CLI pointed at a loopback server (tests/kaggle_server.py), with a home of its own holding
     credentials; yields the server's state."""
-    import json
-
     import kaggle_server
     state = kaggle_server.FakeKaggle(pd.DataFrame(columns=["id", "label", "Usage"]))
     httpd, port = kaggle_server.start(state)
-    home = tmp_path / "home"
-    (home / ".kaggle").mkdir(parents=True)
-    creds = home / ".kaggle" / "kaggle.json"
-    creds.write_text(json.dumps({"username": kaggle_server.USER, "key": kaggle_server.KEY}))
-    creds.chmod(0o600)
-    for var in ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "HTTPS_PROXY", "https_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    proxy = f"http://127.0.0.1:{port}"
-    for k, v in {"HOME": str(home), "KAGGLE_CONFIG_DIR": str(home / ".kaggle"), "KAGGLE_API_ENVIRONMENT": "LOCALHOST",
-                 "HTTP_PROXY": proxy, "http_proxy": proxy, "NO_PROXY": "", "no_proxy": ""}.items():
-        monkeypatch.setenv(k, v)
+    kaggle_server.point_cli(tmp_path / "home", port, monkeypatch)
     yield state
     httpd.shutdown()

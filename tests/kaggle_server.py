@@ -196,3 +196,20 @@ def start(state: FakeKaggle) -> tuple[ThreadingHTTPServer, int]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(state))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, server.server_address[1]
+
+
+def point_cli(home, port: int, monkeypatch):
+    """The real kaggle CLI of this process and its children, aimed at the server on `port`, with a home of its
+    own holding credentials (kaggle.json, chmod 600); returns that file."""
+    import json
+    (home / ".kaggle").mkdir(parents=True)
+    creds = home / ".kaggle" / "kaggle.json"
+    creds.write_text(json.dumps({"username": USER, "key": KEY}))
+    creds.chmod(0o600)
+    for var in ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    proxy = f"http://127.0.0.1:{port}"
+    for k, v in {"HOME": str(home), "KAGGLE_CONFIG_DIR": str(home / ".kaggle"), "KAGGLE_API_ENVIRONMENT": "LOCALHOST",
+                 "HTTP_PROXY": proxy, "http_proxy": proxy, "NO_PROXY": "", "no_proxy": ""}.items():
+        monkeypatch.setenv(k, v)
+    return creds

@@ -40,17 +40,7 @@ def server():
 @pytest.fixture
 def env(tmp_path, monkeypatch, server):
     state, port = server
-    home = tmp_path / "home"
-    (home / ".kaggle").mkdir(parents=True)
-    creds = home / ".kaggle" / "kaggle.json"
-    creds.write_text(json.dumps({"username": kaggle_server.USER, "key": kaggle_server.KEY}))
-    creds.chmod(0o600)
-    for var in ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "HTTPS_PROXY", "https_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    proxy = f"http://127.0.0.1:{port}"
-    for k, v in {"HOME": str(home), "KAGGLE_CONFIG_DIR": str(home / ".kaggle"), "KAGGLE_API_ENVIRONMENT": "LOCALHOST",
-                 "HTTP_PROXY": proxy, "http_proxy": proxy, "NO_PROXY": "", "no_proxy": ""}.items():
-        monkeypatch.setenv(k, v)
+    creds = kaggle_server.point_cli(tmp_path / "home", port, monkeypatch)
     cfg = tiny_cfg(tmp_path, tmp_path / "data")
     subs = Path(cfg.submissions_dir)
     subs.mkdir()

@@ -33,7 +33,6 @@ import logging
 import os
 import re
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -141,20 +140,6 @@ class Images:
         """'21 in train_images/' or '10 in images/, 3 in extra/': where the given images lie."""
         where = Counter(p.rsplit("/", 1)[0] + "/" if "/" in p else "./" for p in paths)
         return ", ".join(f"{n} in {w}" for w, n in where.most_common())
-
-
-@dataclass
-class Found:
-    """What the rules found (see the module's docstring): the parts, and lines that say so."""
-
-    kind: str  # csv (a label file), folder (class folders), names (labels in file names)
-    images: Images
-    sample: Path | None = None
-    labels: Path | None = None  # the label file
-    table: pd.DataFrame | None = None  # its rows
-    id_col: str = ""
-    group: str = ""  # the column whose values keep images together in one fold
-    said: list[str] = field(default_factory=list)
 
 
 def find_sample(root: Path, csvs: list[Path], name: str = "") -> Path | None:

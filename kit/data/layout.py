@@ -234,23 +234,27 @@ def _from_names(root: Path, images: Images, named: tuple[list[str], list[str]], 
                   found=said)
 
 
-def _no_labels(root: Path, images: Images, sample, keys: Keys) -> ValueError:
+class NoLabels(ValueError):
+    """No rule finds the training labels (scan_test then reads the test set alone)."""
+
+
+def _no_labels(root: Path, images: Images, sample, keys: Keys) -> NoLabels:
     """Why no rule found the labels: a train*.csv whose ids name no image says so; else what was looked for."""
     for path in images.csvs:
         if path.name.lower().startswith(("train", "label")) and "sample" not in path.name.lower():
             table = read_csv(path)
             if table.empty:
-                return ValueError(f"{path}: no training images listed; add rows (id, label) or images")
+                return NoLabels(f"{path}: no training images listed; add rows (id, label) or images")
             id_col = keys.id_col or (sample.columns[0] if sample is not None else table.columns[0])
             if id_col not in table.columns:
-                return ValueError(f"{path}: missing column(s) {[id_col]} (has {list(table.columns)}); "
-                                  "set id_col= and label_col= to the right names")
+                return NoLabels(f"{path}: missing column(s) {[id_col]} (has {list(table.columns)}); "
+                                "set id_col= and label_col= to the right names")
             try:
                 images.resolve(table[id_col], "train", str(path))
             except ValueError as e:
-                return e
-    return ValueError(f"{root}: no train/<class>/ folders, no label file whose ids name images, no labelled file "
-                      "names; see docs/DATA.md (train_csv=, images=, id_col=)")
+                return NoLabels(str(e))
+    return NoLabels(f"{root}: no train/<class>/ folders, no label file whose ids name images, no labelled file "
+                    "names; see docs/DATA.md (train_csv=, images=, id_col=)")
 
 
 def scan(data: str | Path, id_col: str = "", label_col: str = "", task: str = "auto", submission: str = "auto",
@@ -266,11 +270,12 @@ def scan(data: str | Path, id_col: str = "", label_col: str = "", task: str = "a
     if root.exists() and not root.is_dir():
         raise ValueError(f"data={root} is a file, not a folder; pass the folder that holds train/ (DATA=path)")
     if not root.is_dir():
-        raise ValueError(f"data folder {root} does not exist; pass DATA=path (or data=path), "
-                         "or run `python -m kit demo-data` for the demo")
+        raise ValueError(f"data folder {root} does not exist; pass DATA=path (or data=path), run `make download "
+                         f"COMP={root.name}` for a Kaggle competition, or `python -m kit demo-data` for the demo")
     record = root / "competition.json"  # written by `make download`
     metric = json.loads(record.read_text()).get("metric", "") if record.is_file() else ""
-    pixels_to_images(root, sorted(root.glob("*.csv")), find_sample(root, sorted(root.glob("*.csv")), keys.sample_csv))
+    top = sorted(root.glob("*.csv"))  # a pixel CSV lies at the top; its images are made before the walk finds them
+    pixels_to_images(root, top, find_sample(root, top, keys.sample_csv))
     images = Images(root, keys.images)
     sample_path = find_sample(root, images.csvs, keys.sample_csv)
     sample = read_csv(sample_path) if sample_path is not None else None
@@ -320,8 +325,8 @@ def scan_test(data: str | Path, trained: dict, id_col: str = "", label_col: str 
     try:
         layout = scan(root, id_col=id_col, label_col=label_col, task=trained["task"],
                       submission=trained["submission"], top_k=trained["top_k"], **more)
-    except ValueError:
-        layout = None  # no training part (or none that reads): the test set alone, below
+    except NoLabels:
+        layout = None  # no training part (or none whose images are here): the test set alone, below
     if layout is not None:
         if layout.header != header:
             raise ValueError(f"{root}: submission header {list(layout.header)}, the model was trained for "

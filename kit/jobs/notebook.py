@@ -70,11 +70,9 @@ def _wheels(out: Path, source: str) -> list[str]:
     """The kit's wheel (built from this checkout) and KAGGLE_LACKS's, pinned, into out; their file names."""
     out.mkdir(parents=True)
     root = Path(__file__).resolve().parents[2]
-    pins = pinned(root / "requirements.txt") if (root / "requirements.txt").is_file() else {}
-    wanted = {name: pins.get(name, "") for name in KAGGLE_LACKS}
     if source:
         folder = Path(source)
-        for name, version in wanted.items():
+        for name, _, version in (spec.partition("==") for spec in specs()):
             stem = name.replace("-", "_")
             found = [p for n in (stem, name) for p in sorted(folder.glob(f"{n}-{version or '*'}-*.whl"))]
             if not found:
