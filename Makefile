@@ -23,6 +23,7 @@ COMP ?=
 FILE ?=
 OUT ?= bundle
 THRESHOLD ?= 0.9
+CHROMIUM := /usr/bin/chromium
 KIT = $(PY) -m kit
 RUN_ARGS = $(if $(strip $(EXP)),--exp $(EXP)) data=$(DATA) $(ARGS)
 # The CPU allocator: python -m kit restarts itself under mimalloc (faster training on the CPU, measured in
@@ -101,8 +102,16 @@ notebook-status: install
 	$(KIT) notebook-status --comp $(COMP)
 
 # one worker per core, a torch thread each (tests/conftest.py); a module's tests share a worker (its fixtures)
-test: install .whl/notebook/.done
+test: install .whl/notebook/.done $(CHROMIUM)
 	$(PY) -m pytest -q -n auto --dist loadscope
+
+# the headless browser tests/test_report.py opens the report page in (through playwright): Debian's chromium,
+# installed where make runs as root; elsewhere that test skips, saying how (KIT_BROWSER_REQUIRED=1 makes it fail)
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's chromium for the report page's browser test"; \
+	  apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; \
+	else echo "no $(CHROMIUM): the report page's browser test will skip (as root: apt-get install chromium)"; fi
 
 # the wheels a Kaggle notebook installs offline (kit/jobs/notebook.py KAGGLE_LACKS): tests/test_notebook.py runs the
 # generated notebook in an environment without them, as Kaggle's image is
@@ -110,7 +119,7 @@ test: install .whl/notebook/.done
 	$(PY) -m pip download -q --no-deps -d .whl/notebook $$($(PY) -c "from kit.jobs.notebook import specs; print(*specs())")
 	touch $@
 
-test-fast: install .whl/notebook/.done
+test-fast: install .whl/notebook/.done $(CHROMIUM)
 	$(PY) -m pytest -q -n auto --dist loadscope -m "not slow"
 
 bench: install

@@ -212,9 +212,10 @@ class TrainKeys:
              "second or two, where the write is a tenth of the epoch; a resumed fold ends the same either way")
     keep_checkpoints: bool = _key(
         False, "keep stage1_best.pt, last.pt and last.prev.pt when a fold is done (default: best.pt and final.pt stay)")
-    tracking: Annotated[tuple[Literal["tensorboard"], ...], BeforeValidator(_as_tuple)] = _key(
-        (), "experiment trackers each fold's epochs are written to: [tensorboard] (event files in fold<k>/tensorboard/; "
-            "tensorboard --logdir <work_dir>); [] = none")
+    tracking: Annotated[tuple[Literal["tensorboard", "mlflow"], ...], BeforeValidator(_as_tuple)] = _key(
+        (), "experiment trackers the runs are written to, one or both: tensorboard (event files in "
+            "fold<k>/tensorboard/; tensorboard --logdir <work_dir>), mlflow (MLFLOW_TRACKING_URI, else "
+            "sqlite:///<work_dir>/mlflow.db: a run per experiment, a child per fold, the submissions); [] = none")
     channels_last: bool = _key(False, "channels_last memory format (measure: it helps some models, slows others)")
     compile: bool = _key(False, "torch.compile the model for the training steps only: validation and prediction "
                                 "run the plain, uncompiled module")

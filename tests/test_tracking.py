@@ -1,5 +1,5 @@
-"""tracking=[tensorboard]: each fold's epochs as TensorBoard events, read back with tensorboard's own reader;
-a missing package costs a warning, never the run."""
+"""tracking=[tensorboard]: each fold's epochs and the config as TensorBoard events and hparams, read back with
+tensorboard's own reader; a missing package costs a warning, never the run."""
 from __future__ import annotations
 
 import builtins
@@ -10,11 +10,13 @@ import pytest
 
 from conftest import tiny_cfg, write_folder_data
 from kit.data import folds
-from kit.train import loop, tracking
+from kit.tracking import tensorboard
+from kit.train import loop
 
 
 def test_every_epoch_of_every_fold_reads_back_from_the_event_files(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
     data = write_folder_data(tmp_path / "data", n_per_class=8, n_test=3)
     cfg = tiny_cfg(tmp_path, data, stage1_epochs=2, stage2_epochs=1, tracking=["tensorboard"])
     folds.make_folds(cfg)
@@ -28,6 +30,11 @@ def test_every_epoch_of_every_fold_reads_back_from_the_event_files(tmp_path):
         assert [e.step for e in events.Scalars("val_loss")] == list(history["epoch"]), "one point per epoch"
         assert loss == pytest.approx(list(history["val_loss"]), rel=1e-6), "history.csv's numbers"
         assert any(t.startswith("config") for t in events.Tags()["tensors"]), events.Tags()
+        plugin = {tag: HParamsPluginData.FromString(content) for tag, content in events.PluginTagToContent("hparams").items()}
+        start = next(p.session_start_info for p in plugin.values() if p.HasField("session_start_info"))
+        assert start.hparams["stage1_lr"].number_value == pytest.approx(cfg.stage1_lr), "the config as hparams"
+        assert start.hparams["backbone"].string_value == cfg.backbone
+        assert any(p.HasField("session_end_info") for p in plugin.values()), "the fold's end, in the HPARAMS tab"
 
 
 def test_without_the_package_the_run_goes_on_with_one_warning(tmp_path, monkeypatch, caplog):
@@ -39,8 +46,8 @@ def test_without_the_package_the_run_goes_on_with_one_warning(tmp_path, monkeypa
         return real(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_tensorboard)
-    monkeypatch.setattr(tracking, "_WRITERS", {})
-    monkeypatch.setattr(tracking, "_WARNED", set())
+    monkeypatch.setattr(tensorboard, "_WRITERS", {})
+    monkeypatch.setattr(tensorboard, "_WARNED", set())
     data = write_folder_data(tmp_path / "data", n_per_class=8, n_test=3)
     cfg = tiny_cfg(tmp_path, data, stage1_epochs=1, stage2_epochs=0, tracking=["tensorboard"])
     folds.make_folds(cfg)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import report
+from kit import report, tracking
 from kit.board import formats
 from kit.config import Config
 from kit.data import folds
@@ -393,5 +393,6 @@ def run(cfgs: list[Config], comp: str = "") -> Path:
     path = path_of(cfg)
     if comp:
         sync(path, comp)
+        tracking.scores(cfg, load(path))
     show(path, data_of(cfg), cfg.metric)
     return path

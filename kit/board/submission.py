@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from kit import tracking
 from kit.board import formats, leaderboard
 from kit.board.result import Result
 from kit.config import Config, shaping, shaping_key
@@ -115,4 +116,5 @@ def write(r: Result) -> Path:
     path, number = save(data, r.name, Path(cfg.submissions_dir), run_record(r.cfgs, r.checkpoints, r.folds, r.cv, **extra),
                         cfg.zip)
     leaderboard.record(leaderboard.path_of(cfg), r, path, number)
+    tracking.submission(r.cfgs, path, path.with_suffix(".json"))
     return path

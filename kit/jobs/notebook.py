@@ -33,7 +33,7 @@ KAGGLE_HAS = ("torch", "torchvision", "timm", "albumentations", "opencv-python-h
               "pandas", "pillow", "kaggle", "six", "matplotlib", "tqdm", "pyyaml", "pydantic", "safetensors", "jinja2",
               "tensorboard")
 TOOLING = ("py7zr", "submitit", "cmeel-mimalloc", "setuptools", "pytest", "pytest-xdist", "nbformat", "nbclient",
-           "ipykernel")  # the kit's own set-up and tests; never imported by a notebook's predict
+           "ipykernel", "playwright", "mlflow")  # the kit's set-up and tests, and a tracker a notebook goes without
 
 
 def pinned(requirements: Path) -> dict[str, str]:

@@ -34,7 +34,8 @@ from kit.engine import epoch_steps, load_checkpoint, save_checkpoint, train_one_
 from kit.metrics import Metric
 from kit.runtime import (Dist, barrier, describe, from_main, mean_over_ranks, num_workers, pick_device,
                          setup_distributed, sync_batchnorm)
-from kit.train import alarm, checkpoints, plan, pseudo, tracking
+from kit import tracking
+from kit.train import alarm, checkpoints, plan, pseudo
 from kit.train.experiment import Experiment
 from kit.train.plan import Plan
 from kit.train.progress import Progress
@@ -193,6 +194,7 @@ class FoldRun:
                                   lambda: claims.check(self.files.lock))
         log.info("fold %d done: best %s %.4f (stage %d, epoch %d)", self.fold, self.metric.name, best["score"],
                  best["stage"], best["epoch"])
+        tracking.fold_done(self.cfg, self.files.dir, best)
 
 
 def schedule(optimizer, lr: float, epochs: int, warmup: int) -> CosineLRScheduler:
@@ -309,4 +311,5 @@ def run(cfgs: list[Config], only: list[int] | None = None, shard: tuple[int, int
         folds, exp = loaded[cfg.name], Experiment.of(cfg)
         if len(exp.done_folds(folds.n_folds)) == folds.n_folds and dist.main:
             exp.write_cv(folds.layout, folds.metric, folds.n_folds, exp.decided(plan.key(cfg, folds.fingerprint)))
+            tracking.experiment_done(cfg, exp.dir)
     return [Experiment.of(cfg).dir for cfg in cfgs]
