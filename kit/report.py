@@ -9,7 +9,8 @@ matplotlib.use("Agg")  # no display on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, precision_recall_fscore_support  # noqa: E402
+from sklearn.metrics import (ConfusionMatrixDisplay, confusion_matrix, precision_recall_fscore_support,  # noqa: E402
+                             roc_auc_score)
 
 from kit.io import atomic_path  # noqa: E402
 
@@ -105,11 +106,15 @@ def per_class(labels: np.ndarray, preds: np.ndarray, classes: list[str]) -> pd.D
     }).sort_values(["top1", "images"], ascending=[True, False], kind="stable")
 
 
-def per_tag(labels: np.ndarray, decisions: np.ndarray, classes: list[str]) -> pd.DataFrame:
-    """Multi-label: one row per tag: images with it, precision, recall and F1 of its out-of-fold decisions, worst first."""
+def per_tag(labels: np.ndarray, decisions: np.ndarray, classes: list[str], probs: np.ndarray | None = None) -> pd.DataFrame:
+    """Multi-label: one row per tag: images with it, precision, recall and F1 of its out-of-fold decisions, and with
+    probs the AUC of its probabilities (empty where every image has the tag or none does), worst F1 first."""
     precision, recall, f1, n = precision_recall_fscore_support(labels, decisions, zero_division=0)
-    return pd.DataFrame({"tag": classes, "images": n, "precision": precision, "recall": recall, "f1": f1}).sort_values(
-        ["f1", "images"], ascending=[True, False], kind="stable")
+    table = pd.DataFrame({"tag": classes, "images": n, "precision": precision, "recall": recall, "f1": f1})
+    if probs is not None:
+        table["auc"] = [roc_auc_score(labels[:, j], probs[:, j]) if 0 < labels[:, j].sum() < len(labels) else np.nan
+                        for j in range(len(classes))]
+    return table.sort_values(["f1", "images"], ascending=[True, False], kind="stable")
 
 
 def confused_pairs(labels: np.ndarray, preds: np.ndarray, classes: list[str], top: int = 20) -> pd.DataFrame:
@@ -125,15 +130,31 @@ def confused_pairs(labels: np.ndarray, preds: np.ndarray, classes: list[str], to
 
 
 def worst_mistakes(labels: np.ndarray, probs: np.ndarray, n: int) -> np.ndarray:
-    """Indices of the n wrong predictions made with the highest confidence, most confident first."""
+    """Indices of the n worst out-of-fold predictions, worst first: single-label, the wrong ones made with the
+    highest confidence; multi-label (labels 0/1 per tag), the images whose tags' probabilities are furthest from
+    their labels (summed over the tags), among those with a wrong decision at 0.5."""
+    if labels.ndim == 2:
+        error = np.abs(labels - probs).sum(1)
+        wrong = np.flatnonzero(((probs >= 0.5) != labels.astype(bool)).any(1))
+        return wrong[np.argsort(-error[wrong], kind="stable")][:n]
     preds = probs.argmax(1)
     wrong = np.flatnonzero(preds != labels)
     return wrong[np.argsort(-probs[wrong, preds[wrong]], kind="stable")][:n]
 
 
+def _mistake_title(label, prob: np.ndarray, classes: list[str]) -> str:
+    if np.ndim(label):  # multi-label: the tags missed and the tags added at 0.5
+        missed = [classes[j] for j in np.flatnonzero(label.astype(bool) & (prob < 0.5))]
+        extra = [classes[j] for j in np.flatnonzero(~label.astype(bool) & (prob >= 0.5))]
+        return f"missed {' '.join(missed) or '-'}\nextra {' '.join(extra) or '-'}"
+    pred = int(prob.argmax())
+    return f"true {classes[label]}\npred {classes[pred]} ({prob[pred]:.2f})"
+
+
 def plot_mistakes(root: Path, paths: np.ndarray, labels: np.ndarray, probs: np.ndarray, classes: list[str],
                   path: Path, n: int = 24) -> None:
-    """Thumbnails of the most confident out-of-fold mistakes: true label, predicted label, confidence."""
+    """Thumbnails of the worst out-of-fold mistakes (worst_mistakes): the true and predicted label and the
+    confidence; for multi-label the tags missed and added."""
     from kit.io import load_rgb
     worst = worst_mistakes(labels, probs, n)
     cols = 6
@@ -142,8 +163,7 @@ def plot_mistakes(root: Path, paths: np.ndarray, labels: np.ndarray, probs: np.n
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, worst):
-        pred = int(probs[i].argmax())
         ax.imshow(load_rgb(Path(root) / str(paths[i])))
-        ax.set_title(f"true {classes[labels[i]]}\npred {classes[pred]} ({probs[i, pred]:.2f})", fontsize=8)
-    fig.suptitle(f"{len(worst)} most confident out-of-fold mistakes" if len(worst) else "no out-of-fold mistakes")
+        ax.set_title(_mistake_title(labels[i], probs[i], classes), fontsize=8)
+    fig.suptitle(f"{len(worst)} worst out-of-fold mistakes" if len(worst) else "no out-of-fold mistakes")
     _save(fig, path)

@@ -32,3 +32,19 @@ def test_worst_mistakes_are_the_most_confident_wrong_ones():
     labels = np.array([0, 0, 0, 1, 1])  # wrong: rows 1 (0.8), 2 (0.95), 4 (0.7)
     assert report.worst_mistakes(labels, probs, 2).tolist() == [2, 1]
     assert report.worst_mistakes(labels, probs, 10).tolist() == [2, 1, 4], "only wrong predictions"
+
+
+def test_multilabel_worst_mistakes_are_the_images_furthest_from_their_tags():
+    labels = np.array([[1, 0], [1, 1], [0, 0], [0, 1]])
+    probs = np.array([[0.9, 0.1], [0.4, 0.45], [0.6, 0.9], [0.2, 0.7]])  # wrong at 0.5: rows 1 (1.15), 2 (1.5)
+    assert report.worst_mistakes(labels, probs, 10).tolist() == [2, 1], "only images with a wrong decision"
+    assert report._mistake_title(labels[2], probs[2], ["sky", "sea"]) == "missed -\nextra sky sea"
+
+
+def test_per_tag_auc_is_sklearns_and_empty_where_a_tag_is_everywhere():
+    from sklearn.metrics import roc_auc_score
+    labels = np.array([[1, 1], [0, 1], [1, 1], [0, 1]])
+    probs = np.array([[0.8, 0.9], [0.3, 0.2], [0.4, 0.7], [0.6, 0.5]])
+    table = report.per_tag(labels, probs >= 0.5, ["sky", "sea"], probs).set_index("tag")
+    assert table.loc["sky", "auc"] == roc_auc_score(labels[:, 0], probs[:, 0])
+    assert np.isnan(table.loc["sea", "auc"]), "every image has sea: no AUC"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 KIT = Path(__file__).resolve().parent.parent / "kit"
-FLOORS = ["core", "data", "train", "board", "predict", "jobs"]
+FLOORS = ["core", "tracking", "data", "train", "board", "predict", "jobs"]
 
 
 def floor_of(module: str) -> str:

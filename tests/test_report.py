@@ -152,3 +152,26 @@ def test_the_page_renders_in_a_real_browser_with_every_row_and_no_network(run, b
     assert {u.split(":", 1)[0] for u in requests} <= {"file", "data"}, [u for u in requests if not u.startswith(("file:", "data:"))]
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.shape[0] > 900 and pixels.std() > 10, "a screenshot with something on it"
+
+
+def test_a_multilabel_experiment_shows_its_worst_tags_and_its_plan(tmp_path):
+    from kit.board import page
+    folder = tmp_path / "tags"
+    folder.mkdir()
+    (folder / "per_class.csv").write_text("tag,images,precision,recall,f1,auc\nsea,4,0.5,0.25,0.333333,0.7\n")
+    (folder / "plan.json").write_text('{"key": "k", "lr": {"lr": 0.0123456, "lrs": [0.1, 1.0], "seconds": 3.2}}')
+    shown = page._experiment(folder)
+    assert shown["per_class_title"].startswith("Worst tags") and shown["per_class"][0]["auc"] == "0.7000"
+    assert not [m for m in shown["missing"] if "confusion" in m], "no confusion matrix is due for tags"
+    assert [m for m in shown["missing"] if "mistakes.png" in m], "the mistakes are"
+    assert shown["plan"] == [{"step": "lr", "decided": "lr 0.01235", "seconds": 3.2}], "scalars only, lists left out"
+
+
+def test_the_correlation_of_cv_with_public_and_private():
+    from kit.board import page
+    board = pd.DataFrame({"cv": ["0.90", "0.92", "0.95", ""], "public": ["0.89", "0.93", "0.94", "0.99"],
+                          "private": ["0.88", "", "0.93", ""]})
+    public, private = page.correlations(board)
+    r = np.corrcoef([0.90, 0.92, 0.95], [0.89, 0.93, 0.94])[0, 1]
+    assert public == f"CV against public: Pearson r {r:.3f} over 3 submissions", "rows without a CV left out"
+    assert private.startswith("CV against private: 2 submission(s) with both scores")

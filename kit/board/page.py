@@ -4,8 +4,9 @@
 
 The leaderboard of the data set of the folds (best CV first in the metric's direction, the final picks
 marked, sortable, each submission's manifest a link beside it), the CV against public and private plot,
-and per experiment its cv, each fold's curves, the lr finder where it ran, the confusion matrix and the
-mistakes, and the most confused pairs. Figures are the PNGs the kit already drew, inlined; the page is
+and per experiment its cv, its plan (plan.json: the lr finder, the flip probe, the budget), each fold's
+curves, the lr finder's plot where it ran, the confusion matrix (single-label) and the worst classes, or the
+worst tags with their F1 and AUC (multi-label), the most confused pairs and the worst mistakes' images. Figures are the PNGs the kit already drew, inlined; the page is
 rendered from kit/board/templates/report.html.j2 (Jinja2, autoescaped) and written beside, then renamed.
 What is missing (a submission file, a figure) is a line on the page and a warning, never a stop.
 """
@@ -33,6 +34,36 @@ def _png(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
 
 
+def _table(path: Path, rows: int = 10) -> list[dict]:
+    """The first rows of a CSV the kit wrote (worst first), numbers to 4 places."""
+    if not path.is_file():
+        return []
+    table = pd.read_csv(path, keep_default_na=False).head(rows)
+    return [{k: f"{v:.4f}" if isinstance(v, float) else v for k, v in r.items()} for r in table.to_dict("records")]
+
+
+def correlations(board: pd.DataFrame) -> list[str]:
+    """'CV against public: Pearson r 0.93 over 7 submissions', and private's: how far the CV can be trusted."""
+    lines = []
+    for col in ("public", "private"):
+        both = board[["cv", col]].apply(pd.to_numeric, errors="coerce").dropna() if len(board) else pd.DataFrame()
+        if len(both) >= 3 and both["cv"].nunique() > 1 and both[col].nunique() > 1:
+            lines.append(f"CV against {col}: Pearson r {both['cv'].corr(both[col]):.3f} over {len(both)} submissions")
+        else:
+            lines.append(f"CV against {col}: {len(both)} submission(s) with both scores; r needs 3 that differ")
+    return lines
+
+
+def _plan(folder: Path) -> list[dict]:
+    """plan.json's decisions (kit/train/plan.py), one row a step: what it decided and the seconds it took."""
+    path = folder / "plan.json"
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    return [{"step": step, "seconds": found.get("seconds", ""),
+             "decided": ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in found.items()
+                                  if k != "seconds" and isinstance(v, (str, int, float, bool)))}
+            for step, found in record.items() if isinstance(found, dict)]
+
+
 def _experiment(folder: Path) -> dict:
     cv = json.loads((folder / "cv.json").read_text()) if (folder / "cv.json").is_file() else {}
     figures, missing = [], []
@@ -42,19 +73,19 @@ def _experiment(folder: Path) -> dict:
         if curves.is_file():
             figures.append({"name": f"{d.name}: curves", "data": _png(curves)})
         else:
-            missing.append(f"{d.name}: no curves.png (the fold has not finished an epoch)")
+            missing.append(f"{d.name}: no curves.png (the fold has not finished)")
+    per_class = _table(folder / "per_class.csv")
+    tags = bool(per_class) and "tag" in per_class[0]  # multi-label: per-tag F1 and AUC, no confusion matrix
     for name in FIGURES:
         if (folder / name).is_file():
             figures.append({"name": name, "data": _png(folder / name)})
-        elif name != "lr_find.png":  # the lr finder runs only with stage1_lr=auto
+        elif name == "mistakes.png" or (name == "confusion_matrix.png" and not tags):  # lr_find: stage1_lr=auto only
             missing.append(f"no {name} (make train writes it after the last fold)")
-    confused = []
-    if (folder / "confused_pairs.csv").is_file():
-        confused = pd.read_csv(folder / "confused_pairs.csv", dtype=str, keep_default_na=False).head(10).to_dict("records")
     scores = {k: v for k, v in cv.items() if k in ("metric", "score", "top1", "top5", "cv_last") and v is not None}
     line = ", ".join(f"{k} {v:.5f}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items())
-    return {"name": folder.name, "cv_line": line or "no cv.json yet",
-            "figures": figures, "missing": missing, "confused": confused}
+    return {"name": folder.name, "cv_line": line or "no cv.json yet", "figures": figures, "missing": missing,
+            "plan": _plan(folder), "per_class": per_class, "per_class_title": "Worst tags (F1, AUC)" if tags
+            else "Worst classes", "confused": _table(folder / "confused_pairs.csv")}
 
 
 def write(cfg: Config) -> Path:
@@ -86,8 +117,8 @@ def write(cfg: Config) -> Path:
     html = env.get_template(TEMPLATE.name).render(
         title=f"kit: {Path(cfg.data).name}", data=cfg.data, metric=metric.name, higher=metric.higher_is_better,
         written=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), columns=leaderboard.SHOWN, rows=rows,
-        picks=picks, summary=summary, missing_rows=gone, board_png=_png(plot) if plot.is_file() else "",
-        experiments=experiments)
+        picks=picks, summary=summary, correlations=correlations(board), missing_rows=gone,
+        board_png=_png(plot) if plot.is_file() else "", experiments=experiments)
     out = subs / "report.html"
     subs.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, html)

@@ -1,4 +1,5 @@
-"""Experiment trackers a team already runs (the tracking= key): what the kit writes to files, as it is written.
+"""The tracking floor: experiment trackers a team already runs (the tracking= key), fed what the kit writes to
+its own files, as it is written.
 
     python -m kit train --exp quick tracking=[tensorboard] data=...   # then: tensorboard --logdir <work_dir>
     python -m kit run --exp demo tracking=[tensorboard,mlflow]        # MLFLOW_TRACKING_URI, or a local store
@@ -11,6 +12,8 @@ The kit calls these at the points its own files are written: each epoch (history
 scores `make leaderboard` learns from Kaggle. Rank 0 writes. A tracker shapes nothing (it may be set or
 dropped at any stage), and one whose package is missing or whose server does not answer costs a warning,
 never a run.
+
+May import the core only: the train and board floors call it with paths and plain rows.
 """
 from __future__ import annotations
 

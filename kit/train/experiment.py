@@ -252,11 +252,13 @@ class Experiment:
         return self.cv_file
 
     def write_errors(self, layout: Layout, paths: np.ndarray, labels: np.ndarray, probs: np.ndarray) -> None:
-        """From the OOF predictions: per_class.csv (per tag, multi-label), and for single-label the confusion
-        matrix, confused_pairs.csv and mistakes.png."""
+        """From the OOF predictions: per_class.csv (per tag with its AUC, multi-label) and mistakes.png, and for
+        single-label the confusion matrix and confused_pairs.csv."""
         classes = list(layout.classes)
         if layout.task == "multilabel":
-            atomic_write_text(self.dir / "per_class.csv", report.per_tag(labels, decide(probs), classes).to_csv(index=False))
+            atomic_write_text(self.dir / "per_class.csv",
+                              report.per_tag(labels, decide(probs), classes, probs).to_csv(index=False))
+            report.plot_mistakes(layout.root, paths, labels, probs, classes, self.dir / "mistakes.png")
             return
         preds = probs.argmax(1)
         report.plot_confusion(labels, preds, classes, self.dir / "confusion_matrix.png")
