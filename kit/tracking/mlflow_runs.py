@@ -151,8 +151,9 @@ def _run(client, cfg: Config, path: Path, name: str, tags: dict, params: dict) -
 
 def _parent(client, cfg: Config, folder: Path) -> str:
     """The experiment's run: made once, under a claim, whichever trainer or command comes first."""
-    if tracking_uri(cfg) in _read(folder / RUNS) and _alive(client, _read(folder / RUNS)[tracking_uri(cfg)]):
-        return _read(folder / RUNS)[tracking_uri(cfg)]
+    known = _read(folder / RUNS).get(tracking_uri(cfg))
+    if known and _alive(client, known):
+        return known
     with claim(folder / ".mlflow.lock", wait=True):
         return _run(client, cfg, folder / RUNS, cfg.name, {"kit.experiment": cfg.name, "kit.data": str(cfg.data)},
                     to_dict(cfg))
