@@ -62,6 +62,12 @@ def server(tmp_path_factory):
     proc.wait(30)
 
 
+@pytest.fixture(autouse=True)
+def direct(monkeypatch):
+    """The MLflow server on 127.0.0.1 is reached directly, whatever proxy the machine sets."""
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+
+
 @pytest.fixture
 def fresh(monkeypatch):
     """No client, URI switched off or run checked in this process yet: each test meets MLflow anew."""
@@ -69,8 +75,6 @@ def fresh(monkeypatch):
         monkeypatch.setattr(mlflow_runs, name, {})
     monkeypatch.setattr(mlflow_runs, "_CHECKED", set())
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    for proxy in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
-        monkeypatch.delenv(proxy, raising=False)
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +87,7 @@ def run(server, tmp_path_factory):
     keys += [f"data={data}", f"work_dir={tmp / 'folds'}", f"submissions_dir={tmp / 'subs'}", "tracking=[mlflow]"]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", server)
-        for proxy in ("HTTP_PROXY", "http_proxy"):
-            mp.delenv(proxy, raising=False)
+        mp.setenv("NO_PROXY", "127.0.0.1")
         for command in ("folds", "train", "predict"):
             assert main([command, "--exp", *EXPERIMENTS, *keys]) == 0
     from mlflow.tracking import MlflowClient
