@@ -82,7 +82,7 @@ def run(server, tmp_path_factory):
     """Both demo experiments through folds, train and predict, tracked at the server."""
     tmp = tmp_path_factory.mktemp("tracked")
     data = write_folder_data(tmp / "data", n_per_class=8, n_test=6)
-    keys = [f"{k}={v}" for k, v in {**TINY, "stage1_epochs": 2, "stage2_epochs": 1, "batch_size": 4}.items()
+    keys = [f"{k}={v}" for k, v in {**TINY, "stage1_epochs": 2, "stage2_epochs": 1, "batch_size": 8}.items()
             if k != "name"]
     keys += [f"data={data}", f"work_dir={tmp / 'folds'}", f"submissions_dir={tmp / 'subs'}", "tracking=[mlflow]"]
     with pytest.MonkeyPatch.context() as mp:
@@ -190,9 +190,9 @@ def test_the_leaderboard_adds_kaggle_ref_and_scores_to_the_run(run, server, fres
     assert "kaggle_ref" not in client.get_run(_parents(client, eid)["demo_baseline"].info.run_id).data.tags
 
 
-def _train_one_epoch(tmp_path, **overrides) -> Path:
+def _train_one_epoch(tmp_path, tracking=("mlflow",)) -> Path:
     data = write_folder_data(tmp_path / "data", n_per_class=8, n_test=3)
-    cfg = tiny_cfg(tmp_path, data, stage1_epochs=1, stage2_epochs=0, tracking=["mlflow"], **overrides)
+    cfg = tiny_cfg(tmp_path, data, stage1_epochs=1, stage2_epochs=0, tracking=list(tracking))
     folds.make_folds(cfg)
     loop.run([cfg])
     return tmp_path / "folds" / "tiny"
@@ -255,8 +255,9 @@ def test_without_the_package_one_warning(tmp_path, fresh, monkeypatch, caplog):
     assert (exp / "fold1" / "best.pt").is_file()
 
 
-def test_without_a_tracking_uri_a_local_store_in_the_work_dir(tmp_path, fresh):
-    exp = _train_one_epoch(tmp_path)
+def test_both_trackers_at_once_and_without_a_tracking_uri_a_local_store_in_the_work_dir(tmp_path, fresh):
+    exp = _train_one_epoch(tmp_path, ("tensorboard", "mlflow"))
+    assert list((exp / "fold0" / "tensorboard").glob("events.out.tfevents.*")), "TensorBoard's events too"
     from mlflow.tracking import MlflowClient
     client = MlflowClient(f"sqlite:///{tmp_path / 'folds' / 'mlflow.db'}")
     eid = client.get_experiment_by_name("kit/data").experiment_id
