@@ -264,3 +264,20 @@ def test_both_trackers_at_once_and_without_a_tracking_uri_a_local_store_in_the_w
     runs = client.search_runs([eid])
     assert sorted(r.info.run_name for r in runs) == ["tiny", "tiny fold0", "tiny fold1"]
     assert (tmp_path / "folds" / "mlartifacts").is_dir() and (exp / "mlflow.json").is_file()
+
+
+def test_a_run_deleted_on_the_server_is_made_again(server, fresh, monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "kit/deleted")
+    exp = _train_one_epoch(tmp_path)
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(server)
+    first = mlflow_runs._read(exp / "mlflow.json")[server]
+    client.delete_run(first)
+    monkeypatch.setattr(mlflow_runs, "_CHECKED", set())  # as a later command would
+    cfg = tiny_cfg(tmp_path, tmp_path / "data", tracking=["mlflow"])
+    from kit import tracking
+    tracking.experiment_done(cfg, exp)
+    again = mlflow_runs._read(exp / "mlflow.json")[server]
+    assert again != first and client.get_run(again).info.lifecycle_stage == "active"
+    assert "cv_score" in client.get_run(again).data.metrics
