@@ -64,6 +64,11 @@ def run(tmp_path_factory):
     return tmp, keys
 
 
+def page_columns() -> list[str]:
+    from kit.board import page
+    return page.COLUMNS
+
+
 def _page(tmp) -> Page:
     page = Page()
     page.feed((tmp / "subs" / "report.html").read_text())
@@ -76,6 +81,8 @@ def test_predict_writes_a_page_with_every_submission_best_first_and_nothing_from
     board = pd.read_csv(tmp / "subs" / "leaderboard.csv", dtype=str, keep_default_na=False)
     files = [r[0] for r in page.rows[:len(board)]]
     assert sorted(files) == sorted(board["file"]), "a row for every submission"
+    spread = {r[0]: r[page_columns().index("fold_std")] for r in page.rows[:len(board)]}
+    assert spread == dict(zip(board["file"], board["fold_std"])) and all(spread.values()), "the fold spread shown"
     cvs = [float(board.set_index("file").loc[f, "cv"]) for f in files]
     assert cvs == sorted(cvs, reverse=True) and page.picks == [0], "best CV first (accuracy), the pick marked"
     manifests = [link for link in page.links if link.endswith(".json")]

@@ -27,6 +27,9 @@ from kit.io import atomic_write_text
 log = logging.getLogger(__name__)
 
 TEMPLATE = Path(__file__).with_name("templates") / "report.html.j2"
+# the leaderboard's columns on the page: the terminal's (leaderboard.SHOWN) and the fold spread, Kaggle's ref, the date
+COLUMNS = ["file", "experiments", "backbone", "folds", "tta", "metric", "cv", "fold_std", "cv_last", "public", "private",
+           "kaggle_ref", "kaggle_status", "created_at", "warning"]
 FIGURES = ("lr_find.png", "confusion_matrix.png", "mistakes.png")  # per experiment; fold<k>/curves.png per fold
 
 
@@ -116,7 +119,7 @@ def write(cfg: Config) -> Path:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE.parent), autoescape=True)
     html = env.get_template(TEMPLATE.name).render(
         title=f"kit: {Path(cfg.data).name}", data=cfg.data, metric=metric.name, higher=metric.higher_is_better,
-        written=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), columns=leaderboard.SHOWN, rows=rows,
+        written=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), columns=COLUMNS, rows=rows,
         picks=picks, summary=summary, correlations=correlations(board), missing_rows=gone,
         board_png=_png(plot) if plot.is_file() else "", experiments=experiments)
     out = subs / "report.html"
