@@ -102,6 +102,7 @@ def write(cfg: Config) -> Path:
     for r in board.to_dict("records"):
         manifest = Path(r["file"]).with_suffix(".json").name
         r["manifest"] = manifest if (subs / manifest).is_file() else ""
+        r["created_at"] = str(r.get("created_at", ""))[:16].replace("T", " ")  # to the minute, as it sorts
         if not (subs / r["file"]).is_file():
             gone.append(f"{r['file']}: the submission file is gone (its row is kept)")
         rows.append(r)
