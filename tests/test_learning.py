@@ -157,10 +157,11 @@ BAR = {
 # 6 + 1 epochs: on the matrix's full sets CV 0.53 (100 x 10) and 0.29 (100 x 5) with the preset's AdamW (2026-11-29),
 # each far above its bar. time_budget=0 min_fold_steps=0: the test's epochs, without the preset's 30-minute probe and
 # without its raising the epochs of small data (kit/train/budget.py)
-# hflip=0.5 on the 100-class sets: the flip probe trains 100 steps (kit/train/flip.py MIN_STEPS), longer than these
-# folds' whole training, and was 45% of each case's time; it runs as shipped on the two other shapes, and its
+# hflip=0.5 but on the 2-class set: the flip probe trains 100 steps (kit/train/flip.py MIN_STEPS), longer than these
+# folds' whole training, and was 45% of each case's time; it runs as shipped on the 2-class shape, and its
 # decisions are tested in tests/test_auto.py
-FIXED_FLIP = {"100 classes x 6, RGB, 2:1, csv": 0.5, "100 classes x 5, RGBA, 2:1, folder": 0.5}
+FIXED_FLIP = {"100 classes x 6, RGB, 2:1, csv": 0.5, "100 classes x 5, RGBA, 2:1, folder": 0.5,
+              "10 classes x 30, grayscale, square, folder": 0.5}
 BUDGET = dict(n_folds=2, img_size=32, resize=36, stage1_epochs=6, stage2_epochs=1, time_budget=0, min_fold_steps=0,
               workers=0, eval_batch_size=256, tta=[])
 
