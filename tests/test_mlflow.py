@@ -281,3 +281,17 @@ def test_a_run_deleted_on_the_server_is_made_again(server, fresh, monkeypatch, t
     again = mlflow_runs._read(exp / "mlflow.json")[server]
     assert again != first and client.get_run(again).info.lifecycle_stage == "active"
     assert "cv_score" in client.get_run(again).data.metrics
+
+
+def test_an_error_without_a_message_still_costs_one_warning(tmp_path, fresh, monkeypatch, caplog):
+    class Silent:
+        def __getattr__(self, name):
+            def fail(*args, **kwargs):
+                raise RuntimeError()
+            return fail
+    monkeypatch.setattr(mlflow_runs, "_client", lambda cfg: Silent())
+    with caplog.at_level(logging.WARNING):
+        exp = _train_one_epoch(tmp_path)
+    said = _said(caplog, "tracking=mlflow")
+    assert len(said) == 1 and "RuntimeError" in said[0], said
+    assert (exp / "fold1" / "best.pt").is_file()

@@ -88,7 +88,8 @@ def _guarded(cfg: Config, what: str, action):
     try:
         return action(client)
     except Exception as e:  # noqa: BLE001 (MLflow's, requests' or the store's errors alike)
-        _off(tracking_uri(cfg), f"{what} failed at {tracking_uri(cfg)} ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+        first = (str(e).splitlines() or [""])[0][:200]  # an error may have no message
+        _off(tracking_uri(cfg), f"{what} failed at {tracking_uri(cfg)} ({type(e).__name__}: {first})")
         return None
 
 
