@@ -45,16 +45,11 @@ def _table(path: Path, rows: int = 10) -> list[dict]:
     return [{k: f"{v:.4f}" if isinstance(v, float) else v for k, v in r.items()} for r in table.to_dict("records")]
 
 
-def correlations(board: pd.DataFrame) -> list[str]:
-    """'CV against public: Pearson r 0.93 over 7 submissions', and private's: how far the CV can be trusted."""
-    lines = []
-    for col in ("public", "private"):
-        both = board[["cv", col]].apply(pd.to_numeric, errors="coerce").dropna() if len(board) else pd.DataFrame()
-        if len(both) >= 3 and both["cv"].nunique() > 1 and both[col].nunique() > 1:
-            lines.append(f"CV against {col}: Pearson r {both['cv'].corr(both[col]):.3f} over {len(both)} submissions")
-        else:
-            lines.append(f"CV against {col}: {len(both)} submission(s) with both scores; r needs 3 that differ")
-    return lines
+def correlations(summary: list[str]) -> list[str]:
+    """leaderboard.summary's correlations of CV with public and private, or for each it lacks, why."""
+    lines = [line for line in summary if line.startswith("correlation of CV")]
+    return lines + [f"no correlation of CV with {col} yet: it needs 3 submissions with both scores, not all equal"
+                    for col in ("public", "private") if not any(f" with {col}:" in line for line in lines)]
 
 
 def _plan(folder: Path) -> list[dict]:
@@ -121,7 +116,8 @@ def write(cfg: Config) -> Path:
     html = env.get_template(TEMPLATE.name).render(
         title=f"kit: {Path(cfg.data).name}", data=cfg.data, metric=metric.name, higher=metric.higher_is_better,
         written=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), columns=COLUMNS, rows=rows,
-        picks=picks, summary=summary, correlations=correlations(board), missing_rows=gone,
+        picks=picks, summary=[line for line in summary if not line.startswith("correlation")],
+        correlations=correlations(summary), missing_rows=gone,
         board_png=_png(plot) if plot.is_file() else "", experiments=experiments)
     out = subs / "report.html"
     subs.mkdir(parents=True, exist_ok=True)
