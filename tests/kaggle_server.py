@@ -13,7 +13,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import threading
+import time
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -39,6 +41,13 @@ class FakeKaggle:
         self.datasets: dict[str, list[list[str]]] = {}  # ref -> each version's file names
         self.kernels: dict[str, list[dict]] = {}  # slug -> each pushed version's SaveKernel request
         self.code_submissions: list[dict] = []
+        # the data file's stream, as a long download meets it: a pause after each 64 KiB, a cut (the connection
+        # closed, once) or a stall (no byte until `release` is set) at byte `break_at`; the Range starts asked for
+        self.chunk_delay_s = 0.0
+        self.break_at: int | None = None
+        self.break_how = "cut"  # or "stall"
+        self.release = threading.Event()
+        self.ranges: list[int] = []
 
     def score(self, csv: bytes) -> tuple[str, str]:
         sub = pd.read_csv(io.BytesIO(csv), dtype=str)
@@ -104,8 +113,34 @@ def make_handler(state: FakeKaggle):
             path = urlsplit(self.path).path
             state.requests.append(f"GET {path}")
             if path.startswith("/files/"):
-                return self._send(200, state.data_zip, "application/zip")
+                return self._stream(state.data_zip)
             self._send(404, b"")
+
+        def _stream(self, data: bytes):
+            """The file as a CDN serves it: ETag, Last-Modified, byte ranges (what the CLI resumes with)."""
+            etag, start = '"v1-%d"' % len(data), 0
+            found = re.match(r"bytes=(\d+)-$", self.headers.get("Range", ""))
+            if found and self.headers.get("If-Range", etag) == etag:
+                start = int(found.group(1))
+                state.ranges.append(start)
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            else:
+                self.send_response(200)
+            for k, v in {"Content-Type": "application/zip", "Content-Length": str(len(data) - start), "ETag": etag,
+                         "Accept-Ranges": "bytes", "Last-Modified": "Wed, 25 Nov 2026 12:00:00 GMT"}.items():
+                self.send_header(k, v)
+            self.end_headers()
+            for at in range(start, len(data), 65536):
+                if state.break_at is not None and at >= state.break_at:
+                    if state.break_how == "stall":
+                        state.release.wait(30)
+                    state.break_at = None  # once
+                    self.close_connection = True
+                    return
+                self.wfile.write(data[at:at + 65536])
+                self.wfile.flush()
+                time.sleep(state.chunk_delay_s)
 
         def do_POST(self):
             path = urlsplit(self.path).path

@@ -19,16 +19,15 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from kit.board import transfer as transfer_
 from kit.data import unpack
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 200  # the CLI's maximum; it does not expose later pages (Kaggle/kaggle-cli#166)
-TIMEOUT_S = 600
 
 
 def _config_dir() -> Path:
@@ -93,17 +92,37 @@ def _reason(out: str) -> str:
     return lines[-1][:300] if lines else "no output"
 
 
-def run_cli(args: list[str], what: str, program: list[str] | None = None) -> str:
-    """Run `kaggle <args>` (or `program` <args>); return its stdout, or raise ValueError with one scrubbed line."""
+def metadata_timeout_s() -> float:
+    """A call that moves no data (a listing, a status, a submit's answer) is answered in seconds or not at all."""
+    return float(os.environ.get("KIT_KAGGLE_TIMEOUT_S", "120"))
+
+
+def stall_s() -> float:
+    """A download or an upload has no time limit; one that moves no byte for this long is stopped."""
+    return float(os.environ.get("KIT_KAGGLE_STALL_S", "600"))
+
+
+def run_cli(args: list[str], what: str, program: list[str] | None = None, transfer: bool = False,
+            watch: Path | None = None) -> str:
+    """Run `kaggle <args>` (or `program` <args>); return its stdout, or raise ValueError with one scrubbed line.
+
+    A `transfer` (a download into `watch`, an upload) runs as long as bytes move, its progress bar shown
+    (kit/board/transfer.py); any other call is stopped after metadata_timeout_s()."""
     check_credentials()
+    cmd, env = (program or _cli()) + args, {**os.environ, "PYTHONIOENCODING": "utf-8"}
     try:
-        proc = subprocess.run((program or _cli()) + args, capture_output=True, text=True, timeout=TIMEOUT_S,
-                              env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+        if transfer:
+            proc = transfer_.run(cmd, env, stall_s(), watch, show=scrub)
+        else:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=metadata_timeout_s(), env=env)
     except FileNotFoundError:
         raise ValueError("the kaggle CLI is not installed: pip install 'kit[kaggle]' (in a checkout of the kit, "
                          "make install)") from None
     except subprocess.TimeoutExpired:
-        raise ValueError(f"kaggle {what}: no answer in {TIMEOUT_S} s (network?)") from None
+        raise ValueError(f"kaggle {what}: no answer in {metadata_timeout_s():g} s (network?)") from None
+    except transfer_.Stalled as e:
+        kept = f"; what came is kept in {watch}: run it again to resume" if watch is not None else ""
+        raise ValueError(f"kaggle {what}: {e} (network? KIT_KAGGLE_STALL_S sets the limit){kept}") from None
     stdout = scrub(proc.stdout)
     out = stdout + "\n" + scrub(proc.stderr)
     # older CLIs print an upload failure and still exit 0
@@ -142,7 +161,7 @@ def submit(comp: str, path: Path, message: str) -> str:
         raise ValueError("no competition: pass COMP=slug (make) or --comp slug")
     if not path.is_file():
         raise ValueError(f"submission file {path} not found")
-    out = run_cli(["competitions", "submit", comp, "-f", str(path), "-m", message], "submit")
+    out = run_cli(["competitions", "submit", comp, "-f", str(path), "-m", message], "submit", transfer=True)
     found = re.search(r"Submission ref:\s*(\d+)", out)
     return found.group(1) if found else ""  # "" still matches the row by file name at the next sync
 
@@ -180,31 +199,57 @@ def _record_metric(comp: str, folder: Path) -> None:
              ", which the kit does not know: set metric= to the nearest (kit --help-config)")
 
 
+FETCHED = ".kit-fetched"  # in the partial folder: the CLI's download finished; what is left is unpacking
+
+
 def download(comp: str, out_root: str | Path = "data") -> Path:
-    """Download a competition's files into data/<slug>/ (built beside it, then renamed), every archive in them
-    unpacked (kit/data/unpack.py); a folder already there only has its archives still packed unpacked."""
+    """Download a competition's files into data/<slug>/, every archive in them unpacked (kit/data/unpack.py).
+
+    The files arrive in data/.<slug>.partial/, renamed to data/<slug>/ once all is unpacked. Nothing fetched is
+    thrown away: a download cut, stalled or killed is resumed by the next run (the CLI asks for the missing
+    bytes), and an archive the unpacking refuses (a cap, a full disk) stays to be unpacked by the next run. A
+    folder already there only has its archives still packed unpacked."""
     if not comp:
         raise ValueError("no competition: pass COMP=slug (make) or --comp slug")
-    out = Path(out_root) / comp
+    root = Path(out_root)
+    out, part = root / comp, root / f".{comp}.partial"
     if out.is_dir() and any(out.iterdir()):
         unpack.unpack_all(out)
         log.info("%s already has the data of %s", out, comp)
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{comp}."))
+    _remove_strays(root, comp)
+    part.mkdir(parents=True, exist_ok=True)
+    if not (part / FETCHED).exists():
+        kept = transfer_.folder_bytes(part)
+        if kept:
+            log.info("resuming the download of %s: %.1f MB kept in %s", comp, kept / 2**20, part)
+        # no --unzip: the CLI's own extraction checks neither member paths nor sizes; unpack_all does. No -q: its
+        # progress bar (bytes, rate, ETA) is shown
+        run_cli(["competitions", "download", comp, "-p", str(part)], "download", transfer=True, watch=part)
+        _record_metric(comp, part)
+        (part / FETCHED).touch()
     try:
-        # no --unzip: the CLI's own extraction checks neither member paths nor sizes; unpack_all does
-        run_cli(["competitions", "download", comp, "-p", str(tmp), "-q"], "download")
-        _record_metric(comp, tmp)
-        unpack.unpack_all(tmp)
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        unpack.unpack_all(part)
+    except unpack.Damaged as e:  # fetched again by the next run; the rest of the folder is kept
+        e.path.unlink(missing_ok=True)
+        (part / FETCHED).unlink(missing_ok=True)
+        raise ValueError(f"{e}; it was removed: run `make download COMP={comp}` again to fetch it") from None
+    except ValueError as e:
+        raise ValueError(f"{e}; the download is kept in {part}: `make download COMP={comp}` unpacks it") from None
+    (part / FETCHED).unlink()
+    if out.exists():
+        out.rmdir()
+    part.rename(out)
     log.info("downloaded %s into %s", comp, out)
     return out
+
+
+def _remove_strays(root: Path, comp: str) -> None:
+    """Folders .<slug>.XXXXXXXX an earlier kit made for a download and a kill left behind."""
+    for stray in root.glob(f".{comp}.*"):
+        if stray.is_dir() and stray.name != f".{comp}.partial" and re.fullmatch(r"[a-z0-9_]{8}", stray.suffix[1:]):
+            log.info("removing %s, left by a download that was stopped", stray)
+            shutil.rmtree(stray)
 
 
 def _meta(folder: Path, name: str) -> dict:
@@ -226,9 +271,10 @@ def push_notebook(folder: str | Path) -> dict:
         exists = False
     if exists:
         run_cli(["datasets", "version", "-p", str(folder / "dataset"), "-m", "kit notebook", "--dir-mode", "zip", "-q"],
-                "datasets version")
+                "datasets version", transfer=True)
     else:
-        out = run_cli(["datasets", "create", "-p", str(folder / "dataset"), "--dir-mode", "zip", "-q"], "datasets create")
+        out = run_cli(["datasets", "create", "-p", str(folder / "dataset"), "--dir-mode", "zip", "-q"], "datasets create",
+                      transfer=True)
         if "error" in out.lower() and "already in use" not in out:
             raise ValueError(f"kaggle datasets create failed: {_reason(out)}")
     out = run_cli(["kernels", "push", "-p", str(folder / "kernel")], "kernels push")

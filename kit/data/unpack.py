@@ -8,10 +8,13 @@ Where an archive's members go: beside the archive (the download's own zip, `trai
 `1.jpg ...` -> `test/`). Each archive is unpacked into a hidden folder beside it, moved
 into place, then deleted: a rerun finds only the archives not yet unpacked, and a killed run leaves no
 half-unpacked folder. Refused, before anything is written: a member outside the folder (absolute, `..`),
-a link, and more than `max_bytes` in all (KIT_UNPACK_MAX_GB, default 500) against archive bombs.
+a link, more than `max_bytes` in all (KIT_UNPACK_MAX_GB, default 500; counted over the whole download, nested
+archives included) against archive bombs, and more than the disk has free. A refused archive stays; a damaged one
+raises `Damaged` (the caller fetches it again). Hidden folders a killed run left are removed by the next.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -27,6 +30,14 @@ log = logging.getLogger(__name__)
 
 SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip", ".7z")  # longest first: "x.tar.gz" is a tar.gz, not a gz
 JUNK = ("__MACOSX/",)  # macOS resource forks that some zips carry
+
+
+class Damaged(ValueError):
+    """An archive that cannot be read to its end: only a fresh download mends it."""
+
+    def __init__(self, path: Path, message: str):
+        super().__init__(message)
+        self.path = path
 
 
 def is_image_name(name: str) -> bool:
@@ -73,7 +84,8 @@ def _py7zr():
     return py7zr
 
 
-def _check(path: Path, members: list[Member], limit: int) -> None:
+def _check(path: Path, members: list[Member], limit: int) -> int:
+    """The bytes the archive unpacks to, once it is found safe."""
     for m in members:
         parts = PurePosixPath(m.name).parts
         if m.name.startswith("/") or ".." in parts or (parts and ":" in parts[0]):
@@ -83,8 +95,9 @@ def _check(path: Path, members: list[Member], limit: int) -> None:
                              "not unpacked")
     total = sum(m.size for m in members)
     if total > limit:
-        raise ValueError(f"{path}: unpacks to {total / 2**30:.1f} GiB, more than the {limit / 2**30:.1f} GiB allowed "
-                         "(an archive bomb?); if it is right, raise KIT_UNPACK_MAX_GB")
+        raise ValueError(f"{path}: unpacks to {_gb(total)}, more than the {_gb(limit)} still allowed (an archive "
+                         "bomb?); if it is right, raise KIT_UNPACK_MAX_GB")
+    return total
 
 
 def _extract(path: Path, suffix: str, into: Path) -> None:
@@ -96,7 +109,23 @@ def _extract(path: Path, suffix: str, into: Path) -> None:
             z.extractall(into)
     else:
         with tarfile.open(path) as t:
-            t.extractall(into, filter="data")  # refuses what the checks above refuse, a second time
+            if hasattr(tarfile, "data_filter"):
+                t.extractall(into, filter="data")  # refuses what the checks above refuse, a second time
+            else:
+                _extract_tar_plain(t, into)
+
+
+def _extract_tar_plain(t: tarfile.TarFile, into: Path) -> None:
+    """A Python without tarfile's extraction filters (3.10.0-3.10.11, 3.11.0-3.11.3): each member written as plain
+    bytes, no owner, mode or link of the archive's; _check has refused links and paths outside already."""
+    for m in t.getmembers():
+        dest = into / m.name
+        if m.isdir():
+            dest.mkdir(parents=True, exist_ok=True)
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with t.extractfile(m) as src, open(dest, "wb") as out:
+            shutil.copyfileobj(src, out)
 
 
 def _target(path: Path, suffix: str, members: list[Member]) -> Path:
@@ -124,40 +153,63 @@ def _merge(src: Path, dest: Path) -> None:
 
 def unpack(path: Path, limit: int | None = None) -> Path:
     """Unpack one archive (checked first) where its members belong, then delete it; returns where they went."""
+    return _unpack(path, max_bytes() if limit is None else limit)[0]
+
+
+def _unpack(path: Path, limit: int) -> tuple[Path, int]:
+    """unpack(): (where the members went, how many bytes they hold)."""
     suffix = archive_suffix(path)
     try:
         members = _members(path, suffix)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as e:
-        raise ValueError(f"{path}: not a readable archive ({e}); download it again (remove it and rerun "
-                         "`make download`)") from None
+        raise Damaged(path, f"{path}: not a readable archive ({e}); download it again") from None
     except Exception as e:  # py7zr's own errors (Bad7zFile, ...) share no base class with the above
-        raise ValueError(f"{path}: not a readable archive ({type(e).__name__}: {e}); download it again") from None
-    _check(path, members, max_bytes() if limit is None else limit)
+        raise Damaged(path, f"{path}: not a readable archive ({type(e).__name__}: {e}); download it again") from None
+    size = _check(path, members, limit)
     target = _target(path, suffix, members)
+    free = shutil.disk_usage(path.parent).free
+    if size > free:
+        raise ValueError(f"{path}: unpacking needs {_gb(size)} and {path.parent} has {_gb(free)} free; free "
+                         f"{_gb(size - free)} or more (or move the data folder to a larger disk) and run it again")
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".unpack-") as tmp:
         try:
             _extract(path, suffix, Path(tmp))
-        except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as e:
-            raise ValueError(f"{path}: unpacking failed ({e}); the archive is damaged or truncated: download it "
-                             "again") from None
+        except OSError as e:
+            if e.errno == errno.ENOSPC:
+                raise ValueError(f"{path}: the disk is full ({_gb(size)} to unpack, {_gb(free)} was free); free "
+                                 "space and run it again") from None
+            raise Damaged(path, f"{path}: unpacking failed ({e}); the archive is damaged or truncated: download it "
+                          "again") from None
+        except (zipfile.BadZipFile, tarfile.TarError, EOFError) as e:
+            raise Damaged(path, f"{path}: unpacking failed ({e}); the archive is damaged or truncated: download it "
+                          "again") from None
         except Exception as e:
             if isinstance(e, ValueError):
                 raise
-            raise ValueError(f"{path}: unpacking failed ({type(e).__name__}: {e}); download it again") from None
+            raise Damaged(path, f"{path}: unpacking failed ({type(e).__name__}: {e}); download it again") from None
         _merge(Path(tmp), target)
     path.unlink()
-    return target
+    return target, size
+
+
+def _gb(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB"
 
 
 def unpack_all(folder: Path, limit: int | None = None) -> list[str]:
-    """Unpack every archive under folder, archives inside archives too; returns the names unpacked."""
-    done = []
+    """Unpack every archive under folder, archives inside archives too, `limit` bytes in all (KIT_UNPACK_MAX_GB);
+    returns the names unpacked."""
+    for stale in sorted(folder.rglob(".unpack-*"), reverse=True):  # a killed run's half-unpacked folder
+        if stale.is_dir():
+            shutil.rmtree(stale)
+    done, left = [], max_bytes() if limit is None else limit
     while True:
         found = sorted(p for p in folder.rglob("*") if p.is_file() and archive_suffix(p)
                        and not any(part.startswith(".unpack-") for part in p.relative_to(folder).parts))
         if not found:
             return done
         for path in found:
-            where = unpack(path, limit)
+            where, size = _unpack(path, left)
+            left -= size  # one budget for the whole download: an archive's archives share it
             log.info("unpacked %s into %s", path.relative_to(folder), where.relative_to(folder.parent))
             done.append(path.relative_to(folder).as_posix())
