@@ -106,7 +106,67 @@ def test_space_separated_tags_still_read_as_tags(tmp_path):
     assert scan(tmp_path).task == "multilabel"
 
 
-def test_a_spaced_placeholder_that_is_no_class_with_spaced_classes_names_submission_label(tmp_path):
-    data = write_spaced_labels(tmp_path / "d", "Maize Fat")  # neither one class nor classes without spaces
-    with pytest.raises(ValueError, match="set submission=label"):
-        scan(data, task="single")
+def test_a_spaced_placeholder_that_is_no_class_with_spaced_classes_is_one_label(tmp_path):
+    """Plant Seedlings: the sample's `species` holds a class the data at hand may lack; class names hold spaces, so
+    it is one class name, never five ids of a top-k row (which could not be written anyway)."""
+    data = write_spaced_labels(tmp_path / "d", "Scentless Mayweed")
+    layout = scan(data)
+    assert (layout.task, layout.submission) == ("single", "label"), (layout.task, layout.submission)
+
+
+@pytest.mark.parametrize("species", [["Cat", "Wild Cat", "Dog"], ["Sparrow", "House Sparrow", "Robin"]])
+def test_classes_that_share_a_word_stay_single_label(tmp_path, species):
+    layout = scan(write_spaced_labels(tmp_path / "d", species[0], species=species))
+    assert layout.task == "single" and set(layout.classes) == set(species), (layout.task, layout.classes)
+    assert layout.submission == "label" and not any("tags" in line for line in layout.found), layout.found
+
+
+def test_tags_are_said_with_the_key_that_reads_them_otherwise(tmp_path):
+    rng, rows = np.random.default_rng(0), []
+    for i, tags in enumerate(["clear primary", "clear primary water", "haze primary", "haze water", "cloudy"]):
+        make_image(tmp_path / "train" / f"p{i}.png", (i * 30, 0, 0), rng)
+        rows.append({"image_name": f"p{i}", "tags": tags})
+    pd.DataFrame(rows).to_csv(tmp_path / "train.csv", index=False)
+    layout = scan(tmp_path)
+    assert layout.task == "multilabel"
+    assert any("read as space-separated tags" in line and "task=single" in line for line in layout.found), layout.found
+
+
+def _same_names(tmp_path, n=6):
+    """Invasive Species: train/1.jpg ... and test/1.jpg ..., the same names on both sides."""
+    rng = np.random.default_rng(0)
+    for i in range(1, n + 1):
+        make_image(tmp_path / "train" / f"{i}.jpg", (200 * (i % 2), 0, 0), rng, size=(8, 8))
+        make_image(tmp_path / "test" / f"{i}.jpg", (0, 0, 200), rng, size=(8, 8))
+    pd.DataFrame({"name": range(1, n + 1), "invasive": [i % 2 for i in range(1, n + 1)]}).to_csv(
+        tmp_path / "train_labels.csv", index=False)
+    pd.DataFrame({"name": range(1, n + 1), "invasive": 0.5}).to_csv(tmp_path / "sample_submission.csv", index=False)
+    return tmp_path
+
+
+def test_a_missing_training_image_is_never_taken_from_the_test_side(tmp_path):
+    data = _same_names(tmp_path)
+    (data / "train" / "3.jpg").unlink()
+    with pytest.raises(ValueError, match=r"1 id\(s\) have no image.*: 3$"):
+        scan(data)  # one of six is many: refused, naming it
+    assert scan(_same_names(tmp_path / "b")).train["path"].str.startswith("train/").all()
+
+
+def test_one_missing_image_among_many_is_left_out_in_one_line(tmp_path):
+    data = _same_names(tmp_path, n=120)
+    (data / "train" / "3.jpg").unlink()
+    layout = scan(data)
+    assert len(layout.train) == 119 and layout.train["path"].str.startswith("train/").all(), layout.train
+    assert "test/3.jpg" not in set(layout.train["path"]) and set(layout.test["path"]) >= {"test/3.jpg"}
+    assert any("1 row(s) of train_labels.csv left out" in line and ": 3" in line for line in layout.found)
+
+
+def test_ids_written_as_paths_under_the_data_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    for c in range(2):
+        for i in range(3):
+            make_image(tmp_path / "train" / f"a{c}{i}.jpg", (200 * c, 0, 0), rng, size=(8, 8))
+    pd.DataFrame({"path": [f"train/a{c}{i}.jpg" for c in range(2) for i in range(3)],
+                  "label": [str(c) for c in range(2) for i in range(3)]}).to_csv(tmp_path / "train.csv", index=False)
+    layout = scan(tmp_path)
+    assert sorted(layout.train["path"]) == sorted(f"train/a{c}{i}.jpg" for c in range(2) for i in range(3))

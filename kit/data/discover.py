@@ -7,8 +7,11 @@ rules find each one's parts without a key, and name the key when two readings fi
     sample       the CSV named like sample_submission (sampleSubmission.csv, *_v2.csv): sample_csv=
                  the authority on the test ids, their spelling and the columns to write
     images       every image file under DATA, any depth (.jpg .png .tif ...), known by   images= (one folder)
-                 name and by stem; an id names the one file of that name or stem, the
-                 one in a folder named like train*/test* when two share it
+                 path, name and stem; an id names the one file of that path, name or
+                 stem on its own side: a training id never names a file in a test*
+                 folder, nor a test id one in a train* folder (Invasive Species has
+                 train/1.jpg and test/1.jpg); the one in a folder named like its side
+                 when two share it
     label file   the CSV whose id column names training images (train.csv, labels.csv,  train_csv=, id_col=
                  train_labels.csv, train_v2.csv), not the sample, not test*.csv; among
                  several, the one holding the sample's columns, then one row per id
@@ -71,7 +74,7 @@ class Images:
     """Every image file under a folder, by name and by stem; and the other files, by kind, for one line."""
 
     def __init__(self, root: Path, under: str = ""):
-        self.root, self.by_name, self.by_stem = root, {}, {}
+        self.root, self.by_name, self.by_stem, self.by_path = root, {}, {}, {}
         self.folders: Counter = Counter()
         self.passed: Counter = Counter()
         self.csvs: list[Path] = []
@@ -90,6 +93,7 @@ class Images:
                 if is_image_file(path) and (not under or prefix.startswith(under + "/")):
                     self.by_name.setdefault(name, []).append(prefix + name)
                     self.by_stem.setdefault(path.stem, []).append(prefix + name)
+                    self.by_path[prefix + name] = self.by_path[prefix + path.stem] = prefix + name
                     self.folders[rel] += 1
                 elif path.suffix.lower() == ".csv":
                     if depth < MAX_DEPTH and rel.split("/")[0] != PIXELS_DIR or rel == PIXELS_DIR:
@@ -99,11 +103,15 @@ class Images:
         self.csvs.sort()
 
     def candidates(self, key: str) -> list[str]:
+        if "/" in key:  # an id written as a path under DATA (train/a0.jpg, ./train/a0)
+            path = self.by_path.get(key.removeprefix("./"))
+            return [path] if path else []
         return self.by_name.get(key) or self.by_stem.get(key) or []
 
     def find(self, key: str, side: str) -> tuple[str | None, list[str]]:
-        """(the one path `key` names, or None; the paths it could name when that is not one)."""
-        found = self.candidates(key)
+        """(the one path `key` names on `side`, or None; the paths it could name when that is not one). A path on
+        the other side is never taken: train and test share file names (train/3.jpg, test/3.jpg)."""
+        found = [p for p in self.candidates(key) if _side(p, side) > 0]
         if len(found) == 1:
             return found[0], found
         if not found:
@@ -113,14 +121,12 @@ class Images:
         return (top[0] if len(top) == 1 else None), top
 
     def matches(self, ids, side: str) -> int:
-        """How many ids name an image not on the other side (a label file's ids are not test images)."""
-        n = 0
-        for i in ids:
-            path, _ = self.find(i, side)
-            n += path is not None and _side(path, side) > 0
-        return n
+        """How many ids name an image on their side (a label file's ids are not test images)."""
+        return sum(self.find(i, side)[0] is not None for i in ids)
 
-    def resolve(self, ids: pd.Series, side: str, what: str) -> list[str]:
+    def resolve(self, ids: pd.Series, side: str, what: str, may_lack: float = 0.0) -> list[str | None]:
+        """The path each id names; None for an id without an image where at most a `may_lack` share of them lack
+        one (a training image lost from a download, said in one line by the caller); more is refused."""
         paths, missing, twice = [], [], []
         for i in ids:
             path, found = self.find(i, side)
@@ -130,7 +136,7 @@ class Images:
         if twice:
             raise ValueError(f"{what}: id(s) name more than one image: {summarize(twice)}; set images= to the folder "
                              "that holds the right ones")
-        if missing:
+        if len(missing) > int(may_lack * len(ids)):
             where = ", ".join(sorted({f or "." for f in self.folders})[:3]) or "no image folder"
             raise ValueError(f"{what}: {len(missing)} id(s) have no image in {self.root} (images in {where}): "
                              f"{summarize(missing)}")

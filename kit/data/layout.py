@@ -31,6 +31,9 @@ from kit.data.shapes import (FORMATS, TAG_SEP, classes_of, label_columns, natura
 from kit.io import IMAGE_EXTENSIONS, check_image, is_image_file
 
 log = logging.getLogger(__name__)
+MAY_LACK = 0.01  # the share of training rows whose image may be missing, left out with a line; more is refused
+
+
 @dataclass(frozen=True)
 class Layout:
     root: Path
@@ -175,19 +178,31 @@ def _header(sample: pd.DataFrame | None, fallback: tuple[str, str]) -> tuple[str
     return tuple(sample.columns[:2]) if sample is not None and sample.shape[1] >= 2 else fallback
 
 
+def _named_classes(sample: pd.DataFrame | None) -> frozenset[str]:
+    """Class names the sample spells: its columns after the id (one per class), or the value of its one column."""
+    if sample is None or sample.shape[1] < 2:
+        return frozenset()
+    return frozenset(sample.columns[1:]) if sample.shape[1] > 2 else frozenset(sample.iloc[:, 1])
+
+
 def _from_label_file(root: Path, images: Images, found: tuple[Path, pd.DataFrame, str], sample, sample_path,
                      keys: Keys, metric: str) -> Layout:
     path, train_csv, id_col = found
     if train_csv.empty:
         raise ValueError(f"{path}: no training images listed; add rows (id, label) or images")
     columns = label_columns(train_csv, sample, id_col, keys.label_col, path)
-    labels, task = train_labels(train_csv, columns, keys.task, path)
+    labels, task = train_labels(train_csv, columns, keys.task, path, _named_classes(sample))
     empty = [i for i, (key, label) in enumerate(zip(train_csv[id_col], labels)) if key == "" or
              label == "" and task == "single"]
     if empty:
         rows = [str(i + 2) for i in empty]  # 1-based, after the header line
         raise ValueError(f"{path}: empty id or label in line(s) {summarize(rows)}")
-    paths = images.resolve(train_csv[id_col], "train", str(path))
+    paths = images.resolve(train_csv[id_col], "train", str(path), may_lack=MAY_LACK)
+    lost = [i for i, p in zip(train_csv[id_col], paths) if p is None]
+    if lost:
+        kept = [p is not None for p in paths]
+        train_csv, paths = train_csv[kept].reset_index(drop=True), [p for p in paths if p is not None]
+        labels = [label for label, k in zip(labels, kept) if k]
     _check_unique(train_csv[id_col], paths, labels, task, path)
     group = find_group(train_csv, keys.group, path)
     train = pd.DataFrame({"path": paths, "label": labels, "source": "train"})
@@ -201,6 +216,12 @@ def _from_label_file(root: Path, images: Images, found: tuple[Path, pd.DataFrame
     rel = path.relative_to(root).as_posix()
     said = [f"label file {rel} (id column {id_col}; label{'s' if len(columns) > 1 else ''} "
             f"{summarize(columns)}): {len(train)} images, {images.describe(paths)}"]
+    if task == "multilabel" and len(columns) == 1 and keys.task == "auto":
+        said.append(f"labels in {columns[0]} read as space-separated tags ({len(classes)} tags); task=single reads "
+                    "each value as one class")
+    if lost:
+        said.append(f"{len(lost)} row(s) of {rel} left out, their image missing from {root}: {summarize(lost)}")
+        log.warning("%s", said[-1])
     return Layout(root, "csv", classes, train, test, header, task, fmt, k, group=group, found=tuple(said))
 
 

@@ -66,8 +66,10 @@ def label_columns(train_csv: pd.DataFrame, sample: pd.DataFrame | None, id_col: 
     raise ValueError(f"{path}: cannot tell which column holds the labels among {others}; set label_col=")
 
 
-def train_labels(train_csv: pd.DataFrame, columns: list[str], task: str, path: Path) -> tuple[list[str], str]:
-    """(one label string per row, task): tags joined by TAG_SEP for multi-label."""
+def train_labels(train_csv: pd.DataFrame, columns: list[str], task: str, path: Path,
+                 known: frozenset[str] = frozenset()) -> tuple[list[str], str]:
+    """(one label string per row, task): tags joined by TAG_SEP for multi-label. `known`: class names the
+    competition spells elsewhere (the sample's columns or its value), each a whole class."""
     if len(columns) > 1:  # 0/1 class columns
         bad = [c for c in columns if not train_csv[c].isin(["0", "1"]).all()]
         if bad:
@@ -83,31 +85,40 @@ def train_labels(train_csv: pd.DataFrame, columns: list[str], task: str, path: P
         return [TAG_SEP.join(c for c, on in zip(columns, row) if on) for row in hot], task
     values = train_csv[columns[0]]
     tags = values.str.split()
-    task = task if task != "auto" else tags_or_names(values, path)
+    task = task if task != "auto" else tags_or_names(values, path, known)
     if task == "single":
         return list(values), task
     return [TAG_SEP.join(t) for t in tags], task
 
 
-def tags_or_names(values: pd.Series, path: Path) -> str:
+def tags_or_names(values: pd.Series, path: Path, known: frozenset[str] = frozenset()) -> str:
     """task=auto on a label column: multilabel where its values are sets of space-separated tags, single where
-    each value is one whole class name, spaces and all ("Common Chickweed", "Loose Silky-bent").
+    each value is one whole class name, spaces and all ("Common Chickweed", "Wild Cat" beside "Cat").
 
-    Tags show themselves by combining: some row's tags are a part of another row's ("clear primary" beside
-    "clear primary water"), or there are more distinct values than distinct words (17 tags make hundreds of
-    sets). Class names that hold spaces do neither: each value is one of a fixed set of whole strings.
+    Spaces alone never make tags. Where every value is a class the competition names elsewhere (`known`), each
+    is one class. Else tags show themselves by combining: more distinct values than distinct words (17 tags
+    make hundreds of sets), or a value that is another plus words that also stand with others ("clear
+    primary" + "water" beside "haze water"). Class names that share a word do neither: "Wild Cat" is "Cat"
+    plus a word found nowhere else.
     """
-    sets = {frozenset(v.split()) for v in values.unique()}
+    distinct = values.unique()
+    sets = {frozenset(v.split()) for v in distinct}
     spaced = [s for s in sets if len(s) > 1]
-    if not spaced:
+    if not spaced or known and all(v in known for v in distinct):
         return "single"
     words = set().union(*sets)
-    if len(sets) > len(words) or any(t < s for s in spaced for t in sets):
+    if len(sets) > len(words) or any(_recombines(t, s, sets) for s in spaced for t in sets if t < s):
         return "multilabel"
-    names = sorted(v for v in values.unique() if len(v.split()) > 1)
+    names = sorted(v for v in distinct if len(v.split()) > 1)
     log.info("%s: labels with spaces read as whole class names (%s); task=multilabel reads them as space-separated "
              "tags", path, summarize(names))
     return "single"
+
+
+def _recombines(part: frozenset, whole: frozenset, sets: set[frozenset]) -> bool:
+    """Do the words `whole` adds to `part` also appear in a value that is neither?"""
+    extra = whole - part
+    return any(extra & s for s in sets if s not in (part, whole))
 
 
 def classes_of(labels: list[str], task: str, columns: list[str]) -> tuple[str, ...]:
@@ -157,8 +168,11 @@ def detect_format(sample: pd.DataFrame | None, classes: tuple[str, ...], task: s
     values = sample.iloc[:, 1]
     if task == "multilabel":
         return "tags"
-    if (values.str.split().str.len() > 1).any() and not values.isin(classes).all():
-        return "topk"  # several classes a row; a placeholder that is one class with a space in its name is a label
+    spaced = any(any(ch.isspace() for ch in c) for c in classes)
+    if (values.str.split().str.len() > 1).any() and not values.isin(classes).all() and not spaced:
+        # several classes a row. Not where class names hold spaces (Plant Seedlings' folders): there a placeholder
+        # with a space is one class name, a class of the real data the folders at hand may lack
+        return "topk"
     numbers = pd.to_numeric(values, errors="coerce")
     if len(classes) == 2 and numbers.notna().all():
         if (numbers != numbers.round()).any():
