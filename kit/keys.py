@@ -42,7 +42,13 @@ def _yaml_number(value):
 
 
 def _as_tuple(value):
-    return tuple(value) if isinstance(value, list) else value  # YAML and the command line give lists
+    """YAML and the command line give lists; a single value is a list of one (tta=hflip, tracking=mlflow), except
+    auto, which stands alone."""
+    if isinstance(value, list):
+        return tuple(value)
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool) and value not in ("auto", ""):
+        return (value,)
+    return value
 
 
 Auto = Literal["auto"]  # the one spelling of a value the kit decides at train or predict time

@@ -55,3 +55,23 @@ def test_rooms_a_reader_can_hold():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
             and node.end_lineno - node.lineno + 1 > 150]
     assert not big and not long, f"split: {big + long}"
+
+
+def test_the_public_api_resolves_and_stays_light():
+    """`from kit import main, make_folds, ...` works whatever the floors are called; `import kit` loads none."""
+    import subprocess
+    import sys
+
+    import kit
+    want = {"main", "load_config", "find_preset", "scan", "download", "make_folds", "train_folds",
+            "write_submissions", "run"}
+    assert set(kit.__all__) == want, f"the documented names: {sorted(set(kit.__all__) ^ want)} changed"
+    doc = kit.__doc__ or ""
+    for name in kit.__all__:
+        assert callable(getattr(kit, name)), name
+    for name in ("main", "make_folds", "train_folds", "write_submissions"):
+        assert name in doc, f"kit's docstring shows {name}"
+    assert kit.main(["--help-config"]) == 0, "kit.main is the command line"
+    code = "import kit, sys; print(sorted(m for m in ('torch', 'kit.jobs.cli', 'kit.train.loop') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", f"import kit loaded {out}"

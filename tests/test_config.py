@@ -151,3 +151,10 @@ def test_auto_has_one_spelling_and_records_of_its_former_ones_stay_valid():
     assert shaping(now, "predictions") == shaping(old, "predictions"), "and its cache keys still match"
     with pytest.raises(ValueError, match="workers=-2"):
         load_config(None, {"workers": -2})
+
+
+@pytest.mark.parametrize("key,value,want", [("tracking", "mlflow", ("mlflow",)), ("tta", "hflip", ("hflip",)),
+                                            ("tta", "auto", "auto")])
+def test_a_single_value_is_a_list_of_one(key, value, want):
+    """ARGS="tracking=mlflow" as a user writes it: every list key takes one value bare; auto stands alone."""
+    assert getattr(load_config(None, parse_overrides([f"{key}={value}"])), key) == want
