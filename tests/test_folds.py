@@ -82,3 +82,20 @@ def test_folds_made_before_split_seed_existed_keep_their_seed(tmp_path, folder_d
     meta.write_text(json.dumps(old))
     with pytest.raises(ValueError, match=r"split_seed=7 \(now 42\)"):
         folds.load(tiny_cfg(tmp_path, folder_data))
+
+
+def test_rare_classes_train_only_keep_each_group_whole(tmp_path):
+    """A patient's rare-class film is trained on in every fold: the patient's other films are then never validated
+    (they would be validated by a model that trained on their sibling)."""
+    rng, rows = np.random.default_rng(0), []
+    for n in range(24):
+        label, patient = ("rare" if n == 0 else str(n % 2)), f"P{n // 2}"  # P0 holds the one rare image
+        make_image(tmp_path / "d" / "train" / f"i{n}.png", (10 * n, 0, 0), rng, size=(8, 8))
+        rows.append({"image": f"i{n}", "label": label, "patient_id": patient})
+    pd.DataFrame(rows).to_csv(tmp_path / "d" / "train.csv", index=False)
+    cfg = tiny_cfg(tmp_path, tmp_path / "d", n_folds=3, rare_classes="train_only", label_col="label")
+    table = pd.read_csv(folds.make_folds(cfg), dtype=str)
+    p0 = table[table["group"] == "P0"]
+    assert (p0["role"] == "train_only").all() and (p0["fold"] == "-1").all(), p0
+    cv = table[table["role"] == "cv"]
+    assert (cv.groupby("group")["fold"].nunique() == 1).all() and "P0" not in set(cv["group"])

@@ -126,6 +126,12 @@ def _roles(train: pd.DataFrame, cfg: Config, layout: Layout) -> pd.Series:
         raise ValueError(f"class(es) with fewer images than n_folds={cfg.n_folds}: {summarize(named)}; "
                          f"use fewer folds (n_folds=...) or rare_classes=train_only to always train on them")
     role[(role == "cv") & train["label"].isin(rare)] = "train_only"
+    if layout.group and rare:  # a group stays whole: its other images, validated, would meet their rare sibling
+        whole = (role == "cv") & train["group"].isin(set(train.loc[role == "train_only", "group"]))
+        if whole.any():
+            log.info("%d image(s) trained on in every fold too, of the %s(s) holding a rare class (a group stays "
+                     "whole)", int(whole.sum()), layout.group)
+        role[whole] = "train_only"
     return role
 
 
