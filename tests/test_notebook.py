@@ -151,6 +151,20 @@ def test_submit_of_a_code_competition_submits_the_pushed_kernel_version(written,
     assert row["kaggle_ref"] and row["kaggle_status"] == "pending", "Kaggle's scores will join the bundle's row"
 
 
+def test_submit_naming_other_experiments_than_the_pushed_kernels_is_refused(written, kaggle_env, capsys):
+    """pushed.json holds the kernel of experiment `tiny`: EXP=other must not spend a daily submission on it."""
+    tmp, data, folder = written
+    out = str(folder.parent)
+    assert main(["notebook-push", "--comp", SLUG, "--out", out]) == 0, capsys.readouterr().err[-2000:]
+    keys = [f"{k}={v}" for k, v in {**TINY, "stage1_epochs": 1, "stage2_epochs": 0, "batch_size": 4}.items()]
+    keys += [f"data={data}", f"work_dir={tmp / 'folds'}", f"submissions_dir={tmp / 'subs'}"]
+    capsys.readouterr()
+    rc = main(["submit", "--exp", "demo_baseline", "--comp", SLUG, "--notebook", out, *keys, "name=other"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "predicts tiny, not other" in err and len(err.splitlines()) == 1, err
+    assert not kaggle_env.code_submissions and not kaggle_env.submissions, "nothing submitted"
+
+
 def test_push_before_the_notebook_is_written_says_how(tmp_path, kaggle_env, capsys):
     assert main(["notebook-push", "--comp", SLUG, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err

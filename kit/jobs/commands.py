@@ -77,7 +77,8 @@ def leaderboard(a):
 
 def submit(a):
     from kit.board import leaderboard
-    return _and_report(a.cfgs, leaderboard.submit(a.cfgs, a.comp, a.file, a.notebook))
+    asked = bool(a.exp or a.config)  # EXP= named: a kernel pushed for other experiments is refused
+    return _and_report(a.cfgs, leaderboard.submit(a.cfgs, a.comp, a.file, a.notebook, asked))
 
 
 def download(a):
