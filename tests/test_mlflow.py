@@ -295,3 +295,85 @@ def test_an_error_without_a_message_still_costs_one_warning(tmp_path, fresh, mon
     said = _said(caplog, "tracking=mlflow")
     assert len(said) == 1 and "RuntimeError" in said[0], said
     assert (exp / "fold1" / "best.pt").is_file()
+
+
+USER, PASSWORD, TOKEN = "kit", "s3cret-basic-pw", "tok-3f9a2c71b8"
+
+
+@pytest.fixture
+def guarded(server):
+    """The real server behind a proxy that wants basic auth (kit:PASSWORD) or a bearer token (TOKEN), as a team
+    puts MLflow behind nginx; yields the proxy's port."""
+    import base64
+    import http.client
+    upstream = server.rsplit(":", 1)[1]
+    good = {"Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode(), f"Bearer {TOKEN}"}
+
+    class Proxy(BaseHTTPRequestHandler):
+        def _forward(self):
+            if self.headers.get("Authorization") not in good:
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="mlflow"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            conn = http.client.HTTPConnection("127.0.0.1", int(upstream), timeout=30)
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("authorization", "host")}
+            conn.request(self.command, self.path, body or None, headers)
+            reply = conn.getresponse()
+            data = reply.read()
+            self.send_response(reply.status)
+            for k, v in reply.getheaders():
+                if k.lower() not in ("transfer-encoding", "content-length", "connection"):
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+        def log_message(self, *args):
+            pass
+
+    from http.server import ThreadingHTTPServer
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd.server_port
+    httpd.shutdown()
+
+
+def _nowhere_on_disk(root: Path, secret: str) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+
+
+@pytest.mark.parametrize("how", ["in the URI", "MLFLOW_TRACKING_TOKEN"])
+def test_a_server_behind_auth_is_tracked_and_the_credential_never_shown_or_stored(guarded, how, tmp_path, fresh,
+                                                                                 monkeypatch, caplog):
+    plain = f"http://127.0.0.1:{guarded}"
+    if how == "in the URI":
+        uri, secret = f"http://{USER}:{PASSWORD}@127.0.0.1:{guarded}", PASSWORD
+    else:
+        uri, secret = plain, TOKEN
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", TOKEN)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", f"kit/auth-{how.split()[-1]}")
+    with caplog.at_level(logging.WARNING):
+        exp = _train_one_epoch(tmp_path)
+    assert not _said(caplog, "tracking=mlflow"), caplog.text
+    runs = mlflow_runs._read(exp / "mlflow.json")
+    assert list(runs) == [plain], f"keyed by the URI without its credential: {runs}"
+    from mlflow.tracking import MlflowClient
+    assert MlflowClient(uri).get_run(runs[plain]).data.params["name"] == "tiny", "the run is on the server"
+    assert not _nowhere_on_disk(tmp_path, secret), "the credential is written nowhere"
+
+
+def test_a_wrong_password_is_one_warning_that_does_not_show_it(guarded, tmp_path, fresh, monkeypatch, caplog):
+    wrong = "wr0ng-password-x"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://{USER}:{wrong}@127.0.0.1:{guarded}")
+    with caplog.at_level(logging.WARNING):
+        exp = _train_one_epoch(tmp_path)
+    said = _said(caplog, "tracking=mlflow")
+    assert len(said) == 1 and "credentials" in said[0] and f"http://127.0.0.1:{guarded}" in said[0], said
+    assert wrong not in caplog.text and not _nowhere_on_disk(tmp_path, wrong)
+    assert (exp / "fold1" / "best.pt").is_file(), "the run goes on"

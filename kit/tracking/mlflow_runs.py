@@ -15,7 +15,10 @@ In MLflow's terms the data set is the experiment (MLFLOW_EXPERIMENT_NAME, else k
 Which run is which is kept beside the outputs, {tracking URI: run id} in <exp>/mlflow.json and
 fold<k>/mlflow.json: a resumed fold, another trainer and a later predict go on in the same runs (a run
 deleted on the server is made again). A server that does not answer or refuses costs one warning and
-turns MLflow off for the process, never the run; so does a missing mlflow package.
+turns MLflow off for the process, never the run; so does a missing mlflow package. The server is checked
+through MLflow's own client, with whatever credentials MLflow takes (https://user:token@host,
+MLFLOW_TRACKING_USERNAME/PASSWORD, MLFLOW_TRACKING_TOKEN); a credential is never printed nor written:
+messages and mlflow.json name the URI without it.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ import json
 import logging
 import os
 import time
-import urllib.request
+from urllib.parse import urlsplit, urlunsplit
 from pathlib import Path
 
 import pandas as pd
@@ -48,19 +51,49 @@ def tracking_uri(cfg: Config) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(cfg.work_dir).absolute() / 'mlflow.db'}"
 
 
+def shown(uri: str) -> str:
+    """The URI as it may be printed and kept on disk: without a user or password (https://user:token@host)."""
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def _scrub(text: str, uri: str) -> str:
+    """`text` without the URI's user:password nor a credential MLflow reads from the environment."""
+    netloc = urlsplit(uri).netloc
+    secrets = [netloc.rsplit("@", 1)[0]] if "@" in netloc else []
+    secrets += [os.environ.get(k, "") for k in ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")]
+    for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
 def _off(uri: str, why: str) -> None:
     if uri not in _OFF:
-        _OFF[uri] = why
+        _OFF[uri] = why = _scrub(why, uri)
         log.warning("tracking=mlflow: %s; the run goes on without MLflow", why)
 
 
-def _unanswered(uri: str) -> str:
-    """'' if the server at `uri` answers its health check, else why not (a few seconds at most)."""
+CHECK_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+
+
+def _unanswered(client, uri: str) -> str:
+    """'' if MLflow's own client gets an answer from the server at `uri` (a few seconds at most), else why not."""
+    saved = {k: os.environ.get(k) for k in CHECK_ENV}
+    os.environ.update(CHECK_ENV)  # one try, a short wait: MLflow reads these at each request
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as reply:
-            return "" if reply.status == 200 else f"{uri} answered {reply.status} to /health"
-    except OSError as e:
-        return f"{uri} does not answer ({getattr(e, 'reason', e)}): is the server up, and MLFLOW_TRACKING_URI right?"
+        client.search_experiments(max_results=1)
+        return ""
+    except Exception as e:  # noqa: BLE001 (MLflow's or requests' errors alike)
+        what = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
+        if "Connection" in what or "Max retries" in what or "timed out" in what:
+            return f"{shown(uri)} does not answer ({what}): is the server up, and MLFLOW_TRACKING_URI right?"
+        return (f"the first call to {shown(uri)} failed ({what}): are the credentials right (in the URI, "
+                "MLFLOW_TRACKING_USERNAME/PASSWORD or MLFLOW_TRACKING_TOKEN)?")
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
 
 
 def _client(cfg: Config):
@@ -74,9 +107,10 @@ def _client(cfg: Config):
             return _off(uri, "the mlflow package is not installed (pip install mlflow)")
         for key, value in {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}.items():
             os.environ.setdefault(key, value)  # a server that stops answering costs seconds, not MLflow's minutes
-        if uri.startswith(("http://", "https://")) and (why := _unanswered(uri)):
+        client = MlflowClient(uri)
+        if uri.startswith(("http://", "https://")) and (why := _unanswered(client, uri)):
             return _off(uri, why)
-        _CLIENTS[uri] = MlflowClient(uri)
+        _CLIENTS[uri] = client
     return _CLIENTS[uri]
 
 
@@ -89,20 +123,22 @@ def _guarded(cfg: Config, what: str, action):
         return action(client)
     except Exception as e:  # noqa: BLE001 (MLflow's, requests' or the store's errors alike)
         first = (str(e).splitlines() or [""])[0][:200]  # an error may have no message
-        _off(tracking_uri(cfg), f"{what} failed at {tracking_uri(cfg)} ({type(e).__name__}: {first})")
+        _off(tracking_uri(cfg), f"{what} failed at {shown(tracking_uri(cfg))} ({type(e).__name__}: {first})")
         return None
 
 
 def _read(path: Path) -> dict:
+    """{URI without credentials: run id} (an earlier kit keyed it by the URI as given, credentials and all)."""
     try:
-        return json.loads(path.read_text()) if path.is_file() else {}
+        runs = json.loads(path.read_text()) if path.is_file() else {}
     except ValueError:
         return {}
+    return {shown(uri): run for uri, run in runs.items()}
 
 
 def tracked(cfg: Config, folder: Path) -> bool:
     """Whether the experiment in `folder` has a run at this tracking URI (it was tracked, whatever cfg says now)."""
-    return tracking_uri(cfg) in _read(folder / RUNS)
+    return shown(tracking_uri(cfg)) in _read(folder / RUNS)
 
 
 def _experiment_id(client, cfg: Config) -> str:
@@ -137,7 +173,7 @@ def _alive(client, run_id: str) -> bool:
 
 def _run(client, cfg: Config, path: Path, name: str, tags: dict, params: dict) -> str:
     """The run recorded in `path` for this URI, or a new one (recorded there; the caller holds the claim)."""
-    uri, runs = tracking_uri(cfg), _read(path)
+    uri, runs = shown(tracking_uri(cfg)), _read(path)
     if uri in runs and _alive(client, runs[uri]):
         return runs[uri]
     from mlflow.entities import Param
@@ -152,7 +188,7 @@ def _run(client, cfg: Config, path: Path, name: str, tags: dict, params: dict) -
 
 def _parent(client, cfg: Config, folder: Path) -> str:
     """The experiment's run: made once, under a claim, whichever trainer or command comes first."""
-    known = _read(folder / RUNS).get(tracking_uri(cfg))
+    known = _read(folder / RUNS).get(shown(tracking_uri(cfg)))
     if known and _alive(client, known):
         return known
     with claim(folder / ".mlflow.lock", wait=True):
@@ -218,7 +254,7 @@ def submission(cfg: Config, folder: Path, csv: Path, manifest: Path) -> None:
 
 def scores(cfg: Config, board: pd.DataFrame) -> None:
     """Each scored row's ref and scores to the runs of its experiments (those tracked at this URI)."""
-    work, uri = Path(cfg.work_dir), tracking_uri(cfg)
+    work, uri = Path(cfg.work_dir), shown(tracking_uri(cfg))
     scored = board[(board["kaggle_ref"] != "") & (board["experiments"] != "(kaggle)")].sort_values("created_at")
     for name in sorted({n for names in scored["experiments"] for n in names.split()}):
         run = _read(work / name / RUNS).get(uri)
