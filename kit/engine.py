@@ -160,13 +160,15 @@ def train_one_epoch(model, loader, optimizer, scaler, mixup, criterion, amp_ctx,
 
 
 @torch.inference_mode()
-def predict_logits(model, loader, amp_ctx, device) -> np.ndarray:
-    """(N, classes) float32 logits in loader order."""
+def predict_logits(model, loader, amp_ctx, device, seen: list | None = None) -> np.ndarray:
+    """(N, classes) float32 logits in loader order; `seen` gets each batch's labels as the loader gave them."""
     model.eval()
     out = []
-    for x, _ in loader:
+    for x, y in loader:
         with amp_ctx():
             out.append(model(x.to(device, non_blocking=True).float()).float().cpu())  # float: TTA scales interpolate
+        if seen is not None:
+            seen.append(np.asarray(y))
     return torch.cat(out).numpy()
 
 

@@ -242,6 +242,11 @@ class PredictKeys:
         256, "batched TTA: at most this many images (views x batch) in one forward pass; 256 at 448 px fits a "
              "16 GB GPU")
     eval_batch_size: Count = _key(64, "batch size for validation and test inference")
+    bad_test_images: Literal["refuse", "prior"] = _key(
+        "refuse", "a test image that cannot be read: refuse (every test image is checked before predicting; no file "
+                  "written), or prior (predicted as the mean of the other test images' predictions, their number "
+                  "said; each image decoded once, by the predictor). A code competition's kernel uses prior: its "
+                  "hidden test set is seen only there")
     merge: Literal["logits", "probs"] = _key(
         "logits", "fold ensemble: average logits or softmax probabilities", "ensemble")
     allow_missing_folds: bool = _key(False, "predict with the folds that finished instead of failing", "ensemble")

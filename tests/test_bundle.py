@@ -120,3 +120,39 @@ def test_export_refuses_a_folder_that_is_not_a_bundle(tmp_path, folder_data, cap
     with pytest.raises(ValueError, match="not a bundle"):
         bundle.export([cfg], tmp_path / "mine")
     assert (tmp_path / "mine" / "photo.png").is_file(), "the user's folder is left alone"
+
+
+def test_an_unreadable_hidden_test_image_is_predicted_from_the_others(exported, tmp_path, monkeypatch, caplog):
+    """A code competition's kernel (bad_test_images=prior): one broken image among the hidden ones costs its row,
+    not the submission; each image is decoded once (no check pass before the predictor's)."""
+    import logging
+    _, data, submission, out = exported
+    hidden = tmp_path / "hidden"
+    shutil.copytree(data / "test", hidden / "test")
+    shutil.copy(data / "sample_submission.csv", hidden)
+    (hidden / "test" / "x002.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    with pytest.raises(ValueError, match=r"x002.jpg.*bad_test_images=prior"):
+        bundle.predict_bundle(out, {"data": str(hidden), "submissions_dir": str(tmp_path / "refused")})
+
+    def no_second_decode(*args, **kwargs):
+        raise AssertionError("the test images are decoded before predicting, a second time")
+    monkeypatch.setattr(predict, "find_bad_images", no_second_decode)
+    with caplog.at_level(logging.WARNING):
+        written = bundle.predict_bundle(out, {"data": str(hidden), "submissions_dir": str(tmp_path / "prior"),
+                                              "bad_test_images": "prior"})
+    assert "1 of 6 test image(s) could not be read" in caplog.text and "x002" in caplog.text, caplog.text
+    ours = pd.read_csv(written, dtype=str).set_index("id")
+    theirs = pd.read_csv(submission, dtype=str).set_index("id")
+    assert list(ours.index) == list(theirs.index), "every id, in the sample's order"
+    others = [i for i in theirs.index if i != "x002"]
+    assert ours.loc[others].equals(theirs.loc[others]), "the readable images' rows are unchanged"
+
+
+def test_the_prior_in_probability_space_is_the_mean_of_the_other_rows():
+    from kit.predict.predict import from_prior
+    scores = np.array([[0.9, 0.1], [0.2, 0.8], [0.0, 0.0], [0.4, 0.6]])
+    layout = type("L", (), {"test": pd.DataFrame({"id": ["a", "b", "c", "d"]}), "root": "data"})()
+    out = from_prior(scores, np.array([False, False, True, False]), layout)
+    assert np.allclose(out[2], [0.5, 0.5]) and np.allclose(out[[0, 1, 3]], scores[[0, 1, 3]])
+    with pytest.raises(ValueError, match="none of the 4 test images"):
+        from_prior(scores, np.ones(4, bool), layout)

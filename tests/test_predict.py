@@ -366,3 +366,22 @@ def test_an_ensemble_describes_every_members_tta_choice_not_the_firsts():
     assert set(both["tta_choice"]) == {"a", "b"}, both["tta_choice"]
     assert leaderboard.tta_of(both["cfgs"], both["tta_choice"]) == "auto:hflip auto:none vflip"
     assert leaderboard.tta_cv(both["tta_choice"]) == "a: none=0.80000 hflip=0.90000; b: none=0.70000 hflip=0.60000"
+
+
+def test_bad_test_images_prior_in_predict_too(folder_run, folder_data, tmp_path, caplog):
+    """The key works outside a kernel: an unreadable test image's row from the others, the rest unchanged."""
+    import logging
+    cfg, path = folder_run
+    data = tmp_path / "data"
+    shutil.copytree(folder_data, data)
+    broken = sorted((data / "test").glob("*.png"))[0]
+    broken.write_bytes(b"\x89PNG cut")
+    other = dataclasses.replace(cfg, data=str(data), submissions_dir=str(tmp_path / "subs"))
+    with pytest.raises(ValueError, match="bad_test_images=prior"):
+        predict.run([other])
+    with caplog.at_level(logging.WARNING):
+        (written,) = predict.run([dataclasses.replace(other, bad_test_images="prior")])
+    assert f"1 of {len(list((data / 'test').glob('*.png')))} test image(s) could not be read" in caplog.text
+    ours, theirs = pd.read_csv(written, dtype=str), pd.read_csv(path, dtype=str)
+    keep = ours.iloc[:, 0] != broken.stem
+    assert ours[keep].reset_index(drop=True).equals(theirs[keep].reset_index(drop=True))

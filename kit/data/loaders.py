@@ -16,12 +16,14 @@ import cv2
 import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from kit.io import MAX_PIXELS, load_rgb, save_npy
 from kit.runtime import num_workers
 
 log = logging.getLogger(__name__)
+UNREADABLE = -2  # the label an unreadable test image comes with (unreadable_ok); -1 is an unlabelled one
 
 
 def _to_size(size: int, mode: str) -> list:
@@ -62,11 +64,11 @@ def eval_transform_of(cfg) -> A.Compose:
     return eval_transform(cfg.img_size, cfg.resize_mode)
 
 
-def dataset_of(cfg, root: Path, paths, labels, transform: A.Compose) -> "ImageDataset":
+def dataset_of(cfg, root: Path, paths, labels, transform: A.Compose, unreadable_ok: bool = False) -> "ImageDataset":
     """An ImageDataset reading images as the config says (cache, draft decodes, size guard)."""
     return ImageDataset(root=root, paths=paths, labels=labels, transform=transform, max_pixels=cfg.max_pixels,
                         cache_dir=cfg.cache_dir if cfg.cache else None, draft=cfg.cache_draft,
-                        memory_mb=cfg.memory_cache_mb)
+                        memory_mb=cfg.memory_cache_mb, unreadable_ok=unreadable_ok)
 
 
 def cache_step(transform: A.Compose) -> A.BasicTransform:
@@ -131,7 +133,8 @@ class ImageDataset(Dataset):
     """
 
     def __init__(self, *, root: str | Path, paths, labels, transform: A.Compose, max_pixels: int = MAX_PIXELS,
-                 cache_dir: str | Path | None = None, draft: bool = False, memory_mb: int = 0):
+                 cache_dir: str | Path | None = None, draft: bool = False, memory_mb: int = 0,
+                 unreadable_ok: bool = False):
         self.root = Path(root)
         self.paths = list(paths)
         self.labels = np.asarray(labels, dtype=np.int64) if labels is not None else np.full(len(self.paths), -1)
@@ -142,6 +145,7 @@ class ImageDataset(Dataset):
         self.draft = draft
         self.memory_left = memory_mb << 20
         self.memory: dict[int, np.ndarray] = {}
+        self.unreadable_ok = unreadable_ok  # an image that cannot be read comes as a black one labelled UNREADABLE
 
     def __len__(self):
         return len(self.paths)
@@ -150,9 +154,15 @@ class ImageDataset(Dataset):
         i, seed = item if isinstance(item, tuple) else (item, None)
         if seed is not None:
             self.transform.set_random_seed(seed)
-        image = self._image(i)  # (H, W, 3) uint8
+        label = self.labels[i]
+        try:
+            image = self._image(i)  # (H, W, 3) uint8
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            if not self.unreadable_ok:
+                raise
+            image, label = np.zeros((8, 8, 3), np.uint8), np.full_like(label, UNREADABLE)[()]
         x = self.transform(image=image)["image"]  # (3, H, W) uint8: normalised on the device, by the model
-        return x, self.labels[i]  # a class index, or a 0/1 row
+        return x, label  # a class index, or a 0/1 row
 
     def _image(self, i: int) -> np.ndarray:
         if i in self.memory:

@@ -22,11 +22,14 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+import numpy as np
+
 from kit import __version__
 from kit.board import calibrate, formats, submission
 from kit.config import Config, check_known, shapes, to_dict, upgrade
 from kit.data.folds import layout_keys
 from kit.data.layout import scan_test, summarize
+from kit.data.loaders import UNREADABLE
 from kit.io import atomic_path, atomic_write_bytes, check_writable, sha256_file
 from kit.metrics import probs_of
 from kit.predict import ensemble as ens
@@ -153,9 +156,15 @@ def predict_bundle(bundle: str | Path, overrides: dict) -> Path:
         predict.check_test(layout, cfgs[0])
         paths = list(layout.test["path"])
         task, classes = layout.task, list(layout.classes)
-        parts = [(ens.average([fold_logits(cfg, folder / f["file"], classes, layout.root, paths, None, device)[0]
-                               for f in e["folds"]], cfg.merge, task), cfg.merge == "probs")
-                 for e, cfg in zip(spec["experiments"], cfgs)]
+        tolerate, unreadable = cfgs[0].bad_test_images == "prior", np.zeros(len(paths), bool)
+
+        def logits(cfg: Config, f: dict):
+            x, seen = fold_logits(cfg, folder / f["file"], classes, layout.root, paths, None, device, tolerate)
+            unreadable[(seen == UNREADABLE) if seen.ndim == 1 else (seen == UNREADABLE).all(1)] = True
+            return x
+        averaged = [ens.average([logits(cfg, f) for f in e["folds"]], cfg.merge, task)
+                     for e, cfg in zip(spec["experiments"], cfgs)]
+        parts = [(predict.from_prior(x, unreadable, layout), cfg.merge == "probs") for x, cfg in zip(averaged, cfgs)]
         scores, is_probs = ens.mean_scores(parts, task) if len(parts) > 1 else parts[0]
         probs, thresholds = calibrate.apply(spec["post"], scores if is_probs else probs_of(scores, task))
         data = formats.to_bytes(formats.table(layout, probs, thresholds), layout)

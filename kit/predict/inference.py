@@ -80,15 +80,18 @@ def load_fold_model(ckpt_path: Path, classes: list[str], cfg: Config, device):
 
 
 def fold_logits(cfg: Config, ckpt: Path, classes: list[str], root: Path, paths: list[str], labels,
-                device) -> tuple[np.ndarray, np.ndarray]:
-    """(logits (N, classes), labels (N,), -1 when unknown) of one checkpoint on `paths`, TTA-merged, batched."""
+                device, unreadable_ok: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(logits (N, classes), labels (N,), -1 when unknown) of one checkpoint on `paths`, TTA-merged, batched.
+    unreadable_ok: an image that cannot be read is predicted from black, its label UNREADABLE (-2)."""
     model = load_fold_model(ckpt, classes, cfg, device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     wrapped = tta_model(model, cfg.tta, cfg.img_size, cfg.batched_tta, device, cfg.tta_max_images)
-    ds = dataset_of(cfg, root, paths, labels, eval_transform_of(cfg))
+    ds = dataset_of(cfg, root, paths, labels, eval_transform_of(cfg), unreadable_ok)
     loader = eval_loader(ds, cfg.eval_batch_size, num_workers(cfg.workers), device.type == "cuda")
-    return predict_logits(wrapped, loader, autocast(device, cfg.amp), device), ds.labels
+    seen: list = []
+    logits = predict_logits(wrapped, loader, autocast(device, cfg.amp), device, seen)
+    return logits, np.concatenate(seen) if unreadable_ok else ds.labels
 
 
 def start(cfg: Config, command: str) -> torch.device:

@@ -24,7 +24,8 @@ import numpy as np
 from kit.board import leaderboard, submission
 from kit.config import Config, shaping
 from kit.data import folds as folds_command
-from kit.data.layout import Layout, describe_bad, find_bad_images
+from kit.data.layout import Layout, describe_bad, find_bad_images, summarize
+from kit.data.loaders import UNREADABLE
 from kit.io import load_npz, save_npz, sha256_file
 from kit.metrics import probs_of
 from kit.predict import ensemble as ens
@@ -64,7 +65,8 @@ def predict_fold(cfg: Config, fold: int, layout: Layout, classes: list[str], dev
     if out.is_file() and str(load_npz(out)["key"]) == key:
         log.info("fold %d %s logits up to date: %s", fold, split, out)
         return out
-    logits, labels = fold_logits(cfg, weights, classes, layout.root, paths, labels, device)
+    tolerate = split == "test" and cfg.bad_test_images == "prior"  # an unreadable image's label: UNREADABLE
+    logits, labels = fold_logits(cfg, weights, classes, layout.root, paths, labels, device, tolerate)
     save_npz(out, ids=np.asarray(ids).astype(str), labels=labels, logits=logits, key=np.array(key))
     log.info("fold %d: %s logits for %d images with %d TTA view(s)", fold, split, len(paths),
              len(tta_transforms(cfg.tta, cfg.img_size)))
@@ -86,9 +88,28 @@ def check_test(layout: Layout, cfg: Config) -> None:
     if layout.test.empty:
         raise ValueError(f"no test images in {layout.root}: no sample submission lists any and no test*/ folder "
                          "holds any; point data= at the competition folder (its sample_submission.csv and test images)")
+    if cfg.bad_test_images == "prior":  # each image is decoded once, by the predictor, which tolerates it
+        return
     bad = find_bad_images(layout.root, list(layout.test["path"]), cfg.max_pixels)
     if bad:
-        raise ValueError(f"{len(bad)} unreadable test image(s): {describe_bad(bad)}; no submission written")
+        raise ValueError(f"{len(bad)} unreadable test image(s): {describe_bad(bad)}; no submission written (or "
+                         "bad_test_images=prior predicts them from the others)")
+
+
+def from_prior(scores: np.ndarray, unreadable: np.ndarray, layout: Layout) -> np.ndarray:
+    """An experiment's test scores (N, classes) with the rows of unreadable images (bad_test_images=prior) the mean
+    of the other rows: the prediction that knows nothing of the image but what the test set looks like. Said in
+    one line; predict and predict --bundle both call it on the fold ensemble, so their files stay the same."""
+    if not unreadable.any():
+        return scores
+    if unreadable.all():
+        raise ValueError(f"none of the {len(scores)} test images in {layout.root} could be read; check the data")
+    scores = scores.copy()
+    scores[unreadable] = scores[~unreadable].mean(0)
+    named = summarize(list(layout.test["id"].astype(str)[unreadable]))
+    log.warning("%d of %d test image(s) could not be read, predicted as the mean of the others: %s",
+                int(unreadable.sum()), len(scores), named)
+    return scores
 
 
 def predict_experiment(cfg: Config, device) -> ens.Result:
@@ -125,6 +146,8 @@ def predict_experiment(cfg: Config, device) -> ens.Result:
     last = [logits(dataclasses.replace(cfg, tta=views[k]), k, val[k], "oof_last") for k in done] if all(
         exp.fold(k).final.is_file() for k in done) else []
     r = ens.from_folds(cfg, layout, f.metric, f.meta, done, test, oof, holdout, last)
+    unreadable = np.any([load_npz(t)["labels"] == UNREADABLE for t in test], axis=0)
+    r = dataclasses.replace(r, test_scores=from_prior(r.test_scores, unreadable, layout))
     return dataclasses.replace(r, tta_choice={cfg.name: choice}) if choice else r
 
 
