@@ -115,8 +115,12 @@ $(CHROMIUM):
 
 # the wheels a Kaggle notebook installs offline (kit/jobs/notebook.py KAGGLE_LACKS): tests/test_notebook.py runs the
 # generated notebook in an environment without them, as Kaggle's image is
+# and another timm than the kit's pin, which the Kaggle-like image of that test holds (a Kaggle image's versions are
+# its own: the kernel must say where they differ from the bundle's)
+KAGGLE_IMAGE_TIMM := 1.0.20
 .whl/notebook/.done: requirements.txt
 	$(PY) -m pip download -q --no-deps -d .whl/notebook $$($(PY) -c "from kit.jobs.notebook import specs; print(*specs())")
+	$(PY) -m pip download -q --no-deps -d .whl/kaggle-image timm==$(KAGGLE_IMAGE_TIMM)
 	touch $@
 
 test-fast: install .whl/notebook/.done $(CHROMIUM)

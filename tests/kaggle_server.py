@@ -48,6 +48,9 @@ class FakeKaggle:
         self.break_how = "cut"  # or "stall"
         self.release = threading.Event()
         self.ranges: list[int] = []
+        self.kernel_log = ""  # what ListKernelSessionOutput answers as the kernel's log (Kaggle's JSON list)
+        self.pending_versions = 0  # GetDatasetStatus answers "pending" this many times after each new version
+        self.pending_status: dict[str, int] = {}  # ref -> "pending" answers left
 
     def score(self, csv: bytes) -> tuple[str, str]:
         sub = pd.read_csv(io.BytesIO(csv), dtype=str)
@@ -193,11 +196,16 @@ def make_handler(state: FakeKaggle):
             ref = f"{req.get('ownerSlug')}/{req.get('datasetSlug')}"
             if ref not in state.datasets:
                 return self._json({"code": 404, "message": "not found"}, 404)
-            self._json({"status": "ready"})
+            with state.lock:
+                waiting = state.pending_status.get(ref, 0)
+                if waiting:
+                    state.pending_status[ref] = waiting - 1
+            self._json({"status": "blobs_received" if waiting else "ready"})  # DatabundleVersionStatus, by name
 
         def _dataset(self, req, ref):
             files = [state.blobs[f["token"]]["name"] for f in req.get("files", []) if f.get("token") in state.blobs]
             state.datasets.setdefault(ref, []).append(files)
+            state.pending_status[ref] = state.pending_versions  # Kaggle builds a version before it is attached
             self._json({"ref": ref, "url": f"https://www.kaggle.com/datasets/{ref}", "status": "ok"})
 
         def _CreateDataset(self, req):
@@ -214,6 +222,9 @@ def make_handler(state: FakeKaggle):
 
         def _GetKernelSessionStatus(self, req):
             self._json({"status": "COMPLETE" if state.kernels else "QUEUED"})
+
+        def _ListKernelSessionOutput(self, req):
+            self._json({"files": [], "log": state.kernel_log})
 
         def _CreateCodeSubmission(self, req):
             ref = state.add(req.get("fileName", "submission.csv"), req.get("submissionDescription", ""), None,

@@ -214,20 +214,27 @@ def test_no_trained_experiment_is_one_line_and_writes_nothing(tmp_path, capsys):
 
 
 KAGGLE_ABSENT = ("ttach", "iterstrat", "iterative_stratification", "cmeel", "mimalloc", "kit")  # Kaggle lacks them
+# the kit's set-up, tests and trackers, which no kernel may need: a stray import of one fails the notebook here
+TOOLING_ABSENT = ("mlflow", "submitit", "py7zr", "playwright", "pytest", "xdist", "_pytest")
 
 
 def _kaggle_like(tmp: Path) -> tuple[Path, dict]:
-    """A Python with only what Kaggle's image has of the kit's dependencies: this venv's packages, less the kit,
-    ttach and iterative-stratification (and the CPU allocator), seen through a .pth; and a Jupyter kernel of it."""
+    """A Python with what Kaggle's image has, at its own versions: this venv's packages less the kit, ttach,
+    iterative-stratification, the CPU allocator and the kit's tooling, seen through a .pth, with another timm
+    than the kit's pin (make test fetches it into .whl/kaggle-image); and a Jupyter kernel of it."""
     import site
     import subprocess
     import sys
+    import zipfile
     ours = Path(site.getsitepackages()[0])
     shown = tmp / "site"
     shown.mkdir(parents=True)
     for entry in ours.iterdir():
-        if not entry.name.lower().startswith(KAGGLE_ABSENT):
+        if not entry.name.lower().startswith(KAGGLE_ABSENT + TOOLING_ABSENT + ("timm",)):
             (shown / entry.name).symlink_to(entry)
+    (timm,) = (REPO / ".whl" / "kaggle-image").glob("timm-*.whl")
+    with zipfile.ZipFile(timm) as z:
+        z.extractall(shown)
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     purelib = next(venv.glob("lib/python*/site-packages"))
@@ -240,7 +247,7 @@ def _kaggle_like(tmp: Path) -> tuple[Path, dict]:
     dead = "http://127.0.0.1:9"  # the internet is off: every request fails
     env = {"JUPYTER_PATH": str(tmp / "jupyter"), "PYTHONPATH": "", "PIP_NO_INDEX": "1", "HTTP_PROXY": dead,
            "HTTPS_PROXY": dead, "http_proxy": dead, "https_proxy": dead, "HF_HUB_OFFLINE": "1"}
-    return venv / "bin" / "python", env
+    return venv / "bin" / "python", env, timm.name.split("-")[1]
 
 
 @pytest.mark.slow
@@ -271,11 +278,13 @@ def test_the_notebook_installs_offline_and_predicts_fewer_test_images_as_kit_pre
     sample.iloc[2:].to_csv(root / SLUG / "sample_submission.csv", index=False)
     dataset_slug = json.loads((folder / "dataset" / "dataset-metadata.json").read_text())["id"].split("/")[1]
     shutil.copytree(folder / "dataset", root / dataset_slug)
-    python, env = _kaggle_like(tmp_path / "image")
-    probe = subprocess.run([str(python), "-c", "import importlib.util as u; print(u.find_spec('kit'), "
-                            "u.find_spec('ttach'), u.find_spec('torch') is not None)"], capture_output=True, text=True,
-                           env={**os.environ, **env}, cwd=tmp_path)
-    assert probe.stdout.split() == ["None", "None", "True"], probe.stdout + probe.stderr
+    python, env, their_timm = _kaggle_like(tmp_path / "image")
+    probe = subprocess.run([str(python), "-c", "import importlib.util as u, timm; print(u.find_spec('kit'), "
+                            "u.find_spec('ttach'), u.find_spec('mlflow'), u.find_spec('torch') is not None, "
+                            "timm.__version__)"], capture_output=True, text=True, env={**os.environ, **env}, cwd=tmp_path)
+    assert probe.stdout.split() == ["None", "None", "None", "True", their_timm], probe.stdout + probe.stderr
+    import timm as ours
+    assert their_timm != ours.__version__, "the image's timm is not the kit's"
     working = tmp_path / "kaggle" / "working"
     working.mkdir()
     env |= {"KIT_KAGGLE_INPUT": str(root), "KIT_KAGGLE_WORKING": str(working)}
@@ -294,6 +303,8 @@ def test_the_notebook_installs_offline_and_predicts_fewer_test_images_as_kit_pre
     written = (working / "submission.csv").read_bytes()
     assert written == (theirs / "submission.csv").read_bytes(), "the kit's predictions for the images present"
     assert len(pd.read_csv(working / "submission.csv")) == len(sample) - 2
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert f"versions differ from the bundle's export: timm {ours.__version__} -> {their_timm}" in printed, printed
 
 
 def test_a_competition_folder_without_test_images_ends_the_notebook_in_one_line(written, tmp_path):
@@ -343,3 +354,64 @@ def test_the_notebook_predicts_the_submission_make_submit_would_pick(tmp_path, m
     spec = json.loads((tmp_path / "nb" / SLUG / "dataset" / "bundle" / "bundle.json").read_text())
     assert [e["name"] for e in spec["experiments"]] == ["demo_baseline"], spec["experiments"]
     assert pd.notna(spec["submission"]["cv"])
+
+
+def test_push_waits_for_the_new_dataset_version_before_pushing_the_kernel(written, kaggle_env, monkeypatch, capsys):
+    _, _, folder = written
+    kaggle_env.pending_versions = 2  # Kaggle builds each version a while before it can be attached
+    monkeypatch.setenv("KIT_DATASET_POLL_S", "0.05")
+    assert main(["notebook-push", "--comp", SLUG, "--out", str(folder.parent)]) == 0, capsys.readouterr().err[-2000:]
+    asked = [r.rsplit(" ", 1)[-1] for r in kaggle_env.requests if r.startswith("POST ")]
+    made = max(i for i, m in enumerate(asked) if m.startswith("CreateDataset"))
+    push = asked.index("SaveKernel")
+    assert asked[made + 1:push].count("GetDatasetStatus") == 3, f"pending, pending, ready, then the push: {asked}"
+
+
+def test_push_gives_up_in_one_line_when_the_version_is_never_ready(written, kaggle_env, monkeypatch, capsys):
+    _, _, folder = written
+    kaggle_env.pending_versions = 10**6
+    monkeypatch.setenv("KIT_DATASET_POLL_S", "0.05")
+    monkeypatch.setenv("KIT_DATASET_READY_S", "0.3")
+    rc = main(["notebook-push", "--comp", SLUG, "--out", str(folder.parent)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and "not ready" in err[-1] and "kernel was not pushed" in err[-1], err[-3:]
+    assert not any(r.endswith("SaveKernel") for r in kaggle_env.requests), "no kernel with the old weights"
+
+
+def test_notebook_status_says_what_the_kernel_noticed(written, kaggle_env, capsys, caplog):
+    import logging
+    _, _, folder = written
+    assert main(["notebook-push", "--comp", SLUG, "--out", str(folder.parent)]) == 0
+    said = "12:00:01 W versions differ from the bundle's export: timm 1.0.31 -> 1.0.20; predictions may differ\n"
+    kaggle_env.kernel_log = json.dumps([{"stream_name": "stdout", "time": 1.0, "data": "bundle: ...\n"},
+                                        {"stream_name": "stderr", "time": 2.0, "data": said}])
+    with caplog.at_level(logging.WARNING):
+        assert main(["notebook-status", "--comp", SLUG, "--out", str(folder.parent)]) == 0
+    assert "timm 1.0.31 -> 1.0.20" in caplog.text and "bundle: ..." not in caplog.text, caplog.text
+
+
+@pytest.mark.slow
+def test_a_kernel_given_another_bundle_than_its_own_fails_loudly(written, tmp_path):
+    """Kaggle attached an earlier version of the dataset: the kernel refuses to predict with its weights."""
+    import nbclient
+    import nbformat
+    _, data, folder = written
+    root = tmp_path / "input"
+    shutil.copytree(data, root / SLUG)
+    slug = json.loads((folder / "dataset" / "dataset-metadata.json").read_text())["id"].split("/")[1]
+    shutil.copytree(folder / "dataset", root / slug)
+    spec = root / slug / "bundle" / "bundle.json"
+    spec.write_text(spec.read_text().replace('"name"', '"name" ', 1))  # another export
+    (tmp_path / "working").mkdir()
+    env = {"KIT_KAGGLE_INPUT": str(root), "KIT_KAGGLE_WORKING": str(tmp_path / "working"), "PYTHONPATH": str(REPO)}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    nb = nbformat.read(str(folder / "kernel" / "notebook.ipynb"), as_version=4)
+    try:
+        with pytest.raises(nbclient.exceptions.CellExecutionError, match="another bundle"):
+            nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                                    resources={"metadata": {"path": str(tmp_path)}}).execute()
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    assert not (tmp_path / "working" / "submission.csv").exists()

@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -277,6 +278,7 @@ def push_notebook(folder: str | Path) -> dict:
                       transfer=True)
         if "error" in out.lower() and "already in use" not in out:
             raise ValueError(f"kaggle datasets create failed: {_reason(out)}")
+    wait_ready(dataset["id"])  # else Kaggle may attach the previous version (old weights) to the kernel
     out = run_cli(["kernels", "push", "-p", str(folder / "kernel")], "kernels push")
     if "error" in out.lower():
         raise ValueError(f"kaggle kernels push failed: {_reason(out)}")
@@ -290,6 +292,26 @@ def push_notebook(folder: str | Path) -> dict:
     return pushed
 
 
+def wait_ready(dataset: str) -> None:
+    """Wait until Kaggle has built the dataset's newest version (status ready), KIT_DATASET_READY_S at most."""
+    limit, every = (float(os.environ.get(k, d)) for k, d in (("KIT_DATASET_READY_S", "1800"), ("KIT_DATASET_POLL_S", "10")))
+    deadline, said = time.monotonic() + limit, ""
+    while True:
+        out = run_cli(["datasets", "status", dataset], "datasets status")
+        said = (out.strip().splitlines() or [""])[-1].strip().lower()
+        if said.endswith("ready"):
+            return
+        if any(bad in said for bad in ("error", "fail", "deleted")):
+            raise ValueError(f"dataset {dataset}: Kaggle says {said!r}; the kernel was not pushed. See its page, "
+                             "then run make notebook-push again")
+        if time.monotonic() > deadline:
+            raise ValueError(f"dataset {dataset} not ready after {limit:g} s ({said or 'no status'}); the kernel was "
+                             f"not pushed: run make notebook-push again once `kaggle datasets status {dataset}` says "
+                             "ready (KIT_DATASET_READY_S waits longer)")
+        log.info("dataset %s: %s; waiting for Kaggle to build the version before pushing the kernel", dataset, said)
+        time.sleep(every)
+
+
 def submit_kernel(comp: str, kernel: str, version: str, message: str) -> str:
     """A code competition's submission: the output submission.csv of a pushed kernel version; its ref."""
     if not version:
@@ -301,10 +323,40 @@ def submit_kernel(comp: str, kernel: str, version: str, message: str) -> str:
 
 
 def notebook_status(folder: str | Path) -> str:
-    """The kernel's run status as Kaggle reports it (queued, running, complete, error)."""
-    kernel = _meta(Path(folder) / "kernel", "kernel-metadata.json")
+    """The kernel's run status as Kaggle reports it (queued, running, complete, error); once it ran, what its log
+    says the kit noticed there (versions that differ from the export, unreadable test images), a line each."""
+    folder = Path(folder)
+    kernel = _meta(folder / "kernel", "kernel-metadata.json")
     out = run_cli(["kernels", "status", kernel["id"]], "kernels status")
     found = re.search(r"status\s+\"?([A-Za-z_.]+)", out)
     status = found.group(1).rsplit(".", 1)[-1].lower() if found else out.strip().splitlines()[-1] if out.strip() else ""
     log.info("%s: %s", kernel["id"], status)
+    if status in ("complete", "error"):
+        for line in kernel_notices(kernel["id"], folder / "output"):
+            log.warning("%s said: %s", kernel["id"], line)
     return status
+
+
+NOTICED = re.compile(r"versions differ from the bundle's export|test image\(s\) could not be read|kit predict: error")
+
+
+def kernel_notices(kernel: str, out: Path) -> list[str]:
+    """The lines of the kernel's log that the kit wrote for its user to see (its log only: no output file)."""
+    out.mkdir(parents=True, exist_ok=True)
+    try:  # a pattern no file matches: the CLI writes just the log, <slug>.log
+        run_cli(["kernels", "output", kernel, "-p", str(out), "--file-pattern", "^$", "-o", "-q"], "kernels output",
+                transfer=True, watch=out)
+    except ValueError as e:
+        log.warning("could not read the kernel's log (%s)", e)
+        return []
+    text = "".join(_log_text(p.read_text(errors="replace")) for p in sorted(out.glob("*.log")))
+    return list(dict.fromkeys(line.strip() for line in text.splitlines() if NOTICED.search(line)))
+
+
+def _log_text(raw: str) -> str:
+    """A kernel's log as text: Kaggle keeps it as a JSON list of {stream_name, time, data}; plain text as it is."""
+    try:
+        entries = json.loads(raw)
+    except ValueError:
+        return raw
+    return "".join(e.get("data", "") for e in entries if isinstance(e, dict)) if isinstance(entries, list) else raw

@@ -24,6 +24,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from kit.io import sha256_file
+
 log = logging.getLogger(__name__)
 
 # The kit's requirements as Kaggle's Python image holds them: those it lacks travel as wheels in the dataset;
@@ -103,7 +105,7 @@ def _wheels(out: Path, source: str) -> list[str]:
 CELLS = [
     ("markdown", "# {title}\n\nPredicts `{slug}` offline from the kit's bundle ({experiments}; CV {cv}), attached as "
                  "the dataset `{dataset}`. Written by `kit notebook`; rerun it there, not here."),
-    ("code", "import os, sys, time, subprocess, importlib.util\nfrom pathlib import Path\n\n"
+    ("code", "import hashlib, importlib.util, os, subprocess, sys, time\nfrom pathlib import Path\n\n"
              "INPUT = Path(os.environ.get('KIT_KAGGLE_INPUT', '/kaggle/input'))  # where Kaggle mounts the inputs\n"
              "WORKING = Path(os.environ.get('KIT_KAGGLE_WORKING', '/kaggle/working'))\n"
              "COMP, DATASET = {slug!r}, {dataset_slug!r}\n\n"
@@ -125,6 +127,12 @@ CELLS = [
              "DATA_DIR = find(DATASET, 'bundle/bundle.json', 'bundle.zip')\n"
              "COMP_DIR = find(COMP, '')\n"
              "BUNDLE = next(unpacked('bundle').rglob('bundle.json')).parent\n"
+             "# the bundle pushed with this notebook, not an earlier version of the dataset that Kaggle attached\n"
+             "FOUND = hashlib.sha256((BUNDLE / 'bundle.json').read_bytes()).hexdigest()\n"
+             "if FOUND != {fingerprint!r}:\n"
+             "    raise SystemExit(f'kit: the attached dataset holds another bundle (bundle.json {{FOUND[:12]}}, this '\n"
+             "                     f'notebook was written for {fingerprint:.12}): attach the newest version of '\n"
+             "                     f'{{DATASET}} (make notebook-push waits for it), then run again')\n"
              "WHEELS = sorted(str(p) for p in unpacked('wheels').rglob('*.whl'))\n"
              "print('bundle:', BUNDLE, ' competition:', COMP_DIR, ' wheels:', len(WHEELS))"),
     ("code", "# the kit and what Kaggle's image lacks, from the dataset's wheels: no index, the internet is off\n"
@@ -193,6 +201,7 @@ def write(cfgs, comp: str, user: str = "", gpu: bool = False, wheels: str = "", 
              "licenses": [{"name": "CC0-1.0"}]}, indent=2) + "\n")
         spec = json.loads((tmp / "dataset" / "bundle" / "bundle.json").read_text())
         values = {"title": f"kit: {comp}", "slug": comp, "dataset": f"{user}/{dataset_slug}",
+                  "fingerprint": sha256_file(tmp / "dataset" / "bundle" / "bundle.json"),
                   "dataset_slug": dataset_slug, "experiments": ", ".join(e["name"] for e in spec["experiments"]),
                   "cv": spec["submission"]["cv"]}
         (tmp / "kernel").mkdir()

@@ -39,6 +39,32 @@ from kit.train.experiment import Experiment, fold_name
 
 log = logging.getLogger(__name__)
 FORMAT = 2  # bundle.json's schema version (2: the layout's task and submission format, the post-processing)
+# The packages whose versions can move a prediction: the model code, the decode and resize, the arithmetic.
+# bundle.json records them at export; predicting from the bundle says where they differ (a Kaggle image's).
+PREDICTS = ("torch", "torchvision", "timm", "albumentations", "opencv", "numpy", "pillow", "ttach")
+
+
+def versions() -> dict[str, str]:
+    """{package: installed version} of PREDICTS ('' where one is not installed). OpenCV by its module: Kaggle's
+    image may hold opencv-python where the kit pins opencv-python-headless, the same library."""
+    from importlib.metadata import PackageNotFoundError, version
+    out = {}
+    for name in PREDICTS:
+        try:
+            out[name] = __import__("cv2").__version__ if name == "opencv" else version(name)
+        except (PackageNotFoundError, ImportError):
+            out[name] = ""
+    return out
+
+
+def version_skew(recorded: dict[str, str]) -> str:
+    """One line naming each package whose version here differs from the one the bundle was exported with."""
+    here = versions()
+    moved = [f"{n} {v} -> {here.get(n) or 'none'}" for n, v in sorted(recorded.items()) if here.get(n, v) != v]
+    if not moved:
+        return ""
+    return (f"versions differ from the bundle's export: {', '.join(moved)}; predictions may differ a little from "
+            "the exported submission (pin them in the notebook, or export where they match)")
 
 
 def export(cfgs: list[Config], out: str | Path) -> Path:
@@ -54,7 +80,7 @@ def export(cfgs: list[Config], out: str | Path) -> Path:
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     experiments = [_copy_weights(res, tmp) for res in results]
-    spec = {"format": FORMAT, "kit": __version__, "name": r.name, "layout": r.layout.as_record(),
+    spec = {"format": FORMAT, "kit": __version__, "versions": versions(), "name": r.name, "layout": r.layout.as_record(),
             "metric": r.metric.name, "post": r.post, "experiments": experiments,
             "submission": {"file": sub_path.name, "sha256": sha256_file(sub_path), "cv": r.cv,
                            "holdout_score": r.holdout_score}}
@@ -148,6 +174,8 @@ def predict_bundle(bundle: str | Path, overrides: dict) -> Path:
     with contextlib.ExitStack() as stack:
         folder = _open(Path(bundle), stack)
         spec = read_spec(folder, f"--bundle {bundle}")
+        if skew := version_skew(spec.get("versions", {})):  # a bundle exported before versions were kept: none
+            log.warning("%s", skew)
         cfgs = bundle_configs(spec, overrides, f"--bundle {bundle}")
         check_writable(cfgs[0].submissions_dir, "submissions_dir")
         device = start(cfgs[0], "predict")
