@@ -35,7 +35,7 @@ from kit.io import load_npz
 from kit.jobs import pipeline
 from kit.predict import blend, predict
 from kit.train import loop as train
-from kit.train.experiment import Experiment
+from kit.experiment import Experiment
 
 SIDE = 32
 # the demo presets' models; mixup 0.2 and lr 0.05, as the chance alarm advised on this noisier task

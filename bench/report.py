@@ -4,8 +4,8 @@
 
 Built once in a temporary folder, outside the timings: two experiments of 5 folds, each fold's curves.png
 of 60 epochs, a 100-class confusion matrix, a mistakes.png of 24 thumbnails, per_class.csv and
-confused_pairs.csv (the kit's own figure functions, kit/report.py), and a leaderboard of N submissions.
-Timed: kit/board/page.write (what predict, leaderboard and submit add to each call; the median of 5)
+confused_pairs.csv (the kit's own figure functions, kit/figures.py), and a leaderboard of N submissions.
+Timed: kit/board/report.write (what predict, leaderboard and submit add to each call; the median of 5)
 and the page's size; then tracking=[mlflow]'s cost per epoch, one log_batch of history.csv's 13 numbers
 to the local store (sqlite in the work dir, as without MLFLOW_TRACKING_URI; the median over 60 epochs).
 """
@@ -32,7 +32,7 @@ def _history(epochs: int, rng) -> pd.DataFrame:
 
 
 def make(root: Path, n_submissions: int):
-    from kit import report
+    from kit import figures
     from kit.board import leaderboard
     from kit.config import load_config
     rng = np.random.default_rng(0)
@@ -55,13 +55,13 @@ def make(root: Path, n_submissions: int):
         exp = root / "folds" / name
         for k in range(5):
             (exp / f"fold{k}").mkdir(parents=True)
-            report.plot_curves(_history(60, rng), exp / f"fold{k}" / "curves.png")
+            figures.plot_curves(_history(60, rng), exp / f"fold{k}" / "curves.png")
         (exp / "config.yaml").write_text(f"name: {name}\n")
         (exp / "cv.json").write_text('{"metric": "accuracy", "score": 0.91, "top1": 0.91, "top5": 0.9767}')
-        report.plot_confusion(labels, preds, CLASSES, exp / "confusion_matrix.png")
-        report.per_class(labels, preds, CLASSES).to_csv(exp / "per_class.csv", index=False)
-        report.confused_pairs(labels, preds, CLASSES).to_csv(exp / "confused_pairs.csv", index=False)
-        report.plot_mistakes(thumbs, np.array(paths), labels[:24], probs, CLASSES, exp / "mistakes.png")
+        figures.plot_confusion(labels, preds, CLASSES, exp / "confusion_matrix.png")
+        figures.per_class(labels, preds, CLASSES).to_csv(exp / "per_class.csv", index=False)
+        figures.confused_pairs(labels, preds, CLASSES).to_csv(exp / "confused_pairs.csv", index=False)
+        figures.plot_mistakes(thumbs, np.array(paths), labels[:24], probs, CLASSES, exp / "mistakes.png")
     subs = root / "subs"
     subs.mkdir()
     board = leaderboard.load(subs / "leaderboard.csv")
@@ -73,13 +73,13 @@ def make(root: Path, n_submissions: int):
                                            "private": f"{0.92 + rng.random() * 0.01:.5f}", "folds": "5",
                                            "created_at": f"2026-12-{1 + i % 28:02d}T00:00:00+00:00"})
     leaderboard.save(board, subs / "leaderboard.csv")
-    report.plot_leaderboard(board, subs / "leaderboard.png")
+    figures.plot_leaderboard(board, subs / "leaderboard.png")
     return cfg
 
 
 def run(size: str = "cpu", n_submissions: int = 50) -> list[dict]:
     import logging
-    from kit.board import page
+    from kit.board import report
     logging.getLogger("kit").setLevel(logging.WARNING)
     rows = []
     with tempfile.TemporaryDirectory(prefix="kit-bench-report-") as tmp:
@@ -87,9 +87,9 @@ def run(size: str = "cpu", n_submissions: int = 50) -> list[dict]:
         times = []
         for _ in range(5):
             t0 = time.perf_counter()
-            out = page.write(cfg)
+            out = report.write(cfg)
             times.append(time.perf_counter() - t0)
-        rows.append({"what": f"page.write: 2 experiments x 5 folds, 100 classes, {n_submissions} submissions",
+        rows.append({"what": f"report.write: 2 experiments x 5 folds, 100 classes, {n_submissions} submissions",
                      "median_s": round(statistics.median(times), 3), "page_MB": round(out.stat().st_size / 1e6, 2)})
         from mlflow.tracking import MlflowClient
         from kit.tracking import mlflow_runs

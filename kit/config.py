@@ -212,7 +212,7 @@ def preset_names() -> list[str]:
 def find_preset(exp: str, trained: Path | None = None) -> Path:
     """--exp takes a YAML path (my.yaml, ./dir/x.yml) or a name, looked for in this order: configs/NAME.yaml
     under the current directory (your own presets), the preset shipped in kit/configs/, `trained` (the config.yaml
-    of an experiment of that name trained in work_dir: kit/train/experiment.py knows where). A shipped preset's name
+    of an experiment of that name trained in work_dir: kit/experiment.py knows where). A shipped preset's name
     always means the preset, so a smoke run's overrides (`--exp quick stage1_epochs=1`) never outlive it: a run
     of your own keeps its settings under its own name= (train then refuses a preset whose keys differ from it)."""
     path = Path(exp)

@@ -75,3 +75,48 @@ def test_the_public_api_resolves_and_stays_light():
     code = "import kit, sys; print(sorted(m for m in ('torch', 'kit.jobs.cli', 'kit.train.loop') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]", f"import kit loaded {out}"
+
+
+def _module_of(path: Path) -> str:
+    return "kit." + ".".join(path.relative_to(KIT).with_suffix("").parts).removesuffix(".__init__")
+
+
+def _graph() -> dict[str, set[str]]:
+    """{module: the kit modules it imports}, every import (a function's too), `from kit.x import y` as kit.x.y
+    where y is a module."""
+    known = {_module_of(p) for p in MODULES}
+    graph = {}
+    for path in MODULES:
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("kit"):
+                found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known else node.module
+                          for a in node.names}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name.startswith("kit")}
+        graph[_module_of(path)] = {m for m in found if m in known} - {_module_of(path)}
+    return graph
+
+
+def test_inference_and_the_board_never_import_training():
+    """kit/predict and kit/board read the experiment folder through kit/experiment.py, on the core floor."""
+    reach = sorted(f"{m} -> {i}" for m, imports in _graph().items() if m.startswith(("kit.predict", "kit.board"))
+                   for i in imports if i == "kit.train" or i.startswith("kit.train."))
+    assert not reach, f"inference stands on training: {reach}"
+
+
+def test_no_import_circle():
+    graph, state, circles = _graph(), {}, []
+
+    def visit(m, trail):
+        state[m] = "open"
+        for i in sorted(graph.get(m, ())):
+            if state.get(i) == "open":
+                circles.append(" -> ".join(trail[trail.index(i):] + [i]))
+            elif i not in state:
+                visit(i, trail + [i])
+        state[m] = "done"
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    assert not circles, f"import circles: {circles}"

@@ -26,7 +26,7 @@ def easy_data(tmp_path_factory):
 
 
 def test_stage1_lr_auto_is_found_once_and_every_fold_trains_with_it(tmp_path, easy_data):
-    from kit.train.experiment import Experiment
+    from kit.experiment import Experiment
 
     cfg = tiny_cfg(tmp_path, easy_data, stage1_lr="auto", stage1_epochs=2, stage2_epochs=0, warmup_epochs=0)
     folds.make_folds(cfg)
@@ -50,7 +50,7 @@ def test_pretrained_auto_starts_every_fold_alike_from_what_can_be_had(tmp_path, 
     from safetensors.torch import save_file
 
     from kit import model as model_module
-    from kit.train.experiment import Experiment
+    from kit.experiment import Experiment
 
     asked = []
     backbone = model_module._backbone
@@ -77,7 +77,7 @@ def test_pretrained_auto_starts_every_fold_alike_from_what_can_be_had(tmp_path, 
 
 def test_time_budget_sizes_every_fold_from_the_probe_and_keeps_the_choice(tmp_path, easy_data, monkeypatch):
     from kit.train import budget
-    from kit.train.experiment import Experiment
+    from kit.experiment import Experiment
 
     monkeypatch.setattr(budget, "probe", lambda *a: (0.05, 0.001))  # 0.05 s a step, 1 ms an image
     cfg = tiny_cfg(tmp_path, easy_data, time_budget=0.03, stage1_epochs=4, stage2_epochs=2, patience=50, min_epochs=0)
@@ -152,7 +152,7 @@ def test_min_steps_raises_the_epochs_of_small_data_in_their_ratio_up_to_a_cap(tm
 
 
 def test_min_steps_trains_every_fold_the_raised_epochs_and_keeps_the_choice(tmp_path, easy_data, caplog):
-    from kit.train.experiment import Experiment
+    from kit.experiment import Experiment
     cfg = tiny_cfg(tmp_path, easy_data, stage1_epochs=2, stage2_epochs=1, min_fold_steps=18, patience=50, min_epochs=0)
     folds.make_folds(cfg)
     table = folds.load(cfg).table
@@ -231,7 +231,7 @@ def test_hflip_auto_drops_the_flip_only_where_it_changes_the_class(tmp_path, mon
     """Left|right colour halves are mirror images (a flip swaps the classes): no flip. Top/bottom halves: the flip
     stays. Decided once (plan.json), every fold trains with it, and cv.json and the manifest say which."""
     from kit.train import trainer
-    from kit.train.experiment import Experiment
+    from kit.experiment import Experiment
 
     data = write_mirror_data(tmp_path / "data", split=split)
     cfg = tiny_cfg(tmp_path, data, hflip="auto", stage1_epochs=1, stage2_epochs=0, max_epoch_steps=1, rotate=0.0)
@@ -262,7 +262,7 @@ def test_the_plan_is_decided_once_in_its_order_and_kept_in_one_record(tmp_path, 
     """start, lr, flip, epochs: one plan.json under one key; each step sees the ones before it (the flip probe
     at the lr found, the budget less the probes' seconds); a kept plan is not decided again."""
     from kit.train import budget, lr_find
-    from kit.train.experiment import Experiment
+    from kit.experiment import Experiment
     seen = {}
     monkeypatch.setattr(lr_find, "sweep", lambda t: seen.setdefault("lr", {"hflip": t.train_dl.dataset}) and {
         "lr": 0.02, "min_loss_lr": 0.2, "lrs": [0.2], "losses": [1.0]})

@@ -14,7 +14,7 @@ from kit.io import load_npz
 from kit.jobs.cli import main
 from kit.predict import blend, predict
 from kit.train import loop as train
-from kit.train.experiment import Experiment
+from kit.experiment import Experiment
 
 
 def _onehot(pred, classes=3, sure=0.9):

@@ -22,7 +22,7 @@ from kit.data import folds
 from kit.io import load_npz
 from kit.predict import predict
 from kit.train import loop as train
-from kit.train.experiment import Experiment
+from kit.experiment import Experiment
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ import pytest
 
 import kaggle_server
 from conftest import tiny_cfg
-from kit.board import kaggle, leaderboard
+from kit.board import kaggle, leaderboard, upload
 from kit.data import unpack
 from kit.jobs.cli import main
 
@@ -59,7 +59,7 @@ def _board(cfg):
 
 def test_submit_then_leaderboard_fills_both_scores(env):
     state, cfg, path, _ = env
-    ref = leaderboard.submit([cfg], "digits")
+    ref = upload.submit([cfg], "digits")
     assert ref == "50000", ref
     assert state.submissions[0]["description"] == "tiny cv=0.91000 metric=accuracy folds=5 tta=hflip sha=0123abcd"
     leaderboard.sync(Path(cfg.submissions_dir) / "leaderboard.csv", "digits")
@@ -72,7 +72,7 @@ def test_submit_then_leaderboard_fills_both_scores(env):
 def test_pending_submission_has_no_scores_yet(env):
     state, cfg, _, _ = env
     state.pending = True
-    leaderboard.submit([cfg], "digits")
+    upload.submit([cfg], "digits")
     leaderboard.sync(Path(cfg.submissions_dir) / "leaderboard.csv", "digits")
     row = _board(cfg).iloc[0]
     assert (row["kaggle_status"], row["public"], row["private"]) == ("pending", "", ""), row
@@ -83,7 +83,7 @@ def test_failed_upload_is_a_clear_error_and_loses_nothing(env):
     state.fail_upload = True
     before = _board(cfg)
     with pytest.raises(ValueError, match="kaggle submit failed"):
-        leaderboard.submit([cfg], "digits")
+        upload.submit([cfg], "digits")
     pd.testing.assert_frame_equal(_board(cfg), before)
     assert not state.submissions
 
@@ -122,7 +122,7 @@ def test_readable_kaggle_json_gets_the_fix(env, caplog):
 def test_no_lock_file_is_left_in_the_submissions_folder(env):
     """submissions/ is the folder users open and upload from: its locks live elsewhere."""
     _, cfg, _, _ = env
-    leaderboard.submit([cfg], "digits")
+    upload.submit([cfg], "digits")
     leaderboard.sync(Path(cfg.submissions_dir) / "leaderboard.csv", "digits")
     left = sorted(p.name for p in Path(cfg.submissions_dir).rglob("*") if ".lock" in p.name)
     assert not left, left
@@ -143,7 +143,7 @@ def test_submit_without_file_uploads_the_best_cv_row_not_the_newest(env):
     os.utime(best, (1, 1))  # the oldest file: mtime must not matter
     _add_row(cfg, "tiny-newer.csv", "0.93000")
     _add_row(cfg, "other-top.csv", "0.99000", experiments="other")  # not one of the current experiments
-    leaderboard.submit([cfg], "digits")
+    upload.submit([cfg], "digits")
     assert [s["fileName"] for s in state.submissions] == ["tiny-best.csv"], state.submissions
     assert state.submissions[0]["publicScore"] == state.score(best.read_bytes())[0], "the best row's bytes went up"
 
@@ -153,7 +153,7 @@ def test_submit_without_file_refuses_a_tie(env):
     _add_row(cfg, "tiny-a.csv", "0.97000")
     _add_row(cfg, "tiny-b.csv", "0.97000")
     with pytest.raises(ValueError, match=r"share the best CV 0\.97000.*FILE="):
-        leaderboard.submit([cfg], "digits")
+        upload.submit([cfg], "digits")
     assert not state.submissions, "nothing may be uploaded when the choice is ambiguous"
 
 
@@ -162,7 +162,7 @@ def test_sync_with_empty_kaggle_scores_keeps_local_scores(env):
     board = leaderboard.upsert(_board(cfg), {"file": path.name, "public": "0.81000", "private": "0.79000"})
     leaderboard.save(board, Path(cfg.submissions_dir) / "leaderboard.csv")
     state.pending = True  # Kaggle answers with empty scores
-    leaderboard.submit([cfg], "digits")
+    upload.submit([cfg], "digits")
     leaderboard.sync(Path(cfg.submissions_dir) / "leaderboard.csv", "digits")
     row = _board(cfg).iloc[0]
     assert (row["kaggle_status"], row["public"], row["private"]) == ("pending", "0.81000", "0.79000"), row
@@ -180,7 +180,7 @@ def test_outside_submissions_join_the_data_set_of_the_competitions_rows(env):
     state, cfg, path, _ = env
     board = leaderboard.upsert(_board(cfg), {"file": path.name, "data": "abcdef012345"})
     leaderboard.save(board, Path(cfg.submissions_dir) / "leaderboard.csv")
-    leaderboard.submit([cfg], "digits", str(path))
+    upload.submit([cfg], "digits", str(path))
     state.add("by_hand.csv", "made elsewhere", path.read_bytes())
     leaderboard.sync(Path(cfg.submissions_dir) / "leaderboard.csv", "digits")
     rows = _board(cfg).set_index("file")
@@ -201,11 +201,11 @@ def test_outside_submissions_and_more_than_a_page(env):
 def test_secrets_never_reach_output_or_files(env, capsys, caplog, tmp_path):
     state, cfg, _, creds = env
     with caplog.at_level(logging.DEBUG):
-        leaderboard.submit([cfg], "digits")
+        upload.submit([cfg], "digits")
         leaderboard.sync(Path(cfg.submissions_dir) / "leaderboard.csv", "digits")
         creds.write_text(json.dumps({"username": kaggle_server.USER, "key": kaggle_server.KEY + "x"}))
         with pytest.raises(ValueError) as e:
-            leaderboard.submit([cfg], "digits")
+            upload.submit([cfg], "digits")
     out, err = capsys.readouterr()  # one read: a second would find both empty
     seen = out + err + caplog.text + str(e.value)
     assert "failed" in str(e.value) and (out or err or caplog.text), "something was said, and checked"

@@ -165,7 +165,7 @@ def test_multi_label_pseudo_labels_take_only_images_sure_of_every_tag(tmp_path):
     from kit.config import Config
     from kit.data.layout import Layout
     from kit.io import save_npz
-    from kit.train.experiment import Experiment
+    from kit.experiment import Experiment
     from kit.train.pseudo import select
     test = pd.DataFrame({"id": ["a", "b", "c"], "path": ["test/a.png", "test/b.png", "test/c.png"]})
     layout = Layout(tmp_path, "csv", ("x", "y"), pd.DataFrame(), test, ("id", "tags"), "multilabel", "tags")

@@ -65,8 +65,8 @@ def run(tmp_path_factory):
 
 
 def page_columns() -> list[str]:
-    from kit.board import page
-    return page.COLUMNS
+    from kit.board import report
+    return report.COLUMNS
 
 
 def _page(tmp) -> Page:
@@ -162,12 +162,12 @@ def test_the_page_renders_in_a_real_browser_with_every_row_and_no_network(run, b
 
 
 def test_a_multilabel_experiment_shows_its_worst_tags_and_its_plan(tmp_path):
-    from kit.board import page
+    from kit.board import report
     folder = tmp_path / "tags"
     folder.mkdir()
     (folder / "per_class.csv").write_text("tag,images,precision,recall,f1,auc\nsea,4,0.5,0.25,0.333333,0.7\n")
     (folder / "plan.json").write_text('{"key": "k", "lr": {"lr": 0.0123456, "lrs": [0.1, 1.0], "seconds": 3.2}}')
-    shown = page._experiment(folder)
+    shown = report._experiment(folder)
     assert shown["per_class_title"].startswith("Worst tags") and shown["per_class"][0]["auc"] == "0.7000"
     assert not [m for m in shown["missing"] if "confusion" in m], "no confusion matrix is due for tags"
     assert [m for m in shown["missing"] if "mistakes.png" in m], "the mistakes are"
@@ -175,11 +175,11 @@ def test_a_multilabel_experiment_shows_its_worst_tags_and_its_plan(tmp_path):
 
 
 def test_the_correlation_of_cv_with_public_and_private():
-    from kit.board import leaderboard, page
+    from kit.board import leaderboard, report
     from kit.metrics import get
     board = pd.DataFrame({"file": list("abcd"), "cv": ["0.95", "0.92", "0.90", ""],
                           "public": ["0.94", "0.93", "0.89", "0.99"], "private": ["0.93", "", "0.88", ""]})
-    public, private = page.correlations(leaderboard.summary(board, get("accuracy")))
+    public, private = report.correlations(leaderboard.summary(board, get("accuracy")))
     r = np.corrcoef([0.95, 0.92, 0.90], [0.94, 0.93, 0.89])[0, 1]
     assert public == f"correlation of CV with public: {r:+.3f} over 3 submissions", "rows without a CV left out"
     assert private.startswith("no correlation of CV with private yet: it needs 3"), "2 with both scores"

@@ -329,7 +329,7 @@ def test_pretrained_file_is_its_content_not_its_path(tmp_path, easy_data):
 
     from kit.engine import load_checkpoint
     from kit.predict import predict
-    from kit.train.experiment import Experiment
+    from kit.experiment import Experiment
 
     ref = timm.create_model("test_resnet", pretrained=False, num_classes=0)
     weights = {k: v.contiguous() for k, v in ref.state_dict().items()}

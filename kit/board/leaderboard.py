@@ -19,7 +19,6 @@ metric's direction (kit/metrics.py); cv_top1 and cv_top5 are beside it for singl
 """
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,14 +26,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import report, tracking
+from kit import figures, tracking
 from kit.board import formats
 from kit.config import Config
 from kit.data import folds
 from kit.data.layout import TAG_SEP, Layout, summarize
 from kit.io import atomic_write_text, locked, sha256_file
 from kit.metrics import Metric, get
-from kit.train.experiment import Experiment
+from kit.experiment import Experiment
 from kit.tta import tag
 
 log = logging.getLogger(__name__)
@@ -313,51 +312,11 @@ def pick(board: pd.DataFrame, experiments: list[str], submissions_dir: Path, fin
     return submissions_dir / best["file"].iloc[0]
 
 
-def describe(row: pd.Series) -> str:
-    return (f"{row['experiments']} cv={row['cv']} metric={row['metric']} folds={row['folds']} tta={row['tta']} "
-            f"sha={row['sha256'][:8]}")
-
-
-def submit(cfgs: list[Config], comp: str, file: str = "", notebook: str = "notebook", asked: bool = False) -> str:
-    """Upload FILE, or the best-CV submission of these experiments (named before it goes); record the ref. A code
-    competition whose kernel was pushed (<notebook>/<slug>/pushed.json) submits that kernel version instead, and
-    the row is that of the file the kernel writes (the bundle's submission, byte for byte). `asked`: the
-    experiments were named (EXP=): a kernel of others is refused, never submitted in their place."""
-    from kit.board import kaggle
-    if not comp:
-        raise ValueError("no competition: pass COMP=slug (make) or --comp slug")
-    submissions_dir = Path(cfgs[0].submissions_dir)
-    path = path_of(cfgs[0])
-    board = load(path)
-    pushed = Path(notebook) / comp / "pushed.json"
-    kernel = json.loads(pushed.read_text()) if pushed.is_file() and not file else None
-    sub = (submissions_dir / kernel["file"] if kernel else Path(file) if file else
-           pick(board, [c.name for c in cfgs], submissions_dir, data_of(cfgs[0]), cfgs[0].metric))
-    rows = board[board["file"] == sub.name]
-    if kernel and asked:
-        _check_kernel_is_asked(kernel, rows, [c.name for c in cfgs], pushed, comp)
-    message = describe(rows.iloc[0]) if len(rows) else sub.stem
-    if not file:
-        log.info("submitting %s, %s: %s", f"kernel {kernel['kernel']} version {kernel['version']} (it writes "
-                 f"{sub.name})" if kernel else sub.name, "the bundle's" if kernel else "the best CV of " +
-                 " ".join(c.name for c in cfgs), message)
-    ref = kaggle.submit_kernel(comp, kernel["kernel"], kernel["version"], message) if kernel else \
-        kaggle.submit(comp, sub, message)
+def record_upload(path: Path, file: str, ref: str, description: str) -> None:
+    """A file just submitted to Kaggle: its ref and message on its row, pending until sync learns its scores."""
     with locked(path):
-        save(upsert(load(path), {"file": sub.name, "kaggle_ref": ref, "kaggle_status": "pending",
-                                 "description": message}), path)
-    log.info("submitted %s to %s (ref %s)", sub.name, comp, ref or "?")
-    return ref
-
-
-def _check_kernel_is_asked(kernel: dict, rows: pd.DataFrame, asked: list[str], pushed: Path, comp: str) -> None:
-    """A pushed kernel predicts one experiment's (or ensemble's) file; EXP= naming others must not spend a daily
-    submission on it."""
-    has = rows["experiments"].iloc[0].split() if len(rows) else []
-    if not has or not set(has) <= set(asked):
-        raise ValueError(f"the kernel pushed for {comp} ({pushed}) predicts {' + '.join(has) or kernel['file']}, not "
-                         f"{' '.join(asked)}: push theirs first (make notebook notebook-push COMP={comp} "
-                         f"EXP=\"{' '.join(asked)}\"), or submit without EXP=")
+        save(upsert(load(path), {"file": file, "kaggle_ref": ref, "kaggle_status": "pending",
+                                 "description": description}), path)
 
 
 def summary(board: pd.DataFrame, metric: Metric) -> list[str]:
@@ -394,7 +353,7 @@ def show(path: Path, fingerprint: str = "", metric: str = "") -> None:
         print(f"rows scored in {', '.join(other)} are left out: the table is in {m.name} (set metric= for another)")
     # sorted by CV, not by public score: the public split is small, and chasing it overfits
     board = ranked(board, m)
-    report.plot_leaderboard(board, path.with_suffix(".png"))
+    figures.plot_leaderboard(board, path.with_suffix(".png"))
     print(board[SHOWN].to_string(index=False))
     for line in summary(board, m):
         print(line)

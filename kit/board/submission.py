@@ -22,7 +22,7 @@ from kit.board import formats, leaderboard
 from kit.board.result import Result
 from kit.config import Config, shaping, shaping_key
 from kit.io import atomic_path, atomic_write_bytes, atomic_write_text, locked
-from kit.train.experiment import Experiment
+from kit.experiment import Experiment
 
 
 def _git() -> dict:

@@ -1,7 +1,9 @@
 """The data floor: a data folder -> the images, labels and test ids it holds -> folds.csv.
 
     unpack.unpack_all(folder) every archive of a download unpacked, safely
-    discover                  where a download keeps its parts: a table of rules (the sample, the label file, ...)
+    discover                  where a download keeps its parts: a table of rules (the sample, the label file, ...);
+                              a new reader (JSON annotations, HDF5, several files per image) is a module of its
+                              own here, which a rule of that table calls
     layout.scan(data)         the layout, task and submission format of a data folder (Layout)
     folds.run(cfgs)           the `folds` command: folds.csv and folds.json; folds.load(cfg) reads them
     loaders.fold_loaders(...) a fold's training and validation DataLoaders (albumentations transforms)

@@ -4,6 +4,8 @@
     pipeline.run             folds, train and predict in one process (`kit run`, what `make` runs)
     cluster                  job arrays: a task's (experiment, fold) from its index; `kit jobs` via submitit
     clean.demo               `make clean`: what the demo made, nothing else
+    notebook                 `make notebook`: a code competition's dataset and kernel
+    (a sweep, Optuna's, will be a module here beside cluster)
 
 May import every floor; none imports it.
 """

@@ -18,7 +18,7 @@ from kit.config import output_dir
 from kit.data import folds
 from kit.data.demo import DEMO
 from kit.data.layout import scan
-from kit.train.experiment import Experiment
+from kit.experiment import Experiment
 
 log = logging.getLogger(__name__)
 

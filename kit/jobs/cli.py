@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kit.jobs import commands
+from kit.logs import logging_setup
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,7 @@ def _options(name: str, s: argparse.ArgumentParser) -> None:
 
 def _configs(args, parser) -> list:
     from kit.config import PRESETS, default, find_preset, load_config, output_dir, parse_overrides
-    from kit.train.experiment import Experiment
+    from kit.experiment import Experiment
 
     # --exp/--config take several names, so they also swallow the key=value items after them (argparse's
     # parse_intermixed_args does not stop a nargs="+" option at them either)
@@ -260,12 +261,6 @@ def console() -> int:
         print(f"kit: error: {e}", file=sys.stderr)
         return 2
     return main()
-
-
-def logging_setup() -> None:
-    """Under torchrun, rank 0 tells the story; the other ranks speak only of problems."""
-    level = logging.INFO if int(os.environ.get("RANK", "0")) == 0 else logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname).1s %(message)s", datefmt="%H:%M:%S")
 
 
 def main(argv: list[str] | None = None) -> int:

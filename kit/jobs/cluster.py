@@ -76,7 +76,7 @@ class TrainTask:
         self.cfgs = cfgs
 
     def __call__(self, index: int) -> int:
-        from kit.jobs.cli import logging_setup
+        from kit.logs import logging_setup
         logging_setup()
         train_task(self.cfgs, index)
         return index

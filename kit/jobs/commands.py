@@ -76,9 +76,9 @@ def leaderboard(a):
 
 
 def submit(a):
-    from kit.board import leaderboard
+    from kit.board import upload
     asked = bool(a.exp or a.config)  # EXP= named: a kernel pushed for other experiments is refused
-    return _and_report(a.cfgs, leaderboard.submit(a.cfgs, a.comp, a.file, a.notebook, asked))
+    return _and_report(a.cfgs, upload.submit(a.cfgs, a.comp, a.file, a.notebook, asked))
 
 
 def download(a):
@@ -102,8 +102,8 @@ def notebook_status(a):
 
 
 def report(a):
-    from kit.board import page
-    return page.write(a.cfgs[0])
+    from kit.board import report
+    return report.write(a.cfgs[0])
 
 
 def _and_report(cfgs, result):
@@ -111,9 +111,9 @@ def _and_report(cfgs, result):
     that cannot be written costs a warning, never the command's result."""
     import logging
 
-    from kit.board import page
+    from kit.board import report
     try:
-        page.write(cfgs[0])
+        report.write(cfgs[0])
     except (OSError, ValueError) as e:
         logging.getLogger(__name__).warning("report page not written (%s); make report tries again", e)
     return result

@@ -8,5 +8,7 @@
     blend.run, bundle.export, bundle.predict_bundle
                              weighted blends; the offline bundle that predicts alone
 
-May import the core, kit.data, kit.train (the experiment folder only) and kit.board; never kit.jobs.
+May import the core (kit/experiment.py: the experiment folder), kit.data and kit.board; never kit.train
+(inference stands on kit/engine.py, never on training) nor kit.jobs. Stacking (image and tabular models)
+will be a module here, beside blend.
 """

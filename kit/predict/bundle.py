@@ -35,7 +35,7 @@ from kit.metrics import probs_of
 from kit.predict import ensemble as ens
 from kit.predict import predict
 from kit.predict.inference import fold_logits, start
-from kit.train.experiment import Experiment, fold_name
+from kit.experiment import Experiment, fold_name
 
 log = logging.getLogger(__name__)
 FORMAT = 2  # bundle.json's schema version (2: the layout's task and submission format, the post-processing)

@@ -19,7 +19,7 @@ from kit.config import Config
 from kit.data.layout import Layout
 from kit.io import load_npz, sha256_file
 from kit.metrics import Metric, cv_score, fold_scores, probs_of, topk
-from kit.train.experiment import Experiment
+from kit.experiment import Experiment
 
 
 def scored(r: Result) -> Result:

@@ -30,7 +30,7 @@ from kit.io import load_npz, save_npz, sha256_file
 from kit.metrics import probs_of
 from kit.predict import ensemble as ens
 from kit.predict.inference import fold_logits, start
-from kit.train.experiment import Experiment, FoldFiles
+from kit.experiment import Experiment, FoldFiles
 from kit.tta import AUTO_TTA, tag
 from kit.tta import transforms as tta_transforms
 from kit.tta import untag

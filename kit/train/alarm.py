@@ -6,17 +6,14 @@ A fold's validation score is "at chance" when it is no better than guessing coul
 always answering the most common class plus luck; for any other metric, a constant predictor
 (kit/metrics.py, chance). Training warns once after the warm-up when nothing has been learnt yet,
 early stopping never ends a stage still at chance, and a fold whose stage 1 ends there is listed
-in cv.json and on the leaderboard (kit/train/experiment.py).
+in cv.json and on the leaderboard (kit/experiment.py: stage1_at_chance).
 """
 from __future__ import annotations
 
 import logging
 import math
 
-import numpy as np
-import pandas as pd
-
-from kit.metrics import Metric, chance
+from kit.metrics import Metric
 
 log = logging.getLogger(__name__)
 
@@ -30,18 +27,6 @@ def learning(metric: Metric, best: float, chance_score: float, train_loss: float
              multilabel: bool) -> bool:
     """Whether a fold has learnt something: better than chance on validation, and a train loss below guessing's."""
     return metric.better(best, chance_score) and train_loss < guess_loss(n_classes, multilabel)
-
-
-def scores(history: pd.DataFrame) -> pd.Series:
-    """Each epoch's validation score (val_score; val_top1 in a history written before metrics)."""
-    return history["val_score"] if "val_score" in history else history["val_top1"]
-
-
-def stage1_at_chance(history: pd.DataFrame, labels: np.ndarray, metric: Metric, n_classes: int) -> bool:
-    """Whether a fold's stage 1 (its history.csv rows) never rose above chance level on its validation labels."""
-    stage1 = scores(history)[history["stage"] == 1]
-    best = stage1.max() if metric.higher_is_better else stage1.min()
-    return not metric.better(float(best), chance(metric, labels, n_classes))
 
 
 def causes(cfg) -> str:

@@ -16,11 +16,11 @@ import os
 
 import pandas as pd
 
-from kit import report
+from kit import figures
 from kit.config import record
 from kit.engine import load_checkpoint, predict_logits, save_checkpoint
 from kit.io import atomic_write_text, save_npz
-from kit.train.experiment import FoldFiles
+from kit.experiment import FoldFiles
 from kit.train.stopping import FoldState
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def finish(files: FoldFiles, trainer, cfg, final_model, model, state: FoldState,
     best = load_checkpoint(files.best)
     model.load_state_dict(best["model"])
     logits = predict_logits(model, trainer.val_dl, trainer.amp_ctx, trainer.device)
-    report.plot_curves(pd.DataFrame(state.history), files.curves)
+    figures.plot_curves(pd.DataFrame(state.history), files.curves)
     check()  # the done marker last: never for a fold another process now trains
     save_npz(files.oof, ids=trainer.val_ids.astype(str), labels=trainer.val_labels, logits=logits)
     if not cfg.keep_checkpoints:  # after oof.npz: a finished fold needs best.pt (and final.pt), not three more copies

@@ -3,7 +3,7 @@
     python -m kit train --exp demo                 # every fold of configs/demo.yaml
     python -m kit train --exp demo --fold 3        # one fold (spread folds over GPUs or machines)
 
-Per fold (kit/train/experiment.py names the files): stage1_best.pt (stage 2 starts from it), best.pt
+Per fold (kit/experiment.py names the files): stage1_best.pt (stage 2 starts from it), best.pt
 (the best weights over both stages), last.pt (everything resuming needs), history.csv,
 curves.png, config.yaml, final.pt (the last epoch's weights: predict scores them as cv_last) and oof.npz (out-of-fold logits of best.pt, written last: the fold's
 done marker); then stage1_best.pt, last.pt and last.prev.pt are removed (keep_checkpoints=true
@@ -36,7 +36,7 @@ from kit.runtime import (Dist, barrier, describe, from_main, mean_over_ranks, nu
                          setup_distributed, sync_batchnorm)
 from kit import tracking
 from kit.train import alarm, checkpoints, plan, pseudo
-from kit.train.experiment import Experiment
+from kit.experiment import Experiment
 from kit.train.plan import Plan
 from kit.train.progress import Progress
 from kit.train.stopping import FoldState, early_stopping

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from kit import report
+from kit import figures
 from kit.engine import forever
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def sweep(trainer, steps: int = STEPS) -> dict:
 
 def record(found: dict, png_path) -> dict:
     """Plot the range test (lr_find.png) and say what it chose; returns `found` (the record to keep)."""
-    report.plot_lr_find(found, png_path)
+    figures.plot_lr_find(found, png_path)
     log.info("stage1_lr=auto: %.3g (loss lowest at %.3g, %d steps of the range test): %s", found["lr"],
              found["min_loss_lr"], len(found["lrs"]), png_path)
     return found

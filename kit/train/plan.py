@@ -17,7 +17,7 @@ One record, one staleness rule: plan.json holds the steps decided under one key,
 key and the folds' fingerprint (config.shaping_key). A step decided under that key is not run again (a
 resume, a second trainer, another machine: one process decides, holding the plan's claim, while the
 others wait); under another key the plan is decided anew. A kill between steps keeps the steps done.
-cv.json, the manifest and the bundle read it through Experiment.decided (kit/train/experiment.py).
+cv.json, the manifest and the bundle read it through Experiment.decided (kit/experiment.py).
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from kit.io import atomic_write_text
 from kit.model import reachable
 from kit.runtime import Dist, barrier
 from kit.train import budget, flip, lr_find
-from kit.train.experiment import Experiment, kept
+from kit.experiment import Experiment, kept
 from kit.train.trainer import Trainer
 
 log = logging.getLogger(__name__)

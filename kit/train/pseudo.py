@@ -24,7 +24,7 @@ from kit.config import Config
 from kit.data.layout import TAG_SEP, Layout
 from kit.io import atomic_write_text, load_npz, sha256_file
 from kit.metrics import probs_of
-from kit.train.experiment import Experiment, FoldFiles
+from kit.experiment import Experiment, FoldFiles
 
 
 def derive(source: Config, threshold: float, name: str) -> Config:

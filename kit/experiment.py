@@ -11,7 +11,9 @@
 
 A fold is done when its oof.npz exists: training writes it last. Every other module asks this one
 for a path instead of spelling it, and reads the facts kept in these files (last-epoch scores,
-chance-level folds) through it.
+chance-level folds) through it. It stands on the core floor, so that training, the board and
+inference all read the folder through it and inference never imports training. `layout` arguments
+are kit.data.layout.Layout's (named, not imported: the core imports no later floor).
 """
 from __future__ import annotations
 
@@ -25,15 +27,24 @@ import pandas as pd
 import yaml
 from sklearn.metrics import accuracy_score
 
-from kit import report
+from kit import figures
 from kit.config import changed
-from kit.data.layout import Layout
 from kit.io import atomic_write_text, load_npz
-from kit.metrics import Metric, cv_score, decide, probs_of, topk
-from kit.train import alarm
-from kit.train.alarm import stage1_at_chance
+from kit.metrics import Metric, chance, cv_score, decide, probs_of, topk
 
 log = logging.getLogger(__name__)
+
+
+def scores(history: pd.DataFrame) -> pd.Series:
+    """Each epoch's validation score (val_score; val_top1 in a history written before metrics)."""
+    return history["val_score"] if "val_score" in history else history["val_top1"]
+
+
+def stage1_at_chance(history: pd.DataFrame, labels: np.ndarray, metric: Metric, n_classes: int) -> bool:
+    """Whether a fold's stage 1 (its history.csv rows) never rose above chance level on its validation labels."""
+    stage1 = scores(history)[history["stage"] == 1]
+    best = stage1.max() if metric.higher_is_better else stage1.min()
+    return not metric.better(float(best), chance(metric, labels, n_classes))
 
 
 def fold_name(k: int) -> str:
@@ -168,7 +179,7 @@ class Experiment:
 
     def last_epoch_score(self, folds: list[int], sizes: list[int]) -> float:
         """Validation score of each fold's last epoch (its last weights, not its best), weighted by fold size."""
-        last = [float(alarm.scores(self.fold(k).read_history()).iloc[-1]) for k in folds]
+        last = [float(scores(self.fold(k).read_history()).iloc[-1]) for k in folds]
         n = np.array(sizes)
         return float(np.dot(n, last) / n.sum())
 
@@ -207,7 +218,7 @@ class Experiment:
             if cv.get("tta_auto") != choice:
                 atomic_write_text(self.cv_file, json.dumps(cv | {"tta_auto": choice}, indent=2) + "\n")
 
-    def write_cv(self, layout: Layout, metric: Metric, n_folds: int, decided: dict | None = None) -> Path:
+    def write_cv(self, layout, metric: Metric, n_folds: int, decided: dict | None = None) -> Path:
         """cv.json from the plain OOF logits of every fold (decisions at 0.5 for multi-label); beside it the
         confusion matrix and the error analysis."""
         n_classes = len(layout.classes)
@@ -251,18 +262,18 @@ class Experiment:
                  n_folds, cv["last_epoch_score"])
         return self.cv_file
 
-    def write_errors(self, layout: Layout, paths: np.ndarray, labels: np.ndarray, probs: np.ndarray) -> None:
+    def write_errors(self, layout, paths: np.ndarray, labels: np.ndarray, probs: np.ndarray) -> None:
         """From the OOF predictions: per_class.csv (per tag with its AUC, multi-label) and mistakes.png, and for
         single-label the confusion matrix and confused_pairs.csv."""
         classes = list(layout.classes)
         if layout.task == "multilabel":
             atomic_write_text(self.dir / "per_class.csv",
-                              report.per_tag(labels, decide(probs), classes, probs).to_csv(index=False))
-            report.plot_mistakes(layout.root, paths, labels, probs, classes, self.dir / "mistakes.png")
+                              figures.per_tag(labels, decide(probs), classes, probs).to_csv(index=False))
+            figures.plot_mistakes(layout.root, paths, labels, probs, classes, self.dir / "mistakes.png")
             return
         preds = probs.argmax(1)
-        report.plot_confusion(labels, preds, classes, self.dir / "confusion_matrix.png")
-        atomic_write_text(self.dir / "per_class.csv", report.per_class(labels, preds, classes).to_csv(index=False))
+        figures.plot_confusion(labels, preds, classes, self.dir / "confusion_matrix.png")
+        atomic_write_text(self.dir / "per_class.csv", figures.per_class(labels, preds, classes).to_csv(index=False))
         atomic_write_text(self.dir / "confused_pairs.csv",
-                          report.confused_pairs(labels, preds, classes).to_csv(index=False))
-        report.plot_mistakes(layout.root, paths, labels, probs, classes, self.dir / "mistakes.png")
+                          figures.confused_pairs(labels, preds, classes).to_csv(index=False))
+        figures.plot_mistakes(layout.root, paths, labels, probs, classes, self.dir / "mistakes.png")
