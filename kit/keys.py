@@ -254,7 +254,8 @@ class PredictKeys:
     metric: Str = _key(
         "auto", "the metric the competition ranks by: it picks each fold's best epoch, early-stops, scores the CV, "
                 "fits blends and thresholds, orders the leaderboard and picks what `make submit` uploads. One of "
-                "accuracy, balanced_accuracy, f1_macro, f1_micro, log_loss, roc_auc, qwk, f1_samples, f2_samples, "
+                "accuracy, balanced_accuracy, f1_macro, f1_micro, log_loss, roc_auc, pauc80 (two classes: the ROC area "
+                "above 80% TPR, ISIC 2024), qwk, f1_samples, f2_samples, "
                 "map@k; auto = from the submission format (label: accuracy, probs: log_loss (multi-label: roc_auc), "
                 "prob: roc_auc, tags: f1_samples, topk: map@k)", "weights")
     sampler: Literal["shuffle", "balanced"] = _key(

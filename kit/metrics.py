@@ -112,6 +112,18 @@ def _roc_auc(y, p, t):
     return np.mean([roc_auc_score(hot[:, c], p[:, c]) for c in both]) if both else 0.5
 
 
+def partial_auc(y: np.ndarray, p: np.ndarray, min_tpr: float = 0.8) -> float:
+    """The area under the ROC curve above `min_tpr` true-positive rate (ISIC 2024's score, 0 to 1 - min_tpr): the
+    part of the curve where few positives are missed. As the competition computes it: scikit-learn's
+    McClish-standardised AUC up to FPR = 1 - min_tpr on the flipped problem, mapped back to its raw area."""
+    pos = p[:, 1] if p.ndim == 2 else p
+    if not 0 < y.sum() < len(y):
+        return 0.5 * (1 - min_tpr) ** 2  # one outcome only: a guess's area above min_tpr
+    max_fpr = 1 - min_tpr
+    standard = roc_auc_score(1 - y, 1 - pos, max_fpr=max_fpr)
+    return float(0.5 * max_fpr ** 2 + (max_fpr - 0.5 * max_fpr ** 2) / 0.5 * (standard - 0.5))
+
+
 def map_at_k(y: np.ndarray, scores: np.ndarray, k: int) -> float:
     """Mean average precision at k with one true class per image: 1/rank of the true class in the top k, else 0."""
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k]  # (N, k) classes, best first
@@ -143,6 +155,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
         _multi(lambda y, d: f1_score(y, d, average="micro", zero_division=0))), decides=True),
     Metric("log_loss", False, BOTH, _log_loss),
     Metric("roc_auc", True, BOTH, _roc_auc, per_fold=True),
+    Metric("pauc80", True, SINGLE, lambda y, p, t: partial_auc(y, p, 0.8), per_fold=True),  # two classes
     Metric("qwk", True, SINGLE, lambda y, p, t: cohen_kappa_score(y, p.argmax(1), labels=np.arange(p.shape[1]),
                                                                   weights="quadratic"), decides=True),
     Metric("f1_samples", True, MULTI, _multi(lambda y, d: fbeta_score(y, d, beta=1, average="samples",
@@ -182,7 +195,7 @@ def resolve(name: str, task: str, submission: str, top_k: int, named: str = "") 
 KAGGLE = [  # (words in Kaggle's name of a metric, the kit's metric), first match wins
     (("quadratic", "kappa"), "qwk"), (("balanced", "accuracy"), "balanced_accuracy"), (("accuracy",), "accuracy"),
     (("log", "loss"), "log_loss"), (("logloss",), "log_loss"), (("multiclass", "loss"), "log_loss"),
-    (("auc",), "roc_auc"), (("roc",), "roc_auc"), (("receiver", "operating"), "roc_auc"), (("f2",), "f2_samples"),
+    (("partial", "auc"), "pauc80"), (("auc", "tpr"), "pauc80"), (("auc",), "roc_auc"), (("roc",), "roc_auc"), (("receiver", "operating"), "roc_auc"), (("f2",), "f2_samples"),
     (("fbeta",), "f2_samples"), (("fscore", "beta"), "f2_samples"),
     (("macro", "f1"), "f1_macro"), (("micro", "f1"), "f1_micro"), (("mean", "f1"), "f1_samples"),
 ]

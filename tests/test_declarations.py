@@ -44,7 +44,7 @@ ALT = {  # key -> another valid value than the base experiment's
     "merge": "probs", "allow_missing_folds": True, "threshold": 0.3, "temperature": "off",
     "max_pixels": 50_000_000, "cache": True, "memory_cache_mb": 8, "workers": 1, "device": "cpu",
     "deterministic": True, "checkpoint_every_s": 5.0, "keep_checkpoints": True, "channels_last": True,
-    "compile": True, "batched_tta": "on", "tta_max_images": 8, "eval_batch_size": 4, "zip": True,
+    "compile": True, "batched_tta": "on", "tta_max_images": 8, "eval_batch_size": 4, "bad_test_images": "prior", "zip": True,
 }
 WHERE = {"name", "data", "work_dir", "submissions_dir", "cache_dir", "solution"}  # where things are: no other value
 SHAPES = {f.name: f.metadata["shapes"] for f in dataclasses.fields(Config)}

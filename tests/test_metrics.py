@@ -222,3 +222,22 @@ def test_temperature_is_not_fitted_where_it_would_change_a_one_vs_rest_auc():
     two = np.c_[probs[:, 0], 1 - probs[:, 0]]
     assert calibrate.fit(auc, "single", (y == 1).astype(int), two, 0.0, "fit")["temperature"] is not None, \
         "a binary AUC keeps its order under any temperature: fitted for the log loss as before"
+
+
+def test_partial_auc_is_the_area_above_80_percent_tpr():
+    """ISIC 2024's pAUC, checked against the area under the ROC curve above TPR 0.8, integrated directly."""
+    from sklearn.metrics import roc_curve
+
+    from kit.metrics import from_kaggle, get
+    rng = np.random.default_rng(0)
+    y = (rng.random(400) < 0.2).astype(int)
+    p = np.clip(y * 0.3 + rng.random(400) * 0.8, 0, 1)
+    fpr, tpr, _ = roc_curve(y, p)
+    grid = np.linspace(0, 1, 200001)
+    above = np.clip(np.interp(grid, fpr, tpr) - 0.8, 0, None)
+    want = float(np.sum((above[1:] + above[:-1]) / 2 * np.diff(grid)))
+    pauc = get("pauc80")
+    assert pauc(y, np.stack([1 - p, p], 1)) == pytest.approx(want, abs=1e-4)
+    assert pauc(y, np.eye(2)[y].astype(float)) == pytest.approx(0.2), "a perfect ranking: the whole 0.2"
+    assert pauc.higher_is_better and from_kaggle("pAUC above 80% TPR") == "pauc80"
+    assert from_kaggle("Partial AUC") == "pauc80" and from_kaggle("AUC") == "roc_auc"
