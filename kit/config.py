@@ -41,9 +41,10 @@ class Config(PredictKeys, TrainKeys, TransformKeys, ModelKeys, DataKeys):
 
     @property
     def warmup(self) -> int:
-        """Stage 1's warm-up epochs, with auto resolved."""
+        """Stage 1's warm-up epochs, with auto resolved; at most stage1_epochs - 1, so that stage 1 always ends at the
+        full rate (a preset's warm-up with a short ARGS="stage1_epochs=1" is shortened, not refused)."""
         if self.warmup_epochs != "auto":
-            return self.warmup_epochs
+            return max(0, min(self.warmup_epochs, self.stage1_epochs - 1))
         return 0 if self.pretrained is True else min(3, self.stage1_epochs // 5)  # auto may end from scratch
 
     def stage_lr(self, stage: int, found: float | None = None) -> float:
@@ -83,9 +84,6 @@ def _check_values(cfg: Config) -> None:
         if cfg.optimizer not in list_optimizers():
             problems.append(f"optimizer={cfg.optimizer}: not sgd or a timm optimizer (adamw, lamb, nadamw, ...; "
                             "timm.optim.list_optimizers())")
-    if cfg.warmup >= cfg.stage1_epochs:
-        problems.append(f"warmup_epochs={cfg.warmup_epochs}: must be auto or from 0 to stage1_epochs - 1 "
-                        f"({cfg.stage1_epochs - 1})")
     if cfg.resize < cfg.img_size:
         problems.append(f"resize={cfg.resize} < img_size={cfg.img_size}: the random crop needs resize >= img_size")
     bad_views = [v for v in cfg.tta if v not in TTA_VIEWS] if cfg.tta != "auto" else []

@@ -187,8 +187,9 @@ class TrainKeys:
     lr_reference_batch: Whole = _key(
         0, "linear lr scaling: lr x batch_size / this (e.g. 16 for the recipe); 0 = off", "weights")
     warmup_epochs: Annotated[Whole | Auto, FormerAuto] = _key(
-        "auto", "stage 1: linear warm-up from lr/10 over this many epochs, then cosine; auto = 0 from pretrained "
-            "weights (the recipe), min(3, stage1_epochs // 5) from scratch or pretrained=auto", "weights")
+        "auto", "stage 1: linear warm-up from lr/10 over this many epochs (at most stage1_epochs - 1), then cosine; "
+                "auto = 0 from pretrained weights (the recipe), min(3, stage1_epochs // 5) from scratch or "
+                "pretrained=auto", "weights")
     min_epochs: Whole = _key(
         0, "early stopping counts patience only after this many epochs of a stage (and never before stage 1's "
            "warm-up ends), and never stops a stage whose best val top-1 is still within noise of chance", "weights")

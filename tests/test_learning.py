@@ -58,7 +58,9 @@ def test_auto_warmup_is_on_from_scratch_and_off_from_pretrained_weights():
     recipe = load_config(PRESETS / "resnest50d_spinalnet.yaml")
     assert recipe.warmup == 0, "the recipe preset stays the write-up's: no warm-up"
     assert load_config(PRESETS / "resnest50d_spinalnet.yaml", {"pretrained": False}).warmup == 3
-    assert load_config(PRESETS / "demo.yaml").warmup == 1, "6 epochs from scratch: 1 epoch of warm-up"
+    assert load_config(PRESETS / "resnest50d_spinalnet.yaml", {"pretrained": False, "stage1_epochs": 6}).warmup == 1
+    assert load_config(PRESETS / "demo.yaml").warmup == 2, "the demo's own two epochs"
+    assert load_config(PRESETS / "demo.yaml", {"stage1_epochs": 1}).warmup == 0, "shortened with stage 1, not refused"
 
 
 def _stop_epoch(scores, patience, grace, chance=0.2, metric="accuracy"):
@@ -180,3 +182,21 @@ def test_quick_preset_learns_every_shape_of_data(tmp_path, name):
     predict.run([cfg])
     row = leaderboard.load(tmp_path / "subs" / "leaderboard.csv").iloc[0]
     assert float(row["cv_top1"]) >= bar and row["warning"] == "", f"{name}: CV {row['cv_top1']} < {bar} {row['warning']}"
+
+
+@pytest.mark.slow
+def test_the_shipped_demo_baseline_does_not_warn_about_itself(tmp_path, caplog):
+    """A newcomer's first `make`: the fold whose not-learning alarm fired on the demo's own preset (a one-epoch
+    warm-up into lr 0.1) trains as shipped without a warning."""
+    import logging
+
+    from kit.data import demo, folds
+    from kit.train import loop
+    demo.run(tmp_path / "demo")
+    cfg = load_config(PRESETS / "demo_baseline.yaml", {"data": str(tmp_path / "demo"), "work_dir": str(tmp_path / "f"),
+                                                      "submissions_dir": str(tmp_path / "s")})
+    folds.make_folds(cfg)
+    with caplog.at_level(logging.WARNING):
+        loop.run([cfg], only=[1])
+    said = [r.getMessage()[:120] for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not said, said
