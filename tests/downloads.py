@@ -10,6 +10,7 @@ them), with a few small stand-in images per class.
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import tarfile
 import zipfile
@@ -279,14 +280,116 @@ def isic(src, rng):
     return Competition("siim-isic-melanoma-classification", "prob", "AUC", group="patient_id")
 
 
-BUILDERS = {f.__name__: f for f in (dog_breed, cassava, plant_pathology, aerial_cactus, planet, aptos, humpback,
-                                    ranzcr, dogs_vs_cats, histopathologic, plant_seedlings, digit_recognizer, isic)}
+def state_farm(src, rng):
+    """Class folders imgs/train/c0.. and beside them the drivers' file (subject, classname, img): the drivers
+    are the groups (test drivers are unseen)."""
+    rows = []
+    for c in range(3):
+        for i in range(4):
+            name = f"img_{c}{i:04d}.jpg"
+            _img(src / "imgs" / "train" / f"c{c}" / name, c, rng)
+            rows.append({"subject": f"p{i + 2:03d}", "classname": f"c{c}", "img": name})
+    _csv(src / "driver_imgs_list.csv", pd.DataFrame(rows))
+    test = [f"img_{90000 + i}.jpg" for i in range(5)]
+    for i, t in enumerate(test):
+        _img(src / "imgs" / "test" / t, i, rng)
+    _csv(src / "sample_submission.csv", pd.DataFrame({"img": test, **{f"c{c}": 0.1 for c in range(3)}}))
+    return Competition("state-farm-distracted-driver-detection", "probs", "Multi Class Log Loss", group="subject")
+
+
+def leaf(src, rng):
+    """One images/ folder of train and test ids alike; the species among 192 shape, margin and texture features."""
+    species = ["Acer_Capillipes", "Alnus_Rubra", "Quercus_Rubra"]
+    work, rows, n = src.parent / "leaf-work", [], 1
+    features = [f"{kind}{j}" for kind in ("margin", "shape", "texture") for j in range(1, 65)]
+    for k, name in enumerate(species):
+        for _ in range(4):
+            _img(work / "images" / f"{n}.jpg", k, rng)
+            rows.append({"id": n, "species": name, **dict(zip(features, rng.random(len(features)).round(6)))})
+            n += 1
+    test = list(range(n, n + 5))
+    for i, t in enumerate(test):
+        _img(work / "images" / f"{t}.jpg", i, rng)
+    _csv(work / "train.csv", pd.DataFrame(rows))
+    _csv(work / "test.csv", pd.DataFrame([{"id": t, **dict(zip(features, rng.random(len(features))))} for t in test]))
+    _csv(work / "sample_submission.csv", pd.DataFrame({"id": test, **{name: 1 / 3 for name in species}}))
+    src.mkdir(parents=True, exist_ok=True)
+    for name in ("train.csv", "test.csv", "sample_submission.csv"):
+        with zipfile.ZipFile(src / f"{name}.zip", "w") as z:
+            z.write(work / name, name)
+    _zip_folder(work / "images", src / "images.zip", "images")
+    return Competition("leaf-classification", "probs", "Multi Class Log Loss")
+
+
+def _coco(images: list[dict], annotations: list[dict], categories: list[dict]) -> str:
+    return json.dumps({"info": {"version": "1.0"}, "images": images, "annotations": annotations,
+                       "categories": categories})
+
+
+def iwildcam(src, rng):
+    """COCO-style JSON annotations; test cameras at other locations: the location is the group."""
+    cats = [{"id": 0, "name": "empty"}, {"id": 372, "name": "tayassu pecari"}, {"id": 10, "name": "meleagris ocellata"}]
+    images, annotations = [], []
+    for n in range(18):
+        uuid, k = f"8b{n:06x}-21bc-11ea-a13a-137349068a90", n % 3
+        _img(src / "train" / f"{uuid}.jpg", k, rng)
+        images.append({"seq_num_frames": 6, "location": n % 6, "datetime": "2013-06-05 05:44:19.000",
+                       "id": uuid, "frame_num": 1, "seq_id": f"s{n // 2}", "width": 32, "height": 32,
+                       "file_name": f"{uuid}.jpg"})
+        annotations.append({"count": 1, "image_id": uuid, "id": f"a{n:05d}", "category_id": cats[k]["id"]})
+    (src / "iwildcam2020_train_annotations.json").write_text(_coco(images, annotations, cats))
+    test = [f"91{i:06x}-21bc-11ea-a13a-137349068a90" for i in range(5)]
+    for i, t in enumerate(test):
+        _img(src / "test" / f"{t}.jpg", i, rng)
+    (src / "iwildcam2020_test_information.json").write_text(json.dumps(
+        {"images": [{"id": t, "file_name": f"{t}.jpg", "location": 50} for t in test], "categories": cats}))
+    (src / "iwildcam2020_megadetector_results.json").write_text(json.dumps(
+        {"images": [{"id": t, "detections": [], "max_detection_conf": 0.0} for t in test]}))
+    _csv(src / "sample_submission.csv", pd.DataFrame({"Id": test, "Category": 0}))
+    return Competition("iwildcam-2020-fgvc7", "label", "Categorization Accuracy", group="location")
+
+
+def herbarium(src, rng):
+    """Images nested by category id, JSON metadata spelt image_id/category_id/scientific_name; the test set a bare
+    JSON list whose image_id `test-000003` the sample writes as 3."""
+    cats = [{"category_id": c, "scientific_name": f"Abies {name}", "family": "Pinaceae", "genus": "Abies",
+             "species": name, "authors": "(Nutt.) Nutt."} for c, name in ((0, "amabilis"), (4, "balsamea"), (7, "x"))]
+    images, annotations = [], []
+    for n in range(12):
+        k = n % 3
+        cid = cats[k]["category_id"]
+        image_id = f"{cid:05d}__{n:03d}"
+        file_name = f"{cid:05d}"[:3] + "/" + f"{cid:05d}"[3:] + f"/{image_id}.jpg"
+        _img(src / "train_images" / file_name, k, rng)
+        images.append({"file_name": file_name, "image_id": image_id, "license": 0})
+        annotations.append({"genus_id": 1, "institution_id": 0, "category_id": cid, "image_id": image_id})
+    (src / "train_metadata.json").write_text(json.dumps(
+        {"annotations": annotations, "images": images, "categories": cats, "genera": [{"genus": "Abies", "genus_id": 1}],
+         "institutions": [{"collectionCode": "NY", "institution_id": 0}], "distances": [], "license": []}))
+    test = [{"file_name": f"000/test-{i:06d}.jpg", "image_id": f"test-{i:06d}", "license": 0} for i in range(5)]
+    for i, t in enumerate(test):
+        _img(src / "test_images" / t["file_name"], i, rng)
+    (src / "test_metadata.json").write_text(json.dumps(test))
+    _csv(src / "sample_submission.csv", pd.DataFrame({"Id": range(5), "Predicted": 42}))
+    return Competition("herbarium-2022-fgvc9", "label", "Macro F1 Score")
+
+
+FIRST = (dog_breed, cassava, plant_pathology, aerial_cactus, planet, aptos, humpback, ranzcr, dogs_vs_cats,
+         histopathologic, plant_seedlings, digit_recognizer, isic)
+SECOND = (state_farm, leaf, iwildcam, herbarium)  # the second dozen's, as the kit reads them
+BUILDERS = {f.__name__: f for f in FIRST + SECOND}
+
+
+def _seed(name: str) -> int:
+    """Each builder's images from a seed of its own (the first wave's as before the second was added)."""
+    first = sorted(f.__name__ for f in FIRST)
+    return first.index(name) if name in first else 100 + sorted(f.__name__ for f in SECOND).index(name)
 
 
 def build(name: str, where: Path) -> tuple[bytes, Competition, pd.DataFrame]:
     """(the download's zip, what Kaggle accepts, the sample) of competition `name` (a BUILDERS key)."""
     src = where / "src"
-    comp = BUILDERS[name](src, np.random.default_rng(sorted(BUILDERS).index(name)))
+    comp = BUILDERS[name](src, np.random.default_rng(_seed(name)))
     sample_zip = next(src.glob("sample_submission*.csv.zip"), None)
     if sample_zip is not None:
         with zipfile.ZipFile(sample_zip) as z:

@@ -192,3 +192,31 @@ def test_a_label_file_with_two_candidate_label_columns_names_label_col(tmp_path)
     with pytest.raises(ValueError, match="label_col="):
         scan(data)
     assert set(scan(data, label_col="label").classes) == {"0", "1"}
+
+
+@pytest.mark.parametrize("name,label,group", [("state_farm", "classname", "subject"), ("leaf", "species", ""),
+                                               ("iwildcam", "Category", "location"), ("herbarium", "Predicted", "")])
+def test_the_second_dozens_labels_are_found_where_the_competition_keeps_them(tmp_path, name, label, group):
+    """State Farm: the drivers' file beside the class folders; Leaf: the species among 192 features; iWildCam and
+    Herbarium: COCO-style JSON, the category as the sample spells it (its id), Herbarium's test ids through its
+    JSON list; the groups from a column of the drivers' file and from a JSON field."""
+    from kit.data.layout import scan
+    data = _unzipped(name, tmp_path)
+    from kit.data import unpack
+    unpack.unpack_all(data)
+    layout = scan(data)
+    sample = pd.read_csv(next(data.glob("sample_submission.csv")), dtype=str)
+    assert any(f"label {label})" in line for line in layout.found), layout.found
+    assert list(layout.test["id"]) == list(sample.iloc[:, 0]) and layout.test["path"].notna().all()
+    assert layout.group == group, layout.group
+    if name in ("iwildcam", "herbarium"):
+        assert set(layout.classes) <= {"0", "4", "7", "10", "372"}, "category ids, as the sample's numbers spell them"
+
+
+def test_a_json_whose_file_names_name_no_image_is_one_line(tmp_path):
+    from kit.data.layout import scan
+    data = _unzipped("iwildcam", tmp_path)
+    for p in (data / "train").glob("*.jpg"):
+        p.rename(p.with_name("x" + p.name))
+    with pytest.raises(ValueError, match=r"iwildcam2020_train_annotations.json: 18 id\(s\) have no image"):
+        scan(data)

@@ -13,19 +13,27 @@ rules find each one's parts without a key, and name the key when two readings fi
                  train/1.jpg and test/1.jpg); the one in a folder named like its side
                  when two share it
     label file   the CSV whose id column names training images (train.csv, labels.csv,  train_csv=, id_col=
-                 train_labels.csv, train_v2.csv), not the sample, not test*.csv; among
-                 several, the one holding the sample's columns, then one row per id
+                 train_labels.csv, train_v2.csv), not the sample, not test*.csv; or a
+                 COCO-style JSON of images, annotations and categories (iWildCam,
+                 Herbarium: kit/data/annotations.py); among several, the one holding
+                 the sample's columns, then one row per id
     labels       label_col=, else the column(s) the sample asks for (ISIC: target, not  label_col=
-                 diagnosis), else the one other column, else 0/1 class columns
+                 diagnosis), else the one column whose values are the sample's class
+                 columns (Leaf's species, State Farm's classname), else the one other
+                 column, else 0/1 class columns; a JSON's category as the sample spells
+                 it (its id where the sample's values are numbers, else its name)
     pixels       a CSV of pixel0..pixelN columns (Digit Recognizer): written once as
                  images into DATA/kit-pixels/, then read by the rules above
     folders      no label file: DATA/train/<class>/<image> (and DATA/val/<class>/)
     file names   no label file, no class folders: train images named <class>.<n>.<ext>
                  (cat.0.jpg, dog.12.jpg)
-    test         the sample's ids, else the images of folders named test* (test/, test_images/)
-    group        a label-file column named patient_id, PatientID, patient or subject_id  group= (a column, or none)
-                 whose values repeat: folds keep each group whole
-    passed over  DICOM, TFRecords, JSON and the CSVs no rule uses: one line
+    test         the sample's ids (or, where they name no file, the file a JSON list of
+                 the test images gives each: Herbarium's test_metadata.json), else the
+                 images of folders named test* (test/, test_images/)
+    group        a label-file column named patient_id, PatientID, patient, subject_id   group= (a column, or none)
+                 or location (a camera trap's) whose values repeat: folds keep each
+                 group whole
+    passed over  DICOM, TFRecords, and the CSVs and JSONs no rule uses: one line
 
 Nothing here writes but the pixel rule. Paths are relative to DATA (posix).
 """
@@ -41,17 +49,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kit.data.annotations import label_table
 from kit.data.shapes import summarize
 from kit.io import atomic_write_text, is_image_file
 
 log = logging.getLogger(__name__)
 
 SAMPLE = re.compile(r"sample.?submission", re.IGNORECASE)
-GROUP_NAMES = ("patientid", "patient", "subjectid", "subject")  # a column's name, lower case, without _ - or space
+GROUP_NAMES = ("patientid", "patient", "subjectid", "subject", "location")  # a column's name, lower case, without _ - or space
 NAMED_LABEL = re.compile(r"^(?P<label>[A-Za-z][A-Za-z _-]*?)[._-]\d+$")  # cat.0, dog.12
 PIXEL = re.compile(r"^pixel\d+$")
 PIXELS_DIR = "kit-pixels"
-KINDS = {".dcm": "DICOM", ".tfrec": "TFRecord", ".tfrecord": "TFRecord", ".tfrecords": "TFRecord", ".json": "JSON",
+KINDS = {".dcm": "DICOM", ".tfrec": "TFRecord", ".tfrecord": "TFRecord", ".tfrecords": "TFRecord",
          ".npy": "NumPy", ".h5": "HDF5", ".txt": "text"}
 MAX_DEPTH = 2  # CSVs are looked for at DATA/*.csv and one folder down
 
@@ -78,6 +87,8 @@ class Images:
         self.folders: Counter = Counter()
         self.passed: Counter = Counter()
         self.csvs: list[Path] = []
+        self.jsons: list[Path] = []  # label files and test lists in JSON (kit/data/annotations.py)
+        self.read: set[Path | None] = set()  # JSONs a rule read beside the label file (a test list)
         under = under.strip("/")
         if under and not (root / under).is_dir():
             raise ValueError(f"images={under}: {root / under} is not a folder; name a folder inside {root}")
@@ -98,9 +109,12 @@ class Images:
                 elif path.suffix.lower() == ".csv":
                     if depth < MAX_DEPTH and rel.split("/")[0] != PIXELS_DIR or rel == PIXELS_DIR:
                         self.csvs.append(Path(dirpath) / name)
+                elif path.suffix.lower() == ".json" and depth < MAX_DEPTH and name != "competition.json":
+                    self.jsons.append(Path(dirpath) / name)
                 elif path.suffix.lower() not in (".zip", ".7z", ".tar", ".gz", ".tgz") and rel != PIXELS_DIR:
                     self.passed[KINDS.get(path.suffix.lower(), "other")] += 1
         self.csvs.sort()
+        self.jsons.sort()
 
     def candidates(self, key: str) -> list[str]:
         if "/" in key:  # an id written as a path under DATA (train/a0.jpg, ./train/a0)
@@ -203,19 +217,21 @@ def find_label_file(root: Path, images: Images, sample: Path | None, sample_tabl
         path = root / train_csv
         if not path.is_file():
             raise ValueError(f"train_csv={train_csv}: {path} not found")
-        table = read_csv(path)
+        table = read_csv(path) if path.suffix.lower() == ".csv" else label_table(path, sample_table)
+        if table is None:
+            raise ValueError(f"train_csv={train_csv}: {path} is no label file (a CSV, or COCO-style JSON annotations)")
         col, _ = _id_column(table, images, preferred)
         if id_col and id_col not in table.columns:
             raise ValueError(f"{path}: missing column(s) {[id_col]} (has {list(table.columns)}); set id_col= and "
                              "label_col= to the right names")
         return path, table, id_col or col or table.columns[0]
     ranked = []
-    for path in images.csvs:
+    for path in images.csvs + images.jsons:
         if path == sample or path.name.lower().startswith("test") or path.parent.name == PIXELS_DIR and \
                 not path.name.startswith("train"):
             continue
-        table = read_csv(path)
-        if table.empty or len(table.columns) < 2:
+        table = read_csv(path) if path.suffix.lower() == ".csv" else label_table(path, sample_table)
+        if table is None or table.empty or len(table.columns) < 2:
             continue
         col, n = _id_column(table, images, preferred)
         if id_col and id_col in table.columns:
@@ -321,7 +337,8 @@ def passed_over(images: Images, used: set[Path]) -> str:
     other = images.passed.get("other", 0)
     done = images.root / PIXELS_DIR / "done.json"  # the pixel CSVs it was made from were read
     read = set(json.loads(done.read_text())) if done.is_file() else set()
-    csvs = [p.relative_to(images.root).as_posix() for p in images.csvs
-            if p not in used and p.parent.name != PIXELS_DIR and not (p.parent == images.root and p.name in read)]
+    csvs = [p.relative_to(images.root).as_posix() for p in images.csvs + images.jsons
+            if p not in used | images.read and p.parent.name != PIXELS_DIR and
+            not (p.parent == images.root and p.name in read)]
     parts = kinds + ([f"{other} other file(s)"] if other else []) + ([", ".join(csvs)] if csvs else [])
     return f"passed over: {'; '.join(parts)}" if parts else ""

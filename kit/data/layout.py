@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kit.data.annotations import label_table, test_names
 from kit.data.discover import (Images, find_group, find_label_file, find_sample, label_from_names, passed_over,
                                 pixels_to_images, read_csv)
 from kit.data.shapes import (FORMATS, TAG_SEP, classes_of, label_columns, natural_key, submission_format, summarize,
@@ -146,12 +147,19 @@ def _flat_test(images: Images) -> pd.DataFrame:
 
 
 def _sample_test(images: Images, sample: pd.DataFrame, sample_path: Path) -> pd.DataFrame:
-    """The test set as the sample lists it: its ids, in its order and spelling, each naming one image."""
+    """The test set as the sample lists it: its ids, in its order and spelling, each naming one image (itself, or
+    through a JSON list of the test images where the ids name no file: Herbarium's)."""
     test_ids = sample.iloc[:, 0]
     dup = sorted(set(test_ids[test_ids.duplicated()]))
     if dup:
         raise ValueError(f"{sample_path}: id(s) listed more than once: {summarize(dup)}; each test id needs one row")
-    return pd.DataFrame({"id": test_ids.to_numpy(), "path": images.resolve(test_ids, "test", str(sample_path))})
+    keys = test_ids
+    if images.jsons and images.matches(test_ids.head(50), "test") < min(len(test_ids), 50) / 2:
+        named, source = test_names([p for p in images.jsons if p.name.lower().startswith("test")] or images.jsons,
+                                   test_ids)
+        keys = test_ids.map(named).fillna(test_ids) if named else test_ids
+        images.read.add(source)
+    return pd.DataFrame({"id": test_ids.to_numpy(), "path": images.resolve(keys, "test", str(sample_path))})
 
 
 @dataclass(frozen=True)
@@ -272,6 +280,13 @@ def _no_labels(root: Path, images: Images, sample, keys: Keys) -> NoLabels:
                                 "set id_col= and label_col= to the right names")
             try:
                 images.resolve(table[id_col], "train", str(path))
+            except ValueError as e:
+                return NoLabels(str(e))
+    for path in images.jsons:  # COCO-style annotations whose file names name no image
+        table = label_table(path, sample)
+        if table is not None:
+            try:
+                images.resolve(table["file"], "train", str(path))
             except ValueError as e:
                 return NoLabels(str(e))
     return NoLabels(f"{root}: no train/<class>/ folders, no label file whose ids name images, no labelled file "

@@ -59,6 +59,10 @@ def label_columns(train_csv: pd.DataFrame, sample: pd.DataFrame | None, id_col: 
         shared = [c for c in sample.columns[1:] if c in train_csv.columns]
         if shared:
             return shared
+        named = set(sample.columns[1:])  # Leaf's species among 192 features, State Farm's classname beside subject
+        holds = [c for c in others if len(named) > 2 and train_csv[c].isin(named).all()]
+        if len(holds) == 1:
+            return holds
     if len(others) == 1:
         return others
     if len(others) >= 2 and all(train_csv[c].isin(["0", "1"]).all() for c in others):
