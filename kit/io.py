@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import io
 import os
 import tempfile
 import warnings
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from kit import hdf5
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 MAX_PIXELS = 100_000_000  # the largest image decoded (config key max_pixels): a guard against decompression bombs
@@ -137,12 +140,22 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def image_stat(path: str | Path) -> tuple[int, int]:
+    """(bytes, modification time in ns) of an image file, or of an image inside an HDF5 file (kit/hdf5.py)."""
+    if hdf5.member(path) is not None:
+        return hdf5.stat(path)
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
+
+
 def open_image(path: str | Path, max_pixels: int) -> Image.Image:
-    """Open lazily and refuse images over max_pixels before decoding them."""
+    """Open lazily and refuse images over max_pixels before decoding them. `path` may name an image inside an
+    HDF5 file (<file>.hdf5/<key>: kit/hdf5.py)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit below decides
-            img = Image.open(path)
+            found = hdf5.member(path)
+            img = Image.open(io.BytesIO(hdf5.read(path, found)) if found is not None else path)
     except Image.DecompressionBombError:  # PIL's hard limit, far above any photo
         raise ValueError(f"over max_pixels={max_pixels} (a decompression bomb?)") from None
     w, h = img.size

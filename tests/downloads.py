@@ -374,9 +374,37 @@ def herbarium(src, rng):
     return Competition("herbarium-2022-fgvc9", "label", "Macro F1 Score")
 
 
+def isic_2024(src, rng):
+    """Images in HDF5 files (isic_id -> JPEG bytes); the training ones also as JPEGs, the test ones only in HDF5;
+    patients the groups; partial AUC above 80% TPR."""
+    import h5py
+    rows = []
+    for n in range(16):  # 8 patients, 2 images each
+        target = int(n % 4 == 0)
+        rows.append({"isic_id": f"ISIC_{15670 + n:07d}", "target": target, "patient_id": f"IP_{1235828 + n // 2}",
+                     "age_approx": 60.0, "sex": "male", "anatom_site_general": "lower extremity",
+                     "clin_size_long_diam_mm": 3.04, "image_type": "TBP tile: close-up", "tbp_lv_A": 20.24})
+    src.mkdir(parents=True, exist_ok=True)
+    with h5py.File(src / "train-image.hdf5", "w") as f:
+        for r in rows:
+            path = src / "train-image" / "image" / f"{r['isic_id']}.jpg"
+            _img(path, r["target"], rng)
+            f.create_dataset(r["isic_id"], data=np.void(path.read_bytes()))
+    _csv(src / "train-metadata.csv", pd.DataFrame(rows))
+    test = [f"ISIC_{15657 + i:07d}" for i in range(3)]
+    with h5py.File(src / "test-image.hdf5", "w") as f:
+        for i, t in enumerate(test):
+            buf = io.BytesIO()
+            Image.fromarray(np.full((32, 32, 3), PALETTE[i], np.uint8)).save(buf, "JPEG")
+            f.create_dataset(t, data=np.void(buf.getvalue()))
+    _csv(src / "test-metadata.csv", pd.DataFrame({"isic_id": test, "patient_id": "IP_6074337", "age_approx": 45.0}))
+    _csv(src / "sample_submission.csv", pd.DataFrame({"isic_id": test, "target": 0.3}))
+    return Competition("isic-2024-challenge", "prob", "pAUC above 80% TPR", group="patient_id")
+
+
 FIRST = (dog_breed, cassava, plant_pathology, aerial_cactus, planet, aptos, humpback, ranzcr, dogs_vs_cats,
          histopathologic, plant_seedlings, digit_recognizer, isic)
-SECOND = (state_farm, leaf, iwildcam, herbarium)  # the second dozen's, as the kit reads them
+SECOND = (state_farm, leaf, iwildcam, herbarium, isic_2024)  # the second dozen's, as the kit reads them
 BUILDERS = {f.__name__: f for f in FIRST + SECOND}
 
 

@@ -136,7 +136,7 @@ def test_an_unreadable_hidden_test_image_is_predicted_from_the_others(exported, 
 
     def no_second_decode(*args, **kwargs):
         raise AssertionError("the test images are decoded before predicting, a second time")
-    monkeypatch.setattr(predict, "find_bad_images", no_second_decode)
+    monkeypatch.setattr(predict, "find_bad_images", no_second_decode)  # as predict imports it
     with caplog.at_level(logging.WARNING):
         written = bundle.predict_bundle(out, {"data": str(hidden), "submissions_dir": str(tmp_path / "prior"),
                                               "bad_test_images": "prior"})

@@ -220,3 +220,26 @@ def test_a_json_whose_file_names_name_no_image_is_one_line(tmp_path):
         p.rename(p.with_name("x" + p.name))
     with pytest.raises(ValueError, match=r"iwildcam2020_train_annotations.json: 18 id\(s\) have no image"):
         scan(data)
+
+
+@pytest.mark.slow
+def test_isic_2024_predicts_from_hdf5_and_ranks_by_partial_auc(tmp_path, kaggle_env, capsys):
+    """The test images only in test-image.hdf5, read by key in the loader; the CV in the metric Kaggle names."""
+    comp, sample = _through("isic_2024", tmp_path, kaggle_env, capsys)
+    folds_dir = tmp_path / "work" / "folds" / comp.slug
+    assert json.loads((folds_dir / "tiny" / "cv.json").read_text())["metric"] == "pauc80"
+    table = pd.read_csv(folds_dir / "folds.csv", dtype=str)
+    assert table["path"].str.startswith("train-image/image/").all(), "a file preferred to the same image in HDF5"
+    data = tmp_path / "work" / "data" / comp.slug
+    assert not list(data.rglob("ISIC_0015657*")), "nothing unpacked from the HDF5 file"
+
+
+def test_an_hdf5_file_missing_a_test_id_is_one_line(tmp_path):
+    import h5py
+
+    from kit.data.layout import scan
+    data = _unzipped("isic_2024", tmp_path)
+    with h5py.File(data / "test-image.hdf5", "a") as f:
+        del f["ISIC_0015658"]
+    with pytest.raises(ValueError, match=r"sample_submission.csv: 1 id\(s\) have no image .*ISIC_0015658"):
+        scan(data)

@@ -5,6 +5,8 @@
                               a new reader (JSON annotations, HDF5, several files per image) is a module of its
                               own here, which a rule of that table calls
     layout.scan(data)         the layout, task and submission format of a data folder (Layout)
+    annotations               labels and test lists kept in JSON (COCO-style: iWildCam, Herbarium)
+    checks.find_bad_images    every image decoded once: which cannot be used
     folds.run(cfgs)           the `folds` command: folds.csv and folds.json; folds.load(cfg) reads them
     loaders.fold_loaders(...) a fold's training and validation DataLoaders (albumentations transforms)
     cache.run(cfgs)           the `cache` command: every image resized once

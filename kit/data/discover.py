@@ -6,7 +6,8 @@ rules find each one's parts without a key, and name the key when two readings fi
     part         rule (first that applies)                                           key that decides instead
     sample       the CSV named like sample_submission (sampleSubmission.csv, *_v2.csv): sample_csv=
                  the authority on the test ids, their spelling and the columns to write
-    images       every image file under DATA, any depth (.jpg .png .tif ...), known by   images= (one folder)
+    images       every image file under DATA, any depth (.jpg .png .tif ...), and every  images= (one folder)
+                 image inside an HDF5 file (<file>.hdf5/<key>: kit/hdf5.py), known by
                  path, name and stem; an id names the one file of that path, name or
                  stem on its own side: a training id never names a file in a test*
                  folder, nor a test id one in a train* folder (Invasive Species has
@@ -44,11 +45,12 @@ import logging
 import os
 import re
 from collections import Counter
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
 
+from kit import hdf5
 from kit.data.annotations import label_table
 from kit.data.shapes import summarize
 from kit.io import atomic_write_text, is_image_file
@@ -61,7 +63,7 @@ NAMED_LABEL = re.compile(r"^(?P<label>[A-Za-z][A-Za-z _-]*?)[._-]\d+$")  # cat.0
 PIXEL = re.compile(r"^pixel\d+$")
 PIXELS_DIR = "kit-pixels"
 KINDS = {".dcm": "DICOM", ".tfrec": "TFRecord", ".tfrecord": "TFRecord", ".tfrecords": "TFRecord",
-         ".npy": "NumPy", ".h5": "HDF5", ".txt": "text"}
+         ".npy": "NumPy", ".txt": "text"}
 MAX_DEPTH = 2  # CSVs are looked for at DATA/*.csv and one folder down
 
 
@@ -77,6 +79,10 @@ def _side(path: str, side: str) -> int:
     folders = [p.lower() for p in path.split("/")[:-1]]
     other = "test" if side == "train" else "train"
     return 2 if any(side in f for f in folders) else 0 if any(other in f for f in folders) else 1
+
+
+def _in_hdf5(path: str) -> bool:
+    return PurePosixPath(path).parent.suffix.lower() in hdf5.SUFFIXES
 
 
 class Images:
@@ -102,10 +108,12 @@ class Images:
                     continue
                 path = Path(name)
                 if is_image_file(path) and (not under or prefix.startswith(under + "/")):
-                    self.by_name.setdefault(name, []).append(prefix + name)
-                    self.by_stem.setdefault(path.stem, []).append(prefix + name)
-                    self.by_path[prefix + name] = self.by_path[prefix + path.stem] = prefix + name
+                    self._add(prefix, name)
                     self.folders[rel] += 1
+                elif path.suffix.lower() in hdf5.SUFFIXES and (not under or (prefix + name).startswith(under)):
+                    for key in hdf5.keys(Path(dirpath) / name):  # each image inside, named <file>.hdf5/<key>
+                        self._add(f"{prefix}{name}/", key)
+                    self.folders[prefix + name] += 1
                 elif path.suffix.lower() == ".csv":
                     if depth < MAX_DEPTH and rel.split("/")[0] != PIXELS_DIR or rel == PIXELS_DIR:
                         self.csvs.append(Path(dirpath) / name)
@@ -116,16 +124,28 @@ class Images:
         self.csvs.sort()
         self.jsons.sort()
 
+    def _add(self, prefix: str, name: str) -> None:
+        stem = Path(name).stem if is_image_file(Path(name)) else name  # an HDF5 key is a name without extension
+        self.by_name.setdefault(name, []).append(prefix + name)
+        if stem != name:
+            self.by_stem.setdefault(stem, []).append(prefix + name)
+        self.by_path[prefix + name] = self.by_path[prefix + stem] = prefix + name
+
     def candidates(self, key: str) -> list[str]:
         if "/" in key:  # an id written as a path under DATA (train/a0.jpg, ./train/a0)
             path = self.by_path.get(key.removeprefix("./"))
             return [path] if path else []
-        return self.by_name.get(key) or self.by_stem.get(key) or []
+        named = self.by_name.get(key) or []
+        if named and all(_in_hdf5(p) for p in named):  # an HDF5 key and a file's stem alike: both, the file preferred
+            return named + self.by_stem.get(key, [])
+        return named or self.by_stem.get(key) or []
 
     def find(self, key: str, side: str) -> tuple[str | None, list[str]]:
         """(the one path `key` names on `side`, or None; the paths it could name when that is not one). A path on
         the other side is never taken: train and test share file names (train/3.jpg, test/3.jpg)."""
         found = [p for p in self.candidates(key) if _side(p, side) > 0]
+        if len(found) > 1 and any(_in_hdf5(p) for p in found):  # ISIC 2024: train-image/ and train-image.hdf5 alike
+            found = [p for p in found if not _in_hdf5(p)] or found
         if len(found) == 1:
             return found[0], found
         if not found:

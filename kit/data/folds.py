@@ -21,7 +21,8 @@ from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from kit.config import Config, changed, shaping
-from kit.data.layout import Layout, describe_bad, find_bad_images, natural_key, scan, summarize
+from kit.data.checks import describe_bad, find_bad_images
+from kit.data.layout import Layout, natural_key, scan, summarize
 from kit.io import atomic_write_text
 from kit.metrics import Metric, resolve
 

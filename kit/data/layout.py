@@ -17,7 +17,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from kit.data.discover import (Images, find_group, find_label_file, find_sample,
                                 pixels_to_images, read_csv)
 from kit.data.shapes import (FORMATS, TAG_SEP, classes_of, label_columns, natural_key, submission_format, summarize,
                              train_labels)
-from kit.io import IMAGE_EXTENSIONS, check_image, is_image_file
+from kit.io import IMAGE_EXTENSIONS, image_stat, is_image_file
 
 log = logging.getLogger(__name__)
 MAY_LACK = 0.01  # the share of training rows whose image may be missing, left out with a line; more is refused
@@ -70,7 +69,7 @@ class Layout:
         """sha256 over every training file's path, size and label: cheap, and changes with the data."""
         h = hashlib.sha256()
         for path, label, source in self.train[["path", "label", "source"]].itertuples(index=False):
-            h.update(f"{path}\t{(self.root / path).stat().st_size}\t{label}\t{source}\n".encode())
+            h.update(f"{path}\t{image_stat(self.root / path)[0]}\t{label}\t{source}\n".encode())
         if self.group:  # the groups shape the split: other groups, other folds
             h.update(f"group {self.group}\t".encode() + "\t".join(self.train["group"]).encode())
         return h.hexdigest()
@@ -388,18 +387,4 @@ def scan_test(data: str | Path, trained: dict, id_col: str = "", label_col: str 
                   trained["top_k"])
 
 
-def find_bad_images(root: Path, paths: list[str], max_pixels: int, workers: int = 8) -> dict[str, str]:
-    """Decode every image (threads: PIL releases the GIL) and return {path: why it can't be used} for each failure.
-    A dict, not 'path (reason)' strings: PIL's reasons hold parentheses of their own ("image file is truncated
-    (5 bytes not processed)"), so such a string cannot be split back into its path."""
-    with ThreadPoolExecutor(workers) as pool:
-        reasons = list(pool.map(lambda p: check_image(root / p, max_pixels), paths))
-    return {p: r for p, r in zip(paths, reasons) if r is not None}
-
-
-def describe_bad(bad: dict[str, str]) -> str:
-    """'path (reason); ...' for a one-line message."""
-    return summarize([f"{p} ({r})" for p, r in bad.items()])
-
-
-__all__ = ["Layout", "scan", "scan_test", "find_bad_images", "describe_bad", "natural_key", "summarize", "IMAGE_EXTENSIONS"]
+__all__ = ["Layout", "scan", "scan_test", "natural_key", "summarize", "IMAGE_EXTENSIONS"]

@@ -19,7 +19,7 @@ from albumentations.pytorch import ToTensorV2
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from kit.io import MAX_PIXELS, load_rgb, save_npy
+from kit.io import MAX_PIXELS, image_stat, load_rgb, save_npy
 from kit.runtime import num_workers
 
 log = logging.getLogger(__name__)
@@ -91,8 +91,8 @@ def _tag(step: A.BasicTransform) -> str:
 
 def cache_path(cache_dir: Path, source: Path, step: A.BasicTransform, draft: bool = False) -> Path:
     """Where `step`'s output for source lives: keyed by the file's path, length and mtime, and the step's size."""
-    st = source.stat()
-    key = hashlib.sha1(f"{source.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
+    size, mtime = image_stat(source)
+    key = hashlib.sha1(f"{source.resolve()}|{size}|{mtime}".encode()).hexdigest()
     return cache_dir / key[:2] / f"{key}_{_tag(step)}{'d' if draft else ''}.npy"
 
 

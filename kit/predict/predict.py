@@ -24,9 +24,10 @@ import numpy as np
 from kit.board import leaderboard, submission
 from kit.config import Config, shaping
 from kit.data import folds as folds_command
-from kit.data.layout import Layout, describe_bad, find_bad_images, summarize
+from kit.data.checks import describe_bad, find_bad_images
+from kit.data.layout import Layout, summarize
 from kit.data.loaders import UNREADABLE
-from kit.io import load_npz, save_npz, sha256_file
+from kit.io import image_stat, load_npz, save_npz, sha256_file
 from kit.metrics import probs_of
 from kit.predict import ensemble as ens
 from kit.predict.inference import fold_logits, start
@@ -45,7 +46,7 @@ def _fold_key(ckpt: Path, cfg: Config, root: Path, paths: list[str]) -> str:
     data= folder, a replaced image) makes the saved logits stale.
     """
     h = hashlib.sha256(sha256_file(ckpt).encode())
-    files = [(p, (st := (root / p).stat()).st_size, st.st_mtime_ns) for p in paths]
+    files = [(p, *image_stat(root / p)) for p in paths]
     h.update(json.dumps([shaping(cfg, "predictions"), files], sort_keys=True).encode())
     return h.hexdigest()
 
