@@ -110,7 +110,7 @@ class DataKeys:
     task: Literal["auto", "single", "multilabel"] = _key(
         "auto", "single: one class per image; multilabel: any number of tags per image; auto = from train.csv "
                 "(space-separated tags, or 0/1 class columns with more or less than one 1 in a row)", "split")
-    submission: Literal["auto", "label", "probs", "prob", "tags", "topk"] = _key(
+    submission: Literal["auto", "label", "probs", "prob", "tags", "topk", "labelconf"] = _key(
         "auto", "what a submission row holds: label (the class), probs (a probability column per class), prob (the "
                 "probability of the second of two classes), tags (space-separated classes above their threshold), "
                 "topk (the top_k most likely classes); auto = from sample_submission.csv", "split")
@@ -256,9 +256,9 @@ class PredictKeys:
         "auto", "the metric the competition ranks by: it picks each fold's best epoch, early-stops, scores the CV, "
                 "fits blends and thresholds, orders the leaderboard and picks what `make submit` uploads. One of "
                 "accuracy, balanced_accuracy, f1_macro, f1_micro, log_loss, roc_auc, pauc80 (two classes: the ROC area "
-                "above 80% TPR, ISIC 2024), qwk, f1_samples, f2_samples, "
+                "above 80% TPR, ISIC 2024), gap (Global Average Precision), qwk, f1_samples, f2_samples, "
                 "map@k; auto = from the submission format (label: accuracy, probs: log_loss (multi-label: roc_auc), "
-                "prob: roc_auc, tags: f1_samples, topk: map@k)", "weights")
+                "prob: roc_auc, tags: f1_samples, topk: map@k, labelconf: gap)", "weights")
     sampler: Literal["shuffle", "balanced"] = _key(
         "shuffle", "training order: shuffle (every image once an epoch), or balanced (images drawn with weights "
                    "1 / their class's count: every class equally often; single-label only)", "weights")

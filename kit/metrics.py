@@ -124,6 +124,17 @@ def partial_auc(y: np.ndarray, p: np.ndarray, min_tpr: float = 0.8) -> float:
     return float(0.5 * max_fpr ** 2 + (max_fpr - 0.5 * max_fpr ** 2) / 0.5 * (standard - 0.5))
 
 
+def global_average_precision(y: np.ndarray, p: np.ndarray) -> float:
+    """Global Average Precision (Google Landmark Recognition): every image's one prediction (its top class) ranked
+    by its confidence across the whole set; the mean over the images with a label of the precision at each
+    correct prediction's rank. Confident mistakes cost most; a correct answer ranked low earns little."""
+    conf, pred = p.max(1), p.argmax(1)
+    order = np.argsort(-conf, kind="stable")
+    hit = (pred[order] == y[order]).astype(np.float64)
+    precision = np.cumsum(hit) / np.arange(1, len(hit) + 1)
+    return float((precision * hit).sum() / len(y)) if len(y) else 0.0
+
+
 def map_at_k(y: np.ndarray, scores: np.ndarray, k: int) -> float:
     """Mean average precision at k with one true class per image: 1/rank of the true class in the top k, else 0."""
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k]  # (N, k) classes, best first
@@ -156,6 +167,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
     Metric("log_loss", False, BOTH, _log_loss),
     Metric("roc_auc", True, BOTH, _roc_auc, per_fold=True),
     Metric("pauc80", True, SINGLE, lambda y, p, t: partial_auc(y, p, 0.8), per_fold=True),  # two classes
+    # ranks confidences across the set, which fold models on their own scales do not share: per fold
+    Metric("gap", True, SINGLE, lambda y, p, t: global_average_precision(y, p), per_fold=True),
     Metric("qwk", True, SINGLE, lambda y, p, t: cohen_kappa_score(y, p.argmax(1), labels=np.arange(p.shape[1]),
                                                                   weights="quadratic"), decides=True),
     Metric("f1_samples", True, MULTI, _multi(lambda y, d: fbeta_score(y, d, beta=1, average="samples",
@@ -184,7 +197,7 @@ def resolve(name: str, task: str, submission: str, top_k: int, named: str = "") 
         name = named
     if name == "auto":
         name = {"label": "accuracy", "probs": "log_loss" if task == "single" else "roc_auc", "prob": "roc_auc",
-                "tags": "f1_samples", "topk": f"map@{top_k}"}[submission]
+                "tags": "f1_samples", "topk": f"map@{top_k}", "labelconf": "gap"}[submission]
     metric = get(name)
     if task not in metric.tasks:
         fits = [m.name for m in METRICS.values() if task in m.tasks] + (["map@k"] if task == "single" else [])
@@ -195,7 +208,7 @@ def resolve(name: str, task: str, submission: str, top_k: int, named: str = "") 
 KAGGLE = [  # (words in Kaggle's name of a metric, the kit's metric), first match wins
     (("quadratic", "kappa"), "qwk"), (("balanced", "accuracy"), "balanced_accuracy"), (("accuracy",), "accuracy"),
     (("log", "loss"), "log_loss"), (("logloss",), "log_loss"), (("multiclass", "loss"), "log_loss"),
-    (("partial", "auc"), "pauc80"), (("auc", "tpr"), "pauc80"), (("auc",), "roc_auc"), (("roc",), "roc_auc"), (("receiver", "operating"), "roc_auc"), (("f2",), "f2_samples"),
+    (("global", "average", "precision"), "gap"), (("partial", "auc"), "pauc80"), (("auc", "tpr"), "pauc80"), (("auc",), "roc_auc"), (("roc",), "roc_auc"), (("receiver", "operating"), "roc_auc"), (("f2",), "f2_samples"),
     (("fbeta",), "f2_samples"), (("fscore", "beta"), "f2_samples"),
     (("macro", "f1"), "f1_macro"), (("micro", "f1"), "f1_micro"), (("mean", "f1"), "f1_samples"),
 ]

@@ -402,9 +402,26 @@ def isic_2024(src, rng):
     return Competition("isic-2024-challenge", "prob", "pAUC above 80% TPR", group="patient_id")
 
 
+def landmark(src, rng):
+    """Images nested three levels by their id's first characters; the sample's `landmarks` a class and a
+    confidence; Global Average Precision."""
+    rows = []
+    for k, landmark_id in enumerate((1, 7, 138982)):
+        for i in range(4):
+            image_id = f"{k}{i}{rng.integers(16**14):014x}"
+            _img(src / "train" / image_id[0] / image_id[1] / image_id[2] / f"{image_id}.jpg", k, rng)
+            rows.append({"id": image_id, "landmark_id": landmark_id})
+    _csv(src / "train.csv", pd.DataFrame(rows))
+    test = [f"{rng.integers(16**15):015x}0" for _ in range(5)]
+    for i, t in enumerate(test):
+        _img(src / "test" / t[0] / t[1] / t[2] / f"{t}.jpg", i, rng)
+    _csv(src / "sample_submission.csv", pd.DataFrame({"id": test, "landmarks": "1 1.0"}))
+    return Competition("landmark-recognition-2021", "labelconf", "Global Average Precision")
+
+
 FIRST = (dog_breed, cassava, plant_pathology, aerial_cactus, planet, aptos, humpback, ranzcr, dogs_vs_cats,
          histopathologic, plant_seedlings, digit_recognizer, isic)
-SECOND = (state_farm, leaf, iwildcam, herbarium, isic_2024)  # the second dozen's, as the kit reads them
+SECOND = (state_farm, leaf, iwildcam, herbarium, isic_2024, landmark)  # the second dozen's, as the kit reads them
 BUILDERS = {f.__name__: f for f in FIRST + SECOND}
 
 

@@ -36,6 +36,10 @@ def _check_values(comp, sample: pd.DataFrame, sub: pd.DataFrame, classes: set[st
         assert sub.iloc[:, 1].isin(classes).all(), (sub.iloc[:, 1].unique(), classes)
     elif comp.values == "tags":
         assert all(v.split() and set(v.split()) <= classes for v in sub.iloc[:, 1]), sub.iloc[:, 1].unique()
+    elif comp.values == "labelconf":  # a class and its confidence
+        parts = sub.iloc[:, 1].str.split()
+        assert (parts.str.len() == 2).all() and parts.str[0].isin(classes).all(), sub.iloc[:, 1].unique()
+        assert pd.to_numeric(parts.str[1]).between(0, 1).all()
     else:  # topk: five classes, best first, none twice
         assert all(len(v.split()) == 5 == len(set(v.split())) and set(v.split()) <= classes for v in sub.iloc[:, 1])
 

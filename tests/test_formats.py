@@ -202,3 +202,23 @@ def test_a_multi_label_fold_resumed_after_a_kill_ends_as_one_that_never_stopped(
     assert a[0] == b[0] and all(torch.equal(a[1][k], b[1][k]) for k in a[1]), "the same best weights and score"
     assert list(a[2]["val_score"]) == list(b[2]["val_score"]) and "val_top1" not in a[2], "multi-label history"
     assert folds.load(tiny_cfg(tmp_path / "ref", data)).layout.task == "multilabel" and exp_dir(ref).is_dir()
+
+
+def test_a_class_and_its_confidence_is_written_checked_and_read_back(tmp_path):
+    """Landmark Recognition's `landmarks`: `<class> <confidence>`, read back as the confidence at the class."""
+    import numpy as np
+    import pandas as pd
+
+    from kit.board import formats
+    from kit.data.layout import Layout
+    test = pd.DataFrame({"id": ["a", "b"], "path": ["test/a.jpg", "test/b.jpg"]})
+    layout = Layout(tmp_path, "csv", ("1", "7", "138982"), pd.DataFrame(), test, ("id", "landmarks"),
+                    submission="labelconf")
+    probs = np.array([[0.1, 0.8, 0.1], [0.2, 0.2, 0.6]])
+    sub = formats.table(layout, probs)
+    assert list(sub["landmarks"]) == ["7 0.800000", "138982 0.600000"]
+    formats.to_bytes(sub, layout)  # checked: classes known, confidences in [0, 1]
+    assert np.allclose(formats.read(sub, layout), [[0, 0.8, 0], [0, 0, 0.6]])
+    with pytest.raises(ValueError, match="confidence"):
+        formats.check(sub.assign(landmarks=["7 1.8", "1 0.1"]), test["id"], ["1", "7", "138982"], ("id", "landmarks"),
+                      "labelconf")

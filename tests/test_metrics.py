@@ -241,3 +241,14 @@ def test_partial_auc_is_the_area_above_80_percent_tpr():
     assert pauc(y, np.eye(2)[y].astype(float)) == pytest.approx(0.2), "a perfect ranking: the whole 0.2"
     assert pauc.higher_is_better and from_kaggle("pAUC above 80% TPR") == "pauc80"
     assert from_kaggle("Partial AUC") == "pauc80" and from_kaggle("AUC") == "roc_auc"
+
+
+def test_global_average_precision_ranks_every_prediction_by_its_confidence():
+    """Google Landmark Recognition's GAP: (1/M) sum over the ranked predictions of precision@i x correct_i."""
+    from kit.metrics import from_kaggle, get
+    y = np.array([0, 1, 2, 0])
+    p = np.array([[.9, .05, .05], [.2, .7, .1], [.5, .3, .2], [.1, .1, .8]])
+    # ranked by confidence: .9 right, .8 wrong, .7 right, .5 wrong -> (1/1 + 2/3) / 4
+    assert get("gap")(y, p) == pytest.approx((1 + 2 / 3) / 4)
+    assert get("gap")(y, np.eye(3)[y]) == 1.0 and from_kaggle("Global Average Precision") == "gap"
+    assert resolve("auto", "single", "labelconf", 0).name == "gap"

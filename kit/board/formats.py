@@ -2,7 +2,7 @@
 
     label   the class                       probs   one probability column per class (named by class)
     prob    P(second of two classes)        tags    space-separated classes at or above their thresholds
-    topk    the top_k classes, best first
+    topk    the top_k classes, best first   labelconf  the class and its probability (`123 0.87`)
 
 kit/data/layout.py detects the format of a data set (FORMATS there); kit/board/submission.py writes the file;
 leaderboard.py reads a submission back (`read`) to score it against a solution file.
@@ -33,6 +33,9 @@ def table(layout: Layout, probs: np.ndarray, thresholds=0.5) -> pd.DataFrame:
     elif fmt == "tags":
         chosen = decide(probs, thresholds)  # every image gets its most likely tag at least
         out[header[1]] = [" ".join(classes[row == 1]) for row in chosen]
+    elif fmt == "labelconf":  # the confidence as a probability of the single-label softmax
+        p = clip_probs(probs, True)
+        out[header[1]] = [f"{c} {v:.6f}" for c, v in zip(classes[p.argmax(1)], p.max(1))]
     else:  # topk
         top = np.argsort(-probs, axis=1, kind="stable")[:, :layout.top_k]
         out[header[1]] = [" ".join(row) for row in classes[top]]
@@ -63,7 +66,12 @@ def check(sub: pd.DataFrame, expected_ids: pd.Series, classes: list[str], header
         if not ((values >= 0) & (values <= 1)).all():
             raise ValueError("submission has probabilities outside [0, 1]")
         return
-    names = [t for v in sub.iloc[:, 1] for t in (v.split() if fmt in ("tags", "topk") else [v])]
+    if fmt == "labelconf":
+        conf = pd.to_numeric(sub.iloc[:, 1].str.split().str[1], errors="coerce")
+        if conf.isna().any() or not conf.between(0, 1).all():
+            raise ValueError("submission rows must hold a class and a confidence from 0 to 1")
+    names = [t for v in sub.iloc[:, 1] for t in (v.split()[:1] if fmt == "labelconf" else
+                                                  v.split() if fmt in ("tags", "topk") else [v])]
     unknown = sorted(set(names) - set(classes))
     if unknown:
         raise ValueError(f"submission has labels that are not classes: {summarize(unknown)}")
@@ -82,6 +90,11 @@ def read(sub: pd.DataFrame, layout: Layout) -> np.ndarray:
         p = sub.iloc[:, 1].to_numpy(dtype=np.float64)
         return np.stack([1 - p, p], axis=1)
     scores = np.zeros((len(sub), n))
+    if fmt == "labelconf":  # the class at its confidence: what GAP ranks by
+        for row, value in enumerate(sub.iloc[:, 1]):
+            name, conf = value.split()
+            scores[row, index[name]] = float(conf)
+        return scores
     for row, value in enumerate(sub.iloc[:, 1]):
         names = value.split() if fmt in ("tags", "topk") else [value]
         for rank, name in enumerate(names):

@@ -179,7 +179,8 @@ class Images:
     def describe(self, paths) -> str:
         """'21 in train_images/' or '10 in images/, 3 in extra/': where the given images lie."""
         where = Counter(p.rsplit("/", 1)[0] + "/" if "/" in p else "./" for p in paths)
-        return ", ".join(f"{n} in {w}" for w, n in where.most_common())
+        shown = ", ".join(f"{n} in {w}" for w, n in where.most_common(3))
+        return shown + (f" and {len(where) - 3} more folders" if len(where) > 3 else "")  # Landmark's thousands
 
 
 def find_sample(root: Path, csvs: list[Path], name: str = "") -> Path | None:

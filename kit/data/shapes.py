@@ -29,6 +29,7 @@ FORMATS = {  # submission format -> what one row holds (and a Kaggle competition
     "prob": "the probability of the second class (Aerial Cactus, Histopathologic Cancer Detection)",
     "tags": "space-separated classes (Planet: Understanding the Amazon from Space, iMet)",
     "topk": "the k most likely classes, best first (Humpback Whale Identification)",
+    "labelconf": "the class and its probability, space-separated (Google Landmark Recognition: `123 0.87`)",
 }
 
 
@@ -48,13 +49,14 @@ def label_columns(train_csv: pd.DataFrame, sample: pd.DataFrame | None, id_col: 
     """train.csv's label column (one name), or its 0/1 class columns (several)."""
     others = [c for c in train_csv.columns if c != id_col]
     if label_col or (sample is not None and sample.shape[1] == 2):
-        label_col = label_col or sample.columns[1]
-        if label_col not in train_csv.columns:  # the sample's `Label` is the label file's `label`
-            label_col = {c.lower(): c for c in train_csv.columns}.get(label_col.lower(), label_col)
-        if label_col not in train_csv.columns:
-            raise ValueError(f"{path}: missing column(s) {[label_col]} (has {list(train_csv.columns)}); "
+        asked = label_col or sample.columns[1]
+        found = asked if asked in train_csv.columns else {c.lower(): c for c in train_csv.columns}.get(asked.lower())
+        if found is None and not label_col and len(others) == 1:
+            found = others[0]  # the sample's `landmarks` where the label file's one other column is `landmark_id`
+        if found is None:  # the sample's `Label` is the label file's `label`
+            raise ValueError(f"{path}: missing column(s) {[asked]} (has {list(train_csv.columns)}); "
                              "set id_col= and label_col= to the right names")
-        return [label_col]
+        return [found]
     if sample is not None:  # one column per class: those of train.csv are 0/1 class columns, or one holds the label
         shared = [c for c in sample.columns[1:] if c in train_csv.columns]
         if shared:
@@ -149,13 +151,24 @@ def submission_format(sample: pd.DataFrame | None, classes: tuple[str, ...], tas
     if fmt == "tags" and task != "multilabel" or fmt == "topk" and task != "single":
         raise ValueError(f"submission={fmt} does not fit a {task} task; set task= or submission=")
     spaced = [c for c in classes if any(ch.isspace() for ch in c)]
-    if fmt in ("tags", "topk") and spaced:  # they would read back as two classes
+    if fmt == "labelconf" and task != "single":
+        raise ValueError(f"submission=labelconf does not fit a {task} task; set task= or submission=")
+    if fmt in ("tags", "topk", "labelconf") and spaced:  # they would read back as two classes
         fix = ("submission=label (the one class a row that the sample's column holds)"
                if task == "single" and (sample is None or sample.shape[1] == 2) else "submission=probs")
         raise ValueError(f"submission={fmt} separates classes by spaces, and {summarize(spaced)} hold spaces; set "
                          f"{fix}")
     k = top_k or (max(len(v.split()) for v in sample.iloc[:, 1]) if sample is not None and fmt == "topk" else 5)
     return fmt, header, (k if fmt == "topk" else 0)
+
+
+def _label_confidence(values: pd.Series) -> bool:
+    """Every value two words, the second a decimal fraction from 0 to 1 (`123 0.5`)."""
+    parts = values.str.split()
+    if values.empty or not (parts.str.len() == 2).all():
+        return False
+    conf = pd.to_numeric(parts.str[1], errors="coerce")
+    return bool(conf.notna().all() and conf.between(0, 1).all() and parts.str[1].str.contains(".", regex=False).all())
 
 
 def detect_format(sample: pd.DataFrame | None, classes: tuple[str, ...], task: str, header: tuple[str, ...],
@@ -172,6 +185,8 @@ def detect_format(sample: pd.DataFrame | None, classes: tuple[str, ...], task: s
     values = sample.iloc[:, 1]
     if task == "multilabel":
         return "tags"
+    if _label_confidence(values) and metric in ("", "gap"):
+        return "labelconf"  # `1 1.0`: a class and a confidence (Landmark Recognition)
     spaced = any(any(ch.isspace() for ch in c) for c in classes)
     if (values.str.split().str.len() > 1).any() and not values.isin(classes).all() and not spaced:
         # several classes a row. Not where class names hold spaces (Plant Seedlings' folders): there a placeholder
