@@ -419,9 +419,38 @@ def landmark(src, rng):
     return Competition("landmark-recognition-2021", "labelconf", "Global Average Precision")
 
 
+def _7z(files: dict[str, Path], out: Path) -> None:
+    import py7zr
+    with py7zr.SevenZipFile(out, "w") as z:
+        for arcname, path in files.items():
+            z.write(path, arcname)
+
+
+def statoil(src, rng):
+    """75 x 75 float bands in dB inside JSON inside 7z; some inc_angle "na"; machine-made test rows."""
+    def record(i: int, berg: int) -> dict:
+        base = -20.0 + 8.0 * berg  # an iceberg returns more of the signal
+        b1 = (base + rng.normal(0, 3, 75 * 75)).round(4).tolist()
+        b2 = (base - 6 + rng.normal(0, 3, 75 * 75)).round(4).tolist()
+        return {"id": f"{rng.integers(16**7):07x}{i}", "band_1": b1, "band_2": b2,
+                "inc_angle": "na" if i % 5 == 0 else round(38 + rng.random() * 5, 4)}
+    work = src.parent / "statoil-work"
+    (work / "data" / "processed").mkdir(parents=True)
+    train = [{**record(i, i % 2), "is_iceberg": i % 2} for i in range(12)]
+    test = [record(100 + i, i % 2) for i in range(5)]
+    for name, rows in (("train.json", train), ("test.json", test)):
+        (work / "data" / "processed" / name).write_text(json.dumps(rows))
+    _csv(work / "sample_submission.csv", pd.DataFrame({"id": [r["id"] for r in test], "is_iceberg": 0.5}))
+    src.mkdir(parents=True, exist_ok=True)
+    for name in ("train.json", "test.json"):
+        _7z({f"data/processed/{name}": work / "data" / "processed" / name}, src / f"{name}.7z")
+    _7z({"sample_submission.csv": work / "sample_submission.csv"}, src / "sample_submission.csv.7z")
+    return Competition("statoil-iceberg-classifier-challenge", "prob", "Log Loss")
+
+
 FIRST = (dog_breed, cassava, plant_pathology, aerial_cactus, planet, aptos, humpback, ranzcr, dogs_vs_cats,
          histopathologic, plant_seedlings, digit_recognizer, isic)
-SECOND = (state_farm, leaf, iwildcam, herbarium, isic_2024, landmark)  # the second dozen's, as the kit reads them
+SECOND = (state_farm, leaf, iwildcam, herbarium, isic_2024, landmark, statoil)  # the second dozen's, as the kit reads them
 BUILDERS = {f.__name__: f for f in FIRST + SECOND}
 
 
@@ -436,7 +465,12 @@ def build(name: str, where: Path) -> tuple[bytes, Competition, pd.DataFrame]:
     src = where / "src"
     comp = BUILDERS[name](src, np.random.default_rng(_seed(name)))
     sample_zip = next(src.glob("sample_submission*.csv.zip"), None)
-    if sample_zip is not None:
+    if (src / "sample_submission.csv.7z").is_file():
+        import py7zr
+        with py7zr.SevenZipFile(src / "sample_submission.csv.7z") as z:
+            z.extractall(where / "sample")
+        sample = pd.read_csv(where / "sample" / "sample_submission.csv", dtype=str, keep_default_na=False)
+    elif sample_zip is not None:
         with zipfile.ZipFile(sample_zip) as z:
             sample = pd.read_csv(io.BytesIO(z.read(z.namelist()[0])), dtype=str, keep_default_na=False)
     else:

@@ -247,3 +247,27 @@ def test_an_hdf5_file_missing_a_test_id_is_one_line(tmp_path):
         del f["ISIC_0015658"]
     with pytest.raises(ValueError, match=r"sample_submission.csv: 1 id\(s\) have no image .*ISIC_0015658"):
         scan(data)
+
+
+def test_radar_bands_become_images_once_with_their_scaling_recorded(tmp_path):
+    """Statoil: band_1, band_2 and their mean as RGB, one dB scaling from the training records for both sides."""
+    import numpy as np
+    from PIL import Image
+
+    from kit.data import unpack
+    from kit.data.layout import scan
+    data = _unzipped("statoil", tmp_path)
+    unpack.unpack_all(data)
+    layout = scan(data)
+    done = json.loads((data / "kit-bands" / "done.json").read_text())
+    lo, hi = (float(x) for x in done["scaling"].split("[")[1].split("]")[0].split(", "))
+    record = json.loads((data / "data" / "processed" / "train.json").read_text())[3]
+    img = np.asarray(Image.open(data / "kit-bands" / "train" / f"{record['id']}.png"))
+    b1 = np.asarray(record["band_1"]).reshape(75, 75)
+    assert img.shape == (75, 75, 3)
+    assert np.abs(img[..., 0].astype(float) - np.clip((b1 - lo) / (hi - lo), 0, 1) * 255).max() <= 0.5 + 0.01 * 255
+    assert set(layout.classes) == {"0", "1"} and layout.submission == "prob" and len(layout.test) == 5
+    stamp = (data / "kit-bands" / "train.csv").stat().st_mtime_ns
+    scan(data)
+    assert (data / "kit-bands" / "train.csv").stat().st_mtime_ns == stamp, "written once"
+    assert not [line for line in layout.found if "passed over" in line and "train.json" in line], layout.found

@@ -25,6 +25,9 @@ rules find each one's parts without a key, and name the key when two readings fi
                  it (its id where the sample's values are numbers, else its name)
     pixels       a CSV of pixel0..pixelN columns (Digit Recognizer): written once as
                  images into DATA/kit-pixels/, then read by the rules above
+    bands        a JSON list of records of band_1, band_2 in dB (Statoil/C-CORE Iceberg):
+                 written once as RGB images into DATA/kit-bands/ with a train.csv
+                 (kit/data/bands.py), then read by the rules above
     folders      no label file: DATA/train/<class>/<image> (and DATA/val/<class>/)
     file names   no label file, no class folders: train images named <class>.<n>.<ext>
                  (cat.0.jpg, dog.12.jpg)
@@ -52,6 +55,7 @@ import pandas as pd
 
 from kit import hdf5
 from kit.data.annotations import label_table
+from kit.data.bands import BANDS_DIR
 from kit.data.shapes import summarize
 from kit.io import atomic_write_text, is_image_file
 
@@ -94,6 +98,7 @@ class Images:
         self.passed: Counter = Counter()
         self.csvs: list[Path] = []
         self.jsons: list[Path] = []  # label files and test lists in JSON (kit/data/annotations.py)
+        self.deep_jsons: list[Path] = []  # further down: only the band rule reads them (kit/data/bands.py)
         self.read: set[Path | None] = set()  # JSONs a rule read beside the label file (a test list)
         under = under.strip("/")
         if under and not (root / under).is_dir():
@@ -117,9 +122,12 @@ class Images:
                 elif path.suffix.lower() == ".csv":
                     if depth < MAX_DEPTH and rel.split("/")[0] != PIXELS_DIR or rel == PIXELS_DIR:
                         self.csvs.append(Path(dirpath) / name)
-                elif path.suffix.lower() == ".json" and depth < MAX_DEPTH and name != "competition.json":
-                    self.jsons.append(Path(dirpath) / name)
-                elif path.suffix.lower() not in (".zip", ".7z", ".tar", ".gz", ".tgz") and rel != PIXELS_DIR:
+                elif path.suffix.lower() == ".json":
+                    if rel.split("/")[0] in (PIXELS_DIR, BANDS_DIR) or name == "competition.json":
+                        continue
+                    (self.jsons if depth < MAX_DEPTH else self.deep_jsons).append(Path(dirpath) / name)
+                elif path.suffix.lower() not in (".zip", ".7z", ".tar", ".gz", ".tgz") and \
+                        rel.split("/")[0] not in (PIXELS_DIR, BANDS_DIR):
                     self.passed[KINDS.get(path.suffix.lower(), "other")] += 1
         self.csvs.sort()
         self.jsons.sort()
@@ -358,8 +366,10 @@ def passed_over(images: Images, used: set[Path]) -> str:
     other = images.passed.get("other", 0)
     done = images.root / PIXELS_DIR / "done.json"  # the pixel CSVs it was made from were read
     read = set(json.loads(done.read_text())) if done.is_file() else set()
-    csvs = [p.relative_to(images.root).as_posix() for p in images.csvs + images.jsons
-            if p not in used | images.read and p.parent.name != PIXELS_DIR and
-            not (p.parent == images.root and p.name in read)]
+    banded = images.root / BANDS_DIR / "done.json"  # the band files it was made from were read
+    read |= set(json.loads(banded.read_text())["files"]) if banded.is_file() else set()
+    csvs = [p.relative_to(images.root).as_posix() for p in images.csvs + images.jsons + images.deep_jsons
+            if p not in used | images.read and p.parent.name not in (PIXELS_DIR, BANDS_DIR) and
+            not (p.parent == images.root and p.name in read) and p.relative_to(images.root).as_posix() not in read]
     parts = kinds + ([f"{other} other file(s)"] if other else []) + ([", ".join(csvs)] if csvs else [])
     return f"passed over: {'; '.join(parts)}" if parts else ""

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kit.data import bands
 from kit.data.annotations import label_table, test_names
 from kit.data.discover import (Images, find_group, find_label_file, find_sample, label_from_names, passed_over,
                                 pixels_to_images, read_csv)
@@ -311,6 +312,7 @@ def scan(data: str | Path, id_col: str = "", label_col: str = "", task: str = "a
     metric = json.loads(record.read_text()).get("metric", "") if record.is_file() else ""
     top = sorted(root.glob("*.csv"))  # a pixel CSV lies at the top; its images are made before the walk finds them
     pixels_to_images(root, top, find_sample(root, top, keys.sample_csv))
+    bands.to_images(root)  # Statoil's radar bands: images once, in DATA/kit-bands/
     images = Images(root, keys.images)
     sample_path = find_sample(root, images.csvs, keys.sample_csv)
     sample = read_csv(sample_path) if sample_path is not None else None

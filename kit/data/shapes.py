@@ -51,7 +51,7 @@ def label_columns(train_csv: pd.DataFrame, sample: pd.DataFrame | None, id_col: 
     if label_col or (sample is not None and sample.shape[1] == 2):
         asked = label_col or sample.columns[1]
         found = asked if asked in train_csv.columns else {c.lower(): c for c in train_csv.columns}.get(asked.lower())
-        if found is None and not label_col and len(others) == 1:
+        if found is None and not label_col and len(others) == 1 and _related(asked, others[0]):
             found = others[0]  # the sample's `landmarks` where the label file's one other column is `landmark_id`
         if found is None:  # the sample's `Label` is the label file's `label`
             raise ValueError(f"{path}: missing column(s) {[asked]} (has {list(train_csv.columns)}); "
@@ -70,6 +70,13 @@ def label_columns(train_csv: pd.DataFrame, sample: pd.DataFrame | None, id_col: 
     if len(others) >= 2 and all(train_csv[c].isin(["0", "1"]).all() for c in others):
         return others
     raise ValueError(f"{path}: cannot tell which column holds the labels among {others}; set label_col=")
+
+
+def _related(a: str, b: str) -> bool:
+    """Do two column names name the same thing: `landmarks` and `landmark_id` (a word of one, less a plural s, is
+    a word of the other)?"""
+    words = [{w.removesuffix("s") for w in re.split(r"[\W_]+", n.lower()) if w} - {"id"} for n in (a, b)]
+    return bool(words[0] & words[1])
 
 
 def train_labels(train_csv: pd.DataFrame, columns: list[str], task: str, path: Path,
