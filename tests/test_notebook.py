@@ -134,12 +134,17 @@ def test_push_creates_the_dataset_then_versions_it_and_pushes_the_kernel(written
     assert kaggle.notebook_status(folder) == "complete", "the kernel's status as Kaggle reports it"
 
 
-def test_submit_of_a_code_competition_submits_the_pushed_kernel_version(written, kaggle_env, capsys):
+def _pushed(written, capsys) -> tuple[Path, Path, str, list[str]]:
+    """The notebook pushed to the loopback Kaggle; (tmp, the notebook's folder, --notebook, the run's keys)."""
     tmp, data, folder = written
     out = str(folder.parent)
     assert main(["notebook-push", "--comp", SLUG, "--out", out]) == 0, capsys.readouterr().err[-2000:]
     keys = [f"{k}={v}" for k, v in {**TINY, "stage1_epochs": 1, "stage2_epochs": 0, "batch_size": 4}.items()]
-    keys += [f"data={data}", f"work_dir={tmp / 'folds'}", f"submissions_dir={tmp / 'subs'}"]
+    return tmp, folder, out, keys + [f"data={data}", f"work_dir={tmp / 'folds'}", f"submissions_dir={tmp / 'subs'}"]
+
+
+def test_submit_of_a_code_competition_submits_the_pushed_kernel_version(written, kaggle_env, capsys):
+    tmp, folder, out, keys = _pushed(written, capsys)
     assert main(["submit", "--exp", "demo", "--comp", SLUG, "--notebook", out, *keys]) == 0, capsys.readouterr().err
     (sent,) = kaggle_env.code_submissions
     kernel = json.loads((folder / "kernel" / "kernel-metadata.json").read_text())["id"]
@@ -153,11 +158,7 @@ def test_submit_of_a_code_competition_submits_the_pushed_kernel_version(written,
 
 def test_submit_naming_other_experiments_than_the_pushed_kernels_is_refused(written, kaggle_env, capsys):
     """pushed.json holds the kernel of experiment `tiny`: EXP=other must not spend a daily submission on it."""
-    tmp, data, folder = written
-    out = str(folder.parent)
-    assert main(["notebook-push", "--comp", SLUG, "--out", out]) == 0, capsys.readouterr().err[-2000:]
-    keys = [f"{k}={v}" for k, v in {**TINY, "stage1_epochs": 1, "stage2_epochs": 0, "batch_size": 4}.items()]
-    keys += [f"data={data}", f"work_dir={tmp / 'folds'}", f"submissions_dir={tmp / 'subs'}"]
+    _, _, out, keys = _pushed(written, capsys)
     capsys.readouterr()
     rc = main(["submit", "--exp", "demo_baseline", "--comp", SLUG, "--notebook", out, *keys, "name=other"])
     err = capsys.readouterr().err.strip()
@@ -307,28 +308,41 @@ def test_the_notebook_installs_offline_and_predicts_fewer_test_images_as_kit_pre
     assert f"versions differ from the bundle's export: timm {ours.__version__} -> {their_timm}" in printed, printed
 
 
-def test_a_competition_folder_without_test_images_ends_the_notebook_in_one_line(written, tmp_path):
-    import nbclient
-    import nbformat
+def _mounted(written, tmp_path) -> tuple[Path, Path]:
+    """The competition and the notebook's dataset as Kaggle mounts them under an input folder; (input, dataset)."""
     _, data, folder = written
     root = tmp_path / "input"
     shutil.copytree(data, root / SLUG)
-    (root / SLUG / "sample_submission.csv").unlink()
-    shutil.rmtree(root / SLUG / "test")
     slug = json.loads((folder / "dataset" / "dataset-metadata.json").read_text())["id"].split("/")[1]
     shutil.copytree(folder / "dataset", root / slug)
     (tmp_path / "working").mkdir()
+    return root, root / slug
+
+
+def _run_failing(folder: Path, root: Path, tmp_path: Path, match: str = ""):
+    """Run the kernel's notebook on `root` (the input folder); it must stop with an error. The notebook, run."""
+    import nbclient
+    import nbformat
     env = {"KIT_KAGGLE_INPUT": str(root), "KIT_KAGGLE_WORKING": str(tmp_path / "working"), "PYTHONPATH": str(REPO)}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     nb = nbformat.read(str(folder / "kernel" / "notebook.ipynb"), as_version=4)
     try:
-        with pytest.raises(nbclient.exceptions.CellExecutionError):
+        with pytest.raises(nbclient.exceptions.CellExecutionError, match=match or None):
             nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
                                     resources={"metadata": {"path": str(tmp_path)}}).execute()
     finally:
         for k, v in old.items():
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    return nb
+
+
+def test_a_competition_folder_without_test_images_ends_the_notebook_in_one_line(written, tmp_path):
+    folder = written[2]
+    root, _ = _mounted(written, tmp_path)
+    (root / SLUG / "sample_submission.csv").unlink()
+    shutil.rmtree(root / SLUG / "test")
+    nb = _run_failing(folder, root, tmp_path)
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     said = [line for line in printed.splitlines() if line.startswith("kit predict: error")]
     assert len(said) == 1 and "Traceback" not in printed.split("kit predict: error")[0][-2000:], printed[-2000:]
@@ -393,25 +407,8 @@ def test_notebook_status_says_what_the_kernel_noticed(written, kaggle_env, capsy
 @pytest.mark.slow
 def test_a_kernel_given_another_bundle_than_its_own_fails_loudly(written, tmp_path):
     """Kaggle attached an earlier version of the dataset: the kernel refuses to predict with its weights."""
-    import nbclient
-    import nbformat
-    _, data, folder = written
-    root = tmp_path / "input"
-    shutil.copytree(data, root / SLUG)
-    slug = json.loads((folder / "dataset" / "dataset-metadata.json").read_text())["id"].split("/")[1]
-    shutil.copytree(folder / "dataset", root / slug)
-    spec = root / slug / "bundle" / "bundle.json"
+    root, dataset = _mounted(written, tmp_path)
+    spec = dataset / "bundle" / "bundle.json"
     spec.write_text(spec.read_text().replace('"name"', '"name" ', 1))  # another export
-    (tmp_path / "working").mkdir()
-    env = {"KIT_KAGGLE_INPUT": str(root), "KIT_KAGGLE_WORKING": str(tmp_path / "working"), "PYTHONPATH": str(REPO)}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    nb = nbformat.read(str(folder / "kernel" / "notebook.ipynb"), as_version=4)
-    try:
-        with pytest.raises(nbclient.exceptions.CellExecutionError, match="another bundle"):
-            nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
-                                    resources={"metadata": {"path": str(tmp_path)}}).execute()
-    finally:
-        for k, v in old.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    _run_failing(written[2], root, tmp_path, "another bundle")
     assert not (tmp_path / "working" / "submission.csv").exists()
