@@ -163,7 +163,7 @@ def plot_mistakes(root: Path, paths: np.ndarray, labels: np.ndarray, probs: np.n
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, worst):
-        ax.imshow(load_rgb(Path(root) / str(paths[i])))
+        ax.imshow(load_rgb(Path(root) / str(paths[i]))[..., :3])  # a stacked image's first three channels
         ax.set_title(_mistake_title(labels[i], probs[i], classes), fontsize=8)
     fig.suptitle(f"{len(worst)} worst out-of-fold mistakes" if len(worst) else "no out-of-fold mistakes")
     _save(fig, path)

@@ -10,6 +10,7 @@ import functools
 import hashlib
 import io
 import os
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -21,6 +22,9 @@ from kit import hdf5
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 MAX_PIXELS = 100_000_000  # the largest image decoded (config key max_pixels): a guard against decompression bombs
+# one image kept as a greyscale file a channel (Human Protein Atlas: x_red.png, x_green.png, ...), named by one path
+# that lists them in braces, train/x_{red,green,blue,yellow}.png: folds.csv and the caches hold it as any path
+STACKED = re.compile(r"^(?P<head>[^{}]*)\{(?P<names>[^{}/]+)\}(?P<tail>[^{}/]*)$")
 
 
 @functools.cache
@@ -140,8 +144,28 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def stacked(path: str | Path) -> list[Path] | None:
+    """The single-channel files a stacked image's path names, in its order (train/x_{red,green}.png: x_red.png,
+    x_green.png); None for any other path."""
+    found = STACKED.match(os.fspath(path)) if isinstance(path, (str, os.PathLike)) else None
+    if found is None:
+        return None
+    return [Path(f"{found['head']}{name}{found['tail']}") for name in found["names"].split(",")]
+
+
+def channels_of(path: str | Path) -> int:
+    """How many channels the image at `path` gives the model: 3 (RGB), or one a file of a stacked image."""
+    files = stacked(path)
+    return 3 if files is None else max(3, len(files))
+
+
 def image_stat(path: str | Path) -> tuple[int, int]:
-    """(bytes, modification time in ns) of an image file, or of an image inside an HDF5 file (kit/hdf5.py)."""
+    """(bytes, modification time in ns) of an image file, of an image inside an HDF5 file (kit/hdf5.py), or of a
+    stacked image's files together (their bytes summed, the latest time)."""
+    files = stacked(path)
+    if files is not None:
+        stats = [image_stat(f) for f in files]
+        return sum(s[0] for s in stats), max(s[1] for s in stats)
     if hdf5.member(path) is not None:
         return hdf5.stat(path)
     st = os.stat(path)
@@ -170,7 +194,13 @@ def load_rgb(path: str | Path, max_pixels: int = MAX_PIXELS, draft: int = 0) -> 
 
     draft=S: a JPEG at least 2S on both sides is decoded at 1/2, 1/4 or 1/8 scale (DCT scaling,
     several times faster), never below S on a side. Close to, not bit-equal with, a full decode.
+
+    A stacked image (`stacked`) is (H, W, C): each file's grey levels a channel, in the path's order, and a
+    channel of zeros where it has fewer than three files.
     """
+    files = stacked(path)
+    if files is not None:
+        return _load_stack(files, max_pixels)
     with open_image(path, max_pixels) as img:
         if draft and img.format == "JPEG":
             img.draft("RGB", (draft, draft))  # PIL keeps the result >= the requested size
@@ -178,9 +208,25 @@ def load_rgb(path: str | Path, max_pixels: int = MAX_PIXELS, draft: int = 0) -> 
         return np.array(_to_rgb(img))  # a writable copy: torch warns on tensors over read-only arrays
 
 
+def _load_stack(files: list[Path], max_pixels: int) -> np.ndarray:
+    planes = []
+    for f in files:
+        with open_image(f, max_pixels) as img:
+            planes.append(np.asarray(_to_rgb(ImageOps.exif_transpose(img)).convert("L")))
+    sizes = {p.shape for p in planes}
+    if len(sizes) > 1:
+        raise ValueError(f"{files[0].parent}: the channel files of one image differ in size ({sorted(sizes)})")
+    planes += [np.zeros_like(planes[0])] * (3 - len(planes))
+    return np.stack(planes, axis=-1)
+
+
 def check_image(path: str | Path, max_pixels: int) -> str | None:
     """Return why the image can't be used, or None. Decodes fully (JPEG at reduced scale)."""
     try:
+        files = stacked(path)
+        if files is not None:
+            _load_stack(files, max_pixels)
+            return None
         with open_image(path, max_pixels) as img:
             if img.format == "JPEG":
                 img.draft("RGB", (img.size[0] // 8 + 1, img.size[1] // 8 + 1))  # DCT-scaled: fast, still reads every byte

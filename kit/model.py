@@ -43,31 +43,35 @@ class Classifier(nn.Module):
     """Pixels in (0..255, any float or integer dtype), logits out: normalisation runs on the device.
 
     mean and std (RGB, 0..1) are buffers, not state: checkpoints hold the weights alone, and the
-    config that trained them (kept in the checkpoint) says which mean and std they expect.
+    config that trained them (kept in the checkpoint) says which mean and std they expect. A fourth
+    channel and beyond (a stacked image's, kit/io.py) is normalised by the mean of the three.
     """
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, mean: tuple, std: tuple):
+    def __init__(self, backbone: nn.Module, head: nn.Module, mean: tuple, std: tuple, channels: int = 3):
         super().__init__()
         self.backbone = backbone
         self.head = head
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255, persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255, persistent=False)
+        mean, std = (list(v) + [sum(v) / len(v)] * (channels - len(v)) for v in (mean, std))
+        self.register_buffer("mean", torch.tensor(mean).view(1, channels, 1, 1) * 255, persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, channels, 1, 1) * 255, persistent=False)
 
-    def forward(self, x):  # x: (B, 3, H, W) pixels, 0..255
+    def forward(self, x):  # x: (B, channels, H, W) pixels, 0..255
         return self.head(self.backbone((x.float() - self.mean) / self.std))
 
 
-def _backbone(name: str, pretrained: bool, pretrained_file: str) -> nn.Module:
+def _backbone(name: str, pretrained: bool, pretrained_file: str, channels: int = 3) -> nn.Module:
+    # in_chans: timm makes the first convolution for them, adapting pretrained RGB weights (adapt_input_conv)
     if pretrained_file:
         path = Path(pretrained_file)
         if not path.is_file():
             raise ValueError(f"pretrained_file={path} not found")
         # timm reads the local file (safetensors or .pth) and drops the classifier for num_classes=0
-        return timm.create_model(name, pretrained=True, num_classes=0, pretrained_cfg_overlay={"file": str(path)})
+        return timm.create_model(name, pretrained=True, num_classes=0, in_chans=channels,
+                                 pretrained_cfg_overlay={"file": str(path)})
     if not pretrained:
-        return timm.create_model(name, pretrained=False, num_classes=0)
+        return timm.create_model(name, pretrained=False, num_classes=0, in_chans=channels)
     try:
-        return timm.create_model(name, pretrained=True, num_classes=0)
+        return timm.create_model(name, pretrained=True, num_classes=0, in_chans=channels)
     except (OSError, RuntimeError, ConnectionError) as e:  # hub errors subclass OSError; offline mode too
         tag = _hub_tag(name)
         raise ValueError(
@@ -96,24 +100,27 @@ def _hub_tag(name: str) -> str:
 
 def create_model(backbone: str, head: str, num_classes: int, *, pretrained: bool = False,
                  pretrained_file: str = "", spinal_width: int = default("spinal_width"),
-                 head_dropout: float = default("head_dropout"), mean=default("mean"), std=default("std")) -> Classifier:
-    """The backbone with its head; the keyword defaults are the recipe's (the config's defaults)."""
+                 head_dropout: float = default("head_dropout"), mean=default("mean"), std=default("std"),
+                 channels: int = 3) -> Classifier:
+    """The backbone with its head; the keyword defaults are the recipe's (the config's defaults). channels: the
+    images' (3, or a stacked image's, kit/io.py)."""
     if not timm.is_model(backbone):
         raise ValueError(f"backbone={backbone!r} is not a timm model; see timm.list_models()")
-    body = _backbone(backbone, pretrained, pretrained_file)
+    body = _backbone(backbone, pretrained, pretrained_file, channels)
     n = body.num_features
     if head == "spinal":
         top = SpinalHead(n, num_classes, spinal_width, head_dropout)
     else:
         top = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(n, num_classes))
-    return Classifier(body, top, mean, std)
+    return Classifier(body, top, mean, std, channels)
 
 
-def from_config(cfg, num_classes: int, pretrained: bool | None = None) -> Classifier:
-    """Build the model a config describes (pretrained=False when loading a checkpoint anyway; pretrained=auto
-    is decided by the caller, kit/train/plan.py)."""
+def from_config(cfg, num_classes: int, pretrained: bool | None = None, channels: int = 3) -> Classifier:
+    """Build the model a config describes for images of `channels` (pretrained=False when loading a checkpoint
+    anyway; pretrained=auto is decided by the caller, kit/train/plan.py)."""
     assert pretrained is not None or cfg.pretrained != "auto", "pretrained=auto: decide it first (kit/train/plan.py)"
     return create_model(cfg.backbone, cfg.head, num_classes,
                         pretrained=cfg.pretrained if pretrained is None else pretrained,
                         pretrained_file=cfg.pretrained_file if pretrained is not False else "",
-                        spinal_width=cfg.spinal_width, head_dropout=cfg.head_dropout, mean=cfg.mean, std=cfg.std)
+                        spinal_width=cfg.spinal_width, head_dropout=cfg.head_dropout, mean=cfg.mean, std=cfg.std,
+                        channels=channels)

@@ -419,6 +419,29 @@ def landmark(src, rng):
     return Competition("landmark-recognition-2021", "labelconf", "Global Average Precision")
 
 
+def protein_atlas(src, rng):
+    """Four greyscale PNGs an id (<Id>_red, _green, _blue, _yellow: the stains), stacked as one four-channel image;
+    the targets space-separated protein-location ids ("16 0"); macro F1."""
+    tags = ["0", "16 0", "25", "16", "0 25", "25 16"]
+    def stains(folder: Path, key: str, on: set[str]) -> None:
+        for c, stain in enumerate(("red", "green", "blue", "yellow")):
+            level = 40 + 60 * len(on) + (120 if c == 1 and "0" in on else 0) + (120 if c == 3 and "25" in on else 0)
+            arr = np.clip(level + rng.normal(0, 15, (32, 32)) + (90 if c == 2 and "16" in on else 0), 0, 255)
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(arr.astype(np.uint8), "L").save(folder / f"{key}_{stain}.png")
+    rows = []
+    for n in range(18):
+        key, target = f"{n:08x}-bbc3-11e8-b2bc-ac1f6b6435d0", tags[n % len(tags)]
+        stains(src / "train", key, set(target.split()))
+        rows.append({"Id": key, "Target": target})
+    _csv(src / "train.csv", pd.DataFrame(rows))
+    test = [f"{n:08x}-bac7-11e8-b2b7-ac1f6b6435d0" for n in range(5)]
+    for i, t in enumerate(test):
+        stains(src / "test", t, set(tags[i].split()))
+    _csv(src / "sample_submission.csv", pd.DataFrame({"Id": test, "Predicted": "0 1"}))
+    return Competition("human-protein-atlas-image-classification", "tags", "Macro F1")
+
+
 def _7z(files: dict[str, Path], out: Path) -> None:
     import py7zr
     with py7zr.SevenZipFile(out, "w") as z:
@@ -450,7 +473,7 @@ def statoil(src, rng):
 
 FIRST = (dog_breed, cassava, plant_pathology, aerial_cactus, planet, aptos, humpback, ranzcr, dogs_vs_cats,
          histopathologic, plant_seedlings, digit_recognizer, isic)
-SECOND = (state_farm, leaf, iwildcam, herbarium, isic_2024, landmark, statoil)  # the second dozen's, as the kit reads them
+SECOND = (state_farm, leaf, iwildcam, herbarium, isic_2024, landmark, statoil, protein_atlas)  # the second dozen's, as the kit reads them
 BUILDERS = {f.__name__: f for f in FIRST + SECOND}
 
 

@@ -271,3 +271,42 @@ def test_radar_bands_become_images_once_with_their_scaling_recorded(tmp_path):
     scan(data)
     assert (data / "kit-bands" / "train.csv").stat().st_mtime_ns == stamp, "written once"
     assert not [line for line in layout.found if "passed over" in line and "train.json" in line], layout.found
+
+
+def test_four_stain_files_an_id_are_one_image_of_four_channels(tmp_path):
+    """Human Protein Atlas: <Id>_red/_green/_blue/_yellow.png found by the Id, read as (4, H, W) in that order, and
+    a model made for four channels; an id whose yellow file is lost is one line, not a three-channel image."""
+    import torch
+    from PIL import Image
+
+    from kit.data.layout import scan
+    from kit.data.loaders import ImageDataset, eval_transform
+    from kit.model import create_model
+    data = _unzipped("protein_atlas", tmp_path)
+    layout = scan(data)
+    first = layout.train["path"].iloc[0]
+    assert layout.channels == 4 and first.endswith("_{red,green,blue,yellow}.png"), first
+    assert layout.as_record()["channels"] == 4 and any("4 channels" in line for line in layout.found)
+    x, _ = ImageDataset(root=data, paths=[first], labels=None, transform=eval_transform(32))[0]
+    stem = first.split("{")[0]
+    for c, stain in enumerate(("red", "green", "blue", "yellow")):
+        assert torch.equal(x[c], torch.from_numpy(np.array(Image.open(data / f"{stem}{stain}.png")))), stain
+    model = create_model("test_resnet", "linear", 3, pretrained=False, channels=4)
+    assert model.eval()(x[None].float()).shape == (1, 3) and model.mean.shape == (1, 4, 1, 1)
+    (data / f"{stem}yellow.png").unlink()
+    with pytest.raises(ValueError, match=r"images of different channel counts \(1 image\(s\) of 3 channels"):
+        scan(data)
+
+
+def test_pretrained_rgb_weights_are_adapted_to_four_channels(tmp_path):
+    """timm's in_chans: the RGB filters kept and scaled, a fourth made from them, for a local weights file too."""
+    import timm
+    import torch
+
+    from kit.model import create_model
+    rgb = timm.create_model("test_resnet", pretrained=False, num_classes=0)
+    torch.save(rgb.state_dict(), tmp_path / "w.pth")
+    four = create_model("test_resnet", "linear", 2, pretrained=True, pretrained_file=str(tmp_path / "w.pth"), channels=4)
+    name = next(k for k, v in rgb.state_dict().items() if v.ndim == 4)
+    w3, w4 = rgb.state_dict()[name], four.backbone.state_dict()[name]
+    assert w4.shape[1] == 4 and torch.allclose(w4[:, :3], w3 * 3 / 4)

@@ -9,7 +9,9 @@ rules find each one's parts without a key, and name the key when two readings fi
     images       every image file under DATA, any depth (.jpg .png .tif ...), and every  images= (one folder)
                  image inside an HDF5 file (<file>.hdf5/<key>: kit/hdf5.py), known by
                  path, name and stem; an id names the one file of that path, name or
-                 stem on its own side: a training id never names a file in a test*
+                 stem on its own side, and the greyscale files of one id's stains
+                 (<id>_red, _green, _blue and _yellow: Human Protein Atlas) as one
+                 image of a channel each (kit/io.py: stacked); a training id never names a file in a test*
                  folder, nor a test id one in a train* folder (Invasive Species has
                  train/1.jpg and test/1.jpg); the one in a folder named like its side
                  when two share it
@@ -66,6 +68,8 @@ GROUP_NAMES = ("patientid", "patient", "subjectid", "subject", "location")  # a 
 NAMED_LABEL = re.compile(r"^(?P<label>[A-Za-z][A-Za-z _-]*?)[._-]\d+$")  # cat.0, dog.12
 PIXEL = re.compile(r"^pixel\d+$")
 PIXELS_DIR = "kit-pixels"
+STAINS = ("red", "green", "blue", "yellow")  # channel files of one image, in the order the model sees them
+STAIN = re.compile(rf"^(?P<base>.+)_(?P<stain>{'|'.join(STAINS)})$", re.IGNORECASE)
 KINDS = {".dcm": "DICOM", ".tfrec": "TFRecord", ".tfrecord": "TFRecord", ".tfrecords": "TFRecord",
          ".npy": "NumPy", ".txt": "text"}
 MAX_DEPTH = 2  # CSVs are looked for at DATA/*.csv and one folder down
@@ -131,6 +135,26 @@ class Images:
                     self.passed[KINDS.get(path.suffix.lower(), "other")] += 1
         self.csvs.sort()
         self.jsons.sort()
+        self._stack()
+
+    def _stack(self) -> None:
+        """Each id's stain files (x_red.png, x_green.png, x_blue.png[, x_yellow.png]) also as one image of a channel
+        each, named x_{red,green,blue,yellow}.png and found by its id, x (kit/io.py: stacked)."""
+        stains: dict[tuple[str, str, str], dict[str, str]] = {}
+        for paths in self.by_stem.values():
+            for path in paths:
+                folder, _, name = path.rpartition("/")
+                stem, ext = os.path.splitext(name)
+                found = STAIN.match(stem)
+                if found and not _in_hdf5(path):
+                    stains.setdefault((folder, found["base"], ext), {})[found["stain"].lower()] = found["stain"]
+        for (folder, base, ext), spelt in stains.items():
+            if {"red", "green", "blue"} <= set(spelt):
+                names = ",".join(spelt[s] for s in STAINS if s in spelt)
+                prefix = f"{folder}/" if folder else ""
+                path = f"{prefix}{base}_{{{names}}}{ext}"
+                self.by_stem.setdefault(base, []).append(path)
+                self.by_path[path] = self.by_path[prefix + base] = path
 
     def _add(self, prefix: str, name: str) -> None:
         stem = Path(name).stem if is_image_file(Path(name)) else name  # an HDF5 key is a name without extension

@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from kit.data.discover import (Images, find_group, find_label_file, find_sample,
                                 pixels_to_images, read_csv)
 from kit.data.shapes import (FORMATS, TAG_SEP, classes_of, label_columns, natural_key, submission_format, summarize,
                              train_labels)
-from kit.io import IMAGE_EXTENSIONS, image_stat, is_image_file
+from kit.io import IMAGE_EXTENSIONS, channels_of, image_stat, is_image_file, stacked
 
 log = logging.getLogger(__name__)
 MAY_LACK = 0.01  # the share of training rows whose image may be missing, left out with a line; more is refused
@@ -49,6 +50,7 @@ class Layout:
     named_metric: str = ""  # the metric the competition ranks by, as `make download` recorded it (competition.json)
     group: str = ""  # the label file's column whose values stay in one fold (train holds it as "group")
     found: tuple[str, ...] = ()  # what the rules found, a line each (`kit folds` says them)
+    channels: int = 3  # what an image gives the model: RGB, or a channel a file of a stacked image (kit/io.py)
 
     def describe(self) -> str:
         """One line: the task, the classes and the submission format (what `folds` says it found)."""
@@ -60,7 +62,7 @@ class Layout:
     def as_record(self) -> dict:
         """What inference needs to know of this layout (bundle.json keeps it): plain data."""
         return {"kind": self.kind, "classes": list(self.classes), "header": list(self.header), "task": self.task,
-                "submission": self.submission, "top_k": self.top_k}
+                "submission": self.submission, "top_k": self.top_k, "channels": self.channels}
 
     def targets(self, labels) -> np.ndarray:
         """folds.csv labels as model targets: (N,) class indices, or (N, classes) 0/1 for multi-label."""
@@ -343,9 +345,24 @@ def scan(data: str | Path, id_col: str = "", label_col: str = "", task: str = "a
     if layout.group:
         said.append(f"folds keep each {layout.group} whole ({layout.train['group'].nunique()} groups; group=none "
                     "splits them)")
+    channels = _channels(layout)
+    if channels != 3:
+        names = [f.stem.rsplit("_", 1)[-1] for f in stacked(layout.train["path"].iloc[0])]
+        said.append(f"images of {channels} channels: each id's {', '.join(names)} files stacked (the backbone's first "
+                    "convolution takes them all, its pretrained weights adapted)")
     line = passed_over(images, used | ({sample_path} if sample_path else set()))
     said += [line] if line else []
-    return dataclasses.replace(layout, named_metric=metric, found=tuple(said))
+    return dataclasses.replace(layout, named_metric=metric, found=tuple(said), channels=channels)
+
+
+def _channels(layout: Layout) -> int:
+    """The channels every image of the data gives the model; a mix is refused (one network takes one)."""
+    counts = Counter(channels_of(p) for p in pd.concat([layout.train["path"], layout.test["path"]]))
+    if len(counts) > 1:
+        shown = ", ".join(f"{n} image(s) of {c} channels" for c, n in sorted(counts.items()))
+        raise ValueError(f"{layout.root}: images of different channel counts ({shown}); give every image the same "
+                         "channel files, or point images= at one kind")
+    return next(iter(counts), 3)
 
 
 def scan_test(data: str | Path, trained: dict, id_col: str = "", label_col: str = "", **more) -> Layout:
@@ -372,7 +389,7 @@ def scan_test(data: str | Path, trained: dict, id_col: str = "", label_col: str 
             raise ValueError(f"{root} has {len(layout.classes)} classes ({summarize(list(layout.classes))}), the "
                              f"model {len(classes)} ({summarize(list(classes))}); point data= at the competition it "
                              "was trained for")
-        return layout
+        return _same_channels(layout, trained)
     images = Images(root, more.get("images", ""))
     sample_path = find_sample(root, images.csvs, more.get("sample_csv", ""))
     if sample_path is not None:
@@ -385,8 +402,16 @@ def scan_test(data: str | Path, trained: dict, id_col: str = "", label_col: str 
     else:
         test = _flat_test(images)
     empty = pd.DataFrame({"path": pd.Series(dtype=str), "label": pd.Series(dtype=str), "source": pd.Series(dtype=str)})
-    return Layout(root, trained["kind"], classes, empty, test, header, trained["task"], trained["submission"],
-                  trained["top_k"])
+    layout = Layout(root, trained["kind"], classes, empty, test, header, trained["task"], trained["submission"],
+                    trained["top_k"])
+    return _same_channels(dataclasses.replace(layout, channels=_channels(layout)), trained)
+
+
+def _same_channels(layout: Layout, trained: dict) -> Layout:
+    if layout.channels != trained.get("channels", 3):
+        raise ValueError(f"{layout.root}: images of {layout.channels} channels, the model was trained on "
+                         f"{trained.get('channels', 3)}; point data= at the competition it was trained for")
+    return layout
 
 
 __all__ = ["Layout", "scan", "scan_test", "natural_key", "summarize", "IMAGE_EXTENSIONS"]

@@ -19,7 +19,7 @@ from albumentations.pytorch import ToTensorV2
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from kit.io import MAX_PIXELS, image_stat, load_rgb, save_npy
+from kit.io import MAX_PIXELS, channels_of, image_stat, load_rgb, save_npy
 from kit.runtime import num_workers
 
 log = logging.getLogger(__name__)
@@ -156,11 +156,12 @@ class ImageDataset(Dataset):
             self.transform.set_random_seed(seed)
         label = self.labels[i]
         try:
-            image = self._image(i)  # (H, W, 3) uint8
+            image = self._image(i)  # (H, W, 3) uint8, or (H, W, C) for a stacked image (kit/io.py)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
             if not self.unreadable_ok:
                 raise
-            image, label = np.zeros((8, 8, 3), np.uint8), np.full_like(label, UNREADABLE)[()]
+            image = np.zeros((8, 8, channels_of(self.paths[i])), np.uint8)
+            label = np.full_like(label, UNREADABLE)[()]
         x = self.transform(image=image)["image"]  # (3, H, W) uint8: normalised on the device, by the model
         return x, label  # a class index, or a 0/1 row
 

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 SHOW = 5  # bad items named in a one-line error before "... and N more"
 TAG_SEP = "|"  # between a multi-label image's tags in folds.csv (class names from 0/1 columns may hold spaces)
+GENERIC = {"predicted", "prediction", "predictions", "expected", "label", "labels", "target", "category"}  # a sample's
+# name for "the answer", whatever the label file calls it
 RANKED = ("roc_auc", "log_loss")  # metrics that score a probability: a two-class competition ranked so wants one
 FORMATS = {  # submission format -> what one row holds (and a Kaggle competition of that shape)
     "label": "the class (Dog vs cat folders, Cassava)",
@@ -51,8 +53,10 @@ def label_columns(train_csv: pd.DataFrame, sample: pd.DataFrame | None, id_col: 
     if label_col or (sample is not None and sample.shape[1] == 2):
         asked = label_col or sample.columns[1]
         found = asked if asked in train_csv.columns else {c.lower(): c for c in train_csv.columns}.get(asked.lower())
-        if found is None and not label_col and len(others) == 1 and _related(asked, others[0]):
-            found = others[0]  # the sample's `landmarks` where the label file's one other column is `landmark_id`
+        if found is None and not label_col and len(others) == 1 and (_related(asked, others[0]) or
+                                                                       asked.lower() in GENERIC):
+            found = others[0]  # the sample's `landmarks` where the label file's one other column is `landmark_id`;
+            # its `Predicted` where that is `Target` (Human Protein Atlas)
         if found is None:  # the sample's `Label` is the label file's `label`
             raise ValueError(f"{path}: missing column(s) {[asked]} (has {list(train_csv.columns)}); "
                              "set id_col= and label_col= to the right names")

@@ -70,7 +70,8 @@ def finish(files: FoldFiles, trainer, cfg, final_model, model, state: FoldState,
     of best.pt (loaded into `model`), curves.png, then oof.npz, the done marker; the resume files go unless
     keep_checkpoints. check(): raises if this process no longer owns the fold (kit/claim.py). Returns best.pt."""
     last = state.history[-1]
-    save_checkpoint(files.final, final_model, cfg=record(cfg), classes=list(trainer.classes), stage=state.stage,
+    save_checkpoint(files.final, final_model, cfg=record(cfg), classes=list(trainer.classes),
+                    channels=trainer.channels, stage=state.stage,
                     epoch=last["epoch"], score=last["val_score"])
     best = load_checkpoint(files.best)
     model.load_state_dict(best["model"])

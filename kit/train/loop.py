@@ -159,7 +159,7 @@ class FoldRun:
         whether this epoch improved the stage's best."""
         score, c = row["val_score"], self.cfg
         state.history.append(row)
-        meta = {"cfg": record(c), "classes": list(self.classes), "stage": state.stage,
+        meta = {"cfg": record(c), "classes": list(self.classes), "channels": self.trainer.channels, "stage": state.stage,
                 "epoch": row["epoch"], "score": score}
         improved, best = early_stopping(state, score, self.metric, self.chance, c.patience,
                                         max(c.min_epochs, c.warmup if state.stage == 1 else 0))

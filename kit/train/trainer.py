@@ -52,6 +52,7 @@ class Trainer:
     amp_ctx: object  # a context factory: autocast on CUDA, a no-op on the CPU
     scaler: torch.amp.GradScaler  # fp16 loss scaling (a pass-through otherwise); saved in last.pt
     multilabel: bool
+    channels: int = 3  # what an image gives the model (kit/io.py: stacked)
 
     @classmethod
     def for_fold(cls, cfg: Config, fold: int, table: pd.DataFrame, layout: Layout, metric: Metric, device,
@@ -71,12 +72,13 @@ class Trainer:
         return cls(cfg, fold, layout.classes, device, cfg.pretrained if pretrained is None else pretrained,
                    train_dl, val_dl, val["path"].to_numpy(), val_labels, chance(metric, val_labels, n), mixup,
                    criterion(train_targets, n, cfg.class_weight).to(device), autocast(device, cfg.amp),
-                   grad_scaler(device, cfg.amp), multilabel)
+                   grad_scaler(device, cfg.amp), multilabel, layout.channels)
 
     def model(self) -> torch.nn.Module:
         """A fresh model, initialised as this fold's training starts it (the head's seed is the fold's)."""
         seed_everything(epoch_seed(self.cfg.seed, self.fold, 0, 0))
-        model = from_config(self.cfg, len(self.classes), pretrained=self.pretrained).to(self.device)
+        model = from_config(self.cfg, len(self.classes), pretrained=self.pretrained, channels=self.channels)
+        model = model.to(self.device)
         return model.to(memory_format=torch.channels_last) if self.cfg.channels_last else model
 
     def ema_of(self, model) -> ModelEmaV3 | None:
