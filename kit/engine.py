@@ -45,10 +45,24 @@ def load_checkpoint(path: Path) -> dict:
         raise ValueError(f"{path} is unreadable ({type(e).__name__}); delete it and run again") from None
 
 
+class ScaledMSE(torch.nn.Module):
+    """A regression's loss: the mean squared error in units of the training targets' variance, so that guessing
+    their mean costs 1 whatever the target's units, and the recipe's learning rates fit any of them."""
+
+    def __init__(self, std: float):
+        super().__init__()
+        self.var = max(float(std), 1e-6) ** 2
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(pred.float(), target.float().view_as(pred)) / self.var
+
+
 def criterion(targets: np.ndarray, n_classes: int, class_weight: str) -> torch.nn.Module:
     """The training loss for these targets: soft-target cross-entropy ((N,) class indices; mixup and label
-    smoothing soften them), or binary cross-entropy for multi-label (N, classes) rows; with class_weight=balanced,
-    rare classes weigh more."""
+    smoothing soften them), binary cross-entropy for multi-label (N, classes) rows (with class_weight=balanced,
+    rare classes weigh more), or a regression's (N, 1) float values, ScaledMSE."""
+    if targets.dtype.kind == "f":
+        return ScaledMSE(targets.std())
     if targets.ndim == 2:  # Mixup(multi_label=True) has smoothed the targets already
         pos = targets.sum(0).clip(min=1)
         neg = (len(targets) - targets.sum(0)).clip(min=1)  # a tag on every image keeps a weight above 0
@@ -140,7 +154,8 @@ def train_one_epoch(model, loader, optimizer, scaler, mixup, criterion, amp_ctx,
                                  (scaler._scale < scale).double().reshape(())])
         else:
             sums[0] += loss * len(x)
-        correct += (logits.argmax(1) == target.argmax(1)).sum()
+        if logits.shape[1] > 1:  # a regression's one output has no class to be right about
+            correct += (logits.argmax(1) == target.argmax(1)).sum()
         seen += len(x)
         if (step + 1) % SYNC_EVERY == 0 or step + 1 == steps:
             total, counted, now_skipped, skipped_steps = sum_over_ranks(sums, dist).tolist()  # the one host sync
@@ -175,10 +190,13 @@ def predict_logits(model, loader, amp_ctx, device, seen: list | None = None) -> 
 def validate(model, loader, amp_ctx, device, labels: np.ndarray, metric: Metric) -> dict:
     """The validation loss and the metric's score (val_score); top-1 and top-5 too for single-label labels (N,).
 
-    Multi-label labels are (N, classes) 0/1: binary cross-entropy, decisions at probability 0.5.
+    Multi-label labels are (N, classes) 0/1: binary cross-entropy, decisions at probability 0.5. A regression's
+    are (N, 1) values: the mean squared error, the outputs scored as they are.
     """
     logits = predict_logits(model, loader, amp_ctx, device)
     x, y = torch.from_numpy(logits), torch.from_numpy(labels)
+    if labels.dtype.kind == "f":
+        return {"val_loss": F.mse_loss(x, y.float()).item(), "val_score": metric(labels, logits)}
     if labels.ndim == 2:
         loss = F.binary_cross_entropy_with_logits(x, y.float()).item()
         return {"val_loss": loss, "val_score": metric(labels, probs_of(logits, "multilabel"))}

@@ -264,8 +264,13 @@ class Experiment:
 
     def write_errors(self, layout, paths: np.ndarray, labels: np.ndarray, probs: np.ndarray) -> None:
         """From the OOF predictions: per_class.csv (per tag with its AUC, multi-label) and mistakes.png, and for
-        single-label the confusion matrix and confused_pairs.csv."""
+        single-label the confusion matrix and confused_pairs.csv; for a regression predicted.png (against the true
+        values) and worst.csv (its largest errors)."""
         classes = list(layout.classes)
+        if layout.task == "regression":  # predicted against true, and the worst errors
+            figures.plot_values(labels, probs, classes[0], self.dir / "predicted.png")
+            atomic_write_text(self.dir / "worst.csv", figures.worst_values(paths, labels, probs).to_csv(index=False))
+            return
         if layout.task == "multilabel":
             atomic_write_text(self.dir / "per_class.csv",
                               figures.per_tag(labels, decide(probs), classes, probs).to_csv(index=False))

@@ -65,6 +65,28 @@ def plot_confusion(labels: np.ndarray, preds: np.ndarray, classes: list[str], pa
     _save(fig, path)
 
 
+def plot_values(labels: np.ndarray, preds: np.ndarray, name: str, path: Path) -> None:
+    """A regression's out-of-fold predictions against the true values, the diagonal marked: where it is off."""
+    y, p = np.ravel(labels), np.ravel(preds)
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.scatter(y, p, s=8, alpha=0.5)
+    lo, hi = float(min(y.min(), p.min())), float(max(y.max(), p.max()))
+    ax.plot([lo, hi], [lo, hi], color="gray", linestyle="--", label="predicted = true")
+    ax.set_xlabel(f"true {name}")
+    ax.set_ylabel(f"predicted {name}")
+    ax.set_title("out-of-fold predictions")
+    ax.legend()
+    _save(fig, path)
+
+
+def worst_values(paths: np.ndarray, labels: np.ndarray, preds: np.ndarray, n: int = 50) -> pd.DataFrame:
+    """A regression's n worst out-of-fold predictions, by absolute error: the images to look at first."""
+    y, p = np.ravel(labels).astype(np.float64), np.ravel(preds).astype(np.float64)
+    order = np.argsort(-np.abs(p - y), kind="stable")[:n]
+    return pd.DataFrame({"path": np.asarray(paths)[order], "true": y[order], "predicted": p[order].round(4),
+                         "error": (p - y)[order].round(4)})
+
+
 def plot_leaderboard(board: pd.DataFrame, path: Path) -> None:
     """Public and private score against CV per submission ("trust your CV"); baselines (linear head) hollow."""
     num = board[["cv", "public", "private"]].apply(pd.to_numeric, errors="coerce")

@@ -107,10 +107,11 @@ class DataKeys:
                            "share an id)", "split")
     group: Str = _key("auto", "a label-file column whose values (patients) each stay in one fold; auto = a column "
                               "named like patient_id whose values repeat; none = no grouping", "split")
-    task: Literal["auto", "single", "multilabel"] = _key(
-        "auto", "single: one class per image; multilabel: any number of tags per image; auto = from train.csv "
-                "(space-separated tags, or 0/1 class columns with more or less than one 1 in a row)", "split")
-    submission: Literal["auto", "label", "probs", "prob", "tags", "topk", "labelconf"] = _key(
+    task: Literal["auto", "single", "multilabel", "regression"] = _key(
+        "auto", "single: one class per image; multilabel: any number of tags per image; regression: a number per "
+                "image; auto = from train.csv (space-separated tags, or 0/1 class columns with more or less than "
+                "one 1 in a row; numbers where the competition ranks by RMSE or MAE)", "split")
+    submission: Literal["auto", "label", "probs", "prob", "tags", "topk", "labelconf", "value"] = _key(
         "auto", "what a submission row holds: label (the class), probs (a probability column per class), prob (the "
                 "probability of the second of two classes), tags (space-separated classes above their threshold), "
                 "topk (the top_k most likely classes); auto = from sample_submission.csv", "split")

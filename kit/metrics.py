@@ -3,9 +3,10 @@
     python -c "from kit.metrics import METRICS; print(sorted(METRICS))"
 
 Every metric takes (y, probs, thresholds):
-  y           single-label: (N,) class indices; multi-label: (N, classes) 0/1
+  y           single-label: (N,) class indices; multi-label: (N, classes) 0/1; regression: (N, 1) values
   probs       (N, classes): softmax probabilities (single-label) or per-class sigmoid ones (multi-label);
-              any scores that rank the classes will do for the ranking metrics
+              any scores that rank the classes will do for the ranking metrics; regression: (N, 1)
+              predicted values (the model's outputs as they are: `probs_of`)
   thresholds  multi-label only: a class is predicted where probs >= thresholds (a number, one per class,
               or one per image and class), and each image's most likely one always (`decide`);
               single-label decisions are the top class
@@ -31,7 +32,7 @@ EPS = 1e-15  # Kaggle clips probabilities to [EPS, 1 - EPS] before a log loss
 class Metric:
     name: str
     higher_is_better: bool
-    tasks: tuple[str, ...]  # "single", "multilabel"
+    tasks: tuple[str, ...]  # "single", "multilabel", "regression"
     fn: Callable  # (y, probs, thresholds) -> float
     decides: bool = False  # scores hard decisions (top class, or probs >= thresholds), not the probabilities
     # a ranking of scores (AUC): out-of-fold rows of k fold models, each on its own scale, do not rank together, so
@@ -72,8 +73,11 @@ def cv_score(metric: Metric, y: np.ndarray, probs: np.ndarray, fold_of: np.ndarr
 
 
 def probs_of(logits: np.ndarray, task: str) -> np.ndarray:
-    """Model outputs as probabilities: softmax over the classes, or each class's sigmoid (multi-label)."""
+    """Model outputs as probabilities: softmax over the classes, or each class's sigmoid (multi-label); a
+    regression's outputs are its predicted values already (kit/model.py scales them to the target's units)."""
     logits = np.asarray(logits, dtype=np.float64)
+    if task == "regression":
+        return logits
     return expit(logits) if task == "multilabel" else softmax(logits, axis=-1)
 
 
@@ -142,6 +146,10 @@ def map_at_k(y: np.ndarray, scores: np.ndarray, k: int) -> float:
     return float((hit / np.arange(1, top.shape[1] + 1)).sum(1).mean())
 
 
+def _errors(y, p) -> np.ndarray:
+    return np.asarray(p, dtype=np.float64).reshape(len(p), -1) - np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+
+
 def _single(fn):  # scored on the top class
     return lambda y, p, t: fn(y, p.argmax(1))
 
@@ -154,7 +162,7 @@ def _both(single, multi):
     return lambda y, p, t: single(y, p, t) if y.ndim == 1 else multi(y, p, t)
 
 
-SINGLE, MULTI, BOTH = ("single",), ("multilabel",), ("single", "multilabel")
+SINGLE, MULTI, BOTH, VALUE = ("single",), ("multilabel",), ("single", "multilabel"), ("regression",)
 METRICS: dict[str, Metric] = {m.name: m for m in [
     Metric("accuracy", True, BOTH, _both(_single(accuracy_score), _multi(accuracy_score)), decides=True),
     Metric("balanced_accuracy", True, SINGLE, _single(balanced_accuracy_score), decides=True),
@@ -175,6 +183,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
                                                                       zero_division=0)), decides=True),
     Metric("f2_samples", True, MULTI, _multi(lambda y, d: fbeta_score(y, d, beta=2, average="samples",
                                                                       zero_division=0)), decides=True),
+    Metric("rmse", False, VALUE, lambda y, p, t: np.sqrt(np.mean(_errors(y, p) ** 2))),  # PetFinder Pawpularity
+    Metric("mae", False, VALUE, lambda y, p, t: np.mean(np.abs(_errors(y, p)))),
 ]}
 MAP_AT = re.compile(r"map@([1-9][0-9]?)$")  # map@k, k from 1 to 99
 
@@ -197,7 +207,7 @@ def resolve(name: str, task: str, submission: str, top_k: int, named: str = "") 
         name = named
     if name == "auto":
         name = {"label": "accuracy", "probs": "log_loss" if task == "single" else "roc_auc", "prob": "roc_auc",
-                "tags": "f1_samples", "topk": f"map@{top_k}", "labelconf": "gap"}[submission]
+                "tags": "f1_samples", "topk": f"map@{top_k}", "labelconf": "gap", "value": "rmse"}[submission]
     metric = get(name)
     if task not in metric.tasks:
         fits = [m.name for m in METRICS.values() if task in m.tasks] + (["map@k"] if task == "single" else [])
@@ -206,6 +216,7 @@ def resolve(name: str, task: str, submission: str, top_k: int, named: str = "") 
 
 
 KAGGLE = [  # (words in Kaggle's name of a metric, the kit's metric), first match wins
+    (("root", "mean", "squared"), "rmse"), (("rmse",), "rmse"), (("mean", "absolute"), "mae"), (("mae",), "mae"),
     (("quadratic", "kappa"), "qwk"), (("balanced", "accuracy"), "balanced_accuracy"), (("accuracy",), "accuracy"),
     (("log", "loss"), "log_loss"), (("logloss",), "log_loss"), (("multiclass", "loss"), "log_loss"),
     (("global", "average", "precision"), "gap"), (("partial", "auc"), "pauc80"), (("auc", "tpr"), "pauc80"), (("auc",), "roc_auc"), (("roc",), "roc_auc"), (("receiver", "operating"), "roc_auc"), (("f2",), "f2_samples"),
@@ -255,9 +266,11 @@ def chance(metric: Metric, y: np.ndarray, n_classes: int) -> float:
 
     Single-label accuracy: chance_top1 (always the most common class, plus luck). Any other metric:
     the score of a constant predictor, the prior (each class's share of y) for every image: an AUC
-    of 0.5, the prior's log loss, its F1. Imbalanced data thus sets its own bar.
+    of 0.5, the prior's log loss, its F1; a regression's mean value. Imbalanced data thus sets its own bar.
     """
     if metric.name == "accuracy" and y.ndim == 1:
         return chance_top1(y)
+    if "regression" in metric.tasks:  # the constant that scores best on squared errors: the mean
+        return metric(y, np.tile(np.asarray(y, dtype=np.float64).reshape(len(y), -1).mean(0), (len(y), 1)))
     prior = (np.bincount(y, minlength=n_classes) / len(y)) if y.ndim == 1 else y.mean(0)
     return metric(y, np.tile(prior, (len(y), 1)))

@@ -47,16 +47,21 @@ class Classifier(nn.Module):
     channel and beyond (a stacked image's, kit/io.py) is normalised by the mean of the three.
     """
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, mean: tuple, std: tuple, channels: int = 3):
+    def __init__(self, backbone: nn.Module, head: nn.Module, mean: tuple, std: tuple, channels: int = 3,
+                 target: tuple[float, float] | None = None):
         super().__init__()
         self.backbone = backbone
         self.head = head
+        if target is not None:  # a regression: the head's output, in the training targets' spread, as a value
+            self.register_buffer("target_shift", torch.tensor(float(target[0])))  # state: checkpoints carry them
+            self.register_buffer("target_scale", torch.tensor(float(target[1])))
         mean, std = (list(v) + [sum(v) / len(v)] * (channels - len(v)) for v in (mean, std))
         self.register_buffer("mean", torch.tensor(mean).view(1, channels, 1, 1) * 255, persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, channels, 1, 1) * 255, persistent=False)
 
     def forward(self, x):  # x: (B, channels, H, W) pixels, 0..255
-        return self.head(self.backbone((x.float() - self.mean) / self.std))
+        out = self.head(self.backbone((x.float() - self.mean) / self.std))
+        return out * self.target_scale + self.target_shift if hasattr(self, "target_scale") else out
 
 
 def _backbone(name: str, pretrained: bool, pretrained_file: str, channels: int = 3) -> nn.Module:
@@ -101,9 +106,10 @@ def _hub_tag(name: str) -> str:
 def create_model(backbone: str, head: str, num_classes: int, *, pretrained: bool = False,
                  pretrained_file: str = "", spinal_width: int = default("spinal_width"),
                  head_dropout: float = default("head_dropout"), mean=default("mean"), std=default("std"),
-                 channels: int = 3) -> Classifier:
+                 channels: int = 3, target: tuple[float, float] | None = None) -> Classifier:
     """The backbone with its head; the keyword defaults are the recipe's (the config's defaults). channels: the
-    images' (3, or a stacked image's, kit/io.py)."""
+    images' (3, or a stacked image's, kit/io.py); target: a regression's (mean, std) of the training targets, the
+    one output then a value in their units."""
     if not timm.is_model(backbone):
         raise ValueError(f"backbone={backbone!r} is not a timm model; see timm.list_models()")
     body = _backbone(backbone, pretrained, pretrained_file, channels)
@@ -112,10 +118,15 @@ def create_model(backbone: str, head: str, num_classes: int, *, pretrained: bool
         top = SpinalHead(n, num_classes, spinal_width, head_dropout)
     else:
         top = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(n, num_classes))
-    return Classifier(body, top, mean, std, channels)
+    if target is not None:  # a regression starts at the training targets' mean, not at a random value far from it
+        last = [m for m in top.modules() if isinstance(m, nn.Linear)][-1]
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+    return Classifier(body, top, mean, std, channels, target)
 
 
-def from_config(cfg, num_classes: int, pretrained: bool | None = None, channels: int = 3) -> Classifier:
+def from_config(cfg, num_classes: int, pretrained: bool | None = None, channels: int = 3,
+                target: tuple[float, float] | None = None) -> Classifier:
     """Build the model a config describes for images of `channels` (pretrained=False when loading a checkpoint
     anyway; pretrained=auto is decided by the caller, kit/train/plan.py)."""
     assert pretrained is not None or cfg.pretrained != "auto", "pretrained=auto: decide it first (kit/train/plan.py)"
@@ -123,4 +134,4 @@ def from_config(cfg, num_classes: int, pretrained: bool | None = None, channels:
                         pretrained=cfg.pretrained if pretrained is None else pretrained,
                         pretrained_file=cfg.pretrained_file if pretrained is not False else "",
                         spinal_width=cfg.spinal_width, head_dropout=cfg.head_dropout, mean=cfg.mean, std=cfg.std,
-                        channels=channels)
+                        channels=channels, target=target)

@@ -27,7 +27,7 @@ PALETTE = [(220, 40, 40), (40, 220, 40), (40, 40, 220), (220, 220, 40), (40, 220
 @dataclass
 class Competition:
     slug: str
-    values: str  # label, probs, prob, tags or topk
+    values: str  # label, probs, prob, tags, topk, labelconf or value
     metric: str  # as Kaggle names it
     group: str = ""  # the column whose patients may not share two folds
 
@@ -442,6 +442,30 @@ def protein_atlas(src, rng):
     return Competition("human-protein-atlas-image-classification", "tags", "Macro F1")
 
 
+def pawpularity(src, rng):
+    """A score from 1 to 100 to predict (a regression, ranked by RMSE), beside 12 binary photo flags; the images
+    brighter the higher the score."""
+    flags = ["Subject Focus", "Eyes", "Face", "Near", "Action", "Accessory", "Group", "Collage", "Human", "Occlusion",
+             "Info", "Blur"]
+    def photo(path: Path, score: float) -> None:
+        level = 30 + 2 * score
+        arr = np.clip(level + rng.normal(0, 12, (32, 32, 3)), 0, 255).astype(np.uint8)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(arr).save(path)
+    rows = []
+    for n in range(24):
+        key, score = f"{n:04x}{rng.integers(16**14):014x}{rng.integers(16**14):014x}", int(rng.integers(1, 101))
+        photo(src / "train" / f"{key}.jpg", score)
+        rows.append({"Id": key, **{f: int(rng.integers(0, 2)) for f in flags}, "Pawpularity": score})
+    _csv(src / "train.csv", pd.DataFrame(rows))
+    test = [f"{n + 99:04x}{rng.integers(16**14):014x}{rng.integers(16**14):014x}" for n in range(5)]
+    for t in test:
+        photo(src / "test" / f"{t}.jpg", float(rng.integers(1, 101)))
+    _csv(src / "test.csv", pd.DataFrame([{"Id": t, **{f: 0 for f in flags}} for t in test]))
+    _csv(src / "sample_submission.csv", pd.DataFrame({"Id": test, "Pawpularity": [67.75, 12.0, 72.15, 5.5, 39.0]}))
+    return Competition("petfinder-pawpularity-score", "value", "Root Mean Squared Error")
+
+
 def _7z(files: dict[str, Path], out: Path) -> None:
     import py7zr
     with py7zr.SevenZipFile(out, "w") as z:
@@ -473,7 +497,7 @@ def statoil(src, rng):
 
 FIRST = (dog_breed, cassava, plant_pathology, aerial_cactus, planet, aptos, humpback, ranzcr, dogs_vs_cats,
          histopathologic, plant_seedlings, digit_recognizer, isic)
-SECOND = (state_farm, leaf, iwildcam, herbarium, isic_2024, landmark, statoil, protein_atlas)  # the second dozen's, as the kit reads them
+SECOND = (state_farm, leaf, iwildcam, herbarium, isic_2024, landmark, statoil, protein_atlas, pawpularity)  # the second dozen's, as the kit reads them
 BUILDERS = {f.__name__: f for f in FIRST + SECOND}
 
 

@@ -40,6 +40,9 @@ def _check_values(comp, sample: pd.DataFrame, sub: pd.DataFrame, classes: set[st
         parts = sub.iloc[:, 1].str.split()
         assert (parts.str.len() == 2).all() and parts.str[0].isin(classes).all(), sub.iloc[:, 1].unique()
         assert pd.to_numeric(parts.str[1]).between(0, 1).all()
+    elif comp.values == "value":  # a number, in the range the training values span
+        numbers = pd.to_numeric(sub.iloc[:, 1], errors="coerce")
+        assert numbers.notna().all() and np.isfinite(numbers).all(), sub.iloc[:, 1].head()
     else:  # topk: five classes, best first, none twice
         assert all(len(v.split()) == 5 == len(set(v.split())) and set(v.split()) <= classes for v in sub.iloc[:, 1])
 
@@ -310,3 +313,44 @@ def test_pretrained_rgb_weights_are_adapted_to_four_channels(tmp_path):
     name = next(k for k, v in rgb.state_dict().items() if v.ndim == 4)
     w3, w4 = rgb.state_dict()[name], four.backbone.state_dict()[name]
     assert w4.shape[1] == 4 and torch.allclose(w4[:, :3], w3 * 3 / 4)
+
+
+def test_a_score_to_predict_is_a_regression_that_beats_the_mean(tmp_path, capsys):
+    """PetFinder Pawpularity: a 1-100 score ranked by RMSE is a number to predict (from the metric Kaggle names),
+    folds stratified on its quantiles, the CV in RMSE clearly below the mean's, the submission numbers; without
+    the metric, the same column is classes until task=regression says otherwise."""
+    from conftest import TINY
+    from kit.data.layout import scan
+    data = _unzipped("pawpularity", tmp_path)
+    (data / "competition.json").write_text(json.dumps({"metric": "rmse"}))
+    layout = scan(data)
+    assert (layout.task, layout.submission, layout.classes) == ("regression", "value", ("Pawpularity",))
+    keys = [f"data={data}", f"work_dir={tmp_path / 'f'}", f"submissions_dir={tmp_path / 's'}",
+            *(f"{k}={v}" for k, v in TINY.items())]
+    for command in ("folds", "train", "predict"):
+        assert main([command, *keys]) == 0, capsys.readouterr().err[-2000:]
+    table = pd.read_csv(tmp_path / "f" / "folds.csv")
+    top, bottom = table["label"] >= table["label"].quantile(0.75), table["label"] <= table["label"].quantile(0.25)
+    assert set(table.loc[top, "fold"]) == set(table.loc[bottom, "fold"]) == {0, 1}, "each fold spans the range"
+    cv = json.loads((tmp_path / "f" / "tiny" / "cv.json").read_text())
+    assert cv["metric"] == "rmse" and cv["score"] < 0.6 * table["label"].std(ddof=0), (cv["score"], "vs the mean's")
+    sub = pd.read_csv(next((tmp_path / "s").glob("tiny-*.csv")))
+    assert list(sub.columns) == ["Id", "Pawpularity"] and sub["Pawpularity"].nunique() > 1
+    assert (tmp_path / "f" / "tiny" / "predicted.png").is_file() and (tmp_path / "f" / "tiny" / "worst.csv").is_file()
+    (data / "competition.json").unlink()
+    assert scan(data).task == "single", "whole numbers without a regression metric stay classes"
+    assert scan(data, task="regression").submission == "value"
+    capsys.readouterr()
+    assert main(["folds", *keys, f"work_dir={tmp_path / 'g'}"]) == 2
+    assert "task=regression" in capsys.readouterr().err, "the refusal of 1-image classes names the way out"
+
+
+def test_a_regression_target_with_text_in_it_is_one_line(tmp_path):
+    from kit.data.layout import scan
+    data = _unzipped("pawpularity", tmp_path)
+    table = pd.read_csv(data / "train.csv", dtype=str)
+    table.loc[3, "Pawpularity"] = "n/a"
+    table.to_csv(data / "train.csv", index=False)
+    with pytest.raises(ValueError, match=r"train.csv: task=regression needs a number in Pawpularity on every row: "
+                                         r"line 5: 'n/a'"):
+        scan(data, task="regression")

@@ -6,7 +6,7 @@ from sklearn.metrics import (accuracy_score, balanced_accuracy_score, cohen_kapp
                              log_loss, roc_auc_score)
 
 from kit.board import calibrate, leaderboard
-from kit.metrics import METRICS, chance, get, map_at_k, resolve
+from kit.metrics import METRICS, chance, from_kaggle, get, map_at_k, resolve
 
 
 def _single(n=60, classes=4, seed=0):
@@ -89,9 +89,20 @@ def test_metric_and_task_must_fit():
     with pytest.raises(ValueError, match="metric=qwk does not score a multilabel task"):
         resolve("qwk", "multilabel", "tags", 0)
     with pytest.raises(ValueError, match="not a metric the kit knows"):
-        get("rmse")
+        get("rmsle")
+    with pytest.raises(ValueError, match="metric=rmse does not score a single task"):
+        resolve("rmse", "single", "label", 0)
+    assert resolve("auto", "regression", "value", 0).name == "rmse"
     assert resolve("auto", "single", "topk", 5).name == "map@5"
     assert resolve("auto", "multilabel", "probs", 0).name == "roc_auc"
+
+
+def test_a_regressions_scores_are_its_errors_and_its_chance_the_means():
+    y = np.array([[1.0], [2.0], [3.0], [6.0]])
+    assert get("rmse")(y, y + np.array([[1.0], [-1.0], [1.0], [-1.0]])) == pytest.approx(1.0)
+    assert get("mae")(y, y + 2.0) == pytest.approx(2.0)
+    assert chance(get("rmse"), y, 1) == pytest.approx(np.std(y))
+    assert not get("rmse").higher_is_better and from_kaggle("Root Mean Squared Error") == "rmse"
 
 
 def test_chance_is_the_constant_predictors_score_so_imbalance_sets_its_own_bar():

@@ -6,6 +6,8 @@
                  loss (temperature=fit); mixup and label smoothing train models less sure than they could be.
                  Not fitted where it would change a ranking metric (a one-vs-rest AUC: `changes_ranking`)
 
+A regression's predicted values are written as they are: nothing is fitted.
+
 Each is fitted twice: on every out-of-fold row, for the test images (`fit`), and nested for the
 CV (`nested`): fold k's rows get what was fitted on the other folds only, so a CV never scores
 values fitted on its own rows (as blend.py does with its weights).
@@ -52,7 +54,7 @@ def fit(metric: Metric, task: str, y: np.ndarray, probs: np.ndarray, threshold: 
         objective = metric if metric.decides else METRICS["f1_samples"]  # tags need decisions even for an AUC
         post["thresholds"] = ([threshold] * probs.shape[1] if threshold > 0
                               else fit_thresholds(objective, y, probs).tolist())
-    elif temperature == "fit" and not changes_ranking(metric, probs.shape[1]):
+    elif temperature == "fit" and task == "single" and not changes_ranking(metric, probs.shape[1]):
         post["temperature"] = fit_temperature(y, probs)
     return post
 

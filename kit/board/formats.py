@@ -3,6 +3,7 @@
     label   the class                       probs   one probability column per class (named by class)
     prob    P(second of two classes)        tags    space-separated classes at or above their thresholds
     topk    the top_k classes, best first   labelconf  the class and its probability (`123 0.87`)
+    value   a regression's predicted number
 
 kit/data/layout.py detects the format of a data set (FORMATS there); kit/board/submission.py writes the file;
 leaderboard.py reads a submission back (`read`) to score it against a solution file.
@@ -33,6 +34,8 @@ def table(layout: Layout, probs: np.ndarray, thresholds=0.5) -> pd.DataFrame:
     elif fmt == "tags":
         chosen = decide(probs, thresholds)  # every image gets its most likely tag at least
         out[header[1]] = [" ".join(classes[row == 1]) for row in chosen]
+    elif fmt == "value":  # a regression's predictions (N, 1): the number itself
+        out[header[1]] = np.round(probs[:, 0].astype(np.float64), 6)
     elif fmt == "labelconf":  # the confidence as a probability of the single-label softmax
         p = clip_probs(probs, True)
         out[header[1]] = [f"{c} {v:.6f}" for c, v in zip(classes[p.argmax(1)], p.max(1))]
@@ -61,6 +64,11 @@ def check(sub: pd.DataFrame, expected_ids: pd.Series, classes: list[str], header
         extra = sorted(set(ids) - set(expected_ids))
         raise ValueError(f"submission ids differ from the test set: missing {summarize(missing) or 'none'}, "
                          f"extra {summarize(extra) or 'none'} (or out of order)")
+    if fmt == "value":
+        values = pd.to_numeric(sub.iloc[:, 1], errors="coerce")
+        if values.isna().any() or not np.isfinite(values).all():
+            raise ValueError("submission rows must each hold a finite number")
+        return
     if fmt in ("prob", "probs"):
         values = sub.iloc[:, 1:].to_numpy(dtype=np.float64)
         if not ((values >= 0) & (values <= 1)).all():
@@ -89,6 +97,8 @@ def read(sub: pd.DataFrame, layout: Layout) -> np.ndarray:
     if fmt == "prob":
         p = sub.iloc[:, 1].to_numpy(dtype=np.float64)
         return np.stack([1 - p, p], axis=1)
+    if fmt == "value":
+        return sub.iloc[:, 1].to_numpy(dtype=np.float64).reshape(-1, 1)
     scores = np.zeros((len(sub), n))
     if fmt == "labelconf":  # the class at its confidence: what GAP ranks by
         for row, value in enumerate(sub.iloc[:, 1]):

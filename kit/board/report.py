@@ -22,6 +22,7 @@ import pandas as pd
 
 from kit.board import leaderboard
 from kit.config import Config
+from kit.data.shapes import VALUE_METRICS
 from kit.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ TEMPLATE = Path(__file__).with_name("templates") / "report.html.j2"
 COLUMNS = ["file", "experiments", "backbone", "folds", "tta", "metric", "cv", "fold_std", "cv_last", "public", "private",
            "kaggle_ref", "kaggle_status", "created_at", "warning"]
 FIGURES = ("lr_find.png", "confusion_matrix.png", "mistakes.png")  # per experiment; fold<k>/curves.png per fold
+VALUES = ("lr_find.png", "predicted.png")  # a regression's (predicted against true), in place of the classes' figures
 
 
 def _png(path: Path) -> str:
@@ -74,16 +76,18 @@ def _experiment(folder: Path) -> dict:
             missing.append(f"{d.name}: no curves.png (the fold has not finished)")
     per_class = _table(folder / "per_class.csv")
     tags = bool(per_class) and "tag" in per_class[0]  # multi-label: per-tag F1 and AUC, no confusion matrix
-    for name in FIGURES:
+    values = cv.get("metric") in VALUE_METRICS  # a regression: predicted.png and worst.csv
+    for name in VALUES if values else FIGURES:
         if (folder / name).is_file():
             figures.append({"name": name, "data": _png(folder / name)})
-        elif name == "mistakes.png" or (name == "confusion_matrix.png" and not tags):  # lr_find: stage1_lr=auto only
-            missing.append(f"no {name} (make train writes it after the last fold)")
+        elif name in ("mistakes.png", "predicted.png") or (name == "confusion_matrix.png" and not tags):
+            missing.append(f"no {name} (make train writes it after the last fold)")  # lr_find: stage1_lr=auto only
     scores = {k: v for k, v in cv.items() if k in ("metric", "score", "top1", "top5", "cv_last") and v is not None}
     line = ", ".join(f"{k} {v:.5f}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items())
     return {"name": folder.name, "cv_line": line or "no cv.json yet", "figures": figures, "missing": missing,
-            "plan": _plan(folder), "per_class": per_class, "per_class_title": "Worst tags (F1, AUC)" if tags
-            else "Worst classes", "confused": _table(folder / "confused_pairs.csv")}
+            "plan": _plan(folder), "per_class": per_class or _table(folder / "worst.csv"),
+            "per_class_title": "Worst tags (F1, AUC)" if tags else "Worst predictions" if values else "Worst classes",
+            "confused": _table(folder / "confused_pairs.csv")}
 
 
 def write(cfg: Config) -> Path:

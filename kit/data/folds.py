@@ -109,10 +109,20 @@ def _grouped(labels, n_folds: int, seed: int, groups: np.ndarray) -> np.ndarray:
     return fold
 
 
+def value_bins(values: pd.Series, n_folds: int) -> np.ndarray:
+    """A regression's targets as the classes its folds are stratified on: quantile bins (at most 10, each of
+    about 2 x n_folds values or more), so every fold spans the whole range of values."""
+    x = pd.to_numeric(values).to_numpy(dtype=np.float64)
+    bins = max(1, min(10, len(x) // (2 * n_folds)))
+    return pd.qcut(x, q=bins, labels=False, duplicates="drop").astype(np.int64).astype(str)
+
+
 def _roles(train: pd.DataFrame, cfg: Config, layout: Layout) -> pd.Series:
     role = pd.Series("cv", index=train.index)
     if cfg.val_mode == "holdout":
         role[train["source"] == "val"] = "holdout"
+    if layout.task == "regression":  # no classes to run short of
+        return role
     if layout.task == "multilabel":  # an image has several tags: none can be kept out of the CV for one of them
         counts = layout.targets(train.loc[role == "cv", "label"]).sum(0)
         rare = [f"{c!r} has {n}" for c, n in zip(layout.classes, counts) if n < cfg.n_folds]
@@ -124,8 +134,11 @@ def _roles(train: pd.DataFrame, cfg: Config, layout: Layout) -> pd.Series:
     rare = sorted(counts[counts < cfg.n_folds].index, key=natural_key)
     if rare and cfg.rare_classes == "error":
         named = [f"{c!r} has {counts[c]}" for c in rare]
+        numbers = pd.to_numeric(counts.index.to_series(), errors="coerce")
+        value = "; if the labels are numbers to predict (a score), task=regression" if numbers.notna().all() and \
+            len(counts) > 10 else ""
         raise ValueError(f"class(es) with fewer images than n_folds={cfg.n_folds}: {summarize(named)}; "
-                         f"use fewer folds (n_folds=...) or rare_classes=train_only to always train on them")
+                         f"use fewer folds (n_folds=...) or rare_classes=train_only to always train on them{value}")
     role[(role == "cv") & train["label"].isin(rare)] = "train_only"
     if layout.group and rare:  # a group stays whole: its other images, validated, would meet their rare sibling
         whole = (role == "cv") & train["group"].isin(set(train.loc[role == "train_only", "group"]))
@@ -202,8 +215,9 @@ def make_folds(cfg: Config) -> Path:
     fold = np.full(len(train), -1, dtype=np.int64)
     cv = train.loc[role == "cv", "label"]  # single-label: the strings, so that folds stay those of earlier versions
     groups = train.loc[role == "cv", "group"].to_numpy() if layout.group else None
-    fold[(role == "cv").to_numpy()] = stratify(cv if layout.task == "single" else layout.targets(cv), cfg.n_folds,
-                                               cfg.split_seed, groups)
+    by = cv if layout.task == "single" else value_bins(cv, cfg.n_folds) if layout.task == "regression" else \
+        layout.targets(cv)
+    fold[(role == "cv").to_numpy()] = stratify(by, cfg.n_folds, cfg.split_seed, groups)
     table = train.assign(fold=fold, role=role.to_numpy())
     atomic_write_text(out, table.to_csv(index=False, lineterminator="\n"))  # "\n": same bytes on every OS
     atomic_write_text(meta_path, json.dumps(_meta(layout, cfg, train), indent=2) + "\n")

@@ -44,7 +44,7 @@ class Layout:
     train: pd.DataFrame  # path (relative to root), label (str; tags joined by TAG_SEP), source ("train" or "val")
     test: pd.DataFrame  # id (as the submission writes it), path
     header: tuple[str, ...]  # submission columns: the id, then one column (or one per class, for probs)
-    task: str = "single"  # single (one class per image) or multilabel
+    task: str = "single"  # single (one class per image), multilabel or regression (a number: classes is its name)
     submission: str = "label"  # one of FORMATS
     top_k: int = 0  # classes per row of a topk submission
     named_metric: str = ""  # the metric the competition ranks by, as `make download` recorded it (competition.json)
@@ -54,9 +54,10 @@ class Layout:
 
     def describe(self) -> str:
         """One line: the task, the classes and the submission format (what `folds` says it found)."""
-        task = "single-label" if self.task == "single" else "multi-label"
+        task = {"single": "single-label", "multilabel": "multi-label"}.get(self.task, self.task)
         k = f", k={self.top_k}" if self.submission == "topk" else ""
-        return (f"{task}, {len(self.classes)} classes, submission {self.submission}{k}: "
+        outputs = f"{len(self.classes)} classes" if self.task != "regression" else f"{self.classes[0]} a number"
+        return (f"{task}, {outputs}, submission {self.submission}{k}: "
                 f"{FORMATS[self.submission].split(' (')[0]} ({', '.join(self.header)})")
 
     def as_record(self) -> dict:
@@ -65,7 +66,8 @@ class Layout:
                 "submission": self.submission, "top_k": self.top_k, "channels": self.channels}
 
     def targets(self, labels) -> np.ndarray:
-        """folds.csv labels as model targets: (N,) class indices, or (N, classes) 0/1 for multi-label."""
+        """folds.csv labels as model targets: (N,) class indices, (N, classes) 0/1 for multi-label, (N, 1) float
+        values for a regression."""
         return encode(labels, self.classes, self.task)
 
     def fingerprint(self) -> str:
@@ -80,6 +82,8 @@ class Layout:
 
 def encode(labels, classes: tuple[str, ...], task: str) -> np.ndarray:
     """Label strings as targets: (N,) class indices, or (N, classes) 0/1 rows for multi-label (tags joined by TAG_SEP)."""
+    if task == "regression":
+        return np.asarray(labels, dtype=np.float32).reshape(-1, 1)
     index = {c: i for i, c in enumerate(classes)}
     if task == "single":
         return np.array([index[v] for v in labels], dtype=np.int64)
@@ -201,9 +205,9 @@ def _from_label_file(root: Path, images: Images, found: tuple[Path, pd.DataFrame
     if train_csv.empty:
         raise ValueError(f"{path}: no training images listed; add rows (id, label) or images")
     columns = label_columns(train_csv, sample, id_col, keys.label_col, path)
-    labels, task = train_labels(train_csv, columns, keys.task, path, _named_classes(sample))
+    labels, task = train_labels(train_csv, columns, keys.task, path, _named_classes(sample), metric)
     empty = [i for i, (key, label) in enumerate(zip(train_csv[id_col], labels)) if key == "" or
-             label == "" and task == "single"]
+             label == "" and task != "multilabel"]
     if empty:
         rows = [str(i + 2) for i in empty]  # 1-based, after the header line
         raise ValueError(f"{path}: empty id or label in line(s) {summarize(rows)}")

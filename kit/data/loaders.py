@@ -123,8 +123,8 @@ def _warn_once(message: str) -> None:  # once per process and message, not once 
 
 
 class ImageDataset(Dataset):
-    """Images under `root` at relative `paths`, with `labels`: (N,) class indices or (N, classes) 0/1 rows
-    (multi-label); None: -1, unlabelled test images.
+    """Images under `root` at relative `paths`, with `labels`: (N,) class indices, (N, classes) 0/1 rows
+    (multi-label) or (N, 1) float values (a regression); None: -1, unlabelled test images.
 
     With cache_dir, each image is read from (or written to) a cache holding the output of the
     transform's first step (`cache_step`), so cached and uncached runs give equal tensors.
@@ -137,7 +137,9 @@ class ImageDataset(Dataset):
                  unreadable_ok: bool = False):
         self.root = Path(root)
         self.paths = list(paths)
-        self.labels = np.asarray(labels, dtype=np.int64) if labels is not None else np.full(len(self.paths), -1)
+        # class indices or 0/1 rows as int64; a regression's values (N, 1) stay float
+        self.labels = (np.full(len(self.paths), -1) if labels is None else np.asarray(labels) if
+                       np.asarray(labels).dtype.kind == "f" else np.asarray(labels, dtype=np.int64))
         self.transform = transform
         self.max_pixels = max_pixels
         self.cache_dir = Path(cache_dir) if cache_dir else None
@@ -249,7 +251,7 @@ def fold_loaders(cfg, root: Path, train_paths, train_targets: np.ndarray, val_pa
     if cfg.sampler == "balanced":
         if train_targets.ndim != 1:
             raise ValueError("sampler=balanced draws by class: it needs a single-label task (multi-label: use "
-                             "class_weight=balanced)")
+                             "class_weight=balanced; a regression has no classes to balance)")
         weights = 1.0 / np.bincount(train_targets)[train_targets]  # every class drawn equally often
     return (train_loader(train_ds, cfg.batch_size, workers, cfg.seed, pin, rank, world, weights),
             eval_loader(val_ds, cfg.eval_batch_size, workers, pin))

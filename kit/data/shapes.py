@@ -1,7 +1,8 @@
 """The shape of a competition: its task and its submission format, read from the label file and the sample.
 
     task        single: one class per image (a label column, or one 0/1 column per class with a single 1 a row);
-                multilabel: any number of tags (space-separated tags, or 0/1 columns)
+                multilabel: any number of tags (space-separated tags, or 0/1 columns); regression: a number
+                to predict (a numeric label column ranked by RMSE or MAE, or holding fractions)
     submission  one of FORMATS, from sample_submission.csv's columns and placeholder values: label (the
                 class), probs (a probability column per class), prob (two classes: the second's
                 probability), tags (space-separated classes), topk (k classes, best first)
@@ -32,7 +33,10 @@ FORMATS = {  # submission format -> what one row holds (and a Kaggle competition
     "tags": "space-separated classes (Planet: Understanding the Amazon from Space, iMet)",
     "topk": "the k most likely classes, best first (Humpback Whale Identification)",
     "labelconf": "the class and its probability, space-separated (Google Landmark Recognition: `123 0.87`)",
+    "value": "the predicted number (PetFinder Pawpularity)",
 }
+VALUE_METRICS = ("rmse", "mae")  # a competition ranked by one of these asks for a number, not a class
+MAX_CLASS_VALUES = 10  # more distinct values than this, some fractions: a numeric label column is a number to predict
 
 
 def natural_key(s: str):
@@ -84,9 +88,10 @@ def _related(a: str, b: str) -> bool:
 
 
 def train_labels(train_csv: pd.DataFrame, columns: list[str], task: str, path: Path,
-                 known: frozenset[str] = frozenset()) -> tuple[list[str], str]:
+                 known: frozenset[str] = frozenset(), metric: str = "") -> tuple[list[str], str]:
     """(one label string per row, task): tags joined by TAG_SEP for multi-label. `known`: class names the
-    competition spells elsewhere (the sample's columns or its value), each a whole class."""
+    competition spells elsewhere (the sample's columns or its value), each a whole class; `metric`: the one it
+    ranks by (a regression's says so)."""
     if len(columns) > 1:  # 0/1 class columns
         bad = [c for c in columns if not train_csv[c].isin(["0", "1"]).all()]
         if bad:
@@ -101,11 +106,31 @@ def train_labels(train_csv: pd.DataFrame, columns: list[str], task: str, path: P
             raise ValueError(f"{path}: task=single needs exactly one 1 per row; line(s) {summarize(rows)} differ")
         return [TAG_SEP.join(c for c, on in zip(columns, row) if on) for row in hot], task
     values = train_csv[columns[0]]
+    if task == "auto" and _a_number(values, metric):
+        task = "regression"
+    if task == "regression":
+        numbers = pd.to_numeric(values.str.strip(), errors="coerce")
+        bad = [f"line {i + 2}: {v!r}" for i, v in zip(np.flatnonzero(numbers.isna() | ~np.isfinite(numbers)),
+                                                        values[numbers.isna() | ~np.isfinite(numbers)])]
+        if bad:
+            raise ValueError(f"{path}: task=regression needs a number in {columns[0]} on every row: {summarize(bad)}")
+        return list(values.str.strip()), task
     tags = values.str.split()
     task = task if task != "auto" else tags_or_names(values, path, known)
     if task == "single":
         return list(values), task
     return [TAG_SEP.join(t) for t in tags], task
+
+
+def _a_number(values: pd.Series, metric: str) -> bool:
+    """Is a label column a number to predict: all numbers, and the competition ranks by a regression metric, or
+    the column holds fractions among more distinct values than classes would have (a whole-number column without a
+    metric stays classes: digits, grades, landmark ids; task=regression reads it as a number)."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    if values.empty or numbers.isna().any():
+        return False
+    return metric in VALUE_METRICS or bool((numbers != numbers.round()).any() and
+                                           numbers.nunique() > MAX_CLASS_VALUES)
 
 
 def tags_or_names(values: pd.Series, path: Path, known: frozenset[str] = frozenset()) -> str:
@@ -139,6 +164,9 @@ def _recombines(part: frozenset, whole: frozenset, sets: set[frozenset]) -> bool
 
 
 def classes_of(labels: list[str], task: str, columns: list[str]) -> tuple[str, ...]:
+    """The model's outputs, named: the classes in natural order, or a regression's one, its column."""
+    if task == "regression":
+        return (columns[0],)
     if len(columns) > 1:
         return tuple(sorted(columns, key=natural_key))
     found = {t for v in labels for t in (v.split(TAG_SEP) if task == "multilabel" else [v]) if t}
@@ -159,6 +187,9 @@ def submission_format(sample: pd.DataFrame | None, classes: tuple[str, ...], tas
     if fmt == "prob" and (task != "single" or len(classes) != 2):
         raise ValueError(f"submission=prob needs a single-label task with two classes; this one is {task} with "
                          f"{len(classes)}: set submission= to one of {', '.join(FORMATS)}")
+    if (fmt == "value") != (task == "regression"):
+        fix = "task=regression and submission=value" if fmt == "value" else "submission= to another format"
+        raise ValueError(f"submission={fmt} does not fit a {task} task; set {fix}")
     if fmt == "tags" and task != "multilabel" or fmt == "topk" and task != "single":
         raise ValueError(f"submission={fmt} does not fit a {task} task; set task= or submission=")
     spaced = [c for c in classes if any(ch.isspace() for ch in c)]
@@ -196,6 +227,8 @@ def detect_format(sample: pd.DataFrame | None, classes: tuple[str, ...], task: s
     values = sample.iloc[:, 1]
     if task == "multilabel":
         return "tags"
+    if task == "regression":
+        return "value"
     if _label_confidence(values) and metric in ("", "gap"):
         return "labelconf"  # `1 1.0`: a class and a confidence (Landmark Recognition)
     spaced = any(any(ch.isspace() for ch in c) for c in classes)

@@ -74,7 +74,8 @@ def load_fold_model(ckpt_path: Path, classes: list[str], cfg: Config, device):
     if diff:
         raise ValueError(f"{ckpt_path} was trained with {'; '.join(diff)}: predict uses the trained values, so drop "
                          "those overrides (or restore the preset), or train them under another name=")
-    model = from_config(cfg, len(classes), pretrained=False, channels=ckpt.get("channels", 3))
+    target = (0.0, 1.0) if "target_scale" in ckpt["model"] else None  # a regression's: loaded with the weights
+    model = from_config(cfg, len(classes), pretrained=False, channels=ckpt.get("channels", 3), target=target)
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval()
 

@@ -19,8 +19,9 @@ log = logging.getLogger(__name__)
 
 
 def guess_loss(n_classes: int, multilabel: bool) -> float:
-    """The training loss of knowing nothing: equal probabilities (ln classes), or 0.5 for every tag (ln 2)."""
-    return math.log(2) if multilabel else math.log(n_classes)
+    """The training loss of knowing nothing: equal probabilities (ln classes), 0.5 for every tag (ln 2), a
+    regression's mean (1: kit.engine.ScaledMSE)."""
+    return math.log(2) if multilabel else math.log(n_classes) if n_classes > 1 else 1.0
 
 
 def learning(metric: Metric, best: float, chance_score: float, train_loss: float, n_classes: int,

@@ -45,7 +45,8 @@ def steps_for(epoch_steps: int) -> int:
 def probe(trainer, lr: float, steps: int) -> tuple[np.ndarray, np.ndarray, float]:
     """Train a fresh model of `trainer` (kit/train/trainer.py; no flips in its transform) for `steps` steps at `lr`,
     then score its validation images as they are and flipped: (per-image score unflipped, flipped, the
-    majority's score). A score is 1/0 for the top class, or the share of tags right (multi-label)."""
+    majority's score). A score is 1/0 for the top class, the share of tags right (multi-label), or less the squared
+    error in the targets' variance (a regression: guessing the mean scores -1)."""
     model = trainer.model()
     optimizer = trainer.optimizer(model, lr)
     trainer.seed_epoch(0, 0)
@@ -67,12 +68,16 @@ def probe(trainer, lr: float, steps: int) -> tuple[np.ndarray, np.ndarray, float
 
 
 def _hits(logits: torch.Tensor, y: np.ndarray, multilabel: bool) -> np.ndarray:
+    if y.dtype.kind == "f" and not multilabel:  # a regression: less its squared error in the targets' variance
+        return -(((logits.numpy() - y) / max(float(y.std()), 1e-6)) ** 2).mean(1)
     if multilabel:
         return ((logits.sigmoid().numpy() >= 0.5) == (y >= 0.5)).mean(1)
     return (logits.argmax(1).numpy() == y).astype(np.float64)
 
 
 def _majority(y: np.ndarray, multilabel: bool) -> float:
+    if y.dtype.kind == "f" and not multilabel:
+        return -1.0  # the mean's score, guessing's
     if multilabel:
         p = (y >= 0.5).mean(0)
         return float(np.maximum(p, 1 - p).mean())

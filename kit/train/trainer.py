@@ -33,6 +33,15 @@ def epoch_seed(seed: int, fold: int, stage: int, epoch: int) -> int:
     return ((seed * 1000 + fold) * 10 + stage) * 1000 + epoch
 
 
+class ValueMixup(Mixup):
+    """timm's Mixup for a number to predict: the images mixed as timm mixes them (mixup or cutmix, its draw of the
+    weight), their targets by the same weight; no label smoothing (a number has no classes to smooth towards)."""
+
+    def __call__(self, x, target):
+        lam = self._mix_batch(x)  # timm's batch mode (the kit's): mixes x in place, returns the weight (1: no mix)
+        return x, target * lam + target.flip(0) * (1 - lam)
+
+
 @dataclass
 class Trainer:
     """One fold's training part and validation images, and how a model trains on them."""
@@ -53,6 +62,7 @@ class Trainer:
     scaler: torch.amp.GradScaler  # fp16 loss scaling (a pass-through otherwise); saved in last.pt
     multilabel: bool
     channels: int = 3  # what an image gives the model (kit/io.py: stacked)
+    target: tuple[float, float] | None = None  # a regression's training targets' (mean, std): the model's units
 
     @classmethod
     def for_fold(cls, cfg: Config, fold: int, table: pd.DataFrame, layout: Layout, metric: Metric, device,
@@ -67,17 +77,20 @@ class Trainer:
         multilabel, n = layout.task == "multilabel", len(layout.classes)
         # with both alphas 0, prob=0 keeps Mixup as the label-smoothed one-hot (or 0/1-row) target maker
         mixing = cfg.mixup_alpha > 0 or cfg.cutmix_alpha > 0
-        mixup = Mixup(mixup_alpha=cfg.mixup_alpha, cutmix_alpha=cfg.cutmix_alpha, prob=1.0 if mixing else 0.0,
+        mixer = ValueMixup if layout.task == "regression" else Mixup
+        mixup = mixer(mixup_alpha=cfg.mixup_alpha, cutmix_alpha=cfg.cutmix_alpha, prob=1.0 if mixing else 0.0,
                       label_smoothing=cfg.label_smoothing, num_classes=n, multi_label=multilabel)
+        target = (float(train_targets.mean()), float(train_targets.std())) if layout.task == "regression" else None
         return cls(cfg, fold, layout.classes, device, cfg.pretrained if pretrained is None else pretrained,
                    train_dl, val_dl, val["path"].to_numpy(), val_labels, chance(metric, val_labels, n), mixup,
                    criterion(train_targets, n, cfg.class_weight).to(device), autocast(device, cfg.amp),
-                   grad_scaler(device, cfg.amp), multilabel, layout.channels)
+                   grad_scaler(device, cfg.amp), multilabel, layout.channels, target)
 
     def model(self) -> torch.nn.Module:
         """A fresh model, initialised as this fold's training starts it (the head's seed is the fold's)."""
         seed_everything(epoch_seed(self.cfg.seed, self.fold, 0, 0))
-        model = from_config(self.cfg, len(self.classes), pretrained=self.pretrained, channels=self.channels)
+        model = from_config(self.cfg, len(self.classes), pretrained=self.pretrained, channels=self.channels,
+                            target=self.target)
         model = model.to(self.device)
         return model.to(memory_format=torch.channels_last) if self.cfg.channels_last else model
 
