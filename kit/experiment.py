@@ -264,8 +264,7 @@ class Experiment:
 
     def write_errors(self, layout, paths: np.ndarray, labels: np.ndarray, probs: np.ndarray) -> None:
         """From the OOF predictions: per_class.csv (per tag with its AUC, multi-label) and mistakes.png, and for
-        single-label the confusion matrix and confused_pairs.csv; for a regression predicted.png (against the true
-        values) and worst.csv (its largest errors)."""
+        single-label the confusion matrix and confused_pairs.csv; a regression's predicted.png and worst.csv."""
         classes = list(layout.classes)
         if layout.task == "regression":  # predicted against true, and the worst errors
             figures.plot_values(labels, probs, classes[0], self.dir / "predicted.png")

@@ -270,6 +270,12 @@ class PredictKeys:
         0.0, "multi-label decisions: a class is predicted where its probability >= this; 0 = one threshold per "
              "class fitted on the out-of-fold predictions for the metric (nested: a fold's CV never sees "
              "thresholds fitted on itself)", "ensemble")
+    blank_below: Annotated[Number, Ge(0), Lt(1)] = _key(
+        0.0, "labelconf submissions (Global Average Precision): a test image whose top class is less sure than "
+             "this is written without one (Landmark Recognition's images of no landmark). GAP ranks only the "
+             "predictions made, so a blank scores as a miss ranked last: it never beats writing the class, and "
+             "loses the images it blanks that were right; 0 = a class on every row (the best for GAP)",
+        "ensemble")
     temperature: Literal["off", "fit"] = _key(
         "fit", "single-label probabilities: fit = divide the ensemble's logits by a temperature fitted on the "
                "out-of-fold predictions to lower the log loss (nested like threshold; it changes no top class, only "

@@ -131,9 +131,11 @@ def partial_auc(y: np.ndarray, p: np.ndarray, min_tpr: float = 0.8) -> float:
 def global_average_precision(y: np.ndarray, p: np.ndarray) -> float:
     """Global Average Precision (Google Landmark Recognition): every image's one prediction (its top class) ranked
     by its confidence across the whole set; the mean over the images with a label of the precision at each
-    correct prediction's rank. Confident mistakes cost most; a correct answer ranked low earns little."""
+    correct prediction's rank. Confident mistakes cost most; a correct answer ranked low earns little; an image
+    with no prediction (a row of zeros: a blank submission row) costs only its own missed point."""
     conf, pred = p.max(1), p.argmax(1)
     order = np.argsort(-conf, kind="stable")
+    order = order[conf[order] > 0]  # a row of zeros is no prediction (an image left blank): it is not ranked
     hit = (pred[order] == y[order]).astype(np.float64)
     precision = np.cumsum(hit) / np.arange(1, len(hit) + 1)
     return float((precision * hit).sum() / len(y)) if len(y) else 0.0

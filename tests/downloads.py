@@ -1,4 +1,4 @@
-"""Thirteen real Kaggle image competitions' downloads, laid out file for file as `kaggle competitions download`
+"""Twenty-five real Kaggle image competitions' downloads, laid out file for file as `kaggle competitions download`
 hands them over (the real names of files, folders, columns and ids; archives where the real download has
 them), with a few small stand-in images per class.
 
@@ -466,6 +466,56 @@ def pawpularity(src, rng):
     return Competition("petfinder-pawpularity-score", "value", "Root Mean Squared Error")
 
 
+def kannada_mnist(src, rng):
+    """Pixels in CSVs (label or id, pixel0..783) and more labelled digits in Dig-MNIST.csv; a code competition."""
+    digits = np.repeat(np.arange(3), 4)
+    pixels = (rng.random((len(digits), 784)) * 40 + digits[:, None] * 90).astype(int)
+    columns = [f"pixel{i}" for i in range(784)]
+    train = pd.DataFrame(pixels, columns=columns)
+    train.insert(0, "label", digits)
+    _csv(src / "train.csv", train)
+    _csv(src / "Dig-MNIST.csv", train.head(6))
+    test = pd.DataFrame((rng.random((5, 784)) * 255).astype(int), columns=columns)
+    test.insert(0, "id", range(5))
+    _csv(src / "test.csv", test)
+    _csv(src / "sample_submission.csv", pd.DataFrame({"id": range(5), "label": 0}))
+    return Competition("Kannada-MNIST", "label", "Categorization Accuracy")
+
+
+def invasive_species(src, rng):
+    """train.7z and test.7z holding train/1.jpg... and test/1.jpg...: the same names on both sides; AUC."""
+    work = src.parent / "invasive-work"
+    for i in range(1, 13):
+        _img(work / "train" / f"{i}.jpg", i % 2, rng)
+    for i in range(1, 6):
+        _img(work / "test" / f"{i}.jpg", 2 + i % 3, rng)
+    _csv(work / "train_labels.csv", pd.DataFrame({"name": range(1, 13), "invasive": [i % 2 for i in range(1, 13)]}))
+    _csv(work / "sample_submission.csv", pd.DataFrame({"name": range(1, 6), "invasive": 0.5}))
+    src.mkdir(parents=True, exist_ok=True)
+    for side in ("train", "test"):
+        _7z({f"{side}/{p.name}": p for p in sorted((work / side).glob("*.jpg"))}, src / f"{side}.7z")
+    for name in ("train_labels.csv", "sample_submission.csv"):
+        with zipfile.ZipFile(src / f"{name}.zip", "w") as z:
+            z.write(work / name, name)
+    return Competition("invasive-species-monitoring", "prob", "Area Under ROC Curve")
+
+
+def plant_pathology_2021(src, rng):
+    """labels as space-separated words (`scab frog_eye_leaf_spot`), image names with .jpg; mean F1."""
+    tags = ["healthy", "scab", "frog_eye_leaf_spot", "scab frog_eye_leaf_spot", "rust", "complex"]
+    rows = []
+    for n in range(18):
+        name = f"{800113 + n * 7919:x}bb{n:02d}.jpg"
+        _img(src / "train_images" / name, n % len(tags), rng)
+        rows.append({"image": name, "labels": tags[n % len(tags)]})
+    _csv(src / "train.csv", pd.DataFrame(rows))
+    test = ["85f8cb619c66b863.jpg", "ad8770db05586b59.jpg", "c7b03e718489f3ca.jpg"]
+    for i, t in enumerate(test):
+        _img(src / "test_images" / t, i, rng)
+    _csv(src / "sample_submission.csv", pd.DataFrame({"image": test, "labels": "healthy"}))
+    return Competition("plant-pathology-2021-fgvc8", "tags", "Mean F1-Score")
+
+
 def _7z(files: dict[str, Path], out: Path) -> None:
     import py7zr
     with py7zr.SevenZipFile(out, "w") as z:
@@ -497,7 +547,8 @@ def statoil(src, rng):
 
 FIRST = (dog_breed, cassava, plant_pathology, aerial_cactus, planet, aptos, humpback, ranzcr, dogs_vs_cats,
          histopathologic, plant_seedlings, digit_recognizer, isic)
-SECOND = (state_farm, leaf, iwildcam, herbarium, isic_2024, landmark, statoil, protein_atlas, pawpularity)  # the second dozen's, as the kit reads them
+SECOND = (state_farm, leaf, iwildcam, herbarium, isic_2024, landmark, statoil, protein_atlas, pawpularity,
+          kannada_mnist, invasive_species, plant_pathology_2021)  # the second dozen's, as the kit reads them
 BUILDERS = {f.__name__: f for f in FIRST + SECOND}
 
 

@@ -54,8 +54,8 @@ def test_pretrained_auto_starts_every_fold_alike_from_what_can_be_had(tmp_path, 
 
     asked = []
     backbone = model_module._backbone
-    monkeypatch.setattr(model_module, "_backbone", lambda name, pre, file: asked.append((pre, file)) or backbone(
-        name, pre, file))
+    monkeypatch.setattr(model_module, "_backbone", lambda name, pre, file, channels=3: asked.append((pre, file)) or
+                        backbone(name, pre, file, channels))
     keys = dict(pretrained="auto", stage1_epochs=1, stage2_epochs=0, max_epoch_steps=1)
     offline = tiny_cfg(tmp_path / "offline", easy_data, **keys)
     folds.make_folds(offline)

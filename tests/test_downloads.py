@@ -1,4 +1,4 @@
-"""Thirteen real competitions as Kaggle hands them over (tests/downloads.py), each served to the real `kaggle`
+"""Twenty-five real competitions as Kaggle hands them over (tests/downloads.py), each served to the real `kaggle`
 CLI from a loopback server and taken through download -> folds -> train -> predict with COMP alone: the
 written file checked as Kaggle would (the sample's header, every id once, values of the right kind), and no
 patient in two folds."""

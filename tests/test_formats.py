@@ -222,3 +222,29 @@ def test_a_class_and_its_confidence_is_written_checked_and_read_back(tmp_path):
     with pytest.raises(ValueError, match="confidence"):
         formats.check(sub.assign(landmarks=["7 1.8", "1 0.1"]), test["id"], ["1", "7", "138982"], ("id", "landmarks"),
                       "labelconf")
+
+
+def test_an_unsure_landmark_can_be_left_blank_which_gap_scores_as_no_prediction(tmp_path):
+    """blank_below: a labelconf row less sure than it is written empty, passes the check and reads back as no
+    prediction. GAP ranks only the predictions made: a blank costs what a miss ranked last costs (nothing more
+    than its own point), never more."""
+    import numpy as np
+    import pandas as pd
+
+    from kit.board import formats
+    from kit.data.layout import Layout
+    from kit.metrics import get
+    test = pd.DataFrame({"id": ["a", "b", "c"], "path": ["test/a.jpg", "test/b.jpg", "test/c.jpg"]})
+    layout = Layout(tmp_path, "csv", ("1", "7", "138982"), pd.DataFrame(), test, ("id", "landmarks"),
+                    submission="labelconf")
+    probs = np.array([[0.1, 0.8, 0.1], [0.5, 0.3, 0.2], [0.2, 0.2, 0.6]])
+    sub = formats.table(layout, probs, blank_below=0.55)
+    assert list(sub["landmarks"]) == ["7 0.800000", "", "138982 0.600000"]
+    written = pd.read_csv(pd.io.common.BytesIO(formats.to_bytes(sub, layout)), dtype=str, keep_default_na=False)
+    back = formats.read(written, layout)
+    assert np.allclose(back[1], 0), "a blank row is no prediction"
+    gap, every = get("gap"), formats.read(formats.table(layout, probs), layout)
+    y = np.array([1, 2, 2])  # b's guess (class 0) is wrong and least sure: ranked last, it costs nothing
+    assert gap(y, back) == pytest.approx(2 / 3) and gap(y, every) == pytest.approx(2 / 3)
+    y = np.array([1, 0, 2])  # b's guess is right: blank, its point is lost
+    assert gap(y, back) == pytest.approx(2 / 3) and gap(y, every) == pytest.approx(1.0)

@@ -17,10 +17,11 @@ from kit.data.layout import Layout, summarize
 from kit.metrics import clip_probs, decide
 
 
-def table(layout: Layout, probs: np.ndarray, thresholds=0.5) -> pd.DataFrame:
+def table(layout: Layout, probs: np.ndarray, thresholds=0.5, blank_below: float = 0.0) -> pd.DataFrame:
     """One row per test image in the sample's order: its id and, in the layout's submission format, what the
     probabilities (N, classes) say: the top class, each probability, the tags at or above their thresholds (at
-    least the most likely one), or the top_k classes."""
+    least the most likely one), the top_k classes, the top class and its confidence (left blank below
+    blank_below: Global Average Precision's rule for an image of no class), or a regression's value."""
     classes, fmt, header = np.asarray(layout.classes, dtype=object), layout.submission, layout.header
     out = pd.DataFrame({header[0]: layout.test["id"].to_numpy()})
     if fmt == "label":
@@ -38,7 +39,7 @@ def table(layout: Layout, probs: np.ndarray, thresholds=0.5) -> pd.DataFrame:
         out[header[1]] = np.round(probs[:, 0].astype(np.float64), 6)
     elif fmt == "labelconf":  # the confidence as a probability of the single-label softmax
         p = clip_probs(probs, True)
-        out[header[1]] = [f"{c} {v:.6f}" for c, v in zip(classes[p.argmax(1)], p.max(1))]
+        out[header[1]] = [f"{c} {v:.6f}" if v >= blank_below else "" for c, v in zip(classes[p.argmax(1)], p.max(1))]
     else:  # topk
         top = np.argsort(-probs, axis=1, kind="stable")[:, :layout.top_k]
         out[header[1]] = [" ".join(row) for row in classes[top]]
@@ -74,11 +75,12 @@ def check(sub: pd.DataFrame, expected_ids: pd.Series, classes: list[str], header
         if not ((values >= 0) & (values <= 1)).all():
             raise ValueError("submission has probabilities outside [0, 1]")
         return
-    if fmt == "labelconf":
-        conf = pd.to_numeric(sub.iloc[:, 1].str.split().str[1], errors="coerce")
+    if fmt == "labelconf":  # or nothing: an image of no class
+        made = sub.iloc[:, 1].fillna("").astype(str).str.strip() != ""
+        conf = pd.to_numeric(sub.iloc[:, 1][made].str.split().str[1], errors="coerce")
         if conf.isna().any() or not conf.between(0, 1).all():
-            raise ValueError("submission rows must hold a class and a confidence from 0 to 1")
-    names = [t for v in sub.iloc[:, 1] for t in (v.split()[:1] if fmt == "labelconf" else
+            raise ValueError("submission rows must hold a class and a confidence from 0 to 1, or nothing")
+    names = [t for v in sub.iloc[:, 1].fillna("").astype(str) for t in (v.split()[:1] if fmt == "labelconf" else
                                                   v.split() if fmt in ("tags", "topk") else [v])]
     unknown = sorted(set(names) - set(classes))
     if unknown:
@@ -101,9 +103,10 @@ def read(sub: pd.DataFrame, layout: Layout) -> np.ndarray:
         return sub.iloc[:, 1].to_numpy(dtype=np.float64).reshape(-1, 1)
     scores = np.zeros((len(sub), n))
     if fmt == "labelconf":  # the class at its confidence: what GAP ranks by
-        for row, value in enumerate(sub.iloc[:, 1]):
-            name, conf = value.split()
-            scores[row, index[name]] = float(conf)
+        for row, value in enumerate(sub.iloc[:, 1].fillna("").astype(str)):
+            if value.strip():  # a blank row: no prediction, all zeros (GAP leaves it out)
+                name, conf = value.split()
+                scores[row, index[name]] = float(conf)
         return scores
     for row, value in enumerate(sub.iloc[:, 1]):
         names = value.split() if fmt in ("tags", "topk") else [value]

@@ -105,7 +105,8 @@ def _decided(plan: dict, field: str) -> dict:
 def write(r: Result) -> Path:
     """The submission of a Result (predict, blend, export): its CSV, manifest and leaderboard row."""
     cfg = r.cfgs[0]
-    data = formats.to_bytes(formats.table(r.layout, *r.submitted(r.test_scores)), r.layout)
+    data = formats.to_bytes(formats.table(r.layout, *r.submitted(r.test_scores), r.post.get("blank_below", 0.0)),
+                            r.layout)
     extra = {"last_epoch_score": r.last_epoch_score, "holdout_score": r.holdout_score, "post": r.post,
              "data_fingerprint": r.fingerprint, "trained_on": r.trained_on, **({"blend": r.blend} if r.blend else {}),
              **({"tta_auto": r.tta_choice} if r.tta_choice else {}),

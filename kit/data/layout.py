@@ -140,7 +140,7 @@ def _check_unique(ids: pd.Series, paths: list[str], labels: list[str], task: str
                      "name one image once (with or without its extension), so keep one row each")
 
 
-def _flat_test(images: Images) -> pd.DataFrame:
+def flat_test(images: Images) -> pd.DataFrame:
     """Without a sample: the images of the folders named test* (test/, test_images/), ids their stems."""
     paths = sorted((p for ps in images.by_name.values() for p in ps
                     if "/" in p and p.rsplit("/", 2)[-2].lower().startswith("test")), key=natural_key)
@@ -152,7 +152,7 @@ def _flat_test(images: Images) -> pd.DataFrame:
     return pd.DataFrame({"id": stems, "path": pd.Series(paths, dtype=str)})
 
 
-def _sample_test(images: Images, sample: pd.DataFrame, sample_path: Path) -> pd.DataFrame:
+def sample_test(images: Images, sample: pd.DataFrame, sample_path: Path) -> pd.DataFrame:
     """The test set as the sample lists it: its ids, in its order and spelling, each naming one image (itself, or
     through a JSON list of the test images where the ids name no file: Herbarium's)."""
     test_ids = sample.iloc[:, 0]
@@ -184,7 +184,7 @@ class Keys:
 
 
 def _test_of(images: Images, sample: pd.DataFrame | None, sample_path: Path | None) -> pd.DataFrame:
-    return _sample_test(images, sample, sample_path) if sample is not None else _flat_test(images)
+    return sample_test(images, sample, sample_path) if sample is not None else flat_test(images)
 
 
 def _header(sample: pd.DataFrame | None, fallback: tuple[str, str]) -> tuple[str, ...]:
@@ -270,7 +270,7 @@ def _from_names(root: Path, images: Images, named: tuple[list[str], list[str]], 
 
 
 class NoLabels(ValueError):
-    """No rule finds the training labels (scan_test then reads the test set alone)."""
+    """No rule finds the training labels (kit/data/testset.py then reads the test set alone)."""
 
 
 def _no_labels(root: Path, images: Images, sample, keys: Keys) -> NoLabels:
@@ -349,7 +349,7 @@ def scan(data: str | Path, id_col: str = "", label_col: str = "", task: str = "a
     if layout.group:
         said.append(f"folds keep each {layout.group} whole ({layout.train['group'].nunique()} groups; group=none "
                     "splits them)")
-    channels = _channels(layout)
+    channels = channels_in(layout)
     if channels != 3:
         names = [f.stem.rsplit("_", 1)[-1] for f in stacked(layout.train["path"].iloc[0])]
         said.append(f"images of {channels} channels: each id's {', '.join(names)} files stacked (the backbone's first "
@@ -359,7 +359,7 @@ def scan(data: str | Path, id_col: str = "", label_col: str = "", task: str = "a
     return dataclasses.replace(layout, named_metric=metric, found=tuple(said), channels=channels)
 
 
-def _channels(layout: Layout) -> int:
+def channels_in(layout: Layout) -> int:
     """The channels every image of the data gives the model; a mix is refused (one network takes one)."""
     counts = Counter(channels_of(p) for p in pd.concat([layout.train["path"], layout.test["path"]]))
     if len(counts) > 1:
@@ -369,53 +369,4 @@ def _channels(layout: Layout) -> int:
     return next(iter(counts), 3)
 
 
-def scan_test(data: str | Path, trained: dict, id_col: str = "", label_col: str = "", **more) -> Layout:
-    """The test images of `data` as a trained model's layout saw them, for inference without training data.
-
-    `trained` is that layout's `as_record()`. With a training part in `data`, the full scan (whose
-    classes and submission must then match); without one, the test set alone: the sample's ids (its
-    header must match) or the images of DATA/test*/.
-    """
-    root = Path(data)
-    header, classes = tuple(trained["header"]), tuple(trained["classes"])
-    if not root.is_dir():
-        raise ValueError(f"data folder {root} does not exist; pass data= the folder that holds test/")
-    try:
-        layout = scan(root, id_col=id_col, label_col=label_col, task=trained["task"],
-                      submission=trained["submission"], top_k=trained["top_k"], **more)
-    except NoLabels:
-        layout = None  # no training part (or none whose images are here): the test set alone, below
-    if layout is not None:
-        if layout.header != header:
-            raise ValueError(f"{root}: submission header {list(layout.header)}, the model was trained for "
-                             f"{list(header)}; point data= at the competition it was trained for")
-        if layout.classes != classes:
-            raise ValueError(f"{root} has {len(layout.classes)} classes ({summarize(list(layout.classes))}), the "
-                             f"model {len(classes)} ({summarize(list(classes))}); point data= at the competition it "
-                             "was trained for")
-        return _same_channels(layout, trained)
-    images = Images(root, more.get("images", ""))
-    sample_path = find_sample(root, images.csvs, more.get("sample_csv", ""))
-    if sample_path is not None:
-        sample = read_csv(sample_path)
-        if tuple(sample.columns[: len(header)]) != header and not (trained["submission"] != "probs"
-                                                                   and tuple(sample.columns[:2]) == header):
-            raise ValueError(f"{sample_path}: header {list(sample.columns)}, the model was trained for "
-                             f"{list(header)}; point data= at the competition it was trained for")
-        test = _sample_test(images, sample, sample_path)
-    else:
-        test = _flat_test(images)
-    empty = pd.DataFrame({"path": pd.Series(dtype=str), "label": pd.Series(dtype=str), "source": pd.Series(dtype=str)})
-    layout = Layout(root, trained["kind"], classes, empty, test, header, trained["task"], trained["submission"],
-                    trained["top_k"])
-    return _same_channels(dataclasses.replace(layout, channels=_channels(layout)), trained)
-
-
-def _same_channels(layout: Layout, trained: dict) -> Layout:
-    if layout.channels != trained.get("channels", 3):
-        raise ValueError(f"{layout.root}: images of {layout.channels} channels, the model was trained on "
-                         f"{trained.get('channels', 3)}; point data= at the competition it was trained for")
-    return layout
-
-
-__all__ = ["Layout", "scan", "scan_test", "natural_key", "summarize", "IMAGE_EXTENSIONS"]
+__all__ = ["Layout", "scan", "natural_key", "summarize", "IMAGE_EXTENSIONS"]

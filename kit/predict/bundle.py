@@ -28,7 +28,8 @@ from kit import __version__
 from kit.board import calibrate, formats, submission
 from kit.config import Config, check_known, shapes, to_dict, upgrade
 from kit.data.folds import layout_keys
-from kit.data.layout import scan_test, summarize
+from kit.data.layout import summarize
+from kit.data.testset import scan_test
 from kit.data.loaders import UNREADABLE
 from kit.io import atomic_path, atomic_write_bytes, check_writable, sha256_file
 from kit.metrics import probs_of
@@ -195,7 +196,7 @@ def predict_bundle(bundle: str | Path, overrides: dict) -> Path:
         parts = [(predict.from_prior(x, unreadable, layout), cfg.merge == "probs") for x, cfg in zip(averaged, cfgs)]
         scores, is_probs = ens.mean_scores(parts, task) if len(parts) > 1 else parts[0]
         probs, thresholds = calibrate.apply(spec["post"], scores if is_probs else probs_of(scores, task))
-        data = formats.to_bytes(formats.table(layout, probs, thresholds), layout)
+        data = formats.to_bytes(formats.table(layout, probs, thresholds, spec["post"].get("blank_below", 0.0)), layout)
         return _write(data, spec, cfgs, Path(bundle))
 
 

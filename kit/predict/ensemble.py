@@ -27,6 +27,8 @@ def scored(r: Result) -> Result:
     rows, each fold's rows processed by what the other folds fitted; per fold too, and top-1/top-5 (single-label)."""
     cfg, y, probs = r.cfgs[0], r.oof_labels, r.probs(r.oof_scores)
     post = calibrate.fit(r.metric, r.layout.task, y, probs, cfg.threshold, cfg.temperature)
+    if r.layout.submission == "labelconf" and cfg.blank_below > 0:
+        post["blank_below"] = cfg.blank_below  # kept with what was fitted: the bundle's kernel writes the same rows
     held, t = _held(r, probs)
     folds = fold_scores(r.metric, y, held, r.oof_folds, t)
     cv = {"metric": r.metric.name, "score": cv_score(r.metric, y, held, r.oof_folds, t, folds),
