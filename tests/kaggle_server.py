@@ -54,7 +54,7 @@ class FakeKaggle:
 
     def score(self, csv: bytes) -> tuple[str, str]:
         sub = pd.read_csv(io.BytesIO(csv), dtype=str)
-        merged = self.solution.merge(sub.set_axis(["id", "pred"], axis=1), on="id", how="left")
+        merged = self.solution.merge(sub.iloc[:, :2].set_axis(["id", "pred"], axis=1), on="id", how="left")
         out = []
         for usage in ("Public", "Private"):
             part = merged[merged["Usage"] == usage]

@@ -1,5 +1,6 @@
 """Twenty-five real competitions as Kaggle hands them over (tests/downloads.py), each served to the real `kaggle`
-CLI from a loopback server and taken through download -> folds -> train -> predict with COMP alone: the
+CLI from a loopback server and taken through download -> folds -> train -> predict -> submit -> leaderboard with
+COMP alone: the
 written file checked as Kaggle would (the sample's header, every id once, values of the right kind), and no
 patient in two folds."""
 from __future__ import annotations
@@ -57,6 +58,16 @@ def _through(name, tmp_path, kaggle_env, capsys):
     return comp, sample
 
 
+def _submitted(comp, tmp_path, kaggle_env, capsys, written) -> None:
+    """`make submit` uploads the file predict wrote, byte for byte; `make leaderboard` reads Kaggle's row back."""
+    keys = ["--comp", comp.slug, *(f"{k}={v}" for k, v in FAST.items())]
+    assert main(["submit", *keys]) == 0, f"{comp.slug}: kit submit failed: {capsys.readouterr().err[-2000:]}"
+    assert [u["data"] for u in kaggle_env.uploads.values()] == [written.read_bytes()]
+    assert main(["leaderboard", *keys]) == 0, f"{comp.slug}: kit leaderboard: {capsys.readouterr().err[-2000:]}"
+    board = pd.read_csv(tmp_path / "work" / "submissions" / comp.slug / "leaderboard.csv", dtype=str)
+    assert board["kaggle_ref"].notna().all(), board
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(downloads.BUILDERS))
 def test_a_real_download_goes_from_download_to_a_submission_kaggle_accepts(name, tmp_path, kaggle_env, capsys):
@@ -67,6 +78,7 @@ def test_a_real_download_goes_from_download_to_a_submission_kaggle_accepts(name,
     assert len(written) == 1, written
     sub = pd.read_csv(written[0], dtype=str, keep_default_na=False)
     assert list(sub.columns) == list(sample.columns), "the sample's header, exactly"
+    _submitted(comp, tmp_path, kaggle_env, capsys, written[0])
     assert list(sub.iloc[:, 0]) == list(sample.iloc[:, 0]), "every sample id once, in its order and spelling"
     folds_dir = tmp_path / "work" / "folds" / comp.slug
     meta = json.loads((folds_dir / "folds.json").read_text())
