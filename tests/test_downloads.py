@@ -366,3 +366,18 @@ def test_a_regression_target_with_text_in_it_is_one_line(tmp_path):
     with pytest.raises(ValueError, match=r"train.csv: task=regression needs a number in Pawpularity on every row: "
                                          r"line 5: 'n/a'"):
         scan(data, task="regression")
+
+
+def test_an_infinite_target_and_pseudo_labels_for_a_regression_are_one_line_each(tmp_path):
+    from kit.config import Config
+    from kit.data.layout import scan
+    from kit.train import pseudo
+    data = _unzipped("pawpularity", tmp_path)
+    layout = scan(data, task="regression")
+    with pytest.raises(ValueError, match="pseudo_from=src: .*a regression has none"):
+        pseudo.select(Config(name="new", work_dir=str(tmp_path), pseudo_from="src"), 0, layout)
+    table = pd.read_csv(data / "train.csv", dtype=str)
+    table.loc[0, "Pawpularity"] = "inf"
+    table.to_csv(data / "train.csv", index=False)
+    with pytest.raises(ValueError, match=r"needs a number in Pawpularity on every row: line 2: 'inf'"):
+        scan(data, task="regression")

@@ -138,8 +138,8 @@ class ImageDataset(Dataset):
         self.root = Path(root)
         self.paths = list(paths)
         # class indices or 0/1 rows as int64; a regression's values (N, 1) stay float
-        self.labels = (np.full(len(self.paths), -1) if labels is None else np.asarray(labels) if
-                       np.asarray(labels).dtype.kind == "f" else np.asarray(labels, dtype=np.int64))
+        labels = np.full(len(self.paths), -1) if labels is None else np.asarray(labels)
+        self.labels = labels if labels.dtype.kind == "f" else labels.astype(np.int64)
         self.transform = transform
         self.max_pixels = max_pixels
         self.cache_dir = Path(cache_dir) if cache_dir else None
@@ -164,7 +164,7 @@ class ImageDataset(Dataset):
                 raise
             image = np.zeros((8, 8, channels_of(self.paths[i])), np.uint8)
             label = np.full_like(label, UNREADABLE)[()]
-        x = self.transform(image=image)["image"]  # (3, H, W) uint8: normalised on the device, by the model
+        x = self.transform(image=image)["image"]  # (C, H, W) uint8: normalised on the device, by the model
         return x, label  # a class index, or a 0/1 row
 
     def _image(self, i: int) -> np.ndarray:

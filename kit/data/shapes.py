@@ -109,9 +109,8 @@ def train_labels(train_csv: pd.DataFrame, columns: list[str], task: str, path: P
     if task == "auto" and _a_number(values, metric):
         task = "regression"
     if task == "regression":
-        numbers = pd.to_numeric(values.str.strip(), errors="coerce")
-        bad = [f"line {i + 2}: {v!r}" for i, v in zip(np.flatnonzero(numbers.isna() | ~np.isfinite(numbers)),
-                                                        values[numbers.isna() | ~np.isfinite(numbers)])]
+        wrong = ~np.isfinite(pd.to_numeric(values.str.strip(), errors="coerce"))  # text (NaN) or an infinity
+        bad = [f"line {i + 2}: {v!r}" for i, v in zip(np.flatnonzero(wrong), values[wrong])]
         if bad:
             raise ValueError(f"{path}: task=regression needs a number in {columns[0]} on every row: {summarize(bad)}")
         return list(values.str.strip()), task

@@ -40,6 +40,9 @@ def select(cfg: Config, fold: int, layout: Layout) -> tuple[pd.DataFrame, dict]:
     training table (fold -1, role pseudo: trained on, never validated); the record says where they
     came from.
     """
+    if layout.task == "regression":
+        raise ValueError(f"pseudo_from={cfg.pseudo_from}: pseudo-labels are the classes a model is sure of, and a "
+                         "regression has none; leave pseudo_from= empty")
     test, classes = layout.test, np.asarray(layout.classes)
     src = Experiment.at(cfg.work_dir, cfg.pseudo_from).fold(fold).logits("test")
     if not src.is_file():
