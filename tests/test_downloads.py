@@ -1,13 +1,13 @@
 """Twenty-five real competitions as Kaggle hands them over (tests/downloads.py), each served to the real `kaggle`
 CLI from a loopback server and taken through download -> folds -> train -> predict -> submit -> leaderboard with
-COMP alone: the
-written file checked as Kaggle would (the sample's header, every id once, values of the right kind), and no
-patient in two folds."""
+COMP alone: the written file checked as Kaggle would (the sample's header, every id once, values of the right
+kind), no patient in two folds, and a CV above the constant submission's."""
 from __future__ import annotations
 
 import io
 import json
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,9 +15,12 @@ import pytest
 
 import downloads
 from conftest import TINY
+from kit import metrics
+from kit.io import load_npz
 from kit.jobs.cli import main
 
 FAST = {**TINY, "stage1_epochs": 1, "stage2_epochs": 0, "mixup_alpha": 0.0, "name": "tiny", "batch_size": 4}
+TRAINED = FAST | {"stage1_epochs": 6}  # enough for every stand-in to score above the constant (about 1 s more each)
 
 
 @pytest.fixture
@@ -48,19 +51,30 @@ def _check_values(comp, sample: pd.DataFrame, sub: pd.DataFrame, classes: set[st
         assert all(len(v.split()) == 5 == len(set(v.split())) and set(v.split()) <= classes for v in sub.iloc[:, 1])
 
 
-def _through(name, tmp_path, kaggle_env, capsys):
+def _above_the_constant(exp: Path, n_classes: int) -> None:
+    """The experiment's CV beats the best constant submission (the prior, or the mean) by a tenth of its score."""
+    cv = json.loads((exp / "cv.json").read_text())
+    labels = np.concatenate([load_npz(p)["labels"] for p in sorted(exp.glob("fold*/oof.npz"))])
+    metric = metrics.get(cv["metric"])
+    constant = metrics.chance(metric, labels, n_classes)
+    margin = 0.1 * max(abs(constant), 0.1)
+    assert metric.better(cv["score"], constant) and abs(cv["score"] - constant) >= margin, (cv["metric"], cv["score"],
+                                                                                            constant)
+
+
+def _through(name, tmp_path, kaggle_env, capsys, config=FAST):
     data_zip, comp, sample = downloads.build(name, tmp_path / "build")
     kaggle_env.data_zip, kaggle_env.metric = data_zip, comp.metric
     assert main(["download", "--comp", comp.slug]) == 0
-    keys = ["--comp", comp.slug, *(f"{k}={v}" for k, v in FAST.items())]
+    keys = ["--comp", comp.slug, *(f"{k}={v}" for k, v in config.items())]
     for command in ("folds", "train", "predict"):
         assert main([command, *keys]) == 0, f"{comp.slug}: kit {command} failed: {capsys.readouterr().err[-2000:]}"
     return comp, sample
 
 
-def _submitted(comp, tmp_path, kaggle_env, capsys, written) -> None:
+def _submitted(comp, tmp_path, kaggle_env, capsys, written, config=FAST) -> None:
     """`make submit` uploads the file predict wrote, byte for byte; `make leaderboard` reads Kaggle's row back."""
-    keys = ["--comp", comp.slug, *(f"{k}={v}" for k, v in FAST.items())]
+    keys = ["--comp", comp.slug, *(f"{k}={v}" for k, v in config.items())]
     assert main(["submit", *keys]) == 0, f"{comp.slug}: kit submit failed: {capsys.readouterr().err[-2000:]}"
     assert [u["data"] for u in kaggle_env.uploads.values()] == [written.read_bytes()]
     assert main(["leaderboard", *keys]) == 0, f"{comp.slug}: kit leaderboard: {capsys.readouterr().err[-2000:]}"
@@ -71,17 +85,18 @@ def _submitted(comp, tmp_path, kaggle_env, capsys, written) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(downloads.BUILDERS))
 def test_a_real_download_goes_from_download_to_a_submission_kaggle_accepts(name, tmp_path, kaggle_env, capsys):
-    comp, sample = _through(name, tmp_path, kaggle_env, capsys)
+    comp, sample = _through(name, tmp_path, kaggle_env, capsys, TRAINED)
     data = tmp_path / "work" / "data" / comp.slug
     assert not [p for p in data.rglob("*") if p.suffix in (".zip", ".7z", ".tar")], "every archive is unpacked"
     written = sorted((tmp_path / "work" / "submissions" / comp.slug).glob("tiny-*.csv"))
     assert len(written) == 1, written
     sub = pd.read_csv(written[0], dtype=str, keep_default_na=False)
     assert list(sub.columns) == list(sample.columns), "the sample's header, exactly"
-    _submitted(comp, tmp_path, kaggle_env, capsys, written[0])
+    _submitted(comp, tmp_path, kaggle_env, capsys, written[0], TRAINED)
     assert list(sub.iloc[:, 0]) == list(sample.iloc[:, 0]), "every sample id once, in its order and spelling"
     folds_dir = tmp_path / "work" / "folds" / comp.slug
     meta = json.loads((folds_dir / "folds.json").read_text())
+    _above_the_constant(folds_dir / "tiny", len(meta["classes"]))
     table = pd.read_csv(folds_dir / "folds.csv", dtype=str, keep_default_na=False)
     classes = set(meta["classes"])
     _check_values(comp, sample, sub, classes)
