@@ -30,7 +30,7 @@ RUN_ARGS = $(if $(strip $(EXP)),--exp $(EXP)) data=$(DATA) $(ARGS)
 # docs/BENCHMARKS.md); KIT_ALLOCATOR=off make ... keeps glibc (kit/allocator.py).
 
 .DEFAULT_GOAL := demo
-.PHONY: demo install folds train predict blend pseudo export leaderboard submit download report notebook notebook-push notebook-status test test-fast bench cache reliability clean clean-all gpu-check gpu-wheels
+.PHONY: demo install folds train predict blend pseudo export leaderboard submit download report notebook notebook-push notebook-status test test-fast bench bench-fastai cache reliability clean clean-all gpu-check gpu-wheels
 
 # folds, train and predict in one process (kit run): one start-up of torch instead of three
 demo: install $(if $(filter data/demo,$(DATA)),data/demo/solution.csv)
@@ -103,7 +103,7 @@ notebook-status: install
 
 # one worker per core, a torch thread each (tests/conftest.py); a module's tests share a worker (its fixtures)
 test: install .whl/notebook/.done $(CHROMIUM)
-	$(PY) -m pytest -q -n auto --dist loadscope
+	$(PY) -m pytest -q -n auto --dist worksteal
 
 # the headless browser tests/test_report.py opens the report page in (through playwright): Debian's chromium,
 # installed where make runs as root; elsewhere that test skips, saying how (KIT_BROWSER_REQUIRED=1 makes it fail)
@@ -124,10 +124,21 @@ KAGGLE_IMAGE_TIMM := 1.0.20
 	touch $@
 
 test-fast: install .whl/notebook/.done $(CHROMIUM)
-	$(PY) -m pytest -q -n auto --dist loadscope -m "not slow"
+	$(PY) -m pytest -q -n auto --dist worksteal -m "not slow"
 
 bench: install
 	$(PY) -m bench $(ARGS)
+
+# fastai's documented default path beside the kit's, same data, cores and clock (bench/fastai_default.py, about
+# an hour a set at most): fastai in a venv of its own, so the kit's stays as requirements.txt makes it
+.venv-fastai/.installed: requirements.txt constraints.txt bench/requirements-fastai.txt
+	test -x .venv-fastai/bin/python || python3 -m venv .venv-fastai
+	.venv-fastai/bin/python -m pip install --quiet pip==26.3
+	.venv-fastai/bin/python -m pip install --quiet -r requirements.txt -r bench/requirements-fastai.txt -c constraints.txt
+	touch $@
+
+bench-fastai: .venv-fastai/.installed
+	.venv-fastai/bin/python -m bench.fastai_default
 
 # On a CUDA machine: GPU tests, training speed per setting, batched TTA (bench/gpu_check.py, docs/BENCHMARKS.md).
 # A machine with its own torch: make gpu-check PY=python3. Without CUDA it says so in one line.

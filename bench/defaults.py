@@ -104,7 +104,9 @@ def _score(sub: pd.DataFrame, solution: pd.DataFrame) -> tuple[float, float]:
     return tuple(float(hit[merged["Usage"] == u].mean()) for u in ("Public", "Private"))
 
 
-def _one(name: str, shape: dict, tmp: Path) -> dict:
+def default_path(shape: dict, tmp: Path):
+    """The data set written under tmp/data and the kit's default path run on it, timed:
+    (data, its config, seconds, the leaderboard's row, held-out images)."""
     shape = dict(shape)
     n_test = max(HELD_OUT, 2 * shape["classes"])
     data = (write_photo_regions if shape.pop("photo", False) else write_synthetic)(tmp / "data", side=64,
@@ -117,7 +119,11 @@ def _one(name: str, shape: dict, tmp: Path) -> dict:
     train.run([cfg])
     predict.run([cfg])
     seconds = time.perf_counter() - t0
-    row = leaderboard.load(tmp / "subs" / "leaderboard.csv").iloc[0]
+    return data, cfg, seconds, leaderboard.load(tmp / "subs" / "leaderboard.csv").iloc[0], n_test
+
+
+def _one(name: str, shape: dict, tmp: Path) -> dict:
+    data, cfg, seconds, row, n_test = default_path(shape, tmp)
     solution = pd.read_csv(data / "solution.csv", dtype=str)
     plain, epochs = plain_loop(data, cfg.backbone, cfg.img_size, seconds)
     plain_public, plain_private = _score(plain, solution)

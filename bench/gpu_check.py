@@ -83,7 +83,7 @@ def data_path(n: int, side: int = 448, batch: int = 64) -> dict:
     from bench.data_pipeline import make_jpegs
     from kit.config import PRESETS, load_config
     from kit.data.loaders import fold_loaders
-    from kit.runtime import num_workers
+    from kit.cpus import num_workers
     with tempfile.TemporaryDirectory() as tmp:
         names = make_jpegs(Path(tmp), (500, 375), n)
         labels = torch.arange(n).numpy() % 2

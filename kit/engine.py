@@ -22,6 +22,7 @@ from sklearn.metrics import accuracy_score
 from timm.loss import BinaryCrossEntropy, SoftTargetCrossEntropy
 from tqdm import tqdm
 
+from kit import cpus
 from kit.io import atomic_path
 from kit.metrics import Metric, probs_of, topk
 from kit.runtime import Dist, sum_over_ranks
@@ -158,6 +159,7 @@ def train_one_epoch(model, loader, optimizer, scaler, mixup, criterion, amp_ctx,
             correct += (logits.argmax(1) == target.argmax(1)).sum()
         seen += len(x)
         if (step + 1) % SYNC_EVERY == 0 or step + 1 == steps:
+            cpus.rebalance()  # another kit process started or ended: this one's share of the CPUs
             total, counted, now_skipped, skipped_steps = sum_over_ranks(sums, dist).tolist()  # the one host sync
             counted = counted if scaled else seen * dist.world
             mean = total / counted if counted else math.nan
@@ -180,6 +182,7 @@ def predict_logits(model, loader, amp_ctx, device, seen: list | None = None) -> 
     model.eval()
     out = []
     for x, y in loader:
+        cpus.rebalance()
         with amp_ctx():
             out.append(model(x.to(device, non_blocking=True).float()).float().cpu())  # float: TTA scales interpolate
         if seen is not None:

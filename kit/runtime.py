@@ -238,8 +238,8 @@ def grad_scaler(device: torch.device, amp: bool) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=amp_dtype(device, amp) == torch.float16)
 
 
-def describe(device: torch.device, amp: bool, workers: int, batch: int) -> str:
-    """The first line of a run: where it runs, in what precision, with how many workers."""
+def describe(device: torch.device, amp: bool, workers: int, batch: int, threads: str = "") -> str:
+    """The first line of a run: where it runs, in what precision, with how many workers and threads."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
@@ -247,7 +247,9 @@ def describe(device: torch.device, amp: bool, workers: int, batch: int) -> str:
                      if line.startswith("model name")), "CPU")
     precision = str(amp_dtype(device, amp) or torch.float32).replace("torch.", "")
     from kit.allocator import current
-    return f"device {device} ({name}), precision {precision}, workers {workers}, batch {batch}, allocator {current()}"
+    threads = f", {threads}" if threads else ""
+    return (f"device {device} ({name}), precision {precision}, workers {workers}{threads}, batch {batch}, "
+            f"allocator {current()}")
 
 
 def _read(path: str) -> str:
@@ -264,17 +266,6 @@ def usable_cpus() -> int:
     if len(quota) == 2 and quota[0] != "max":
         n = min(n, max(1, math.ceil(int(quota[0]) / int(quota[1]))))
     return n
-
-
-def num_workers(requested: int | str) -> int:
-    """auto: this process's share of the usable CPUs, when several training processes share the machine.
-
-    torchrun sets LOCAL_WORLD_SIZE; `make train GPUS=...` sets KIT_LOCAL_PROCS.
-    """
-    if requested != "auto" and requested != -1:
-        return int(requested)
-    procs = int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("KIT_LOCAL_PROCS") or 1)
-    return max(usable_cpus() // max(procs, 1), 1)
 
 
 def seed_everything(seed: int) -> None:

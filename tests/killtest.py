@@ -1,4 +1,5 @@
-"""Kill the pipeline (folds -> train -> predict) with SIGKILL at random moments, resume, compare.
+"""Kill the pipeline (folds -> train -> predict, in one `kit run` as `make` runs it) with SIGKILL at random moments,
+resume, compare.
 
     .venv/bin/python tests/killtest.py --trials 10      # make reliability
     (tests/test_reliability.py runs fewer trials in CI)
@@ -32,10 +33,10 @@ PYTHON = sys.executable
 
 
 def chain(data: Path, out: Path) -> list[str]:
+    """The three stages in one process (`make`'s `kit run`: one start-up of torch, not three, so that the kills
+    land in the stages' work rather than in imports; tests/test_smoke.py checks it writes what they write)."""
     args = ["--exp", "demo", f"data={data}", f"work_dir={out / 'folds'}", f"submissions_dir={out / 'subs'}", *TINY]
-    kit = f"{PYTHON} -m kit"
-    cmds = [" ".join([kit, stage, *args]) for stage in ("folds", "train", "predict")]
-    return ["bash", "-c", " && ".join(cmds)]
+    return [PYTHON, "-m", "kit", "run", *args]
 
 
 def readable(out: Path) -> list[str]:
@@ -91,9 +92,9 @@ def results(out: Path) -> dict:
 def killtest(root: Path, trials: int, seed: int = 0, kills: int = 2) -> list[str]:
     """Returns a list of problems (empty: passed).
 
-    Each trial starts from nothing, is killed `kills` times at moments drawn uniformly over the
-    uninterrupted run's duration (so kills land in folds, train and predict in proportion to their
-    time), resumes to the end, and is compared with the uninterrupted run.
+    Each trial starts from nothing, is killed `kills` times, the j-th at a moment drawn uniformly in the j-th of
+    `kills` equal slices of the uninterrupted run's duration (so kills land in folds, train and predict in
+    proportion to their time, spread over them), resumes to the end, and is compared with the uninterrupted run.
     """
     env = dict(os.environ)
     data = root / "data"
@@ -106,8 +107,8 @@ def killtest(root: Path, trials: int, seed: int = 0, kills: int = 2) -> list[str
     rng, problems, landed = random.Random(seed), [], []
     for trial in range(trials):
         out = root / f"trial{trial}"
-        for _ in range(kills):
-            at = rng.uniform(0.5, duration)
+        for j in range(kills):  # kill j in the j-th of `kills` equal slices of the run: spread over the stages
+            at = rng.uniform(0.5 + (duration - 0.5) * j / kills, 0.5 + (duration - 0.5) * (j + 1) / kills)
             code = run_once(chain(data, out), env, at)
             landed.append(stage_reached(out) if code is None else "not killed (finished first)")
             problems += [f"trial {trial} (kill at {at:.1f}s): unreadable {b}" for b in readable(out)]

@@ -54,25 +54,14 @@ def test_gpus_hidden_on_purpose_mean_the_cpu_not_an_old_driver(monkeypatch):
         runtime.pick_device("cuda")
 
 
-def test_workers_are_this_process_share_of_the_usable_cpus(monkeypatch):
-    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: set(range(16)))
-    monkeypatch.setattr(runtime, "_read", lambda path: "400000 100000" if path.endswith("cpu.max") else "")
-    assert runtime.usable_cpus() == 4, "a cgroup quota of 4 CPUs caps 16 in the affinity mask"
-    monkeypatch.setattr(runtime, "_read", lambda path: "max 100000" if path.endswith("cpu.max") else "")
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
-    assert runtime.num_workers(-1) == 4, "16 CPUs over 4 GPU processes"
-    monkeypatch.delenv("LOCAL_WORLD_SIZE")
-    monkeypatch.setenv("KIT_LOCAL_PROCS", "2")
-    assert runtime.num_workers(-1) == 8 and runtime.num_workers(3) == 3
-
-
-def test_the_first_line_names_device_precision_workers_and_batch(tmp_path, folder_data, caplog):
+def test_the_first_line_names_device_precision_workers_threads_and_batch(tmp_path, folder_data, caplog):
     cfg = tiny_cfg(tmp_path, folder_data, stage1_epochs=1, stage2_epochs=0)
     folds.make_folds(cfg)
     with caplog.at_level(logging.INFO):
         train.run([cfg], only=[0])
     first = next(r.getMessage() for r in caplog.records if r.name == "kit.train.loop")
-    assert first.startswith("train: device cpu (") and "precision float32, workers 0, batch 8, allocator " in first, first
+    assert first.startswith("train: device cpu (") and "precision float32, workers 0, threads " in first, first
+    assert " kit process" in first and ", batch 8, allocator " in first, first
 
 
 def test_capped_batched_tta_equals_uncapped():

@@ -16,7 +16,7 @@ from pathlib import Path
 from kit.config import Config
 from kit.data import folds as folds_command
 from kit.data.loaders import cache_step, eval_transform_of, load_resized, train_transform_of
-from kit.runtime import num_workers
+from kit.cpus import num_workers
 
 log = logging.getLogger(__name__)
 

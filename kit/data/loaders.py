@@ -20,7 +20,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from kit.io import MAX_PIXELS, channels_of, image_stat, load_rgb, save_npy
-from kit.runtime import num_workers
+from kit.cpus import num_workers
 
 log = logging.getLogger(__name__)
 UNREADABLE = -2  # the label an unreadable test image comes with (unreadable_ok); -1 is an unlabelled one

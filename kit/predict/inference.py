@@ -21,7 +21,9 @@ from kit.data.layout import summarize
 from kit.data.loaders import dataset_of, eval_loader, eval_transform_of
 from kit.engine import load_checkpoint, predict_logits
 from kit.model import from_config
-from kit.runtime import autocast, describe, num_workers, pick_device
+from kit import cpus
+from kit.cpus import num_workers
+from kit.runtime import autocast, describe, pick_device
 from kit.tta import transforms as tta_transforms
 
 log = logging.getLogger(__name__)
@@ -98,5 +100,6 @@ def fold_logits(cfg: Config, ckpt: Path, classes: list[str], root: Path, paths: 
 def start(cfg: Config, command: str) -> torch.device:
     """The device an inference command runs on, named with its precision and workers in the command's first line."""
     device = pick_device(cfg.device, cfg.deterministic)
-    log.info("%s: %s", command, describe(device, cfg.amp, num_workers(cfg.workers), cfg.eval_batch_size))
+    threads = cpus.start(cfg.threads)
+    log.info("%s: %s", command, describe(device, cfg.amp, num_workers(cfg.workers), cfg.eval_batch_size, threads))
     return device

@@ -32,9 +32,9 @@ from kit.data import folds as folds_command
 from kit.data.folds import Folds
 from kit.engine import epoch_steps, load_checkpoint, save_checkpoint, train_one_epoch, validate
 from kit.metrics import Metric
-from kit.runtime import (Dist, barrier, describe, from_main, mean_over_ranks, num_workers, pick_device,
+from kit.runtime import (Dist, barrier, describe, from_main, mean_over_ranks, pick_device,
                          setup_distributed, sync_batchnorm)
-from kit import tracking
+from kit import cpus, tracking
 from kit.train import alarm, checkpoints, plan, pseudo
 from kit.experiment import Experiment
 from kit.train.plan import Plan
@@ -292,8 +292,10 @@ def run(cfgs: list[Config], only: list[int] | None = None, shard: tuple[int, int
         loaded[cfg.name] = folds
         jobs += [(cfg, k) for k in only or range(folds.n_folds) if shard is None or k % shard[1] == shard[0]]
     device = pick_device(cfgs[0].device, cfgs[0].deterministic)
+    threads = cpus.start(cfgs[0].threads)
     if dist.main:
-        log.info("train: %s", describe(device, cfgs[0].amp, num_workers(cfgs[0].workers), cfgs[0].batch_size))
+        log.info("train: %s", describe(device, cfgs[0].amp, cpus.num_workers(cfgs[0].workers), cfgs[0].batch_size,
+                                       threads))
         for cfg in cfgs:
             save_config(cfg, Experiment.of(cfg).config)
     progress = Progress({(cfg.name, k): 0 if Experiment.of(cfg).fold(k).done
