@@ -48,16 +48,16 @@ def fastai_path(data: Path, backbone: str, resize: int, size: int, seconds: floa
     dls = ImageDataLoaders.from_df(table, path=data, fn_col="path", label_col="label", valid_pct=VALID_PCT, seed=0,
                                    item_tfms=Resize(resize), batch_tfms=aug_transforms(size=size), bs=bs)
     learn = vision_learner(dls, backbone, pretrained=False, metrics=accuracy)
-    learn.recorder.silent = True
-    t1 = time.perf_counter()
-    lr = learn.lr_find(show_plot=False).valley
-    step = (time.perf_counter() - t1) / max(len(learn.recorder.lrs), 1)
-    test = sorted((data / "test").rglob("*.png"))
-    epoch = step * (len(dls.train) + 0.4 * len(dls.valid))  # a validation step: a forward pass, about 0.4 of one
-    predict = step * 0.4 * (len(test) / bs + 1)
-    epochs = max(1, int((seconds - (time.perf_counter() - t0) - predict) / epoch))
-    learn.fit_one_cycle(epochs, lr)
-    probs, _ = learn.get_preds(dl=dls.test_dl(test))
+    with learn.no_bar(), learn.no_logging():
+        t1 = time.perf_counter()
+        lr = learn.lr_find(show_plot=False).valley
+        step = (time.perf_counter() - t1) / max(len(learn.recorder.lrs), 1)
+        test = sorted((data / "test").rglob("*.png"))
+        epoch = step * (len(dls.train) + 0.4 * len(dls.valid))  # a validation step: a forward pass, about 0.4 of one
+        predict = step * 0.4 * (len(test) / bs + 1)
+        epochs = max(1, int((seconds - (time.perf_counter() - t0) - predict) / epoch))
+        learn.fit_one_cycle(epochs, lr)
+        probs, _ = learn.get_preds(dl=dls.test_dl(test))
     vocab = list(dls.vocab)
     sub = pd.DataFrame({"id": [p.stem for p in test], "label": [vocab[i] for i in probs.argmax(1).tolist()]})
     return sub, {"fastai_bs": bs, "fastai_lr": float(f"{lr:.2g}"), "fastai_epochs": epochs,

@@ -1,18 +1,20 @@
 """This process's share of the CPUs, when several kit processes compute on one machine.
 
 A kit process that trains or predicts sizes its compute threads (torch's intra-op pool, which is
-OpenMP's, and OpenCV's) and its loader workers to its share of the usable CPUs: the CPUs it may use
-(affinity, cgroup quota: kit.runtime.usable_cpus) divided by the kit processes computing on them.
+OpenMP's, every other OpenMP and BLAS pool through threadpoolctl, and OpenCV's) and its loader
+workers to its share of the usable CPUs: the CPUs it may use (affinity, cgroup quota:
+kit.runtime.usable_cpus) divided by the kit processes computing on them.
 That count is the larger of what the launcher says (LOCAL_WORLD_SIZE under torchrun, KIT_LOCAL_PROCS
 from `make train GPUS=...` and `kit jobs`, PYTEST_XDIST_WORKER_COUNT in the tests) and the live
-entries of a per-user registry every computing kit process joins (<tmp>/kit-<uid>/cpus/<pid>), so two
-trainings started by hand in two terminals, or a notebook's predict beside a training, see each other.
+entries of a per-user registry every computing kit process joins (<tmp>/kit-<uid>/cpus/<pid>; POSIX
+only, elsewhere the launcher's count alone), so two trainings started by hand in two terminals, or a
+notebook's predict beside a training, see each other.
 A computing process reads the count again every few seconds, so its share grows back when the other
 one ends. `threads=N` fixes the number instead.
 
 Why it matters: oversubscribed, OpenMP's waiting threads spin against each other. Two trainings of
-the demo at two threads each on a 2-core machine ran at 66 img/s each against 553 alone; at one
-thread each, 357 each (bench/sharing.py, docs/BENCHMARKS.md).
+the demo at two threads each on a 2-core machine ran at 66 img/s each against 553 alone; sized
+here, at 349 and 344 against 497 alone (bench/sharing.py, docs/BENCHMARKS.md).
 """
 from __future__ import annotations
 
@@ -36,6 +38,10 @@ LAUNCHERS = ("LOCAL_WORLD_SIZE", "KIT_LOCAL_PROCS", "PYTEST_XDIST_WORKER_COUNT")
 def registry() -> Path:
     """The folder of live kit processes' entries: one file per pid holding the process's start time."""
     return Path(os.environ.get("KIT_CPUS_DIR") or Path(tempfile.gettempdir()) / f"kit-{os.getuid()}" / "cpus")
+
+
+# POSIX only: on Windows os.kill(pid, 0) ends the process instead of asking whether it lives (and there is no getuid)
+REGISTRY = os.name == "posix"
 
 
 def _started(pid: int) -> str:
@@ -64,6 +70,8 @@ def _alive(entry: Path) -> bool:
 
 def live() -> int:
     """Kit processes computing now (this one included once it has joined); entries of ended ones removed."""
+    if not REGISTRY:
+        return 0
     folder, n = registry(), 0
     for entry in folder.glob("[0-9]*") if folder.is_dir() else ():
         if _alive(entry):
@@ -90,7 +98,7 @@ _state = _State()
 
 def join() -> None:
     """Enter this process in the registry (once); its entry goes at exit, or is pruned by the next count."""
-    if _state.joined == os.getpid():
+    if _state.joined == os.getpid() or not REGISTRY:
         return
     folder = registry()
     try:
@@ -128,8 +136,12 @@ def num_workers(requested: int | str) -> int:
 
 
 def _apply(threads: int) -> None:
+    """torch's pool (OpenMP), every other OpenMP and BLAS pool loaded in the process (threadpoolctl, scikit-learn's),
+    and OpenCV's, at `threads`."""
     if threads != _state.threads:
         torch.set_num_threads(threads)
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(threads)  # numpy's OpenBLAS, scikit-learn's OpenMP: until changed again
         try:
             import cv2
             cv2.setNumThreads(threads)

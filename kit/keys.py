@@ -166,8 +166,8 @@ class TrainKeys:
     workers: Annotated[Annotated[int, Ge(0)] | Auto, FormerAuto] = _key(
         "auto", "DataLoader workers; auto = this process's share of the CPU cores")
     threads: Annotated[int, Ge(1)] | Auto = _key(
-        "auto", "torch's and OpenCV's compute threads; auto = this process's share of the usable CPUs among the kit "
-                "processes computing on them, counted again as they start and end (kit/cpus.py)")
+        "auto", "compute threads (torch, OpenMP and BLAS pools, OpenCV); auto = this process's share of the usable "
+                "CPUs among the kit processes computing on them, counted again as they start and end (kit/cpus.py)")
     mixup_alpha: NonNeg = _key(1.0, "mixup Beta(alpha, alpha); 0 turns mixup off", "weights")
     cutmix_alpha: NonNeg = _key(0.0, "cutmix alpha; 0 = no cutmix", "weights")
     label_smoothing: NonNeg = _key(0.1, "label smoothing of the soft targets", "weights")

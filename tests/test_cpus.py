@@ -3,9 +3,11 @@ computing now, torch's threads sized to it and resized as others start and end, 
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from kit import cpus, runtime
 from kit.config import load_config
@@ -24,6 +26,7 @@ def machine(tmp_path, monkeypatch):
     threads = torch.get_num_threads()
     yield tmp_path / "cpus"
     torch.set_num_threads(threads)
+    threadpool_limits(threads)
 
 
 @pytest.fixture
@@ -56,6 +59,9 @@ def test_workers_and_threads_are_the_launchers_share(machine, monkeypatch):
 def test_a_process_started_by_hand_takes_its_share_beside_another(machine, other):
     said = cpus.start("auto")
     assert torch.get_num_threads() == 8, "16 CPUs, two kit processes"
+    pools = {Path(p["filepath"]).name: p["num_threads"] for p in threadpool_info()
+             if "/torch/" in p["filepath"] or "/numpy" in p["filepath"]}  # OpenCV's OpenBLAS is built single-threaded
+    assert len(pools) >= 2 and set(pools.values()) == {8}, "torch's OpenMP and numpy's BLAS at the share too"
     assert said == "threads 8 (16 CPUs, 2 kit processes)"
     assert sorted(p.name for p in machine.iterdir()) == sorted([str(os.getpid()), str(other.pid)])
 
