@@ -5,6 +5,7 @@
 #   make submit COMP=slug [FILE=...]   # kaggle competitions submit of the best-CV submission (or FILE)
 #   make leaderboard [COMP=slug]       # merge Kaggle's public/private scores and print the table
 #   make blend EXP="A B"               # weights fitted on the experiments' OOF predictions, nested CV
+#   make stack EXP="A [B]"             # boosted trees on their OOF predictions + the competition's tabular columns
 #   make pseudo FROM=A NAME=B          # B: A + confidently pseudo-labelled test images (THRESHOLD=0.9)
 #   make notebook COMP=slug            # code competitions: a Kaggle dataset + kernel that predict offline
 #   make notebook-push COMP=slug       # datasets create/version + kernels push; make notebook-status COMP=slug
@@ -30,7 +31,7 @@ RUN_ARGS = $(if $(strip $(EXP)),--exp $(EXP)) data=$(DATA) $(ARGS)
 # docs/BENCHMARKS.md); KIT_ALLOCATOR=off make ... keeps glibc (kit/allocator.py).
 
 .DEFAULT_GOAL := demo
-.PHONY: demo install folds train predict blend pseudo export leaderboard submit download report notebook notebook-push notebook-status test test-fast bench bench-fastai cache reliability clean clean-all gpu-check gpu-wheels
+.PHONY: demo install folds train predict blend stack pseudo export leaderboard submit download report notebook notebook-push notebook-status test test-fast bench bench-fastai cache reliability clean clean-all gpu-check gpu-wheels
 
 # folds, train and predict in one process (kit run): one start-up of torch instead of three
 demo: install $(if $(filter data/demo,$(DATA)),data/demo/solution.csv)
@@ -73,6 +74,9 @@ pseudo: install
 
 blend: install
 	$(KIT) blend $(RUN_ARGS)
+
+stack: install
+	$(KIT) stack $(RUN_ARGS)
 
 export: install
 	$(KIT) export $(RUN_ARGS) --out $(OUT)

@@ -284,4 +284,7 @@ class PredictKeys:
                "out-of-fold predictions to lower the log loss (nested like threshold; it changes no top class, only "
                "the probabilities a probs or prob submission holds; not fitted for a roc_auc of more than two classes, "
                "whose one-vs-rest ranking it would change); off = as the ensemble gives them", "ensemble")
+    tabular: bool = _key(
+        True, "kit stack: use the competition's tabular columns beside the images (the label file's and the test "
+              "file's shared columns, kit/data/tabular.py); false = the members' predictions alone", "ensemble")
     solution: Str = _key("", "solution CSV (id, label, Usage) for local scoring; default DATA/solution.csv")

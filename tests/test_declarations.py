@@ -42,6 +42,7 @@ ALT = {  # key -> another valid value than the base experiment's
     "metric": "f1_macro", "sampler": "balanced", "class_weight": "balanced",
     "tta": ("hflip",),
     "merge": "probs", "allow_missing_folds": True, "threshold": 0.3, "blank_below": 0.5, "temperature": "off",
+    "tabular": False,
     "max_pixels": 50_000_000, "cache": True, "memory_cache_mb": 8, "workers": 1, "threads": 1, "device": "cpu",
     "deterministic": True, "checkpoint_every_s": 5.0, "keep_checkpoints": True, "channels_last": True,
     "compile": True, "batched_tta": "on", "tta_max_images": 8, "eval_batch_size": 4, "bad_test_images": "prior", "zip": True,

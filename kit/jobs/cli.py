@@ -61,6 +61,8 @@ COMMANDS = {
                    commands.run, BOTH),
     "blend": Command("weights for several experiments fitted on their OOF predictions (greedy selection), nested "
                      "CV, submission and leaderboard row", commands.blend, BOTH),
+    "stack": Command("a second level (gradient-boosted trees) on the experiments' OOF predictions and the "
+                     "competition's tabular columns, nested CV, submission and leaderboard row", commands.stack, BOTH),
     "pseudo": Command("a new experiment (--name) whose folds also train on the test images the source's (--from) "
                       "fold models label with probability >= --threshold; trained, predicted, its gain on the "
                       "leaderboard", commands.pseudo, BOTH),

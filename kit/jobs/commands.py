@@ -60,6 +60,11 @@ def blend(a):
     return blend.run(a.cfgs, a.steps)
 
 
+def stack(a):
+    from kit.predict import stack
+    return stack.run(a.cfgs)
+
+
 def pseudo(a):
     from kit.jobs import pipeline
     return pipeline.pseudo_label(a.cfgs[0], a.threshold, a.name)
