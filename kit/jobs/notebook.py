@@ -31,9 +31,9 @@ log = logging.getLogger(__name__)
 # The kit's requirements as Kaggle's Python image holds them: those it lacks travel as wheels in the dataset;
 # those it has are used as they are. tests/test_notebook.py checks that every requirement is in one of the two.
 KAGGLE_LACKS = ("ttach", "iterative-stratification")
-KAGGLE_HAS = ("torch", "torchvision", "timm", "albumentations", "opencv-python-headless", "numpy", "scikit-learn", "h5py",
-              "pandas", "pillow", "kaggle", "six", "matplotlib", "tqdm", "pyyaml", "pydantic", "safetensors", "jinja2",
-              "tensorboard")
+KAGGLE_HAS = ("torch", "torchvision", "timm", "albumentations", "opencv-python-headless", "numpy", "scikit-learn",
+              "threadpoolctl", "h5py", "pandas", "pillow", "kaggle", "six", "matplotlib", "tqdm", "pyyaml", "pydantic",
+              "safetensors", "jinja2", "tensorboard")
 TOOLING = ("py7zr", "submitit", "cmeel-mimalloc", "setuptools", "pytest", "pytest-xdist", "nbformat", "nbclient",
            "ipykernel", "playwright", "mlflow")  # the kit's set-up and tests, and a tracker a notebook goes without
 
