@@ -140,7 +140,9 @@ def _hflip(work_dir: Path) -> str:
     return str(json.loads(found[0].read_text())["hflip"]) if found else "-"
 
 
-def run(size: str) -> list[dict]:
+def each_set(one) -> list[dict]:
+    """one(name, shape, a temporary folder) -> its row, for every data set of DATASETS whose name contains one of
+    KIT_BENCH_SETS's texts ("a|b"; all without it), each row printed as it comes."""
     logging.getLogger("kit").setLevel(logging.WARNING)
     only = [text for text in os.environ.get("KIT_BENCH_SETS", "").split("|") if text]
     rows = []
@@ -148,6 +150,10 @@ def run(size: str) -> list[dict]:
         if only and not any(text in name for text in only):
             continue
         with tempfile.TemporaryDirectory() as tmp:
-            rows.append(_one(name, shape, Path(tmp)))
+            rows.append(one(name, shape, Path(tmp)))
             print(rows[-1], flush=True)
     return rows
+
+
+def run(size: str) -> list[dict]:
+    return each_set(_one)

@@ -16,15 +16,12 @@ last partial batch: 32 training images at 64 would train on none).
 """
 from __future__ import annotations
 
-import logging
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from bench.defaults import DATASETS, _score, default_path
+from bench.defaults import _score, default_path, each_set
 
 VALID_PCT = 0.2
 
@@ -64,25 +61,19 @@ def fastai_path(data: Path, backbone: str, resize: int, size: int, seconds: floa
                  "fastai_minutes": round((time.perf_counter() - t0) / 60, 1)}
 
 
+def _one(name: str, shape: dict, tmp: Path) -> dict:
+    data, cfg, seconds, row, n_test = default_path(shape, tmp)
+    solution = pd.read_csv(data / "solution.csv", dtype=str)
+    sub, did = fastai_path(data, cfg.backbone, cfg.resize, cfg.img_size, seconds)
+    public, private = _score(sub, solution)
+    return {"data": name, "held_out": n_test, "kit_minutes": round(seconds / 60, 1), "kit_cv": float(row["cv_top1"]),
+            "kit_public": float(row["public"]), "kit_private": float(row["private"]), **did,
+            "fastai_public": round(public, 3), "fastai_private": round(private, 3),
+            "fastai / kit": round(private / max(float(row["private"]), 1e-9), 2)}
+
+
 def run(size: str = "cpu") -> list[dict]:
-    logging.getLogger("kit").setLevel(logging.WARNING)
-    only = [text for text in os.environ.get("KIT_BENCH_SETS", "").split("|") if text]
-    rows = []
-    for name, shape in DATASETS.items():
-        if only and not any(text in name for text in only):
-            continue
-        with tempfile.TemporaryDirectory() as tmp:
-            data, cfg, seconds, row, n_test = default_path(shape, Path(tmp))
-            solution = pd.read_csv(data / "solution.csv", dtype=str)
-            sub, did = fastai_path(data, cfg.backbone, cfg.resize, cfg.img_size, seconds)
-            public, private = _score(sub, solution)
-            rows.append({"data": name, "held_out": n_test, "kit_minutes": round(seconds / 60, 1),
-                         "kit_cv": float(row["cv_top1"]), "kit_public": float(row["public"]),
-                         "kit_private": float(row["private"]), **did, "fastai_public": round(public, 3),
-                         "fastai_private": round(private, 3),
-                         "fastai / kit": round(private / max(float(row["private"]), 1e-9), 2)})
-            print(rows[-1], flush=True)
-    return rows
+    return each_set(_one)
 
 
 def main() -> None:
