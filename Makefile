@@ -6,6 +6,7 @@
 #   make leaderboard [COMP=slug]       # merge Kaggle's public/private scores and print the table
 #   make blend EXP="A B"               # weights fitted on the experiments' OOF predictions, nested CV
 #   make stack EXP="A [B]"             # boosted trees on their OOF predictions + the competition's tabular columns
+#   make sweep EXP=A TRIALS=20         # Optuna over configs/A.sweep.yaml: trials A-t<n>, the best as configs/A_best.yaml
 #   make pseudo FROM=A NAME=B          # B: A + confidently pseudo-labelled test images (THRESHOLD=0.9)
 #   make notebook COMP=slug            # code competitions: a Kaggle dataset + kernel that predict offline
 #   make notebook-push COMP=slug       # datasets create/version + kernels push; make notebook-status COMP=slug
@@ -24,6 +25,7 @@ COMP ?=
 FILE ?=
 OUT ?= bundle
 THRESHOLD ?= 0.9
+TRIALS ?= 20
 CHROMIUM := /usr/bin/chromium
 KIT = $(PY) -m kit
 RUN_ARGS = $(if $(strip $(EXP)),--exp $(EXP)) data=$(DATA) $(ARGS)
@@ -31,7 +33,7 @@ RUN_ARGS = $(if $(strip $(EXP)),--exp $(EXP)) data=$(DATA) $(ARGS)
 # docs/BENCHMARKS.md); KIT_ALLOCATOR=off make ... keeps glibc (kit/allocator.py).
 
 .DEFAULT_GOAL := demo
-.PHONY: demo install folds train predict blend stack pseudo export leaderboard submit download report notebook notebook-push notebook-status test test-fast bench bench-fastai cache reliability clean clean-all gpu-check gpu-wheels
+.PHONY: demo install folds train predict blend stack sweep pseudo export leaderboard submit download report notebook notebook-push notebook-status test test-fast bench bench-fastai cache reliability clean clean-all gpu-check gpu-wheels
 
 # folds, train and predict in one process (kit run): one start-up of torch instead of three
 demo: install $(if $(filter data/demo,$(DATA)),data/demo/solution.csv)
@@ -77,6 +79,9 @@ blend: install
 
 stack: install
 	$(KIT) stack $(RUN_ARGS)
+
+sweep: install
+	$(KIT) sweep $(RUN_ARGS) --trials $(TRIALS)
 
 export: install
 	$(KIT) export $(RUN_ARGS) --out $(OUT)

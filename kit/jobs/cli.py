@@ -63,6 +63,9 @@ COMMANDS = {
                      "CV, submission and leaderboard row", commands.blend, BOTH),
     "stack": Command("a second level (gradient-boosted trees) on the experiments' OOF predictions and the "
                      "competition's tabular columns, nested CV, submission and leaderboard row", commands.stack, BOTH),
+    "sweep": Command("a hyperparameter search on Optuna over a YAML space (--space, default configs/<exp>.sweep.yaml): "
+                     "each trial an experiment <exp>-t<n> trained and predicted on the same folds; the best trial's "
+                     "config as configs/<exp>_best.yaml", commands.sweep, BOTH),
     "pseudo": Command("a new experiment (--name) whose folds also train on the test images the source's (--from) "
                       "fold models label with probability >= --threshold; trained, predicted, its gain on the "
                       "leaderboard", commands.pseudo, BOTH),
@@ -140,6 +143,11 @@ def _options(name: str, s: argparse.ArgumentParser) -> None:
                             "OOF files needed; also writes <submissions_dir>/submission.csv")
     if name == "blend":
         s.add_argument("--steps", type=int, default=50, help="greedy selection steps (weights in 1/steps)")
+    if name == "sweep":
+        s.add_argument("--trials", type=int, default=20, help="trials this process runs (default 20)")
+        s.add_argument("--space", default="", metavar="FILE", help="the search space (default configs/<exp>.sweep.yaml)")
+        s.add_argument("--storage", default="", metavar="URL", help="an Optuna storage URL shared by several machines "
+                       "(default: a journal file, <work_dir>/<exp>.sweep.journal)")
     if name == "pseudo":
         s.add_argument("--from", dest="source", required=True, metavar="EXP", help="source experiment (name or YAML)")
         s.add_argument("--threshold", type=float, default=0.9, help="keep labels with at least this probability")
@@ -246,6 +254,8 @@ def _run(args, parser) -> None:
             parser.error("--fold auto takes the one fold of a job-array task: give it alone, to train")
     if args.command == "blend" and args.steps < 1:
         parser.error(f"--steps {args.steps}: must be >= 1")
+    if args.command == "sweep" and args.trials < 1:
+        parser.error(f"--trials {args.trials}: must be >= 1")
     args.cfgs = _configs(args, parser) if command.configs and not getattr(args, "bundle", "") else []
     for cfg in args.cfgs:
         for key in command.outputs:

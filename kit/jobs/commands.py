@@ -65,6 +65,16 @@ def stack(a):
     return stack.run(a.cfgs)
 
 
+def sweep(a):
+    from pathlib import Path
+
+    from kit.train import sweep
+    if len(a.cfgs) != 1:
+        raise ValueError("sweep: one experiment to search around (--exp A)")
+    cfg = a.cfgs[0]
+    return sweep.run(cfg, a.trials, Path(a.space or f"configs/{cfg.name}.sweep.yaml"), a.storage)
+
+
 def pseudo(a):
     from kit.jobs import pipeline
     return pipeline.pseudo_label(a.cfgs[0], a.threshold, a.name)

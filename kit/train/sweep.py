@@ -1,0 +1,146 @@
+"""A hyperparameter search on Optuna: each trial an experiment of its own name, trained and predicted through the
+same folds, claims and files as any other, ranked by its honest CV.
+
+    python -m kit sweep --exp quick --trials 20 data=...       # make sweep EXP=quick TRIALS=20
+    python -m kit sweep --exp quick --space my_space.yaml ...   # default: configs/<exp>.sweep.yaml here
+
+The search space is YAML, a key each, over any config key that shapes the weights or what follows them:
+
+    stage1_lr: {low: 0.0001, high: 0.1, log: true}     # a range (floats; ints where both ends are ints)
+    weight_decay: {low: 0.00001, high: 0.01, log: true}
+    mixup_alpha: {low: 0.0, high: 1.0}
+    img_size: [48, 64]                                  # a choice
+    backbone: [resnest14d, resnet18d]
+
+Trial n of experiment A is the experiment `A-t<nnn>` (its folds, checkpoints, submission and leaderboard row
+like any other). The study lives in a journal file beside the experiments (<work_dir>/<A>.sweep.journal) or in
+any Optuna storage (`--storage URL`), so that several processes, on one machine or as `kit jobs` array
+tasks on a cluster, each take the next trial of one study. When a process's trials are done the best
+trial's config is written as a preset, configs/<A>_best.yaml, which `--exp <A>_best` names. Not yet: pruning
+a trial early on its first fold's curve.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from pathlib import Path
+
+import yaml
+
+from kit.config import Config, load_config, shapes, to_dict
+from kit.data import folds as folds_command
+from kit.io import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+def space_of(path: Path) -> dict:
+    """The search space in `path`: {key: ("range", low, high, log) or ("choice", [values])}; one line per mistake."""
+    if not path.is_file():
+        raise ValueError(f"sweep: no search space at {path}; write one (a key per line: `stage1_lr: {{low: 0.0001, "
+                         "high: 0.1, log: true}` or `img_size: [48, 64]`), or give --space FILE")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict) or not raw:
+        raise ValueError(f"{path}: expected config keys, each with a range or a list of choices")
+    keys = {f.name for f in dataclasses.fields(Config)}
+    space = {}
+    for key, spec in raw.items():
+        if key not in keys:
+            raise ValueError(f"{path}: {key!r} is not a config key (`python -m kit --help-config` lists them)")
+        if shapes(key) == "split":
+            raise ValueError(f"{path}: {key} changes the folds; every trial trains on the same folds (set it in "
+                             "the experiment)")
+        if key == "name":
+            raise ValueError(f"{path}: name is the trial's own (<experiment>-t<n>)")
+        if isinstance(spec, list) and spec:
+            space[key] = ("choice", spec)
+        elif isinstance(spec, dict) and {"low", "high"} <= set(spec) <= {"low", "high", "log"}:
+            low, high, use_log = spec["low"], spec["high"], bool(spec.get("log", False))
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)) or low >= high:
+                raise ValueError(f"{path}: {key}: low and high must be numbers, low < high (got {low!r}, {high!r})")
+            if use_log and low <= 0:
+                raise ValueError(f"{path}: {key}: a log range needs low > 0 (got {low!r})")
+            space[key] = ("range", low, high, use_log)
+        else:
+            raise ValueError(f"{path}: {key}: give a list of choices or {{low: .., high: .., log: true}} "
+                             f"(got {spec!r})")
+    return space
+
+
+def _sample(trial, space: dict) -> dict:
+    values = {}
+    for key, spec in space.items():
+        if spec[0] == "choice":
+            values[key] = trial.suggest_categorical(key, spec[1])
+        elif isinstance(spec[1], int) and isinstance(spec[2], int):
+            values[key] = trial.suggest_int(key, spec[1], spec[2], log=spec[3])
+        else:
+            values[key] = trial.suggest_float(key, float(spec[1]), float(spec[2]), log=spec[3])
+    return values
+
+
+def _storage(cfg: Config, url: str):
+    import optuna
+    if url:
+        return url
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    path = Path(cfg.work_dir) / f"{cfg.name}.sweep.journal"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def trial_config(base: Config, values: dict, number: int) -> Config:
+    """The base experiment with a trial's values, under the trial's own name; a value the config refuses is the
+    space's mistake, said with the trial's values."""
+    try:
+        return load_config(None, {**to_dict(base), **values, "name": f"{base.name}-t{number:03d}"})
+    except ValueError as e:
+        raise ValueError(f"sweep trial {number} ({values}): {e}") from None
+
+
+def run(base: Config, trials: int, space_path: Path, storage: str = "") -> Path:
+    """Run `trials` trials of the study of `base` (joining it where other processes already run it); the best
+    trial's config as configs/<name>_best.yaml."""
+    try:
+        import optuna
+    except ImportError:
+        raise ValueError("kit sweep needs Optuna: pip install 'kit[sweep]' (in a checkout of the kit, make install)") \
+            from None
+    from kit.predict import predict
+    from kit.train import loop
+    space = space_of(space_path)
+    folds_command.make_folds(base)  # every trial trains on these folds (kept as they are when up to date)
+    metric = folds_command.load(base).metric
+    study = optuna.create_study(study_name=f"{base.name}-sweep", storage=_storage(base, storage),
+                                load_if_exists=True, direction="maximize" if metric.higher_is_better else "minimize",
+                                sampler=optuna.samplers.TPESampler(seed=base.seed))
+    for _ in range(trials):
+        trial = study.ask()
+        try:
+            cfg = trial_config(base, _sample(trial, space), trial.number)
+            log.info("sweep trial %d: %s", trial.number, cfg.name)
+            loop.run([cfg])
+            predict.run([cfg])
+        except BaseException:  # a refused value, a failed run, Ctrl-C: the trial is not left running in the study
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
+        score = float(json.loads((Path(cfg.work_dir) / cfg.name / "cv.json").read_text())["score"])
+        study.tell(trial, score if math.isfinite(score) else None,
+                   state=None if math.isfinite(score) else optuna.trial.TrialState.FAIL)
+    best = study.best_trial
+    out = Path("configs") / f"{base.name}_best.yaml"
+    where = {"name", "data", "work_dir", "submissions_dir", "cache_dir", "solution"}  # given with each run
+    chosen = {k: v for k, v in {**to_dict(base), **best.params}.items() if k not in where}
+    out.parent.mkdir(exist_ok=True)
+    atomic_write_text(out, f"# kit sweep of {base.name}: trial {best.number} of {len(study.trials)}, CV {metric.name} "
+                           f"{best.value:.4f}\n" + yaml.safe_dump(chosen, sort_keys=False))
+    log.info("sweep %s: best trial %d of %d, CV %s %.4f (%s); its config: %s (--exp %s_best)", base.name, best.number,
+             len(study.trials), metric.name, best.value, best.params, out, base.name)
+    return out
