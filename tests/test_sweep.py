@@ -13,7 +13,7 @@ import yaml
 from conftest import TINY
 from kit.board import leaderboard
 from kit.jobs.cli import main
-from kit.train.sweep import space_of
+from kit.jobs.sweep import space_of
 
 BASE = {**{k: v for k, v in TINY.items() if k != "name"}, "stage1_epochs": 1, "stage2_epochs": 0, "batch_size": 8}
 SPACE = {"stage1_lr": {"low": 0.01, "high": 0.1, "log": True}, "spinal_width": [8, 16]}

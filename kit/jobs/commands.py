@@ -68,7 +68,7 @@ def stack(a):
 def sweep(a):
     from pathlib import Path
 
-    from kit.train import sweep
+    from kit.jobs import sweep
     if len(a.cfgs) != 1:
         raise ValueError("sweep: one experiment to search around (--exp A)")
     cfg = a.cfgs[0]
