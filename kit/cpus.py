@@ -123,9 +123,16 @@ def sharing() -> int:
     return max(launched(), live())
 
 
+def _sized() -> tuple[int, int, int]:
+    """(this process's CPUs: the usable ones over the processes sharing them, at least one; the processes; the
+    usable CPUs)."""
+    n, cpus = sharing(), usable_cpus()
+    return max(cpus // n, 1), n, cpus
+
+
 def share() -> int:
     """This process's CPUs: the usable ones over the processes sharing them, at least one."""
-    return max(usable_cpus() // sharing(), 1)
+    return _sized()[0]
 
 
 def num_workers(requested: int | str) -> int:
@@ -157,9 +164,9 @@ def start(requested: int | str = "auto") -> str:
         _apply(int(requested))
         return f"threads {requested} (threads={requested})"
     join()
-    n, cpus = sharing(), usable_cpus()
-    _apply(max(cpus // n, 1))
-    return f"threads {_state.threads} ({cpus} CPUs, {n} kit process{'es' if n > 1 else ''})"
+    threads, n, cpus = _sized()
+    _apply(threads)
+    return f"threads {threads} ({cpus} CPUs, {n} kit process{'es' if n > 1 else ''})"
 
 
 def rebalance() -> None:
@@ -167,8 +174,7 @@ def rebalance() -> None:
     if _state.requested != "auto" or not _state.joined or time.monotonic() - _state.checked < CHECK_S:
         return
     _state.checked = time.monotonic()
-    n, cpus = sharing(), usable_cpus()
-    threads = max(cpus // n, 1)
+    threads, n, cpus = _sized()
     if threads != _state.threads:
         log.info("threads %d -> %d: %d kit processes share %d CPUs", _state.threads, threads, n, cpus)
         _apply(threads)

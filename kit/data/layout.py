@@ -51,9 +51,9 @@ class Layout:
     group: str = ""  # the label file's column whose values stay in one fold (train holds it as "group")
     found: tuple[str, ...] = ()  # what the rules found, a line each (`kit folds` says them)
     channels: int = 3  # what an image gives the model: RGB, or a channel a file of a stacked image (kit/io.py)
-    # the label file's rows of the training images (train's order) and where they came from: the tabular columns
-    # `kit stack` may use (kit/data/tabular.py); None where the labels are folders or file names
-    table: pd.DataFrame | None = None
+    # where the labels came from, for the tabular columns `kit stack` reads from the label file (kit/data/tabular.py):
+    # the ids of train's rows, in its order (None where the labels are folders or file names), and the file
+    train_ids: np.ndarray | None = None
     label_file: str = ""  # relative to root
     id_col: str = ""
     label_cols: tuple[str, ...] = ()
@@ -243,7 +243,7 @@ def _from_label_file(root: Path, images: Images, found: tuple[Path, pd.DataFrame
         said.append(f"{len(lost)} row(s) of {rel} left out, their image missing from {root}: {summarize(lost)}")
         log.warning("%s", said[-1])
     return Layout(root, "csv", classes, train, test, header, task, fmt, k, group=group, found=tuple(said),
-                  table=train_csv.reset_index(drop=True), label_file=rel, id_col=id_col, label_cols=tuple(columns))
+                  train_ids=train_csv[id_col].to_numpy(), label_file=rel, id_col=id_col, label_cols=tuple(columns))
 
 
 def _from_folders(root: Path, images: Images, sample, sample_path, keys: Keys, metric: str) -> Layout:

@@ -6,9 +6,9 @@ A column is used where the label file and a test file both have it (so nothing o
 know, such as a diagnosis that restates the target, can leak in), it is not the id, a label or the
 group column, and it holds more than one value: numeric where every non-empty value reads as a
 number (empty ones left missing), categorical where it has at most MAX_LEVELS values repeating
-(site, sex, a camera), and left out as free text or another id otherwise (or as one value everywhere). The test file is the CSV of
-the data folder (a name with "test" first), other than the label file, the sample and a local solution.csv, whose
-id column holds every test id.
+(site, sex, a camera), and left out as free text or another id otherwise (or as one value everywhere).
+The test file is the CSV of the data folder (a name with "test" first), other than the label file, the
+sample and a local solution.csv, whose id column holds every test id.
 """
 from __future__ import annotations
 
@@ -53,29 +53,34 @@ def _test_file(layout: Layout) -> tuple[Path, pd.DataFrame] | None:
         rel = path.relative_to(layout.root).as_posix()
         if rel == layout.label_file or path.name.startswith(("sample", "solution")) or rel.startswith("kit-"):
             continue  # the labels, the sample's placeholders, a local solution's answers, the kit's own files
+        if layout.id_col not in pd.read_csv(path, nrows=0).columns:  # the header alone: a pixel CSV is large
+            continue
         table = read_csv(path)
-        if layout.id_col in table.columns and wanted <= set(table[layout.id_col]):
+        if wanted <= set(table[layout.id_col]):
             return path, table
     return None
 
 
 def find(layout: Layout) -> Tabular | None:
     """The competition's tabular columns for the training and test rows, or None where it has none."""
-    if layout.table is None or not len(layout.test):
-        return None
+    if layout.train_ids is None or not layout.label_file.lower().endswith(".csv") or not len(layout.test):
+        return None  # labels from folders, file names or a JSON's annotations: no columns to read back
     found = _test_file(layout)
     if found is None:
         return None
     path, test = found
     test = test.drop_duplicates(layout.id_col).set_index(layout.id_col).loc[layout.test["id"].astype(str)]
+    # the label file read here, not kept by every scan: its rows of train's images, in train's order
+    table = read_csv(layout.root / layout.label_file).drop_duplicates(layout.id_col).set_index(layout.id_col)
+    table = table.loc[layout.train_ids].reset_index(drop=True)
     skip = {layout.id_col, *layout.label_cols, layout.group}
-    names = [c for c in layout.table.columns if c in test.columns and c not in skip]
-    kinds = {c: k for c in names if (k := _kind(layout.table[c], test[c]))}
+    names = [c for c in table.columns if c in test.columns and c not in skip]
+    kinds = {c: k for c in names if (k := _kind(table[c], test[c]))}
     if not kinds:
         return None
-    train_x, test_x = pd.DataFrame(index=layout.table.index), pd.DataFrame(index=range(len(test)))
+    train_x, test_x = pd.DataFrame(index=table.index), pd.DataFrame(index=range(len(test)))
     for c, kind in kinds.items():
-        a, b = layout.table[c].replace("", None), test[c].replace("", None).reset_index(drop=True)
+        a, b = table[c].replace("", None), test[c].replace("", None).reset_index(drop=True)
         if kind == "numeric":
             train_x[c], test_x[c] = pd.to_numeric(a).astype(float), pd.to_numeric(b).astype(float)
         else:

@@ -85,14 +85,12 @@ def _sample(trial, space: dict) -> dict:
 
 
 def _storage(cfg: Config, url: str):
-    import optuna
     if url:
         return url
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
     path = Path(cfg.work_dir) / f"{cfg.name}.sweep.journal"
     path.parent.mkdir(parents=True, exist_ok=True)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     return JournalStorage(JournalFileBackend(str(path)))
 
 
@@ -115,6 +113,7 @@ def run(base: Config, trials: int, space_path: Path, storage: str = "") -> Path:
             from None
     from kit.predict import predict
     from kit.train import loop
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the kit's own lines say each trial, whatever the storage
     space = space_of(space_path)
     folds_command.make_folds(base)  # every trial trains on these folds (kept as they are when up to date)
     metric = folds_command.load(base).metric
