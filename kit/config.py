@@ -73,6 +73,9 @@ def _check_values(cfg: Config) -> None:
     if cfg.pseudo_from and cfg.pseudo_from == cfg.name:
         problems.append(f"pseudo_from={cfg.pseudo_from}: an experiment cannot label its own training data; "
                         "give the new experiment another name=")
+    if cfg.full_fit and cfg.pseudo_from:
+        problems.append(f"full_fit={cfg.full_fit} with pseudo_from={cfg.pseudo_from}: pseudo-labels come per fold from "
+                        "the source's fold model, and the full-data model has no fold; use one of them")
     if cfg.metric != "auto":
         from kit.metrics import get  # scikit-learn: imported only when a metric is named
         try:
@@ -316,10 +319,10 @@ def save_config(cfg: Config, path: Path) -> None:
 CHANGED = {  # what changing a key of each level does once there are outputs (docs/REFERENCE.md shows this table)
     "split": "`folds`, `train` and `predict` refuse the existing folds: set `work_dir=` for a new split",
     "weights": "`train` refuses trained folds and `predict` their checkpoints, naming the key, the trained value and "
-               "the fix: another `name=` (several `seed`s on the same folds, each under its own name, make a seed "
-               "ensemble)",
+               "the fix: another `name=` (a seed ensemble under one name: `seeds=N`)",
     "predictions": "free: each fold's test and out-of-fold logits are recomputed for the new values",
-    "ensemble": "free: a new submission, with its own CV",
+    "ensemble": "free: a new submission, with its own CV (a higher `seeds`, or `full_fit`: `train` trains the new "
+                "models first, `predict` says so until then)",
     "nothing": "free",
 }
 

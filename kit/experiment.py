@@ -6,6 +6,9 @@
 
     <name>/config.yaml                 the resolved config of the newest `train`
     <name>/fold<k>/                    one fold's files (FoldFiles names each of them)
+    <name>/fold<k>-seed<s>/            with seeds=N, the fold trained again with seed + s (s = 1..N-1): its
+                                       logits are averaged with fold<k>'s before the fold average
+    <name>/full/                       full_fit: one model on every training image (full-seed<s>/ with seeds=N)
     <name>/cv.json                     per-fold and overall out-of-fold scores of the plain best weights
     <name>/confusion_matrix.png        beside it the error analysis: per_class.csv, confused_pairs.csv, mistakes.png
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,9 +51,19 @@ def stage1_at_chance(history: pd.DataFrame, labels: np.ndarray, metric: Metric, 
     return not metric.better(float(best), chance(metric, labels, n_classes))
 
 
-def fold_name(k: int) -> str:
-    """How a fold is named on disk: in the experiment folder, and in bundles."""
-    return f"fold{k}"
+FULL = -1  # the fold number of full_fit's model: trained on every training image, validated on none
+
+
+def fold_name(k: int, replica: int = 0) -> str:
+    """How a fold (FULL: the full-data refit; replica: its seed, seeds=N) is named on disk and in bundles."""
+    base = "full" if k == FULL else f"fold{k}"
+    return base if replica == 0 else f"{base}-seed{replica}"
+
+
+def fold_of_name(name: str) -> tuple[int, int] | None:
+    """(fold, replica) of a folder named by fold_name; None for any other name."""
+    m = re.fullmatch(r"(?:fold(\d+)|full)(?:-seed(\d+))?", name)
+    return (FULL if m[1] is None else int(m[1]), int(m[2] or 0)) if m else None
 
 
 @dataclass(frozen=True)
@@ -130,6 +144,18 @@ def kept(path: Path, key: str) -> dict | None:
     return found if found.get("key") == key else None
 
 
+def mean_logits(files: list[Path]) -> dict:
+    """Logits files of one fold's members (its seed replicas) as one: their ids and labels, the mean of their
+    logits (one file: itself). The members scored the same rows in the same order; other rows are refused."""
+    parts = [load_npz(f) for f in files]
+    for f, p in zip(files[1:], parts[1:]):
+        if not np.array_equal(p["ids"], parts[0]["ids"]):
+            raise ValueError(f"{f}: other images than {files[0]}; predict again (make predict)")
+    if len(parts) == 1:
+        return parts[0]
+    return {**parts[0], "logits": np.mean([p["logits"].astype(np.float64) for p in parts], axis=0)}
+
+
 @dataclass(frozen=True)
 class Experiment:
     """<work_dir>/<name>/."""
@@ -171,11 +197,16 @@ class Experiment:
         return {k: v for k, v in out.items() if v is not None}
 
 
-    def fold(self, k: int) -> FoldFiles:
-        return FoldFiles(self.dir / fold_name(k))
+    def fold(self, k: int, replica: int = 0) -> FoldFiles:
+        return FoldFiles(self.dir / fold_name(k, replica))
 
-    def done_folds(self, n_folds: int) -> list[int]:
-        return [k for k in range(n_folds) if self.fold(k).done]
+    def members(self, k: int, seeds: int = 1) -> list[FoldFiles]:
+        """Fold k's models: the fold itself, then its seed replicas (seeds=N)."""
+        return [self.fold(k, s) for s in range(seeds)]
+
+    def done_folds(self, n_folds: int, seeds: int = 1) -> list[int]:
+        """The folds whose every member (seeds=N) finished."""
+        return [k for k in range(n_folds) if all(m.done for m in self.members(k, seeds))]
 
     def last_epoch_score(self, folds: list[int], sizes: list[int]) -> float:
         """Validation score of each fold's last epoch (its last weights, not its best), weighted by fold size."""
@@ -193,11 +224,11 @@ class Experiment:
 
     def check_trained(self, cfg, n_folds: int) -> None:
         """Refuse settings that would mix into, or misdescribe, folds trained with other weight-shaping keys."""
-        for k in range(n_folds):
-            saved = self.fold(k).trained_config()
+        for files in (m for k in range(n_folds) for m in self.members(k, cfg.seeds)):
+            saved = files.trained_config()
             diff = changed(saved, cfg, "weights") if saved is not None else []
             if diff:
-                raise ValueError(f"{self.fold(k).dir} was trained with other settings ({'; '.join(diff)}); use the "
+                raise ValueError(f"{files.dir} was trained with other settings ({'; '.join(diff)}); use the "
                                  f"trained values, remove {self.dir}/ to retrain, or give this run another name= to "
                                  "keep both")
 
@@ -218,11 +249,16 @@ class Experiment:
             if cv.get("tta_auto") != choice:
                 atomic_write_text(self.cv_file, json.dumps(cv | {"tta_auto": choice}, indent=2) + "\n")
 
-    def write_cv(self, layout, metric: Metric, n_folds: int, decided: dict | None = None) -> Path:
-        """cv.json from the plain OOF logits of every fold (decisions at 0.5 for multi-label); beside it the
-        confusion matrix and the error analysis."""
+    def oof(self, k: int, seeds: int = 1) -> dict:
+        """Fold k's plain out-of-fold logits: oof.npz's, averaged over its seed replicas (seeds=N)."""
+        return mean_logits([m.oof for m in self.members(k, seeds)])
+
+    def write_cv(self, layout, metric: Metric, n_folds: int, decided: dict | None = None, seeds: int = 1) -> Path:
+        """cv.json from the plain OOF logits of every fold (decisions at 0.5 for multi-label; with seeds=N, each
+        fold's replicas averaged); beside it the confusion matrix and the error analysis. The last epochs' scores
+        and chance level are the fold's own (its first seed's) history."""
         n_classes = len(layout.classes)
-        parts = [load_npz(self.fold(k).oof) for k in range(n_folds)]
+        parts = [self.oof(k, seeds) for k in range(n_folds)]
         per_fold = []
         for k, p in enumerate(parts):
             row = {"fold": k, "n": len(p["labels"]), "score": metric(p["labels"], probs_of(p["logits"], layout.task))}
@@ -248,6 +284,8 @@ class Experiment:
             # its probe scored flipped images of fold 0's validation part: the fold whose best epoch and CV those
             # images then pick (one yes/no decision, not a model: a small leak, but not a clean fold)
             cv["not_clean"] = [{"fold": 0, "why": f"hflip=auto was decided on its validation images ({self.plan.name})"}]
+        if seeds > 1:
+            cv["seeds"] = seeds
         cv |= {  # the same folds scored with each fold's last weights: best-epoch selection on the validation fold
             # itself flatters the score by about score - last_epoch_score
             "last_epoch_score": self.last_epoch_score(list(range(n_folds)), [f["n"] for f in per_fold]),
@@ -257,27 +295,29 @@ class Experiment:
         if cv["chance_level_folds"]:
             log.warning("%s: fold(s) %s ended stage 1 at chance level (cv.json: chance_level_folds)", self.name,
                         cv["chance_level_folds"])
-        self.write_errors(layout, np.concatenate([p["ids"] for p in parts]), labels, probs_of(logits, layout.task))
+        write_errors(self.dir, layout, np.concatenate([p["ids"] for p in parts]), labels, probs_of(logits, layout.task))
         log.info("%s: CV %s %.4f over %d folds (last epochs' weights: %.4f)", self.name, metric.name, cv["score"],
                  n_folds, cv["last_epoch_score"])
         return self.cv_file
 
-    def write_errors(self, layout, paths: np.ndarray, labels: np.ndarray, probs: np.ndarray) -> None:
-        """From the OOF predictions: per_class.csv (per tag with its AUC, multi-label) and mistakes.png, and for
-        single-label the confusion matrix and confused_pairs.csv; a regression's predicted.png and worst.csv."""
-        classes = list(layout.classes)
-        if layout.task == "regression":  # predicted against true, and the worst errors
-            figures.plot_values(labels, probs, classes[0], self.dir / "predicted.png")
-            atomic_write_text(self.dir / "worst.csv", figures.worst_values(paths, labels, probs).to_csv(index=False))
-            return
-        if layout.task == "multilabel":
-            atomic_write_text(self.dir / "per_class.csv",
-                              figures.per_tag(labels, decide(probs), classes, probs).to_csv(index=False))
-            figures.plot_mistakes(layout.root, paths, labels, probs, classes, self.dir / "mistakes.png")
-            return
-        preds = probs.argmax(1)
-        figures.plot_confusion(labels, preds, classes, self.dir / "confusion_matrix.png")
-        atomic_write_text(self.dir / "per_class.csv", figures.per_class(labels, preds, classes).to_csv(index=False))
-        atomic_write_text(self.dir / "confused_pairs.csv",
-                          figures.confused_pairs(labels, preds, classes).to_csv(index=False))
-        figures.plot_mistakes(layout.root, paths, labels, probs, classes, self.dir / "mistakes.png")
+
+def write_errors(folder: Path, layout, paths: np.ndarray, labels: np.ndarray, probs: np.ndarray) -> None:
+    """An experiment's error analysis in `folder`, from its OOF predictions: per_class.csv (per tag with its AUC,
+    multi-label) and mistakes.png, and for single-label the confusion matrix and confused_pairs.csv; a regression's
+    predicted.png and worst.csv."""
+    classes = list(layout.classes)
+    if layout.task == "regression":  # predicted against true, and the worst errors
+        figures.plot_values(labels, probs, classes[0], folder / "predicted.png")
+        atomic_write_text(folder / "worst.csv", figures.worst_values(paths, labels, probs).to_csv(index=False))
+        return
+    if layout.task == "multilabel":
+        atomic_write_text(folder / "per_class.csv",
+                          figures.per_tag(labels, decide(probs), classes, probs).to_csv(index=False))
+        figures.plot_mistakes(layout.root, paths, labels, probs, classes, folder / "mistakes.png")
+        return
+    preds = probs.argmax(1)
+    figures.plot_confusion(labels, preds, classes, folder / "confusion_matrix.png")
+    atomic_write_text(folder / "per_class.csv", figures.per_class(labels, preds, classes).to_csv(index=False))
+    atomic_write_text(folder / "confused_pairs.csv",
+                      figures.confused_pairs(labels, preds, classes).to_csv(index=False))
+    figures.plot_mistakes(layout.root, paths, labels, probs, classes, folder / "mistakes.png")

@@ -88,8 +88,17 @@ class DataKeys:
                                         "folder's name>")
     n_folds: Annotated[int, Ge(2)] = _key(5, "number of stratified cross-validation folds (>= 2)", "split")
     split_seed: int = _key(42, "seed of the stratified folds", "split")
-    seed: int = _key(42, "seed of training: initialisation, shuffling, augmentation (several seeds on the same folds, "
-                         "each under its own name=, make a seed ensemble)", "weights")
+    seed: int = _key(42, "seed of training: initialisation, shuffling, augmentation", "weights")
+    seeds: Annotated[int, Ge(1)] = _key(
+        1, "a seed ensemble under one name: each fold trained seeds times (seed, seed + 1, ...: fold<k>-seed<s>/ "
+           "beside fold<k>/), their logits averaged per fold before the fold average; raising it later trains only the new "
+           "seeds", "ensemble")
+    full_fit: bool | Literal["only"] = _key(
+        False, "after the folds, one more model on every training image (full/) for the epochs the folds chose (per "
+               "stage, the median of their best epochs; each epoch then holds K/(K-1) times the steps): true = its "
+               "test logits join the fold average as one more member, only = they replace it. The CV stays the "
+               "folds' (the refit has no out-of-fold rows): the leaderboard's full_fit column marks such rows",
+        "ensemble")
     val_mode: Literal["pool", "holdout"] = _key(
         "pool", "DATA/val: join the CV pool, or keep as a fixed holdout", "split")
     rare_classes: Literal["error", "train_only"] = _key(

@@ -96,16 +96,16 @@ def test_two_processes_match_one(tmp_path, one_process, launch):
 
 RANK_SCRIPT = """
 import os, sys
-from kit.train import loop as train
+from kit.train import trainer
 from kit.jobs.cli import main
 rank, mode = int(os.environ["RANK"]), sys.argv[1]
 if mode == "skew":  # rank 0 sees no gain after epoch 1 (patience 1 stops it); rank 1 sees a gain every epoch
-    validate, calls = train.validate, [0]
+    validate, calls = trainer.validate, [0]
     def skewed(*args, **kwargs):
         out, calls[0] = validate(*args, **kwargs), calls[0] + 1
         out["val_score"] = 0.9 if rank == 0 else 0.9 + 0.01 * calls[0]
         return out
-    train.validate = skewed
+    trainer.validate = skewed
 if mode == "nan":  # rank 1's loss turns NaN at its 3rd step, the last of the epoch
     from timm.loss import SoftTargetCrossEntropy
     forward, steps = SoftTargetCrossEntropy.forward, [0]

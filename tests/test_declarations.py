@@ -42,11 +42,12 @@ ALT = {  # key -> another valid value than the base experiment's
     "metric": "f1_macro", "sampler": "balanced", "class_weight": "balanced",
     "tta": ("hflip",),
     "merge": "probs", "allow_missing_folds": True, "threshold": 0.3, "blank_below": 0.5, "temperature": "off",
-    "tabular": False,
+    "tabular": False, "seeds": 2, "full_fit": True,
     "max_pixels": 50_000_000, "cache": True, "memory_cache_mb": 8, "workers": 1, "threads": 1, "device": "cpu",
     "deterministic": True, "checkpoint_every_s": 5.0, "keep_checkpoints": True, "channels_last": True,
     "compile": True, "batched_tta": "on", "tta_max_images": 8, "eval_batch_size": 4, "bad_test_images": "prior", "zip": True,
 }
+TRAINS = {"seeds", "full_fit"}  # ensemble keys whose new value has models of its own to train first
 WHERE = {"name", "data", "work_dir", "submissions_dir", "cache_dir", "solution"}  # where things are: no other value
 SHAPES = {f.name: f.metadata["shapes"] for f in dataclasses.fields(Config)}
 
@@ -93,7 +94,12 @@ def test_a_weights_key_refuses_training_and_predicting_the_trained_folds(trained
 def test_later_keys_recompute_exactly_what_they_shape(trained, key):
     cfg, path = trained
     before, runs = _logit_key(cfg), _runs(path)
-    written = predict.run([dataclasses.replace(cfg, **{key: ALT[key]})])[0]
+    other = dataclasses.replace(cfg, **{key: ALT[key]})
+    if key in TRAINS:
+        with pytest.raises(ValueError, match=rf"\b{key}="):  # their models first: said, naming the key
+            predict.run([other])
+        train.run([other])  # the trained folds are kept: only the new models train
+    written = predict.run([other])[0]
     recomputed = _logit_key(cfg) != before
     assert recomputed == (SHAPES[key] == "predictions"), f"{key}: logits recomputed: {recomputed}"
     if SHAPES[key] == "ensemble":

@@ -361,10 +361,11 @@ def test_without_stage2_final_pt_holds_the_last_epochs_weights(tmp_path, easy_da
     """stage2_epochs=0 (a time budget may trim stage 2 away): final.pt, what cv_last scores, is the last epoch's
     model, not stage 1's best loaded back for a stage that never runs."""
     from kit.engine import load_checkpoint
+    from kit.train import trainer
     cfg = tiny_cfg(tmp_path, easy_data, stage1_epochs=3, stage2_epochs=0, n_folds=2)
     folds.make_folds(cfg)
     scores, after = iter([0.9, 0.6, 0.5] * 2), []  # epoch 1 is the best, epoch 3 the last
-    original_validate, original_epoch = train.validate, train.FoldRun._run_epoch
+    original_validate, original_epoch = trainer.validate, train.FoldRun._run_epoch
 
     def validate(*args):
         return original_validate(*args) | {"val_score": next(scores)}
@@ -375,7 +376,7 @@ def test_without_stage2_final_pt_holds_the_last_epochs_weights(tmp_path, easy_da
             after.append({k: v.clone() for k, v in model.state_dict().items()})
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(train, "validate", validate)
+        mp.setattr(trainer, "validate", validate)
         mp.setattr(train.FoldRun, "_run_epoch", run_epoch)
         train.run([cfg], only=[0])
     final, best = (load_checkpoint(exp_dir(cfg) / "fold0" / f) for f in ("final.pt", "best.pt"))

@@ -37,11 +37,12 @@ from kit.experiment import Experiment
 from kit.tta import tag
 
 log = logging.getLogger(__name__)
-COLUMNS = ["file", "run", "experiments", "backbone", "head", "folds", "tta", "merge", "image_size", "epochs", "metric",
-           "cv", "cv_last", "cv_top1", "cv_top5", "fold_std", "tta_cv", "holdout", "public", "private", "created_at", "sha256",
-           "kaggle_ref", "kaggle_status", "description", "warning", "pseudo", "data"]
+COLUMNS = ["file", "run", "experiments", "backbone", "head", "folds", "seeds", "full_fit", "tta", "merge", "image_size", "epochs",
+           "metric", "cv", "cv_last", "cv_top1", "cv_top5", "fold_std", "tta_cv", "holdout", "public", "private",
+           "created_at", "sha256", "kaggle_ref", "kaggle_status", "description", "warning", "pseudo", "data"]
 SHOWN = ["file", "experiments", "backbone", "folds", "tta", "metric", "cv", "cv_last", "public", "private",
          "kaggle_status", "warning"]
+REFIT = {False: "", True: "on", "only": "only"}  # the full_fit column: a full-data model joined, or alone
 RENAMED = {"cv_last_top1": "cv_last", "holdout_top1": "holdout"}  # columns of boards written before metrics
 
 
@@ -151,7 +152,8 @@ def record(path: Path, r, sub_path: Path, run: int) -> None:
     row = {
         "file": sub_path.name, "run": run, "experiments": " ".join(c.name for c in r.cfgs),
         "backbone": " ".join(c.backbone for c in r.cfgs), "head": " ".join(c.head for c in r.cfgs),
-        "folds": len(r.folds), "tta": tta_of(r.cfgs, r.tta_choice),
+        "folds": len(r.folds), "seeds": " ".join(str(c.seeds) for c in r.cfgs),
+        "full_fit": " ".join(REFIT[c.full_fit] for c in r.cfgs).strip(), "tta": tta_of(r.cfgs, r.tta_choice),
         "tta_cv": tta_cv(r.tta_choice),
         "merge": " ".join(c.merge for c in r.cfgs),
         "image_size": " ".join(str(c.img_size) for c in r.cfgs), "epochs": f"{r.epochs:.1f}",

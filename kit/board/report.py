@@ -23,14 +23,15 @@ import pandas as pd
 from kit.board import leaderboard
 from kit.config import Config
 from kit.data.shapes import VALUE_METRICS
+from kit.experiment import fold_of_name
 from kit.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
 TEMPLATE = Path(__file__).with_name("templates") / "report.html.j2"
 # the leaderboard's columns on the page: the terminal's (leaderboard.SHOWN) and the fold spread, Kaggle's ref, the date
-COLUMNS = ["file", "experiments", "backbone", "folds", "tta", "metric", "cv", "fold_std", "cv_last", "public", "private",
-           "kaggle_ref", "kaggle_status", "created_at", "warning"]
+COLUMNS = ["file", "experiments", "backbone", "folds", "full_fit", "tta", "metric", "cv", "fold_std", "cv_last",
+           "public", "private", "kaggle_ref", "kaggle_status", "created_at", "warning"]
 FIGURES = ("lr_find.png", "confusion_matrix.png", "mistakes.png")  # per experiment; fold<k>/curves.png per fold
 VALUES = ("lr_find.png", "predicted.png")  # a regression's (predicted against true), in place of the classes' figures
 
@@ -67,7 +68,8 @@ def _plan(folder: Path) -> list[dict]:
 def _experiment(folder: Path) -> dict:
     cv = json.loads((folder / "cv.json").read_text()) if (folder / "cv.json").is_file() else {}
     figures, missing = [], []
-    folds = sorted((d for d in folder.glob("fold*") if d.is_dir()), key=lambda d: int(d.name[4:] or 0))
+    folds = sorted((d for d in folder.glob("fold*") if d.is_dir() and fold_of_name(d.name)),
+                   key=lambda d: fold_of_name(d.name))
     for d in folds:
         curves = d / "curves.png"
         if curves.is_file():

@@ -99,10 +99,12 @@ def _copy_weights(r: ens.Result, folder: Path) -> dict:
     cfg = r.cfgs[0]
     (folder / cfg.name).mkdir(parents=True)
     folds = []
-    for k in r.folds:
-        dst = folder / cfg.name / f"{fold_name(k)}.pt"
-        shutil.copyfile(Experiment.of(cfg).fold(k).best, dst)
-        folds.append({"fold": k, "file": dst.relative_to(folder).as_posix(), "sha256": sha256_file(dst)})
+    for k in predict.models(cfg, r.folds):  # the folds' weights, and full_fit's model (fold -1, full.pt)
+        for s, member in enumerate(Experiment.of(cfg).members(k, cfg.seeds)):  # seeds=N: each of the fold's seeds
+            dst = folder / cfg.name / f"{fold_name(k, s)}.pt"
+            shutil.copyfile(member.best, dst)
+            folds.append({"fold": k, **({"seed": s} if s else {}), "file": dst.relative_to(folder).as_posix(),
+                          "sha256": sha256_file(dst)})
     return {"name": cfg.name, "config": to_dict(cfg), "folds": folds,
             **({"plan": plan} if (plan := submission.plans([cfg], r.fingerprint).get(cfg.name)) else {})}
 
@@ -191,8 +193,11 @@ def predict_bundle(bundle: str | Path, overrides: dict) -> Path:
             x, seen = fold_logits(cfg, folder / f["file"], classes, layout.root, paths, None, device, tolerate)
             unreadable[(seen == UNREADABLE) if seen.ndim == 1 else (seen == UNREADABLE).all(1)] = True
             return x
-        averaged = [ens.average([logits(cfg, f) for f in e["folds"]], cfg.merge, task)
-                     for e, cfg in zip(spec["experiments"], cfgs)]
+        def fold_mean(cfg: Config, members: list[dict]):  # a fold's seeds (seeds=N) as logits, as predict has them
+            x = [logits(cfg, f) for f in members]
+            return x[0] if len(x) == 1 else np.mean([v.astype(np.float64) for v in x], axis=0)
+        averaged = [ens.average([fold_mean(cfg, m) for m in _by_fold(e["folds"])], cfg.merge, task)
+                    for e, cfg in zip(spec["experiments"], cfgs)]
         parts = [(predict.from_prior(x, unreadable, layout), cfg.merge == "probs") for x, cfg in zip(averaged, cfgs)]
         scores, is_probs = ens.mean_scores(parts, task) if len(parts) > 1 else parts[0]
         probs, thresholds = calibrate.apply(spec["post"], scores if is_probs else probs_of(scores, task))
@@ -200,12 +205,20 @@ def predict_bundle(bundle: str | Path, overrides: dict) -> Path:
         return _write(data, spec, cfgs, Path(bundle))
 
 
+def _by_fold(entries: list[dict]) -> list[list[dict]]:
+    """bundle.json's weights entries of one experiment grouped by fold (a fold and its seeds), in fold order."""
+    groups: dict[int, list[dict]] = {}
+    for f in entries:
+        groups.setdefault(f["fold"], []).append(f)
+    return list(groups.values())
+
+
 def _write(data: bytes, spec: dict, cfgs: list[Config], bundle: Path) -> Path:
     """<name>-<sha8>.csv with its manifest (kit/board/submission.py), and the same bytes as submission.csv."""
     out_dir = Path(cfgs[0].submissions_dir)
     run = submission.run_record(
         cfgs, {f["file"]: f["sha256"] for e in spec["experiments"] for f in e["folds"]},
-        [f["fold"] for f in spec["experiments"][0]["folds"]], spec["submission"]["cv"], bundle=str(bundle),
+        [m[0]["fold"] for m in _by_fold(spec["experiments"][0]["folds"])], spec["submission"]["cv"], bundle=str(bundle),
         exported_submission=spec["submission"]["file"])
     path, _ = submission.save(data, spec["name"], out_dir, run, cfgs[0].zip)
     atomic_write_bytes(out_dir / "submission.csv", data)

@@ -17,9 +17,9 @@ from kit.board import calibrate
 from kit.board.result import Result
 from kit.config import Config
 from kit.data.layout import Layout
-from kit.io import load_npz, sha256_file
+from kit.io import sha256_file
 from kit.metrics import Metric, cv_score, fold_scores, probs_of, topk
-from kit.experiment import Experiment
+from kit.experiment import FULL, Experiment, mean_logits
 
 
 def scored(r: Result) -> Result:
@@ -77,21 +77,24 @@ def average(arrays: list[np.ndarray], merge: str, task: str = "single") -> np.nd
     return stack.mean(axis=0)
 
 
-def from_folds(cfg: Config, layout: Layout, metric: Metric, meta: dict, folds: list[int], test_files: list[Path],
-               oof_files: list[Path], holdout_files: list[Path] = (), last_files: list[Path] = ()) -> Result:
+Members = list[list[Path]]  # per fold, the logits files of its members (the fold, then its seed replicas)
+
+
+def from_folds(cfg: Config, layout: Layout, metric: Metric, meta: dict, folds: list[int], test_files: Members,
+               oof_files: Members, holdout_files: Members = (), last_files: Members = ()) -> Result:
     """One experiment's fold logits (test, out-of-fold, holdout, out-of-fold of the last epochs; all through the
-    same TTA) as one scored Result."""
-    test = [load_npz(f) for f in test_files]
+    same TTA) as one scored Result; a fold's members (seeds=N) averaged as logits first."""
+    test = [mean_logits(f) for f in test_files]
     ids = layout.test["id"].to_numpy().astype(str)
     for f, t in zip(test_files, test):
-        assert np.array_equal(t["ids"], ids), f"{f}: test ids differ from the data's"
-    oof = [load_npz(f) for f in oof_files]
+        assert np.array_equal(t["ids"], ids), f"{f[0]}: test ids differ from the data's"
+    oof = [mean_logits(f) for f in oof_files]
     oof_ids = np.concatenate([o["ids"] for o in oof])
     order = np.argsort(oof_ids, kind="stable")  # sorted by path, so experiments align row by row
     logits = np.concatenate([o["logits"] for o in oof])
     exp = Experiment.of(cfg)
-    best = [exp.fold(k).best for k in folds]
-    held = [load_npz(f) for f in holdout_files]
+    members = [m for k in [*folds, *([FULL] if cfg.full_fit else [])] for m in exp.members(k, cfg.seeds)]
+    held = [mean_logits(f) for f in holdout_files]
     merge, task = cfg.merge, layout.task
     r = scored(Result(
         name=cfg.name, cfgs=[cfg], layout=layout, metric=metric, folds=folds,
@@ -99,16 +102,24 @@ def from_folds(cfg: Config, layout: Layout, metric: Metric, meta: dict, folds: l
         oof_ids=oof_ids[order], oof_labels=np.concatenate([o["labels"] for o in oof])[order],
         oof_scores=(probs_of(logits, task) if merge == "probs" else logits)[order],
         oof_folds=np.concatenate([np.full(len(o["ids"]), k) for k, o in zip(folds, oof)])[order],
-        checkpoints={str(p): sha256_file(p) for p in best},
-        epochs=float(np.mean([len(exp.fold(k).read_history()) for k in folds])), fingerprint=meta["fingerprint"],
-        warning=exp.warning(folds), scores_are_probs=merge == "probs", trained_on=exp.hosts(folds),
+        checkpoints={str(m.best): sha256_file(m.best) for m in members},
+        epochs=float(np.mean([len(m.read_history()) for m in members])), fingerprint=meta["fingerprint"],
+        warning="; ".join(w for w in (exp.warning(folds), _refit_note(cfg)) if w), scores_are_probs=merge == "probs", trained_on=exp.hosts(folds),
         **({"holdout_scores": average([h["logits"] for h in held], merge, task), "holdout_labels": held[0]["labels"]}
            if held else {}),
     ))
     if not last_files:
         return r
-    last = np.concatenate([load_npz(f)["logits"] for f in last_files])[order]  # the rows of oof_files, in order
+    last = np.concatenate([mean_logits(f)["logits"] for f in last_files])[order]  # the rows of oof_files, in order
     return dataclasses.replace(r, last_epoch_score=nested_cv(r, probs_of(last, task)))
+
+
+def _refit_note(cfg: Config) -> str:
+    """What a full_fit row's CV is not (the leaderboard's warning column says it)."""
+    if not cfg.full_fit:
+        return ""
+    return ("full_fit=only: the CV is the folds', not the full-data model's" if cfg.full_fit == "only" else
+            "full_fit: the CV is the folds' alone (the full-data model has no out-of-fold rows)")
 
 
 def check_compatible(results: list[Result], verb: str) -> None:

@@ -31,7 +31,7 @@ from kit.io import image_stat, load_npz, save_npz, sha256_file
 from kit.metrics import probs_of
 from kit.predict import ensemble as ens
 from kit.predict.inference import fold_logits, start
-from kit.experiment import Experiment, FoldFiles
+from kit.experiment import FULL, Experiment, FoldFiles, mean_logits
 from kit.tta import AUTO_TTA, tag
 from kit.tta import transforms as tta_transforms
 from kit.tta import untag
@@ -52,37 +52,49 @@ def _fold_key(ckpt: Path, cfg: Config, root: Path, paths: list[str]) -> str:
 
 
 def predict_fold(cfg: Config, fold: int, layout: Layout, classes: list[str], device, paths: list[str],
-                 ids, labels=None, split: str = "test") -> Path:
+                 ids, labels=None, split: str = "test", replica: int = 0) -> Path:
     """Batched, TTA-merged logits of one fold's best weights (final.pt's for split oof_last) on `paths`:
-    fold<k>/<split>_logits.npz.
+    fold<k>/<split>_logits.npz (its seed replica's, fold<k>-seed<s>/, with seeds=N).
 
     The file holds ids, logits, labels (-1 when unknown) and the key it was computed under; a file
     whose key matches is reused, any other is recomputed.
     """
-    files: FoldFiles = Experiment.of(cfg).fold(fold)
+    files: FoldFiles = Experiment.of(cfg).fold(fold, replica)
     out = files.logits(split)
     weights = files.final if split == "oof_last" else files.best
     key = _fold_key(weights, cfg, layout.root, paths)
     if out.is_file() and str(load_npz(out)["key"]) == key:
-        log.info("fold %d %s logits up to date: %s", fold, split, out)
+        log.info("%s %s logits up to date: %s", files.dir.name, split, out)
         return out
     tolerate = split == "test" and cfg.bad_test_images == "prior"  # an unreadable image's label: UNREADABLE
     logits, labels = fold_logits(cfg, weights, classes, layout.root, paths, labels, device, tolerate)
     save_npz(out, ids=np.asarray(ids).astype(str), labels=labels, logits=logits, key=np.array(key))
-    log.info("fold %d: %s logits for %d images with %d TTA view(s)", fold, split, len(paths),
+    log.info("%s: %s logits for %d images with %d TTA view(s)", files.dir.name, split, len(paths),
              len(tta_transforms(cfg.tta, cfg.img_size)))
     return out
 
 
 def _ready_folds(cfg: Config, n_folds: int) -> list[int]:
-    done = Experiment.of(cfg).done_folds(n_folds)
+    done = Experiment.of(cfg).done_folds(n_folds, cfg.seeds)
     missing = sorted(set(range(n_folds)) - set(done))
     if missing and not cfg.allow_missing_folds:
-        raise ValueError(f"{cfg.name}: fold(s) {missing} not trained yet; run `make train`, "
+        seeds = f" (all {cfg.seeds} seeds, seeds={cfg.seeds})" if cfg.seeds > 1 else ""
+        raise ValueError(f"{cfg.name}: fold(s) {missing} not trained yet{seeds}; run `make train`, "
                          "or set allow_missing_folds=true to predict with the others")
     if not done:
         raise ValueError(f"{cfg.name}: no trained folds in {Experiment.of(cfg).dir}; run `make train` first")
     return done
+
+
+def models(cfg: Config, done: list[int]) -> list[int]:
+    """The models whose test logits make the submission: the folds; with full_fit, they and the full-data model
+    (FULL), or that model alone (only), refused, saying what to run, before it is trained."""
+    if not cfg.full_fit:
+        return done
+    if not all(m.done for m in Experiment.of(cfg).members(FULL, cfg.seeds)):
+        raise ValueError(f"{cfg.name}: full_fit={cfg.full_fit} but the full-data model is not trained yet; run "
+                         "`make train` (it trains it once every fold is done)")
+    return [FULL] if cfg.full_fit == "only" else [*done, FULL]
 
 
 def check_test(layout: Layout, cfg: Config) -> None:
@@ -127,27 +139,31 @@ def predict_experiment(cfg: Config, device) -> ens.Result:
     done = _ready_folds(cfg, f.n_folds)
     val = {k: table[table["fold"] == k] for k in done}
 
-    def logits(c: Config, k: int, rows, split: str) -> Path:
-        return predict_fold(c, k, layout, f.classes, device, list(rows["path"]), rows["path"],
-                            layout.targets(rows["label"]), split)
+    exp = Experiment.of(cfg)
+    seeds = range(cfg.seeds)
+
+    def logits(c: Config, k: int, rows, split: str) -> list[Path]:  # one file per member of fold k (seeds=N)
+        return [predict_fold(c, k, layout, f.classes, device, list(rows["path"]), rows["path"],
+                             layout.targets(rows["label"]), split, s) for s in seeds]
 
     choice = {}
     if cfg.tta == "auto":
         choice, cfg = _choose_tta(cfg, f, done, val, logits)
-        oof = [Experiment.of(cfg).fold(k).logits(f"oof-{choice['per_fold'][str(k)]}") for k in done]
+        oof = [[m.logits(f"oof-{choice['per_fold'][str(k)]}") for m in exp.members(k, cfg.seeds)] for k in done]
         views = {k: untag(choice["per_fold"][str(k)]) for k in done}
     else:
         oof = [logits(cfg, k, val[k], "oof") for k in done]
         views = {k: cfg.tta for k in done}
-    test = [predict_fold(cfg, k, layout, f.classes, device, list(layout.test["path"]), layout.test["id"])
-            for k in done]
+    used = models(cfg, done)  # full_fit: the full-data model joins (or replaces) the folds
+    test = [[predict_fold(cfg, k, layout, f.classes, device, list(layout.test["path"]), layout.test["id"],
+                          replica=s) for s in seeds] for k in used]
     held = table[table["role"] == "holdout"]  # DATA/val kept aside (val_mode=holdout): scored, never trained on
-    holdout = [logits(cfg, k, held, "holdout") for k in done] if len(held) else []
-    exp = Experiment.of(cfg)  # cv_last: the last epochs' weights through the same TTA (folds trained before final.pt: none)
+    holdout = [logits(cfg, k, held, "holdout") for k in used] if len(held) else []
+    # cv_last: the last epochs' weights through the same TTA (folds trained before final.pt: none)
     last = [logits(dataclasses.replace(cfg, tta=views[k]), k, val[k], "oof_last") for k in done] if all(
-        exp.fold(k).final.is_file() for k in done) else []
+        m.final.is_file() for k in done for m in exp.members(k, cfg.seeds)) else []
     r = ens.from_folds(cfg, layout, f.metric, f.meta, done, test, oof, holdout, last)
-    unreadable = np.any([load_npz(t)["labels"] == UNREADABLE for t in test], axis=0)
+    unreadable = np.any([load_npz(t)["labels"] == UNREADABLE for fold in test for t in fold], axis=0)
     r = dataclasses.replace(r, test_scores=from_prior(r.test_scores, unreadable, layout))
     return dataclasses.replace(r, tta_choice={cfg.name: choice}) if choice else r
 
@@ -157,7 +173,7 @@ def _choose_tta(cfg: Config, f, done: list[int], val: dict, logits) -> tuple[dic
     candidates, y, fold_of = {}, None, None
     for views in AUTO_TTA:
         files = [logits(dataclasses.replace(cfg, tta=views), k, val[k], f"oof-{tag(views)}") for k in done]
-        parts = [load_npz(p) for p in files]
+        parts = [mean_logits(p) for p in files]
         candidates[tag(views)] = probs_of(np.concatenate([z["logits"] for z in parts]), f.layout.task)
         y = np.concatenate([z["labels"] for z in parts])
         fold_of = np.concatenate([np.full(len(z["labels"]), k) for k, z in zip(done, parts)])

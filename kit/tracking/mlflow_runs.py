@@ -200,8 +200,8 @@ def _child(client, cfg: Config, fold: Path) -> str:
     """The fold's run, under its experiment's (the fold's trainer holds the fold's claim)."""
     parent = _parent(client, cfg, fold.parent)
     return _run(client, cfg, fold / RUNS, f"{cfg.name} {fold.name}",
-                {"mlflow.parentRunId": parent, "kit.experiment": cfg.name, "kit.fold": fold.name[4:]},
-                {"fold": fold.name[4:]})
+                {"mlflow.parentRunId": parent, "kit.experiment": cfg.name,
+                 "kit.fold": fold.name.removeprefix("fold")}, {"fold": fold.name.removeprefix("fold")})
 
 
 def _metrics(values: dict, step: int = 0) -> list:

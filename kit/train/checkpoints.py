@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import os
 
+import numpy as np
 import pandas as pd
 
 from kit import figures
@@ -75,7 +76,8 @@ def finish(files: FoldFiles, trainer, cfg, final_model, model, state: FoldState,
                     epoch=last["epoch"], score=last["val_score"])
     best = load_checkpoint(files.best)
     model.load_state_dict(best["model"])
-    logits = predict_logits(model, trainer.val_dl, trainer.amp_ctx, trainer.device)
+    logits = predict_logits(model, trainer.val_dl, trainer.amp_ctx, trainer.device) if trainer.validates else \
+        np.zeros((0, len(trainer.classes)), np.float32)  # full_fit's model: no out-of-fold rows (oof.npz: done)
     figures.plot_curves(pd.DataFrame(state.history), files.curves)
     check()  # the done marker last: never for a fold another process now trains
     save_npz(files.oof, ids=trainer.val_ids.astype(str), labels=trainer.val_labels, logits=logits)

@@ -7,13 +7,15 @@ Per fold (kit/experiment.py names the files): stage1_best.pt (stage 2 starts fro
 (the best weights over both stages), last.pt (everything resuming needs), history.csv,
 curves.png, config.yaml, final.pt (the last epoch's weights: predict scores them as cv_last) and oof.npz (out-of-fold logits of best.pt, written last: the fold's
 done marker); then stage1_best.pt, last.pt and last.prev.pt are removed (keep_checkpoints=true
-keeps them). Per experiment, once every fold is done: cv.json and the error analysis.
+keeps them). With seeds=N, fold<k>-seed<s>/ holds the same for the fold trained with seed + s. Per experiment,
+once every fold is done: cv.json and the error analysis.
 
 Randomness is derived from (seed, fold, stage, epoch) at the start of every epoch, so a run
 killed at any point and resumed from last.pt ends with the same weights as one that never stopped.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 import time
@@ -25,18 +27,17 @@ import torch
 from timm.scheduler import CosineLRScheduler
 
 from kit import claim as claims
-from kit.allocator import release_memory
 from kit.claim import claim
 from kit.config import Config, record, save_config
 from kit.data import folds as folds_command
 from kit.data.folds import Folds
-from kit.engine import epoch_steps, load_checkpoint, save_checkpoint, train_one_epoch, validate
+from kit.engine import epoch_steps, load_checkpoint, save_checkpoint, train_one_epoch
 from kit.metrics import Metric
 from kit.runtime import (Dist, barrier, describe, from_main, mean_over_ranks, pick_device,
                          setup_distributed, sync_batchnorm)
 from kit import cpus, tracking
-from kit.train import alarm, checkpoints, plan, pseudo
-from kit.experiment import Experiment
+from kit.train import alarm, checkpoints, plan, pseudo, refit
+from kit.experiment import FULL, Experiment, fold_name
 from kit.train.plan import Plan
 from kit.train.progress import Progress
 from kit.train.stopping import FoldState, early_stopping
@@ -59,7 +60,7 @@ class FoldRun:
         self.amp_ctx, self.scaler, self.mixup, self.criterion = t.amp_ctx, t.scaler, t.mixup, t.criterion
         self.progress = progress or Progress({})
         self.saved_at = time.monotonic()  # of last.pt: checkpoint_every_s counts from here
-        self.files = Experiment.of(cfg).fold(self.fold)
+        self.files = Experiment.of(cfg).fold(self.fold, t.replica)
 
     def _better(self, score: float, than: float | None) -> bool:  # the metric's direction; None: nothing yet
         return than is None or self.metric.better(score, than)
@@ -97,8 +98,8 @@ class FoldRun:
         best1 = load_checkpoint(self.files.stage1_best)
         model.load_state_dict(best1["model"])
         self._new_ema(model)  # stage 2 averages its own steps, from stage 1's best
-        log.info("fold %d: stage %d starts from stage-1 best (epoch %d, %s %.4f)",
-                 self.fold, stage, best1["epoch"], self.metric.name, best1["score"])
+        log.info("%s: stage %d starts from stage-1 best (epoch %d, %s %.4f)",
+                 self.trainer.label, stage, best1["epoch"], self.metric.name, best1["score"])
         return FoldState(stage=stage, best=state.best, stage_best=state.best, history=state.history)
 
     def _stage_params(self, stage: int) -> tuple[float, int]:  # (its learning rate, its epochs)
@@ -116,13 +117,13 @@ class FoldRun:
         if not state.stopped:
             state.stopped = True
             self._save_last(model, optimizer, state)
-        if state.stage == 1:
+        if state.stage == 1 and self.trainer.validates:
             alarm.check_stage1(self.fold, self.metric, state.stage_best, self.chance, c)
 
     def _run_epoch(self, model, trained, optimizer, state: FoldState) -> None:
         c, t0 = self.cfg, time.perf_counter()
         self.trainer.seed_epoch(state.stage, state.epoch)
-        where = f"fold {self.fold} stage {state.stage} epoch {state.epoch + 1}"
+        where = f"{self.trainer.label} stage {state.stage} epoch {state.epoch + 1}"
         ema, first = self.ema, state.ema_steps
         after_step = None if ema is None else lambda i: ema.update(model, step=first + i + 1)
         loss, acc, ips = train_one_epoch(trained, self.train_dl, optimizer, self.scaler, self.mixup, self.criterion,
@@ -131,22 +132,19 @@ class FoldRun:
         acc = mean_over_ranks(acc, self.dist)  # the loss is over every rank already
         ips *= self.dist.world
         scored = self._evaluated(model)
-        release_memory()  # training's blocks go back before evaluation's (other sizes) are taken
-        val = from_main(validate(scored, self.val_dl, self.amp_ctx, self.device, self.val_labels, self.metric),
-                        self.dist)
-        release_memory()
+        val = self.trainer.validate(scored, self.dist)  # NaN for full_fit's model: nothing to validate on
         row = {"epoch": len(state.history) + 1, "stage": state.stage, "lr": optimizer.param_groups[0]["lr"],
                "train_loss": loss, "train_top1": acc, **val, "seconds": time.perf_counter() - t0, "img_per_s": ips,
                "host": socket.gethostname()}  # where each epoch ran: a fold may resume on another node
         improved = self._update(model, scored, optimizer, state, row)
         tracking.epoch(c, self.files.dir, row, self.dist.main)
-        self.progress.update((c.name, self.fold), self._epochs_left(state))
+        self.progress.update((c.name, self.fold, self.trainer.replica), self._epochs_left(state))
         log.info("%s", _epoch_line(c.name, where, row, self.metric.name, improved, self.progress))
-        if state.stage == 1 and state.epoch == min(c.warmup + 2, self.epochs[0]):  # two epochs at the full lr
+        if state.stage == 1 and state.epoch == min(c.warmup + 2, self.epochs[0]) and self.trainer.validates:
             alarm.check_learning(self.fold, self.metric, state.stage_best, self.chance, loss, len(self.classes),
                                  self.multilabel, c)
         if state.stopped:
-            log.info("fold %d stage %d: early stop, no better %s for %d epochs", self.fold, state.stage,
+            log.info("%s stage %d: early stop, no better %s for %d epochs", self.trainer.label, state.stage,
                      self.metric.name, state.bad_epochs)
 
     def _epochs_left(self, state: FoldState) -> int:  # at most (early stopping may end them sooner)
@@ -162,7 +160,8 @@ class FoldRun:
         meta = {"cfg": record(c), "classes": list(self.classes), "channels": self.trainer.channels, "stage": state.stage,
                 "epoch": row["epoch"], "score": score}
         improved, best = early_stopping(state, score, self.metric, self.chance, c.patience,
-                                        max(c.min_epochs, c.warmup if state.stage == 1 else 0))
+                                        max(c.min_epochs, c.warmup if state.stage == 1 else 0)
+                                        ) if self.trainer.validates else _unvalidated(state)
         if improved and state.stage == 1:
             self._save(self.files.stage1_best, scored, **meta)
         if best:
@@ -192,9 +191,22 @@ class FoldRun:
         claims.check(self.files.lock)
         best = checkpoints.finish(self.files, self.trainer, self.cfg, self._evaluated(model), model, state,
                                   lambda: claims.check(self.files.lock))
-        log.info("fold %d done: best %s %.4f (stage %d, epoch %d)", self.fold, self.metric.name, best["score"],
-                 best["stage"], best["epoch"])
+        log.info("%s done: %s", self.trainer.label, _done(best, self.metric.name))
         tracking.fold_done(self.cfg, self.files.dir, best)
+
+
+def _done(best: dict, metric: str) -> str:
+    """What a finished fold's log line says of its best.pt (full_fit's model: its last epoch, unscored)."""
+    if best["score"] != best["score"]:  # NaN
+        return f"{best['epoch']} epochs on every training image (its last weights kept)"
+    return f"best {metric} {best['score']:.4f} (stage {best['stage']}, epoch {best['epoch']})"
+
+
+def _unvalidated(state: FoldState) -> tuple[bool, bool]:
+    """early_stopping for full_fit's model: no score to stop on; each epoch is the newest, kept as the best (the
+    stage runs the epochs the folds chose)."""
+    state.epoch += 1
+    return True, True
 
 
 def schedule(optimizer, lr: float, epochs: int, warmup: int) -> CosineLRScheduler:
@@ -209,19 +221,22 @@ def schedule(optimizer, lr: float, epochs: int, warmup: int) -> CosineLRSchedule
 def _epoch_line(name: str, where: str, row: dict, metric: str, improved: bool, progress: Progress) -> str:
     """The log line of an epoch: its rate, losses, score (and top-1/top-5), speed, a * when best, the time left."""
     top = f" top-1 {row['val_top1']:.4f} top-5 {row['val_top5']:.4f}" if "val_top1" in row else ""
-    return (f"{name} {where}: lr {row['lr']:.2e} loss {row['train_loss']:.4f} val_loss {row['val_loss']:.4f} "
-            f"{metric} {row['val_score']:.4f}{top} {row['seconds']:.0f}s {row['img_per_s']:.0f} img/s"
+    val = (f"val_loss {row['val_loss']:.4f} {metric} {row['val_score']:.4f}{top}" if row["val_score"] == row["val_score"]
+           else "(every training image: no validation)")  # NaN: full_fit's model
+    return (f"{name} {where}: lr {row['lr']:.2e} loss {row['train_loss']:.4f} {val} "
+            f"{row['seconds']:.0f}s {row['img_per_s']:.0f} img/s"
             f"{' *' if improved else ''}{progress}")  # formatted now: progress changes
 
 
 def train_fold(cfg: Config, fold: int, folds: Folds, device, dist: Dist = Dist(),
-               progress: Progress | None = None, decided: Plan | None = None) -> Path:
+               progress: Progress | None = None, decided: Plan | None = None, replica: int = 0) -> Path:
     """Train one fold (resuming it, or at once if it is done); with pseudo_from, on its pseudo-labels too.
-    `decided`: the experiment's plan (decided now if not given: kit/train/plan.py)."""
-    files = Experiment.of(cfg).fold(fold)
+    `decided`: the experiment's plan (decided now if not given: kit/train/plan.py). replica: which of the fold's
+    seeds (seeds=N), in fold<k>-seed<replica>/."""
+    files = Experiment.of(cfg).fold(fold, replica)
     table = folds.table
     if files.done:  # finished: nothing it was trained on is checked again (the source may have moved on)
-        log.info("fold %d of %s already trained: %s", fold, cfg.name, files.dir)
+        log.info("%s of %s already trained: %s", files.dir.name, cfg.name, files.dir)
         return files.dir
     selected = pseudo.select(cfg, fold, folds.layout) if cfg.pseudo_from else None
     if dist.main:
@@ -237,8 +252,11 @@ def train_fold(cfg: Config, fold: int, folds: Folds, device, dist: Dist = Dist()
         log.info("fold %d: + %d pseudo-labelled test images (%s fold %d, probability >= %.2f)", fold, len(rows),
                  cfg.pseudo_from, fold, cfg.pseudo_threshold)
     decided = decided or plan.decide(cfg, folds, device, dist)
+    if fold == FULL:  # full_fit: the folds' epochs, every training image
+        decided = dataclasses.replace(decided, epochs=refit.epochs(Experiment.of(cfg), folds.n_folds, cfg.seeds,
+                                                                   folds.metric))
     trainer = Trainer.for_fold(cfg, fold, table, folds.layout, folds.metric, device, dist, decided.hflip,
-                               decided.pretrained)
+                               decided.pretrained, replica)
     FoldRun(cfg, trainer, folds.metric, decided, dist, progress).fit()
     barrier(dist)
     return files.dir
@@ -247,7 +265,7 @@ def train_fold(cfg: Config, fold: int, folds: Folds, device, dist: Dist = Dist()
 CLAIM_POLL_S = 5.0  # under torchrun, how often the ranks ask again for a fold another trainer holds
 
 
-def _claim_and_train(cfg: Config, fold: int, folds: Folds, device, dist: Dist, wait: bool,
+def _claim_and_train(cfg: Config, fold: int, replica: int, folds: Folds, device, dist: Dist, wait: bool,
                      progress: Progress, decided: Plan) -> bool:
     """Train a fold unless another process holds it (then False, at once; or, with wait, after it lets go).
 
@@ -257,25 +275,30 @@ def _claim_and_train(cfg: Config, fold: int, folds: Folds, device, dist: Dist, w
     Under torchrun rank 0 claims for all and broadcasts the answer; it never blocks on the lock while
     the other ranks sit in that broadcast (they would time out): they all sleep and ask again.
     """
-    lock_file = Experiment.of(cfg).fold(fold).lock
+    lock_file = Experiment.of(cfg).fold(fold, replica).lock
     block = wait and dist.world == 1
     while True:
         lock = claim(lock_file, block) if dist.main else nullcontext(True)  # rank 0 claims for all
         with lock as got:
             if from_main(got, dist):
-                train_fold(cfg, fold, folds, device, dist, progress, decided)  # at once if finished meanwhile
+                train_fold(cfg, fold, folds, device, dist, progress, decided, replica)  # at once if done meanwhile
                 break
         if not wait:
-            log.info("fold %d of %s: another process is training it; taking the next free fold", fold, cfg.name)
+            log.info("%s of %s: another process is training it; taking the next free fold", fold_name(fold, replica),
+                     cfg.name)
             return False
         time.sleep(CLAIM_POLL_S)  # every rank, outside any collective
-    progress.update((cfg.name, fold), 0, ran=False)
+    progress.update((cfg.name, fold, replica), 0, ran=False)
     return True
+
+
+def _all_done(cfg: Config, n_folds: int) -> bool:
+    return len(Experiment.of(cfg).done_folds(n_folds, cfg.seeds)) == n_folds
 
 
 def run(cfgs: list[Config], only: list[int] | None = None, shard: tuple[int, int] | None = None) -> list[Path]:
     """The `train` command: the folds asked for (all by default; `shard=(i, n)`: those with k % n == i) of every
-    experiment.
+    experiment; with seeds=N, each fold's seeds, the first seed of every fold before the next seed of any.
 
     Free folds first, over all experiments; then those another process was training, once it is done
     with them (finished by then, or taken over if it died). cv.json follows when all folds are done.
@@ -290,7 +313,8 @@ def run(cfgs: list[Config], only: list[int] | None = None, shard: tuple[int, int
         Experiment.of(cfg).check_trained(cfg, folds.n_folds)  # before anything is written: config.yaml must
         # describe what trained the folds
         loaded[cfg.name] = folds
-        jobs += [(cfg, k) for k in only or range(folds.n_folds) if shard is None or k % shard[1] == shard[0]]
+        jobs += [(cfg, k, s) for s in range(cfg.seeds) for k in only or range(folds.n_folds)
+                 if shard is None or k % shard[1] == shard[0]]
     device = pick_device(cfgs[0].device, cfgs[0].deterministic)
     threads = cpus.start(cfgs[0].threads)
     if dist.main:
@@ -298,20 +322,25 @@ def run(cfgs: list[Config], only: list[int] | None = None, shard: tuple[int, int
                                        threads))
         for cfg in cfgs:
             save_config(cfg, Experiment.of(cfg).config)
-    progress = Progress({(cfg.name, k): 0 if Experiment.of(cfg).fold(k).done
-                         else cfg.stage1_epochs + cfg.stage2_epochs for cfg, k in jobs})
+    progress = Progress({(cfg.name, k, s): 0 if Experiment.of(cfg).fold(k, s).done
+                         else cfg.stage1_epochs + cfg.stage2_epochs for cfg, k, s in jobs})
     plans = {}  # decided once per experiment, before its first fold, where any fold is left to train
-    for cfg in {c.name: c for c, k in jobs if not Experiment.of(c).fold(k).done}.values():
+    for cfg in {c.name: c for c, k, s in jobs if not Experiment.of(c).fold(k, s).done}.values():
         plans[cfg.name] = plan.decide(cfg, loaded[cfg.name], device, dist)
         if plans[cfg.name].epochs:
             progress.plan(cfg.name, sum(plans[cfg.name].epochs))
-    busy = [(cfg, k) for cfg, k in jobs
-            if not _claim_and_train(cfg, k, loaded[cfg.name], device, dist, False, progress, plans.get(cfg.name))]
-    for cfg, k in busy:
-        _claim_and_train(cfg, k, loaded[cfg.name], device, dist, True, progress, plans.get(cfg.name))
+    busy = [(cfg, k, s) for cfg, k, s in jobs
+            if not _claim_and_train(cfg, k, s, loaded[cfg.name], device, dist, False, progress, plans.get(cfg.name))]
+    for cfg, k, s in busy:
+        _claim_and_train(cfg, k, s, loaded[cfg.name], device, dist, True, progress, plans.get(cfg.name))
     for cfg in cfgs:
         folds, exp = loaded[cfg.name], Experiment.of(cfg)
-        if len(exp.done_folds(folds.n_folds)) == folds.n_folds and dist.main:
-            exp.write_cv(folds.layout, folds.metric, folds.n_folds, exp.decided(plan.key(cfg, folds.fingerprint)))
+        if _all_done(cfg, folds.n_folds) and dist.main:
+            exp.write_cv(folds.layout, folds.metric, folds.n_folds, exp.decided(plan.key(cfg, folds.fingerprint)),
+                         cfg.seeds)
             tracking.experiment_done(cfg, exp.dir)
+    for cfg in cfgs:  # full_fit: once every fold is done, by whichever trainer finds them so (another's: skipped)
+        if cfg.full_fit and _all_done(cfg, loaded[cfg.name].n_folds):
+            for s in range(cfg.seeds):
+                _claim_and_train(cfg, FULL, s, loaded[cfg.name], device, dist, False, progress, plans.get(cfg.name))
     return [Experiment.of(cfg).dir for cfg in cfgs]

@@ -22,10 +22,12 @@ from timm.utils import ModelEmaV3
 from kit.config import Config
 from kit.data.layout import Layout
 from kit.data.loaders import fold_loaders
-from kit.engine import criterion, make_optimizer, probe_step
+from kit.allocator import release_memory
+from kit.engine import criterion, make_optimizer, probe_step, validate
+from kit.experiment import FULL
 from kit.metrics import Metric, chance
 from kit.model import from_config
-from kit.runtime import Dist, autocast, grad_scaler, seed_everything
+from kit.runtime import Dist, autocast, from_main, grad_scaler, seed_everything
 
 
 def epoch_seed(seed: int, fold: int, stage: int, epoch: int) -> int:
@@ -63,14 +65,20 @@ class Trainer:
     multilabel: bool
     channels: int = 3  # what an image gives the model (kit/io.py: stacked)
     target: tuple[float, float] | None = None  # a regression's training targets' (mean, std): the model's units
+    replica: int = 0  # seeds=N: which of the fold's seeds this is (its draws derive from seed + replica)
+    metric: Metric | None = None  # what validation scores
 
     @classmethod
     def for_fold(cls, cfg: Config, fold: int, table: pd.DataFrame, layout: Layout, metric: Metric, device,
-                 dist: Dist = Dist(), hflip: float | None = None, pretrained: bool | None = None) -> "Trainer":
+                 dist: Dist = Dist(), hflip: float | None = None, pretrained: bool | None = None,
+                 replica: int = 0) -> "Trainer":
         """Fold `fold` of folds.csv's `table`: trained on the other folds' images (never the holdout), validated on
-        its own. hflip: the training flip's probability (hflip=auto's, decided; None: the config's)."""
+        its own. hflip: the training flip's probability (hflip=auto's, decided; None: the config's). replica: the
+        fold's seed replica (seeds=N), trained on the same images with seed + replica."""
         train = table[(table["fold"] != fold) & (table["role"] != "holdout")]
         val = table[table["fold"] == fold]
+        if fold == FULL:  # full_fit: every training image (the rare classes' too), nothing to validate on
+            train, val = table[table["role"] != "holdout"], table.iloc[:0]
         train_targets, val_labels = layout.targets(train["label"]), layout.targets(val["label"])
         train_dl, val_dl = fold_loaders(cfg, layout.root, train["path"], train_targets, val["path"], val_labels,
                                         device.type == "cuda", dist.rank, dist.world, f"fold {fold}", hflip)
@@ -82,13 +90,25 @@ class Trainer:
                       label_smoothing=cfg.label_smoothing, num_classes=n, multi_label=multilabel)
         target = (float(train_targets.mean()), float(train_targets.std())) if layout.task == "regression" else None
         return cls(cfg, fold, layout.classes, device, cfg.pretrained if pretrained is None else pretrained,
-                   train_dl, val_dl, val["path"].to_numpy(), val_labels, chance(metric, val_labels, n), mixup,
+                   train_dl, val_dl, val["path"].to_numpy(), val_labels,
+                   chance(metric, val_labels, n) if len(val) else float("nan"), mixup,
                    criterion(train_targets, n, cfg.class_weight).to(device), autocast(device, cfg.amp),
-                   grad_scaler(device, cfg.amp), multilabel, layout.channels, target)
+                   grad_scaler(device, cfg.amp), multilabel, layout.channels, target, replica, metric)
+
+    @property
+    def label(self) -> str:
+        """The fold as the log names it: "fold 3", "full" (full_fit), "fold 3 seed 43" for a seed replica."""
+        return ("full" if self.fold == FULL else f"fold {self.fold}") + (
+            f" seed {self.cfg.seed + self.replica}" if self.replica else "")
+
+    @property
+    def validates(self) -> bool:
+        """Whether the model has images to validate on (not full_fit's, which trains on all of them)."""
+        return len(self.val_ids) > 0
 
     def model(self) -> torch.nn.Module:
         """A fresh model, initialised as this fold's training starts it (the head's seed is the fold's)."""
-        seed_everything(epoch_seed(self.cfg.seed, self.fold, 0, 0))
+        seed_everything(epoch_seed(self.cfg.seed + self.replica, self.fold, 0, 0))
         model = from_config(self.cfg, len(self.classes), pretrained=self.pretrained, channels=self.channels,
                             target=self.target)
         model = model.to(self.device)
@@ -99,13 +119,22 @@ class Trainer:
         decay = self.cfg.ema_decay
         return ModelEmaV3(model, decay=decay, use_warmup=True) if decay > 0 else None
 
+    def validate(self, model, dist: Dist = Dist()) -> dict:
+        """The validation loss and score of `model` (kit/engine.py validate); NaN for full_fit's model."""
+        if not self.validates:
+            return {"val_loss": float("nan"), "val_score": float("nan")}
+        release_memory()  # training's blocks go back before evaluation's (other sizes) are taken
+        val = from_main(validate(model, self.val_dl, self.amp_ctx, self.device, self.val_labels, self.metric), dist)
+        release_memory()
+        return val
+
     def optimizer(self, model, lr: float) -> torch.optim.Optimizer:
         c = self.cfg
         return make_optimizer(model, c.optimizer, lr, c.momentum, c.weight_decay)
 
     def seed_epoch(self, stage: int, epoch: int) -> None:
         """Seed every random draw of one epoch (initial probes use stage 0, epoch 0: fold 0's first epoch)."""
-        seed = epoch_seed(self.cfg.seed, self.fold, stage, epoch)
+        seed = epoch_seed(self.cfg.seed + self.replica, self.fold, stage, epoch)
         seed_everything(seed)
         self.train_dl.sampler.set_epoch(seed)
 
