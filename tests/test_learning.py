@@ -132,12 +132,17 @@ def test_make_without_exp_on_your_data_names_the_quick_preset(tmp_path):
 # suite's time): the top-1 the quick preset must beat on each on a small budget (2 folds, 32 px, 7 epochs), and why
 # that bar means "learnt", not "lucky": guessing the most common class exceeds "luck" (kit.metrics.chance_top1 over
 # all the images) with probability under 1%.
-FEWER = {"100 classes x 10, RGB, 2:1, csv": 6, "10 classes x 50, grayscale, square, folder": 30}  # images a class
+FEWER = {"10 classes x 50, grayscale, square, folder": 30}  # images a class
+# The 100-class RGB csv shape runs in bench/robustness.py, not here: the RGBA 100-class set is the suite's 100 classes
+# at 2:1 (60 s of the suite's time a run), and the 25 downloads of tests/test_downloads.py are CSV layouts
+LEFT_TO_THE_BENCH = {"100 classes x 10, RGB, 2:1, csv"}
 
 
 def _suite_shapes() -> dict:
     shapes = {}
     for name, (shape, overrides) in MATRIX.items():
+        if name in LEFT_TO_THE_BENCH:
+            continue
         n = FEWER.get(name, shape["per_class"])
         shapes[name.replace(f"x {shape['per_class']},", f"x {n},")] = ({**shape, "per_class": n}, overrides)
     return shapes
@@ -147,8 +152,6 @@ SHAPES = _suite_shapes()
 BAR = {
     # chance 0.5, luck up to 0.68 on 40 images
     "2 classes x 20, RGB, square, folder": 0.8,
-    # chance 0.01, luck up to 0.02 on 600 images: 10x chance is far beyond it
-    "100 classes x 6, RGB, 2:1, csv": 0.10,
     # chance 0.1, luck up to 0.14 on 300 images
     "10 classes x 30, grayscale, square, folder": 0.5,
     # chance 0.01, luck up to 0.022 on 500 images; 5 images a class, some pixels see-through
@@ -162,7 +165,7 @@ BAR = {
 # hflip=0.5 but on the 2-class set: the flip probe trains 100 steps (kit/train/flip.py MIN_STEPS), longer than these
 # folds' whole training, and was 45% of each case's time; it runs as shipped on the 2-class shape, and its
 # decisions are tested in tests/test_auto.py
-FIXED_FLIP = {"100 classes x 6, RGB, 2:1, csv": 0.5, "100 classes x 5, RGBA, 2:1, folder": 0.5,
+FIXED_FLIP = {"100 classes x 5, RGBA, 2:1, folder": 0.5,
               "10 classes x 30, grayscale, square, folder": 0.5}
 BUDGET = dict(n_folds=2, img_size=32, resize=36, stage1_epochs=6, stage2_epochs=1, time_budget=0, min_fold_steps=0,
               workers=0, eval_batch_size=256, tta=[])
