@@ -91,3 +91,30 @@ def test_a_sweep_without_a_space_says_how_to_write_one(study_dir, capsys):
     assert main(["sweep", "--exp", "a", "--trials", "1"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no search space at configs/a.sweep.yaml" in err[0], err
+
+
+def test_a_trial_worse_than_the_median_on_fold_0_is_pruned_before_its_other_folds(study_dir, caplog):
+    """Earlier trials (stand-ins scoring beyond any real one at every epoch) make this trial's fold 0 worse than
+    their median once PRUNE_FROM epochs are past: it stops there, PRUNED, fold 1 never trained."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    from kit.jobs.sweep import PRUNE_AFTER, PRUNE_FROM
+    base = yaml.safe_load((study_dir / "configs" / "a.yaml").read_text())
+    (study_dir / "configs" / "a.yaml").write_text(yaml.safe_dump({**base, "stage1_epochs": PRUNE_FROM + 3}))
+    (study_dir / "folds").mkdir()
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    study = optuna.create_study(study_name="a-sweep", direction="maximize", storage=JournalStorage(
+        JournalFileBackend(str(study_dir / "folds" / "a.sweep.journal"))))
+    space = {"stage1_lr": FloatDistribution(0.01, 0.1, log=True), "spinal_width": CategoricalDistribution([8, 16])}
+    for _ in range(PRUNE_AFTER):
+        study.add_trial(optuna.trial.create_trial(params={"stage1_lr": 0.05, "spinal_width": 8}, distributions=space,
+                                                  value=2.0, intermediate_values={e: 2.0 for e in range(1, 20)}))
+    with caplog.at_level("INFO"):
+        assert main(["sweep", "--exp", "a", "--trials", "1"]) == 0
+    trial = _study(study_dir).trials[-1]
+    assert trial.state.name == "PRUNED", trial.state
+    assert max(trial.intermediate_values) == PRUNE_FROM + 1, "pruned at the first epoch it may be judged"
+    folder = study_dir / "folds" / f"a-t{trial.number:03d}"
+    assert (folder / "fold0" / "history.csv").is_file() and not (folder / "fold1").exists()
+    assert f"sweep trial {trial.number} pruned: fold 0 at epoch {PRUNE_FROM + 1}" in caplog.text

@@ -16,8 +16,12 @@ Trial n of experiment A is the experiment `A-t<nnn>` (its folds, checkpoints, su
 like any other). The study lives in a journal file beside the experiments (<work_dir>/<A>.sweep.journal) or in
 any Optuna storage (`--storage URL`), so that several processes, on one machine or as `kit jobs` array
 tasks on a cluster, each take the next trial of one study. When a process's trials are done the best
-trial's config is written as a preset, configs/<A>_best.yaml, which `--exp <A>_best` names. Not yet: pruning
-a trial early on its first fold's curve.
+trial's config is written as a preset, configs/<A>_best.yaml, which `--exp <A>_best` names.
+
+A trial is pruned on its first fold's curve: each epoch of its fold 0 reports the validation score (step = the
+epoch), and Optuna's median pruner stops the trial where its best so far is worse than the median of the earlier
+trials at that epoch (after PRUNE_AFTER trials, from epoch PRUNE_FROM + 1 on). A pruned trial stops where it is,
+its other folds never trained; the study records it as PRUNED (its folder stays, half-trained, for a look).
 """
 from __future__ import annotations
 
@@ -29,11 +33,14 @@ from pathlib import Path
 
 import yaml
 
+from kit import tracking
 from kit.config import Config, load_config, shapes, to_dict
 from kit.data import folds as folds_command
 from kit.io import atomic_write_text
 
 log = logging.getLogger(__name__)
+PRUNE_AFTER = 3  # trials that run whole before any is pruned (the median needs some to compare with)
+PRUNE_FROM = 2  # the first epochs of fold 0 (a warm-up's noise) are never judged
 
 
 def space_of(path: Path) -> dict:
@@ -103,6 +110,21 @@ def trial_config(base: Config, values: dict, number: int) -> Config:
         raise ValueError(f"sweep trial {number} ({values}): {e}") from None
 
 
+def _pruner(trial, name: str, metric: str):
+    """The epoch watcher (kit/tracking) that reports trial `name`'s fold 0 to Optuna and stops it when pruned."""
+    import optuna
+
+    def watch(cfg: Config, folder: Path, row: dict) -> None:
+        score = row["val_score"]
+        if cfg.name != name or folder.name != "fold0" or not math.isfinite(score):
+            return
+        trial.report(score, row["epoch"])
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"fold 0 at epoch {row['epoch']}, {metric} {score:.4f}: worse than the median "
+                                     "of the earlier trials at that epoch")
+    return watch
+
+
 def run(base: Config, trials: int, space_path: Path, storage: str = "") -> Path:
     """Run `trials` trials of the study of `base` (joining it where other processes already run it); the best
     trial's config as configs/<name>_best.yaml."""
@@ -119,14 +141,21 @@ def run(base: Config, trials: int, space_path: Path, storage: str = "") -> Path:
     metric = folds_command.load(base).metric
     study = optuna.create_study(study_name=f"{base.name}-sweep", storage=_storage(base, storage),
                                 load_if_exists=True, direction="maximize" if metric.higher_is_better else "minimize",
-                                sampler=optuna.samplers.TPESampler(seed=base.seed))
+                                sampler=optuna.samplers.TPESampler(seed=base.seed),
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER,
+                                                                   n_warmup_steps=PRUNE_FROM))
     for _ in range(trials):
         trial = study.ask()
         try:
             cfg = trial_config(base, _sample(trial, space), trial.number)
             log.info("sweep trial %d: %s", trial.number, cfg.name)
-            loop.run([cfg])
+            with tracking.watching(_pruner(trial, cfg.name, metric.name)):
+                loop.run([cfg])
             predict.run([cfg])
+        except optuna.TrialPruned as e:
+            log.info("sweep trial %d pruned: %s", trial.number, e)
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            continue
         except BaseException:  # a refused value, a failed run, Ctrl-C: the trial is not left running in the study
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise

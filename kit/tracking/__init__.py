@@ -17,6 +17,7 @@ May import the core only: the train and board floors call it with paths and plai
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -25,10 +26,26 @@ from kit.config import Config
 from kit.tracking import mlflow_runs, tensorboard
 
 
+_watchers: list = []  # in-process observers of every epoch (kit sweep's pruning): f(cfg, folder, row)
+
+
+@contextmanager
+def watching(watcher):
+    """Call watcher(cfg, folder, row) after every epoch trained in this process, while the block runs; what it
+    raises (a pruned trial) ends the training there, as any error would."""
+    _watchers.append(watcher)
+    try:
+        yield
+    finally:
+        _watchers.remove(watcher)
+
+
 def epoch(cfg: Config, folder: Path, row: dict, main: bool) -> None:
     """One finished epoch of the fold in `folder` (history.csv's row)."""
     if not main:
         return
+    for watcher in list(_watchers):
+        watcher(cfg, folder, row)
     if "tensorboard" in cfg.tracking:
         tensorboard.epoch(cfg, folder, row)
     if "mlflow" in cfg.tracking:
