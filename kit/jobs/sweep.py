@@ -139,11 +139,11 @@ def run(base: Config, trials: int, space_path: Path, storage: str = "") -> Path:
     space = space_of(space_path)
     folds_command.make_folds(base)  # every trial trains on these folds (kept as they are when up to date)
     metric = folds_command.load(base).metric
+    # the pruner judges from step n_warmup_steps on (its steps here: fold 0's epochs, from 1)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER, n_warmup_steps=PRUNE_FROM + 1)
     study = optuna.create_study(study_name=f"{base.name}-sweep", storage=_storage(base, storage),
                                 load_if_exists=True, direction="maximize" if metric.higher_is_better else "minimize",
-                                sampler=optuna.samplers.TPESampler(seed=base.seed),
-                                pruner=optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER,
-                                                                   n_warmup_steps=PRUNE_FROM))
+                                sampler=optuna.samplers.TPESampler(seed=base.seed), pruner=pruner)
     for _ in range(trials):
         trial = study.ask()
         try:
