@@ -77,6 +77,13 @@ def write_task(root: Path, seed: int = 0) -> Path:
     return root
 
 
+def task_in(tmp: Path) -> tuple[pd.DataFrame, dict]:
+    """The task written under tmp: (its held-out labels, the keys that point an experiment at it and tmp)."""
+    data = write_task(tmp / "data")
+    paths = {"data": str(data), "work_dir": str(tmp / "folds"), "submissions_dir": str(tmp / "subs")}
+    return pd.read_csv(data / "solution.csv", dtype=str), paths
+
+
 def _held_out(sub: Path, solution: pd.DataFrame) -> float:
     s = pd.read_csv(sub, dtype=str).merge(solution, on="image_name")
     return float(accuracy_score(s["label"], s["pred_label"]))
@@ -100,9 +107,7 @@ def run(size: str = "cpu") -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        data = write_task(tmp / "data")
-        solution = pd.read_csv(data / "solution.csv", dtype=str)
-        paths = {"data": str(data), "work_dir": str(tmp / "folds"), "submissions_dir": str(tmp / "subs")}
+        solution, paths = task_in(tmp)
         a = load_config(PRESETS / "demo.yaml", {**EPOCHS, **paths, "name": "resnest"})
         b = load_config(PRESETS / "demo_baseline.yaml", {**EPOCHS, **paths, "name": "resnet"})
         a_ema = load_config(PRESETS / "demo.yaml", {**EPOCHS, **paths, "name": "resnest_ema", "ema_decay": 0.99})

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.accuracy import EPOCHS, _held_out, write_task
+from bench.accuracy import EPOCHS, _held_out, task_in
 from kit.config import PRESETS, load_config
 from kit.data import folds
 from kit.predict import predict
@@ -32,9 +32,7 @@ def run(size: str = "cpu") -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        data = write_task(tmp / "data")
-        solution = pd.read_csv(data / "solution.csv", dtype=str)
-        paths = {"data": str(data), "work_dir": str(tmp / "folds"), "submissions_dir": str(tmp / "subs")}
+        solution, paths = task_in(tmp)
         base = load_config(PRESETS / "demo.yaml", {**EPOCHS, **paths, "name": "resnest"})
         folds.make_folds(base)
         board = lambda: pd.read_csv(tmp / "subs" / "leaderboard.csv")  # noqa: E731

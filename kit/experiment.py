@@ -151,9 +151,13 @@ def mean_logits(files: list[Path]) -> dict:
     for f, p in zip(files[1:], parts[1:]):
         if not np.array_equal(p["ids"], parts[0]["ids"]):
             raise ValueError(f"{f}: other images than {files[0]}; predict again (make predict)")
-    if len(parts) == 1:
-        return parts[0]
-    return {**parts[0], "logits": np.mean([p["logits"].astype(np.float64) for p in parts], axis=0)}
+    return {**parts[0], "logits": mean_of([p["logits"] for p in parts])}
+
+
+def mean_of(logits: list[np.ndarray]) -> np.ndarray:
+    """One fold's members' logits (seeds=N) as one: the mean, in float64; one member's as they are (seeds=1 leaves
+    every file as before). predict and a bundle both merge a fold's seeds through here."""
+    return logits[0] if len(logits) == 1 else np.mean([x.astype(np.float64) for x in logits], axis=0)
 
 
 @dataclass(frozen=True)

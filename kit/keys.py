@@ -91,8 +91,8 @@ class DataKeys:
     seed: int = _key(42, "seed of training: initialisation, shuffling, augmentation", "weights")
     seeds: Annotated[int, Ge(1)] = _key(
         1, "a seed ensemble under one name: each fold trained seeds times (seed, seed + 1, ...: fold<k>-seed<s>/ "
-           "beside fold<k>/), their logits averaged per fold before the fold average; raising it later trains only the new "
-           "seeds", "ensemble")
+           "beside fold<k>/), their logits averaged per fold before the fold average; raising it later trains only "
+           "the new seeds", "ensemble")
     full_fit: bool | Literal["only"] = _key(
         False, "after the folds, one more model on every training image (full/) for the epochs the folds chose (per "
                "stage, the median of their best epochs; each epoch then holds K/(K-1) times the steps): true = its "

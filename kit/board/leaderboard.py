@@ -37,8 +37,8 @@ from kit.experiment import Experiment
 from kit.tta import tag
 
 log = logging.getLogger(__name__)
-COLUMNS = ["file", "run", "experiments", "backbone", "head", "folds", "seeds", "full_fit", "tta", "merge", "image_size", "epochs",
-           "metric", "cv", "cv_last", "cv_top1", "cv_top5", "fold_std", "tta_cv", "holdout", "public", "private",
+COLUMNS = ["file", "run", "experiments", "backbone", "head", "folds", "seeds", "full_fit", "tta", "merge", "image_size",
+           "epochs", "metric", "cv", "cv_last", "cv_top1", "cv_top5", "fold_std", "tta_cv", "holdout", "public", "private",
            "created_at", "sha256", "kaggle_ref", "kaggle_status", "description", "warning", "pseudo", "data"]
 SHOWN = ["file", "experiments", "backbone", "folds", "tta", "metric", "cv", "cv_last", "public", "private",
          "kaggle_status", "warning"]

@@ -145,7 +145,8 @@ def _options(name: str, s: argparse.ArgumentParser) -> None:
         s.add_argument("--steps", type=int, default=50, help="greedy selection steps (weights in 1/steps)")
     if name == "sweep":
         s.add_argument("--trials", type=int, default=20, help="trials this process runs (default 20)")
-        s.add_argument("--space", default="", metavar="FILE", help="the search space (default configs/<exp>.sweep.yaml)")
+        s.add_argument("--space", default="", metavar="FILE",
+                       help="the search space (default configs/<exp>.sweep.yaml)")
         s.add_argument("--storage", default="", metavar="URL", help="an Optuna storage URL shared by several machines "
                        "(default: a journal file, <work_dir>/<exp>.sweep.journal)")
     if name == "pseudo":

@@ -34,8 +34,9 @@ KAGGLE_LACKS = ("ttach", "iterative-stratification")
 KAGGLE_HAS = ("torch", "torchvision", "timm", "albumentations", "opencv-python-headless", "numpy", "scikit-learn",
               "threadpoolctl", "h5py", "pandas", "pillow", "kaggle", "six", "matplotlib", "tqdm", "pyyaml", "pydantic",
               "safetensors", "jinja2", "tensorboard")
+# the kit's set-up and tests, and a tracker a notebook goes without
 TOOLING = ("py7zr", "submitit", "optuna", "cmeel-mimalloc", "setuptools", "pytest", "pytest-xdist", "nbformat",
-           "nbclient", "ipykernel", "playwright", "mlflow")  # the kit's set-up and tests, and a tracker a notebook goes without
+           "nbclient", "ipykernel", "playwright", "mlflow")
 
 
 def pinned(requirements: Path) -> dict[str, str]:

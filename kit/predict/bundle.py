@@ -36,7 +36,7 @@ from kit.metrics import probs_of
 from kit.predict import ensemble as ens
 from kit.predict import predict
 from kit.predict.inference import fold_logits, start
-from kit.experiment import Experiment, fold_name
+from kit.experiment import Experiment, fold_name, mean_of
 
 log = logging.getLogger(__name__)
 FORMAT = 2  # bundle.json's schema version (2: the layout's task and submission format, the post-processing)
@@ -193,11 +193,8 @@ def predict_bundle(bundle: str | Path, overrides: dict) -> Path:
             x, seen = fold_logits(cfg, folder / f["file"], classes, layout.root, paths, None, device, tolerate)
             unreadable[(seen == UNREADABLE) if seen.ndim == 1 else (seen == UNREADABLE).all(1)] = True
             return x
-        def fold_mean(cfg: Config, members: list[dict]):  # a fold's seeds (seeds=N) as logits, as predict has them
-            x = [logits(cfg, f) for f in members]
-            return x[0] if len(x) == 1 else np.mean([v.astype(np.float64) for v in x], axis=0)
-        averaged = [ens.average([fold_mean(cfg, m) for m in _by_fold(e["folds"])], cfg.merge, task)
-                    for e, cfg in zip(spec["experiments"], cfgs)]
+        averaged = [ens.average([mean_of([logits(cfg, f) for f in fold]) for fold in _by_fold(e["folds"])],
+                                cfg.merge, task) for e, cfg in zip(spec["experiments"], cfgs)]
         parts = [(predict.from_prior(x, unreadable, layout), cfg.merge == "probs") for x, cfg in zip(averaged, cfgs)]
         scores, is_probs = ens.mean_scores(parts, task) if len(parts) > 1 else parts[0]
         probs, thresholds = calibrate.apply(spec["post"], scores if is_probs else probs_of(scores, task))
@@ -216,10 +213,10 @@ def _by_fold(entries: list[dict]) -> list[list[dict]]:
 def _write(data: bytes, spec: dict, cfgs: list[Config], bundle: Path) -> Path:
     """<name>-<sha8>.csv with its manifest (kit/board/submission.py), and the same bytes as submission.csv."""
     out_dir = Path(cfgs[0].submissions_dir)
+    folds = [fold[0]["fold"] for fold in _by_fold(spec["experiments"][0]["folds"])]
     run = submission.run_record(
-        cfgs, {f["file"]: f["sha256"] for e in spec["experiments"] for f in e["folds"]},
-        [m[0]["fold"] for m in _by_fold(spec["experiments"][0]["folds"])], spec["submission"]["cv"], bundle=str(bundle),
-        exported_submission=spec["submission"]["file"])
+        cfgs, {f["file"]: f["sha256"] for e in spec["experiments"] for f in e["folds"]}, folds,
+        spec["submission"]["cv"], bundle=str(bundle), exported_submission=spec["submission"]["file"])
     path, _ = submission.save(data, spec["name"], out_dir, run, cfgs[0].zip)
     atomic_write_bytes(out_dir / "submission.csv", data)
     same = ("the same as" if hashlib.sha256(data).hexdigest() == spec["submission"]["sha256"]

@@ -104,7 +104,8 @@ def from_folds(cfg: Config, layout: Layout, metric: Metric, meta: dict, folds: l
         oof_folds=np.concatenate([np.full(len(o["ids"]), k) for k, o in zip(folds, oof)])[order],
         checkpoints={str(m.best): sha256_file(m.best) for m in members},
         epochs=float(np.mean([len(m.read_history()) for m in members])), fingerprint=meta["fingerprint"],
-        warning="; ".join(w for w in (exp.warning(folds), _refit_note(cfg)) if w), scores_are_probs=merge == "probs", trained_on=exp.hosts(folds),
+        warning="; ".join(w for w in (exp.warning(folds), _refit_note(cfg)) if w), scores_are_probs=merge == "probs",
+        trained_on=exp.hosts(folds),
         **({"holdout_scores": average([h["logits"] for h in held], merge, task), "holdout_labels": held[0]["labels"]}
            if held else {}),
     ))

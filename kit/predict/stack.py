@@ -90,7 +90,8 @@ def stack(results: list[Result], tab: tabular.Tabular | None) -> Result:
         fit, score = fold_of != k, fold_of == k
         held[score] = _fit_predict(x_oof[fit], y[fit], x_oof[score], task, n_out)
     test = _fit_predict(x_oof, y, x_test, task, n_out)
-    record = {"method": "stack: scikit-learn HistGradientBoosting" + (" (one per class)" if task == "multilabel" else "")
+    per_class = " (one per class)" if task == "multilabel" else ""
+    record = {"method": "stack: scikit-learn HistGradientBoosting" + per_class
               + ", nested on the folds", "members": [r.name for r in results],
               "columns": tab.kinds if tab is not None else {}, "test_file": tab.test_file if tab is not None else "",
               "params": {**PARAMS, "early_stopping_from_rows": EARLY_ROWS}}

@@ -221,8 +221,9 @@ def schedule(optimizer, lr: float, epochs: int, warmup: int) -> CosineLRSchedule
 def _epoch_line(name: str, where: str, row: dict, metric: str, improved: bool, progress: Progress) -> str:
     """The log line of an epoch: its rate, losses, score (and top-1/top-5), speed, a * when best, the time left."""
     top = f" top-1 {row['val_top1']:.4f} top-5 {row['val_top5']:.4f}" if "val_top1" in row else ""
-    val = (f"val_loss {row['val_loss']:.4f} {metric} {row['val_score']:.4f}{top}" if row["val_score"] == row["val_score"]
-           else "(every training image: no validation)")  # NaN: full_fit's model
+    validated = row["val_score"] == row["val_score"]  # NaN: full_fit's model
+    val = (f"val_loss {row['val_loss']:.4f} {metric} {row['val_score']:.4f}{top}" if validated
+           else "(every training image: no validation)")
     return (f"{name} {where}: lr {row['lr']:.2e} loss {row['train_loss']:.4f} {val} "
             f"{row['seconds']:.0f}s {row['img_per_s']:.0f} img/s"
             f"{' *' if improved else ''}{progress}")  # formatted now: progress changes
