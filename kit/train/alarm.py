@@ -41,17 +41,17 @@ def causes(cfg) -> str:
             f"(mixup_alpha={cfg.mixup_alpha}; try {weaker})")
 
 
-def check_learning(fold: int, metric: Metric, best: float, chance_score: float, train_loss: float, n_classes: int,
+def check_learning(fold: str, metric: Metric, best: float, chance_score: float, train_loss: float, n_classes: int,
                    multilabel: bool, cfg) -> None:
     """One warning when, two epochs after the warm-up, nothing has been learnt yet, naming the keys to change."""
     if not learning(metric, best, chance_score, train_loss, n_classes, multilabel):
-        log.warning("fold %d: not learning after the warm-up: best val %s %.4f (chance %.4f), train loss %.3f "
+        log.warning("%s: not learning after the warm-up: best val %s %.4f (chance %.4f), train loss %.3f "
                     "(guessing: %.3f). %s", fold, metric.name, best, chance_score, train_loss,
                     guess_loss(n_classes, multilabel), causes(cfg))
 
 
-def check_stage1(fold: int, metric: Metric, stage_best: float, chance_score: float, cfg) -> None:
+def check_stage1(fold: str, metric: Metric, stage_best: float, chance_score: float, cfg) -> None:
     """One warning when stage 1 ended no better than chance: the CV and the leaderboard row will say so too."""
     if not (stage_best is not None and metric.better(stage_best, chance_score)):
-        log.warning("fold %d: stage 1 ended at chance level (best val %s %.4f, chance %.4f); the CV and the "
+        log.warning("%s: stage 1 ended at chance level (best val %s %.4f, chance %.4f); the CV and the "
                     "leaderboard row will say so. %s", fold, metric.name, stage_best, chance_score, causes(cfg))

@@ -118,7 +118,7 @@ class FoldRun:
             state.stopped = True
             self._save_last(model, optimizer, state)
         if state.stage == 1 and self.trainer.validates:
-            alarm.check_stage1(self.fold, self.metric, state.stage_best, self.chance, c)
+            alarm.check_stage1(self.trainer.label, self.metric, state.stage_best, self.chance, c)
 
     def _run_epoch(self, model, trained, optimizer, state: FoldState) -> None:
         c, t0 = self.cfg, time.perf_counter()
@@ -141,7 +141,7 @@ class FoldRun:
         self.progress.update((c.name, self.fold, self.trainer.replica), self._epochs_left(state))
         log.info("%s", _epoch_line(c.name, where, row, self.metric.name, improved, self.progress))
         if state.stage == 1 and state.epoch == min(c.warmup + 2, self.epochs[0]) and self.trainer.validates:
-            alarm.check_learning(self.fold, self.metric, state.stage_best, self.chance, loss, len(self.classes),
+            alarm.check_learning(self.trainer.label, self.metric, state.stage_best, self.chance, loss, len(self.classes),
                                  self.multilabel, c)
         if state.stopped:
             log.info("%s stage %d: early stop, no better %s for %d epochs", self.trainer.label, state.stage,
