@@ -33,7 +33,7 @@ RUN_ARGS = $(if $(strip $(EXP)),--exp $(EXP)) data=$(DATA) $(ARGS)
 # docs/BENCHMARKS.md); KIT_ALLOCATOR=off make ... keeps glibc (kit/allocator.py).
 
 .DEFAULT_GOAL := demo
-.PHONY: demo install folds train predict blend stack sweep pseudo export leaderboard submit download report notebook notebook-push notebook-status test test-fast bench bench-fastai cache reliability clean clean-all gpu-check gpu-wheels
+.PHONY: demo install folds train predict blend stack sweep pseudo export leaderboard submit download report notebook notebook-push notebook-status test test-fast bench bench-fastai bench-stack cache reliability clean clean-all gpu-check gpu-wheels
 
 # folds, train and predict in one process (kit run): one start-up of torch instead of three
 demo: install $(if $(filter data/demo,$(DATA)),data/demo/solution.csv)
@@ -84,7 +84,7 @@ sweep: install
 	$(KIT) sweep $(RUN_ARGS) --trials $(TRIALS)
 
 export: install
-	$(KIT) export $(RUN_ARGS) --out $(OUT)
+	$(KIT) export $(RUN_ARGS) --out $(OUT)$(if $(STACK), --stack)
 
 # one self-contained page of the data set: the leaderboard, CV against public/private, each experiment's figures
 report: install
@@ -148,6 +148,15 @@ bench: install
 
 bench-fastai: .venv-fastai/.installed
 	.venv-fastai/bin/python -m bench.fastai_default
+
+# kit stack's learner against LightGBM's on the same features and folds (bench/stack.py, about 8 minutes): LightGBM
+# in a folder of its own on the path, so the kit's venv stays as requirements.txt makes it
+.whl/bench-lightgbm/.done: | install
+	$(PY) -m pip install --quiet --no-deps --target .whl/bench-lightgbm lightgbm==4.7.0 narwhals==2.29.0
+	touch $@
+
+bench-stack: .whl/bench-lightgbm/.done
+	PYTHONPATH=.whl/bench-lightgbm $(PY) -m bench --only stack
 
 # On a CUDA machine: GPU tests, training speed per setting, batched TTA (bench/gpu_check.py, docs/BENCHMARKS.md).
 # A machine with its own torch: make gpu-check PY=python3. Without CUDA it says so in one line.

@@ -2,6 +2,7 @@
 (kit/predict/stack.py, kit/data/tabular.py), on a stand-in whose images say nothing of the label and whose
 columns do."""
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -55,32 +56,73 @@ def test_the_columns_both_files_share_are_typed_and_the_rest_left_out(clinic):
     assert len(tab.test) == 60 and tab.test["age"].notna().all()
 
 
-def test_a_stack_with_the_columns_beats_the_image_model_on_held_out_images(tmp_path, clinic, caplog):
-    keys = _keys(tmp_path, clinic, name="img")
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, clinic):
+    """The image experiment `img` trained and predicted on the clinic: (its keys, its folder)."""
+    tmp = tmp_path_factory.mktemp("img")
+    keys = _keys(tmp, clinic, name="img")
     for command in ("folds", "train", "predict"):
         assert main([command, *keys]) == 0
+    return keys, tmp
+
+
+def test_a_stack_with_the_columns_beats_the_image_model_on_held_out_images(trained, caplog):
+    keys, tmp = trained
     with caplog.at_level("INFO"):
         assert main(["stack", *keys]) == 0
     assert "tabular columns of train.csv and test.csv: 1 numeric (age), 1 categorical (site)" in caplog.text
-    board = leaderboard.load(tmp_path / "subs" / "leaderboard.csv")
+    board = leaderboard.load(tmp / "subs" / "leaderboard.csv")
     image, stacked = (board[board["file"].str.startswith(prefix)].iloc[0] for prefix in ("img-", "stack-img-"))
     assert float(image["private"]) < 0.75, "the images say nothing of the label"
     assert float(stacked["private"]) >= float(image["private"]) + 0.2, board[["cv", "public", "private"]]
     assert float(stacked["cv"]) >= 0.8 and abs(float(stacked["cv"]) - float(stacked["private"])) < 0.15, \
         "nested CV near the held-out score"
-    manifest = json.loads((tmp_path / "subs" / stacked["file"]).with_suffix(".json").read_text())
+    manifest = json.loads((tmp / "subs" / stacked["file"]).with_suffix(".json").read_text())
     record = manifest["runs"][-1]["blend"]
     assert record["members"] == ["img"] and record["columns"] == {"age": "numeric", "site": "categorical"}
     assert record["params"]["learning_rate"] == 0.05
+    from kit.config import load_config, parse_overrides
+    from kit.jobs import notebook
+    cfg = load_config(None, parse_overrides(keys))
+    assert notebook.submitted([cfg]) == ([cfg], True), "the notebook's bundle carries the stack make submit picks"
 
 
-def test_one_member_and_no_columns_is_one_line(tmp_path, clinic, capsys):
-    keys = _keys(tmp_path, clinic, name="img", tabular="false")
-    for command in ("folds", "train"):
-        assert main([command, *keys]) == 0
-    assert main(["stack", *keys]) != 0
+def test_one_member_and_no_columns_is_one_line(trained, capsys):
+    keys, _ = trained
+    assert main(["stack", *keys, "tabular=false"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "one experiment and no columns (tabular=off)" in err[0], err
+
+
+def test_a_bundle_carries_the_stack_and_predicts_its_submission_from_the_test_file(trained, clinic, tmp_path):
+    """export --stack: the learner and the columns it reads travel; predict --bundle on the competition's folder
+    (its test.csv beside the test images, no training images) writes the stack's submission byte for byte."""
+    keys, tmp = trained
+    assert main(["export", *keys, "--stack", "--out", str(tmp_path / "bundle")]) == 0
+    spec = json.loads((tmp_path / "bundle" / "bundle.json").read_text())
+    assert spec["name"] == "stack-img" and spec["stack"]["tabular"]["kinds"] == {"age": "numeric", "site": "categorical"}
+    exported = tmp / "subs" / spec["submission"]["file"]
+    kaggle = tmp_path / "input"  # what a code competition's kernel sees: the test images, test.csv, the sample
+    shutil.copytree(clinic / "test", kaggle / "test")
+    for name in ("test.csv", "sample_submission.csv"):
+        shutil.copy(clinic / name, kaggle / name)
+    out = tmp_path / "out"
+    assert main(["predict", "--bundle", str(tmp_path / "bundle.zip"), f"data={kaggle}", f"submissions_dir={out}"]) == 0
+    assert (out / "submission.csv").read_bytes() == exported.read_bytes(), "the bundle's stack is the exported one"
+    plain = pd.read_csv(tmp / "subs" / next(p.name for p in (tmp / "subs").glob("img-*.csv")))
+    assert not pd.read_csv(out / "submission.csv").equals(plain), "the stack's labels, not the image model's"
+
+
+def test_a_stacked_bundle_without_its_test_file_says_which_file_in_one_line(trained, clinic, tmp_path, capsys):
+    keys, _ = trained
+    assert main(["export", *keys, "--stack", "--out", str(tmp_path / "bundle")]) == 0
+    shutil.copytree(clinic / "test", tmp_path / "input" / "test")
+    shutil.copy(clinic / "sample_submission.csv", tmp_path / "input")
+    capsys.readouterr()
+    assert main(["predict", "--bundle", str(tmp_path / "bundle"), f"data={tmp_path / 'input'}",
+                 f"submissions_dir={tmp_path / 'out'}"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "test.csv" in err[0] and "age, site" in err[0], err
 
 
 def test_two_members_of_a_multi_label_task_stack_one_learner_per_class(tmp_path):
@@ -99,3 +141,24 @@ def test_two_members_of_a_multi_label_task_stack_one_learner_per_class(tmp_path)
     assert len(written) == 1 and list(sub.columns) == ["image", "labels"] and (sub["labels"] != "").all(), sub
     record = json.loads(written[0].with_suffix(".json").read_text())["runs"][-1]["blend"]
     assert record["members"] == ["a", "b"] and record["columns"] == {} and "one per class" in record["method"]
+
+
+def test_a_stack_of_two_members_is_scored_on_the_holdout_images(tmp_path):
+    """val_mode=holdout: DATA/val, never trained on, gets the stack's score as the members' (the leaderboard's
+    holdout column), from the learner fitted on every OOF row."""
+    from conftest import write_folder_data
+    data = write_folder_data(tmp_path / "data", n_per_class=8)
+    write_folder_data(tmp_path / "val_src", n_per_class=3, seed=5)
+    shutil.copytree(tmp_path / "val_src" / "train", data / "val")
+    import yaml
+    keys = [f"data={data}", f"work_dir={tmp_path / 'folds'}", f"submissions_dir={tmp_path / 'subs'}",
+            "val_mode=holdout"]
+    exps = ["--exp", *[str(tmp_path / f"{n}.yaml") for n in "ab"]]
+    for name, seed in (("a", 0), ("b", 1)):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({**FAST, "name": name, "seed": seed}))
+    for command in ("folds", "train", "stack"):
+        assert main([command, *exps, *keys]) == 0, command
+    board = leaderboard.load(tmp_path / "subs" / "leaderboard.csv").set_index("experiments")
+    assert board["holdout"].ne("").all() and board.loc["a b", "file"].startswith("stack-a+b-"), board
+    held = float(board.loc["a b", "holdout"])
+    assert 0 <= held <= 1

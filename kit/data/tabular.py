@@ -31,6 +31,34 @@ class Tabular:
     kinds: dict  # column -> "numeric" or "categorical"
     test_file: str  # relative to the data folder
     said: str
+    levels: dict  # categorical column -> its categories (both sides' values, sorted): a bundle's test rows get these
+    id_col: str  # the test file's id column
+
+    def record(self) -> dict:
+        """What a bundle needs to read its test rows' columns again (test_columns)."""
+        return {"test_file": self.test_file, "id_col": self.id_col, "kinds": self.kinds, "levels": self.levels}
+
+
+def _typed(values: pd.Series, kind: str, levels: list | None) -> pd.Series:
+    values = values.replace("", None).reset_index(drop=True)
+    return pd.to_numeric(values).astype(float) if kind == "numeric" else pd.Categorical(values, categories=levels)
+
+
+def test_columns(root: Path, record: dict, ids: list[str]) -> pd.DataFrame:
+    """The test rows' columns (`ids`, in order) of the test file as Tabular.record() describes them: the same
+    columns, types and categories the learner was fitted with (a category the fit never saw reads as missing)."""
+    path = Path(root) / record["test_file"]
+    if not path.is_file():
+        raise ValueError(f"{path}: the stack's test columns ({', '.join(record['kinds'])}) are read from this file, "
+                         "as at export; point data= at a folder that has it")
+    table, id_col = read_csv(path), record["id_col"]
+    missing = [c for c in [id_col, *record["kinds"]] if c not in table.columns]
+    lacking = sorted(set(ids) - set(table[id_col])) if id_col in table.columns else []
+    if missing or lacking:
+        what = f"no column(s) {', '.join(missing)}" if missing else f"no row for {summarize(lacking)}"
+        raise ValueError(f"{path}: {what}; the stack was fitted with {', '.join(record['kinds'])} for every test id")
+    table = table.drop_duplicates(id_col).set_index(id_col).loc[ids]
+    return pd.DataFrame({c: _typed(table[c], kind, record["levels"].get(c)) for c, kind in record["kinds"].items()})
 
 
 def _kind(train: pd.Series, test: pd.Series) -> str:
@@ -78,19 +106,14 @@ def find(layout: Layout) -> Tabular | None:
     kinds = {c: k for c in names if (k := _kind(table[c], test[c]))}
     if not kinds:
         return None
-    train_x, test_x = pd.DataFrame(index=table.index), pd.DataFrame(index=range(len(test)))
-    for c, kind in kinds.items():
-        a, b = table[c].replace("", None), test[c].replace("", None).reset_index(drop=True)
-        if kind == "numeric":
-            train_x[c], test_x[c] = pd.to_numeric(a).astype(float), pd.to_numeric(b).astype(float)
-        else:
-            levels = sorted(set(a.dropna()) | set(b.dropna()))
-            train_x[c] = pd.Categorical(a, categories=levels)
-            test_x[c] = pd.Categorical(b, categories=levels)
+    levels = {c: sorted(set(table[c].replace("", None).dropna()) | set(test[c].replace("", None).dropna()))
+              for c, kind in kinds.items() if kind == "categorical"}
+    train_x = pd.DataFrame({c: _typed(table[c], kind, levels.get(c)) for c, kind in kinds.items()})
+    test_x = pd.DataFrame({c: _typed(test[c], kind, levels.get(c)) for c, kind in kinds.items()})
     left = [c for c in names if c not in kinds]
     rel = path.relative_to(layout.root).as_posix()
     parts = [f"{len(cols)} {kind} ({summarize(cols)})" for kind in ("numeric", "categorical")
              if (cols := [c for c, k in kinds.items() if k == kind])]
     said = (f"tabular columns of {layout.label_file} and {rel}: {', '.join(parts)}"
             f"{f'; left out (text, ids or one value): {summarize(left)}' if left else ''}")
-    return Tabular(train_x, test_x, kinds, rel, said)
+    return Tabular(train_x, test_x, kinds, rel, said, levels, layout.id_col)

@@ -82,7 +82,7 @@ def pseudo(a):
 
 def export(a):
     from kit.predict import bundle
-    return bundle.export(a.cfgs, a.out)
+    return bundle.export(a.cfgs, a.out, a.stack)
 
 
 def leaderboard(a):

@@ -164,19 +164,19 @@ def _notebook(values: dict):
     return nb
 
 
-def submitted(cfgs: list) -> list:
+def submitted(cfgs: list) -> tuple[list, bool]:
     """The experiments of the submission `make submit` would pick among cfgs' (the best CV of A, B or A+B); all of
-    cfgs before any was predicted."""
+    cfgs before any was predicted. And whether that submission is their stack (kit stack; the bundle carries it)."""
     from kit.board import leaderboard
     board = leaderboard.load(leaderboard.path_of(cfgs[0]))
     try:
         best = leaderboard.pick(board, [c.name for c in cfgs], Path(cfgs[0].submissions_dir),
                                 leaderboard.data_of(cfgs[0]), cfgs[0].metric)
     except ValueError:  # nothing predicted yet: the bundle's export predicts them all
-        return cfgs
+        return cfgs, False
     names = board.loc[board["file"] == best.name, "experiments"].iloc[0].split()
     log.info("the notebook predicts as %s does (the best CV of %s)", best.name, " ".join(c.name for c in cfgs))
-    return [c for c in cfgs if c.name in names]
+    return [c for c in cfgs if c.name in names], best.name.startswith("stack-")
 
 
 def write(cfgs, comp: str, user: str = "", gpu: bool = False, wheels: str = "", out: str | Path = "notebook") -> Path:
@@ -184,7 +184,7 @@ def write(cfgs, comp: str, user: str = "", gpu: bool = False, wheels: str = "", 
     name (see the module's docstring)."""
     if not comp:
         raise ValueError("no competition: pass COMP=slug (make) or --comp slug")
-    cfgs = submitted(cfgs)
+    cfgs, stacked = submitted(cfgs)
     import nbformat
 
     from kit.predict import bundle
@@ -194,7 +194,7 @@ def write(cfgs, comp: str, user: str = "", gpu: bool = False, wheels: str = "", 
     shutil.rmtree(tmp, ignore_errors=True)
     dataset_slug = f"{comp}-kit"[:50]
     try:
-        bundle.export(cfgs, tmp / "dataset" / "bundle")
+        bundle.export(cfgs, tmp / "dataset" / "bundle", stacked)
         (tmp / "dataset" / "bundle.zip").unlink(missing_ok=True)  # the folder travels; the zip would double it
         names = _wheels(tmp / "dataset" / "wheels", wheels)
         (tmp / "dataset" / "dataset-metadata.json").write_text(json.dumps(

@@ -6,7 +6,9 @@
 bundle.json holds the layout (classes, task, submission format and header), the metric and the post-processing
 (thresholds, temperature), per experiment its resolved
 config and each fold's weights file (its best.pt, copied) with its sha256, and the submission the
-bundle reproduces (file, sha256, CV). Predicting from a bundle needs no folds, training images or
+bundle reproduces (file, sha256, CV). `export --stack` carries `kit stack`'s second level instead of the
+average: its fitted learner (stack.pkl, a pickle of scikit-learn's trees, with its sha256) and the test file's
+columns it reads (names, types, categories); predicting then needs that file beside the test images. Predicting from a bundle needs no folds, training images or
 out-of-fold files: the test images, the weights and the same TTA and merge give the same CSV,
 written under its usual name (<name>-<sha8>.csv, with a manifest) and as submission.csv.
 Only keys that shape nothing (data, submissions_dir, device, workers, ...) may be overridden.
@@ -17,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import pickle
 import shutil
 import tempfile
 import zipfile
@@ -39,10 +42,11 @@ from kit.predict.inference import fold_logits, start
 from kit.experiment import Experiment, fold_name, mean_of
 
 log = logging.getLogger(__name__)
+STACK = "stack.pkl"  # export --stack: the second level's fitted learner
 FORMAT = 2  # bundle.json's schema version (2: the layout's task and submission format, the post-processing)
 # The packages whose versions can move a prediction: the model code, the decode and resize, the arithmetic.
 # bundle.json records them at export; predicting from the bundle says where they differ (a Kaggle image's).
-PREDICTS = ("torch", "torchvision", "timm", "albumentations", "opencv", "numpy", "pillow", "ttach")
+PREDICTS = ("torch", "torchvision", "timm", "albumentations", "opencv", "numpy", "pillow", "ttach", "scikit-learn")
 
 
 def versions() -> dict[str, str]:
@@ -68,15 +72,21 @@ def version_skew(recorded: dict[str, str]) -> str:
             "the exported submission (pin them in the notebook, or export where they match)")
 
 
-def export(cfgs: list[Config], out: str | Path) -> Path:
-    """Predict (reusing up-to-date logits), then copy the weights and settings into `out` and `out`.zip."""
+def export(cfgs: list[Config], out: str | Path, stacked: bool = False) -> Path:
+    """Predict (reusing up-to-date logits), then copy the weights and settings into `out` and `out`.zip; `stacked`:
+    the experiments' stack (kit/predict/stack.py) and its learner, instead of their average."""
     out = Path(out)
     if out.exists() and not (out / "bundle.json").is_file():
         raise ValueError(f"--out {out} exists and is not a bundle; choose another folder")
     check_writable(out.parent, "--out")
     device = start(cfgs[0], "export")
-    results = [predict.predict_experiment(cfg, device) for cfg in cfgs]
-    r = ens.combine(results) if len(results) > 1 else results[0]
+    if stacked:
+        from kit.predict import stack
+        results, tab = stack.prepare(cfgs, device)
+        r, learner = stack.stack(results, tab)
+    else:
+        results = [predict.predict_experiment(cfg, device) for cfg in cfgs]
+        r = ens.combine(results) if len(results) > 1 else results[0]
     sub_path = submission.write(r)
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -85,6 +95,10 @@ def export(cfgs: list[Config], out: str | Path) -> Path:
             "metric": r.metric.name, "post": r.post, "experiments": experiments,
             "submission": {"file": sub_path.name, "sha256": sha256_file(sub_path), "cv": r.cv,
                            "holdout_score": r.holdout_score}}
+    if stacked:
+        (tmp / STACK).write_bytes(pickle.dumps(learner))
+        spec["stack"] = {"file": STACK, "sha256": sha256_file(tmp / STACK), "method": r.blend["method"],
+                         "tabular": tab.record() if tab is not None else None}
     (tmp / "bundle.json").write_text(json.dumps(spec, indent=2) + "\n")
     _replace_dir(tmp, out)
     archive = out.with_name(out.name + ".zip")  # bundle.v2 -> bundle.v2.zip (with_suffix would make bundle.zip)
@@ -142,18 +156,18 @@ def _open(bundle: Path, stack) -> Path:
 
 
 def read_spec(folder: Path, name: str) -> dict:
-    """bundle.json, refused unless every weights file is there with the sha256 it was exported with."""
+    """bundle.json, refused unless every weights file (and a stack's learner) is there with the sha256 it was
+    exported with."""
     spec = json.loads((folder / "bundle.json").read_text())
     if spec.get("format") != FORMAT:
         raise ValueError(f"{name}: bundle format {spec.get('format')!r}, this kit reads {FORMAT}; export it again")
     bad = []
-    for e in spec["experiments"]:
-        for f in e["folds"]:
-            path = folder / f["file"]
-            if not path.is_file():
-                bad.append(f"{f['file']} (missing)")
-            elif sha256_file(path) != f["sha256"]:
-                bad.append(f"{f['file']} (sha256 differs)")
+    for f in [f for e in spec["experiments"] for f in e["folds"]] + ([spec["stack"]] if "stack" in spec else []):
+        path = folder / f["file"]
+        if not path.is_file():
+            bad.append(f"{f['file']} (missing)")
+        elif sha256_file(path) != f["sha256"]:
+            bad.append(f"{f['file']} (sha256 differs)")
     if bad:
         raise ValueError(f"{name}: weights do not match bundle.json: {summarize(bad)}; export the bundle again")
     return spec
@@ -196,10 +210,31 @@ def predict_bundle(bundle: str | Path, overrides: dict) -> Path:
         averaged = [ens.average([mean_of([logits(cfg, f) for f in fold]) for fold in _by_fold(e["folds"])],
                                 cfg.merge, task) for e, cfg in zip(spec["experiments"], cfgs)]
         parts = [(predict.from_prior(x, unreadable, layout), cfg.merge == "probs") for x, cfg in zip(averaged, cfgs)]
-        scores, is_probs = ens.mean_scores(parts, task) if len(parts) > 1 else parts[0]
+        if "stack" in spec:
+            scores, is_probs = _stacked(spec["stack"], folder, parts, cfgs, layout), True
+        else:
+            scores, is_probs = ens.mean_scores(parts, task) if len(parts) > 1 else parts[0]
         probs, thresholds = calibrate.apply(spec["post"], scores if is_probs else probs_of(scores, task))
         data = formats.to_bytes(formats.table(layout, probs, thresholds, spec["post"].get("blank_below", 0.0)), layout)
         return _write(data, spec, cfgs, Path(bundle))
+
+
+def _stacked(record: dict, folder: Path, parts: list, cfgs: list[Config], layout) -> np.ndarray:
+    """The stack's test probabilities: its learner on the members' probabilities and the test file's columns,
+    the features kit/predict/stack.py fitted it on."""
+    import pandas as pd
+
+    from kit.data import tabular
+    learner = pickle.loads((folder / record["file"]).read_bytes())  # checked against its sha256 (read_spec)
+    members = {}
+    for (scores, is_probs), cfg in zip(parts, cfgs):
+        p = scores if is_probs else probs_of(scores, layout.task)
+        members |= {f"{cfg.name}:{c}": p[:, i] for i, c in enumerate(layout.classes)}
+    x = pd.DataFrame(members)
+    if record["tabular"] is not None:
+        x = pd.concat([x, tabular.test_columns(layout.root, record["tabular"], list(layout.test["id"].astype(str)))],
+                      axis=1)
+    return learner.predict(x)
 
 
 def _by_fold(entries: list[dict]) -> list[list[dict]]:

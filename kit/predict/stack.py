@@ -25,7 +25,7 @@ import pandas as pd
 from kit.board import leaderboard, submission
 from kit.board.result import Result
 from kit.config import Config
-from kit.data import tabular
+from kit.data import folds, tabular
 from kit.predict import ensemble as ens
 from kit.predict import predict
 from kit.predict.inference import start
@@ -45,51 +45,75 @@ def _learner(task: str, rows: int):
     return kind(**{**PARAMS, **early, "categorical_features": "from_dtype"})
 
 
-def _fit_predict(x_fit: pd.DataFrame, y_fit: np.ndarray, x_new: pd.DataFrame, task: str, n_out: int) -> np.ndarray:
-    """(len(x_new), n_out) probabilities (a regression: values) of learners fitted on (x_fit, y_fit)."""
-    if task == "regression":
-        return _learner(task, len(x_fit)).fit(x_fit, y_fit.ravel()).predict(x_new).reshape(-1, 1)
-    if task == "multilabel":  # one binary learner per class
-        out = np.zeros((len(x_new), n_out))
-        for c in range(n_out):
-            col = y_fit[:, c]
-            out[:, c] = (_learner(task, len(x_fit)).fit(x_fit, col).predict_proba(x_new)[:, 1] if len(set(col)) > 1
-                         else col[0])
+@dataclasses.dataclass
+class Learner:
+    """The second level fitted on some rows: per class a model (multi-label), one model, or a constant where a
+    class never varied in the rows; `predict` gives (rows, n_out) probabilities (a regression: values)."""
+    task: str
+    n_out: int
+    features: list[str]  # the columns it was fitted on, in order
+    models: list  # fitted scikit-learn estimators, or a float for a constant
+
+    def predict(self, x: pd.DataFrame) -> np.ndarray:
+        x = x[self.features]
+        if self.task == "regression":
+            return self.models[0].predict(x).reshape(-1, 1)
+        if self.task == "multilabel":
+            return np.stack([m.predict_proba(x)[:, 1] if not isinstance(m, float) else np.full(len(x), m)
+                             for m in self.models], axis=1)
+        out = np.zeros((len(x), self.n_out))
+        out[:, self.models[0].classes_] = self.models[0].predict_proba(x)  # a class no fitted row had keeps 0
         return out
-    model = _learner(task, len(x_fit)).fit(x_fit, y_fit)
-    out = np.zeros((len(x_new), n_out))
-    out[:, model.classes_] = model.predict_proba(x_new)  # a class no row of this fit had keeps probability 0
-    return out
 
 
-def features(results: list[Result], tab: tabular.Tabular | None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(OOF rows' features, test rows' features): the members' probabilities, then the tabular columns."""
+def fit(x: pd.DataFrame, y: np.ndarray, task: str, n_out: int) -> Learner:
+    if task == "regression":
+        models = [_learner(task, len(x)).fit(x, y.ravel())]
+    elif task == "multilabel":  # one binary learner per class
+        models = [_learner(task, len(x)).fit(x, y[:, c]) if len(set(y[:, c])) > 1 else float(y[0, c])
+                  for c in range(n_out)]
+    else:
+        models = [_learner(task, len(x)).fit(x, y)]
+    return Learner(task, n_out, list(x.columns), models)
+
+
+def features(results: list[Result], tab: tabular.Tabular | None,
+             holdout: list[str] = ()) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+    """(OOF rows' features, test rows' features, holdout rows' features or None): the members' probabilities, then
+    the tabular columns. `holdout`: the holdout rows' paths, in the order of the members' holdout scores."""
     first = results[0]
-    oof, test = {}, {}
+    sides = {"oof": {}, "test": {}, "holdout": {}}
     for r in results:
-        p_oof, p_test = r.probs(r.oof_scores), r.probs(r.test_scores)
-        for c in range(p_oof.shape[1]):
-            oof[f"{r.name}:{first.classes[c]}"], test[f"{r.name}:{first.classes[c]}"] = p_oof[:, c], p_test[:, c]
-    x_oof, x_test = pd.DataFrame(oof), pd.DataFrame(test)
+        for side, scores in (("oof", r.oof_scores), ("test", r.test_scores), ("holdout", r.holdout_scores)):
+            p = r.probs(scores) if len(scores) else scores
+            sides[side] |= {f"{r.name}:{c}": p[:, i] for i, c in enumerate(first.classes) if len(scores)}
+    x_oof, x_test = pd.DataFrame(sides["oof"]), pd.DataFrame(sides["test"])
+    x_hold = pd.DataFrame(sides["holdout"]) if len(holdout) and len(first.holdout_scores) else None
     if tab is not None:
         row_of = {p: i for i, p in enumerate(first.layout.train["path"])}
-        rows = [row_of[p] for p in first.oof_ids]
-        x_oof = pd.concat([x_oof, tab.train.iloc[rows].reset_index(drop=True)], axis=1)
+        x_oof = pd.concat([x_oof, tab.train.iloc[[row_of[p] for p in first.oof_ids]].reset_index(drop=True)], axis=1)
         x_test = pd.concat([x_test, tab.test.reset_index(drop=True)], axis=1)
-    return x_oof, x_test
+        if x_hold is not None and not set(holdout) <= set(row_of):
+            x_hold = None  # holdout images of a val/ folder beside a label file: no columns to give them
+        if x_hold is not None:
+            x_hold = pd.concat([x_hold, tab.train.iloc[[row_of[p] for p in holdout]].reset_index(drop=True)], axis=1)
+    return x_oof, x_test, x_hold
 
 
-def stack(results: list[Result], tab: tabular.Tabular | None) -> Result:
-    """The stacked Result: test probabilities from a learner fitted on every OOF row; OOF the nested predictions."""
+def stack(results: list[Result], tab: tabular.Tabular | None) -> tuple[Result, Learner]:
+    """The stacked Result (test probabilities from a learner fitted on every OOF row; OOF the nested predictions)
+    and that learner, which a bundle carries."""
     ens.check_compatible(results, "stack")
     first = results[0]
     task, n_out, y, fold_of = first.layout.task, len(first.classes), first.oof_labels, first.oof_folds
-    x_oof, x_test = features(results, tab)
+    table = folds.load(first.cfgs[0]).table
+    x_oof, x_test, x_hold = features(results, tab, list(table.loc[table["role"] == "holdout", "path"]))
     held = np.zeros((len(y), n_out))
     for k in np.unique(fold_of):
-        fit, score = fold_of != k, fold_of == k
-        held[score] = _fit_predict(x_oof[fit], y[fit], x_oof[score], task, n_out)
-    test = _fit_predict(x_oof, y, x_test, task, n_out)
+        rows, other = fold_of != k, fold_of == k
+        held[other] = fit(x_oof[rows], y[rows], task, n_out).predict(x_oof[other])
+    final = fit(x_oof, y, task, n_out)
+    test = final.predict(x_test)
     per_class = " (one per class)" if task == "multilabel" else ""
     record = {"method": "stack: scikit-learn HistGradientBoosting" + per_class
               + ", nested on the folds", "members": [r.name for r in results],
@@ -98,12 +122,14 @@ def stack(results: list[Result], tab: tabular.Tabular | None) -> Result:
     return ens.scored(dataclasses.replace(
         first, **ens.combined_fields(results, "stack-" + "+".join(r.name for r in results)),
         test_scores=test, oof_scores=held, scores_are_probs=True,
-        holdout_scores=np.zeros((0, n_out)), holdout_labels=first.holdout_labels[:0], blend=record))
+        **({"holdout_scores": final.predict(x_hold)} if x_hold is not None else
+           {"holdout_scores": np.zeros((0, n_out)), "holdout_labels": first.holdout_labels[:0]}),
+        blend=record)), final
 
 
-def run(cfgs: list[Config]) -> Path:
-    """The `stack` command: predict each experiment (reusing up-to-date logits), stack, write the submission."""
-    device = start(cfgs[0], "stack")
+def prepare(cfgs: list[Config], device) -> tuple[list[Result], tabular.Tabular | None]:
+    """Each experiment's result (reusing up-to-date logits) and the competition's columns, or one line that says
+    why there is nothing to stack."""
     results = [predict.predict_experiment(cfg, device) for cfg in cfgs]
     tab = tabular.find(results[0].layout) if cfgs[0].tabular else None
     if tab is None and len(results) < 2:
@@ -112,7 +138,13 @@ def run(cfgs: list[Config]) -> Path:
                          "experiment does not; name two or more experiments (--exp A B), or use make blend")
     log.info("stack: %s", tab.said if tab is not None else "no tabular columns (tabular=off)" if not cfgs[0].tabular
              else "no tabular columns beside the images: the members' predictions alone")
-    r = stack(results, tab)
+    return results, tab
+
+
+def run(cfgs: list[Config]) -> Path:
+    """The `stack` command: predict each experiment, stack, write the submission."""
+    results, tab = prepare(cfgs, start(cfgs[0], "stack"))
+    r, _ = stack(results, tab)
     path = submission.write(r)
     best = results[r.metric.best([x.cv["score"] for x in results])]
     log.info("stack %s: nested CV %s %.4f (best experiment alone, %s: %.4f)", path.name, r.metric.name,
