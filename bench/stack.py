@@ -88,8 +88,13 @@ class _LightGBM:
                           num_leaves=p["max_leaf_nodes"], min_child_samples=p["min_samples_leaf"],
                           reg_lambda=p["l2_regularization"], random_state=p["random_state"], verbose=-1)
 
+    @staticmethod
+    def _plain(x):  # LightGBM refuses JSON's special characters (the ':' of "resnest:3") in feature names
+        return x.set_axis([f"f{i}" for i in range(x.shape[1])], axis=1)
+
     def fit(self, x, y):
         import lightgbm
+        x = self._plain(x)
         if not self.early:
             self.model.fit(x, y)
         else:
@@ -100,10 +105,10 @@ class _LightGBM:
         return self
 
     def predict_proba(self, x):
-        return self.model.predict_proba(x)
+        return self.model.predict_proba(self._plain(x))
 
     def predict(self, x):
-        return self.model.predict(x)
+        return self.model.predict(self._plain(x))
 
 
 def run(size: str = "cpu") -> list[dict]:
