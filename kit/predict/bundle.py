@@ -8,8 +8,8 @@ bundle.json holds the layout (classes, task, submission format and header), the 
 config and each fold's weights file (its best.pt, copied) with its sha256, and the submission the
 bundle reproduces (file, sha256, CV). `export --stack` carries `kit stack`'s second level instead of the
 average: its fitted learner (stack.pkl, a pickle of scikit-learn's trees, with its sha256) and the test file's
-columns it reads (names, types, categories); predicting then needs that file beside the test images. Predicting from a bundle needs no folds, training images or
-out-of-fold files: the test images, the weights and the same TTA and merge give the same CSV,
+columns it reads (names, types, categories); predicting then needs that file beside the test images.
+Predicting from a bundle needs no folds, training images or out-of-fold files: the test images, the weights and the same TTA and merge give the same CSV,
 written under its usual name (<name>-<sha8>.csv, with a manifest) and as submission.csv.
 Only keys that shape nothing (data, submissions_dir, device, workers, ...) may be overridden.
 """
@@ -225,11 +225,11 @@ def _stacked(record: dict, folder: Path, parts: list, cfgs: list[Config], layout
     import pandas as pd
 
     from kit.data import tabular
+    from kit.predict.stack import member_columns
     learner = pickle.loads((folder / record["file"]).read_bytes())  # checked against its sha256 (read_spec)
     members = {}
     for (scores, is_probs), cfg in zip(parts, cfgs):
-        p = scores if is_probs else probs_of(scores, layout.task)
-        members |= {f"{cfg.name}:{c}": p[:, i] for i, c in enumerate(layout.classes)}
+        members |= member_columns(cfg.name, layout.classes, scores if is_probs else probs_of(scores, layout.task))
     x = pd.DataFrame(members)
     if record["tabular"] is not None:
         x = pd.concat([x, tabular.test_columns(layout.root, record["tabular"], list(layout.test["id"].astype(str)))],

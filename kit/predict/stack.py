@@ -77,6 +77,11 @@ def fit(x: pd.DataFrame, y: np.ndarray, task: str, n_out: int) -> Learner:
     return Learner(task, n_out, list(x.columns), models)
 
 
+def member_columns(name: str, classes, probs: np.ndarray) -> dict:
+    """One member's feature columns: its probability of each class, named <experiment>:<class>."""
+    return {f"{name}:{c}": probs[:, i] for i, c in enumerate(classes)}
+
+
 def features(results: list[Result], tab: tabular.Tabular | None,
              holdout: list[str] = ()) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
     """(OOF rows' features, test rows' features, holdout rows' features or None): the members' probabilities, then
@@ -86,7 +91,7 @@ def features(results: list[Result], tab: tabular.Tabular | None,
     for r in results:
         for side, scores in (("oof", r.oof_scores), ("test", r.test_scores), ("holdout", r.holdout_scores)):
             p = r.probs(scores) if len(scores) else scores
-            sides[side] |= {f"{r.name}:{c}": p[:, i] for i, c in enumerate(first.classes) if len(scores)}
+            sides[side] |= member_columns(r.name, first.classes, p) if len(scores) else {}
     x_oof, x_test = pd.DataFrame(sides["oof"]), pd.DataFrame(sides["test"])
     x_hold = pd.DataFrame(sides["holdout"]) if len(holdout) and len(first.holdout_scores) else None
     if tab is not None:
