@@ -7,6 +7,7 @@
 #   make blend EXP="A B"               # weights fitted on the experiments' OOF predictions, nested CV
 #   make stack EXP="A [B]"             # boosted trees on their OOF predictions + the competition's tabular columns
 #   make sweep EXP=A TRIALS=20         # Optuna over configs/A.sweep.yaml: trials A-t<n>, the best as configs/A_best.yaml
+#                                      #   (SCREEN=1: trials ranked on fold 0, the best then trained on every fold)
 #   make pseudo FROM=A NAME=B          # B: A + confidently pseudo-labelled test images (THRESHOLD=0.9)
 #   make notebook COMP=slug            # code competitions: a Kaggle dataset + kernel that predict offline
 #   make notebook-push COMP=slug       # datasets create/version + kernels push; make notebook-status COMP=slug
@@ -81,7 +82,7 @@ stack: install
 	$(KIT) stack $(RUN_ARGS)
 
 sweep: install
-	$(KIT) sweep $(RUN_ARGS) --trials $(TRIALS)
+	$(KIT) sweep $(RUN_ARGS) --trials $(TRIALS)$(if $(SCREEN), --screen)
 
 export: install
 	$(KIT) export $(RUN_ARGS) --out $(OUT)$(if $(STACK), --stack)

@@ -9,7 +9,7 @@ import importlib
 from bench.common import record, table
 
 NAMES = ["model_ceiling", "data_pipeline", "train_e2e", "inference", "robustness", "accuracy", "formats", "defaults",
-         "discovery", "report", "members", "stack"]
+         "discovery", "report", "members", "stack", "sweep"]
 
 
 def main() -> None:

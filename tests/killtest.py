@@ -2,6 +2,7 @@
 resume, compare.
 
     .venv/bin/python tests/killtest.py --trials 10      # make reliability
+    .venv/bin/python tests/killtest.py --keys seeds=2 full_fit=true   # a seed ensemble and a refit, killed alike
     (tests/test_reliability.py runs fewer trials in CI)
 
 After every kill, every output file must still be readable (checkpoints with weights_only=True,
@@ -11,6 +12,7 @@ CSV bytes must equal those of an uninterrupted run with the same seed (CPU).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from collections import Counter
 import os
@@ -32,10 +34,11 @@ TINY = ["backbone=test_resnet", "spinal_width=16", "n_folds=3", "stage1_epochs=3
 PYTHON = sys.executable
 
 
-def chain(data: Path, out: Path) -> list[str]:
+def chain(data: Path, out: Path, keys: tuple[str, ...] = ()) -> list[str]:
     """The three stages in one process (`make`'s `kit run`: one start-up of torch, not three, so that the kills
     land in the stages' work rather than in imports; tests/test_smoke.py checks it writes what they write)."""
-    args = ["--exp", "demo", f"data={data}", f"work_dir={out / 'folds'}", f"submissions_dir={out / 'subs'}", *TINY]
+    args = ["--exp", "demo", f"data={data}", f"work_dir={out / 'folds'}", f"submissions_dir={out / 'subs'}", *TINY,
+            *keys]
     return [PYTHON, "-m", "kit", "run", *args]
 
 
@@ -73,34 +76,42 @@ def run_once(cmd: list[str], env: dict, kill_after: float | None) -> int | None:
         return None
 
 
-def stage_reached(out: Path) -> str:
-    """Where a kill landed, from the outputs it left: folds, train, predict, or after the end."""
+def stage_reached(out: Path, refit: bool = False) -> str:
+    """Where a kill landed, from the outputs it left: folds, train, the refit, predict, or after the end."""
     if not (out / "folds" / "folds.json").is_file():
         return "folds"
     if not (out / "folds" / "demo" / "cv.json").is_file():
         return "train"
+    if refit and not (out / "folds" / "demo" / "full" / "oof.npz").is_file() \
+            and not list((out / "subs").glob("demo-*.csv")):
+        return "train (the refit)"
     return "predict" if not list((out / "subs").glob("demo-*.json")) else "the last step (leaderboard)"
 
 
 def results(out: Path) -> dict:
     exp = out / "folds" / "demo"
-    best = {p.parent.name: torch.load(p, weights_only=True)["score"] for p in sorted(exp.glob("fold*/best.pt"))}
+    best = {}  # a fold's (a seed's) best score; the refit's (no validation: its score is NaN) weights' digest
+    for p in sorted(exp.glob("*/best.pt")):
+        ckpt = torch.load(p, weights_only=True)
+        best[p.parent.name] = ckpt["score"] if p.parent.name.startswith("fold") else hashlib.sha256(
+            b"".join(t.numpy().tobytes() for t in ckpt["model"].values())).hexdigest()
     subs = {p.name: p.read_bytes() for p in (out / "subs").glob("demo-*.csv")}
     return {"best": best, "cv": json.loads((exp / "cv.json").read_text()), "subs": subs}
 
 
-def killtest(root: Path, trials: int, seed: int = 0, kills: int = 2) -> list[str]:
+def killtest(root: Path, trials: int, seed: int = 0, kills: int = 2, keys: tuple[str, ...] = ()) -> list[str]:
     """Returns a list of problems (empty: passed).
 
     Each trial starts from nothing, is killed `kills` times, the j-th at a moment drawn uniformly in the j-th of
     `kills` equal slices of the uninterrupted run's duration (so kills land in folds, train and predict in
     proportion to their time, spread over them), resumes to the end, and is compared with the uninterrupted run.
+    `keys` are added to every run (e.g. seeds=2 full_fit=true).
     """
     env = dict(os.environ)
     data = root / "data"
     subprocess.run([PYTHON, "-m", "kit", "demo-data", "--out", str(data)], env=env, check=True, capture_output=True)
     t0 = time.perf_counter()
-    if run_once(chain(data, root / "ref"), env, None) != 0:
+    if run_once(chain(data, root / "ref", keys), env, None) != 0:
         return ["the uninterrupted run failed"]
     duration = time.perf_counter() - t0
     ref = results(root / "ref")
@@ -109,12 +120,13 @@ def killtest(root: Path, trials: int, seed: int = 0, kills: int = 2) -> list[str
         out = root / f"trial{trial}"
         for j in range(kills):  # kill j in the j-th of `kills` equal slices of the run: spread over the stages
             at = rng.uniform(0.5 + (duration - 0.5) * j / kills, 0.5 + (duration - 0.5) * (j + 1) / kills)
-            code = run_once(chain(data, out), env, at)
-            landed.append(stage_reached(out) if code is None else "not killed (finished first)")
+            code = run_once(chain(data, out, keys), env, at)
+            where = stage_reached(out, "full_fit=true" in keys) if code is None else "not killed (finished first)"
+            landed.append(where)
             problems += [f"trial {trial} (kill at {at:.1f}s): unreadable {b}" for b in readable(out)]
             if code not in (None, 0):
                 problems.append(f"trial {trial}: resumed run exited {code}")
-        if run_once(chain(data, out), env, None) != 0:
+        if run_once(chain(data, out, keys), env, None) != 0:
             problems.append(f"trial {trial}: the final resume failed")
             continue
         cut = results(out)
@@ -130,10 +142,11 @@ def main() -> int:
     p.add_argument("--trials", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dir", default="", help="work folder (default: a temporary one)")
+    p.add_argument("--keys", nargs="*", default=[], help="config keys added to every run (e.g. seeds=2 full_fit=true)")
     args = p.parse_args()
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
-        problems = killtest(Path(args.dir or tmp), args.trials, args.seed)
+        problems = killtest(Path(args.dir or tmp), args.trials, args.seed, keys=tuple(args.keys))
     for line in problems:
         print(line)
     return 1 if problems else 0

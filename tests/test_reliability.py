@@ -28,7 +28,8 @@ def easy_data(tmp_path_factory):
 
 @pytest.mark.slow
 def test_sigkill_anywhere_then_resume_gives_the_same_results(tmp_path):
-    problems = killtest.killtest(tmp_path, trials=1, seed=1, kills=3)
+    """With a seed ensemble and a refit (2 folds x 2 seeds, then the full-data model): kills land in those too."""
+    problems = killtest.killtest(tmp_path, trials=1, seed=1, kills=3, keys=("n_folds=2", "seeds=2", "full_fit=true"))
     assert not problems, "\n".join(problems)
 
 

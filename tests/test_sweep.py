@@ -8,6 +8,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 import yaml
 
 from conftest import TINY
@@ -44,11 +45,18 @@ def test_trials_are_experiments_and_the_best_becomes_a_preset(study_dir, caplog)
     trials = _study(study_dir).trials
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
     for t in trials:
-        cv = json.loads((study_dir / "folds" / f"a-t{t.number:03d}" / "cv.json").read_text())
+        name = "a" if t.number == 0 else f"a-t{t.number:03d}"
+        cv = json.loads((study_dir / "folds" / name / "cv.json").read_text())
         assert cv["score"] == t.value and set(t.params) == set(SPACE)
+    assert trials[0].params == {"stage1_lr": BASE["stage1_lr"], "spinal_width": BASE["spinal_width"]}, \
+        "trial 0 is the experiment itself"
     board = leaderboard.load(study_dir / "subs" / "leaderboard.csv")
-    assert sorted(board["experiments"]) == ["a-t000", "a-t001"], "each trial a leaderboard row"
+    assert sorted(board["experiments"]) == ["a", "a-t001"], "each trial a leaderboard row, trial 0 under a's name"
     best = _study(study_dir).best_trial
+    marks = dict(zip(board["experiments"], board["sweep"]))
+    best_name = "a" if best.number == 0 else "a-t001"
+    assert marks[best_name].startswith(f"a best t{best.number}: ") and "stage1_lr=" in marks[best_name], marks
+    assert all(m.startswith("a t") for n, m in marks.items() if n != best_name), marks
     preset = yaml.safe_load((study_dir / "configs" / "a_best.yaml").read_text())
     assert {k: preset[k] for k in SPACE} == best.params and "data" not in preset and "name" not in preset
     assert f"best trial {best.number} of 2" in caplog.text
@@ -69,7 +77,8 @@ def test_two_processes_share_one_study(study_dir):
     assert all(p.returncode == 0 for p in procs), outs
     trials = _study(study_dir).trials
     assert sorted(t.number for t in trials) == [0, 1] and all(t.state.name == "COMPLETE" for t in trials)
-    assert {p.name for p in (study_dir / "folds").iterdir() if p.name.startswith("a-t")} == {"a-t000", "a-t001"}
+    assert {p.name for p in (study_dir / "folds").iterdir() if p.is_dir()} == {"a", "a-t001"}, \
+        "trial 0 is a itself"
 
 
 @pytest.mark.parametrize("space, said", [
@@ -100,7 +109,9 @@ def test_a_trial_worse_than_the_median_on_fold_0_is_pruned_before_its_other_fold
 
     from kit.jobs.sweep import PRUNE_AFTER, PRUNE_FROM
     base = yaml.safe_load((study_dir / "configs" / "a.yaml").read_text())
-    (study_dir / "configs" / "a.yaml").write_text(yaml.safe_dump({**base, "stage1_epochs": PRUNE_FROM + 3}))
+    # spinal_width 24, outside the space: a itself is not a trial (it would never be pruned)
+    (study_dir / "configs" / "a.yaml").write_text(yaml.safe_dump({**base, "stage1_epochs": PRUNE_FROM + 3,
+                                                                  "spinal_width": 24}))
     (study_dir / "folds").mkdir()
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
@@ -118,3 +129,29 @@ def test_a_trial_worse_than_the_median_on_fold_0_is_pruned_before_its_other_fold
     folder = study_dir / "folds" / f"a-t{trial.number:03d}"
     assert (folder / "fold0" / "history.csv").is_file() and not (folder / "fold1").exists()
     assert f"sweep trial {trial.number} pruned: fold 0 at epoch {PRUNE_FROM + 1}" in caplog.text
+
+
+def test_a_screened_sweep_trains_the_best_on_fold_0_and_the_experiment_on_every_fold(study_dir, caplog):
+    """--screen: each trial trains fold 0 and is ranked by it; the best of them and `a` (already trained: not
+    again) then train every fold, and the better CV is the preset."""
+    assert main(["run", "--exp", "a"]) == 0
+    trained = (study_dir / "folds" / "a" / "fold1" / "best.pt").stat().st_mtime_ns
+    with caplog.at_level("INFO"):
+        assert main(["sweep", "--exp", "a", "--trials", "3", "--screen"]) == 0
+    trials = _study(study_dir).trials
+    assert trials[0].params == {"stage1_lr": BASE["stage1_lr"], "spinal_width": BASE["spinal_width"]}
+    assert (study_dir / "folds" / "a" / "fold1" / "best.pt").stat().st_mtime_ns == trained, "a is not trained again"
+    screened = max(trials, key=lambda t: t.value)
+    for t in trials[1:]:
+        folder = study_dir / "folds" / f"a-t{t.number:03d}"
+        score = torch.load(folder / "fold0" / "best.pt", weights_only=True)["score"]
+        assert t.value == score, "a trial's value is its fold 0's best score"
+        assert (folder / "fold1").is_dir() == (t is screened), "only the best screened trial trains fold 1"
+    board = leaderboard.load(study_dir / "subs" / "leaderboard.csv")
+    finalists = {"a", "a" if screened.number == 0 else f"a-t{screened.number:03d}"}
+    assert set(board["experiments"]) == finalists, board["experiments"]
+    cvs = {n: json.loads((study_dir / "folds" / n / "cv.json").read_text())["score"] for n in finalists}
+    pick = max(cvs, key=cvs.get)
+    header = (study_dir / "configs" / "a_best.yaml").read_text().splitlines()[0]
+    assert header.endswith(f"CV accuracy {cvs[pick]:.4f}"), (header, cvs)
+    assert board.set_index("experiments").loc[pick, "sweep"].startswith("a best t"), board[["experiments", "sweep"]]

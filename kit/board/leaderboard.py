@@ -38,8 +38,9 @@ from kit.tta import tag
 
 log = logging.getLogger(__name__)
 COLUMNS = ["file", "run", "experiments", "backbone", "head", "folds", "seeds", "full_fit", "tta", "merge", "image_size",
-           "epochs", "metric", "cv", "cv_last", "cv_top1", "cv_top5", "fold_std", "tta_cv", "holdout", "public", "private",
-           "created_at", "sha256", "kaggle_ref", "kaggle_status", "description", "warning", "pseudo", "data"]
+           "epochs", "metric", "cv", "cv_last", "cv_top1", "cv_top5", "fold_std", "tta_cv", "holdout", "public",
+           "private", "created_at", "sha256", "kaggle_ref", "kaggle_status", "description", "warning", "pseudo", "sweep",
+           "data"]
 SHOWN = ["file", "experiments", "backbone", "folds", "tta", "metric", "cv", "cv_last", "public", "private",
          "kaggle_status", "warning"]
 REFIT = {False: "", True: "on", "only": "only"}  # the full_fit column: a full-data model joined, or alone
@@ -169,6 +170,22 @@ def record(path: Path, r, sub_path: Path, run: int) -> None:
         if cfg.pseudo_from and len(r.cfgs) == 1:
             row["pseudo"] = _pseudo_gain(board, r, row)
         save(upsert(board, row), path)
+
+
+def mark_sweep(path: Path, base: str, trials: dict[str, tuple[int, dict]], best: str) -> None:
+    """The sweep column of each trial's rows (experiment name -> (trial number, its values)): `A t3: key=value ..`,
+    the best's `A best t3: ..`; a trial without a row (screened on fold 0 alone, pruned) has none."""
+    def said(value) -> str:
+        return f"{value:.3g}" if isinstance(value, float) else str(value)
+    if not path.is_file():
+        return
+    with locked(path):
+        board = load(path)
+        for name, (number, params) in trials.items():
+            mark = f"{base} {'best ' if name == best else ''}t{number}: " + " ".join(f"{k}={said(v)}"
+                                                                                 for k, v in params.items())
+            board.loc[board["experiments"] == name, "sweep"] = mark
+        save(board, path)
 
 
 def _pseudo_gain(board: pd.DataFrame, r, row: dict) -> str:

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 TEMPLATE = Path(__file__).with_name("templates") / "report.html.j2"
 # the leaderboard's columns on the page: the terminal's (leaderboard.SHOWN) and the fold spread, Kaggle's ref, the date
 COLUMNS = ["file", "experiments", "backbone", "folds", "full_fit", "tta", "metric", "cv", "fold_std", "cv_last",
-           "public", "private", "kaggle_ref", "kaggle_status", "created_at", "warning"]
+           "public", "private", "kaggle_ref", "kaggle_status", "created_at", "warning", "sweep"]
 FIGURES = ("lr_find.png", "confusion_matrix.png", "mistakes.png")  # per experiment; fold<k>/curves.png per fold
 VALUES = ("lr_find.png", "predicted.png")  # a regression's (predicted against true), in place of the classes' figures
 

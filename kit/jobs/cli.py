@@ -149,6 +149,8 @@ def _options(name: str, s: argparse.ArgumentParser) -> None:
                        help="the search space (default configs/<exp>.sweep.yaml)")
         s.add_argument("--storage", default="", metavar="URL", help="an Optuna storage URL shared by several machines "
                        "(default: a journal file, <work_dir>/<exp>.sweep.journal)")
+        s.add_argument("--screen", action="store_true", help="rank the trials on their first fold alone, then train "
+                       "the best of them and the experiment itself on every fold (about n_folds times cheaper a trial)")
     if name == "pseudo":
         s.add_argument("--from", dest="source", required=True, metavar="EXP", help="source experiment (name or YAML)")
         s.add_argument("--threshold", type=float, default=0.9, help="keep labels with at least this probability")

@@ -72,7 +72,7 @@ def sweep(a):
     if len(a.cfgs) != 1:
         raise ValueError("sweep: one experiment to search around (--exp A)")
     cfg = a.cfgs[0]
-    return sweep.run(cfg, a.trials, Path(a.space or f"configs/{cfg.name}.sweep.yaml"), a.storage)
+    return sweep.run(cfg, a.trials, Path(a.space or f"configs/{cfg.name}.sweep.yaml"), a.storage, a.screen)
 
 
 def pseudo(a):

@@ -18,6 +18,17 @@ any Optuna storage (`--storage URL`), so that several processes, on one machine 
 tasks on a cluster, each take the next trial of one study. When a process's trials are done the best
 trial's config is written as a preset, configs/<A>_best.yaml, which `--exp <A>_best` names.
 
+The study's first trial is the experiment you start from (the space's keys at A's own values, where each lies in
+its range or among its choices): it keeps A's name, so a trained A is not trained again, and the sweep's best is
+never below A on CV.
+
+`--screen` ranks the trials on their first fold alone (its best validation score), the sweep's cheap mode: each
+trial trains one fold of n_folds; then the best screened trial and A are trained on every fold, predicted, and
+the better CV is the preset. Without it every trial trains every fold and is ranked by its honest CV.
+
+The leaderboard's `sweep` column names each trial's row (`A t3: stage1_lr=0.003 ...`) and the best (`A best t3:
+...`); the report shows it.
+
 A trial is pruned on its first fold's curve: each epoch of its fold 0 reports the validation score (step = the
 epoch), and Optuna's median pruner stops the trial where its best so far is worse than the median of the earlier
 trials at that epoch (after PRUNE_AFTER trials, from epoch PRUNE_FROM + 1 on). A pruned trial stops where it is,
@@ -34,8 +45,10 @@ from pathlib import Path
 import yaml
 
 from kit import tracking
+from kit.board import leaderboard
 from kit.config import Config, load_config, shapes, to_dict
 from kit.data import folds as folds_command
+from kit.experiment import Experiment
 from kit.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -101,17 +114,47 @@ def _storage(cfg: Config, url: str):
     return JournalStorage(JournalFileBackend(str(path)))
 
 
+def base_values(base: Config, space: dict) -> dict | None:
+    """The base experiment's own values of the space's keys, where each lies in its range or among its choices
+    (the study's first trial); None where one does not."""
+    values = {}
+    for key, spec in space.items():
+        value = getattr(base, key)
+        if spec[0] == "choice":
+            inside = value in spec[1]
+        else:
+            whole = isinstance(spec[1], int) and isinstance(spec[2], int)
+            inside = (isinstance(value, (int, float)) and not isinstance(value, bool) and spec[1] <= value <= spec[2]
+                      and (not whole or float(value).is_integer()))
+        if not inside:
+            return None
+        values[key] = value
+    return values
+
+
 def trial_config(base: Config, values: dict, number: int) -> Config:
-    """The base experiment with a trial's values, under the trial's own name; a value the config refuses is the
-    space's mistake, said with the trial's values."""
+    """The base experiment with a trial's values, under the trial's own name (the base's own where the values are
+    the base's: the same experiment); a value the config refuses is the space's mistake, said with the values."""
+    name = base.name if all(getattr(base, k) == v for k, v in values.items()) else f"{base.name}-t{number:03d}"
     try:
-        return load_config(None, {**to_dict(base), **values, "name": f"{base.name}-t{number:03d}"})
+        return load_config(None, {**to_dict(base), **values, "name": name})
     except ValueError as e:
         raise ValueError(f"sweep trial {number} ({values}): {e}") from None
 
 
-def _pruner(trial, name: str, metric: str):
-    """The epoch watcher (kit/tracking) that reports trial `name`'s fold 0 to Optuna and stops it when pruned."""
+def first_fold_score(cfg: Config) -> float:
+    """Fold 0's best validation score (seed 0's), as its best.pt records it."""
+    import torch
+    return float(torch.load(Experiment.of(cfg).fold(0).best, map_location="cpu", weights_only=True)["score"])
+
+
+def cv_score(cfg: Config) -> float:
+    return float(json.loads(Experiment.of(cfg).cv_file.read_text())["score"])
+
+
+def _pruner(trial, name: str, metric: str, prune: bool = True):
+    """The epoch watcher (kit/tracking) that reports trial `name`'s fold 0 to Optuna and stops it when pruned
+    (never where `prune` is False: the experiment the sweep starts from is its yardstick, trained whole)."""
     import optuna
 
     def watch(cfg: Config, folder: Path, row: dict) -> None:
@@ -119,15 +162,15 @@ def _pruner(trial, name: str, metric: str):
         if cfg.name != name or folder.name != "fold0" or not math.isfinite(score):
             return
         trial.report(score, row["epoch"])
-        if trial.should_prune():
+        if prune and trial.should_prune():
             raise optuna.TrialPruned(f"fold 0 at epoch {row['epoch']}, {metric} {score:.4f}: worse than the median "
                                      "of the earlier trials at that epoch")
     return watch
 
 
-def run(base: Config, trials: int, space_path: Path, storage: str = "") -> Path:
+def run(base: Config, trials: int, space_path: Path, storage: str = "", screen: bool = False) -> Path:
     """Run `trials` trials of the study of `base` (joining it where other processes already run it); the best
-    trial's config as configs/<name>_best.yaml."""
+    trial's config as configs/<name>_best.yaml. screen: trials ranked on fold 0, the best then trained whole."""
     try:
         import optuna
     except ImportError:
@@ -144,14 +187,20 @@ def run(base: Config, trials: int, space_path: Path, storage: str = "") -> Path:
     study = optuna.create_study(study_name=f"{base.name}-sweep", storage=_storage(base, storage),
                                 load_if_exists=True, direction="maximize" if metric.higher_is_better else "minimize",
                                 sampler=optuna.samplers.TPESampler(seed=base.seed), pruner=pruner)
+    own = base_values(base, space)
+    if own is None:
+        log.info("sweep %s: its own values are outside the space, so it is not a trial", base.name)
+    else:
+        study.enqueue_trial(own, skip_if_exists=True)  # trial 0: the experiment itself (another process's: kept)
     for _ in range(trials):
         trial = study.ask()
         try:
             cfg = trial_config(base, _sample(trial, space), trial.number)
-            log.info("sweep trial %d: %s", trial.number, cfg.name)
-            with tracking.watching(_pruner(trial, cfg.name, metric.name)):
-                loop.run([cfg])
-            predict.run([cfg])
+            log.info("sweep trial %d: %s%s", trial.number, cfg.name, " (fold 0)" if screen else "")
+            with tracking.watching(_pruner(trial, cfg.name, metric.name, prune=cfg.name != base.name)):
+                loop.run([cfg], only=[0] if screen else None)
+            if not screen:
+                predict.run([cfg])
         except optuna.TrialPruned as e:
             log.info("sweep trial %d pruned: %s", trial.number, e)
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
@@ -159,16 +208,35 @@ def run(base: Config, trials: int, space_path: Path, storage: str = "") -> Path:
         except BaseException:  # a refused value, a failed run, Ctrl-C: the trial is not left running in the study
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise
-        score = float(json.loads((Path(cfg.work_dir) / cfg.name / "cv.json").read_text())["score"])
+        score = first_fold_score(cfg) if screen else cv_score(cfg)
         study.tell(trial, score if math.isfinite(score) else None,
                    state=None if math.isfinite(score) else optuna.trial.TrialState.FAIL)
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not done:
+        raise ValueError(f"sweep {base.name}: no trial of {len(study.trials)} finished (each pruned or failed); "
+                         "widen the space or run more --trials")
     best = study.best_trial
+    cfg = trial_config(base, best.params, best.number)
+    cv = best.value
+    if screen:  # the best on fold 0 and the experiment itself, each on every fold: the better CV is the pick
+        finalists = list({c.name: c for c in [cfg, *([trial_config(base, own, 0)] if own is not None else [])]}
+                         .values())
+        loop.run(finalists)
+        predict.run(finalists)
+        cvs = {c.name: cv_score(c) for c in finalists}
+        log.info("sweep %s: every fold of %s", base.name, ", ".join(f"{n} CV {v:.4f}" for n, v in cvs.items()))
+        cfg = max(finalists, key=lambda c: cvs[c.name] if metric.higher_is_better else -cvs[c.name])
+        cv = cvs[cfg.name]
+        best = best if cfg.name != base.name else next(t for t in done if t.params == own)
     out = Path("configs") / f"{base.name}_best.yaml"
     where = {"name", "data", "work_dir", "submissions_dir", "cache_dir", "solution"}  # given with each run
     chosen = {k: v for k, v in {**to_dict(base), **best.params}.items() if k not in where}
     out.parent.mkdir(exist_ok=True)
     atomic_write_text(out, f"# kit sweep of {base.name}: trial {best.number} of {len(study.trials)}, CV {metric.name} "
-                           f"{best.value:.4f}\n" + yaml.safe_dump(chosen, sort_keys=False))
+                           f"{cv:.4f}\n" + yaml.safe_dump(chosen, sort_keys=False))
+    leaderboard.mark_sweep(leaderboard.path_of(base), base.name,
+                           {trial_config(base, t.params, t.number).name: (t.number, t.params) for t in done},
+                           cfg.name)
     log.info("sweep %s: best trial %d of %d, CV %s %.4f (%s); its config: %s (--exp %s_best)", base.name, best.number,
-             len(study.trials), metric.name, best.value, best.params, out, base.name)
+             len(study.trials), metric.name, cv, best.params, out, base.name)
     return out
