@@ -162,3 +162,25 @@ def test_a_stack_of_two_members_is_scored_on_the_holdout_images(tmp_path):
     assert board["holdout"].ne("").all() and board.loc["a b", "file"].startswith("stack-a+b-"), board
     held = float(board.loc["a b", "holdout"])
     assert 0 <= held <= 1
+
+
+def test_a_regression_stacks_its_members_values_with_the_photo_flags(tmp_path):
+    """PetFinder Pawpularity (a score ranked by RMSE, 12 photo flags in train.csv and test.csv): one regressor on
+    the members' values and the flags; the submission is a value per test image, in the sample's columns."""
+    import yaml
+    from test_downloads import TRAINED, _unzipped
+    data = _unzipped("pawpularity", tmp_path)
+    for name, seed in (("a", 0), ("b", 1)):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({**TRAINED, "name": name, "seed": seed}))
+    keys = [f"data={data}", f"work_dir={tmp_path / 'f'}", f"submissions_dir={tmp_path / 's'}"]
+    exps = ["--exp", str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")]
+    for command in ("folds", "train", "stack"):
+        assert main([command, *exps, *keys]) == 0, command
+    written = sorted((tmp_path / "s").glob("stack-a+b-*.csv"))
+    sub = pd.read_csv(written[0])
+    assert len(written) == 1 and list(sub.columns) == ["Id", "Pawpularity"] and len(sub) == 5, sub
+    assert sub["Pawpularity"].between(-100, 200).all(), "values in the target's units, not probabilities"
+    record = json.loads(written[0].with_suffix(".json").read_text())["runs"][-1]["blend"]
+    assert record["members"] == ["a", "b"] and {"Eyes", "Blur"} <= set(record["columns"]), record
+    board = leaderboard.load(tmp_path / "s" / "leaderboard.csv").set_index("experiments")
+    assert board.loc["a b", "metric"] == "rmse" and float(board.loc["a b", "cv"]) > 0, board

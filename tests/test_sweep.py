@@ -133,8 +133,12 @@ def test_a_trial_worse_than_the_median_on_fold_0_is_pruned_before_its_other_fold
 
 def test_a_screened_sweep_trains_the_best_on_fold_0_and_the_experiment_on_every_fold(study_dir, caplog):
     """--screen: each trial trains fold 0 and is ranked by it; the best of them and `a` (already trained: not
-    again) then train every fold, and the better CV is the preset."""
+    again) then train every fold, and the better CV is the preset. The trials take a's flip (hflip=auto's probe,
+    decided once from the images) rather than probe again."""
+    base = yaml.safe_load((study_dir / "configs" / "a.yaml").read_text())
+    (study_dir / "configs" / "a.yaml").write_text(yaml.safe_dump({**base, "hflip": "auto"}))
     assert main(["run", "--exp", "a"]) == 0
+    flip = json.loads((study_dir / "folds" / "a" / "plan.json").read_text())["flip"]["hflip"]
     trained = (study_dir / "folds" / "a" / "fold1" / "best.pt").stat().st_mtime_ns
     with caplog.at_level("INFO"):
         assert main(["sweep", "--exp", "a", "--trials", "3", "--screen"]) == 0
@@ -147,6 +151,8 @@ def test_a_screened_sweep_trains_the_best_on_fold_0_and_the_experiment_on_every_
         score = torch.load(folder / "fold0" / "best.pt", weights_only=True)["score"]
         assert t.value == score, "a trial's value is its fold 0's best score"
         assert (folder / "fold1").is_dir() == (t is screened), "only the best screened trial trains fold 1"
+        assert yaml.safe_load((folder / "config.yaml").read_text())["hflip"] == flip, "a's flip, not a probe"
+        assert not (folder / "plan.json").is_file() or "flip" not in json.loads((folder / "plan.json").read_text())
     board = leaderboard.load(study_dir / "subs" / "leaderboard.csv")
     finalists = {"a", "a" if screened.number == 0 else f"a-t{screened.number:03d}"}
     assert set(board["experiments"]) == finalists, board["experiments"]

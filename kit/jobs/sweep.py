@@ -132,14 +132,28 @@ def base_values(base: Config, space: dict) -> dict | None:
     return values
 
 
-def trial_config(base: Config, values: dict, number: int) -> Config:
+def trial_config(base: Config, values: dict, number: int, shared: dict | None = None) -> Config:
     """The base experiment with a trial's values, under the trial's own name (the base's own where the values are
-    the base's: the same experiment); a value the config refuses is the space's mistake, said with the values."""
-    name = base.name if all(getattr(base, k) == v for k, v in values.items()) else f"{base.name}-t{number:03d}"
+    the base's: the same experiment, as it is); a value the config refuses is the space's mistake, said with the
+    values. `shared`: what the base decided from the data (see shared_decisions), a trial's unless the space has it."""
+    if all(getattr(base, k) == v for k, v in values.items()):
+        name, shared = base.name, {}
+    else:
+        name = f"{base.name}-t{number:03d}"
     try:
-        return load_config(None, {**to_dict(base), **values, "name": name})
+        return load_config(None, {**to_dict(base), **(shared or {}), **values, "name": name})
     except ValueError as e:
         raise ValueError(f"sweep trial {number} ({values}): {e}") from None
+
+
+def shared_decisions(base: Config, space: dict, fingerprint: str) -> dict:
+    """What the base's plan decided about the data, once it has (kit/train/plan.py), for the trials to take rather
+    than probe again: hflip=auto's flip (whether a flip keeps the class is the images', not the trial's keys')."""
+    from kit.train import plan
+    if base.hflip != "auto" or "hflip" in space:
+        return {}
+    hflip = Experiment.of(base).decided(plan.key(base, fingerprint)).get("hflip")
+    return {} if hflip is None else {"hflip": hflip}
 
 
 def first_fold_score(cfg: Config) -> float:
@@ -168,6 +182,26 @@ def _pruner(trial, name: str, metric: str, prune: bool = True):
     return watch
 
 
+def _pick(base: Config, study, own: dict | None, metric):
+    """A screened study's pick: its best trial on fold 0 and the experiment itself, each trained on every fold and
+    predicted, the better CV; (its trial, its config, its CV)."""
+    from kit.predict import predict
+    from kit.train import loop
+    best = study.best_trial
+    pairs = [(best, trial_config(base, best.params, best.number, best.user_attrs.get("shared")))]
+    itself = next((t for t in study.trials if own is not None and t.params == own), None)
+    if itself is not None:
+        pairs.append((itself, base))
+    finalists = {c.name: (t, c) for t, c in pairs}  # one where the best is the experiment itself
+    cfgs = [c for _, c in finalists.values()]
+    loop.run(cfgs)
+    predict.run(cfgs)
+    cvs = {name: cv_score(c) for name, c in zip(finalists, cfgs)}
+    log.info("sweep %s: every fold of %s", base.name, ", ".join(f"{n} CV {v:.4f}" for n, v in cvs.items()))
+    name = max(cvs, key=lambda n: cvs[n] if metric.higher_is_better else -cvs[n])
+    return finalists[name][0], finalists[name][1], cvs[name]
+
+
 def run(base: Config, trials: int, space_path: Path, storage: str = "", screen: bool = False) -> Path:
     """Run `trials` trials of the study of `base` (joining it where other processes already run it); the best
     trial's config as configs/<name>_best.yaml. screen: trials ranked on fold 0, the best then trained whole."""
@@ -181,7 +215,8 @@ def run(base: Config, trials: int, space_path: Path, storage: str = "", screen: 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the kit's own lines say each trial, whatever the storage
     space = space_of(space_path)
     folds_command.make_folds(base)  # every trial trains on these folds (kept as they are when up to date)
-    metric = folds_command.load(base).metric
+    made = folds_command.load(base)
+    metric = made.metric
     # the pruner judges from step n_warmup_steps on (its steps here: fold 0's epochs, from 1)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER, n_warmup_steps=PRUNE_FROM + 1)
     study = optuna.create_study(study_name=f"{base.name}-sweep", storage=_storage(base, storage),
@@ -195,7 +230,9 @@ def run(base: Config, trials: int, space_path: Path, storage: str = "", screen: 
     for _ in range(trials):
         trial = study.ask()
         try:
-            cfg = trial_config(base, _sample(trial, space), trial.number)
+            shared = shared_decisions(base, space, made.fingerprint)
+            trial.set_user_attr("shared", shared)  # the trial's config is these and its values, whenever it is read
+            cfg = trial_config(base, _sample(trial, space), trial.number, shared)
             log.info("sweep trial %d: %s%s", trial.number, cfg.name, " (fold 0)" if screen else "")
             with tracking.watching(_pruner(trial, cfg.name, metric.name, prune=cfg.name != base.name)):
                 loop.run([cfg], only=[0] if screen else None)
@@ -215,19 +252,9 @@ def run(base: Config, trials: int, space_path: Path, storage: str = "", screen: 
     if not done:
         raise ValueError(f"sweep {base.name}: no trial of {len(study.trials)} finished (each pruned or failed); "
                          "widen the space or run more --trials")
-    best = study.best_trial
-    cfg = trial_config(base, best.params, best.number)
-    cv = best.value
-    if screen:  # the best on fold 0 and the experiment itself, each on every fold: the better CV is the pick
-        finalists = list({c.name: c for c in [cfg, *([trial_config(base, own, 0)] if own is not None else [])]}
-                         .values())
-        loop.run(finalists)
-        predict.run(finalists)
-        cvs = {c.name: cv_score(c) for c in finalists}
-        log.info("sweep %s: every fold of %s", base.name, ", ".join(f"{n} CV {v:.4f}" for n, v in cvs.items()))
-        cfg = max(finalists, key=lambda c: cvs[c.name] if metric.higher_is_better else -cvs[c.name])
-        cv = cvs[cfg.name]
-        best = best if cfg.name != base.name else next(t for t in done if t.params == own)
+    best, cfg, cv = _pick(base, study, own, metric) if screen else \
+        (study.best_trial, trial_config(base, study.best_trial.params, study.best_trial.number,
+                                        study.best_trial.user_attrs.get("shared")), study.best_value)
     out = Path("configs") / f"{base.name}_best.yaml"
     where = {"name", "data", "work_dir", "submissions_dir", "cache_dir", "solution"}  # given with each run
     chosen = {k: v for k, v in {**to_dict(base), **best.params}.items() if k not in where}
