@@ -44,7 +44,7 @@ def _one(name: str, shape: dict, tmp: Path) -> dict:
     os.chdir(tmp)  # configs/<exp>_best.yaml is written under the working directory
     try:
         t0 = time.perf_counter()
-        preset = sweep.run(cfg, trials, space, screen=True)
+        sweep.run(cfg, trials, space, screen=True)
         swept = time.perf_counter() - t0
     finally:
         os.chdir(here)
@@ -56,7 +56,7 @@ def _one(name: str, shape: dict, tmp: Path) -> dict:
             "default_cv": default["cv"], "default_public": default["public"], "default_private": default["private"],
             "trials": trials, "sweep_min": round(swept / 60, 1), "sweep_x_default": round(swept / seconds, 2),
             "pick": pick, "pick_cv": best["cv"], "pick_public": best["public"], "pick_private": best["private"],
-            "pruned": pruned, "preset": (tmp / preset).read_text().splitlines()[0]}
+            "pruned": pruned, "pick_values": board[board["experiments"] == pick]["sweep"].iloc[-1]}
 
 
 def run(size: str) -> list[dict]:

@@ -55,7 +55,7 @@ def test_wheel_installs_and_runs_every_stage_outside_the_repo(kit_command, tmp_p
     keys = [f"data={data}", "n_folds=2", "stage1_epochs=1", "stage2_epochs=0", "max_epoch_steps=2", "resize=36",
             "img_size=32", "batch_size=4", "workers=0", "backbone=test_resnet", "warmup_epochs=0", "tta=[]",
             "hflip=0.5", "time_budget=0"]  # the preset's probes are tests/test_auto.py's
-    for stage in ("folds", "train", "predict", "export"):
+    for stage in ("run", "export"):  # run: folds, train and predict in one process, as `make` runs them
         _run([kit_command, stage, "--exp", "quick", *keys], work, env)  # a preset shipped inside the package
     made = sorted((work / "submissions" / "data").glob("quick-*.csv"))  # submissions/<the data folder's name>/
     assert len(made) == 1 and (work / "bundle" / "bundle.json").is_file(), "outputs go under the current directory"

@@ -74,10 +74,11 @@ def test_the_baseline_preset_builds_its_model_at_full_size():
 def test_demo_pipeline_through_the_cli(tmp_path):
     """`kit run` (what `make` runs) writes the submission the three stages write one by one, byte for byte.
     The stages run in this process (cli.main, what `kit <stage>` calls), `kit run` as `make` starts it."""
+    from kit.data import demo
     from kit.jobs import cli
     env = dict(os.environ)
     kit = [sys.executable, "-m", "kit"]
-    subprocess.run([*kit, "demo-data", "--out", str(tmp_path / "demo")], check=True, env=env)
+    demo.run(tmp_path / "demo")  # `make`'s data, in this process (the demo-data command runs in tests/killtest.py)
 
     def args(out: str) -> list[str]:
         return ["--exp", "demo", f"data={tmp_path / 'demo'}", f"work_dir={tmp_path / out / 'folds'}",

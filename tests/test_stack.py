@@ -169,10 +169,10 @@ def test_a_regression_stacks_its_members_values_with_the_photo_flags(tmp_path):
     the members' values and the flags; the submission is a value per test image, in the sample's columns."""
     import yaml
     from test_downloads import TRAINED, _unzipped
-    data = _unzipped("pawpularity", tmp_path)
+    data = _unzipped("pawpularity", tmp_path)  # without the download's competition.json (RMSE): the task said
     for name, seed in (("a", 0), ("b", 1)):
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({**TRAINED, "name": name, "seed": seed}))
-    keys = [f"data={data}", f"work_dir={tmp_path / 'f'}", f"submissions_dir={tmp_path / 's'}"]
+    keys = [f"data={data}", f"work_dir={tmp_path / 'f'}", f"submissions_dir={tmp_path / 's'}", "task=regression"]
     exps = ["--exp", str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")]
     for command in ("folds", "train", "stack"):
         assert main([command, *exps, *keys]) == 0, command

@@ -5,8 +5,9 @@
 The features of an image are each member's probabilities for it (out of fold for a training image,
 the fold ensemble's for a test image) and the columns kit/data/tabular.py finds beside the images (age,
 site, lesion measurements, photo flags). The learner is scikit-learn's HistGradientBoosting: gradient-
-boosted trees with missing values and categorical columns handled natively and no new dependency
-(bench/stack.py sets it beside LightGBM on the same features and folds); its parameters are fixed and
+boosted trees with missing values and categorical columns handled natively and no new dependency (bench/stack.py
+sets it beside LightGBM on the same features, folds and parameters: the same score within noise, LightGBM's fit
+in half the seconds, both small beside the members' training; docs/BENCHMARKS.md); its parameters are fixed and
 recorded (a small learning rate, shallow leaves, early stopping on a tenth of its rows where they are
 enough). Its CV is nested on the same folds: each fold's rows are predicted by a learner fitted on the
 other folds' rows, whose member predictions were themselves out of fold. The submission's learner is
