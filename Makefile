@@ -85,7 +85,7 @@ sweep: install
 	$(KIT) sweep $(RUN_ARGS) --trials $(TRIALS)$(if $(SCREEN), --screen)
 
 export: install
-	$(KIT) export $(RUN_ARGS) --out $(OUT)$(if $(STACK), --stack)
+	$(KIT) export $(RUN_ARGS) --out $(OUT)$(if $(STACK), --stack)$(if $(BLEND), --blend)
 
 # one self-contained page of the data set: the leaderboard, CV against public/private, each experiment's figures
 report: install

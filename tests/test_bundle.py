@@ -9,7 +9,7 @@ import pytest
 from conftest import make_image, tiny_cfg, write_csv_data
 from kit.data import folds
 from kit.jobs.cli import main
-from kit.predict import bundle, predict
+from kit.predict import blend, bundle, predict
 from kit.train import loop as train
 
 QUICK = dict(stage1_epochs=2, stage2_epochs=0, n_folds=2, tta=["hflip"])
@@ -31,11 +31,14 @@ def exported(tmp_path_factory):
     bundle.export(cfgs, tmp / "bundle")  # a rerun
     v2 = bundle.export(cfgs, tmp / "bundle.v2")  # its zip is bundle.v2.zip, not over bundle.zip
     RERUN.update(same=[f.read_bytes() == b for f, b in zip(files, first)], v2=v2)
+    BLENDED.update(submission=blend.run(cfgs, steps=10), bundle=bundle.export(cfgs, tmp / "bundle.blend", "blend",
+                                                                              steps=10))
     shutil.rmtree(cfgs[0].work_dir)  # folds.csv, checkpoints, OOF and test logits: the bundle needs none of them
     return tmp, data, written[-1], out
 
 
 RERUN = {}  # what exporting twice did (the fixture's)
+BLENDED = {}  # kit blend's submission of the two, and their bundle with its weights (the fixture's)
 
 
 def test_export_twice_leaves_the_same_files(exported):
@@ -49,6 +52,17 @@ def test_bundle_predicts_the_same_bytes_without_folds(exported):
     assert written.name == submission.name, "the bundle's submission keeps its usual name (same bytes, same hash)"
     assert written.read_bytes() == submission.read_bytes(), "bundle predictions must equal the exported submission"
     assert (tmp / "from_bundle" / "submission.csv").read_bytes() == submission.read_bytes(), "submission.csv too"
+
+
+def test_a_blend_bundle_carries_its_weights_and_predicts_the_blends_bytes(exported, tmp_path):
+    """export --blend: kit blend's weights in bundle.json; the bundle alone writes the blend's submission."""
+    _, data, average, _ = exported
+    assert BLENDED["submission"].read_bytes() != average.read_bytes(), "here the blend's weights change the file"
+    spec = json.loads((BLENDED["bundle"] / "bundle.json").read_text())
+    manifest = json.loads(BLENDED["submission"].with_suffix(".json").read_text())["runs"][-1]["blend"]
+    assert spec["blend"]["weights"] == list(manifest["weights"].values()), (spec["blend"], manifest)
+    written = bundle.predict_bundle(BLENDED["bundle"], {"data": str(data), "submissions_dir": str(tmp_path)})
+    assert written.read_bytes() == BLENDED["submission"].read_bytes(), "the blend's bytes, not the average's"
 
 
 def test_bundle_zip_needs_no_training_images(exported, tmp_path):

@@ -84,7 +84,7 @@ def test_a_stack_with_the_columns_beats_the_image_model_on_held_out_images(train
     from kit.config import load_config, parse_overrides
     from kit.jobs import notebook
     cfg = load_config(None, parse_overrides(keys))
-    assert notebook.submitted([cfg]) == ([cfg], True), "the notebook's bundle carries the stack make submit picks"
+    assert notebook.submitted([cfg]) == ([cfg], "stack"), "the notebook's bundle carries the stack make submit picks"
 
 
 def test_one_member_and_no_columns_is_one_line(trained, capsys):

@@ -164,8 +164,11 @@ def _options(name: str, s: argparse.ArgumentParser) -> None:
         s.add_argument("--out", default="notebook", metavar="DIR", help="where notebook/<slug>/ goes")
     if name == "export":
         s.add_argument("--out", default="bundle", metavar="DIR", help="bundle folder (default bundle; the zip beside it)")
-        s.add_argument("--stack", action="store_true", help="carry `kit stack` of the experiments (its learner and "
-                       "the test file's columns it reads) instead of their average")
+        how = s.add_mutually_exclusive_group()
+        how.add_argument("--stack", action="store_true", help="carry `kit stack` of the experiments (its learner and "
+                         "the test file's columns it reads) instead of their average")
+        how.add_argument("--blend", action="store_true", help="carry `kit blend`'s weights of the experiments (fitted "
+                         "on their out-of-fold rows) instead of their average")
     if name in ("notebook-push", "notebook-status"):
         s.add_argument("--out", default="notebook", metavar="DIR", help="where kit notebook wrote notebook/<slug>/")
     if name in ("leaderboard", "submit", "download", "notebook-push", "notebook-status"):

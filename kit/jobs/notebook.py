@@ -164,19 +164,21 @@ def _notebook(values: dict):
     return nb
 
 
-def submitted(cfgs: list) -> tuple[list, bool]:
+def submitted(cfgs: list) -> tuple[list, str]:
     """The experiments of the submission `make submit` would pick among cfgs' (the best CV of A, B or A+B); all of
-    cfgs before any was predicted. And whether that submission is their stack (kit stack; the bundle carries it)."""
+    cfgs before any was predicted. And how that submission combines them (bundle.export's `how`): their stack
+    (kit stack), their blend (kit blend's weights) or their average; the bundle carries it."""
     from kit.board import leaderboard
     board = leaderboard.load(leaderboard.path_of(cfgs[0]))
     try:
         best = leaderboard.pick(board, [c.name for c in cfgs], Path(cfgs[0].submissions_dir),
                                 leaderboard.data_of(cfgs[0]), cfgs[0].metric)
     except ValueError:  # nothing predicted yet: the bundle's export predicts them all
-        return cfgs, False
+        return cfgs, "average"
     names = board.loc[board["file"] == best.name, "experiments"].iloc[0].split()
     log.info("the notebook predicts as %s does (the best CV of %s)", best.name, " ".join(c.name for c in cfgs))
-    return [c for c in cfgs if c.name in names], best.name.startswith("stack-")
+    how = next((h for h in ("stack", "blend") if best.name.startswith(f"{h}-")), "average")
+    return [c for c in cfgs if c.name in names], how
 
 
 def write(cfgs, comp: str, user: str = "", gpu: bool = False, wheels: str = "", out: str | Path = "notebook") -> Path:
@@ -184,7 +186,7 @@ def write(cfgs, comp: str, user: str = "", gpu: bool = False, wheels: str = "", 
     name (see the module's docstring)."""
     if not comp:
         raise ValueError("no competition: pass COMP=slug (make) or --comp slug")
-    cfgs, stacked = submitted(cfgs)
+    cfgs, how = submitted(cfgs)
     import nbformat
 
     from kit.predict import bundle
@@ -194,7 +196,7 @@ def write(cfgs, comp: str, user: str = "", gpu: bool = False, wheels: str = "", 
     shutil.rmtree(tmp, ignore_errors=True)
     dataset_slug = f"{comp}-kit"[:50]
     try:
-        bundle.export(cfgs, tmp / "dataset" / "bundle", stacked)
+        bundle.export(cfgs, tmp / "dataset" / "bundle", how)
         (tmp / "dataset" / "bundle.zip").unlink(missing_ok=True)  # the folder travels; the zip would double it
         names = _wheels(tmp / "dataset" / "wheels", wheels)
         (tmp / "dataset" / "dataset-metadata.json").write_text(json.dumps(

@@ -19,8 +19,9 @@ tasks on a cluster, each take the next trial of one study. When a process's tria
 trial's config is written as a preset, configs/<A>_best.yaml, which `--exp <A>_best` names.
 
 The study's first trial is the experiment you start from (the space's keys at A's own values, where each lies in
-its range or among its choices): it keeps A's name, so a trained A is not trained again, and the sweep's best is
-never below A on CV.
+its range or among its choices): it keeps A's name, so a trained A is not trained again; it is never pruned, and
+the sweep's best is never below A on CV. Once A's plan has decided hflip=auto's flip from the images, the other
+trials take it rather than probe again (unless the space searches hflip).
 
 `--screen` ranks the trials on their first fold alone (its best validation score), the sweep's cheap mode: each
 trial trains one fold of n_folds; then the best screened trial and A are trained on every fold, predicted, and

@@ -72,21 +72,28 @@ def version_skew(recorded: dict[str, str]) -> str:
             "the exported submission (pin them in the notebook, or export where they match)")
 
 
-def export(cfgs: list[Config], out: str | Path, stacked: bool = False) -> Path:
-    """Predict (reusing up-to-date logits), then copy the weights and settings into `out` and `out`.zip; `stacked`:
-    the experiments' stack (kit/predict/stack.py) and its learner, instead of their average."""
+def export(cfgs: list[Config], out: str | Path, how: str = "average", steps: int = 50) -> Path:
+    """Predict (reusing up-to-date logits), then copy the weights and settings into `out` and `out`.zip. How the
+    experiments combine: their average; "blend", kit blend's weights (fitted anew on their OOF rows, `steps`); or
+    "stack", their stack (kit/predict/stack.py) and its learner."""
     out = Path(out)
     if out.exists() and not (out / "bundle.json").is_file():
         raise ValueError(f"--out {out} exists and is not a bundle; choose another folder")
     check_writable(out.parent, "--out")
     device = start(cfgs[0], "export")
-    if stacked:
+    if how == "stack":
         from kit.predict import stack
         results, tab = stack.prepare(cfgs, device)
         r, learner = stack.stack(results, tab)
     else:
         results = [predict.predict_experiment(cfg, device) for cfg in cfgs]
-        r = ens.combine(results) if len(results) > 1 else results[0]
+        if how == "blend":
+            from kit.predict import blend
+            if len(results) < 2:
+                raise ValueError("export --blend needs at least two experiments: --exp A B [C ...]")
+            r = blend.blend(results, steps)
+        else:
+            r = ens.combine(results) if len(results) > 1 else results[0]
     sub_path = submission.write(r)
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -95,7 +102,9 @@ def export(cfgs: list[Config], out: str | Path, stacked: bool = False) -> Path:
             "metric": r.metric.name, "post": r.post, "experiments": experiments,
             "submission": {"file": sub_path.name, "sha256": sha256_file(sub_path), "cv": r.cv,
                            "holdout_score": r.holdout_score}}
-    if stacked:
+    if how == "blend":  # the weights fitted on every OOF row, in the experiments' order
+        spec["blend"] = {"method": r.blend["method"], "weights": [r.blend["weights"][c.name] for c in cfgs]}
+    if how == "stack":
         (tmp / STACK).write_bytes(pickle.dumps(learner))
         spec["stack"] = {"file": STACK, "sha256": sha256_file(tmp / STACK), "method": r.blend["method"],
                          "tabular": tab.record() if tab is not None else None}
@@ -212,6 +221,9 @@ def predict_bundle(bundle: str | Path, overrides: dict) -> Path:
         parts = [(predict.from_prior(x, unreadable, layout), cfg.merge == "probs") for x, cfg in zip(averaged, cfgs)]
         if "stack" in spec:
             scores, is_probs = _stacked(spec["stack"], folder, parts, cfgs, layout), True
+        elif "blend" in spec:  # as kit/predict/blend.py mixes them: weights times probabilities
+            scores, is_probs = sum(w * (x if as_probs else probs_of(x, task))
+                                   for w, (x, as_probs) in zip(spec["blend"]["weights"], parts)), True
         else:
             scores, is_probs = ens.mean_scores(parts, task) if len(parts) > 1 else parts[0]
         probs, thresholds = calibrate.apply(spec["post"], scores if is_probs else probs_of(scores, task))
