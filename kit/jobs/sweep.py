@@ -14,8 +14,8 @@ The search space is YAML, a key each, over any config key that shapes the weight
 
 Trial n of experiment A is the experiment `A-t<nnn>` (its folds, checkpoints, submission and leaderboard row
 like any other). The study lives in a journal file beside the experiments (<work_dir>/<A>.sweep.journal) or in
-any Optuna storage (`--storage URL`), so that several processes, on one machine or as `kit jobs` array
-tasks on a cluster, each take the next trial of one study. When a process's trials are done the best
+any Optuna storage (`--storage URL`), so that several processes, on one machine or as the tasks of a job array
+on a cluster (cluster/sweep.sbatch), each take the next trial of one study. When a process's trials are done the best
 trial's config is written as a preset, configs/<A>_best.yaml, which `--exp <A>_best` names.
 
 The study's first trial is the experiment you start from (the space's keys at A's own values, where each lies in
