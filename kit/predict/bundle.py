@@ -77,6 +77,8 @@ def export(cfgs: list[Config], out: str | Path, how: str = "average", steps: int
     experiments combine: their average; "blend", kit blend's weights (fitted anew on their OOF rows, `steps`); or
     "stack", their stack (kit/predict/stack.py) and its learner."""
     out = Path(out)
+    if how == "blend" and len(cfgs) < 2:
+        raise ValueError("export --blend needs at least two experiments: --exp A B [C ...]")
     if out.exists() and not (out / "bundle.json").is_file():
         raise ValueError(f"--out {out} exists and is not a bundle; choose another folder")
     check_writable(out.parent, "--out")
@@ -89,8 +91,6 @@ def export(cfgs: list[Config], out: str | Path, how: str = "average", steps: int
         results = [predict.predict_experiment(cfg, device) for cfg in cfgs]
         if how == "blend":
             from kit.predict import blend
-            if len(results) < 2:
-                raise ValueError("export --blend needs at least two experiments: --exp A B [C ...]")
             r = blend.blend(results, steps)
         else:
             r = ens.combine(results) if len(results) > 1 else results[0]
