@@ -133,14 +133,17 @@ def base_values(base: Config, space: dict) -> dict | None:
     return values
 
 
+def trial_name(base: Config, values: dict, number: int) -> str:
+    """`<base>-t<nnn>`, or the base's own name where the values are the base's (the same experiment)."""
+    return base.name if all(getattr(base, k) == v for k, v in values.items()) else f"{base.name}-t{number:03d}"
+
+
 def trial_config(base: Config, values: dict, number: int, shared: dict | None = None) -> Config:
     """The base experiment with a trial's values, under the trial's own name (the base's own where the values are
     the base's: the same experiment, as it is); a value the config refuses is the space's mistake, said with the
     values. `shared`: what the base decided from the data (see shared_decisions), a trial's unless the space has it."""
-    if all(getattr(base, k) == v for k, v in values.items()):
-        name, shared = base.name, {}
-    else:
-        name = f"{base.name}-t{number:03d}"
+    name = trial_name(base, values, number)
+    shared = {} if name == base.name else shared
     try:
         return load_config(None, {**to_dict(base), **(shared or {}), **values, "name": name})
     except ValueError as e:
@@ -263,7 +266,7 @@ def run(base: Config, trials: int, space_path: Path, storage: str = "", screen: 
     atomic_write_text(out, f"# kit sweep of {base.name}: trial {best.number} of {len(study.trials)}, CV {metric.name} "
                            f"{cv:.4f}\n" + yaml.safe_dump(chosen, sort_keys=False))
     leaderboard.mark_sweep(leaderboard.path_of(base), base.name,
-                           {trial_config(base, t.params, t.number).name: (t.number, t.params) for t in done},
+                           {trial_name(base, t.params, t.number): (t.number, t.params) for t in done},
                            cfg.name)
     log.info("sweep %s: best trial %d of %d, CV %s %.4f (%s); its config: %s (--exp %s_best)", base.name, best.number,
              len(study.trials), metric.name, cv, best.params, out, base.name)

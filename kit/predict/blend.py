@@ -19,6 +19,7 @@ average stays `predict --ensemble`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from pathlib import Path
 
@@ -65,6 +66,11 @@ def nested(probs: list[np.ndarray], labels: np.ndarray, fold_of: np.ndarray, ste
     return held, weights
 
 
+def mixed(weights, arrays: list[np.ndarray]) -> np.ndarray:
+    """Members' probabilities mixed by the blend's weights (what a bundle with `blend` applies too)."""
+    return sum(w * a for w, a in zip(weights, arrays))
+
+
 def blend(results: list[ens.Result], steps: int) -> ens.Result:
     """The blended Result: test and holdout with weights fitted on all OOF rows; OOF the nested predictions."""
     ens.check_compatible(results, "blend")
@@ -73,7 +79,7 @@ def blend(results: list[ens.Result], steps: int) -> ens.Result:
     labels, fold_of = first.oof_labels, first.oof_folds
     weights = caruana(oof, labels, steps, fit_to, fold_of)
     held, per_fold = nested(oof, labels, fold_of, steps, fit_to)
-    mix = lambda arrays: sum(w * a for w, a in zip(weights, arrays))  # noqa: E731
+    mix = functools.partial(mixed, weights)
     record = {"method": f"caruana greedy forward selection with replacement, {fit_to.name}, {steps} steps",
               "weights": {r.name: float(w) for r, w in zip(results, weights)},
               "fold_weights": {k: [float(x) for x in w] for k, w in per_fold.items()},

@@ -219,11 +219,13 @@ def predict_bundle(bundle: str | Path, overrides: dict) -> Path:
         averaged = [ens.average([mean_of([logits(cfg, f) for f in fold]) for fold in _by_fold(e["folds"])],
                                 cfg.merge, task) for e, cfg in zip(spec["experiments"], cfgs)]
         parts = [(predict.from_prior(x, unreadable, layout), cfg.merge == "probs") for x, cfg in zip(averaged, cfgs)]
+        if "stack" in spec or "blend" in spec:  # both act on each experiment's probabilities
+            members = [x if as_probs else probs_of(x, task) for x, as_probs in parts]
         if "stack" in spec:
-            scores, is_probs = _stacked(spec["stack"], folder, parts, cfgs, layout), True
-        elif "blend" in spec:  # as kit/predict/blend.py mixes them: weights times probabilities
-            scores, is_probs = sum(w * (x if as_probs else probs_of(x, task))
-                                   for w, (x, as_probs) in zip(spec["blend"]["weights"], parts)), True
+            scores, is_probs = _stacked(spec["stack"], folder, members, cfgs, layout), True
+        elif "blend" in spec:
+            from kit.predict.blend import mixed
+            scores, is_probs = mixed(spec["blend"]["weights"], members), True
         else:
             scores, is_probs = ens.mean_scores(parts, task) if len(parts) > 1 else parts[0]
         probs, thresholds = calibrate.apply(spec["post"], scores if is_probs else probs_of(scores, task))
@@ -231,7 +233,7 @@ def predict_bundle(bundle: str | Path, overrides: dict) -> Path:
         return _write(data, spec, cfgs, Path(bundle))
 
 
-def _stacked(record: dict, folder: Path, parts: list, cfgs: list[Config], layout) -> np.ndarray:
+def _stacked(record: dict, folder: Path, members: list[np.ndarray], cfgs: list[Config], layout) -> np.ndarray:
     """The stack's test probabilities: its learner on the members' probabilities and the test file's columns,
     the features kit/predict/stack.py fitted it on."""
     import pandas as pd
@@ -239,10 +241,10 @@ def _stacked(record: dict, folder: Path, parts: list, cfgs: list[Config], layout
     from kit.data import tabular
     from kit.predict.stack import member_columns
     learner = pickle.loads((folder / record["file"]).read_bytes())  # checked against its sha256 (read_spec)
-    members = {}
-    for (scores, is_probs), cfg in zip(parts, cfgs):
-        members |= member_columns(cfg.name, layout.classes, scores if is_probs else probs_of(scores, layout.task))
-    x = pd.DataFrame(members)
+    columns = {}
+    for probs, cfg in zip(members, cfgs):
+        columns |= member_columns(cfg.name, layout.classes, probs)
+    x = pd.DataFrame(columns)
     if record["tabular"] is not None:
         x = pd.concat([x, tabular.test_columns(layout.root, record["tabular"], list(layout.test["id"].astype(str)))],
                       axis=1)
