@@ -4,7 +4,7 @@
 #   make train GPUS="0 1 2 3"          # one process per GPU, each taking the next free fold
 #   make submit COMP=slug [FILE=...]   # kaggle competitions submit of the best-CV submission (or FILE)
 #   make leaderboard [COMP=slug]       # merge Kaggle's public/private scores and print the table
-#   make blend EXP="A B"               # weights fitted on the experiments' OOF predictions, nested CV
+#   make blend EXP="A B" [STEPS=50]    # weights fitted on the experiments' OOF predictions, nested CV
 #   make stack EXP="A [B]"             # boosted trees on their OOF predictions + the competition's tabular columns
 #   make sweep EXP=A TRIALS=20         # Optuna over configs/A.sweep.yaml: trials A-t<n>, the best as configs/A_best.yaml
 #                                      #   (SCREEN=1: trials ranked on fold 0, the best then trained on every fold)
@@ -12,6 +12,7 @@
 #   make notebook COMP=slug            # code competitions: a Kaggle dataset + kernel that predict offline
 #   make notebook-push COMP=slug       # datasets create/version + kernels push; make notebook-status COMP=slug
 #   make export [OUT=bundle]           # inference bundle: python -m kit predict --bundle bundle data=...
+#                                      #   (STACK=1: the stack of EXP; BLEND=1: their newest blend's weights)
 SHELL := /bin/bash
 PY := .venv/bin/python
 # COMP carries the flow: after `make download COMP=slug`, every target reads data/<slug> (its outputs in folds/<slug>/
@@ -27,6 +28,7 @@ FILE ?=
 OUT ?= bundle
 THRESHOLD ?= 0.9
 TRIALS ?= 20
+STEPS ?=
 CHROMIUM := /usr/bin/chromium
 KIT = $(PY) -m kit
 RUN_ARGS = $(if $(strip $(EXP)),--exp $(EXP)) data=$(DATA) $(ARGS)
@@ -76,7 +78,7 @@ pseudo: install
 	$(KIT) pseudo --from $(FROM) --name $(NAME) --threshold $(THRESHOLD) data=$(DATA) $(ARGS)
 
 blend: install
-	$(KIT) blend $(RUN_ARGS)
+	$(KIT) blend $(RUN_ARGS)$(if $(STEPS), --steps $(STEPS))
 
 stack: install
 	$(KIT) stack $(RUN_ARGS)
@@ -85,7 +87,7 @@ sweep: install
 	$(KIT) sweep $(RUN_ARGS) --trials $(TRIALS)$(if $(SCREEN), --screen)
 
 export: install
-	$(KIT) export $(RUN_ARGS) --out $(OUT)$(if $(STACK), --stack)$(if $(BLEND), --blend)
+	$(KIT) export $(RUN_ARGS) --out $(OUT)$(if $(STACK), --stack)$(if $(BLEND), --blend)$(if $(STEPS), --steps $(STEPS))
 
 # one self-contained page of the data set: the leaderboard, CV against public/private, each experiment's figures
 report: install

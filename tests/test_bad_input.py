@@ -214,6 +214,17 @@ def test_main_returns_the_exit_status_of_bad_arguments(capsys):
     capsys.readouterr()
 
 
+@pytest.mark.parametrize("argv, needle", [
+    (["export", "--exp", "demo", "--steps", "10"], "--steps goes with --blend"),
+    (["export", "--exp", "demo", "demo_baseline", "--blend", "--steps", "0"], "--steps 0: must be >= 1"),
+    (["export", "--exp", "demo", "demo_baseline", "--blend", "--stack"], "not allowed with argument"),
+])
+def test_export_arguments_that_do_not_go_together_are_one_line(capsys, argv, needle):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert needle in err[-1], err
+
+
 @pytest.mark.parametrize("rows, needles", [
     ([("cat000", "cat"), ("cat000", "dog")], ["cat000", "one row per tag", "space-separated"]),
     ([("cat000", "cat"), ("cat000.jpg", "cat")], ["cat000", "cat000.jpg", "one image"]),

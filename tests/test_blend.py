@@ -31,6 +31,27 @@ def test_greedy_selection_puts_the_weight_on_the_better_member():
     assert w.sum() == pytest.approx(1.0) and (w >= 0).all(), "weights are a distribution"
 
 
+def test_the_steps_of_the_newest_blend_of_those_experiments_are_found(tmp_path):
+    """What export --blend refits with: the newest run's steps, read from manifests written before "steps" was
+    recorded too (its method's text); other experiments' blends and other files are not read as ours."""
+    def manifest(name, *runs):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"sha256": "0", "runs": list(runs)}))
+
+    def run(experiments, when, steps=None, method_steps=None):
+        record = {"method": f"caruana greedy forward selection with replacement, log_loss, {method_steps or steps} steps"}
+        return {"experiments": experiments, "created_at": when, "blend": record | ({"steps": steps} if steps else {})}
+
+    cfgs = [tiny_cfg(tmp_path, tmp_path, name=n, submissions_dir=str(tmp_path)) for n in ("A", "B")]
+    assert blend.steps_of(cfgs) is None, "no blend yet"
+    manifest("blend-A+B-11111111", run(["A", "B"], "2026-12-01T10:00:00+00:00", method_steps=30))
+    assert blend.steps_of(cfgs) == 30, "an older manifest says its steps in the method only"
+    manifest("blend-A+B-22222222", run(["A", "B"], "2026-12-02T10:00:00+00:00", steps=10),
+             run(["A", "B"], "2026-11-30T10:00:00+00:00", steps=70))
+    manifest("blend-A+B+C-33333333", run(["A", "B", "C"], "2026-12-03T10:00:00+00:00", steps=5))
+    (tmp_path / "blend-A+B-44444444.json").write_text("not json")
+    assert blend.steps_of(cfgs) == 10, "the newest run of A+B, whichever manifest holds it"
+
+
 def test_nested_cv_never_fits_weights_on_the_rows_it_scores():
     """A is right only on fold 0, B only on fold 1: fitted on the other fold, each fold gets the wrong member."""
     labels = np.array([0, 1, 2] * 10)

@@ -31,8 +31,11 @@ def exported(tmp_path_factory):
     bundle.export(cfgs, tmp / "bundle")  # a rerun
     v2 = bundle.export(cfgs, tmp / "bundle.v2")  # its zip is bundle.v2.zip, not over bundle.zip
     RERUN.update(same=[f.read_bytes() == b for f, b in zip(files, first)], v2=v2)
-    BLENDED.update(submission=blend.run(cfgs, steps=10), bundle=bundle.export(cfgs, tmp / "bundle.blend", "blend",
-                                                                              steps=10))
+    BLENDED["submission"] = blend.run(cfgs, steps=10)
+    # kit blend's own run, read before export adds its run to the same manifest where its bytes are the same
+    BLENDED["run"] = json.loads(BLENDED["submission"].with_suffix(".json").read_text())["runs"][-1]["blend"]
+    # no steps given: export takes those of the newest kit blend of the two (10 here, not the default 50)
+    BLENDED["bundle"] = bundle.export(cfgs, tmp / "bundle.blend", "blend")
     shutil.rmtree(cfgs[0].work_dir)  # folds.csv, checkpoints, OOF and test logits: the bundle needs none of them
     return tmp, data, written[-1], out
 
@@ -55,11 +58,13 @@ def test_bundle_predicts_the_same_bytes_without_folds(exported):
 
 
 def test_a_blend_bundle_carries_its_weights_and_predicts_the_blends_bytes(exported, tmp_path):
-    """export --blend: kit blend's weights in bundle.json; the bundle alone writes the blend's submission."""
+    """export --blend: kit blend's weights (at that blend's steps) in bundle.json; the bundle alone writes the
+    blend's submission."""
     _, data, average, _ = exported
     assert BLENDED["submission"].read_bytes() != average.read_bytes(), "here the blend's weights change the file"
     spec = json.loads((BLENDED["bundle"] / "bundle.json").read_text())
-    manifest = json.loads(BLENDED["submission"].with_suffix(".json").read_text())["runs"][-1]["blend"]
+    manifest = BLENDED["run"]
+    assert spec["blend"]["method"] == manifest["method"], "refitted with the blend's own steps (10), not 50"
     assert spec["blend"]["weights"] == list(manifest["weights"].values()), (spec["blend"], manifest)
     written = bundle.predict_bundle(BLENDED["bundle"], {"data": str(data), "submissions_dir": str(tmp_path)})
     assert written.read_bytes() == BLENDED["submission"].read_bytes(), "the blend's bytes, not the average's"

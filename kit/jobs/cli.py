@@ -169,6 +169,8 @@ def _options(name: str, s: argparse.ArgumentParser) -> None:
                          "the test file's columns it reads) instead of their average")
         how.add_argument("--blend", action="store_true", help="carry `kit blend`'s weights of the experiments (fitted "
                          "on their out-of-fold rows) instead of their average")
+        s.add_argument("--steps", type=int, default=None, help="with --blend: greedy selection steps (default: those "
+                       "of the experiments' newest kit blend, else 50)")
     if name in ("notebook-push", "notebook-status"):
         s.add_argument("--out", default="notebook", metavar="DIR", help="where kit notebook wrote notebook/<slug>/")
     if name in ("leaderboard", "submit", "download", "notebook-push", "notebook-status"):
@@ -260,7 +262,9 @@ def _run(args, parser) -> None:
         args.shard = _shard(args.shard, parser)
         if "auto" in (args.fold or []) and (args.fold != ["auto"] or args.shard or args.command == "run"):
             parser.error("--fold auto takes the one fold of a job-array task: give it alone, to train")
-    if args.command == "blend" and args.steps < 1:
+    if args.command == "export" and args.steps is not None and not args.blend:
+        parser.error("--steps goes with --blend (the steps of a blend's weights)")
+    if args.command in ("blend", "export") and args.steps is not None and args.steps < 1:
         parser.error(f"--steps {args.steps}: must be >= 1")
     if args.command == "sweep" and args.trials < 1:
         parser.error(f"--trials {args.trials}: must be >= 1")
@@ -300,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     logging_setup()
     try:
         _run(args, parser)
+    except SystemExit as e:  # parser.error on arguments that do not go together: the same status as argparse's own
+        return e.code if isinstance(e.code, int) else 2
     except ValueError as e:
         if os.environ.get("KIT_DEBUG"):
             raise

@@ -82,7 +82,7 @@ def pseudo(a):
 
 def export(a):
     from kit.predict import bundle
-    return bundle.export(a.cfgs, a.out, "stack" if a.stack else "blend" if a.blend else "average")
+    return bundle.export(a.cfgs, a.out, "stack" if a.stack else "blend" if a.blend else "average", a.steps)
 
 
 def leaderboard(a):

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +83,7 @@ def blend(results: list[ens.Result], steps: int) -> ens.Result:
     held, per_fold = nested(oof, labels, fold_of, steps, fit_to)
     mix = functools.partial(mixed, weights)
     record = {"method": f"caruana greedy forward selection with replacement, {fit_to.name}, {steps} steps",
+              "steps": steps,
               "weights": {r.name: float(w) for r, w in zip(results, weights)},
               "fold_weights": {k: [float(x) for x in w] for k, w in per_fold.items()},
               "in_sample_score": cv_score(first.metric, labels, mix(oof), fold_of)}
@@ -90,6 +93,24 @@ def blend(results: list[ens.Result], steps: int) -> ens.Result:
         holdout_scores=(mix([r.probs(r.holdout_scores) for r in results])
                         if len(first.holdout_labels) else first.holdout_scores),
         blend=record))
+
+
+def steps_of(cfgs: list[Config]) -> int | None:
+    """The steps of the newest `kit blend` of these experiments, from the manifests in submissions_dir (None where
+    there is none): what `export --blend` refits with, so that the bundle carries that blend's weights."""
+    names, newest = [c.name for c in cfgs], ("", None)
+    for path in Path(cfgs[0].submissions_dir).glob(f"blend-{'+'.join(names)}-*.json"):
+        try:
+            runs = json.loads(path.read_text())["runs"]
+        except (OSError, ValueError, KeyError):
+            continue  # not a manifest of ours: it cannot say which steps
+        for run in runs:
+            if run.get("experiments") != names or "blend" not in run:
+                continue
+            found = run["blend"].get("steps") or re.search(r"(\d+) steps$", run["blend"].get("method", ""))
+            if found and run.get("created_at", "") >= newest[0]:
+                newest = run.get("created_at", ""), int(found if isinstance(found, int) else found.group(1))
+    return newest[1]
 
 
 def run(cfgs: list[Config], steps: int = 50) -> Path:

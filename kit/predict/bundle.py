@@ -72,10 +72,11 @@ def version_skew(recorded: dict[str, str]) -> str:
             "the exported submission (pin them in the notebook, or export where they match)")
 
 
-def export(cfgs: list[Config], out: str | Path, how: str = "average", steps: int = 50) -> Path:
+def export(cfgs: list[Config], out: str | Path, how: str = "average", steps: int | None = None) -> Path:
     """Predict (reusing up-to-date logits), then copy the weights and settings into `out` and `out`.zip. How the
-    experiments combine: their average; "blend", kit blend's weights (fitted anew on their OOF rows, `steps`); or
-    "stack", their stack (kit/predict/stack.py) and its learner."""
+    experiments combine: their average; "blend", kit blend's weights (fitted anew on their OOF rows with `steps`:
+    by default the steps of their newest `kit blend`, else 50); or "stack", their stack (kit/predict/stack.py) and
+    its learner."""
     out = Path(out)
     if how == "blend" and len(cfgs) < 2:
         raise ValueError("export --blend needs at least two experiments: --exp A B [C ...]")
@@ -91,6 +92,11 @@ def export(cfgs: list[Config], out: str | Path, how: str = "average", steps: int
         results = [predict.predict_experiment(cfg, device) for cfg in cfgs]
         if how == "blend":
             from kit.predict import blend
+            if steps is None:
+                found = blend.steps_of(cfgs)
+                steps = found or 50
+                log.info("export --blend: %d steps (%s)", steps, "those of the newest kit blend of these experiments"
+                         if found else "no kit blend of these experiments yet: the default")
             r = blend.blend(results, steps)
         else:
             r = ens.combine(results) if len(results) > 1 else results[0]
