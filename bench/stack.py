@@ -147,7 +147,8 @@ def run(size: str = "cpu") -> list[dict]:
     rows = []
     for seed in [int(x) for x in os.environ.get("KIT_BENCH_TASKS", "0").split()]:
         rows += _task(seed)
-    return rows
+    columns = list(dict.fromkeys(k for r in rows for k in r))  # one-fold figures exist for some rows alone
+    return [{k: r.get(k, "-") for k in columns} for r in rows]
 
 
 def _task(seed: int) -> list[dict]:
@@ -186,7 +187,7 @@ def _task(seed: int) -> list[dict]:
                 r["one_fold_held_out"] = alone[name]
                 r["cv_minus_one_fold"] = round(r["cv_top1"] - alone[name], 4)
         rows[-1]["held_out_learner_per_fold"] = alone["stack, folds' inputs averaged after"]
-        print(rows[-1], flush=True)
+        print("one fold alone:", alone, flush=True)
         try:
             import lightgbm  # noqa: F401
         except ImportError:
