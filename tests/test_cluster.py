@@ -2,13 +2,18 @@
 import itertools
 import json
 import os
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import tiny_cfg
+from kit.config import PRESETS, load_config, parse_overrides
 from kit.data import folds
 from kit.jobs import cluster
+from kit.jobs.cli import _parser
 from kit.predict import predict
 from kit.train import loop as train
 
@@ -136,9 +141,6 @@ def test_the_cluster_command_has_a_verb_of_its_own(capsys):
 def _template_commands(path) -> list[list[str]]:
     """The kit command lines a cluster/ template runs, as argv after `python -m kit`: a Job's container command, or
     a batch script's `python -m kit` lines with its variables set by bash itself."""
-    import subprocess
-
-    import yaml
     if path.suffix == ".yaml":
         command = yaml.safe_load(path.read_text())["spec"]["template"]["spec"]["containers"][0]["command"]
         assert command[:3] == ["python", "-m", "kit"], (path.name, command)
@@ -155,10 +157,6 @@ def _template_commands(path) -> list[list[str]]:
 def test_each_cluster_template_runs_a_command_the_kit_takes(name):
     """The templates are copied and edited by hand, never run here: their kit command must still parse, name shipped
     presets and set only config keys, or a cluster user's first job fails on a flag that has moved."""
-    from pathlib import Path
-
-    from kit.config import PRESETS, load_config, parse_overrides
-    from kit.jobs.cli import _parser
     path = Path(__file__).parent.parent / "cluster" / name
     for argv in _template_commands(path):
         args = _parser().parse_args(argv)
