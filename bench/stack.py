@@ -170,7 +170,8 @@ def _task(seed: int) -> list[dict]:
             sub = make()
             cv = float(board().set_index("file").loc[sub.name, "cv_top1"])
             rows.append({"task": seed, "row": name, "cv_top1": round(cv, 4),
-                         "held_out_top1": round(_held_out(sub, solution), 4), "fit_s": round(time.perf_counter() - t, 1)})
+                         "held_out_top1": round(_held_out(sub, solution), 4),
+                         "fit_s": round(time.perf_counter() - t, 1)})
             rows[-1]["gap"] = round(rows[-1]["cv_top1"] - rows[-1]["held_out_top1"], 4)
             print(rows[-1], flush=True)
 
@@ -181,11 +182,12 @@ def _task(seed: int) -> list[dict]:
         off = [dataclasses.replace(c, tabular=False) for c in (a, b)]
         row("stack, tabular=off (HistGradientBoosting)", lambda: stack.run(off))
         row("stack (HistGradientBoosting)", lambda: stack.run([a, b]))
-        alone = one_fold([a, b], solution)  # the members' rows, then the stack's
-        for r, name in zip(rows, ["resnest", "resnet", None, None, "stack"]):
-            if name:
-                r["one_fold_held_out"] = alone[name]
-                r["cv_minus_one_fold"] = round(r["cv_top1"] - alone[name], 4)
+        alone = one_fold([a, b], solution)
+        of_row = {a.name: a.name, b.name: b.name, "stack (HistGradientBoosting)": "stack"}  # row -> its one-fold key
+        for r in rows:
+            if r["row"] in of_row:
+                r["one_fold_held_out"] = alone[of_row[r["row"]]]
+                r["cv_minus_one_fold"] = round(r["cv_top1"] - r["one_fold_held_out"], 4)
         rows[-1]["held_out_learner_per_fold"] = alone["stack, folds' inputs averaged after"]
         print("one fold alone:", alone, flush=True)
         try:

@@ -38,7 +38,8 @@ def test_the_steps_of_the_newest_blend_of_those_experiments_are_found(tmp_path):
         (tmp_path / f"{name}.json").write_text(json.dumps({"sha256": "0", "runs": list(runs)}))
 
     def run(experiments, when, steps=None, method_steps=None):
-        record = {"method": f"caruana greedy forward selection with replacement, log_loss, {method_steps or steps} steps"}
+        method = f"caruana greedy forward selection with replacement, log_loss, {method_steps or steps} steps"
+        record = {"method": method}
         return {"experiments": experiments, "created_at": when, "blend": record | ({"steps": steps} if steps else {})}
 
     cfgs = [tiny_cfg(tmp_path, tmp_path, name=n, submissions_dir=str(tmp_path)) for n in ("A", "B")]

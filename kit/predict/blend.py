@@ -107,9 +107,10 @@ def steps_of(cfgs: list[Config]) -> int | None:
         for run in runs:
             if run.get("experiments") != names or "blend" not in run:
                 continue
-            found = run["blend"].get("steps") or re.search(r"(\d+) steps$", run["blend"].get("method", ""))
-            if found and run.get("created_at", "") >= newest[0]:
-                newest = run.get("created_at", ""), int(found if isinstance(found, int) else found.group(1))
+            said = re.search(r"(\d+) steps$", run["blend"].get("method", ""))  # manifests before "steps" was kept
+            steps = run["blend"].get("steps") or (int(said.group(1)) if said else None)
+            if steps and run.get("created_at", "") >= newest[0]:
+                newest = run.get("created_at", ""), steps
     return newest[1]
 
 

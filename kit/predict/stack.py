@@ -6,15 +6,15 @@ The features of an image are each member's probabilities for it (out of fold for
 the fold ensemble's for a test image) and the columns kit/data/tabular.py finds beside the images (age,
 site, lesion measurements, photo flags). (The learner run on each fold's members and averaged after, which
 gives the test rows inputs like the OOF rows, was 0.7 points ahead held out over three draws of bench/stack.py:
-inside one draw's noise, and not worth carrying each fold's probabilities through bundles yet.) The learner is scikit-learn's HistGradientBoosting: gradient-
-boosted trees with missing values and categorical columns handled natively and no new dependency (bench/stack.py
-sets it beside LightGBM on the same features, folds and parameters: the same score within noise, LightGBM's fit
-in half the seconds, both small beside the members' training; docs/BENCHMARKS.md); its parameters are fixed and
-recorded (a small learning rate, shallow leaves, early stopping on a tenth of its rows where they are
-enough). Its CV is nested on the same folds: each fold's rows are predicted by a learner fitted on the
-other folds' rows, whose member predictions were themselves out of fold. The submission's learner is
-fitted on every training row. The result is written like a blend: a leaderboard row, a manifest (members,
-columns, learner and parameters).
+inside one draw's noise, and not worth carrying each fold's probabilities through bundles yet.) The learner is
+scikit-learn's HistGradientBoosting: gradient-boosted trees with missing values and categorical columns handled
+natively and no new dependency (bench/stack.py sets it beside LightGBM on the same features, folds and
+parameters: the same score within noise, LightGBM's fit in half the seconds, both small beside the members'
+training; docs/BENCHMARKS.md); its parameters are fixed and recorded (a small learning rate, shallow leaves,
+early stopping on a tenth of its rows where they are enough). Its CV is nested on the same folds: each fold's
+rows are predicted by a learner fitted on the other folds' rows, whose member predictions were themselves out
+of fold. The submission's learner is fitted on every training row. The result is written like a blend: a
+leaderboard row, a manifest (members, columns, learner and parameters).
 """
 from __future__ import annotations
 
