@@ -1,4 +1,5 @@
-# kit: `make` runs the demo end to end; `make test` runs the test suite. Both set themselves up.
+# kit: `make` runs the demo end to end; `make test` runs the test suite (`make test-slow` its end-to-end runs). Both
+# set themselves up.
 #   make folds train predict DATA=path/to/data      # your data, quick preset (CPU)
 #   make folds train predict EXP="resnest50d_spinalnet resnet50" DATA=path/to/data
 #   make train GPUS="0 1 2 3"          # one process per GPU, each taking the next free fold
@@ -36,7 +37,7 @@ RUN_ARGS = $(if $(strip $(EXP)),--exp $(EXP)) data=$(DATA) $(ARGS)
 # docs/BENCHMARKS.md); KIT_ALLOCATOR=off make ... keeps glibc (kit/allocator.py).
 
 .DEFAULT_GOAL := demo
-.PHONY: demo install folds train predict blend stack sweep pseudo export leaderboard submit download report notebook notebook-push notebook-status test test-fast bench bench-fastai bench-stack cache reliability clean clean-all gpu-check gpu-wheels
+.PHONY: demo install folds train predict blend stack sweep pseudo export leaderboard submit download report notebook notebook-push notebook-status test test-slow test-all bench bench-fastai bench-stack cache reliability clean clean-all gpu-check gpu-wheels
 
 # folds, train and predict in one process (kit run): one start-up of torch instead of three
 demo: install $(if $(filter data/demo,$(DATA)),data/demo/solution.csv)
@@ -113,9 +114,18 @@ notebook-push: install
 notebook-status: install
 	$(KIT) notebook-status --comp $(COMP)
 
-# one worker per core, a torch thread each (tests/conftest.py); a module's tests share a worker (its fixtures)
+# one worker per core, a torch thread each (tests/conftest.py). make test: every test but the end-to-end runs marked
+# slow (about 4 minutes on 2 cores); make test-slow: those alone (about 6); CI runs both (.ci/run); make test-all: the
+# whole suite in one run (about 10)
+PYTEST := $(PY) -m pytest -q -n auto --dist worksteal
 test: install .whl/notebook/.done $(CHROMIUM)
-	$(PY) -m pytest -q -n auto --dist worksteal
+	$(PYTEST) -m "not slow"
+
+test-slow: install .whl/notebook/.done $(CHROMIUM)
+	$(PYTEST) -m slow
+
+test-all: install .whl/notebook/.done $(CHROMIUM)
+	$(PYTEST)
 
 # the headless browser tests/test_report.py opens the report page in (through playwright): Debian's chromium,
 # installed where make runs as root; elsewhere that test skips, saying how (KIT_BROWSER_REQUIRED=1 makes it fail)
@@ -134,9 +144,6 @@ KAGGLE_IMAGE_TIMM := 1.0.20
 	$(PY) -m pip download -q --no-deps -d .whl/notebook $$($(PY) -c "from kit.jobs.notebook import specs; print(*specs())")
 	$(PY) -m pip download -q --no-deps -d .whl/kaggle-image timm==$(KAGGLE_IMAGE_TIMM)
 	touch $@
-
-test-fast: install .whl/notebook/.done $(CHROMIUM)
-	$(PY) -m pytest -q -n auto --dist worksteal -m "not slow"
 
 bench: install
 	$(PY) -m bench $(ARGS)

@@ -1,7 +1,8 @@
 """Shared fixtures: tiny synthetic data sets written once per session, and a tiny config.
 
-    .venv/bin/python -m pytest -q                 # everything (make test)
-    .venv/bin/python -m pytest -q -m "not slow"   # skip the end-to-end runs
+    .venv/bin/python -m pytest -q -m "not slow"   # all but the end-to-end runs (make test)
+    .venv/bin/python -m pytest -q -m slow         # the end-to-end runs alone (make test-slow; CI runs both)
+    .venv/bin/python -m pytest -q                 # everything (make test-all)
 
 Images are solid colours with noise, one colour per class: an easy task that a tiny timm model
 (test_resnet, pretrained=False) learns in a few epochs on the CPU.
@@ -11,7 +12,7 @@ from __future__ import annotations
 import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never download
-if os.environ.get("PYTEST_XDIST_WORKER"):  # make test runs two workers on two cores: one torch thread each
+if os.environ.get("PYTEST_XDIST_WORKER"):  # make test runs a worker per core: one torch thread each
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from pathlib import Path

@@ -218,8 +218,11 @@ def test_main_returns_the_exit_status_of_bad_arguments(capsys):
     (["export", "--exp", "demo", "--steps", "10"], "--steps goes with --blend"),
     (["export", "--exp", "demo", "demo_baseline", "--blend", "--steps", "0"], "--steps 0: must be >= 1"),
     (["export", "--exp", "demo", "demo_baseline", "--blend", "--stack"], "not allowed with argument"),
+    (["jobs", "--exp", "demo", "--trials", "3", "--screen"], "--trials --screen: only with --sweep"),
+    (["jobs", "--exp", "demo", "--sweep", "--trials", "0"], "--trials 0: must be >= 1"),
+    (["jobs", "--exp", "demo", "demo_baseline", "--sweep"], "one experiment to search around (--exp A)"),
 ])
-def test_export_arguments_that_do_not_go_together_are_one_line(capsys, argv, needle):
+def test_export_and_jobs_arguments_that_do_not_go_together_are_one_line(capsys, argv, needle):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert needle in err[-1], err

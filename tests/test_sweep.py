@@ -161,3 +161,57 @@ def test_a_screened_sweep_trains_the_best_on_fold_0_and_the_experiment_on_every_
     header = (study_dir / "configs" / "a_best.yaml").read_text().splitlines()[0]
     assert header.endswith(f"CV accuracy {cvs[pick]:.4f}"), (header, cvs)
     assert board.set_index("experiments").loc[pick, "sweep"].startswith("a best t"), board[["experiments", "sweep"]]
+
+
+@pytest.mark.slow
+def test_kit_jobs_sweep_runs_a_task_a_trial_then_writes_the_preset(study_dir, monkeypatch):
+    """`kit jobs --sweep` on submitit's local executor: each task a process that takes the next trial of the one
+    study (none twice), then the best trial's preset, as `kit sweep` writes it."""
+    repo = Path(__file__).resolve().parent.parent
+    monkeypatch.setenv("PYTHONPATH", str(repo))  # the tasks unpickle kit.jobs.sweep from this checkout
+    assert main(["jobs", "--exp", "a", "--sweep", "--trials", "2", "--cluster", "local"]) == 0
+    trials = _study(study_dir).trials
+    assert sorted(t.number for t in trials) == [0, 1] and all(t.state.name == "COMPLETE" for t in trials)
+    assert {p.name for p in (study_dir / "folds").iterdir() if p.is_dir() and p.name != ".jobs"} == {"a", "a-t001"}
+    assert len([d for d in (study_dir / "folds" / ".jobs").iterdir() if d.name != "%j"]) == 2, "a task per trial"
+    best = _study(study_dir).best_trial
+    preset = yaml.safe_load((study_dir / "configs" / "a_best.yaml").read_text())
+    assert {k: preset[k] for k in SPACE} == best.params
+
+
+def test_kit_jobs_sweep_screened_trains_the_finalists_folds_as_a_second_array(study_dir, monkeypatch, caplog):
+    """--screen: the trials' array trains fold 0 each; then the finalists' every fold goes out as an array of its
+    own (here the tasks run in this process, in the order the local executor would start them)."""
+    from kit.jobs import cluster
+    ran = []
+
+    def inline(executor, task, indices, slots, poll_s=0.5):
+        ran.append((type(task).__name__, list(indices)))
+        for i in indices:
+            task(i)
+        return [type("Done", (), {"result": lambda self: None, "job_id": "inline"})() for _ in indices]
+
+    monkeypatch.setattr(cluster, "_run_local", inline)
+    with caplog.at_level("INFO"):
+        assert main(["jobs", "--exp", "a", "--sweep", "--trials", "1", "--screen", "--cluster", "local"]) == 0
+    assert ran == [("SweepTask", [0]), ("TrainTask", [0, 1])], "trial 0 (a itself) on fold 0, then a's two folds"
+    a = study_dir / "folds" / "a"
+    assert (a / "fold1" / "best.pt").is_file() and (a / "cv.json").is_file()
+    assert yaml.safe_load((study_dir / "configs" / "a_best.yaml").read_text())["stage1_lr"] == BASE["stage1_lr"]
+    assert "jobs: 2 kit-train task(s)" in caplog.text
+
+
+def test_the_tasks_of_an_array_draw_their_own_values(study_dir):
+    """Each task of an array is a process with a sampler of its own: seeded by its index, two tasks that start
+    together draw different values (seeded alike, both would train the same trial under two names)."""
+    from kit.config import load_config
+    from kit.jobs import sweep
+    base = load_config(study_dir / "configs" / "a.yaml", {"name": "a"})
+    drawn = []
+    for task in (0, 1, 2):
+        study, space, _, own = sweep.open_study(base, study_dir / "configs" / "a.sweep.yaml", task=task)
+        drawn.append(sweep._sample(study.ask(), space))  # none told: each a trial still running, as at a start
+    assert drawn[0] == own, "the first trial asked is the experiment itself"
+    assert drawn[1] != drawn[2], drawn
+    again = sweep.open_study(base, study_dir / "configs" / "a.sweep.yaml", task=2)
+    assert sweep._sample(again[0].ask(), again[1]) == drawn[2], "a task's draws are its index's, rerun alike"

@@ -9,6 +9,7 @@
     python -m kit pseudo  --from demo --name demo_pl # + test images demo's folds label confidently
     python -m kit export  --exp demo --out bundle    # bundle/ + bundle.zip: weights and settings for inference
     python -m kit jobs    --exp A B                  # every (experiment, fold) as a SLURM or local job, then predict
+    python -m kit jobs    --exp A --sweep            # kit sweep's trials of A as the jobs, then its preset
     python -m kit predict --bundle bundle data=DIR   # ... from the bundle alone: + submissions/submission.csv
     python -m kit --help-config                      # every config key
 
@@ -51,7 +52,8 @@ COMMANDS = {
                      "logits; --fold auto: the (experiment, fold) of this job-array task (kit/jobs/cluster.py)",
                      commands.train, ("work_dir",)),
     "jobs": Command("folds here, then every (experiment, fold) as one task of a job array through submitit "
-                    "(SLURM, or local processes: one per GPU at a time), wait, predict",
+                    "(SLURM, or local processes: one per GPU at a time), wait, predict; --sweep: kit sweep's trials "
+                    "as the tasks, then the best as configs/<exp>_best.yaml",
                     commands.jobs, BOTH),
     "predict": Command("TTA on the test images with each fold's best weights, fold ensemble, submission CSV, "
                        "leaderboard",
@@ -143,8 +145,12 @@ def _options(name: str, s: argparse.ArgumentParser) -> None:
                             "OOF files needed; also writes <submissions_dir>/submission.csv")
     if name == "blend":
         s.add_argument("--steps", type=int, default=50, help="greedy selection steps (weights in 1/steps)")
-    if name == "sweep":
-        s.add_argument("--trials", type=int, default=20, help="trials this process runs (default 20)")
+    if name == "jobs":
+        s.add_argument("--sweep", action="store_true", help="kit sweep's trials of --exp as the array, a task each "
+                       "(--trials, --space, --storage, --screen as kit sweep takes them), then its preset")
+    if name in ("sweep", "jobs"):
+        s.add_argument("--trials", type=int, default=None, help="trials this process runs (default 20)" if name ==
+                       "sweep" else "with --sweep: trials, one task each (default 20)")
         s.add_argument("--space", default="", metavar="FILE",
                        help="the search space (default configs/<exp>.sweep.yaml)")
         s.add_argument("--storage", default="", metavar="URL", help="an Optuna storage URL shared by several machines "
@@ -266,8 +272,15 @@ def _run(args, parser) -> None:
         parser.error("--steps goes with --blend (the steps of a blend's weights)")
     if args.command in ("blend", "export") and args.steps is not None and args.steps < 1:
         parser.error(f"--steps {args.steps}: must be >= 1")
-    if args.command == "sweep" and args.trials < 1:
+    if args.command == "jobs" and not args.sweep:
+        given = [o for o, v in (("--trials", args.trials is not None), ("--space", args.space),
+                                ("--storage", args.storage), ("--screen", args.screen)) if v]
+        if given:
+            parser.error(f"{' '.join(given)}: only with --sweep (kit jobs --sweep: a sweep's trials as the array)")
+    if args.command in ("sweep", "jobs") and args.trials is not None and args.trials < 1:
         parser.error(f"--trials {args.trials}: must be >= 1")
+    if args.command == "sweep" or getattr(args, "sweep", False):
+        args.trials = 20 if args.trials is None else args.trials
     args.cfgs = _configs(args, parser) if command.configs and not getattr(args, "bundle", "") else []
     for cfg in args.cfgs:
         for key in command.outputs:

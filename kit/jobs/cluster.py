@@ -4,6 +4,7 @@
     sbatch --array=0-9 cluster/slurm.sbatch                       # 2 experiments x 5 folds: one task each
     python -m kit train --exp A B --fold auto data=...           # what each task runs: its pair from its index
     python -m kit jobs --exp A B data=... --cluster slurm        # the same array through submitit, then predict
+    python -m kit jobs --exp A --sweep --trials 20 data=...      # kit sweep's trials as the array (Array, SweepTask)
 
 A task's index comes from its scheduler (INDEX_VARS: SLURM_ARRAY_TASK_ID as it is, so that resubmitting
 the failed tasks alone, `sbatch --array=3,7`, trains pairs 3 and 7; Kubernetes Indexed Jobs' JOB_COMPLETION_INDEX, AWS Batch's
@@ -38,6 +39,14 @@ def task_index(env=os.environ) -> tuple[int, str]:
             return int(value), var  # the index itself: `sbatch --array=3,7` trains pairs 3 and 7, whatever the subset
     raise ValueError(f"--fold auto takes the fold from a job array's index, and none of {', '.join(INDEX_VARS)} is "
                      "set; give --fold K, or set KIT_TASK_INDEX")
+
+
+def array_index(env=os.environ) -> int | None:
+    """This task's index where a scheduler's array (or KIT_TASK_INDEX) gives one, else None."""
+    try:
+        return task_index(env)[0]
+    except ValueError:
+        return None
 
 
 def pairs(cfgs: list[Config], n_folds: int) -> list[tuple[Config, int]]:
@@ -139,42 +148,75 @@ def _run_local(executor, task, indices: list[int], slots: list, poll_s: float = 
     return [jobs[i] for i in indices]
 
 
+class Array:
+    """The job arrays of one `kit jobs` run through submitit: on SLURM each task asks for `gpus` GPUs, `cpus` cores
+    and `mem_gb` GB (cluster/slurm.sbatch's figures, not the partition's defaults, which are often one core); locally
+    one task per free slot (_slots). Logs in <work_dir>/.jobs."""
+
+    def __init__(self, work_dir: str, cluster: str, parallel: int, timeout_min: int, gpus: int, partition: str,
+                 cpus: int = 8, mem_gb: int = 32):
+        submitit = _submitit()
+        self.parallel = parallel
+        self.logs = Path(work_dir) / ".jobs"
+        self.executor = submitit.AutoExecutor(folder=self.logs / "%j", cluster=None if cluster == "auto" else cluster)
+        self.cluster = self.executor.cluster
+        self.each, self.slots = _slots(self.cluster, gpus, parallel)
+        if self.cluster == "local":
+            self.executor = submitit.LocalExecutor(folder=self.logs / "%j")  # AutoExecutor does not pass visible_gpus
+            self.executor.update_parameters(timeout_min=timeout_min)
+            self.where = f"local, {len(self.slots)} at a time" + (f", {self.each} GPU(s) each" if self.each
+                                                                  else " on the CPU")
+        else:
+            self.executor.update_parameters(timeout_min=timeout_min, gpus_per_node=self.each, cpus_per_task=cpus,
+                                            mem_gb=mem_gb,
+                                            **({"slurm_partition": partition}
+                                               if partition and self.cluster == "slurm" else {}))
+            self.where = f"{self.cluster}, {self.each} GPU(s), {cpus} CPUs and {mem_gb} GB each"
+
+    def run(self, task, tasks: int, name: str) -> None:
+        """Tasks 0..tasks-1 of `task`, waited for; a failed task is one line naming it and its logs."""
+        if self.cluster == "local":
+            jobs = _run_local(self.executor, task, list(range(tasks)), self.slots)
+        else:
+            self.executor.update_parameters(name=name, slurm_array_parallelism=self.parallel or tasks)
+            jobs = self.executor.map_array(task, list(range(tasks)))
+        log.info("jobs: %d %s task(s) (%s), logs in %s", tasks, name, self.where, self.logs)
+        failed = []
+        for i, job in enumerate(jobs):
+            try:
+                job.result()
+            except Exception as e:  # noqa: BLE001 - submitit re-raises the task's error, whatever it was
+                first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+                failed.append(f"task {i} ({job.job_id}: {first[:160]})")
+        if failed:
+            raise ValueError(f"jobs: {len(failed)} of {tasks} {name} task(s) failed: {'; '.join(failed[:3])}; logs in "
+                             f"{self.logs}; run it again and finished work is skipped, the rest resumes")
+
+    def train(self, cfgs: list[Config]) -> None:
+        """Every (experiment, fold) pair of `cfgs` as one task."""
+        from kit.data import folds
+        self.run(TrainTask(cfgs), len(pairs(cfgs, folds.load(cfgs[0]).n_folds)), "kit-train")
+
+
 def submit_jobs(cfgs: list[Config], cluster: str, parallel: int, timeout_min: int, gpus: int,
                 partition: str, cpus: int = 8, mem_gb: int = 32) -> list[Path]:
-    """`kit jobs`: folds here, a task for every (experiment, fold) through submitit, wait, then predict.
-
-    On SLURM an array (each task asks for `gpus` GPUs, `cpus` cores and `mem_gb` GB: cluster/slurm.sbatch's
-    figures, not the partition's defaults, which are often one core); locally, one task per free slot (_slots)."""
-    submitit = _submitit()
+    """`kit jobs`: folds here, a task for every (experiment, fold) through submitit, wait, then predict."""
     from kit.data import folds
     from kit.predict import predict
+    array = Array(cfgs[0].work_dir, cluster, parallel, timeout_min, gpus, partition, cpus, mem_gb)
     folds.run(cfgs)
-    n_folds = folds.load(cfgs[0]).n_folds
-    tasks = len(pairs(cfgs, n_folds))
-    logs = Path(cfgs[0].work_dir) / ".jobs"
-    executor = submitit.AutoExecutor(folder=logs / "%j", cluster=None if cluster == "auto" else cluster)
-    each, slots = _slots(executor.cluster, gpus, parallel)
-    if executor.cluster == "local":
-        executor = submitit.LocalExecutor(folder=logs / "%j")  # its own: AutoExecutor does not pass visible_gpus on
-        executor.update_parameters(timeout_min=timeout_min)
-        jobs = _run_local(executor, TrainTask(cfgs), list(range(tasks)), slots)
-        where = f"local, {len(slots)} at a time" + (f", {each} GPU(s) each" if each else " on the CPU")
-    else:
-        executor.update_parameters(timeout_min=timeout_min, name="kit-train", slurm_array_parallelism=parallel or tasks, gpus_per_node=each,
-                                   cpus_per_task=cpus, mem_gb=mem_gb,
-                                   **({"slurm_partition": partition} if partition and executor.cluster == "slurm"
-                                      else {}))
-        jobs = executor.map_array(TrainTask(cfgs), list(range(tasks)))
-        where = f"{executor.cluster}, {each} GPU(s), {cpus} CPUs and {mem_gb} GB each"
-    log.info("jobs: %d task(s) (%s), logs in %s", tasks, where, logs)
-    failed = []
-    for i, job in enumerate(jobs):
-        try:
-            job.result()
-        except Exception as e:  # noqa: BLE001 - submitit re-raises the task's error, whatever it was
-            first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-            failed.append(f"task {i} ({job.job_id}: {first[:160]})")
-    if failed:
-        raise ValueError(f"jobs: {len(failed)} of {tasks} task(s) failed: {'; '.join(failed[:3])}; logs in "
-                         f"{logs}; run it again and finished folds are skipped, the others resume")
+    array.train(cfgs)
     return predict.run(cfgs)
+
+
+def submit_sweep(base: Config, trials: int, space_path: Path, storage: str, screen: bool, cluster: str,
+                 parallel: int, timeout_min: int, gpus: int, partition: str, cpus: int = 8, mem_gb: int = 32) -> Path:
+    """`kit jobs --sweep`: the study opened here (its folds, the experiment itself queued as trial 0), a task per
+    trial through submitit, wait, then the best as configs/<name>_best.yaml; screened, the best trial and the
+    experiment then train every fold as a second array. The study's storage must be one every task reaches (the
+    default journal file in work_dir, on the cluster's shared disk, or --storage URL)."""
+    from kit.jobs import sweep
+    array = Array(base.work_dir, cluster, parallel, timeout_min, gpus, partition, cpus, mem_gb)
+    study, _, made, own = sweep.open_study(base, space_path, storage)
+    array.run(sweep.SweepTask(base, space_path, storage, screen), trials, "kit-sweep")
+    return sweep.finish(base, study, own, made.metric, screen, train=array.train)

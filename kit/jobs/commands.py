@@ -39,6 +39,10 @@ def train(a):
 
 def jobs(a):
     from kit.jobs import cluster
+    if a.sweep:
+        cfg = _one_to_sweep(a)
+        return cluster.submit_sweep(cfg, a.trials, _space(a, cfg), a.storage, a.screen, a.cluster, a.parallel,
+                                    a.timeout_min, a.gpus, a.partition, a.cpus, a.mem_gb)
     return cluster.submit_jobs(a.cfgs, a.cluster, a.parallel, a.timeout_min, a.gpus, a.partition, a.cpus, a.mem_gb)
 
 
@@ -65,14 +69,20 @@ def stack(a):
     return stack.run(a.cfgs)
 
 
-def sweep(a):
-    from pathlib import Path
-
-    from kit.jobs import sweep
+def _one_to_sweep(a):
     if len(a.cfgs) != 1:
         raise ValueError("sweep: one experiment to search around (--exp A)")
-    cfg = a.cfgs[0]
-    return sweep.run(cfg, a.trials, Path(a.space or f"configs/{cfg.name}.sweep.yaml"), a.storage, a.screen)
+    return a.cfgs[0]
+
+
+def _space(a, cfg) -> Path:
+    return Path(a.space or f"configs/{cfg.name}.sweep.yaml")
+
+
+def sweep(a):
+    from kit.jobs import cluster, sweep
+    cfg = _one_to_sweep(a)
+    return sweep.run(cfg, a.trials, _space(a, cfg), a.storage, a.screen, task=cluster.array_index() or 0)
 
 
 def pseudo(a):

@@ -18,6 +18,12 @@ any Optuna storage (`--storage URL`), so that several processes, on one machine 
 on a cluster (cluster/sweep.sbatch), each take the next trial of one study. When a process's trials are done the best
 trial's config is written as a preset, configs/<A>_best.yaml, which `--exp <A>_best` names.
 
+    python -m kit jobs --sweep --exp quick --trials 20 --parallel 4 data=...   # the trials as a job array
+
+`kit jobs --sweep` submits the trials through submitit (kit/jobs/cluster.py): one task a trial (SweepTask), at
+most --parallel at once (locally one per GPU), then writes the preset once every task is done; screened, the
+finalists' folds are a second array.
+
 The study's first trial is the experiment you start from (the space's keys at A's own values, where each lies in
 its range or among its choices): it keeps A's name, so a trained A is not trained again; it is never pruned, and
 the sweep's best is never below A on CV. Once A's plan has decided hflip=auto's flip from the images, the other
@@ -186,11 +192,10 @@ def _pruner(trial, name: str, metric: str, prune: bool = True):
     return watch
 
 
-def _pick(base: Config, study, own: dict | None, metric):
-    """A screened study's pick: its best trial on fold 0 and the experiment itself, each trained on every fold and
-    predicted, the better CV; (its trial, its config, its CV)."""
+def _pick(base: Config, study, own: dict | None, metric, train):
+    """A screened study's pick: its best trial on fold 0 and the experiment itself, each trained on every fold
+    (`train`) and predicted, the better CV; (its trial, its config, its CV)."""
     from kit.predict import predict
-    from kit.train import loop
     best = study.best_trial
     pairs = [(best, trial_config(base, best.params, best.number, best.user_attrs.get("shared")))]
     itself = next((t for t in study.trials if own is not None and t.params == own), None)
@@ -198,7 +203,7 @@ def _pick(base: Config, study, own: dict | None, metric):
         pairs.append((itself, base))
     finalists = {c.name: (t, c) for t, c in pairs}  # one where the best is the experiment itself
     cfgs = [c for _, c in finalists.values()]
-    loop.run(cfgs)
+    train(cfgs)
     predict.run(cfgs)
     cvs = {name: cv_score(c) for name, c in zip(finalists, cfgs)}
     log.info("sweep %s: every fold of %s", base.name, ", ".join(f"{n} CV {v:.4f}" for n, v in cvs.items()))
@@ -206,31 +211,42 @@ def _pick(base: Config, study, own: dict | None, metric):
     return finalists[name][0], finalists[name][1], cvs[name]
 
 
-def run(base: Config, trials: int, space_path: Path, storage: str = "", screen: bool = False) -> Path:
-    """Run `trials` trials of the study of `base` (joining it where other processes already run it); the best
-    trial's config as configs/<name>_best.yaml. screen: trials ranked on fold 0, the best then trained whole."""
+def open_study(base: Config, space_path: Path, storage: str = "", task: int = 0):
+    """The study of `base`, created or joined where another process (or task) already runs it, with the experiment's
+    own values enqueued as its first trial; the folds made first, as every trial trains on them. Returns (study,
+    space, the folds, the experiment's own values or None).
+
+    `task`: this process's index among those sharing the study (a job array's), added to the sampler's seed: each
+    process samples with a sampler of its own, and seeded alike, the processes of an array starting together would
+    each draw the same values."""
     try:
         import optuna
     except ImportError:
         raise ValueError("kit sweep needs Optuna: pip install 'kit[sweep]' (in a checkout of the kit, make install)") \
             from None
-    from kit.predict import predict
-    from kit.train import loop
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the kit's own lines say each trial, whatever the storage
     space = space_of(space_path)
     folds_command.make_folds(base)  # every trial trains on these folds (kept as they are when up to date)
     made = folds_command.load(base)
-    metric = made.metric
     # the pruner judges from step n_warmup_steps on (its steps here: fold 0's epochs, from 1)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER, n_warmup_steps=PRUNE_FROM + 1)
     study = optuna.create_study(study_name=f"{base.name}-sweep", storage=_storage(base, storage),
-                                load_if_exists=True, direction="maximize" if metric.higher_is_better else "minimize",
-                                sampler=optuna.samplers.TPESampler(seed=base.seed), pruner=pruner)
+                                load_if_exists=True, direction="maximize" if made.metric.higher_is_better
+                                else "minimize", sampler=optuna.samplers.TPESampler(seed=base.seed + task), pruner=pruner)
     own = base_values(base, space)
     if own is None:
         log.info("sweep %s: its own values are outside the space, so it is not a trial", base.name)
     else:
         study.enqueue_trial(own, skip_if_exists=True)  # trial 0: the experiment itself (another process's: kept)
+    return study, space, made, own
+
+
+def run_trials(base: Config, study, space: dict, made, trials: int, screen: bool = False) -> None:
+    """Ask the study for `trials` trials, one after another, and train (and, unscreened, predict) each."""
+    import optuna
+
+    from kit.predict import predict
+    from kit.train import loop
     for _ in range(trials):
         trial = study.ask()
         try:
@@ -238,7 +254,7 @@ def run(base: Config, trials: int, space_path: Path, storage: str = "", screen: 
             trial.set_user_attr("shared", shared)  # the trial's config is these and its values, whenever it is read
             cfg = trial_config(base, _sample(trial, space), trial.number, shared)
             log.info("sweep trial %d: %s%s", trial.number, cfg.name, " (fold 0)" if screen else "")
-            with tracking.watching(_pruner(trial, cfg.name, metric.name, prune=cfg.name != base.name)):
+            with tracking.watching(_pruner(trial, cfg.name, made.metric.name, prune=cfg.name != base.name)):
                 loop.run([cfg], only=[0] if screen else None)
             if not screen:
                 predict.run([cfg])
@@ -252,11 +268,19 @@ def run(base: Config, trials: int, space_path: Path, storage: str = "", screen: 
         score = first_fold_score(cfg) if screen else cv_score(cfg)
         study.tell(trial, score if math.isfinite(score) else None,
                    state=None if math.isfinite(score) else optuna.trial.TrialState.FAIL)
+
+
+def finish(base: Config, study, own: dict | None, metric, screen: bool = False, train=None) -> Path:
+    """The study's best as configs/<name>_best.yaml and the leaderboard's sweep marks. Screened, the best trial and the
+    experiment are first trained on every fold by `train(cfgs)` (default: here, one after another)."""
+    import optuna
+
+    from kit.train import loop
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not done:
         raise ValueError(f"sweep {base.name}: no trial of {len(study.trials)} finished (each pruned or failed); "
                          "widen the space or run more --trials")
-    best, cfg, cv = _pick(base, study, own, metric) if screen else \
+    best, cfg, cv = _pick(base, study, own, metric, train or loop.run) if screen else \
         (study.best_trial, trial_config(base, study.best_trial.params, study.best_trial.number,
                                         study.best_trial.user_attrs.get("shared")), study.best_value)
     out = Path("configs") / f"{base.name}_best.yaml"
@@ -271,3 +295,31 @@ def run(base: Config, trials: int, space_path: Path, storage: str = "", screen: 
     log.info("sweep %s: best trial %d of %d, CV %s %.4f (%s); its config: %s (--exp %s_best)", base.name, best.number,
              len(study.trials), metric.name, cv, best.params, out, base.name)
     return out
+
+
+def run(base: Config, trials: int, space_path: Path, storage: str = "", screen: bool = False, task: int = 0) -> Path:
+    """Run `trials` trials of the study of `base` (joining it where other processes already run it); the best
+    trial's config as configs/<name>_best.yaml. screen: trials ranked on fold 0, the best then trained whole.
+    task: this process's index in a job array (open_study)."""
+    study, space, made, own = open_study(base, space_path, storage, task)
+    run_trials(base, study, space, made, trials, screen)
+    return finish(base, study, own, made.metric, screen)
+
+
+class SweepTask:
+    """One task of `kit jobs --sweep`'s array (picklable for submitit): the next trial of the study. Preempted, it is
+    requeued and asks for a new trial; the one it left stays RUNNING in the study, never ranked."""
+
+    def __init__(self, base: Config, space_path: Path, storage: str, screen: bool):
+        self.base, self.space_path, self.storage, self.screen = base, space_path, storage, screen
+
+    def __call__(self, index: int) -> int:
+        from kit.logs import logging_setup
+        logging_setup()
+        study, space, made, _ = open_study(self.base, self.space_path, self.storage, task=index)
+        run_trials(self.base, study, space, made, 1, self.screen)
+        return index
+
+    def checkpoint(self, index: int):
+        import submitit
+        return submitit.helpers.DelayedSubmission(self, index)
