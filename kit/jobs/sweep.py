@@ -230,9 +230,10 @@ def open_study(base: Config, space_path: Path, storage: str = "", task: int = 0)
     made = folds_command.load(base)
     # the pruner judges from step n_warmup_steps on (its steps here: fold 0's epochs, from 1)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER, n_warmup_steps=PRUNE_FROM + 1)
-    study = optuna.create_study(study_name=f"{base.name}-sweep", storage=_storage(base, storage),
-                                load_if_exists=True, direction="maximize" if made.metric.higher_is_better
-                                else "minimize", sampler=optuna.samplers.TPESampler(seed=base.seed + task), pruner=pruner)
+    direction = "maximize" if made.metric.higher_is_better else "minimize"
+    study = optuna.create_study(study_name=f"{base.name}-sweep", storage=_storage(base, storage), load_if_exists=True,
+                                direction=direction, sampler=optuna.samplers.TPESampler(seed=base.seed + task),
+                                pruner=pruner)
     own = base_values(base, space)
     if own is None:
         log.info("sweep %s: its own values are outside the space, so it is not a trial", base.name)
